@@ -1,0 +1,57 @@
+"""What every CLI command shares: the --config/--data-dir options, config loading, error exits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from hardmail.config.load import ConfigError, load_config
+from hardmail.config.schema import Config
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML configuration file (default: $HARDMAIL_CONFIG, else ./hardmail.toml if present).",
+        dir_okay=False,
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", "-d", help="Data directory (overrides server.data_dir).", file_okay=False),
+]
+
+
+def fail(message: str, hint: str = "") -> NoReturn:
+    """Print what was wrong (and what to do) on standard error and exit with status 1."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {hint}", highlight=False)
+    raise typer.Exit(1)
+
+
+def load_cli_config(
+    config: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Load the configuration for a command, or exit 1 with every problem listed."""
+    try:
+        return load_config(config, data_dir=data_dir, overrides=overrides)
+    except ConfigError as exc:
+        fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting")
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run one coroutine to completion for a CLI command."""
+    async def runner() -> T:
+        return await factory()
+
+    return asyncio.run(runner())

@@ -1,0 +1,155 @@
+"""The typed configuration schema: every setting documented, defaulted and validated once.
+
+Static settings (listeners, TLS, limits, storage) live here and in ``hardmail.toml``; dynamic data
+(domains, accounts, aliases) lives in the database. ``hardmail.config.load`` turns a TOML file,
+``HARDMAIL_SECTION__KEY`` environment variables and command-line overrides into a :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port); raises ValueError with what is allowed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:2525 or [::1]:2525)")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port {port} is outside 1-65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host not in ("localhost", "*", ""):
+            raise ValueError(f"{host!r} is not an IP address (use 0.0.0.0, ::, or an address)") from None
+    return host, int(port)
+
+
+class ServerSection(Section):
+    hostname: str = Field("localhost", description="Name in the greeting, EHLO and Received headers.")
+    data_dir: Path = Field(Path("hardmail-data"), description="Where mail, spool, keys and the SQLite database live.")
+
+
+class ListenSection(Section):
+    smtp: list[str] = Field(["127.0.0.1:2525"], description="MX listeners (port 25 in production); STARTTLS offered.")
+    submission: list[str] = Field(["127.0.0.1:2587"], description="Submission listeners (587): STARTTLS, then AUTH, required.")
+    submissions: list[str] = Field(["127.0.0.1:2465"], description="Submissions listeners (465): implicit TLS, AUTH required.")
+
+    @field_validator("smtp", "submission", "submissions")
+    @classmethod
+    def _check_addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parse_host_port(value)
+        return values
+
+
+class CertificateEntry(Section):
+    hostnames: list[str] = Field(description="Host names (SNI) this certificate serves.")
+    cert_file: Path = Field(description="PEM certificate chain.")
+    key_file: Path = Field(description="PEM private key.")
+
+
+class TlsSection(Section):
+    cert_file: Path | None = Field(None, description="PEM certificate chain; a self-signed one is generated in data_dir/tls when unset.")
+    key_file: Path | None = Field(None, description="PEM private key for cert_file.")
+    min_version: Literal["TLSv1.2", "TLSv1.3", "TLSv1", "TLSv1.1"] = Field("TLSv1.2", description="Oldest TLS version accepted; below TLSv1.2 is insecure.")
+    ciphers: str = Field(
+        "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
+        description="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are always the modern set).",
+    )
+    certificates: list[CertificateEntry] = Field([], description="Extra certificates chosen by SNI host name.")
+
+
+class TimeoutSection(Section):
+    # RFC 5321 4.5.3.2 gives minimum server timeouts.
+    command: float = Field(300.0, gt=0, description="Seconds to wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes).")
+    data_block: float = Field(180.0, gt=0, description="Seconds to wait for each block of message data (RFC 5321 4.5.3.2.6 is 3 minutes on the client side).")
+    tls_handshake: float = Field(30.0, gt=0, description="Seconds for a TLS handshake to complete.")
+    session: float = Field(3600.0, gt=0, description="Total seconds one session may last.")
+
+
+class SmtpSection(Section):
+    max_message_size: int = Field(50 * 1024 * 1024, gt=0, description="Largest message in bytes, advertised in SIZE and enforced while data streams in.")
+    max_recipients: int = Field(100, gt=0, description="Recipients per message (RFC 5321 4.5.3.1.8 requires at least 100).")
+    max_commands: int = Field(10_000, gt=0, description="Commands per session before it is closed.")
+    max_bad_commands: int = Field(10, gt=0, description="Unknown or malformed commands before the session is closed.")
+    max_line_length: int = Field(1000, ge=512, description="Longest command or text line in octets including CRLF (RFC 5321 4.5.3.1.4 and 4.5.3.1.6).")
+    auth_on_mx: bool = Field(False, description="Offer AUTH on the MX listener (inside TLS only). Off by default.")
+    allow_plaintext_auth: bool = Field(False, description="INSECURE: offer AUTH outside TLS. Never enable in production.")
+    plus_separator: str = Field("+", max_length=1, description="Sub-address separator (user+tag@domain); empty disables plus addressing.")
+    timeouts: TimeoutSection = TimeoutSection()
+
+
+class RelaySection(Section):
+    trusted_networks: list[str] = Field([], description="Networks allowed to relay without AUTH. Covering the whole Internet makes an open relay.")
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _check_networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)
+        return values
+
+
+class StorageSection(Section):
+    url: str = Field("", description="SQLAlchemy URL; empty means SQLite at data_dir/hardmail.db. PostgreSQL: postgresql+asyncpg://user@host/db")
+
+
+class PasswordHashSection(Section):
+    # OWASP's Argon2id recommendation: m=19 MiB, t=2, p=1 is the floor; we default higher.
+    time_cost: int = Field(3, ge=1, description="Argon2id iterations.")
+    memory_cost: int = Field(65536, ge=8192, description="Argon2id memory in KiB.")
+    parallelism: int = Field(1, ge=1, description="Argon2id lanes.")
+    hash_workers: int = Field(2, ge=1, description="Threads that hash passwords off the event loop.")
+
+
+class AuthSection(Section):
+    argon2: PasswordHashSection = PasswordHashSection()
+
+
+class LoggingSection(Section):
+    format: Literal["json", "console"] = Field("json", description="json: one JSON object per line; console: readable lines.")
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
+    file: Path | None = Field(None, description="Append logs to this file instead of standard error.")
+
+
+class Config(Section):
+    server: ServerSection = ServerSection()
+    listen: ListenSection = ListenSection()
+    tls: TlsSection = TlsSection()
+    smtp: SmtpSection = SmtpSection()
+    relay: RelaySection = RelaySection()
+    storage: StorageSection = StorageSection()
+    auth: AuthSection = AuthSection()
+    logging: LoggingSection = LoggingSection()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.url:
+            return self.storage.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hardmail.db').resolve()}"
+
+    @property
+    def maildir_root(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"

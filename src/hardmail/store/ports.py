@@ -1,0 +1,138 @@
+"""The narrow storage interfaces (Protocols) every backend implements, and their records.
+
+Everything outside ``store/`` reaches storage only through these. One contract test suite
+(tests/contract) runs against every backend. Addresses and domains are passed and returned in
+their lookup form (see ``hardmail.core.address``): domains as lower-case A-labels, addresses as
+``Address.key``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base of storage errors; the message is safe to show to an admin."""
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class InUse(StoreError):
+    """The object is still referenced (e.g. a domain that has accounts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str
+    enabled: bool = True
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    address: str
+    password_hash: str = field(repr=False)
+    enabled: bool = True
+    display_name: str = ""
+    created_at: datetime | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """``source`` is ``local@domain``, or ``@domain`` for a catch-all."""
+
+    source: str
+    targets: tuple[str, ...]
+    enabled: bool = True
+
+    @property
+    def is_catch_all(self) -> bool:
+        return self.source.startswith("@")
+
+    @property
+    def domain(self) -> str:
+        return self.source.rpartition("@")[2]
+
+
+class DomainStore(Protocol):
+    async def add_domain(self, name: str) -> Domain:
+        """Raises AlreadyExists."""
+        ...
+
+    async def get_domain(self, name: str) -> Domain | None: ...
+
+    async def list_domains(self) -> list[Domain]: ...
+
+    async def remove_domain(self, name: str) -> None:
+        """Raises NotFound, or InUse while accounts or aliases of the domain exist."""
+        ...
+
+
+class AccountStore(Protocol):
+    async def add_account(
+        self, address: str, password_hash: str, display_name: str = ""
+    ) -> Account:
+        """Raises NotFound (unknown domain) or AlreadyExists (account or alias of that name)."""
+        ...
+
+    async def get_account(self, address: str) -> Account | None: ...
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+
+    async def set_password_hash(self, address: str, password_hash: str) -> None:
+        """Raises NotFound."""
+        ...
+
+    async def set_account_enabled(self, address: str, enabled: bool) -> None:
+        """Raises NotFound."""
+        ...
+
+    async def remove_account(self, address: str) -> None:
+        """Raises NotFound."""
+        ...
+
+
+class AliasStore(Protocol):
+    async def add_alias(self, source: str, targets: tuple[str, ...]) -> Alias:
+        """Raises NotFound (unknown domain) or AlreadyExists (alias or account of that name)."""
+        ...
+
+    async def get_alias(self, source: str) -> Alias | None: ...
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+
+    async def aliases_targeting(self, address: str) -> list[Alias]:
+        """Aliases (not catch-alls) that list ``address`` among their targets."""
+        ...
+
+    async def remove_alias(self, source: str) -> None:
+        """Raises NotFound."""
+        ...
+
+
+class SettingsStore(Protocol):
+    async def get_setting(self, key: str) -> str | None: ...
+
+    async def set_setting(self, key: str, value: str) -> None: ...
+
+
+class Store(DomainStore, AccountStore, AliasStore, SettingsStore, Protocol):
+    """Everything the server needs from its database, plus life-cycle."""
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest version (idempotent)."""
+        ...
+
+    async def close(self) -> None: ...
