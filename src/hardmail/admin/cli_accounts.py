@@ -1,7 +1,292 @@
-"""Placeholder: replaced by the real module."""
+"""``hardmail domain|account|alias ...``: the command-line face of :mod:`hardmail.admin.service`.
+
+Each command loads the configuration, opens the store at ``database_url``, brings its schema up
+to date, does one thing through :class:`AdminService` and closes the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    load_cli_config,
+    run_async,
+)
+from hardmail.admin.service import AdminError, AdminService
+from hardmail.config.schema import Config
+from hardmail.store import open_store
+from hardmail.store.ports import Account, Alias, Domain, StoreError
+
+T = TypeVar("T")
+
+domain_app = typer.Typer(help="Mail domains hosted here.", no_args_is_help=True)
+account_app = typer.Typer(help="Accounts: mailboxes that can log in.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Aliases: addresses that forward to other addresses (@domain is a catch-all).",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DomainFilter = Annotated[
+    str | None, typer.Option("--domain", help="Only those of this domain.", show_default=False)
+]
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of standard input instead of prompting.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(domain_app, name="domain")
+    app.add_typer(account_app, name="account")
+    app.add_typer(alias_app, name="alias")
+
+
+# running one use-case
+
+
+async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
+    store = await open_store(cfg.database_url)
+    try:
+        await store.migrate()
+        return await work(AdminService(store, cfg.auth.argon2))
+    finally:
+        await store.close()
+
+
+def _run(
+    config: Path | None, data_dir: Path | None, work: Callable[[AdminService], Awaitable[T]]
+) -> T:
+    cfg = load_cli_config(config, data_dir)
+    try:
+        return run_async(lambda: _with_service(cfg, work))
+    except AdminError as exc:
+        fail(exc.message, exc.hint)
+    except StoreError as exc:
+        fail(str(exc), "check storage.url in the configuration and that the database is reachable")
+    except OSError as exc:
+        fail(
+            f"cannot open the database: {exc.strerror or exc}",
+            "check that server.data_dir exists and is writable by this user",
+        )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if not from_stdin:
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    password = typer.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not password:
+        fail(
+            "no password on standard input",
+            "send the password as the first line, e.g. "
+            "`printf '%s\\n' \"$PASSWORD\" | hardmail account add ADDRESS --password-stdin`",
+        )
+    return password
+
+
+# output
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else ""
+
+
+def _print_json(rows: Sequence[dict[str, Any]]) -> None:
+    typer.echo(json.dumps(list(rows), indent=2, ensure_ascii=False))
+
+
+def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        typer.echo(f"no {title.lower()}")
+        return
+    table = Table(title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+
+
+def _domain_row(domain: Domain) -> dict[str, Any]:
+    return {"name": domain.name, "enabled": domain.enabled, "created_at": _when(domain.created_at)}
+
+
+def _account_row(account: Account) -> dict[str, Any]:
+    return {
+        "address": account.address,
+        "display_name": account.display_name,
+        "enabled": account.enabled,
+        "created_at": _when(account.created_at),
+    }
+
+
+def _alias_row(alias: Alias) -> dict[str, Any]:
+    return {
+        "source": alias.source,
+        "targets": list(alias.targets),
+        "catch_all": alias.is_catch_all,
+        "enabled": alias.enabled,
+    }
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+# hardmail domain ...
+
+
+@domain_app.command("add")
+def domain_add(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Host a new mail domain."""
+    domain = _run(config, data_dir, lambda service: service.add_domain(name))
+    typer.echo(f"domain {domain.name} added")
+
+
+@domain_app.command("list")
+def domain_list(
+    as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """List the hosted domains."""
+    rows = [_domain_row(d) for d in _run(config, data_dir, lambda s: s.list_domains())]
+    if as_json:
+        _print_json(rows)
+        return
+    cells = [(r["name"], _yes_no(r["enabled"]), r["created_at"]) for r in rows]
+    _print_table("Domains", ("Domain", "Enabled", "Created (UTC)"), cells)
+
+
+@domain_app.command("remove")
+def domain_remove(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Stop hosting a domain (refused while it has accounts or aliases)."""
+    removed = _run(config, data_dir, lambda service: service.remove_domain(name))
+    typer.echo(f"domain {removed} removed")
+
+
+# hardmail account ...
+
+
+@account_app.command("add")
+def account_add(
+    address: str,
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an account; the password is prompted for (twice) unless --password-stdin."""
+    password = _read_password(password_stdin)
+    account = _run(config, data_dir, lambda s: s.add_account(address, password, name))
+    typer.echo(f"account {account.address} created")
+
+
+@account_app.command("list")
+def account_list(
+    domain: DomainFilter = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the accounts, of every domain or of one."""
+    rows = [_account_row(a) for a in _run(config, data_dir, lambda s: s.list_accounts(domain))]
+    if as_json:
+        _print_json(rows)
+        return
+    cells = [
+        (r["address"], r["display_name"], _yes_no(r["enabled"]), r["created_at"]) for r in rows
+    ]
+    _print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)"), cells)
+
+
+@account_app.command("passwd")
+def account_passwd(
+    address: str,
+    password_stdin: PasswordStdinOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a new password for an account."""
+    password = _read_password(password_stdin)
+    changed = _run(config, data_dir, lambda service: service.set_password(address, password))
+    typer.echo(f"password of account {changed} changed")
+
+
+@account_app.command("disable")
+def account_disable(
+    address: str, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Refuse logins of an account (its mail is kept and still received)."""
+    key = _run(config, data_dir, lambda service: service.set_account_enabled(address, False))
+    typer.echo(f"account {key} disabled")
+
+
+@account_app.command("enable")
+def account_enable(
+    address: str, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Allow logins of a disabled account again."""
+    key = _run(config, data_dir, lambda service: service.set_account_enabled(address, True))
+    typer.echo(f"account {key} enabled")
+
+
+@account_app.command("remove")
+def account_remove(
+    address: str, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Delete an account (stored mail on disk is left in place)."""
+    removed = _run(config, data_dir, lambda service: service.remove_account(address))
+    typer.echo(f"account {removed} removed")
+
+
+# hardmail alias ...
+
+
+@alias_app.command("add")
+def alias_add(
+    source: Annotated[str, typer.Argument(help="local@domain, or @domain for a catch-all.")],
+    targets: Annotated[list[str], typer.Argument(help="One or more addresses to deliver to.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Forward mail for SOURCE to one or more TARGET addresses."""
+    alias = _run(config, data_dir, lambda service: service.add_alias(source, targets))
+    kind = "catch-all" if alias.is_catch_all else "alias"
+    typer.echo(f"{kind} {alias.source} → {', '.join(alias.targets)} created")
+
+
+@alias_app.command("list")
+def alias_list(
+    domain: DomainFilter = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the aliases, of every domain or of one."""
+    rows = [_alias_row(a) for a in _run(config, data_dir, lambda s: s.list_aliases(domain))]
+    if as_json:
+        _print_json(rows)
+        return
+    cells = [(r["source"], ", ".join(r["targets"]), _yes_no(r["enabled"])) for r in rows]
+    _print_table("Aliases", ("Alias", "Delivers to", "Enabled"), cells)
+
+
+@alias_app.command("remove")
+def alias_remove(source: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Delete an alias or catch-all."""
+    removed = _run(config, data_dir, lambda service: service.remove_alias(source))
+    typer.echo(f"alias {removed} removed")

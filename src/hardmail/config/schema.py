@@ -24,8 +24,8 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"{value!r} is not HOST:PORT (for example 127.0.0.1:2525 or [::1]:2525)")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not 0 < int(port) < 65536:
-        raise ValueError(f"port {port} is outside 1-65535")
+    if not 0 <= int(port) < 65536:  # 0 asks the system for a free port (tests)
+        raise ValueError(f"port {port} is outside 0-65535")
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -81,7 +81,7 @@ class SmtpSection(Section):
     max_message_size: int = Field(50 * 1024 * 1024, gt=0, description="Largest message in bytes, advertised in SIZE and enforced while data streams in.")
     max_recipients: int = Field(100, gt=0, description="Recipients per message (RFC 5321 4.5.3.1.8 requires at least 100).")
     max_commands: int = Field(10_000, gt=0, description="Commands per session before it is closed.")
-    max_bad_commands: int = Field(10, gt=0, description="Unknown or malformed commands before the session is closed.")
+    max_bad_commands: int = Field(20, gt=0, description="Unknown or malformed commands before the session is closed.")
     max_line_length: int = Field(1000, ge=512, description="Longest command or text line in octets including CRLF (RFC 5321 4.5.3.1.4 and 4.5.3.1.6).")
     auth_on_mx: bool = Field(False, description="Offer AUTH on the MX listener (inside TLS only). Off by default.")
     allow_plaintext_auth: bool = Field(False, description="INSECURE: offer AUTH outside TLS. Never enable in production.")

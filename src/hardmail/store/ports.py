@@ -29,6 +29,10 @@ class InUse(StoreError):
     """The object is still referenced (e.g. a domain that has accounts)."""
 
 
+class Unavailable(StoreError):
+    """The database cannot be reached or used (refused connection, missing rights, full disk)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Domain:
     name: str

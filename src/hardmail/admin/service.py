@@ -1,0 +1,221 @@
+"""The admin use-cases for domains, accounts and aliases, shared by the CLI and the HTTP API.
+
+Input is checked and normalised here (``hardmail.core.address``) before it reaches the store, and
+every refusal is an :class:`AdminError` whose message says what was wrong and whose hint says what
+to do. Passwords are hashed in a worker thread and never appear in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+
+from hardmail.auth.hashing import hash_password
+from hardmail.config.schema import PasswordHashSection
+from hardmail.core.address import AddressError, normalize_domain, parse_address_arg
+from hardmail.store.ports import Account, Alias, AlreadyExists, Domain, InUse, NotFound, Store
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_BYTES = 1024
+MIN_LOCAL_PART_CHECKED = 3  # a shorter local part ("a", "jo") is too common a substring to refuse
+
+
+class AdminError(Exception):
+    """A refusal an admin can act on: ``message`` says what was wrong, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def check_password_strength(password: str, address: str) -> str | None:
+    """Why ``password`` is refused for ``address``, or None when it is acceptable."""
+    try:
+        size = len(password.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "the password is not valid text (it holds unpaired surrogate characters)"
+    if len(password) < MIN_PASSWORD_CHARS:
+        return f"the password is shorter than {MIN_PASSWORD_CHARS} characters"
+    if size > MAX_PASSWORD_BYTES:
+        return f"the password is longer than {MAX_PASSWORD_BYTES} bytes"
+    local = address.rpartition("@")[0].lower()
+    if len(local) >= MIN_LOCAL_PART_CHECKED and local in password.lower():
+        return "the password contains the account's own name"
+    return None
+
+
+def _unknown_domain(domain: str) -> AdminError:
+    return AdminError(
+        f"domain {domain} is not hosted here",
+        f"add it with `hardmail domain add {domain}`",
+    )
+
+
+def _domain_key(name: str) -> str:
+    try:
+        domain = normalize_domain(name)
+    except AddressError as exc:
+        raise AdminError(str(exc), "give a domain name such as example.org") from None
+    if domain.startswith("["):
+        raise AdminError(f"{name} is an address literal", "give a domain name such as example.org")
+    return domain
+
+
+def _address_key(text: str, what: str = "address") -> str:
+    try:
+        return parse_address_arg(text).key
+    except AddressError as exc:
+        raise AdminError(
+            f"invalid {what} {text!r}: {exc}", "give an address such as alice@example.org"
+        ) from None
+
+
+def _alias_source_key(text: str) -> str:
+    """``local@domain``, or ``@domain`` for a catch-all, in lookup form."""
+    stripped = text.strip()
+    if stripped.startswith("@"):
+        return "@" + _domain_key(stripped[1:])
+    return _address_key(stripped, "alias address")
+
+
+def _target_keys(source: str, targets: Iterable[str]) -> tuple[str, ...]:
+    keys = tuple(dict.fromkeys(_address_key(target, "target") for target in targets))
+    if not keys:
+        raise AdminError("an alias needs at least one target", "give one or more target addresses")
+    if source in keys:
+        raise AdminError(f"alias {source} cannot deliver to itself", "remove it from the targets")
+    return keys
+
+
+class AdminService:
+    def __init__(self, store: Store, hash_params: PasswordHashSection) -> None:
+        self._store = store
+        self._hash_params = hash_params
+
+    # domains
+
+    async def add_domain(self, name: str) -> Domain:
+        domain = _domain_key(name)
+        try:
+            return await self._store.add_domain(domain)
+        except AlreadyExists:
+            raise AdminError(
+                f"domain {domain} already exists", "`hardmail domain list` shows hosted domains"
+            ) from None
+
+    async def list_domains(self) -> list[Domain]:
+        return await self._store.list_domains()
+
+    async def remove_domain(self, name: str) -> str:
+        """Returns the removed domain's name in lookup form."""
+        domain = _domain_key(name)
+        try:
+            await self._store.remove_domain(domain)
+        except NotFound:
+            raise _unknown_domain(domain) from None
+        except InUse as exc:
+            raise AdminError(
+                str(exc),
+                f"remove them first; `hardmail account list --domain {domain}` and "
+                f"`hardmail alias list --domain {domain}` show them",
+            ) from None
+        return domain
+
+    async def _require_domain(self, domain: str) -> None:
+        if await self._store.get_domain(domain) is None:
+            raise _unknown_domain(domain)
+
+    # accounts
+
+    async def add_account(self, address: str, password: str, display_name: str = "") -> Account:
+        key = _address_key(address)
+        await self._require_domain(key.rpartition("@")[2])
+        self._require_strong(password, key)
+        password_hash = await self._hash(password)
+        try:
+            return await self._store.add_account(key, password_hash, display_name.strip())
+        except AlreadyExists as exc:
+            raise AdminError(
+                str(exc), "choose another address, or remove the existing one first"
+            ) from None
+        except NotFound:
+            raise _unknown_domain(key.rpartition("@")[2]) from None
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        return await self._store.list_accounts(None if domain is None else _domain_key(domain))
+
+    async def set_password(self, address: str, password: str) -> str:
+        """Returns the account's address in lookup form (as do the two methods below)."""
+        key = await self._existing_account(address)
+        self._require_strong(password, key)
+        password_hash = await self._hash(password)
+        await self._call_on_account(key, self._store.set_password_hash(key, password_hash))
+        return key
+
+    async def set_account_enabled(self, address: str, enabled: bool) -> str:
+        key = _address_key(address)
+        await self._call_on_account(key, self._store.set_account_enabled(key, enabled))
+        return key
+
+    async def remove_account(self, address: str) -> str:
+        key = _address_key(address)
+        await self._call_on_account(key, self._store.remove_account(key))
+        return key
+
+    async def _existing_account(self, address: str) -> str:
+        key = _address_key(address)
+        if await self._store.get_account(key) is None:
+            raise _unknown_account(key)
+        return key
+
+    async def _call_on_account(self, key: str, operation: Awaitable[None]) -> None:
+        try:
+            await operation
+        except NotFound:
+            raise _unknown_account(key) from None
+
+    def _require_strong(self, password: str, address: str) -> None:
+        reason = check_password_strength(password, address)
+        if reason is not None:
+            raise AdminError(
+                f"password refused: {reason}",
+                f"choose a password of at least {MIN_PASSWORD_CHARS} characters "
+                "that does not contain the account name",
+            )
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(hash_password, password, self._hash_params)
+
+    # aliases
+
+    async def add_alias(self, source: str, targets: list[str]) -> Alias:
+        source_key = _alias_source_key(source)
+        await self._require_domain(source_key.rpartition("@")[2])
+        target_keys = _target_keys(source_key, targets)
+        try:
+            return await self._store.add_alias(source_key, target_keys)
+        except AlreadyExists as exc:
+            raise AdminError(
+                str(exc), "remove the existing one first, or choose another address"
+            ) from None
+        except NotFound:
+            raise _unknown_domain(source_key.rpartition("@")[2]) from None
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        return await self._store.list_aliases(None if domain is None else _domain_key(domain))
+
+    async def remove_alias(self, source: str) -> str:
+        """Returns the removed alias's source in lookup form."""
+        source_key = _alias_source_key(source)
+        try:
+            await self._store.remove_alias(source_key)
+        except NotFound:
+            raise AdminError(
+                f"no alias {source_key}", "`hardmail alias list` shows the aliases"
+            ) from None
+        return source_key
+
+
+def _unknown_account(key: str) -> AdminError:
+    return AdminError(f"no account {key}", "`hardmail account list` shows the accounts")

@@ -1,0 +1,104 @@
+"""The composition root: configuration → stores → services → listeners, and the serve loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hardmail.auth.pool import HashPool
+from hardmail.config.schema import Config
+from hardmail.core.clock import SystemClock
+from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.pipeline import MessageAcceptor
+from hardmail.delivery.spool import OutboundSpool
+from hardmail.ops.log import configure_logging, log_event
+from hardmail.server.context import ServerContext
+from hardmail.server.listener import BoundAddress, Listeners
+from hardmail.server.tls import TlsManager
+from hardmail.store import open_store
+
+
+def prepare_data_dir(config: Config) -> None:
+    for path in (config.data_dir, config.maildir_root, config.spool_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+
+
+async def build_context(config: Config) -> ServerContext:
+    prepare_data_dir(config)
+    tls = TlsManager(config)
+    tls.ensure_certificate()
+    tls.context()
+    store = await open_store(config.database_url)
+    await store.migrate()
+    clock = SystemClock()
+    acceptor = MessageAcceptor(
+        MaildirStore(config.maildir_root, config.server.hostname), OutboundSpool(config.spool_dir),
+        config.server.hostname, clock,
+    )
+    return ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
+                         acceptor=acceptor, clock=clock)
+
+
+@dataclass
+class RunningServer:
+    context: ServerContext
+    listeners: Listeners
+
+    @property
+    def bound(self) -> list[BoundAddress]:
+        return self.listeners.bound
+
+    def address(self, kind: str) -> tuple[str, int]:
+        found = next(b for b in self.bound if b.kind == kind)
+        return found.host, found.port
+
+    async def stop(self) -> None:
+        await self.listeners.stop()
+        self.context.hash_pool.close()
+        await self.context.store.close()
+        log_event("server.stop")
+
+
+async def start_server(config: Config) -> RunningServer:
+    context = await build_context(config)
+    listeners = Listeners(context)
+    try:
+        await listeners.start()
+    except BaseException:
+        await listeners.stop(grace=0)
+        context.hash_pool.close()
+        await context.store.close()
+        raise
+    log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir))
+    return RunningServer(context, listeners)
+
+
+def _reload_tls(server: RunningServer) -> None:
+    try:
+        server.context.tls.reload()
+        log_event("tls.reload", result="success")
+    except Exception as exc:
+        log_event("tls.reload", level="error", result="failure", detail=str(exc)[:300])
+
+
+async def serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates without dropping sessions."""
+    configure_logging(config.logging)
+    server = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, server)
+    if on_started is not None:
+        on_started(server)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

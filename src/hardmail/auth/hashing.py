@@ -1,0 +1,118 @@
+"""Password hashing: Argon2id PHC strings, verification that never raises, and a decoy check.
+
+A stored hash's scheme is recognised by its prefix (``_VERIFIERS``); legacy schemes are added
+there as one verifier function each, and always report ``needs_rehash`` so that a successful
+login upgrades them to Argon2id. Every failed path (unknown user, malformed hash, wrong password)
+costs one Argon2 computation, so timing does not tell them apart.
+
+These functions are CPU-bound and block: the server calls them through
+:class:`hardmail.auth.pool.HashPool`, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from hardmail.config.schema import PasswordHashSection
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    needs_rehash: bool = False
+
+
+REJECTED = VerifyResult(ok=False, needs_rehash=False)
+
+Verifier = Callable[[str, str, PasswordHashSection], VerifyResult]
+
+
+@functools.lru_cache(maxsize=8)
+def _argon2(params: PasswordHashSection) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=params.time_cost,
+        memory_cost=params.memory_cost,
+        parallelism=params.parallelism,
+        type=Type.ID,
+    )
+
+
+def hash_password(password: str, params: PasswordHashSection) -> str:
+    """An Argon2id PHC string (``$argon2id$v=19$m=...,t=...,p=...$salt$hash``) with a fresh salt."""
+    return _argon2(params).hash(password)
+
+
+def _verify_argon2(stored_hash: str, password: str, params: PasswordHashSection) -> VerifyResult:
+    hasher = _argon2(params)
+    try:
+        hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError, ValueError):
+        return REJECTED
+    # A different type (argon2i/d) or weaker/stronger parameters than configured: rehash.
+    return VerifyResult(ok=True, needs_rehash=hasher.check_needs_rehash(stored_hash))
+
+
+_VERIFIERS: tuple[tuple[str, Verifier], ...] = (
+    ("$argon2id$", _verify_argon2),
+    ("$argon2i$", _verify_argon2),
+    ("$argon2d$", _verify_argon2),
+)
+
+
+def _verifier_for(stored_hash: str) -> Verifier | None:
+    for prefix, verifier in _VERIFIERS:
+        if stored_hash.startswith(prefix):
+            return verifier
+    return None
+
+
+def verify_password(stored_hash: str, password: str, params: PasswordHashSection) -> VerifyResult:
+    """Check ``password`` against ``stored_hash``; never raises, whatever the stored hash holds."""
+    verifier = _verifier_for(stored_hash)
+    if verifier is None:
+        dummy_verify(params)
+        return REJECTED
+    try:
+        return verifier(stored_hash, password, params)
+    except Exception:  # a broken stored hash must fail the login, not the session
+        return REJECTED
+
+
+@functools.lru_cache(maxsize=8)
+def _decoy_hash(params: PasswordHashSection) -> str:
+    return hash_password(secrets.token_urlsafe(32), params)
+
+
+def prepare_dummy(params: PasswordHashSection) -> None:
+    """Compute the decoy hash ahead of the first :func:`dummy_verify` (which would pay for it)."""
+    _decoy_hash(params)
+
+
+def dummy_verify(params: PasswordHashSection) -> None:
+    """Spend the time of one real verification (for unknown users), always failing."""
+    _verify_argon2(_decoy_hash(params), "not the decoy password", params)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundHasher:
+    """The functions above bound to one set of parameters: what HashPool runs in its threads."""
+
+    params: PasswordHashSection
+
+    def hash(self, password: str) -> str:
+        return hash_password(password, self.params)
+
+    def verify(self, stored_hash: str, password: str) -> VerifyResult:
+        return verify_password(stored_hash, password, self.params)
+
+    def dummy_verify(self) -> None:
+        dummy_verify(self.params)
+
+    def prepare(self) -> None:
+        prepare_dummy(self.params)

@@ -1,0 +1,90 @@
+"""Insecure but valid settings: one sentence per finding, saying what the risk is and what to do.
+
+These never stop the server; ``hardmail config check`` and the startup log show them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from hardmail.config.schema import Config, parse_host_port
+
+# A trusted network this wide lets (nearly) the whole Internet relay: an open relay.
+_WIDEST_SAFE_PREFIX = {4: 8, 6: 16}
+_OLD_TLS_VERSIONS = ("TLSv1", "TLSv1.1")
+_LOCAL_HOST_NAMES = ("localhost",)
+
+
+def insecure_warnings(cfg: Config) -> list[str]:
+    """Every insecure choice in ``cfg``, as sentences an administrator can act on."""
+    return [
+        *_plaintext_auth(cfg),
+        *_old_tls(cfg),
+        *_open_relay(cfg),
+        *_auth_on_mx(cfg),
+        *_self_signed_on_public_listeners(cfg),
+    ]
+
+
+def _plaintext_auth(cfg: Config) -> Iterator[str]:
+    if cfg.smtp.allow_plaintext_auth:
+        yield (
+            "smtp.allow_plaintext_auth is true: AUTH is offered without TLS, so passwords can "
+            "cross the network readable by anyone on the path; set it to false."
+        )
+
+
+def _old_tls(cfg: Config) -> Iterator[str]:
+    if cfg.tls.min_version in _OLD_TLS_VERSIONS:
+        yield (
+            f"tls.min_version is {cfg.tls.min_version}: TLS versions below 1.2 have known "
+            "weaknesses and are deprecated (RFC 8996); set it to TLSv1.2 or TLSv1.3."
+        )
+
+
+def _open_relay(cfg: Config) -> Iterator[str]:
+    for text in cfg.relay.trusted_networks:
+        network = ipaddress.ip_network(text, strict=False)
+        if network.prefixlen < _WIDEST_SAFE_PREFIX[network.version]:
+            yield (
+                f"relay.trusted_networks contains {network}, which lets (nearly) every host on "
+                "the Internet relay mail through this server without AUTH (an open relay); "
+                "list only your own networks."
+            )
+
+
+def _auth_on_mx(cfg: Config) -> Iterator[str]:
+    if cfg.smtp.auth_on_mx:
+        yield (
+            "smtp.auth_on_mx is true: the MX listener offers AUTH (inside TLS), which invites "
+            "password guessing from the whole Internet; users should submit on the submission "
+            "listeners, so set it to false unless a client needs port 25."
+        )
+
+
+def _self_signed_on_public_listeners(cfg: Config) -> Iterator[str]:
+    if cfg.tls.cert_file is not None:
+        return
+    public = [address for address in _all_listeners(cfg) if not _is_loopback(address)]
+    if public:
+        yield (
+            f"listeners on non-loopback addresses ({', '.join(public)}) use a self-signed "
+            "certificate because tls.cert_file is unset: mail clients will not trust it and "
+            "other servers cannot verify it; set tls.cert_file and tls.key_file to a "
+            "certificate from a certificate authority (for example Let's Encrypt)."
+        )
+
+
+def _all_listeners(cfg: Config) -> list[str]:
+    return [*cfg.listen.smtp, *cfg.listen.submission, *cfg.listen.submissions]
+
+
+def _is_loopback(address: str) -> bool:
+    host, _port = parse_host_port(address)
+    if host in _LOCAL_HOST_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*" or "" mean every address
+        return False

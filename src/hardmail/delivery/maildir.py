@@ -1,0 +1,187 @@
+"""Durable local delivery into Maildir folders, one per account.
+
+Layout: ``<root>/<domain>/<local part>/{new,cur,tmp}``. File names follow the Maildir spec
+(https://cr.yp.to/proto/maildir.html) in Dovecot's form
+``<seconds>.M<microseconds>P<pid>Q<counter>.<host>,S=<size>``.
+
+The durability rule: a message is written once to ``tmp/``, fsync'd, hard-linked into the other
+recipients' ``tmp/``, renamed into ``new/`` and every directory touched is fsync'd before
+:meth:`MaildirStore.deliver` returns. On any error nothing of the delivery remains, so a caller
+that answers DATA with 250 only after ``deliver`` returns never loses or half-writes a message.
+Everything here is synchronous; async callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hardmail.core.address import AddressError, normalize_domain
+from hardmail.delivery.durable import (
+    Chunks,
+    as_chunks,
+    fsync_dir,
+    make_private_dir,
+    remove_quietly,
+    write_new_file,
+)
+
+_SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
+_MAILDIR_SUBDIRS = ("tmp", "new", "cur")
+
+
+def safe_path_component(text: str) -> str:
+    """``text`` lower-cased, with every character outside ``[a-z0-9._+-]`` percent-encoded.
+
+    The encoding is of the UTF-8 bytes, upper-case hex (``ü`` → ``%C3%BC``); ``%`` itself is
+    encoded, so two different inputs never share a directory. A leading dot is encoded too, so the
+    result is never ``.``, ``..`` or a hidden name. Raises ValueError for empty text.
+    """
+    if not text:
+        raise ValueError("empty name cannot be a mailbox directory")
+    parts = []
+    for char in text.lower():
+        if char in _SAFE_NAME_CHARS:
+            parts.append(char)
+        else:
+            parts.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
+    if parts[0] == ".":
+        parts[0] = "%2E"
+    return "".join(parts)
+
+
+def escape_hostname(hostname: str) -> str:
+    """The host part of a Maildir file name: ``/`` → ``\\057``, ``:`` → ``\\072`` (Maildir spec).
+
+    ``,`` is escaped as ``\\054`` as well, because ``,S=<size>`` follows the host name.
+    """
+    return hostname.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
+
+
+class _UniqueNames:
+    """Maildir base names unique within this process: time, pid and a per-process counter."""
+
+    def __init__(self, hostname: str) -> None:
+        self._host = escape_hostname(hostname)
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self, size: int) -> str:
+        with self._lock:
+            number = next(self._counter)
+        now = time.time_ns() // 1000
+        seconds, micros = divmod(now, 1_000_000)
+        return f"{seconds}.M{micros}P{os.getpid()}Q{number}.{self._host},S={size}"
+
+
+@dataclass
+class _Delivery:
+    """What one delivery created so far, so that a failure can remove all of it."""
+
+    tmp_files: list[Path] = field(default_factory=list)
+    new_files: list[Path] = field(default_factory=list)
+    directories: set[Path] = field(default_factory=set)
+
+    def roll_back(self) -> None:
+        for path in self.new_files + self.tmp_files:
+            remove_quietly(path)
+
+
+class MaildirStore:
+    """Maildir folders under ``root``; see the module docstring for layout and guarantees."""
+
+    def __init__(self, root: Path, hostname: str) -> None:
+        self.root = Path(root)
+        self._names = _UniqueNames(hostname)
+
+    def mailbox_path(self, address: str) -> Path:
+        """The Maildir of ``address`` (``local@domain``); raises ValueError for a malformed one."""
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain:
+            raise ValueError(f"{address!r} is not local@domain")
+        try:
+            domain = normalize_domain(domain)
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+        return self.root / safe_path_component(domain) / safe_path_component(local)
+
+    def deliver(self, addresses: Sequence[str], message: Chunks) -> list[Path]:
+        """Store ``message`` once for each distinct mailbox of ``addresses``; returns the files.
+
+        ``message`` is bytes or a sequence of chunks (e.g. new header lines + received data).
+        When this returns the message is on disk in every ``new/``; on error nothing remains.
+        """
+        return self.deliver_batch([(addresses, message)])[0]
+
+    def deliver_batch(self, items: Sequence[tuple[Sequence[str], Chunks]]) -> list[list[Path]]:
+        """Deliver several messages with one round of directory fsyncs at the end.
+
+        All or nothing: on any error every file of the batch is removed and the error raised.
+        """
+        delivery = _Delivery()
+        try:
+            results = [self._stage(addresses, message, delivery) for addresses, message in items]
+            for directory in sorted(delivery.directories):
+                fsync_dir(directory)
+        except BaseException:
+            delivery.roll_back()
+            raise
+        return results
+
+    def _stage(self, addresses: Sequence[str], message: Chunks, delivery: _Delivery) -> list[Path]:
+        """Write, link and rename one message; directories are fsync'd by the caller."""
+        mailboxes = list(dict.fromkeys(self.mailbox_path(address) for address in addresses))
+        if not mailboxes:
+            raise ValueError("no recipients to deliver to")
+        chunks = list(as_chunks(message))
+        name = self._names.next(sum(len(chunk) for chunk in chunks))
+        tmp_files = self._write_tmp_files(mailboxes, name, chunks, delivery)
+        finals = []
+        for mailbox, tmp in zip(mailboxes, tmp_files, strict=True):
+            final = mailbox / "new" / name
+            os.rename(tmp, final)  # never replaces: the name is unique to this process
+            delivery.tmp_files.remove(tmp)
+            delivery.new_files.append(final)
+            delivery.directories.update({mailbox / "tmp", mailbox / "new"})
+            finals.append(final)
+        return finals
+
+    def _write_tmp_files(
+        self, mailboxes: list[Path], name: str, chunks: list[bytes], delivery: _Delivery
+    ) -> list[Path]:
+        """The message in every mailbox's ``tmp/``: written once, then hard-linked (or copied)."""
+        tmp_files: list[Path] = []
+        for mailbox in mailboxes:
+            self._ensure_maildir(mailbox)
+            tmp = mailbox / "tmp" / name
+            if tmp_files:
+                _link_or_copy(tmp_files[0], tmp, chunks)
+            else:
+                write_new_file(tmp, chunks)
+            delivery.tmp_files.append(tmp)
+            tmp_files.append(tmp)
+        return tmp_files
+
+    def _ensure_maildir(self, mailbox: Path) -> None:
+        """Create ``tmp/ new/ cur/`` (mode 0700) on first delivery; new entries are fsync'd."""
+        if all((mailbox / sub).is_dir() for sub in _MAILDIR_SUBDIRS):
+            return
+        make_private_dir(mailbox)
+        for sub in _MAILDIR_SUBDIRS:
+            make_private_dir(mailbox / sub)
+
+
+def _link_or_copy(source: Path, target: Path, chunks: list[bytes]) -> None:
+    """Hard-link ``source`` to ``target``; on another file system write a fsync'd copy."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        write_new_file(target, chunks)

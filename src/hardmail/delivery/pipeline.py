@@ -1,0 +1,102 @@
+"""Accepting a message: trace headers, then durable local delivery and/or the outbound spool.
+
+Runs after the client's final dot (or last BDAT chunk). The SMTP 250 is sent only after this
+returns: every local copy is fsync'd in its Maildir and every remote recipient is fsync'd in the
+spool (DESIGN.md data-safety invariant). File work runs in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from hardmail.core.clock import Clock
+from hardmail.core.ids import new_id
+from hardmail.delivery.headers import (
+    missing_submission_headers,
+    received_header,
+    split_header_block,
+    with_protocol,
+)
+from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.spool import OutboundSpool
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # "" for the null reverse-path
+    mailboxes: tuple[str, ...]  # local accounts, deduplicated
+    remote: tuple[str, ...]  # recipients outside our domains
+    recipients: tuple[str, ...]  # as the client gave them (for the Received "for" clause)
+    utf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTrace:
+    helo: str
+    peer_ip: str
+    peer_name: str | None
+    esmtp: bool
+    tls: Mapping[str, str] | None
+    account: str | None
+    submission: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+    local_paths: tuple[str, ...] = ()
+    spool_id: str | None = None
+    size: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def message_head(chunks: Sequence[bytes], limit: int = 256 * 1024) -> bytes:
+    """The first ``limit`` bytes of a message held in chunks, enough for its header block."""
+    head = bytearray()
+    for chunk in chunks:
+        head += chunk[: limit - len(head)]
+        if len(head) >= limit:
+            break
+    return bytes(head)
+
+
+class MessageAcceptor:
+    def __init__(self, maildir: MaildirStore, spool: OutboundSpool, hostname: str, clock: Clock) -> None:
+        self.maildir = maildir
+        self.spool = spool
+        self.hostname = hostname
+        self.clock = clock
+
+    def trace_headers(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes], message_id: str) -> bytes:
+        """Received: (RFC 5321 4.4) plus, for submission, a missing Message-ID: and Date:."""
+        now = self.clock.now()
+        protocol = with_protocol(esmtp=client.esmtp, tls=client.tls is not None,
+                                 auth=client.account is not None, utf8=envelope.utf8)
+        single = envelope.recipients[0] if len(envelope.recipients) == 1 else None
+        prefix = received_header(
+            helo=client.helo, peer_ip=client.peer_ip, peer_name=client.peer_name, hostname=self.hostname,
+            protocol=protocol, queue_id=message_id, recipient=single, tls=client.tls,
+            authenticated=client.account, when=now,
+        )
+        if client.submission:
+            head, _ = split_header_block(message_head(chunks))
+            prefix += missing_submission_headers(head, hostname=self.hostname, when=now)
+        return prefix
+
+    async def accept(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes]) -> Accepted:
+        message_id = new_id(self.clock.now())
+        parts = [self.trace_headers(envelope, client, chunks, message_id), *chunks]
+        size = sum(len(p) for p in parts)
+        paths: list[str] = []
+        if envelope.mailboxes:
+            written = await asyncio.to_thread(self.maildir.deliver, envelope.mailboxes, parts)
+            paths = [str(p) for p in written]
+        spool_id = None
+        if envelope.remote:
+            spool_id = await asyncio.to_thread(
+                self.spool.enqueue, envelope.sender, envelope.remote, parts,
+                origin_account=client.account, meta={"message_id": message_id},
+            )
+        return Accepted(message_id, tuple(paths), spool_id, size)

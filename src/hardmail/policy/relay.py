@@ -1,0 +1,81 @@
+"""Relay control and sender ownership: pure decisions, no I/O.
+
+Security invariants (DESIGN.md): a recipient outside our domains is accepted only from an
+authenticated session or a trusted network; an authenticated sender may use only the addresses of
+its own account and the aliases that point at it, in MAIL FROM and in the From: header.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hardmail.core.address import Address
+from hardmail.core.replies import (
+    AUTH_REQUIRED,
+    RECIPIENT_OK,
+    RELAY_DENIED,
+    SENDER_NOT_OWNED,
+    SENDER_OK,
+    TLS_REQUIRED,
+    UNKNOWN_RECIPIENT,
+    Reply,
+)
+from hardmail.policy.verdict import Verdict
+
+MAILBOX_DISABLED = Reply(550, "5.2.1", "Recipient mailbox disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFacts:
+    """What the session knows about its client when it decides."""
+
+    ip: str
+    listener: str  # "smtp", "submission" or "submissions"
+    tls: bool
+    account: str | None  # authenticated account address
+
+
+def in_networks(ip: str, networks: Iterable[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def mail_from_verdict(client: ClientFacts, sender: Address | None, owned: frozenset[str],
+                      plus_separator: str) -> Verdict:
+    """MAIL FROM: submission needs TLS then AUTH; an authenticated sender must own the address."""
+    if client.listener != "smtp":
+        if not client.tls:
+            return Verdict.refuse(TLS_REQUIRED, "submission without TLS")
+        if client.account is None:
+            return Verdict.refuse(AUTH_REQUIRED, "submission without AUTH")
+    if client.account is not None and sender is not None and not owns_address(owned, sender, plus_separator):
+        return Verdict.refuse(SENDER_NOT_OWNED, f"{client.account} may not send as {sender.key}")
+    return Verdict.ok(SENDER_OK)
+
+
+def owns_address(owned: frozenset[str], address: Address, plus_separator: str) -> bool:
+    """True for the account's own addresses, its aliases, and their ``+tag`` forms."""
+    if address.key in owned:
+        return True
+    untagged = address.without_tag(plus_separator)
+    return untagged is not None and untagged.key in owned
+
+
+def rcpt_verdict(client: ClientFacts, resolution_kind: str, trusted_networks: Iterable[str]) -> Verdict:
+    """RCPT TO: local recipients must exist; others need AUTH or a trusted network (no open relay)."""
+    if resolution_kind == "local":
+        return Verdict.ok(RECIPIENT_OK)
+    if resolution_kind == "unknown":
+        return Verdict.refuse(UNKNOWN_RECIPIENT, "no such local recipient")
+    if resolution_kind == "disabled":
+        return Verdict.refuse(MAILBOX_DISABLED, "recipient account disabled")
+    if client.account is not None:
+        return Verdict.ok(RECIPIENT_OK, "relay for authenticated sender")
+    if in_networks(client.ip, trusted_networks):
+        return Verdict.ok(RECIPIENT_OK, "relay for trusted network")
+    return Verdict.refuse(RELAY_DENIED, "relay denied: not local, not authenticated")

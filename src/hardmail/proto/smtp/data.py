@@ -1,0 +1,109 @@
+"""Message content readers: DATA with dot-transparency and strict end-of-data, and BDAT chunks.
+
+RFC 5321 4.1.1.4: DATA ends only on <CRLF>.<CRLF>. RFC 5321 4.5.2: a leading dot on a line is
+removed. RFC 5321 2.3.8: lines end in CRLF; a bare CR or LF anywhere in DATA marks the message
+refused (SMTP smuggling, CVE-2023-51764 class), but the reader still runs to the real end so that
+nothing after a fake end is taken as commands. Buffers are scanned with bytes.find/count rather
+than line by line.
+"""
+
+from __future__ import annotations
+
+_END_MARK = b"\r\n.\r\n"
+_MAX_PENDING = 64 * 1024  # longest stretch held back while waiting for a CRLF
+
+
+class DataReader:
+    """Consumes DATA content; :meth:`feed` returns the bytes that follow the end marker."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_big = False
+        self.bare_newline = False
+        self.done = False
+        self._pending = b""
+        self._line_start = True
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes; returns what is left after the end marker (empty until done)."""
+        buf = self._pending + data if self._pending else data
+        if self._line_start and buf[:3] == b".\r\n":
+            return self._finish(b"", buf[3:])
+        end = buf.find(_END_MARK)
+        if end >= 0:
+            return self._finish(buf[: end + 2], buf[end + 5:])
+        self._keep_tail(buf)
+        return b""
+
+    def _keep_tail(self, buf: bytes) -> None:
+        cut = buf.rfind(b"\r\n") + 2
+        if cut == 1:  # no CRLF at all
+            if len(buf) < _MAX_PENDING:
+                self._pending = buf
+                return
+            cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+        self._pending = buf[cut:]
+        if cut:
+            self._take(buf[:cut])
+
+    def _finish(self, content: bytes, rest: bytes) -> bytes:
+        if content:
+            self._take(content)
+        self._pending = b""
+        self.done = True
+        return rest
+
+    def _take(self, region: bytes) -> None:
+        """Account for a region that ends on a line boundary (or is cut in the middle of a line)."""
+        crlf = region.count(b"\r\n")
+        if region.count(b"\n") != crlf or region.count(b"\r") != crlf:
+            self.bare_newline = True
+        starts_line = self._line_start
+        self._line_start = region.endswith(b"\r\n")
+        if self.bare_newline or self.too_big:
+            self.chunks.clear()
+            return
+        if starts_line and region[:1] == b".":  # RFC 5321 4.5.2
+            region = region[1:]
+        if b"\r\n." in region:
+            region = region.replace(b"\r\n.", b"\r\n")
+        self.size += len(region)
+        if self.size > self.max_size:
+            self.too_big = True
+            self.chunks.clear()
+            return
+        self.chunks.append(region)
+
+
+class BdatReader:
+    """Consumes the octets of BDAT chunks (RFC 3030 2): no transparency, no end marker."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.too_big = False
+        self.remaining = 0
+        self.last = False
+
+    def start_chunk(self, size: int, last: bool) -> None:
+        self.remaining = size
+        self.last = last
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes of the current chunk; returns the bytes past its end."""
+        part, rest = data[: self.remaining], data[self.remaining:]
+        self.remaining -= len(part)
+        self.size += len(part)
+        if self.size > self.max_size:
+            self.too_big = True
+            self.chunks.clear()
+        elif part:
+            self.chunks.append(part)
+        return rest
+
+    @property
+    def chunk_done(self) -> bool:
+        return self.remaining == 0

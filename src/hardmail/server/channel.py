@@ -1,0 +1,133 @@
+"""The socket edge of one connection: an asyncio Protocol with an awaitable read, flow-controlled
+writes and an in-place STARTTLS upgrade.
+
+Hand-written rather than asyncio streams because STARTTLS must drop every byte received before the
+handshake (RFC 3207 4.2, CVE-2011-0411 class) and StreamReader keeps such bytes in a private buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+
+READ_HIGH_WATER = 256 * 1024  # stop reading from the socket when this much is unread
+
+
+class ChannelClosed(Exception):
+    pass
+
+
+class Channel(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._reading_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol callbacks ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH_WATER and self.transport and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer()
+
+    # session side ----------------------------------------------------------------------
+    async def read(self) -> bytes:
+        """Everything received so far, waiting for at least one byte; b"" at end of stream."""
+        while not self._chunks and not self._eof:
+            self._read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._read_waiter
+            finally:
+                self._read_waiter = None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        while self._write_paused and not self._eof:
+            self._write_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._write_waiter
+            finally:
+                self._write_waiter = None
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
+        """Upgrade to TLS as the server; bytes received before the handshake are discarded."""
+        assert self.transport is not None
+        self._chunks.clear()
+        self._buffered = 0
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+        )
+        if transport is None:
+            raise ChannelClosed("connection closed during TLS handshake")
+        self.transport = transport
+
+    def ssl_object(self) -> ssl.SSLObject | None:
+        if self.transport is None:
+            return None
+        obj = self.transport.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    def peer(self) -> tuple[str, int]:
+        info = self.transport.get_extra_info("peername") if self.transport else None
+        if not info:
+            return ("unknown", 0)
+        return (str(info[0]), int(info[1]))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None and not self._read_waiter.done():
+            self._read_waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._write_waiter is not None and not self._write_waiter.done():
+            self._write_waiter.set_result(None)

@@ -1,0 +1,22 @@
+"""The services a running server shares between its sessions (built by app.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hardmail.auth.pool import HashPool
+from hardmail.config.schema import Config
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.delivery.pipeline import MessageAcceptor
+from hardmail.server.tls import TlsManager
+from hardmail.store.ports import Store
+
+
+@dataclass
+class ServerContext:
+    config: Config
+    store: Store
+    hash_pool: HashPool
+    tls: TlsManager
+    acceptor: MessageAcceptor
+    clock: Clock = field(default_factory=SystemClock)

@@ -1,0 +1,79 @@
+"""Listening sockets: one asyncio server per configured address, a session task per connection,
+and a graceful stop that lets messages in flight finish."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+
+from hardmail.config.schema import parse_host_port
+from hardmail.ops.log import log_event
+from hardmail.server.channel import Channel
+from hardmail.server.context import ServerContext
+from hardmail.server.smtp_session import SmtpSession
+
+KINDS = ("smtp", "submission", "submissions")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAddress:
+    kind: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass
+class Listeners:
+    ctx: ServerContext
+    servers: list[asyncio.Server] = field(default_factory=list)
+    bound: list[BoundAddress] = field(default_factory=list)
+    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self) -> list[BoundAddress]:
+        listen = self.ctx.config.listen
+        for kind in KINDS:
+            for address in getattr(listen, kind):
+                await self._listen(kind, *parse_host_port(address))
+        return self.bound
+
+    async def _listen(self, kind: str, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server = await loop.create_server(
+            lambda: self._accept(kind), host or None, port, family=family, reuse_address=True, backlog=1024
+        )
+        self.servers.append(server)
+        for sock in server.sockets:
+            name = sock.getsockname()
+            self.bound.append(BoundAddress(kind, str(name[0]), int(name[1])))
+
+    def _accept(self, kind: str) -> Channel:
+        channel = Channel()
+        task = asyncio.get_running_loop().create_task(self._serve(kind, channel))
+        self.sessions.add(task)
+        task.add_done_callback(self.sessions.discard)
+        return channel
+
+    async def _serve(self, kind: str, channel: Channel) -> None:
+        await channel.connected
+        try:
+            await SmtpSession(self.ctx, kind, channel).run()
+        except Exception as exc:  # a bug must cost one session, never the server
+            log_event("smtp.session_crash", level="error", error=type(exc).__name__, detail=str(exc)[:300])
+            channel.abort()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for server in self.servers:
+            server.close()
+        if self.sessions:
+            _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()

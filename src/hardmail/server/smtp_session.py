@@ -1,0 +1,258 @@
+"""One SMTP session: pumps bytes between a Channel and the sans-IO core, and decides each event.
+
+The only place (with channel.py and listener.py) that awaits. Decisions come from policy/ (pure
+verdicts) with the facts this module gathers (store look-ups, TLS state, authentication).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from hardmail.config.schema import Config
+from hardmail.core.address import AddressError, parse_mailbox
+from hardmail.core.errors import reply_for_error
+from hardmail.core.ids import new_id
+from hardmail.core.replies import SENDER_NOT_OWNED, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.delivery.headers import from_header_addresses
+from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
+from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
+from hardmail.ops.log import EventLogger
+from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
+from hardmail.proto.smtp.events import (
+    NEED_DATA,
+    Auth,
+    AuthResponse,
+    DataStart,
+    Event,
+    Helo,
+    Mail,
+    MessageReceived,
+    MessageRefused,
+    ProtocolError,
+    Rcpt,
+    StartTls,
+)
+from hardmail.proto.smtp.state import Phase, ServerConnection, SmtpOptions
+from hardmail.server.channel import Channel, ChannelClosed
+from hardmail.server.context import ServerContext
+from hardmail.server.smtp_auth import SmtpAuth
+from hardmail.server.tls import describe_tls
+
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+
+
+def smtp_options(config: Config, kind: str) -> SmtpOptions:
+    smtp = config.smtp
+    offers_auth = kind != "smtp" or smtp.auth_on_mx
+    return SmtpOptions(
+        hostname=config.server.hostname,
+        max_message_size=smtp.max_message_size,
+        max_recipients=smtp.max_recipients,
+        max_commands=smtp.max_commands,
+        max_bad_commands=smtp.max_bad_commands,
+        max_line_length=smtp.max_line_length,
+        starttls_available=kind != "submissions",
+        tls_active=False,
+        auth_mechanisms=AUTH_MECHANISMS if offers_auth else (),
+        auth_requires_tls=not smtp.allow_plaintext_auth,
+    )
+
+
+@dataclass
+class SessionTransaction:
+    sender: str = ""
+    utf8: bool = False
+    recipients: list[str] = field(default_factory=list)
+    mailboxes: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+
+
+class SmtpSession:
+    def __init__(self, ctx: ServerContext, kind: str, channel: Channel) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.channel = channel
+        self.id = new_id()
+        self.conn = ServerConnection(smtp_options(ctx.config, kind))
+        self.peer_ip, self.peer_port = channel.peer()
+        self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
+        self.auth = SmtpAuth(ctx, self.log)
+        self.owned: frozenset[str] = frozenset()
+        self.tls_info: dict[str, str] | None = None
+        self.txn: SessionTransaction | None = None
+        self.deadline = time.monotonic() + ctx.config.smtp.timeouts.session
+        self.messages = 0
+
+    # ----- the pump ---------------------------------------------------------------------
+    async def run(self) -> None:
+        self.log.event("smtp.connect", port=self.peer_port)
+        try:
+            if self.kind == "submissions" and not await self._handshake():
+                return
+            self.channel.write(self.conn.greeting())
+            await self._pump()
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
+        finally:
+            self.channel.close()
+            self.log.event("smtp.disconnect", commands=self.conn.commands, errors=self.conn.errors,
+                           messages=self.messages)
+
+    async def _pump(self) -> None:
+        while not self.conn.closed:
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                data = await self._read()
+                if not data:
+                    return
+                self.conn.receive_data(data)
+                continue
+            assert isinstance(event, Event)
+            reply = await self._decide(event)
+            self.channel.write(self.conn.send(reply))
+            self._after_reply(event, reply)
+            if self.conn.awaiting_tls and not await self._handshake():
+                return
+        await self.channel.drain()
+
+    async def _read(self) -> bytes:
+        await self.channel.drain()
+        timeouts = self.ctx.config.smtp.timeouts
+        phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
+        try:
+            async with asyncio.timeout(min(phase_timeout, self.deadline - time.monotonic())):
+                return await self.channel.read()
+        except TimeoutError:
+            self.log.event("smtp.timeout", level="warning", phase=self.conn.phase.value, code="4.4.2")
+            self.channel.write(TIMEOUT.to_bytes())
+            await self.channel.drain()
+            return b""
+
+    async def _handshake(self) -> bool:
+        try:
+            await self.channel.drain()
+            await self.channel.start_tls(self.ctx.tls.context(), self.ctx.config.smtp.timeouts.tls_handshake)
+        except (OSError, TimeoutError, ChannelClosed) as exc:
+            self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
+            return False
+        self.conn.start_tls()
+        self.txn = None
+        self.tls_info = describe_tls(self.channel.ssl_object())
+        self.log.event("smtp.tls", result="success", **self.tls_info)
+        return True
+
+    # ----- decisions --------------------------------------------------------------------
+    async def _decide(self, event: Event) -> Reply:
+        handler = self._handlers().get(type(event))
+        if handler is None:
+            return event.reply
+        try:
+            return await handler(event)
+        except Exception as exc:
+            self.log.event("smtp.error", level="error", command=type(event).__name__,
+                           error=type(exc).__name__, detail=str(exc)[:300])
+            return reply_for_error(exc)
+
+    def _handlers(self) -> dict[type, Callable[[Event], Awaitable[Reply]]]:
+        return {
+            Helo: self._on_helo,
+            StartTls: self._on_starttls,
+            Auth: self._on_auth,
+            AuthResponse: self._on_auth_response,
+            Mail: self._on_mail,
+            Rcpt: self._on_rcpt,
+            DataStart: self._on_data,
+            MessageReceived: self._on_message,
+        }  # type: ignore[dict-item]
+
+    async def _on_helo(self, event: Helo) -> Reply:
+        self.log.event("smtp.helo", helo=event.hostname, esmtp=event.extended)
+        return event.reply
+
+    async def _on_starttls(self, event: StartTls) -> Reply:
+        try:
+            self.ctx.tls.context()
+        except Exception:
+            return TLS_NOT_AVAILABLE
+        return event.reply
+
+    async def _on_auth(self, event: Auth) -> Reply:
+        return await self.auth.start(event)
+
+    async def _on_auth_response(self, event: AuthResponse) -> Reply:
+        return await self.auth.respond(event)
+
+    def _facts(self) -> ClientFacts:
+        return ClientFacts(ip=self.peer_ip, listener=self.kind, tls=self.conn.tls_active, account=self.auth.account)
+
+    async def _on_mail(self, event: Mail) -> Reply:
+        if self.auth.account and not self.owned:
+            self.owned = await owned_addresses(self.ctx.store, self.auth.account)
+        verdict = mail_from_verdict(self._facts(), event.sender, self.owned, self.ctx.config.smtp.plus_separator)
+        sender = event.sender.key if event.sender else ""
+        self.log.event("smtp.mail", sender=sender, size=event.params.size, accepted=verdict.accept,
+                       reason=verdict.reason or None)
+        if verdict.accept:
+            self.txn = SessionTransaction(sender=sender, utf8=event.params.smtputf8)
+        return verdict.reply
+
+    async def _on_rcpt(self, event: Rcpt) -> Reply:
+        address = event.recipient
+        if event.bare_postmaster:
+            address = type(address)("postmaster", self.ctx.config.server.hostname)
+        resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
+        verdict = rcpt_verdict(self._facts(), resolution.kind, self.ctx.config.relay.trusted_networks)
+        self.log.event("smtp.rcpt", recipient=address.key, kind=resolution.kind, accepted=verdict.accept,
+                       reason=verdict.reason or None)
+        if verdict.accept and self.txn is not None:
+            self._add_recipient(address.key, resolution)
+        return verdict.reply
+
+    def _add_recipient(self, recipient: str, resolution: Resolution) -> None:
+        assert self.txn is not None
+        self.txn.recipients.append(recipient)
+        self.txn.mailboxes.extend(m for m in resolution.mailboxes if m not in self.txn.mailboxes)
+        self.txn.remote.extend(r for r in resolution.remote if r not in self.txn.remote)
+
+    async def _on_data(self, event: DataStart) -> Reply:
+        return event.reply
+
+    async def _on_message(self, event: MessageReceived) -> Reply:
+        assert self.txn is not None
+        if self.auth.account is not None and not self._from_header_owned(event.chunks):
+            return SENDER_NOT_OWNED.with_text("From: header address not owned by the authenticated user")
+        envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
+                            remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8)
+        accepted = await self.ctx.acceptor.accept(envelope, self._trace(), event.chunks)
+        self.messages += 1
+        self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
+                       recipients=len(envelope.recipients), local=len(envelope.mailboxes),
+                       remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
+        return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
+
+    def _from_header_owned(self, chunks: tuple[bytes, ...]) -> bool:
+        plus = self.ctx.config.smtp.plus_separator
+        for text in from_header_addresses(message_head(chunks)):
+            try:
+                if not owns_address(self.owned, parse_mailbox(text, utf8=True), plus):
+                    return False
+            except AddressError:
+                return False
+        return True
+
+    def _trace(self) -> ClientTrace:
+        return ClientTrace(helo=self.conn.helo or "unknown", peer_ip=self.peer_ip, peer_name=None,
+                           esmtp=self.conn.esmtp, tls=self.tls_info, account=self.auth.account,
+                           submission=self.kind != "smtp")
+
+    def _after_reply(self, event: Event, reply: Reply) -> None:
+        if not reply.is_positive and reply.code != 334:
+            command = event.command if isinstance(event, ProtocolError) else type(event).__name__.upper()
+            reason = event.reason if isinstance(event, MessageRefused) else None
+            self.log.event("smtp.reject", level="info", command=command, code=reply.code,
+                           enhanced=reply.enhanced, text=reply.lines[0], reason=reason)
+        if self.conn.transaction is None:
+            self.txn = None

@@ -1,0 +1,89 @@
+"""Creating the SQLAlchemy async engine for a database URL, with SQLite tuned for a mail server.
+
+SQLite connections get write-ahead logging (readers never block the writer), enforced foreign
+keys, ``synchronous=NORMAL`` (durable at each checkpoint, safe with WAL) and a busy timeout, on
+every new connection. A new SQLite database file is created readable by its owner only, since
+it holds password hashes. PostgreSQL URLs (``postgresql+asyncpg://``) are used unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+)
+
+
+def describe_url(url: str) -> str:
+    """The URL as it may be shown to an admin or logged: the password is masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown by its scheme only
+        return url.partition("://")[0] + "://…"
+
+
+def create_engine_for(url: str) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets its parent directory and its pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if _is_memory(database):
+        engine = create_async_engine(parsed, poolclass=StaticPool)
+    else:
+        _prepare_sqlite_file(Path(database))
+        engine = create_async_engine(parsed)
+    _install_sqlite_hooks(engine)
+    return engine
+
+
+def _is_memory(database: str) -> bool:
+    return database in ("", ":memory:") or database.startswith("file::memory:")
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create the parent directory and, for a new database, an empty owner-only file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)  # SQLite treats an empty file as a new, empty database
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    # SQLAlchemy's documented recipe ("Serializable isolation / Savepoints / Transactional DDL"):
+    # the sqlite3 module's own transaction handling does not BEGIN before DDL, so we emit BEGIN.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for other databases and memory databases."""
+    parsed: URL = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or _is_memory(parsed.database or ""):
+        return None
+    return Path(parsed.database or "")

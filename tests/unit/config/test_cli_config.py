@@ -1,0 +1,93 @@
+"""``hardmail config check`` and ``config example`` through the command-line runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from hardmail.admin import cli_config
+
+Write = Callable[..., Path]
+
+
+@pytest.fixture
+def run(workdir: Path) -> Callable[..., Result]:
+    app = typer.Typer()
+    cli_config.register(app)
+
+    @app.callback()
+    def root() -> None:
+        """Keep ``config`` a sub-command."""
+
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app, ["config", *args], env=env)
+
+    return invoke
+
+
+def flat(text: str) -> str:
+    """Text without any whitespace: rich wraps long lines wherever it likes."""
+    return "".join(text.split())
+
+
+def test_check_prints_every_setting_and_exits_zero(run: Callable[..., Result], write_toml: Write) -> None:
+    path = write_toml("[smtp]\nmax_recipients = 250\n")
+    result = run("check", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    stdout = result.stdout
+    assert "max_recipients = 250" in stdout
+    assert "[smtp.timeouts]" in stdout and "max_line_length = 1000" in stdout
+    assert "warning:" not in result.stderr
+
+
+def test_check_json(run: Callable[..., Result], tmp_path: Path) -> None:
+    result = run("check", "--json", "--data-dir", str(tmp_path / "d"))
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["server"]["data_dir"] == str(tmp_path / "d")
+
+
+def test_check_warns_but_succeeds(run: Callable[..., Result], write_toml: Write) -> None:
+    path = write_toml("[relay]\ntrusted_networks = ['0.0.0.0/0']\n")
+    result = run("check", "-c", str(path))
+    assert result.exit_code == 0
+    stderr = flat(result.stderr)
+    assert flat("warning: relay.trusted_networks contains 0.0.0.0/0") in stderr
+
+
+def test_check_lists_every_problem_and_exits_one(run: Callable[..., Result], write_toml: Write) -> None:
+    path = write_toml("[smtp]\nmax_recipients = 0\nmax_recipent = 1\n")
+    result = run("check", "-c", str(path), env={"HARDMAIL_LOGGING__LEVEL": "loud"})
+    assert result.exit_code == 1
+    stderr = flat(result.stderr)
+    assert flat("smtp.max_recipients: must be greater than 0") in stderr
+    assert flat("smtp.max_recipent: unknown setting") in stderr
+    assert flat("env HARDMAIL_LOGGING__LEVEL:logging.level") in stderr
+
+
+def test_check_reports_missing_certificate_files(run: Callable[..., Result], write_toml: Write) -> None:
+    path = write_toml("[tls]\ncert_file = 'c.pem'\nkey_file = 'k.pem'\n")
+    path.with_name("c.pem").write_text("not checked here")
+    result = run("check", "-c", str(path))
+    assert result.exit_code == 1
+    stderr = flat(result.stderr)
+    assert flat("tls.key_file: file") in stderr and "tls.cert_file" not in stderr
+
+
+def test_missing_config_file_fails(run: Callable[..., Result]) -> None:
+    result = run("check", "-c", "absent.toml")
+    assert result.exit_code == 1
+    assert flat("does not exist") in flat(result.stderr)
+
+
+def test_example_prints_a_loadable_file(run: Callable[..., Result]) -> None:
+    result = run("example")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("# hardmail configuration")
