@@ -258,7 +258,8 @@ def _merge(settings: list[_Setting]) -> tuple[dict[str, Any], dict[tuple[str, ..
     """Apply settings in order into one nested dict; remember who set each place."""
     raw: dict[str, Any] = {}
     sources: dict[tuple[str, ...], str] = {}
-    for setting in settings:
+    leaves = [leaf for s in settings for leaf in _flatten(s.value, s.path, s.source)]
+    for setting in leaves:
         table = raw
         for part in setting.path[:-1]:
             if not isinstance(table.get(part), dict):

@@ -7,6 +7,7 @@ Lookups use :attr:`Address.key`: the local part lower-cased and the domain as a 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ _ADDRESS_LITERAL = re.compile(r"^\[[^\[\]\\]+\]$")
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
 MAX_PATH = 256  # RFC 5321 4.5.3.1.3
+MAX_MAILBOX = MAX_PATH - 2  # the path's "<" and ">" count towards MAX_PATH
 
 
 class AddressError(ValueError):
@@ -53,20 +55,42 @@ class Address:
 
 def normalize_domain(domain: str) -> str:
     """Lower-case A-label form of a host name; raises AddressError if it is not a valid name."""
-    name = domain.strip().rstrip(".")
+    name = domain.strip().removesuffix(".")
     if not name or len(name) > MAX_DOMAIN:
         raise AddressError(f"invalid domain length: {domain!r}")
     if _ADDRESS_LITERAL.match(name):
-        return name.lower()
+        return _normalize_literal(name)
     if not name.isascii():
         try:
             name = idna.encode(name, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise AddressError(f"invalid internationalised domain {domain!r}: {exc}") from None
     labels = name.lower().split(".")
-    if not all(_LDH_LABEL.match(label) for label in labels):
+    if not all(_LDH_LABEL.match(label) and _valid_a_label(label) for label in labels):
         raise AddressError(f"invalid domain name: {domain!r}")
     return ".".join(labels)
+
+
+def _valid_a_label(label: str) -> bool:
+    """An ``xn--`` label must decode as IDNA (RFC 5890 2.3.2.1); others pass."""
+    if not label.startswith("xn--"):
+        return True
+    try:
+        idna.decode(label)
+    except UnicodeError:  # idna.IDNAError is a UnicodeError
+        return False
+    return True
+
+
+def _normalize_literal(name: str) -> str:
+    """RFC 5321 4.1.3: ``[IPv4]`` or ``[IPv6:addr]``; general address literals are refused."""
+    inner = name[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[ipv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        raise AddressError(f"invalid address literal: {name!r}") from None
 
 
 def _valid_local(local: str, utf8: bool) -> bool:
@@ -74,17 +98,25 @@ def _valid_local(local: str, utf8: bool) -> bool:
     return bool(dot.match(local) or quoted.match(local))
 
 
+def _octets(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def parse_mailbox(text: str, *, utf8: bool = False) -> Address:
     """Parse ``local@domain`` (no angle brackets). ``utf8`` allows RFC 6531 addresses."""
-    if len(text) > MAX_PATH or "@" not in text:
+    if "@" not in text:
         raise AddressError("address must be local-part@domain")
+    if _octets(text) > MAX_MAILBOX:  # RFC 5321 4.5.3.1.3
+        raise AddressError(f"address longer than {MAX_MAILBOX} octets")
     local, _, domain = text.rpartition("@")
-    if not local or len(local.encode("utf-8")) > MAX_LOCAL_PART:
+    if not local or _octets(local) > MAX_LOCAL_PART:
         raise AddressError("local part missing or longer than 64 octets")
     if not _valid_local(local, utf8):
         raise AddressError("local part has characters not allowed by RFC 5321")
     if not utf8 and not domain.isascii():
         raise AddressError("non-ASCII domain needs SMTPUTF8")
+    if domain != domain.strip():
+        raise AddressError("domain must not contain spaces")
     return Address(local, normalize_domain(domain))
 
 

@@ -13,13 +13,16 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hardmail.config.schema import Config
@@ -108,7 +111,14 @@ class TlsManager:
         cert_path, key_path = self._self_signed_paths
         if self._generated_is_usable(cert_path, key_path):
             return False
-        self._generate(cert_path, key_path)
+        try:
+            self._generate(cert_path, key_path)
+        except OSError as exc:
+            raise TlsError(
+                f"cannot write the self-signed certificate into {self._cfg.tls_dir}: "
+                f"{exc.strerror or exc.__class__.__name__}; make server.data_dir writable "
+                "for hardmail or set tls.cert_file and tls.key_file"
+            ) from None
         return True
 
     def _generated_is_usable(self, cert_path: Path, key_path: Path) -> bool:
@@ -117,11 +127,7 @@ class TlsManager:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError):
             return False
-        same_key = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ) == key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        same_key = _public_key_der(cert.public_key()) == _public_key_der(key.public_key())
         fresh = cert.not_valid_after_utc - self._now() > RENEW_BEFORE
         named = self._cfg.server.hostname.lower() in certificate_hostnames(cert)
         return same_key and fresh and named
@@ -192,7 +198,10 @@ class TlsManager:
         """A hardened server context; SSLv3 and older are never possible with PROTOCOL_TLS_SERVER."""
         tls = self._cfg.tls
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = _TLS_VERSIONS[tls.min_version]
+        with warnings.catch_warnings():
+            # TLSv1/TLSv1.1 are deprecated; an admin who chose them gets our own warning instead.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = _TLS_VERSIONS[tls.min_version]
         try:
             context.set_ciphers(tls.ciphers)  # TLS 1.2 and older; TLS 1.3 suites stay modern
         except ssl.SSLError:
@@ -231,27 +240,27 @@ class TlsManager:
         """True when the default certificate is self-signed (clients will not trust it)."""
         return self._loaded().default.self_signed
 
-    def certificate_summary(self) -> list[dict[str, object]]:
+    def certificate_summary(self) -> list[dict[str, Any]]:
         """One entry per certificate, default first, for the start-up print and ``status``."""
         current = self._loaded()
         return [_summary(loaded) for loaded in (current.default, *current.by_name)]
 
     def warnings(self) -> list[str]:
-        """Problems an admin should know about: untrusted, expiring or mismatched certificates."""
+        """Problems found in the certificates themselves: expiring, not covering their names,
+        or self-signed although configured. (Settings such as ``tls.min_version`` and the
+        generated self-signed default are reported by ``hardmail.config.warnings``.)
+        """
         current = self._loaded()
         found = []
-        if self._cfg.tls.min_version in ("TLSv1", "TLSv1.1"):
-            found.append(f"tls.min_version is {self._cfg.tls.min_version}: versions below "
-                         "TLSv1.2 are insecure; use TLSv1.2")
-        if current.default.self_signed:
-            found.append("the default certificate is self-signed: clients will not trust it; "
-                         "set tls.cert_file and tls.key_file to a real certificate")
         for loaded in (current.default, *current.by_name):
             found.extend(self._certificate_warnings(loaded))
         return found
 
     def _certificate_warnings(self, loaded: LoadedCertificate) -> list[str]:
         found = []
+        if loaded.self_signed and loaded.cert_file.name != SELF_SIGNED_CERT:
+            found.append(f"certificate {loaded.cert_file} is self-signed: clients will not "
+                         "trust it; use a certificate from a certificate authority")
         left = loaded.leaf.not_valid_after_utc - self._now()
         if left < EXPIRY_WARNING:
             expiry = f"{loaded.leaf.not_valid_after_utc:%Y-%m-%d}"
@@ -262,6 +271,12 @@ class TlsManager:
             if not certificate_covers(names, wanted):
                 found.append(f"certificate {loaded.cert_file} does not cover {wanted}")
         return found
+
+
+def _public_key_der(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _no_password() -> bytes:
@@ -342,7 +357,7 @@ def _san_entries(hostname: str) -> list[x509.GeneralName]:
     return entries
 
 
-def _summary(loaded: LoadedCertificate) -> dict[str, object]:
+def _summary(loaded: LoadedCertificate) -> dict[str, Any]:
     leaf = loaded.leaf
     return {
         "cert_file": str(loaded.cert_file),
@@ -350,7 +365,7 @@ def _summary(loaded: LoadedCertificate) -> dict[str, object]:
         "sni": list(loaded.hostnames),
         "subject": leaf.subject.rfc4514_string(),
         "not_after": leaf.not_valid_after_utc.isoformat(),
-        "fingerprint_sha256": leaf.fingerprint(hashes.SHA256()).hex(":").upper(),
+        "sha256": leaf.fingerprint(hashes.SHA256()).hex(":").upper(),
         "self_signed": loaded.self_signed,
     }
 

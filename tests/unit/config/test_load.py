@@ -156,6 +156,12 @@ def test_nested_file_table_merges_with_environment(workdir: Path, write_toml: Wr
     assert (cfg.smtp.timeouts.command, cfg.smtp.timeouts.session) == (10.0, 30.0)
 
 
+def test_environment_inline_table_merges(workdir: Path, write_toml: Write) -> None:
+    path = write_toml("[smtp.timeouts]\ncommand = 10\n")
+    cfg = load_config(path, environ={"HARDMAIL_SMTP__TIMEOUTS": "{session = 30}"})
+    assert (cfg.smtp.timeouts.command, cfg.smtp.timeouts.session) == (10.0, 30.0)
+
+
 # --- relative paths -----------------------------------------------------------------------
 
 

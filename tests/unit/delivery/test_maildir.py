@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hardmail.delivery import maildir as maildir_module
-from hardmail.delivery.maildir import MaildirStore, escape_hostname, safe_path_component
+from hardmail.delivery.maildir import escape_hostname, safe_path_component
 
 NAME = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^,]+),S=(\d+)$")
 

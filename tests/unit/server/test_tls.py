@@ -33,7 +33,7 @@ def make_config(tmp_path: Path, hostname: str = HOSTNAME, **tls) -> Config:
                   tls=TlsSection(**tls))
 
 
-def write_cert(directory: Path, stem: str, names: list[str], *,
+def write_cert(directory: Path, stem: str, names: list[str], *, days: int = 90,
                issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None) -> tuple[Path, Path]:
     """A fresh key and certificate for ``names`` (self-signed unless ``issuer`` is given)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def write_cert(directory: Path, stem: str, names: list[str], *,
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=90))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .sign(signing_key, hashes.SHA256())
     )
@@ -183,14 +183,10 @@ def test_nothing_generated_when_a_certificate_is_configured(tmp_path):
 def test_generated_certificate_verifies_for_its_names(tmp_path):
     cfg = make_config(tmp_path)
     manager = TlsManager(cfg)
-    for name in (HOSTNAME, "localhost", "127.0.0.1"):
-        client = ssl.create_default_context(cafile=str(cfg.tls_dir / "selfsigned.crt")
-                                            if cfg.tls_dir.exists() else None)
-        if not cfg.tls_dir.exists():
-            manager.context()
-            client = ssl.create_default_context(cafile=str(cfg.tls_dir / "selfsigned.crt"))
-        handshake(manager.context(), client, server_name=name)
+    server_ctx = manager.context()  # generates the certificate on first use
     client = ssl.create_default_context(cafile=str(cfg.tls_dir / "selfsigned.crt"))
+    for name in (HOSTNAME, "localhost", "127.0.0.1", "::1"):
+        handshake(server_ctx, client, server_name=name)
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(manager.context(), client, server_name="other.example.org")
 
@@ -198,6 +194,7 @@ def test_generated_certificate_verifies_for_its_names(tmp_path):
 # --- protocol versions --------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 def test_tls_1_1_client_is_refused(tmp_path):
     server_ctx = TlsManager(make_config(tmp_path)).context()
     pair = Pair(server_ctx, client_context(maximum=ssl.TLSVersion.TLSv1_1,
@@ -205,7 +202,7 @@ def test_tls_1_1_client_is_refused(tmp_path):
     with pytest.raises(ssl.SSLError):
         pair.client.do_handshake()
     pair.pump()
-    with pytest.raises(ssl.SSLError, match="(?i)protocol|version"):
+    with pytest.raises(ssl.SSLError, match=r"(?i)protocol|version"):
         pair.server.do_handshake()
 
 
@@ -230,13 +227,13 @@ def test_context_is_hardened(tmp_path):
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     for option in (ssl.OP_NO_COMPRESSION, ssl.OP_CIPHER_SERVER_PREFERENCE,
                    ssl.OP_NO_RENEGOTIATION, ssl.OP_SINGLE_ECDH_USE):
-        assert context.options & option
+        assert context.options & option == option  # OP_SINGLE_ECDH_USE is 0 (always on) in OpenSSL 3
     tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
     assert tls12 and all(name.startswith(("ECDHE", "DHE")) for name in tls12)
 
 
 def test_invalid_cipher_list_is_explained(tmp_path):
-    with pytest.raises(TlsError, match="tls.ciphers"):
+    with pytest.raises(TlsError, match=r"tls\.ciphers"):
         TlsManager(make_config(tmp_path, ciphers="NO-SUCH-CIPHER")).context()
 
 
@@ -298,7 +295,7 @@ def test_certificate_summary(sni_setup):
     summary = manager.certificate_summary()
     assert [entry["sni"] for entry in summary] == [[], ["a.example.org"], ["*.example.net"]]
     assert summary[0]["hostnames"] == [HOSTNAME]
-    assert summary[0]["fingerprint_sha256"] == prints["default"].hex(":").upper()
+    assert summary[0]["sha256"] == prints["default"].hex(":").upper()
     assert summary[0]["subject"] == f"CN={HOSTNAME}"
     assert summary[0]["self_signed"] is True
     assert dt.datetime.fromisoformat(str(summary[0]["not_after"])) > dt.datetime.now(dt.UTC)
@@ -313,11 +310,26 @@ def test_ca_signed_certificate_is_not_self_signed(tmp_path):
     assert not any("self-signed" in warning for warning in manager.warnings())
 
 
-def test_warnings(tmp_path):
-    manager = TlsManager(make_config(tmp_path, min_version="TLSv1.1"))
-    found = " | ".join(manager.warnings())
-    assert "self-signed" in found
-    assert "TLSv1.1" in found
+def test_no_warnings_for_the_generated_certificate(tmp_path):
+    assert TlsManager(make_config(tmp_path)).warnings() == []
+
+
+def test_warning_for_a_configured_self_signed_certificate(tmp_path):
+    cert_path, key_path = write_cert(tmp_path / "certs", "own", [HOSTNAME])
+    manager = TlsManager(make_config(tmp_path, cert_file=cert_path, key_file=key_path))
+    assert manager.warnings() == [f"certificate {cert_path} is self-signed: clients will not "
+                                  "trust it; use a certificate from a certificate authority"]
+
+
+def test_warning_when_a_certificate_expires_soon(tmp_path):
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    cert_path, key_path = write_cert(tmp_path / "certs", "short", [HOSTNAME], days=5,
+                                     issuer=(ca_name, ca_key))
+    manager = TlsManager(make_config(tmp_path, cert_file=cert_path, key_file=key_path))
+    [warning] = manager.warnings()
+    assert warning.startswith(f"certificate {cert_path} expires ")
+    assert "kill -HUP" in warning
 
 
 def test_warning_when_the_certificate_misses_the_hostname(tmp_path):
@@ -394,7 +406,7 @@ def test_broken_sni_certificate_blocks_the_whole_reload(sni_setup, tmp_path):
     manager, prints = sni_setup
     manager.context()
     (tmp_path / "certs" / "net.key").write_text("garbage")
-    with pytest.raises(TlsError, match="net.key"):
+    with pytest.raises(TlsError, match=r"net\.key"):
         manager.reload()
     assert handshake(manager.context(), server_name="x.example.net").peer_fingerprint() == prints["net"]
 
@@ -414,3 +426,14 @@ def test_describe_tls_without_a_session(tmp_path):
     assert describe_tls(None) == {}
     unstarted = Pair(TlsManager(make_config(tmp_path)).context(), client_context())
     assert describe_tls(unstarted.server) == {}
+
+
+def test_unwritable_tls_dir_is_explained(tmp_path, monkeypatch):
+    from hardmail.server import tls as tls_module
+
+    def no_space(path, data, mode=0o600):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tls_module, "write_durably", no_space)
+    with pytest.raises(TlsError, match=r"cannot write the self-signed certificate .*tls\.cert_file"):
+        TlsManager(make_config(tmp_path)).ensure_certificate()

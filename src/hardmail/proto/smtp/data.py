@@ -23,35 +23,42 @@ class DataReader:
         self.too_big = False
         self.bare_newline = False
         self.done = False
-        self._pending = b""
+        self._pending = bytearray()  # the unfinished line; never holds a CRLF
         self._line_start = True
 
     def feed(self, data: bytes) -> bytes:
-        """Take bytes; returns what is left after the end marker (empty until done)."""
-        buf = self._pending + data if self._pending else data
+        """Take bytes; returns what is left after the end marker (empty until done).
+
+        Only the new bytes (and the few before them that may start a CRLF or the end marker) are
+        scanned, so feeding one byte at a time stays linear.
+        """
+        seen = len(self._pending)
+        self._pending += data
+        buf = self._pending
         if self._line_start and buf[:3] == b".\r\n":
-            return self._finish(b"", buf[3:])
-        end = buf.find(_END_MARK)
+            return self._finish(b"", bytes(buf[3:]))
+        end = buf.find(_END_MARK, max(seen - 4, 0))
         if end >= 0:
-            return self._finish(buf[: end + 2], buf[end + 5:])
-        self._keep_tail(buf)
+            return self._finish(bytes(buf[: end + 2]), bytes(buf[end + 5:]))
+        self._keep_tail(max(seen - 1, 0))
         return b""
 
-    def _keep_tail(self, buf: bytes) -> None:
-        cut = buf.rfind(b"\r\n") + 2
+    def _keep_tail(self, search_from: int) -> None:
+        buf = self._pending
+        cut = buf.rfind(b"\r\n", search_from) + 2
         if cut == 1:  # no CRLF at all
             if len(buf) < _MAX_PENDING:
-                self._pending = buf
                 return
             cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
-        self._pending = buf[cut:]
-        if cut:
-            self._take(buf[:cut])
+        region = bytes(buf[:cut])
+        del buf[:cut]
+        if region:
+            self._take(region)
 
     def _finish(self, content: bytes, rest: bytes) -> bytes:
         if content:
             self._take(content)
-        self._pending = b""
+        self._pending = bytearray()
         self.done = True
         return rest
 

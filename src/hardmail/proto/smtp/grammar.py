@@ -37,7 +37,13 @@ class CommandLine:
 # esmtp-value = 1*(%d33-60 / %d62-126), widened to UTF-8 by RFC 6531 3.3.
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^\s=\x00-\x1f]+))?$")
 _XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
+# RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" except "+" and "=";
+# RFC 6533 3 lets UTF-8 through unescaped in SMTPUTF8 sessions.
+_XTEXT = re.compile(r"^([!-*,-<>-~]|[^\x00-\x7f]|\+[0-9A-F]{2})*$")
 _SOURCE_ROUTE = re.compile(r"^@[^:,]+(,@[^:,]+)*:")
+# ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+_NUMBER = re.compile(r"^[0-9]{1,20}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def split_command(line: str) -> CommandLine:
@@ -50,6 +56,32 @@ def decode_xtext(value: str) -> str:
     return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
+def _xtext_param(key: str, value: str) -> str:
+    """Decode an xtext parameter; refuse malformed xtext and decoded control characters, which
+    would otherwise reach DSN and trace headers (header injection)."""
+    if not _XTEXT.match(value):
+        raise GrammarError(SYNTAX_ERROR.with_text(f"{key} must be xtext (RFC 3461 4)"))
+    decoded = decode_xtext(value)
+    if _CONTROL.search(decoded):
+        raise GrammarError(SYNTAX_ERROR.with_text(f"{key} must not contain control characters"))
+    return decoded
+
+
+def _closing_bracket(text: str) -> int:
+    """Index of the ``>`` that closes a path, skipping quoted strings (RFC 5321 4.1.2 Quoted-string)."""
+    quoted = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return index
+    return -1
+
+
 def _split_path(argument: str, prefix: str, error: Reply) -> tuple[str, str]:
     """``FROM:<path> params`` → (path without brackets, params). Tolerates spaces after the colon."""
     if argument[: len(prefix)].upper() != prefix:
@@ -57,14 +89,17 @@ def _split_path(argument: str, prefix: str, error: Reply) -> tuple[str, str]:
     rest = argument[len(prefix):].lstrip(" ")
     if not rest.startswith("<"):
         raise GrammarError(error.with_text(f"{error.lines[0]}: address must be in angle brackets"))
-    close = rest.find(">")
+    close = _closing_bracket(rest)
     if close < 0:
         raise GrammarError(error.with_text(f"{error.lines[0]}: missing '>'"))
     path, params = rest[1:close], rest[close + 1:]
     if params and not params.startswith(" "):
         raise GrammarError(SYNTAX_ERROR)
-    # RFC 5321 4.1.1.3 / C: a source route is accepted and ignored.
-    return _SOURCE_ROUTE.sub("", path), params.strip(" ")
+    # RFC 5321 4.1.1.3 / C: a source route is accepted and ignored, but it must lead to a mailbox.
+    mailbox = _SOURCE_ROUTE.sub("", path)
+    if path and not mailbox:
+        raise GrammarError(error.with_text(f"{error.lines[0]}: source route without a mailbox"))
+    return mailbox, params.strip(" ")
 
 
 def _parse_params(text: str) -> dict[str, str | None]:
@@ -72,7 +107,7 @@ def _parse_params(text: str) -> dict[str, str | None]:
     for item in text.split():
         match = _PARAM.match(item)
         if not match:
-            raise GrammarError(SYNTAX_ERROR.with_text(f"Malformed parameter {item[:40]!r}"))
+            raise GrammarError(SYNTAX_ERROR.with_text(f"Malformed parameter {ascii(item[:40])}"))
         key = match.group(1).upper()
         if key in params:
             raise GrammarError(SYNTAX_ERROR.with_text(f"Duplicate parameter {key}"))
@@ -94,7 +129,7 @@ def _mail_params(raw: dict[str, str | None]) -> MailParams:
     smtputf8 = False
     for key, value in raw.items():
         if key == "SIZE":  # RFC 1870 6
-            if value is None or not value.isdigit() or len(value) > 20:
+            if value is None or not _NUMBER.match(value):
                 raise GrammarError(SYNTAX_ERROR.with_text("SIZE needs a number"))
             size = int(value)
         elif key == "BODY":  # RFC 6152 2; BINARYMIME is not offered
@@ -106,9 +141,9 @@ def _mail_params(raw: dict[str, str | None]) -> MailParams:
         elif key == "RET" and value and value.upper() in ("FULL", "HDRS"):  # RFC 3461 4.3
             ret = value.upper()
         elif key == "ENVID" and value:  # RFC 3461 4.4
-            envid = decode_xtext(value)[:100]
+            envid = _xtext_param(key, value)[:100]
         elif key == "AUTH" and value:  # RFC 4954 5
-            auth = decode_xtext(value)
+            auth = _xtext_param(key, value)
         else:
             raise GrammarError(PARAM_NOT_IMPLEMENTED.with_text(f"MAIL parameter {key} not supported"))
     return MailParams(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth)
@@ -126,7 +161,7 @@ def _rcpt_params(raw: dict[str, str | None]) -> RcptParams:
             if not set(notify) <= _NOTIFY_VALUES or ("NEVER" in notify and len(notify) > 1):
                 raise GrammarError(SYNTAX_ERROR.with_text("NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY"))
         elif key == "ORCPT" and value and ";" in value:  # RFC 3461 4.2
-            orcpt = decode_xtext(value)
+            orcpt = _xtext_param(key, value)
         else:
             raise GrammarError(PARAM_NOT_IMPLEMENTED.with_text(f"RCPT parameter {key} not supported"))
     return RcptParams(notify=notify, orcpt=orcpt)
@@ -153,7 +188,7 @@ def parse_rcpt(argument: str, utf8: bool) -> tuple[Address, RcptParams, bool]:
 def parse_bdat(argument: str) -> tuple[int, bool]:
     """``BDAT chunk-size [LAST]`` (RFC 3030 2)."""
     parts = argument.split()
-    if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or len(parts[0]) > 20:
+    if not 1 <= len(parts) <= 2 or not _NUMBER.match(parts[0]):
         raise GrammarError(SYNTAX_ERROR.with_text("Syntax: BDAT <size> [LAST]"))
     if len(parts) == 2 and parts[1].upper() != "LAST":
         raise GrammarError(SYNTAX_ERROR.with_text("Syntax: BDAT <size> [LAST]"))

@@ -290,8 +290,6 @@ class ServerConnection:
             return self._error(TLS_NOT_AVAILABLE, "STARTTLS")
         if not self.esmtp:
             return self._error(NEED_HELO.with_text("Send EHLO first"), "STARTTLS")
-        # RFC 3207 4.2 / CVE-2011-0411: nothing pipelined after STARTTLS may survive the handshake.
-        self._buffer.clear()
         return StartTls(READY_TLS)
 
     def _cmd_auth(self, argument: str) -> Event:
@@ -304,15 +302,15 @@ class ServerConnection:
     def _auth_problem(self, mechanism: str) -> Reply | None:
         if not self.esmtp:
             return NEED_HELO.with_text("Send EHLO first")
+        if not self.options.auth_mechanisms:  # not "encrypt first": TLS would not help
+            return AUTH_NOT_AVAILABLE
         if not self.tls_active and self.options.auth_requires_tls:
             return AUTH_ENCRYPTION_REQUIRED  # RFC 4954 6
-        if not self.options.auth_mechanisms:
-            return AUTH_NOT_AVAILABLE
         if self.authenticated:
             return AUTH_ALREADY
         if self.transaction is not None:
             return AUTH_IN_TRANSACTION
-        if mechanism not in self.options.auth_mechanisms:
+        if mechanism not in (offered.upper() for offered in self.options.auth_mechanisms):
             return AUTH_MECH_UNKNOWN
         return None
 
@@ -439,14 +437,20 @@ class ServerConnection:
 
     def _after_starttls(self, event: Event, reply: Reply) -> None:
         if reply.code == 220:
+            # RFC 3207 4.2 / CVE-2011-0411: nothing pipelined after STARTTLS may survive the handshake.
+            self._buffer.clear()
+            self._discarding_line = False
             self.phase = Phase.TLS_HANDSHAKE
 
     def start_tls(self) -> None:
-        """The TLS handshake finished: forget everything (RFC 3207 4.2), including buffered input."""
+        """The TLS handshake finished: forget everything (RFC 3207 4.2), including buffered input
+        and any authentication made in the clear."""
         self._buffer.clear()
+        self._discarding_line = False
         self.tls_active = True
         self.phase = Phase.COMMAND
         self.helo, self.esmtp, self.transaction, self._bdat = None, False, None, None
+        self.authenticated = False
 
     def close(self) -> None:
         self.phase = Phase.CLOSED

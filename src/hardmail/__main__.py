@@ -1,0 +1,5 @@
+"""``python -m hardmail`` runs the command-line interface."""
+
+from hardmail.admin.cli import main
+
+main()
