@@ -37,9 +37,11 @@ async def build_context(config: Config) -> ServerContext:
     store = await open_store(config.database_url)
     await store.migrate()
     clock = SystemClock()
+    spool = OutboundSpool(config.spool_dir)
+    for orphan in await asyncio.to_thread(spool.recover):
+        log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
     acceptor = MessageAcceptor(
-        MaildirStore(config.maildir_root, config.server.hostname), OutboundSpool(config.spool_dir),
-        config.server.hostname, clock,
+        MaildirStore(config.maildir_root, config.server.hostname), spool, config.server.hostname, clock,
     )
     return ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                          acceptor=acceptor, clock=clock)

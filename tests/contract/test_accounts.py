@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -129,3 +130,17 @@ async def test_remove_account_does_not_remove_an_alias_of_that_name(hosted: Stor
 async def test_account_repr_hides_the_hash(hosted: Store) -> None:
     added = await hosted.add_account("alice@example.org", HASH)
     assert HASH not in repr(added)
+
+
+async def test_racing_account_and_alias_for_one_address_leave_exactly_one(hosted: Store) -> None:
+    addresses = [f"user{n}@example.org" for n in range(8)]
+    attempts = [hosted.add_account(address, HASH) for address in addresses] + [
+        hosted.add_alias(address, ("x@example.net",)) for address in addresses
+    ]
+    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(failures) == len(addresses)
+    assert all(isinstance(failure, AlreadyExists) for failure in failures), failures
+    accounts = {account.address for account in await hosted.list_accounts()}
+    aliases = {alias.source for alias in await hosted.list_aliases()}
+    assert accounts | aliases == set(addresses) and not accounts & aliases

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from hardmail.store import open_store
 from hardmail.store.ports import Store
 from hardmail.store.sql.migrate import head_revision
+from hardmail.store.sql.tables import metadata
 
 
 async def test_unknown_setting_is_none(store: Store) -> None:
@@ -64,3 +67,13 @@ async def test_schema_has_the_tables_and_the_target_index(store: Store) -> None:
         schema["tables"]
     )
     assert ["target"] in [index["column_names"] for index in schema["target_indexes"]]
+
+
+def _schema_drift(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_build_exactly_the_declared_tables(store: Store) -> None:
+    async with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        assert await conn.run_sync(_schema_drift) == []

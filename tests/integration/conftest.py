@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.live import ServerThread, running_server, test_config
+
+from support.live import ServerThread, running_server, server_config
 
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[ServerThread]:
-    with running_server(test_config(tmp_path / "data")) as server:
+    with running_server(server_config(tmp_path / "data")) as server:
         yield server

@@ -202,3 +202,15 @@ def test_removing_a_domain_in_use_fails(cli: Cli) -> None:
 def test_usage_error_exits_2(cli: Cli) -> None:
     assert cli("alias", "add", "team@example.org").exit_code == 2  # no target
     assert cli("account", "frobnicate", "x").exit_code == 2
+
+
+def test_unreachable_database_fails_without_showing_its_password(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "hardmail.toml"
+    config.write_text('[storage]\nurl = "postgresql+asyncpg://hm:topsecret@127.0.0.1:1/hm"\n')
+    result = CliRunner().invoke(app, ["domain", "list", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "cannot use the database" in result.output and "127.0.0.1:1" in result.output
+    assert "topsecret" not in result.output

@@ -7,6 +7,7 @@ import logging
 import smtplib
 
 import pytest
+
 from support.live import ALICE, ALICE_PASSWORD, BOB, ServerThread, client_tls_context
 
 WRONG_PASSWORD = "Tr0ub4dor&3-not-the-password"

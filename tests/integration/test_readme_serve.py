@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.live import require_program
 
 HARDMAIL = [sys.executable, "-m", "hardmail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from support.live import ALICE, ALICE_PASSWORD, BOB, ServerThread, require_program
 
 

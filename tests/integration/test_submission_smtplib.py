@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 
 import pytest
+
 from support.live import ALICE, ALICE_PASSWORD, BOB, ServerThread, client_tls_context
 
 MESSAGE = (
@@ -38,7 +39,6 @@ def _submit_starttls(server: ServerThread, mechanism: str) -> None:
 def test_starttls_auth_delivers_byte_for_byte(live_server: ServerThread, mechanism: str) -> None:
     _submit_starttls(live_server, mechanism)
     [stored] = live_server.messages(BOB)
-    head, _, rest = stored.partition(b"\r\n\r\n")
     assert stored.startswith(b"Received: from client.example")
     assert stored.endswith(MESSAGE.split(b"\r\n\r\n", 1)[1])
     assert b"with ESMTPSA" in stored

@@ -36,7 +36,7 @@ CAROL_PASSWORD = "disabled users long passphrase 7"
 HOSTNAME = "mail.example.test"
 
 
-def test_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
+def server_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
     raw: dict[str, Any] = {
         "server": {"hostname": HOSTNAME, "data_dir": str(data_dir)},
         "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
@@ -133,9 +133,11 @@ def client_tls_context() -> ssl.SSLContext:
 class RawClient:
     """A line-level SMTP client over a plain socket, for transcripts and malformed input."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 20) -> None:
+    def __init__(self, address: tuple[str, int], timeout: float = 20, tls_on_connect: bool = False) -> None:
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(address, timeout=timeout)
         self.buffer = b""
+        if tls_on_connect:
+            self.starttls()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

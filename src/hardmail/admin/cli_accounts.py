@@ -81,7 +81,8 @@ def _run(
         fail(str(exc), "check storage.url in the configuration and that the database is reachable")
     except OSError as exc:
         fail(
-            f"cannot open the database: {exc.strerror or exc}",
+            f"cannot open the database: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
             "check that server.data_dir exists and is writable by this user",
         )
 
@@ -230,7 +231,7 @@ def account_passwd(
 def account_disable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
-    """Refuse logins of an account (its mail is kept and still received)."""
+    """Disable an account: its logins and mail sent to it are refused; stored mail is kept."""
     key = _run(config, data_dir, lambda service: service.set_account_enabled(address, False))
     typer.echo(f"account {key} disabled")
 
@@ -239,7 +240,7 @@ def account_disable(
 def account_enable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
-    """Allow logins of a disabled account again."""
+    """Enable a disabled account again."""
     key = _run(config, data_dir, lambda service: service.set_account_enabled(address, True))
     typer.echo(f"account {key} enabled")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
@@ -86,17 +87,26 @@ class MessageAcceptor:
         return prefix
 
     async def accept(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes]) -> Accepted:
+        """Spool remote copies first, then local ones; a failure in between takes the spooled copy back,
+        so that the client's retry after our 4xx does not deliver twice."""
         message_id = new_id(self.clock.now())
         parts = [self.trace_headers(envelope, client, chunks, message_id), *chunks]
         size = sum(len(p) for p in parts)
-        paths: list[str] = []
-        if envelope.mailboxes:
-            written = await asyncio.to_thread(self.maildir.deliver, envelope.mailboxes, parts)
-            paths = [str(p) for p in written]
         spool_id = None
         if envelope.remote:
             spool_id = await asyncio.to_thread(
                 self.spool.enqueue, envelope.sender, envelope.remote, parts,
-                origin_account=client.account, meta={"message_id": message_id},
+                origin_account=client.account, meta={"message_id": message_id}, queue_id=message_id,
             )
-        return Accepted(message_id, tuple(paths), spool_id, size)
+        try:
+            written = await self._deliver_local(envelope.mailboxes, parts)
+        except BaseException:
+            if spool_id is not None:
+                await asyncio.to_thread(self.spool.remove, spool_id)
+            raise
+        return Accepted(message_id, tuple(str(p) for p in written), spool_id, size)
+
+    async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[bytes]) -> list[Path]:
+        if not mailboxes:
+            return []
+        return await asyncio.to_thread(self.maildir.deliver, mailboxes, parts)

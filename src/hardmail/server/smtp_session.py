@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hardmail.config.schema import Config
 from hardmail.core.address import AddressError, parse_mailbox
@@ -146,27 +147,15 @@ class SmtpSession:
 
     # ----- decisions --------------------------------------------------------------------
     async def _decide(self, event: Event) -> Reply:
-        handler = self._handlers().get(type(event))
+        handler = _HANDLERS.get(type(event))
         if handler is None:
             return event.reply
         try:
-            return await handler(event)
+            return await handler(self, event)
         except Exception as exc:
             self.log.event("smtp.error", level="error", command=type(event).__name__,
                            error=type(exc).__name__, detail=str(exc)[:300])
             return reply_for_error(exc)
-
-    def _handlers(self) -> dict[type, Callable[[Event], Awaitable[Reply]]]:
-        return {
-            Helo: self._on_helo,
-            StartTls: self._on_starttls,
-            Auth: self._on_auth,
-            AuthResponse: self._on_auth_response,
-            Mail: self._on_mail,
-            Rcpt: self._on_rcpt,
-            DataStart: self._on_data,
-            MessageReceived: self._on_message,
-        }  # type: ignore[dict-item]
 
     async def _on_helo(self, event: Helo) -> Reply:
         self.log.event("smtp.helo", helo=event.hostname, esmtp=event.extended)
@@ -223,7 +212,7 @@ class SmtpSession:
     async def _on_message(self, event: MessageReceived) -> Reply:
         assert self.txn is not None
         if self.auth.account is not None and not self._from_header_owned(event.chunks):
-            return SENDER_NOT_OWNED.with_text("From: header address not owned by the authenticated user")
+            return SENDER_NOT_OWNED.with_text("From: header missing or not owned by the authenticated user")
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8)
         accepted = await self.ctx.acceptor.accept(envelope, self._trace(), event.chunks)
@@ -235,7 +224,10 @@ class SmtpSession:
 
     def _from_header_owned(self, chunks: tuple[bytes, ...]) -> bool:
         plus = self.ctx.config.smtp.plus_separator
-        for text in from_header_addresses(message_head(chunks)):
+        addresses = from_header_addresses(message_head(chunks))
+        if not addresses:  # RFC 5322 3.6.2: From: is required; without it nothing shows who sends
+            return False
+        for text in addresses:
             try:
                 if not owns_address(self.owned, parse_mailbox(text, utf8=True), plus):
                     return False
@@ -256,3 +248,15 @@ class SmtpSession:
                            enhanced=reply.enhanced, text=reply.lines[0], reason=reason)
         if self.conn.transaction is None:
             self.txn = None
+
+
+_HANDLERS: dict[type[Event], Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
+    Helo: SmtpSession._on_helo,
+    StartTls: SmtpSession._on_starttls,
+    Auth: SmtpSession._on_auth,
+    AuthResponse: SmtpSession._on_auth_response,
+    Mail: SmtpSession._on_mail,
+    Rcpt: SmtpSession._on_rcpt,
+    DataStart: SmtpSession._on_data,
+    MessageReceived: SmtpSession._on_message,
+}

@@ -107,7 +107,7 @@ def _parse_params(text: str) -> dict[str, str | None]:
     for item in text.split():
         match = _PARAM.match(item)
         if not match:
-            raise GrammarError(SYNTAX_ERROR.with_text(f"Malformed parameter {ascii(item[:40])}"))
+            raise GrammarError(SYNTAX_ERROR.with_text(f"Malformed parameter {item[:40]!a}"))
         key = match.group(1).upper()
         if key in params:
             raise GrammarError(SYNTAX_ERROR.with_text(f"Duplicate parameter {key}"))

@@ -28,7 +28,7 @@ from hardmail.store.ports import (
     Unavailable,
 )
 from hardmail.store.sql import migrate as migrations
-from hardmail.store.sql.engine import describe_url
+from hardmail.store.sql.engine import describe_url, for_writing
 from hardmail.store.sql.tables import accounts, addresses, alias_targets, aliases, domains, settings
 
 _ACCOUNT_COLUMNS = (
@@ -56,6 +56,7 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self._engine = engine
+        self._writer = for_writing(engine)  # SQLite: BEGIN IMMEDIATE for transactions that write
         self._clock = clock or SystemClock()
 
     def __repr__(self) -> str:
@@ -72,7 +73,7 @@ class SqlStore:
 
     async def migrate(self) -> None:
         try:
-            await migrations.upgrade_to_head(self._engine)
+            await migrations.upgrade_to_head(self._writer)
         except (DBAPIError, OSError) as exc:
             raise Unavailable(self._unavailable_text(exc)) from exc
 
@@ -93,7 +94,7 @@ class SqlStore:
     async def add_domain(self, name: str) -> Domain:
         domain = Domain(name=name, enabled=True, created_at=self._now())
         try:
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 if await self._domain_exists(conn, name):
                     raise AlreadyExists(f"domain {name} already exists")
                 await conn.execute(
@@ -115,7 +116,7 @@ class SqlStore:
 
     async def remove_domain(self, name: str) -> None:
         try:
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 if not await self._domain_exists(conn, name):
                     raise NotFound(f"domain {name} not found")
                 await self._refuse_if_domain_in_use(conn, name)
@@ -172,7 +173,7 @@ class SqlStore:
         self, address: str, password_hash: str, display_name: str = ""
     ) -> Account:
         try:
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 created_at = await self._claim_address(conn, address, "account")
                 await conn.execute(
                     insert(accounts).values(
@@ -212,7 +213,7 @@ class SqlStore:
         await self._update_account(address, enabled=enabled)
 
     async def _update_account(self, address: str, **values: Any) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             result = await conn.execute(
                 update(accounts).where(accounts.c.address == address).values(**values)
             )
@@ -220,7 +221,7 @@ class SqlStore:
             raise NotFound(f"account {address} not found")
 
     async def remove_account(self, address: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.execute(delete(accounts).where(accounts.c.address == address))
             if not await self._release_address(conn, address, "account"):
                 raise NotFound(f"account {address} not found")
@@ -229,7 +230,7 @@ class SqlStore:
 
     async def add_alias(self, source: str, targets: tuple[str, ...]) -> Alias:
         try:
-            async with self._engine.begin() as conn:
+            async with self._writer.begin() as conn:
                 await self._claim_address(conn, source, "alias")
                 await conn.execute(insert(aliases).values(source=source, enabled=True))
                 if targets:
@@ -275,7 +276,7 @@ class SqlStore:
         return _assemble_aliases(head_rows, target_rows)
 
     async def remove_alias(self, source: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.execute(delete(alias_targets).where(alias_targets.c.source == source))
             await conn.execute(delete(aliases).where(aliases.c.source == source))
             if not await self._release_address(conn, source, "alias"):
@@ -289,7 +290,7 @@ class SqlStore:
         return None if value is None else str(value)
 
     async def set_setting(self, key: str, value: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.execute(_upsert_setting(conn.dialect.name, key, value))
 
 

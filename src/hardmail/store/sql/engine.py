@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+WRITE_OPTION = "hardmail_write"
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -78,12 +79,13 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A write transaction takes the write lock at once (waiting up to busy_timeout): a
+        # deferred one that read first could not wait for another writer and would fail.
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL, or None for other databases and memory databases."""
-    parsed: URL = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or _is_memory(parsed.database or ""):
-        return None
-    return Path(parsed.database or "")
+def for_writing(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, marked so that its transactions are write transactions."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
