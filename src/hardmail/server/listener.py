@@ -32,7 +32,7 @@ class Listeners:
     ctx: ServerContext
     servers: list[asyncio.Server] = field(default_factory=list)
     bound: list[BoundAddress] = field(default_factory=list)
-    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+    sessions: dict[asyncio.Task[None], SmtpSession | None] = field(default_factory=dict)
 
     async def start(self) -> list[BoundAddress]:
         listen = self.ctx.config.listen
@@ -55,14 +55,21 @@ class Listeners:
     def _accept(self, kind: str) -> Channel:
         channel = Channel()
         task = asyncio.get_running_loop().create_task(self._serve(kind, channel))
-        self.sessions.add(task)
-        task.add_done_callback(self.sessions.discard)
+        self.sessions[task] = None
+        task.add_done_callback(self._forget)
         return channel
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.sessions.pop(task, None)
 
     async def _serve(self, kind: str, channel: Channel) -> None:
         await channel.connected
+        session = SmtpSession(self.ctx, kind, channel)
+        task = asyncio.current_task()
+        if task in self.sessions:
+            self.sessions[task] = session
         try:
-            await SmtpSession(self.ctx, kind, channel).run()
+            await session.run()
         except Exception as exc:  # a bug must cost one session, never the server
             log_event("smtp.session_crash", level="error", error=type(exc).__name__, detail=str(exc)[:300])
             channel.abort()
@@ -70,6 +77,9 @@ class Listeners:
     async def stop(self, grace: float = 10.0) -> None:
         for server in self.servers:
             server.close()
+        for session in list(self.sessions.values()):
+            if session is not None:
+                session.shut_down_if_idle()
         if self.sessions:
             _, pending = await asyncio.wait(set(self.sessions), timeout=grace)
             for task in pending:

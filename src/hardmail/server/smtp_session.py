@@ -16,7 +16,7 @@ from hardmail.config.schema import Config
 from hardmail.core.address import AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
-from hardmail.core.replies import SENDER_NOT_OWNED, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.core.replies import SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
 from hardmail.delivery.headers import from_header_addresses
 from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
@@ -86,6 +86,7 @@ class SmtpSession:
         self.txn: SessionTransaction | None = None
         self.deadline = time.monotonic() + ctx.config.smtp.timeouts.session
         self.messages = 0
+        self.idle = False  # waiting for the next command: safe to close at shutdown
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -123,6 +124,7 @@ class SmtpSession:
         await self.channel.drain()
         timeouts = self.ctx.config.smtp.timeouts
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
+        self.idle = self.conn.phase is Phase.COMMAND
         try:
             async with asyncio.timeout(min(phase_timeout, self.deadline - time.monotonic())):
                 return await self.channel.read()
@@ -131,6 +133,17 @@ class SmtpSession:
             self.channel.write(TIMEOUT.to_bytes())
             await self.channel.drain()
             return b""
+        finally:
+            self.idle = False
+
+    def shut_down_if_idle(self) -> bool:
+        """At server stop: an idle session gets 421 and is closed; True when that happened."""
+        if not self.idle:
+            return False
+        self.channel.write(SHUTTING_DOWN.to_bytes())
+        self.channel.close()
+        self.log.event("smtp.shutdown", code="4.3.2")
+        return True
 
     async def _handshake(self) -> bool:
         try:
@@ -139,8 +152,10 @@ class SmtpSession:
         except (OSError, TimeoutError, ChannelClosed) as exc:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
-        self.conn.start_tls()
+        self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
         self.txn = None
+        self.auth = SmtpAuth(self.ctx, self.log)
+        self.owned = frozenset()
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.log.event("smtp.tls", result="success", **self.tls_info)
         return True

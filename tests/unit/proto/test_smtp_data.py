@@ -119,6 +119,12 @@ def test_line_longer_than_the_pending_window(ready):
     assert b"".join(received(ready).chunks) == body
 
 
+def test_cr_at_the_pending_window_edge_is_not_a_bare_cr(ready):
+    body = b"x" * 65535 + b"\r\n" + b"y\r\n"
+    send_data(ready, body + b".\r\n")
+    assert b"".join(received(ready).chunks) == body
+
+
 def test_message_too_big(smtp):
     driver = smtp(max_message_size=50)
     exchanges = send_data(driver, b"x" * 40 + b"\r\n" + b"y" * 40 + b"\r\n.\r\nNOOP\r\n")

@@ -111,9 +111,9 @@ def test_auth_without_mechanisms_502(tls_auth):
     assert exchange.reply.code == 502
 
 
-def test_auth_without_mechanisms_in_the_clear_is_502_not_538(ready):
+def test_auth_in_the_clear_is_538_even_without_mechanisms(ready):
     (exchange,) = ready.feed(lines("AUTH PLAIN"))
-    assert exchange.reply.code == 502
+    assert (exchange.reply.code, exchange.reply.enhanced) == (538, "5.7.11")
 
 
 def test_auth_unknown_mechanism_504(tls_auth):

@@ -302,10 +302,12 @@ class ServerConnection:
     def _auth_problem(self, mechanism: str) -> Reply | None:
         if not self.esmtp:
             return NEED_HELO.with_text("Send EHLO first")
-        if not self.options.auth_mechanisms:  # not "encrypt first": TLS would not help
-            return AUTH_NOT_AVAILABLE
+        # RFC 4954 6: refuse anything sent in the clear first, whatever the listener offers, so that
+        # no client is ever told that plaintext AUTH could work here.
         if not self.tls_active and self.options.auth_requires_tls:
-            return AUTH_ENCRYPTION_REQUIRED  # RFC 4954 6
+            return AUTH_ENCRYPTION_REQUIRED
+        if not self.options.auth_mechanisms:
+            return AUTH_NOT_AVAILABLE
         if self.authenticated:
             return AUTH_ALREADY
         if self.transaction is not None:
