@@ -23,6 +23,15 @@ ensure_venv() {
             apt_install python3-venv
         fi
         python3 -m venv .venv
+        .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING" || true
     fi
-    .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING" || true
+}
+
+# pip install only when pyproject.toml changed since the last install into this .venv.
+install_project() {
+    local spec="$1" stamp=".venv/.installed-$(echo "$1" | tr -c 'a-z' '_')"
+    local digest; digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then return 0; fi
+    .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -v "^WARNING" || true
+    .venv/bin/python -c "import hardmail" && echo "$digest" > "$stamp"
 }

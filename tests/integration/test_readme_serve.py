@@ -1,5 +1,6 @@
-"""The README's first command: `hardmail serve` on the embedded default, then swaks AUTH over
-STARTTLS into a Maildir that Python's mailbox module reads."""
+"""The README's first command (`./scripts/serve`) on the embedded default, then swaks AUTH over
+STARTTLS into a Maildir that Python's mailbox module reads; SIGHUP reloads TLS without dropping
+the sessions that are open."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import mailbox
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from support.live import require_program
+from support.live import RawClient, require_program
 
+ROOT = Path(__file__).resolve().parents[2]
 HARDMAIL = [sys.executable, "-m", "hardmail"]
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "HARDMAIL_AUTH__ARGON2__MEMORY_COST": "8192"}
 
@@ -26,10 +29,10 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[dict[str, int], Path]]:
+def served(tmp_path: Path) -> Iterator[tuple[dict[str, int], Path, int]]:
     data = tmp_path / "data"
     process = subprocess.Popen(
-        [*HARDMAIL, "serve", "--data-dir", str(data), "--listen-smtp", "127.0.0.1:0",
+        ["bash", str(ROOT / "scripts" / "serve"), "--data-dir", str(data), "--listen-smtp", "127.0.0.1:0",
          "--listen-submission", "127.0.0.1:0", "--listen-submissions", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV,
     )
@@ -43,28 +46,67 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, int], Path]]:
             break
     try:
         assert set(ports) == {"smtp", "submission", "submissions"}, f"start-up output lacked listeners: {ports}"
-        yield ports, data
+        yield ports, data, process.pid  # scripts/serve execs hardmail: same process
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
 
 
-def test_serve_then_swaks_delivers_to_maildir(served: tuple[dict[str, int], Path]) -> None:
-    ports, data = served
-    swaks = require_program("swaks")
+def _swaks(port: int, subject: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_program("swaks"), "--server", "127.0.0.1", "--port", str(port), "--tls", "--auth", "PLAIN",
+         "--auth-user", "alice@example.org", "--auth-password", "a long and careful passphrase",
+         "--from", "alice@example.org", "--to", "alice@example.org", "--h-Subject", subject, "--timeout", "30"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_serve_then_swaks_delivers_to_maildir(served: tuple[dict[str, int], Path, int]) -> None:
+    ports, data, _ = served
     assert _cli("domain", "add", "example.org", "--data-dir", str(data)).returncode == 0
     added = _cli("account", "add", "alice@example.org", "--password-stdin", "--data-dir", str(data),
                  stdin="a long and careful passphrase\n")
     assert added.returncode == 0, added.stderr
-    result = subprocess.run(
-        [swaks, "--server", "127.0.0.1", "--port", str(ports["submission"]), "--tls", "--auth", "PLAIN",
-         "--auth-user", "alice@example.org", "--auth-password", "a long and careful passphrase",
-         "--from", "alice@example.org", "--to", "alice@example.org", "--h-Subject", "readme",
-         "--timeout", "30"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = _swaks(ports["submission"], "readme")
     assert result.returncode == 0, result.stdout
     box = mailbox.Maildir(str(data / "mail" / "example.org" / "alice"), create=False)
     [message] = list(box)
     assert message["Subject"] == "readme"
     assert (data / "tls").is_dir() and (data / "hardmail.db").is_file()
+
+
+def _certificate(port: int) -> bytes:
+    with RawClient(("127.0.0.1", port), tls_on_connect=True).sock as sock:
+        assert isinstance(sock, ssl.SSLSocket)
+        der = sock.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+def _wait_for_new_certificate(port: int, old: bytes, attempts: int = 500) -> bytes:
+    """New handshakes until one shows a certificate other than ``old`` (the reload runs in the server's loop)."""
+    for _ in range(attempts):
+        current = _certificate(port)
+        if current != old:
+            return current
+    return old
+
+
+def test_sighup_reloads_tls_and_keeps_sessions(served: tuple[dict[str, int], Path, int]) -> None:
+    ports, data, pid = served
+    assert _cli("domain", "add", "example.org", "--data-dir", str(data)).returncode == 0
+    _cli("account", "add", "alice@example.org", "--password-stdin", "--data-dir", str(data),
+         stdin="a long and careful passphrase\n")
+    client = RawClient(("127.0.0.1", ports["submissions"]), tls_on_connect=True)
+    assert client.read_reply()[0] == 220
+    assert isinstance(client.sock, ssl.SSLSocket)
+    old_certificate = client.sock.getpeercert(binary_form=True)
+    assert old_certificate is not None
+    for path in (data / "tls").iterdir():  # the server makes a new self-signed pair at reload
+        path.unlink()
+    os.kill(pid, signal.SIGHUP)
+    assert client.command("EHLO still.here")[0] == 250  # the open session survives the reload
+    fresh = _wait_for_new_certificate(ports["submissions"], old_certificate)
+    assert fresh != old_certificate
+    assert _swaks(ports["submission"], "after reload").returncode == 0
+    client.close()
