@@ -23,7 +23,7 @@ ensure_venv() {
             apt_install python3-venv
         fi
         python3 -m venv .venv
-        .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING" || true
+        quiet_pip install --upgrade pip
     fi
 }
 
@@ -32,6 +32,15 @@ install_project() {
     local spec="$1" stamp=".venv/.installed-$(echo "$1" | tr -c 'a-z' '_')"
     local digest; digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then return 0; fi
-    .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -v "^WARNING" || true
+    quiet_pip install -e "$spec"
     .venv/bin/python -c "import hardmail" && echo "$digest" > "$stamp"
+}
+
+# pip, silent unless it fails (then its whole output is shown).
+quiet_pip() {
+    local log; log=$(mktemp)
+    if ! .venv/bin/python -m pip "$@" >"$log" 2>&1; then
+        cat "$log" >&2; rm -f "$log"; echo "error: pip $* failed (output above)" >&2; exit 1
+    fi
+    rm -f "$log"
 }

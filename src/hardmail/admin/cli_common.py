@@ -9,14 +9,15 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -33,9 +34,9 @@ DataDirOption = Annotated[
 
 def fail(message: str, hint: str = "") -> NoReturn:
     """Print what was wrong (and what to do) on standard error and exit with status 1."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint:
-        err_console.print(f"[yellow]hint:[/] {hint}", highlight=False)
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
     raise typer.Exit(1)
 
 
