@@ -116,6 +116,19 @@ class AuthSection(Section):
     argon2: PasswordHashSection = PasswordHashSection()
 
 
+class DnsSection(Section):
+    nameservers: list[str] = Field([], description="Resolvers to ask (IP addresses); empty uses the system's /etc/resolv.conf. They must validate DNSSEC for DANE.")
+    port: int = Field(53, ge=0, lt=65536, description="UDP/TCP port of the nameservers.")
+    timeout: float = Field(5.0, gt=0, description="Seconds one look-up may take before it counts as a temporary failure.")
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_address(value)
+        return values
+
+
 class LoggingSection(Section):
     format: Literal["json", "console"] = Field("json", description="json: one JSON object per line; console: readable lines.")
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
@@ -130,6 +143,7 @@ class Config(Section):
     relay: RelaySection = RelaySection()
     storage: StorageSection = StorageSection()
     auth: AuthSection = AuthSection()
+    dns: DnsSection = DnsSection()
     logging: LoggingSection = LoggingSection()
 
     @property

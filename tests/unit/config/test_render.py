@@ -14,7 +14,7 @@ from hardmail.config.render import reference_rows, render_example, render_json, 
 from hardmail.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[3]
-REGENERATE = "regenerate it with: hardmail config example > hardmail.toml.example"
+REGENERATE = "regenerate it with: scripts/gen-config-docs"
 
 
 def busy_config(tmp_path: Path) -> Config:
@@ -83,7 +83,7 @@ def _schema_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def test_every_setting_is_documented() -> None:
     docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [key for key in _schema_keys(Config) if f"`{key}`" not in docs]
-    assert missing == [], "add these to docs/configuration.md (render_reference_markdown())"
+    assert missing == [], "add these to docs/configuration.md: run scripts/gen-config-docs"
 
 
 def test_every_setting_has_a_description() -> None:

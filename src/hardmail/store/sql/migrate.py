@@ -29,10 +29,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest schema revision this version of hardmail knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "the migrations directory has no revision"
-    return head
+    """The newest schema revisions this version of hardmail knows, comma-separated.
+
+    Independent features may add migration branches from the same parent; the server upgrades
+    every branch to its head ("heads"), so the version can name several revisions.
+    """
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads, "the migrations directory has no revision"
+    return ",".join(sorted(heads))
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
@@ -46,7 +50,7 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    command.upgrade(alembic_config(connection), "heads")
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -56,4 +60,5 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) if heads else None

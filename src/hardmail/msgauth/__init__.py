@@ -1,0 +1,1 @@
+"""Message authentication and DNS: SPF, DKIM, DMARC, ARC and the resolver they share."""

@@ -1,0 +1,62 @@
+"""A real DNS server process-free but real-socket: dnslib serving a test zone on 127.0.0.1 (UDP and TCP).
+
+Zone format is the one ``hardmail.msgauth.dns.StaticResolver`` takes:
+``{("name", "TYPE"): ["rdata text", ...] | "NXDOMAIN" | "TIMEOUT"}``. A TIMEOUT entry is never answered.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from dnslib import QTYPE, RCODE, RR, DNSRecord
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+
+class _ZoneResolver(BaseResolver):  # type: ignore[misc]
+    def __init__(self, zone: Mapping[tuple[str, str], Any]) -> None:
+        self.zone = {(n.rstrip(".").lower(), t.upper()): v for (n, t), v in zone.items()}
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord | None:
+        reply = request.reply()
+        name = str(request.q.qname).rstrip(".").lower()
+        qtype = QTYPE[request.q.qtype]
+        value = self.zone.get((name, qtype))
+        if value == "TIMEOUT":
+            return None
+        if value == "NXDOMAIN" or (value is None and not any(n == name for n, _ in self.zone)):
+            reply.header.rcode = RCODE.NXDOMAIN
+            return reply
+        for text in value or ():
+            reply.add_answer(*RR.fromZone(f"{name}. 300 IN {qtype} {text}"))
+        return reply
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LoopbackDnsServer:
+    """Context manager: UDP and TCP DNS servers on 127.0.0.1 at one free port."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, zone: Mapping[tuple[str, str], Any]) -> None:
+        self.resolver = _ZoneResolver(zone)
+        self.port = _free_port()
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        self.servers = [DNSServer(self.resolver, address=self.host, port=self.port, tcp=tcp, logger=quiet)
+                        for tcp in (False, True)]
+
+    def __enter__(self) -> LoopbackDnsServer:
+        for server in self.servers:
+            server.start_thread()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self.servers:
+            server.stop()
+            server.server.server_close()
