@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import typer
 
-from hardmail.admin import cli_accounts, cli_config, cli_serve
+from hardmail.admin import (
+    cli_access,
+    cli_accounts,
+    cli_config,
+    cli_credentials,
+    cli_msgauth,
+    cli_queue,
+    cli_serve,
+)
 
 app = typer.Typer(
     name="hardmail",
@@ -20,6 +28,10 @@ app = typer.Typer(
 cli_serve.register(app)
 cli_config.register(app)
 cli_accounts.register(app)
+cli_credentials.register(app)
+cli_queue.register(app)
+cli_access.register(app)
+cli_msgauth.register(app)
 
 
 def main() -> None:
