@@ -37,6 +37,7 @@ def parse_host_port(value: str) -> tuple[str, int]:
 class ServerSection(Section):
     hostname: str = Field("localhost", description="Name in the greeting, EHLO and Received headers.")
     data_dir: Path = Field(Path("hardmail-data"), description="Where mail, spool, keys and the SQLite database live.")
+    postmaster: str = Field("", description="Where mail to the bare <Postmaster> goes (RFC 5321 4.5.1); empty: postmaster@ the first hosted domain.")
 
 
 class ListenSection(Section):
@@ -112,8 +113,28 @@ class PasswordHashSection(Section):
     hash_workers: int = Field(2, ge=1, description="Threads that hash passwords off the event loop.")
 
 
+class PasswordPolicySection(Section):
+    min_length: int = Field(12, ge=8, description="Fewest characters a new password may have.")
+    max_bytes: int = Field(1024, ge=64, le=4096, description="Most UTF-8 bytes a password may have (bounds hashing work).")
+    min_score: int = Field(3, ge=0, le=4, description="Lowest zxcvbn strength score (0-4) a new password must reach.")
+    forbid_account_name: bool = Field(True, description="Refuse passwords that contain the account's local part or domain name.")
+    forbid_common: bool = Field(True, description="Refuse passwords found in the list of most common passwords.")
+    max_age_days: int = Field(0, ge=0, description="Days after which a password expires and logins are refused until it is changed; 0 means never.")
+
+
+class ScramSection(Section):
+    iterations: int = Field(10000, ge=4096, le=1_000_000, description="PBKDF2 iterations of the SCRAM-SHA-256 secrets (RFC 7677 asks for at least 4096); used when a password is set.")
+
+
+class TwoFactorSection(Section):
+    issuer: str = Field("hardmail", min_length=1, description="Issuer name shown by authenticator apps for TOTP codes.")
+
+
 class AuthSection(Section):
     argon2: PasswordHashSection = PasswordHashSection()
+    password_policy: PasswordPolicySection = PasswordPolicySection()
+    scram: ScramSection = ScramSection()
+    two_factor: TwoFactorSection = TwoFactorSection()
 
 
 class DnsSection(Section):
@@ -127,6 +148,34 @@ class DnsSection(Section):
         for value in values:
             ipaddress.ip_address(value)
         return values
+
+
+class QueueSection(Section):
+    run_delivery: bool = Field(True, description="Deliver queued mail from this process; turn off on nodes that only accept mail.")
+    workers: int = Field(8, ge=1, description="Outbound connections open at once, over all destinations.")
+    per_domain_connections: int = Field(2, ge=1, description="Outbound connections open at once to one destination domain.")
+    messages_per_connection: int = Field(20, ge=1, description="Messages sent over one connection before it is closed.")
+    first_retry: float = Field(300.0, gt=0, description="Seconds before the first retry after a temporary failure.")
+    backoff_factor: float = Field(2.0, ge=1, description="Each further retry waits this many times longer.")
+    max_retry_interval: float = Field(14400.0, gt=0, description="Longest wait between two attempts, in seconds.")
+    jitter: float = Field(0.2, ge=0, lt=1, description="Random spread of each retry time, as a fraction of the wait (0.2 is plus or minus 20%).")
+    give_up_after: float = Field(432000.0, gt=0, description="Seconds after which undelivered recipients are bounced (5 days).")
+    delay_notice_after: float = Field(14400.0, ge=0, description="Seconds after which the sender gets one delay notice (0 disables it).")
+    poll_interval: float = Field(30.0, gt=0, description="Longest idle wait, in seconds, before the queue is checked again.")
+    claim_lease: float = Field(900.0, gt=0, description="Seconds a delivery run owns a message before another runner may take it over.")
+    bounce_full_message_limit: int = Field(65536, ge=0, description="Bounces quote the whole message when it is at most this many bytes, else its headers only.")
+
+
+class OutboundSection(Section):
+    port: int = Field(25, gt=0, lt=65536, description="TCP port of remote MX hosts; change it only for tests.")
+    helo_name: str = Field("", description="Name sent in EHLO; empty uses server.hostname.")
+    connect_timeout: float = Field(30.0, gt=0, description="Seconds to open a connection to one MX address.")
+    command_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a reply to a command (RFC 5321 4.5.3.2: 5 minutes).")
+    data_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the reply after the message data (RFC 5321 4.5.3.2.6: 10 minutes).")
+    mta_sts: bool = Field(True, description="Fetch and enforce MTA-STS policies (RFC 8461) of destination domains.")
+    dane: bool = Field(True, description="Enforce DANE TLSA records (RFC 7672) when the resolver reports DNSSEC-validated answers.")
+    mta_sts_port: int = Field(443, gt=0, lt=65536, description="HTTPS port of MTA-STS policy hosts; change it only for tests.")
+    ca_file: Path | None = Field(None, description="Extra CA certificates (PEM) trusted for MTA-STS and verified TLS, besides the system store.")
 
 
 class LoggingSection(Section):
@@ -145,6 +194,8 @@ class Config(Section):
     auth: AuthSection = AuthSection()
     dns: DnsSection = DnsSection()
     logging: LoggingSection = LoggingSection()
+    queue: QueueSection = QueueSection()
+    outbound: OutboundSection = OutboundSection()
 
     @property
     def data_dir(self) -> Path:

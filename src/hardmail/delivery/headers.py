@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.errors import InvalidHeaderDefect
 from email.headerregistry import AddressHeader
-from email.parser import HeaderParser
 from email.policy import default as default_policy
 
 from hardmail.core.address import AddressError, normalize_domain
@@ -183,21 +182,70 @@ def missing_submission_headers(header_block: bytes, *, hostname: str, when: floa
     return lines
 
 
-def from_header_addresses(header_block: bytes) -> list[str]:
-    """Addresses of every ``From:`` field, as ``local@domain`` with the domain normalised.
+# RFC 5322 2.2: field-name = 1*ftext (printable US-ASCII except ":"); RFC 5322 4.5.3 (obsolete
+# syntax) allows white space before the colon, which real mail software honours.
+_FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
+SENDER_FIELDS = ("from", "sender", "resent-from", "resent-sender")
+
+
+def header_fields(header_block: bytes) -> list[tuple[str, str]] | None:
+    """Every field as (lower-cased name, unfolded value), or None when a line is neither a field
+    nor a folded continuation (such a block is read differently by different mail software).
+
+    Scanned by hand rather than with ``email.parser``: that parser silently skips a
+    ``From :`` line and stops at the first malformed line, which would hide later fields.
+    """
+    fields: list[tuple[str, bytes]] = []
+    for line in header_block.split(b"\r\n"):
+        if not line:
+            continue
+        if b"\r" in line or b"\n" in line:
+            return None
+        if line[:1] in (b" ", b"\t"):  # RFC 5322 2.2.3: folding
+            if not fields:
+                return None
+            fields[-1] = (fields[-1][0], fields[-1][1] + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        name = name.rstrip(b" \t")
+        if not colon or not _FIELD_NAME.match(name):
+            return None
+        fields.append((name.decode("ascii").lower(), value))
+    return [(name, " ".join(value.decode("utf-8", "replace").split())) for name, value in fields]
+
+
+def sender_header_problem(header_block: bytes, complete: bool) -> str | None:
+    """Why the originator fields of a submitted message cannot be checked, or None.
+
+    RFC 5322 3.6: exactly one From field; the header section must be complete and well formed.
+    """
+    if not complete:
+        return "header section too large or not terminated"
+    fields = header_fields(header_block)
+    if fields is None:
+        return "malformed header line"
+    froms = sum(1 for name, _ in fields if name == "from")
+    if froms != 1:
+        return f"{froms} From: fields (exactly one required)"
+    return None
+
+
+def from_header_addresses(header_block: bytes, names: tuple[str, ...] = ("from",)) -> list[str]:
+    """Addresses of every field named in ``names`` (default From:), as ``local@domain``.
 
     Groups are flattened and display names (encoded words included) dropped. To be safe for the
-    "sender owns its From:" check, the header is read by two parsers (``email.headerregistry``
+    "sender owns its From:" check, each value is read by two parsers (``email.headerregistry``
     and ``email.utils.getaddresses``) and every address either finds is returned; a field with
     invalid syntax adds its raw text as one more entry, which matches no account. An empty list
-    means there is no usable From: and must be treated as a failure.
+    means there is no usable field and must be treated as a failure; so is a malformed block.
     """
-    text = header_block.decode("utf-8", "replace")
-    message = HeaderParser(policy=default_policy).parsestr(text + "\r\n", headersonly=True)
+    fields = header_fields(header_block)
+    if fields is None:
+        return []
     found: list[str] = []
-    for name, raw in message.raw_items():
-        if name.strip().lower() == "from":
-            found.extend(_addresses_of_field(" ".join(raw.split())))
+    for name, value in fields:
+        if name in names:
+            found.extend(_addresses_of_field(value))
     return [address for address in dict.fromkeys(found) if address]
 
 

@@ -45,25 +45,28 @@ def in_networks(ip: str, networks: Iterable[str]) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-def mail_from_verdict(client: ClientFacts, sender: Address | None, owned: frozenset[str],
-                      plus_separator: str) -> Verdict:
+def mail_from_verdict(client: ClientFacts, sender: Address | None, sender_owned: bool) -> Verdict:
     """MAIL FROM: submission needs TLS then AUTH; an authenticated sender must own the address."""
     if client.listener != "smtp":
         if not client.tls:
             return Verdict.refuse(TLS_REQUIRED, "submission without TLS")
         if client.account is None:
             return Verdict.refuse(AUTH_REQUIRED, "submission without AUTH")
-    if client.account is not None and sender is not None and not owns_address(owned, sender, plus_separator):
+    if client.account is not None and sender is not None and not sender_owned:
         return Verdict.refuse(SENDER_NOT_OWNED, f"{client.account} may not send as {sender.key}")
     return Verdict.ok(SENDER_OK)
 
 
-def owns_address(owned: frozenset[str], address: Address, plus_separator: str) -> bool:
-    """True for the account's own addresses, its aliases, and their ``+tag`` forms."""
+def owns_address(owned: frozenset[str], address: Address, plus_separator: str, tagged_is_taken: bool) -> bool:
+    """True for the account's own addresses, its aliases, and their ``+tag`` forms.
+
+    A tagged form counts only while no account or alias of exactly that name exists
+    (``tagged_is_taken``): ``john-doe@`` is somebody else's even with ``-`` as separator.
+    """
     if address.key in owned:
         return True
     untagged = address.without_tag(plus_separator)
-    return untagged is not None and untagged.key in owned
+    return untagged is not None and untagged.key in owned and not tagged_is_taken
 
 
 def rcpt_verdict(client: ClientFacts, resolution_kind: str, trusted_networks: Iterable[str]) -> Verdict:

@@ -48,7 +48,7 @@ class Channel(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        return False
+        return True  # half-close: keep the transport so replies to commands already received still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
@@ -78,6 +78,14 @@ class Channel(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
         return data
+
+    @property
+    def closing(self) -> bool:
+        """The connection is gone (or going): nothing written now would reach the client."""
+        return self.transport is None or self.transport.is_closing()
+
+    def write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -64,11 +64,11 @@ class Listeners:
 
     async def _serve(self, kind: str, channel: Channel) -> None:
         await channel.connected
-        session = SmtpSession(self.ctx, kind, channel)
-        task = asyncio.current_task()
-        if task in self.sessions:
-            self.sessions[task] = session
         try:
+            session = SmtpSession(self.ctx, kind, channel)
+            task = asyncio.current_task()
+            if task in self.sessions:
+                self.sessions[task] = session
             await session.run()
         except Exception as exc:  # a bug must cost one session, never the server
             log_event("smtp.session_crash", level="error", error=type(exc).__name__, detail=str(exc)[:300])

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hardmail.config.schema import Config
-from hardmail.core.address import AddressError, parse_mailbox
+from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
-from hardmail.core.replies import SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
-from hardmail.delivery.headers import from_header_addresses
+from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.delivery.headers import (
+    SENDER_FIELDS,
+    from_header_addresses,
+    sender_header_problem,
+    split_header_block,
+)
 from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
 from hardmail.ops.log import EventLogger
@@ -43,6 +48,8 @@ from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
+WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 
 
 def smtp_options(config: Config, kind: str) -> SmtpOptions:
@@ -87,6 +94,7 @@ class SmtpSession:
         self.deadline = time.monotonic() + ctx.config.smtp.timeouts.session
         self.messages = 0
         self.idle = False  # waiting for the next command: safe to close at shutdown
+        self.stopping = False
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -105,6 +113,11 @@ class SmtpSession:
 
     async def _pump(self) -> None:
         while not self.conn.closed:
+            if self.stopping and self.conn.phase is Phase.COMMAND:
+                self.channel.write(SHUTTING_DOWN.to_bytes())
+                break
+            if self.channel.write_buffer_size() > WRITE_HIGH_WATER:
+                await self._drain()  # a client that does not read its replies gets no more work done
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data = await self._read()
@@ -118,28 +131,46 @@ class SmtpSession:
             self._after_reply(event, reply)
             if self.conn.awaiting_tls and not await self._handshake():
                 return
-        await self.channel.drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the client has taken our replies, within the command timeout; else drop it."""
+        try:
+            async with asyncio.timeout(self._time_left(self.ctx.config.smtp.timeouts.command)):
+                await self.channel.drain()
+        except TimeoutError:
+            self.log.event("smtp.timeout", level="warning", phase="write", code="4.4.2")
+            self.channel.abort()
+            raise ConnectionAbortedError("client does not read its replies") from None
+
+    def _time_left(self, phase_timeout: float) -> float:
+        return max(0.0, min(phase_timeout, self.deadline - time.monotonic()))
 
     async def _read(self) -> bytes:
-        await self.channel.drain()
+        await self._drain()
         timeouts = self.ctx.config.smtp.timeouts
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
         self.idle = self.conn.phase is Phase.COMMAND
         try:
-            async with asyncio.timeout(min(phase_timeout, self.deadline - time.monotonic())):
+            async with asyncio.timeout(self._time_left(phase_timeout)):
                 return await self.channel.read()
         except TimeoutError:
             self.log.event("smtp.timeout", level="warning", phase=self.conn.phase.value, code="4.4.2")
             self.channel.write(TIMEOUT.to_bytes())
-            await self.channel.drain()
+            self.channel.close()
             return b""
         finally:
             self.idle = False
 
     def shut_down_if_idle(self) -> bool:
-        """At server stop: an idle session gets 421 and is closed; True when that happened."""
+        """At server stop: an idle session gets 421 and is closed; True when that happened.
+
+        A busy one is marked and answers 421 to its next command, after the current one is done.
+        """
+        self.stopping = True
         if not self.idle:
             return False
+        self.conn.close()
         self.channel.write(SHUTTING_DOWN.to_bytes())
         self.channel.close()
         self.log.event("smtp.shutdown", code="4.3.2")
@@ -147,7 +178,7 @@ class SmtpSession:
 
     async def _handshake(self) -> bool:
         try:
-            await self.channel.drain()
+            await self._drain()
             await self.channel.start_tls(self.ctx.tls.context(), self.ctx.config.smtp.timeouts.tls_handshake)
         except (OSError, TimeoutError, ChannelClosed) as exc:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
@@ -193,9 +224,8 @@ class SmtpSession:
         return ClientFacts(ip=self.peer_ip, listener=self.kind, tls=self.conn.tls_active, account=self.auth.account)
 
     async def _on_mail(self, event: Mail) -> Reply:
-        if self.auth.account and not self.owned:
-            self.owned = await owned_addresses(self.ctx.store, self.auth.account)
-        verdict = mail_from_verdict(self._facts(), event.sender, self.owned, self.ctx.config.smtp.plus_separator)
+        owned = event.sender is None or self.auth.account is None or await self._owns(event.sender)
+        verdict = mail_from_verdict(self._facts(), event.sender, owned)
         sender = event.sender.key if event.sender else ""
         self.log.event("smtp.mail", sender=sender, size=event.params.size, accepted=verdict.accept,
                        reason=verdict.reason or None)
@@ -203,10 +233,25 @@ class SmtpSession:
             self.txn = SessionTransaction(sender=sender, utf8=event.params.smtputf8)
         return verdict.reply
 
+    async def _owns(self, address: Address) -> bool:
+        """Whether the authenticated account may use ``address`` as a sender."""
+        assert self.auth.account is not None
+        if not self.owned:
+            self.owned = await owned_addresses(self.ctx.store, self.auth.account)
+        plus = self.ctx.config.smtp.plus_separator
+        taken = False
+        if address.key not in self.owned and address.without_tag(plus) is not None:
+            store = self.ctx.store
+            taken = await store.get_account(address.key) is not None or await store.get_alias(address.key) is not None
+        return owns_address(self.owned, address, plus, taken)
+
     async def _on_rcpt(self, event: Rcpt) -> Reply:
         address = event.recipient
-        if event.bare_postmaster:
-            address = type(address)("postmaster", self.ctx.config.server.hostname)
+        if event.bare_postmaster:  # RFC 5321 4.5.1: must be accepted
+            address = await self._postmaster()
+        if address.domain.startswith("["):
+            self.log.event("smtp.rcpt", recipient=address.key, accepted=False, reason="address literal")
+            return ADDRESS_LITERAL_REFUSED
         resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
         verdict = rcpt_verdict(self._facts(), resolution.kind, self.ctx.config.relay.trusted_networks)
         self.log.event("smtp.rcpt", recipient=address.key, kind=resolution.kind, accepted=verdict.accept,
@@ -214,6 +259,14 @@ class SmtpSession:
         if verdict.accept and self.txn is not None:
             self._add_recipient(address.key, resolution)
         return verdict.reply
+
+    async def _postmaster(self) -> Address:
+        """Where a bare ``<Postmaster>`` goes: server.postmaster, else postmaster@ the first hosted domain."""
+        configured = self.ctx.config.server.postmaster
+        if configured:
+            return parse_mailbox(configured, utf8=True)
+        domains = await self.ctx.store.list_domains()
+        return Address("postmaster", domains[0].name if domains else "invalid")
 
     def _add_recipient(self, recipient: str, resolution: Resolution) -> None:
         assert self.txn is not None
@@ -226,8 +279,13 @@ class SmtpSession:
 
     async def _on_message(self, event: MessageReceived) -> Reply:
         assert self.txn is not None
-        if self.auth.account is not None and not self._from_header_owned(event.chunks):
-            return SENDER_NOT_OWNED.with_text("From: header missing or not owned by the authenticated user")
+        if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
+            return LOCAL_ERROR
+        if self.auth.account is not None:
+            problem = await self._originator_problem(event)
+            if problem is not None:
+                self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
+                return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8)
         accepted = await self.ctx.acceptor.accept(envelope, self._trace(), event.chunks)
@@ -237,18 +295,21 @@ class SmtpSession:
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
 
-    def _from_header_owned(self, chunks: tuple[bytes, ...]) -> bool:
-        plus = self.ctx.config.smtp.plus_separator
-        addresses = from_header_addresses(message_head(chunks))
-        if not addresses:  # RFC 5322 3.6.2: From: is required; without it nothing shows who sends
-            return False
-        for text in addresses:
+    async def _originator_problem(self, event: MessageReceived) -> str | None:
+        """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""
+        head = message_head(event.chunks)
+        block, complete = split_header_block(head)
+        problem = sender_header_problem(block, complete or event.size <= len(head))
+        if problem is not None:
+            return problem
+        for text in from_header_addresses(block, SENDER_FIELDS):
             try:
-                if not owns_address(self.owned, parse_mailbox(text, utf8=True), plus):
-                    return False
+                address = parse_mailbox(text, utf8=True)
             except AddressError:
-                return False
-        return True
+                return f"unparsable originator address {text[:80]!r}"
+            if not await self._owns(address):
+                return f"originator {address.key} not owned"
+        return None
 
     def _trace(self) -> ClientTrace:
         return ClientTrace(helo=self.conn.helo or "unknown", peer_ip=self.peer_ip, peer_name=None,

@@ -223,11 +223,23 @@ def test_bdat_single_last_chunk(ready):
 
 
 def test_bdat_data_is_literal(ready):
-    content = b"a\r\n.\r\nMAIL FROM:<evil@x.y>\r\n..b\nc\r"
+    content = b"a\r\n.\r\nMAIL FROM:<evil@x.y>\r\n..b\r\nc\r\n"
     exchanges = bdat(ready, (content, True))
     assert isinstance(exchanges[0].event, MessageReceived)
     assert b"".join(exchanges[0].event.chunks) == content
     assert len(ready.of_type(Mail)) == 1
+
+
+@pytest.mark.parametrize("content", [b"a\nb\r\n", b"a\rb\r\n", b"ends with cr\r", b"\n"])
+def test_bdat_bare_cr_or_lf_is_refused(ready, content):
+    (exchange,) = bdat(ready, (content, True))
+    assert isinstance(exchange.event, MessageRefused)
+    assert (exchange.reply.code, exchange.reply.enhanced) == (554, "5.6.11")
+
+
+def test_bdat_crlf_split_across_chunks_is_fine(ready):
+    exchanges = bdat(ready, (b"line\r", False), (b"\nnext\r\n", True))
+    assert isinstance(exchanges[-1].event, MessageReceived)
 
 
 def test_bdat_followed_by_pipelined_command(ready):

@@ -225,7 +225,7 @@ def test_session_refusals_count_as_errors(smtp):
 def test_unknown_command(session):
     (exchange,) = session.feed(lines("FROBNICATE now"))
     assert isinstance(exchange.event, ProtocolError)
-    assert exchange.event.command == "FROBNICATE"
+    assert exchange.event.command == ""  # never echoed: it may be a stray AUTH response
     assert exchange.wire == b"500 5.5.2 Command not recognized\r\n"
 
 

@@ -92,8 +92,10 @@ class BdatReader:
         self.chunks: list[bytes] = []
         self.size = 0
         self.too_big = False
+        self.bare_newline = False  # BINARYMIME is not offered: content must be CRLF text as in DATA
         self.remaining = 0
         self.last = False
+        self._ends_with_cr = False
 
     def start_chunk(self, size: int, last: bool) -> None:
         self.remaining = size
@@ -104,12 +106,33 @@ class BdatReader:
         part, rest = data[: self.remaining], data[self.remaining:]
         self.remaining -= len(part)
         self.size += len(part)
-        if self.size > self.max_size:
+        self._check_line_ends(part)
+        if self.size > self.max_size or self.bare_newline:
             self.too_big = True
             self.chunks.clear()
         elif part:
             self.chunks.append(part)
         return rest
+
+    def _check_line_ends(self, part: bytes) -> None:
+        """RFC 5321 2.3.8: every CR and LF belongs to a CRLF, also across chunk boundaries."""
+        if self._ends_with_cr and part:
+            if part[:1] != b"\n":
+                self.bare_newline = True
+            part = part[1:]  # the LF that completes the CR held over from the previous feed
+            self._ends_with_cr = False
+        if not part:
+            return
+        self._ends_with_cr = part.endswith(b"\r")
+        body = part[:-1] if self._ends_with_cr else part
+        crlf = body.count(b"\r\n")
+        if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+            self.bare_newline = True
+
+    def finish_message(self) -> None:
+        """At the LAST chunk: a final lone CR is bare too."""
+        if self._ends_with_cr:
+            self.bare_newline = True
 
     @property
     def chunk_done(self) -> bool:

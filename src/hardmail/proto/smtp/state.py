@@ -189,7 +189,7 @@ class ServerConnection:
         parsed = grammar.split_command(line)
         handler = _COMMANDS.get(parsed.verb)
         if handler is None:
-            return self._error(UNKNOWN_COMMAND, parsed.verb[:16])
+            return self._error(UNKNOWN_COMMAND, "")  # never echo it: it may be a stray AUTH response
         try:
             return handler(self, parsed.argument)
         except grammar.GrammarError as exc:
@@ -352,10 +352,13 @@ class ServerConnection:
     def _bdat_outcome(self, reader: BdatReader) -> Event:
         # RFC 3030 2: the chunk is consumed whatever the verdict.
         problem = self._message_sequence_problem()
-        if problem is not None or reader.too_big:
+        if reader.last:
+            reader.finish_message()
+        if problem is not None or reader.too_big or reader.bare_newline:
             self._bdat = None
-            reply = MESSAGE_TOO_BIG if problem is None else problem
-            return MessageRefused(reply, reason="BDAT refused")
+            if problem is None:
+                problem = BARE_LINEFEED if reader.bare_newline else MESSAGE_TOO_BIG
+            return MessageRefused(problem, reason="BDAT refused")
         if not reader.last:
             return BdatChunk(Reply(250, "2.0.0", f"{reader.size} octets received"), size=reader.size)
         self._bdat = None
@@ -374,8 +377,8 @@ class ServerConnection:
         event, self._awaiting = self._awaiting, None
         if event is None:
             raise RuntimeError("send() without an event to answer")
-        if reply.is_permanent:
-            self.errors += 1
+        if reply.is_permanent or (reply.code == 454 and isinstance(event, (Auth, AuthResponse))):
+            self.errors += 1  # a saturated AUTH counts too: it must not be retried without end
         self._transition(event, reply)
         if reply.code == 421 or (isinstance(event, ProtocolError) and event.fatal):
             self.phase = Phase.CLOSED
