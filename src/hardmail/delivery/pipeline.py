@@ -31,6 +31,7 @@ class Envelope:
     remote: tuple[str, ...]  # recipients outside our domains
     recipients: tuple[str, ...]  # as the client gave them (for the Received "for" clause)
     utf8: bool = False
+    folder: str | None = None  # local copies go into this folder (e.g. "Junk"); None is the inbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,27 +71,29 @@ class MessageAcceptor:
         self.hostname = hostname
         self.clock = clock
 
-    def trace_headers(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes], message_id: str) -> bytes:
-        """Received: (RFC 5321 4.4) plus, for submission, a missing Message-ID: and Date:."""
+    def trace_headers(self, envelope: Envelope, client: ClientTrace, message_id: str) -> bytes:
+        """The Received: header (RFC 5321 4.4) for this acceptance."""
         now = self.clock.now()
         protocol = with_protocol(esmtp=client.esmtp, tls=client.tls is not None,
                                  auth=client.account is not None, utf8=envelope.utf8)
         single = envelope.recipients[0] if len(envelope.recipients) == 1 else None
-        prefix = received_header(
+        return received_header(
             helo=client.helo, peer_ip=client.peer_ip, peer_name=client.peer_name, hostname=self.hostname,
             protocol=protocol, queue_id=message_id, recipient=single, tls=client.tls,
             authenticated=client.account, when=now,
         )
-        if client.submission:
-            head, _ = split_header_block(message_head(chunks))
-            prefix += missing_submission_headers(head, hostname=self.hostname, when=now)
-        return prefix
+
+    def submission_headers(self, chunks: Sequence[bytes]) -> bytes:
+        """A missing Message-ID: and Date: for a submitted message (RFC 6409 8.2, 8.3); added before
+        anything signs the message."""
+        head, _ = split_header_block(message_head(chunks))
+        return missing_submission_headers(head, hostname=self.hostname, when=self.clock.now())
 
     async def accept(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes]) -> Accepted:
         """Spool remote copies first, then local ones; a failure in between takes the spooled copy back,
         so that the client's retry after our 4xx does not deliver twice."""
         message_id = new_id(self.clock.now())
-        parts = [self.trace_headers(envelope, client, chunks, message_id), *chunks]
+        parts = [self.trace_headers(envelope, client, message_id), *chunks]
         size = sum(len(p) for p in parts)
         spool_id = None
         if envelope.remote:

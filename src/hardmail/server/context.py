@@ -8,6 +8,7 @@ from hardmail.auth.pool import HashPool
 from hardmail.config.schema import Config
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.delivery.pipeline import MessageAcceptor
+from hardmail.server.hooks import SessionHook
 from hardmail.server.tls import TlsManager
 from hardmail.store.ports import Store
 
@@ -20,3 +21,4 @@ class ServerContext:
     tls: TlsManager
     acceptor: MessageAcceptor
     clock: Clock = field(default_factory=SystemClock)
+    hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order

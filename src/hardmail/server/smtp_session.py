@@ -27,6 +27,7 @@ from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
 from hardmail.ops.log import EventLogger
 from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
+from hardmail.policy.verdict import Verdict
 from hardmail.proto.smtp.events import (
     NEED_DATA,
     Auth,
@@ -44,10 +45,11 @@ from hardmail.proto.smtp.events import (
 from hardmail.proto.smtp.state import Phase, ServerConnection, SmtpOptions
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
-AUTH_MECHANISMS = ("PLAIN", "LOGIN")
+AUTH_MECHANISMS = ("SCRAM-SHA-256", "PLAIN", "LOGIN")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 
@@ -100,6 +102,13 @@ class SmtpSession:
     async def run(self) -> None:
         self.log.event("smtp.connect", port=self.peer_port)
         try:
+            refusal = await self._first_refusal("on_connect")
+            if refusal is not None:  # cheap: before any TLS or password work
+                self.log.event("smtp.reject", command="CONNECT", code=refusal.code, enhanced=refusal.enhanced,
+                               text=refusal.lines[0])
+                if self.kind != "submissions":
+                    self.channel.write(self.conn.greeting(refusal))
+                return
             if self.kind == "submissions" and not await self._handshake():
                 return
             self.channel.write(self.conn.greeting())
@@ -108,6 +117,8 @@ class SmtpSession:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
             self.channel.close()
+            for hook in self.ctx.hooks:
+                await hook.on_disconnect(self.facts())
             self.log.event("smtp.disconnect", commands=self.conn.commands, errors=self.conn.errors,
                            messages=self.messages)
 
@@ -203,9 +214,21 @@ class SmtpSession:
                            error=type(exc).__name__, detail=str(exc)[:300])
             return reply_for_error(exc)
 
+    def facts(self) -> SessionFacts:
+        return SessionFacts(session_id=self.id, listener=self.kind, peer_ip=self.peer_ip, peer_port=self.peer_port,
+                            helo=self.conn.helo, tls=self.tls_info, account=self.auth.account)
+
+    async def _first_refusal(self, method: str, *args: Any) -> Reply | None:
+        """Ask every hook in order; the first reply that is not None wins."""
+        for hook in self.ctx.hooks:
+            reply: Reply | None = await getattr(hook, method)(self.facts(), *args)
+            if reply is not None:
+                return reply
+        return None
+
     async def _on_helo(self, event: Helo) -> Reply:
         self.log.event("smtp.helo", helo=event.hostname, esmtp=event.extended)
-        return event.reply
+        return await self._first_refusal("on_helo", event.hostname) or event.reply
 
     async def _on_starttls(self, event: StartTls) -> Reply:
         try:
@@ -215,10 +238,20 @@ class SmtpSession:
         return event.reply
 
     async def _on_auth(self, event: Auth) -> Reply:
-        return await self.auth.start(event)
+        refusal = await self._first_refusal("before_auth", event.mechanism)
+        if refusal is not None:
+            return refusal
+        return await self._after_auth(await self.auth.start(event))
 
     async def _on_auth_response(self, event: AuthResponse) -> Reply:
-        return await self.auth.respond(event)
+        return await self._after_auth(await self.auth.respond(event))
+
+    async def _after_auth(self, reply: Reply) -> Reply:
+        outcome, self.auth.last_outcome = self.auth.last_outcome, None
+        if outcome is None:
+            return reply
+        username, success, reason = outcome
+        return await self._first_refusal("after_auth", username, success, reason) or reply
 
     def _facts(self) -> ClientFacts:
         return ClientFacts(ip=self.peer_ip, listener=self.kind, tls=self.conn.tls_active, account=self.auth.account)
@@ -226,6 +259,10 @@ class SmtpSession:
     async def _on_mail(self, event: Mail) -> Reply:
         owned = event.sender is None or self.auth.account is None or await self._owns(event.sender)
         verdict = mail_from_verdict(self._facts(), event.sender, owned)
+        if verdict.accept:
+            refusal = await self._first_refusal("on_mail", event.sender, event.params)
+            if refusal is not None:
+                verdict = Verdict.refuse(refusal, "refused by a check")
         sender = event.sender.key if event.sender else ""
         self.log.event("smtp.mail", sender=sender, size=event.params.size, accepted=verdict.accept,
                        reason=verdict.reason or None)
@@ -254,6 +291,10 @@ class SmtpSession:
             return ADDRESS_LITERAL_REFUSED
         resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
         verdict = rcpt_verdict(self._facts(), resolution.kind, self.ctx.config.relay.trusted_networks)
+        if verdict.accept and self.txn is not None:
+            refusal = await self._first_refusal("on_rcpt", self.txn.sender, address, resolution)
+            if refusal is not None:
+                verdict = Verdict.refuse(refusal, "refused by a check")
         self.log.event("smtp.rcpt", recipient=address.key, kind=resolution.kind, accepted=verdict.accept,
                        reason=verdict.reason or None)
         if verdict.accept and self.txn is not None:
@@ -286,14 +327,38 @@ class SmtpSession:
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
+        chunks: tuple[bytes, ...] = event.chunks
+        if self.kind != "smtp":
+            chunks = (self.ctx.acceptor.submission_headers(chunks), *chunks)
+        decision = await self._message_decision(chunks)
+        if decision.reply is not None:
+            return decision.reply
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
-                            remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8)
-        accepted = await self.ctx.acceptor.accept(envelope, self._trace(), event.chunks)
+                            remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
+                            folder=decision.folder)
+        accepted = await self.ctx.acceptor.accept(envelope, self._trace(), (decision.headers, *chunks))
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
+
+    async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
+        """Run every hook's message check; headers add up, the first refusal or folder wins."""
+        assert self.txn is not None
+        message = MessageFacts(sender=self.txn.sender, recipients=tuple(self.txn.recipients),
+                               mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
+                               chunks=chunks, size=sum(len(c) for c in chunks))
+        headers, folder = b"", None
+        for hook in self.ctx.hooks:
+            decision = await hook.on_message(self.facts(), message)
+            if decision is None:
+                continue
+            if decision.reply is not None:
+                return decision
+            headers += decision.headers
+            folder = folder or decision.folder
+        return MessageDecision(headers=headers, folder=folder)
 
     async def _originator_problem(self, event: MessageReceived) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""

@@ -37,7 +37,7 @@ def test_greeting(session):
 def test_greeting_with_554_closes():
     conn = ServerConnection(SmtpOptions(hostname="mx.example.org"))
     wire = conn.greeting(Reply(554, "5.7.1", "No service for you"))
-    assert wire == b"554 No service for you\r\n"
+    assert wire == b"554 5.7.1 No service for you\r\n"
     assert conn.closed
     conn.receive_data(b"EHLO x\r\n")
     assert conn.next_event() is NEED_DATA

@@ -370,7 +370,7 @@ class ServerConnection:
         reply = reply or Reply(220, None, f"{self.options.hostname} ESMTP hardmail")
         if not reply.is_positive:
             self.phase = Phase.CLOSED
-        return reply.to_bytes(enhanced_codes=False)
+        return reply.to_bytes(enhanced_codes=not reply.is_positive)
 
     def send(self, reply: Reply) -> bytes:
         """Answer the event last returned by :meth:`next_event`; returns the wire bytes."""

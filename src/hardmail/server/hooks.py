@@ -1,0 +1,80 @@
+"""Session hooks: where access control, rate limits, message authentication and spam checks plug
+into an SMTP session without the session knowing them.
+
+Each hook method returns ``None`` to let the session go on, or a Reply that refuses (at connect
+the reply is the greeting and closes the session). ``on_message`` may also add header lines and
+pick a folder. Hooks run in the order they are listed in ``ServerContext.hooks``; the first refusal
+wins. The decisions themselves live in policy/ and msgauth/ as pure functions; hooks gather facts
+(look-ups, counters) and call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hardmail.core.address import Address
+from hardmail.core.replies import Reply
+from hardmail.delivery.recipients import Resolution
+from hardmail.proto.smtp.events import MailParams
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What a hook may know about the session at the moment it is called."""
+
+    session_id: str
+    listener: str  # "smtp", "submission" or "submissions"
+    peer_ip: str
+    peer_port: int
+    helo: str | None
+    tls: dict[str, str] | None
+    account: str | None  # authenticated account address
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDecision:
+    reply: Reply | None = None  # a refusal; None accepts
+    headers: bytes = b""  # CRLF-terminated header lines to prepend (Authentication-Results, ...)
+    folder: str | None = None  # deliver local copies into this folder (e.g. "Junk") instead of INBOX
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    sender: str  # "" for the null reverse-path
+    recipients: tuple[str, ...]
+    mailboxes: tuple[str, ...]  # local accounts
+    remote: tuple[str, ...]
+    chunks: Sequence[bytes]  # the whole message as received (submission headers already added)
+    size: int
+
+
+class SessionHook:
+    """Base class with do-nothing defaults; a hook overrides what it needs."""
+
+    async def on_connect(self, facts: SessionFacts) -> Reply | None:
+        return None
+
+    async def on_helo(self, facts: SessionFacts, hostname: str) -> Reply | None:
+        return None
+
+    async def before_auth(self, facts: SessionFacts, mechanism: str) -> Reply | None:
+        """Before any password work: a banned source is refused here, cheaply."""
+        return None
+
+    async def after_auth(self, facts: SessionFacts, username: str, success: bool, reason: str) -> Reply | None:
+        """After the verdict; may wait (tarpit) or replace the reply (e.g. ban now)."""
+        return None
+
+    async def on_mail(self, facts: SessionFacts, sender: Address | None, params: MailParams) -> Reply | None:
+        return None
+
+    async def on_rcpt(self, facts: SessionFacts, sender: str, recipient: Address,
+                      resolution: Resolution) -> Reply | None:
+        return None
+
+    async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
+        return None
+
+    async def on_disconnect(self, facts: SessionFacts) -> None:
+        return None
