@@ -10,14 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hardmail.auth.pool import HashPool
+from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
+from hardmail.delivery.assembly import build_runner, build_services
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.pipeline import MessageAcceptor
-from hardmail.delivery.spool import OutboundSpool
+from hardmail.delivery.runner import DeliveryRunner
 from hardmail.ops.log import configure_logging, log_event
+from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
 from hardmail.server.listener import BoundAddress, Listeners
+from hardmail.server.msgauth_hook import build_msgauth_hook
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
 
@@ -37,20 +41,25 @@ async def build_context(config: Config) -> ServerContext:
     store = await open_store(config.database_url)
     await store.migrate()
     clock = SystemClock()
-    spool = OutboundSpool(config.spool_dir)
-    for orphan in await asyncio.to_thread(spool.recover):
+    maildir = MaildirStore(config.maildir_root, config.server.hostname)
+    delivery = build_services(config, store, maildir, clock)
+    for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
         log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
-    acceptor = MessageAcceptor(
-        MaildirStore(config.maildir_root, config.server.hostname), spool, config.server.hostname, clock,
-    )
-    return ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
-                         acceptor=acceptor, clock=clock)
+    await delivery.queue.reconcile()
+    acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock)
+    context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
+                            acceptor=acceptor, clock=clock, delivery=delivery)
+    context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks
+    enable_verify_cache(context.hash_pool, config.access.verify_cache_seconds)
+    pass  # context.hooks.append(build_msgauth_hook(config, store.msgauth, clock))  # SPF/DKIM/DMARC, greylist, spam
+    return context
 
 
 @dataclass
 class RunningServer:
     context: ServerContext
     listeners: Listeners
+    runner: DeliveryRunner | None = None
 
     @property
     def bound(self) -> list[BoundAddress]:
@@ -62,6 +71,8 @@ class RunningServer:
 
     async def stop(self) -> None:
         await self.listeners.stop()
+        if self.runner is not None:
+            await self.runner.stop()
         self.context.hash_pool.close()
         await self.context.store.close()
         log_event("server.stop")
@@ -78,7 +89,15 @@ async def start_server(config: Config) -> RunningServer:
         await context.store.close()
         raise
     log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir))
-    return RunningServer(context, listeners)
+    return RunningServer(context, listeners, await _start_runner(config, context))
+
+
+async def _start_runner(config: Config, context: ServerContext) -> DeliveryRunner | None:
+    if not config.queue.run_delivery or context.delivery is None:
+        return None
+    runner = build_runner(config, context.store, context.delivery, context.clock)
+    await runner.start()
+    return runner
 
 
 def _reload_tls(server: RunningServer) -> None:

@@ -105,7 +105,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await opened.migrate()
     if store_url.startswith("postgresql"):
         async with opened.engine.begin() as conn:  # type: ignore[attr-defined]
-            await conn.execute(text(f"TRUNCATE {_TABLES}"))
+            await conn.execute(text(f"TRUNCATE {_TABLES} CASCADE"))
     try:
         yield opened
     finally:

@@ -58,7 +58,7 @@ def test_submission_offers_auth_after_starttls(live_server: ServerThread) -> Non
     client.command("STARTTLS")
     client.starttls()
     _, lines = client.command("EHLO client.example")
-    assert "AUTH PLAIN LOGIN" in lines
+    assert "AUTH PLAIN LOGIN SCRAM-SHA-256" in lines
     assert "STARTTLS" not in lines
     client.close()
 
@@ -147,10 +147,13 @@ def test_authenticated_relay_goes_to_durable_spool(live_server: ServerThread) ->
     with _authenticated(live_server) as client:
         assert client.sendmail(ALICE, ["x@elsewhere.example"], message) == {}
     assert live_server.server is not None
-    [entry] = live_server.server.context.acceptor.spool.list()
-    assert entry.recipients == ("x@elsewhere.example",)
-    assert entry.origin_account == ALICE
-    _, data = live_server.server.context.acceptor.spool.load(entry.queue_id)
+    queue = live_server.server.context.acceptor.queue
+    [row] = live_server.run(queue.store.list_queued())
+    assert [(r.address, r.state) for r in row.recipients] == [("x@elsewhere.example", "pending")]
+    assert row.origin_account == ALICE
+    [spooled] = queue.spool.list()  # the fsync'd spool file behind the row
+    assert spooled.queue_id == row.queue_id
+    _, data = queue.spool.load(row.queue_id)
     assert data.endswith(message)
 
 

@@ -28,9 +28,23 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         if value == "NXDOMAIN" or (value is None and not any(n == name for n, _ in self.zone)):
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
+        if value is None and qtype != "CNAME":
+            name, value = self._follow_cname(reply, name, qtype)
         for text in value or ():
             reply.add_answer(*RR.fromZone(f"{name}. 300 IN {qtype} {text}"))
         return reply
+
+    def _follow_cname(self, reply: DNSRecord, name: str, qtype: str) -> tuple[str, Any]:
+        """Add a CNAME chain (at most 8 links) to the answer, as a recursive resolver would."""
+        for _ in range(8):
+            target = self.zone.get((name, "CNAME"))
+            if not target:
+                break
+            reply.add_answer(*RR.fromZone(f"{name}. 300 IN CNAME {target[0]}"))
+            name = target[0].rstrip(".").lower()
+            if (name, qtype) in self.zone:
+                return name, self.zone[(name, qtype)]
+        return name, None
 
 
 def _free_port() -> int:

@@ -42,6 +42,10 @@ def server_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
         "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "smtp": {"max_message_size": 200_000},
+        "queue": {"run_delivery": False},  # tests never send mail to the Internet
+        # no DNS look-ups from the MX checks (tests never reach the Internet); msgauth tests turn them on
+        "inbound": {"enabled": False},
+        "antispam": {"enabled": False},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from hardmail.admin.cli_access import last_logins
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
@@ -64,7 +65,7 @@ async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]
     store = await open_store(cfg.database_url)
     try:
         await store.migrate()
-        return await work(AdminService(store, cfg.auth.argon2))
+        return await work(AdminService(store, cfg.auth.argon2, auth=cfg.auth))
     finally:
         await store.close()
 
@@ -196,22 +197,45 @@ def account_add(
     typer.echo(f"account {account.address} created")
 
 
+LegacyOption = Annotated[
+    bool, typer.Option("--legacy", help="Only accounts whose password hash is still an imported legacy one.")
+]
+
+
 @account_app.command("list")
 def account_list(
     domain: DomainFilter = None,
+    legacy: LegacyOption = False,
     as_json: JsonOption = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """List the accounts, of every domain or of one."""
-    rows = [_account_row(a) for a in _run(config, data_dir, lambda s: s.list_accounts(domain))]
+    if legacy:
+        _list_legacy(config, data_dir, as_json)
+        return
+    accounts = _run(config, data_dir, lambda s: s.list_accounts(domain))
+    last = last_logins(config, data_dir, [a.address for a in accounts])
+    rows = [{**_account_row(a), "last_login": last.get(a.address, "")} for a in accounts]
     if as_json:
         _print_json(rows)
         return
     cells = [
-        (r["address"], r["display_name"], _yes_no(r["enabled"]), r["created_at"]) for r in rows
+        (r["address"], r["display_name"], _yes_no(r["enabled"]), r["created_at"], r["last_login"]) for r in rows
     ]
-    _print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)"), cells)
+    _print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)", "Last login (UTC)"), cells)
+
+
+def _list_legacy(config: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    found = _run(config, data_dir, lambda service: service.list_legacy_accounts())
+    rows = [{"address": address, "scheme": scheme} for address, scheme in found]
+    if as_json:
+        _print_json(rows)
+        return
+    _print_table("Accounts on legacy hashes", ("Address", "Scheme"), [(r["address"], r["scheme"]) for r in rows])
+    count = len(rows)
+    typer.echo(f"{count} account{'' if count == 1 else 's'} still on legacy hashes "
+               "(each is upgraded to Argon2id at its next successful login)")
 
 
 @account_app.command("passwd")

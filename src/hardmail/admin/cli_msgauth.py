@@ -1,7 +1,129 @@
-"""Placeholder: replaced by the real module."""
+"""``hardmail dkim generate|rotate|show DOMAIN`` and ``hardmail dns [check] DOMAIN``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
 
 import typer
+from rich.markup import escape
+
+from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async
+from hardmail.config.schema import Config
+from hardmail.core.address import AddressError, normalize_domain
+from hardmail.msgauth import dnsadvice
+from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, PublicRecord
+from hardmail.msgauth.dns import DnsPythonResolver
+
+dkim_app = typer.Typer(help="DKIM keys: generate, rotate and show them.", no_args_is_help=True)
+DomainArgument = Annotated[str, typer.Argument(help="A hosted domain, e.g. example.org.")]
+STATUS_STYLE = {"ok": "green", "missing": "red", "wrong": "yellow"}
+
+
+def _domain_keys(config: Config, domain: str) -> DomainKeys:
+    try:
+        return DomainKeys(config.data_dir, domain)
+    except AddressError as exc:
+        fail(f"{domain!r} is not a domain name: {exc}", "give the domain as example.org")
+
+
+def _print_records(keys: DomainKeys, records: list[PublicRecord]) -> None:
+    for record in records:
+        advice = dnsadvice.Advice(record.name(keys.domain), "TXT", dnsadvice.quoted_txt(record.txt), "")
+        console.print(escape(advice.zone_line()), highlight=False)
+
+
+@dkim_app.command("generate")
+def generate(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Make the first DKIM keys of DOMAIN (RSA 2048 and Ed25519) and print their DNS records."""
+    keys = _domain_keys(load_cli_config(config, data_dir), domain)
+    try:
+        generation = keys.generate(time.time())
+    except DkimKeyError as exc:
+        fail(str(exc))
+    console.print(f"DKIM keys for {keys.domain} are in {keys.directory}; mail is signed with them now.")
+    console.print("Publish these records:")
+    _print_records(keys, keys.public_records(generation))
+
+
+@dkim_app.command("rotate")
+def rotate(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Make new DKIM keys for DOMAIN; they sign once their DNS records are seen, the old ones retire."""
+    loaded = load_cli_config(config, data_dir)
+    keys = _domain_keys(loaded, domain)
+    try:
+        generation = keys.rotate(time.time())
+    except DkimKeyError as exc:
+        fail(str(exc))
+    console.print(f"New DKIM selectors {', '.join(generation.selectors)} for {keys.domain}. Publish:")
+    _print_records(keys, keys.public_records(generation))
+    grace = loaded.dkim.rotation_grace_days
+    console.print(f"The server switches to them once it sees these records; the old keys stay published "
+                  f"for {grace:g} days, then `hardmail dns {keys.domain}` stops listing them.")
+
+
+@dkim_app.command("show")
+def show(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List the DKIM key generations of DOMAIN and their states."""
+    keys = _domain_keys(load_cli_config(config, data_dir), domain)
+    try:
+        generations = keys.generations()
+    except DkimKeyError as exc:
+        fail(str(exc))
+    if not generations:
+        fail(f"{keys.domain} has no DKIM keys", f"run `hardmail dkim generate {keys.domain}`")
+    for generation in generations:
+        until = f" until {time.strftime('%Y-%m-%d', time.gmtime(generation.retire_after))}" \
+            if generation.retire_after else ""
+        console.print(f"{generation.name}: {generation.state}{until} (selectors {', '.join(generation.selectors)})")
+
+
+def _advice(config: Config, domain: str) -> list[dnsadvice.Advice]:
+    keys = _domain_keys(config, domain)
+    try:
+        records = [r for g in keys.generations() for r in keys.public_records(g)]
+    except DkimKeyError as exc:
+        fail(str(exc))
+    return dnsadvice.advise(keys.domain, config.server.hostname, records)
+
+
+def _print_advice(config: Config, domain: str) -> None:
+    advice = _advice(config, domain)
+    for item in advice:
+        console.print(f"; {escape(item.purpose)}", highlight=False)
+        console.print(escape(item.zone_line()), highlight=False)
+    console.print(f"\n; MTA-STS policy file, served at https://mta-sts.{normalize_domain(domain)}"
+                  "/.well-known/mta-sts.txt:", highlight=False)
+    console.print(escape(dnsadvice.mta_sts_policy(config.server.hostname).replace("\r\n", "\n")), highlight=False)
+
+
+async def _check(config: Config, domain: str) -> int:
+    resolver = DnsPythonResolver(config.dns.nameservers, config.dns.port, config.dns.timeout)
+    results = await dnsadvice.check(resolver, _advice(config, domain))
+    for result in results:
+        style = STATUS_STYLE[result.status]
+        line = f"[{style}]{result.status:7}[/] {escape(result.advice.rtype):5} {escape(result.advice.name)}"
+        console.print(line + (f"  found: {escape(result.found)}" if result.found else ""), highlight=False)
+        if result.fix:
+            console.print(f"        fix: {escape(result.fix)}", highlight=False)
+    return sum(1 for r in results if r.status != "ok")
+
+
+def dns(words: Annotated[list[str], typer.Argument(help="DOMAIN, or: check DOMAIN", show_default=False)],
+        config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Print the DNS records DOMAIN needs (zone-file form); `hardmail dns check DOMAIN` verifies them."""
+    if len(words) == 1 and words[0] != "check":
+        _print_advice(load_cli_config(config, data_dir), words[0])
+        return
+    if len(words) != 2 or words[0] != "check":
+        raise typer.BadParameter("give DOMAIN, or `check DOMAIN`", param_hint="WORDS")
+    loaded = load_cli_config(config, data_dir)
+    problems = run_async(lambda: _check(loaded, words[1]))
+    if problems:
+        fail(f"{problems} record(s) missing or wrong", "publish the records shown after fix:, then check again")
+    console.print("every record is published as advised")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.add_typer(dkim_app, name="dkim")
+    app.command("dns")(dns)

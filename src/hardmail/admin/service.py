@@ -2,7 +2,9 @@
 
 Input is checked and normalised here (``hardmail.core.address``) before it reaches the store, and
 every refusal is an :class:`AdminError` whose message says what was wrong and whose hint says what
-to do. Passwords are hashed in a worker thread and never appear in a message.
+to do. New passwords must pass the password policy (:mod:`hardmail.policy.passwords`); they are
+hashed (Argon2id, and the SCRAM-SHA-256 secrets) in a worker thread and never appear in a message.
+Setting or changing a password is a credential event (logged and kept in the login history).
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable
 
+from hardmail.auth.events import record_admin_event
 from hardmail.auth.hashing import hash_password
-from hardmail.config.schema import PasswordHashSection
+from hardmail.auth.scram import ScramSecrets, derive_secrets
+from hardmail.config.schema import AuthSection, PasswordHashSection
 from hardmail.core.address import AddressError, normalize_domain, parse_address_arg
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.policy.passwords import check_new_password
 from hardmail.store.ports import Account, Alias, AlreadyExists, Domain, InUse, NotFound, Store
-
-MIN_PASSWORD_CHARS = 12
-MAX_PASSWORD_BYTES = 1024
-MIN_LOCAL_PART_CHECKED = 3  # a shorter local part ("a", "jo") is too common a substring to refuse
 
 
 class AdminError(Exception):
@@ -27,22 +29,6 @@ class AdminError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
-
-
-def check_password_strength(password: str, address: str) -> str | None:
-    """Why ``password`` is refused for ``address``, or None when it is acceptable."""
-    try:
-        size = len(password.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "the password is not valid text (it holds unpaired surrogate characters)"
-    if len(password) < MIN_PASSWORD_CHARS:
-        return f"the password is shorter than {MIN_PASSWORD_CHARS} characters"
-    if size > MAX_PASSWORD_BYTES:
-        return f"the password is longer than {MAX_PASSWORD_BYTES} bytes"
-    local = address.rpartition("@")[0].lower()
-    if len(local) >= MIN_LOCAL_PART_CHECKED and local in password.lower():
-        return "the password contains the account's own name"
-    return None
 
 
 def _unknown_domain(domain: str) -> AdminError:
@@ -89,9 +75,18 @@ def _target_keys(source: str, targets: Iterable[str]) -> tuple[str, ...]:
 
 
 class AdminService:
-    def __init__(self, store: Store, hash_params: PasswordHashSection) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hash_params: PasswordHashSection,
+        *,
+        auth: AuthSection | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._store = store
         self._hash_params = hash_params
+        self._auth = auth or AuthSection(argon2=hash_params)
+        self._clock = clock or SystemClock()
 
     # domains
 
@@ -132,15 +127,18 @@ class AdminService:
         key = _address_key(address)
         await self._require_domain(key.rpartition("@")[2])
         self._require_strong(password, key)
-        password_hash = await self._hash(password)
+        password_hash, scram = await self._hash(password)
         try:
-            return await self._store.add_account(key, password_hash, display_name.strip())
+            account = await self._store.add_account(key, password_hash, display_name.strip())
         except AlreadyExists as exc:
             raise AdminError(
                 str(exc), "choose another address, or remove the existing one first"
             ) from None
         except NotFound:
             raise _unknown_domain(key.rpartition("@")[2]) from None
+        await self._call_on_account(key, self._store.credentials.set_password(key, password_hash, scram))
+        await record_admin_event(self._store.credentials, self._clock, key, "password-set")
+        return account
 
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         return await self._store.list_accounts(None if domain is None else _domain_key(domain))
@@ -149,9 +147,14 @@ class AdminService:
         """Returns the account's address in lookup form (as do the two methods below)."""
         key = await self._existing_account(address)
         self._require_strong(password, key)
-        password_hash = await self._hash(password)
-        await self._call_on_account(key, self._store.set_password_hash(key, password_hash))
+        password_hash, scram = await self._hash(password)
+        await self._call_on_account(key, self._store.credentials.set_password(key, password_hash, scram))
+        await record_admin_event(self._store.credentials, self._clock, key, "password-changed")
         return key
+
+    async def list_legacy_accounts(self) -> list[tuple[str, str]]:
+        """(address, scheme) of the accounts whose password hash is still an imported legacy one."""
+        return await self._store.credentials.list_legacy()
 
     async def set_account_enabled(self, address: str, enabled: bool) -> str:
         key = _address_key(address)
@@ -176,16 +179,15 @@ class AdminService:
             raise _unknown_account(key) from None
 
     def _require_strong(self, password: str, address: str) -> None:
-        reason = check_password_strength(password, address)
-        if reason is not None:
-            raise AdminError(
-                f"password refused: {reason}",
-                f"choose a password of at least {MIN_PASSWORD_CHARS} characters "
-                "that does not contain the account name",
-            )
+        refusal = check_new_password(password, address, self._auth.password_policy)
+        if refusal is not None:
+            raise AdminError(f"password refused: {refusal.reason}", refusal.advice)
 
-    async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(hash_password, password, self._hash_params)
+    async def _hash(self, password: str) -> tuple[str, ScramSecrets]:
+        """The Argon2id PHC string and the SCRAM-SHA-256 secrets of a new password."""
+        password_hash = await asyncio.to_thread(hash_password, password, self._hash_params)
+        scram = await asyncio.to_thread(derive_secrets, password, self._auth.scram.iterations)
+        return password_hash, scram
 
     # aliases
 

@@ -1,40 +1,207 @@
-"""Password authentication shared by every protocol: look up, verify off the loop, upgrade hashes.
+"""Authentication shared by every protocol: look up, verify off the loop, apply the login rules,
+upgrade hashes, record the attempt.
 
-Unknown users, disabled accounts and wrong passwords cost the same hashing work and produce the
-same outcome for the client; only the log reason differs.
+Unknown users, disabled accounts, wrong passwords and app passwords used outside their scope cost
+the same hashing work and produce the same outcome for the client; only the log reason differs.
+A correct main password can still be refused over a mail protocol (two-factor authentication on,
+must change, expired, see :mod:`hardmail.policy.login`): that outcome carries a ``client_text``
+telling the user what to do. A legacy or outdated hash is replaced by an Argon2id one with the
+configured parameters at the first successful login, and the SCRAM secrets are derived then when
+missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
+from hardmail.auth.app_passwords import app_password_digest, usable_for
+from hardmail.auth.events import now_utc, record_event
+from hardmail.auth.hashing import VerifyResult
+from hardmail.auth.legacy import scheme_of
 from hardmail.auth.pool import HashPool
+from hardmail.auth.scram import ScramSecrets, derive_secrets
+from hardmail.auth.verify_cache import verify_cache_for
+from hardmail.config.schema import Config, PasswordPolicySection
 from hardmail.core.address import AddressError, parse_address_arg
-from hardmail.store.ports import AccountStore
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.policy.login import main_password_refusal
+from hardmail.store.ports import Account, Store
+from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
 
 
 @dataclass(frozen=True, slots=True)
 class AuthOutcome:
     account: str | None  # the authenticated account address, None on failure
     reason: str  # for the log: "ok", "unknown user", "wrong password", "account disabled", ...
+    client_text: str | None = None  # a refusal the user may read (the credentials were right)
+    via: str = ""  # "password", "app-password" or "scram" on success
 
 
-async def authenticate(store: AccountStore, pool: HashPool, username: str, password: str) -> AuthOutcome:
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """Where a login comes from, for the rules (protocol) and the login history."""
+
+    protocol: str = "smtp"  # "smtp", "imap", "pop3"
+    client_ip: str = ""
+    mechanism: str = ""
+    tls_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRules:
+    policy: PasswordPolicySection = field(default_factory=PasswordPolicySection)
+    scram_iterations: int = 10000
+
+    @classmethod
+    def from_config(cls, config: Config) -> LoginRules:
+        return cls(config.auth.password_policy, config.auth.scram.iterations)
+
+
+@dataclass(frozen=True, slots=True)
+class _Login:
+    """One attempt's collaborators, so that the steps below take one argument."""
+
+    store: Store
+    pool: HashPool
+    attempt: LoginAttempt
+    rules: LoginRules
+    clock: Clock
+
+    async def record(self, account: str, result: str, detail: str, kind: str = "login") -> None:
+        attempt = self.attempt
+        await record_event(self.store.credentials, LoginEvent(
+            at=now_utc(self.clock), account=account, kind=kind, result=result, protocol=attempt.protocol,
+            mechanism=attempt.mechanism, client_ip=attempt.client_ip, tls_version=attempt.tls_version,
+            detail=detail,
+        ))
+
+    async def fail(self, account: str, reason: str, client_text: str | None = None) -> AuthOutcome:
+        await self.record(account, "refused" if client_text else "failure", reason)
+        return AuthOutcome(None, reason, client_text)
+
+
+async def authenticate(
+    store: Store,
+    pool: HashPool,
+    username: str,
+    password: str,
+    attempt: LoginAttempt | None = None,
+    *,
+    rules: LoginRules | None = None,
+    clock: Clock | None = None,
+) -> AuthOutcome:
     """Raises auth.pool.PoolSaturated when hashing capacity is exhausted (callers reply 454)."""
+    login = _Login(store, pool, attempt or LoginAttempt(), rules or LoginRules(), clock or SystemClock())
     try:
         key = parse_address_arg(username).key
     except AddressError:
         await pool.dummy_verify()
         return AuthOutcome(None, "user name is not an address")
     account = await store.get_account(key)
-    if account is None:
+    state = await store.credentials.get_credentials(key) if account is not None else None
+    if account is None or state is None:
         await pool.dummy_verify()
         return AuthOutcome(None, "unknown user")
-    result = await pool.verify(account.password_hash, password)
-    if not result.ok:
-        return AuthOutcome(None, "wrong password")
+    app_password = await store.credentials.find_app_password(key, app_password_digest(password))
+    if app_password is not None:
+        return await _app_password_login(login, account, app_password)
+    return await _main_password_login(login, account, state, password)
+
+
+async def _app_password_login(login: _Login, account: Account, app_password: AppPassword) -> AuthOutcome:
+    now = now_utc(login.clock)
+    if not usable_for(app_password, login.attempt.protocol, now):
+        await login.pool.dummy_verify()  # costs what a wrong password costs
+        return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
     if not account.enabled:
-        return AuthOutcome(None, "account disabled")
-    if result.needs_rehash:
-        await store.set_password_hash(account.address, await pool.hash(password))
-    return AuthOutcome(account.address, "ok")
+        return await login.fail(account.address, "account disabled")
+    await login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip)
+    if app_password.last_used_at is None:
+        await login.record(account.address, "done", f"app password {app_password.name!r}", "app-password-first-use")
+    await login.record(account.address, "success", f"app password {app_password.name!r}")
+    return AuthOutcome(account.address, "ok", via="app-password")
+
+
+async def _main_password_login(
+    login: _Login, account: Account, state: CredentialState, password: str
+) -> AuthOutcome:
+    cache = verify_cache_for(login.pool)
+    cached = cache.hit(account.address, account.password_hash, password, login.clock)
+    result = VerifyResult(ok=True) if cached else await login.pool.verify(account.password_hash, password)
+    if not result.ok:
+        return await login.fail(account.address, "wrong password")
+    if not cached:
+        cache.remember(account.address, account.password_hash, password, login.clock)
+    outcome = await finish_verified_login(login, account, state, via="password")
+    if outcome.account is not None:
+        await _upgrade_if_needed(login, account, state, password, result.needs_rehash)
+    return outcome
+
+
+async def finish_verified_login(login: _Login, account: Account, state: CredentialState, via: str) -> AuthOutcome:
+    """The rules after a verified main password or SCRAM proof: enabled, 2FA, must change, expiry."""
+    if not account.enabled:
+        return await login.fail(account.address, "account disabled")
+    refusal = main_password_refusal(
+        protocol=login.attempt.protocol, two_factor=state.two_factor, must_change=state.must_change,
+        changed_at=state.password_changed_at, now=now_utc(login.clock), policy=login.rules.policy,
+    )
+    if refusal is not None:
+        return await login.fail(account.address, refusal.reason, refusal.client_text)
+    await login.record(account.address, "success", via)
+    return AuthOutcome(account.address, "ok", via=via)
+
+
+async def _upgrade_if_needed(
+    login: _Login, account: Account, state: CredentialState, password: str, needs_rehash: bool
+) -> None:
+    """Re-hash a legacy or outdated hash; derive SCRAM secrets when missing or outdated."""
+    scram = None
+    if state.scram is None or state.scram.iterations != login.rules.scram_iterations:
+        scram = await asyncio.to_thread(derive_secrets, password, login.rules.scram_iterations)
+    if not needs_rehash and scram is None:
+        return
+    new_hash = await login.pool.hash(password) if needs_rehash else account.password_hash
+    await login.store.credentials.upgrade_hash(account.address, new_hash, scram)
+    if needs_rehash:
+        legacy = scheme_of(account.password_hash)
+        kind = "legacy-hash-upgraded" if legacy else "hash-parameters-upgraded"
+        detail = f"{legacy.name} to argon2id" if legacy else "argon2id parameters updated"
+        await login.record(account.address, "done", detail, kind)
+
+
+# SCRAM: the session looks the secrets up between steps, then applies the same rules.
+
+
+async def scram_secrets(store: Store, username: str) -> tuple[str, ScramSecrets] | None:
+    """(account key, stored SCRAM secrets) of an existing account that has them, else None."""
+    try:
+        key = parse_address_arg(username).key
+    except AddressError:
+        return None
+    state = await store.credentials.get_credentials(key)
+    if state is None or state.scram is None:
+        return None
+    return key, state.scram
+
+
+async def finish_scram_login(
+    store: Store,
+    pool: HashPool,
+    key: str,
+    proof_ok: bool,
+    attempt: LoginAttempt,
+    *,
+    rules: LoginRules | None = None,
+    clock: Clock | None = None,
+) -> AuthOutcome:
+    """The outcome of a SCRAM exchange for the existing account ``key`` (``proof_ok``: proof matched)."""
+    login = _Login(store, pool, attempt, rules or LoginRules(), clock or SystemClock())
+    account = await store.get_account(key)
+    state = await store.credentials.get_credentials(key)
+    if account is None or state is None:
+        return AuthOutcome(None, "unknown user")
+    if not proof_ok:
+        return await login.fail(key, "wrong password")
+    return await finish_verified_login(login, account, state, via="scram")

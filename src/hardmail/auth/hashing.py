@@ -1,9 +1,9 @@
 """Password hashing: Argon2id PHC strings, verification that never raises, and a decoy check.
 
-A stored hash's scheme is recognised by its prefix (``_VERIFIERS``); legacy schemes are added
-there as one verifier function each, and always report ``needs_rehash`` so that a successful
-login upgrades them to Argon2id. Every failed path (unknown user, malformed hash, wrong password)
-costs one Argon2 computation, so timing does not tell them apart.
+A stored hash's scheme is recognised by its prefix (``_VERIFIERS``); the legacy schemes of
+:mod:`hardmail.auth.legacy` always report ``needs_rehash`` so that a successful login upgrades
+them to Argon2id. Every failed path (unknown user, malformed hash, wrong password, a wrong password
+against a cheap legacy hash) costs one Argon2 computation, so timing does not tell them apart.
 
 These functions are CPU-bound and block: the server calls them through
 :class:`hardmail.auth.pool.HashPool`, never on the event loop.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from hardmail.auth.legacy import LEGACY_SCHEMES, LegacyScheme
 from hardmail.config.schema import PasswordHashSection
 
 
@@ -58,10 +59,21 @@ def _verify_argon2(stored_hash: str, password: str, params: PasswordHashSection)
     return VerifyResult(ok=True, needs_rehash=hasher.check_needs_rehash(stored_hash))
 
 
+def _legacy_verifier(scheme: LegacyScheme) -> Verifier:
+    def verify(stored_hash: str, password: str, params: PasswordHashSection) -> VerifyResult:
+        if scheme.verify(stored_hash, password):
+            return VerifyResult(ok=True, needs_rehash=True)
+        dummy_verify(params)  # a wrong password costs what it costs against Argon2id
+        return REJECTED
+
+    return verify
+
+
 _VERIFIERS: tuple[tuple[str, Verifier], ...] = (
     ("$argon2id$", _verify_argon2),
     ("$argon2i$", _verify_argon2),
     ("$argon2d$", _verify_argon2),
+    *((prefix, _legacy_verifier(scheme)) for scheme in LEGACY_SCHEMES for prefix in scheme.prefixes),
 )
 
 

@@ -178,10 +178,113 @@ class OutboundSection(Section):
     ca_file: Path | None = Field(None, description="Extra CA certificates (PEM) trusted for MTA-STS and verified TLS, besides the system store.")
 
 
+def _check_network_list(values: list[str]) -> list[str]:
+    for value in values:
+        ipaddress.ip_network(value, strict=False)
+    return values
+
+
+class BanSection(Section):
+    failures: int = Field(5, ge=1, description="Failed logins from one address within the window that ban it.")
+    window: float = Field(900.0, gt=0, description="Seconds over which failed logins are counted (15 minutes).")
+    durations: list[float] = Field([3600.0, 86400.0, 604800.0], min_length=1, description="Seconds each successive ban of the same source lasts (1 hour, 1 day, 1 week); the last repeats.")
+    forget_after: float = Field(2592000.0, gt=0, description="Seconds after a ban ends after which it no longer counts for escalation (30 days).")
+    subnet_failures: int = Field(50, ge=1, description="Failed logins from one IPv4 /24 or IPv6 /64 within the window that ban the whole subnet.")
+    spray_accounts: int = Field(4, ge=2, description="Different accounts one address may fail against within the window before it is banned (password spraying).")
+    guessing_sources: int = Field(10, ge=2, description="Different addresses failing against one account within the window after which each further failing address is banned at once (distributed guessing); addresses the account logged in from before are exempt.")
+    never_ban: list[str] = Field([], description="Networks never banned automatically (your own offices, monitoring).")
+    tarpit_step: float = Field(1.0, ge=0, description="Seconds a failed login waits per earlier failure of its source.")
+    tarpit_max: float = Field(10.0, ge=0, description="Longest wait after a failed login, in seconds.")
+
+    @field_validator("never_ban")
+    @classmethod
+    def _check_never_ban(cls, values: list[str]) -> list[str]:
+        return _check_network_list(values)
+
+
+class LimitSection(Section):
+    connections_per_ip: int = Field(20, ge=1, description="Connections open at once from one address.")
+    connections_per_subnet: int = Field(100, ge=1, description="Connections open at once from one IPv4 /24 or IPv6 /64.")
+    new_connections_per_minute: int = Field(120, ge=1, description="New connections per minute from one address.")
+    messages_per_hour: int = Field(200, ge=1, description="Messages an authenticated account may submit per hour.")
+    messages_per_day: int = Field(1000, ge=1, description="Messages an authenticated account may submit per day.")
+    recipients_per_hour: int = Field(1000, ge=1, description="Recipients an authenticated account may address per hour.")
+    recipients_per_day: int = Field(5000, ge=1, description="Recipients an authenticated account may address per day.")
+
+
+class ProxyProtocolSection(Section):
+    listeners: list[str] = Field([], description="Listener addresses (exactly as written under [listen]) that expect a PROXY protocol v1 or v2 header first.")
+    trusted_proxies: list[str] = Field([], description="Networks of the proxies allowed to send a PROXY header; other clients of those listeners are dropped.")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a proxy has to send the PROXY header.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, values: list[str]) -> list[str]:
+        return _check_network_list(values)
+
+
+class AccessSection(Section):
+    bans: BanSection = BanSection()
+    limits: LimitSection = LimitSection()
+    proxy_protocol: ProxyProtocolSection = ProxyProtocolSection()
+    verify_cache_seconds: float = Field(300.0, ge=0, description="Seconds a successful password check is remembered (by a keyed hash, never the password) so clients that log in on every connection stay cheap; 0 turns it off.")
+
+
 class LoggingSection(Section):
     format: Literal["json", "console"] = Field("json", description="json: one JSON object per line; console: readable lines.")
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
     file: Path | None = Field(None, description="Append logs to this file instead of standard error.")
+
+
+class DkimSection(Section):
+    sign: bool = Field(True, description="DKIM-sign mail from authenticated or trusted clients for domains that have keys (`hardmail dkim generate DOMAIN`).")
+    rotation_grace_days: float = Field(7.0, ge=0, description="Days a replaced DKIM key stays published after a rotation, so mail in transit still verifies.")
+    publication_check_interval: float = Field(600.0, gt=0, description="Seconds between DNS checks for the records of a rotated key before it starts signing.")
+
+
+class InboundSection(Section):
+    enabled: bool = Field(True, description="Check SPF, DKIM, DMARC and ARC of mail arriving on the MX listener and add Authentication-Results.")
+    authserv_id: str = Field("", description="Name in Authentication-Results (RFC 8601); empty uses server.hostname. Incoming fields claiming it are removed.")
+    dmarc_reject: Literal["enforce", "mark"] = Field("enforce", description="DMARC p=reject failures: enforce refuses them with 550 5.7.1; mark only records the result.")
+    dmarc_quarantine: Literal["enforce", "mark"] = Field("enforce", description="DMARC p=quarantine failures: enforce delivers them to the Junk folder; mark only records the result.")
+
+
+class GreylistSection(Section):
+    enabled: bool = Field(False, description="Greylist mail from unknown senders on the MX listener (first attempt deferred with 451 4.7.1).")
+    domains: list[str] = Field([], description="Recipient domains greylisted; empty means every hosted domain.")
+    exempt_domains: list[str] = Field([], description="Recipient domains never greylisted.")
+    initial_delay: float = Field(300.0, ge=0, description="Seconds a sender must wait before its retry is accepted.")
+    unconfirmed_lifetime: float = Field(86400.0, gt=0, description="Seconds an unconfirmed triplet (never retried) is remembered.")
+    confirmed_lifetime: float = Field(36 * 86400.0, gt=0, description="Seconds a confirmed triplet is remembered after its last use.")
+    bypass_spf_pass: bool = Field(True, description="Skip greylisting when the sender's SPF result is pass.")
+    whitelist: list[str] = Field([], description="Never greylisted: sender addresses (user@domain), sender domains, client IP addresses or networks (CIDR).")
+    auto_whitelist_after: int = Field(3, ge=0, description="Whitelist a client network after this many of its senders retried correctly; 0 never.")
+    ipv4_prefix: int = Field(24, ge=8, le=32, description="IPv4 prefix length of the client network in a triplet.")
+    ipv6_prefix: int = Field(64, ge=16, le=128, description="IPv6 prefix length of the client network in a triplet.")
+
+
+class DnsblList(Section):
+    zone: str = Field(description="DNS blocklist zone, e.g. zen.spamhaus.org.")
+    score: int = Field(3, description="Score added when the client is listed.")
+    expect: list[str] = Field([], description="Answers (A records) that count as listed; empty means any 127.0.0.0/8 answer except 127.255.255.x errors.")
+
+
+class AntispamSection(Section):
+    enabled: bool = Field(True, description="Score unauthenticated mail on the MX listener; authenticated sessions are never scored.")
+    mark_threshold: int = Field(5, ge=0, description="Score at which X-Spam-Status: Yes is added (and the subject tagged); 0 turns marking off.")
+    reject_threshold: int = Field(15, ge=0, description="Score at which mail is refused (554 5.7.1) as early as the facts are known; 0 turns refusing off.")
+    subject_tag: str = Field("", description="Text put before the Subject of marked mail, e.g. [SPAM]; empty leaves the subject alone.")
+    junk_marked: bool = Field(True, description="Deliver marked mail to the recipient's Junk folder.")
+    dnsbl: list[DnsblList] = Field([], description="DNS blocklists asked about the client address.")
+    score_helo_syntax: int = Field(2, description="HELO name is neither a domain name nor an address literal.")
+    score_helo_unresolvable: int = Field(1, description="HELO name has no A or AAAA record.")
+    score_helo_ours: int = Field(5, description="HELO name is this server's own name.")
+    score_no_fcrdns: int = Field(1, description="Client address has no forward-confirmed reverse DNS name.")
+    score_sender_no_mx: int = Field(3, description="Envelope sender domain has neither MX nor A/AAAA records.")
+    score_spf_fail: int = Field(3, description="SPF result fail.")
+    score_spf_softfail: int = Field(1, description="SPF result softfail.")
+    score_dkim_fail: int = Field(2, description="Signatures present but none verified.")
+    score_dmarc_fail: int = Field(3, description="DMARC result fail.")
 
 
 class Config(Section):
@@ -196,6 +299,11 @@ class Config(Section):
     logging: LoggingSection = LoggingSection()
     queue: QueueSection = QueueSection()
     outbound: OutboundSection = OutboundSection()
+    access: AccessSection = AccessSection()
+    dkim: DkimSection = DkimSection()
+    inbound: InboundSection = InboundSection()
+    greylist: GreylistSection = GreylistSection()
+    antispam: AntispamSection = AntispamSection()
 
     @property
     def data_dir(self) -> Path:

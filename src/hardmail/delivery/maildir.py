@@ -13,9 +13,11 @@ Everything here is synchronous; async callers run it in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +36,14 @@ from hardmail.delivery.durable import (
 
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
 _MAILDIR_SUBDIRS = ("tmp", "new", "cur")
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,99}$")
+
+
+def folder_directory(folder: str) -> str:
+    """The Maildir++ directory of a top-level folder: ``Junk`` → ``.Junk``; other names are refused."""
+    if not _FOLDER_NAME.match(folder):
+        raise ValueError(f"{folder!r} is not a folder name this server delivers to (letters, digits, space, _ -)")
+    return "." + folder
 
 
 def safe_path_component(text: str) -> str:
@@ -111,22 +121,24 @@ class MaildirStore:
             raise ValueError(str(exc)) from None
         return self.root / safe_path_component(domain) / safe_path_component(local)
 
-    def deliver(self, addresses: Sequence[str], message: Chunks) -> list[Path]:
+    def deliver(self, addresses: Sequence[str], message: Chunks, folder: str | None = None) -> list[Path]:
         """Store ``message`` once for each distinct mailbox of ``addresses``; returns the files.
 
         ``message`` is bytes or a sequence of chunks (e.g. new header lines + received data).
+        ``folder`` (e.g. ``Junk``) delivers into that Maildir++ subfolder instead of the inbox.
         When this returns the message is on disk in every ``new/``; on error nothing remains.
         """
-        return self.deliver_batch([(addresses, message)])[0]
+        return self.deliver_batch([(addresses, message)], folder)[0]
 
-    def deliver_batch(self, items: Sequence[tuple[Sequence[str], Chunks]]) -> list[list[Path]]:
+    def deliver_batch(self, items: Sequence[tuple[Sequence[str], Chunks]],
+                      folder: str | None = None) -> list[list[Path]]:
         """Deliver several messages with one round of directory fsyncs at the end.
 
         All or nothing: on any error every file of the batch is removed and the error raised.
         """
         delivery = _Delivery()
         try:
-            results = [self._stage(addresses, message, delivery) for addresses, message in items]
+            results = [self._stage(addresses, message, delivery, folder) for addresses, message in items]
             for directory in sorted(delivery.directories):
                 fsync_dir(directory)
         except BaseException:
@@ -134,9 +146,12 @@ class MaildirStore:
             raise
         return results
 
-    def _stage(self, addresses: Sequence[str], message: Chunks, delivery: _Delivery) -> list[Path]:
+    def _stage(self, addresses: Sequence[str], message: Chunks, delivery: _Delivery,
+               folder: str | None = None) -> list[Path]:
         """Write, link and rename one message; directories are fsync'd by the caller."""
-        mailboxes = list(dict.fromkeys(self.mailbox_path(address) for address in addresses))
+        subfolder = folder_directory(folder) if folder else None
+        mailboxes = list(dict.fromkeys(self.mailbox_path(address) / subfolder if subfolder
+                                       else self.mailbox_path(address) for address in addresses))
         if not mailboxes:
             raise ValueError("no recipients to deliver to")
         chunks = list(as_chunks(message))
@@ -172,9 +187,15 @@ class MaildirStore:
         """Create ``tmp/ new/ cur/`` (mode 0700) on first delivery; new entries are fsync'd."""
         if all((mailbox / sub).is_dir() for sub in _MAILDIR_SUBDIRS):
             return
+        if mailbox.name.startswith("."):  # a Maildir++ subfolder: its parent maildir first
+            self._ensure_maildir(mailbox.parent)
         make_private_dir(mailbox)
         for sub in _MAILDIR_SUBDIRS:
             make_private_dir(mailbox / sub)
+        if mailbox.name.startswith("."):
+            marker = mailbox / "maildirfolder"  # Maildir++: marks a subfolder (Courier, Dovecot)
+            with contextlib.suppress(FileExistsError):  # a concurrent delivery made it
+                write_new_file(marker, [b""])
 
 
 def _link_or_copy(source: Path, target: Path, chunks: list[bytes]) -> None:

@@ -1,8 +1,9 @@
-"""Accepting a message: trace headers, then durable local delivery and/or the outbound spool.
+"""Accepting a message: trace headers, then durable local delivery and/or the outbound queue.
 
 Runs after the client's final dot (or last BDAT chunk). The SMTP 250 is sent only after this
-returns: every local copy is fsync'd in its Maildir and every remote recipient is fsync'd in the
-spool (DESIGN.md data-safety invariant). File work runs in a thread, off the event loop.
+returns: every local copy is fsync'd in its Maildir and every remote recipient is in the outbound
+queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant). File work
+runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hardmail.delivery.headers import (
     with_protocol,
 )
 from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.queue import DeliveryQueue
 from hardmail.delivery.spool import OutboundSpool
 
 
@@ -65,11 +67,15 @@ def message_head(chunks: Sequence[bytes], limit: int = 256 * 1024) -> bytes:
 
 
 class MessageAcceptor:
-    def __init__(self, maildir: MaildirStore, spool: OutboundSpool, hostname: str, clock: Clock) -> None:
+    def __init__(self, maildir: MaildirStore, queue: DeliveryQueue, hostname: str, clock: Clock) -> None:
         self.maildir = maildir
-        self.spool = spool
+        self.queue = queue
         self.hostname = hostname
         self.clock = clock
+
+    @property
+    def spool(self) -> OutboundSpool:
+        return self.queue.spool
 
     def trace_headers(self, envelope: Envelope, client: ClientTrace, message_id: str) -> bytes:
         """The Received: header (RFC 5321 4.4) for this acceptance."""
@@ -90,26 +96,30 @@ class MessageAcceptor:
         return missing_submission_headers(head, hostname=self.hostname, when=self.clock.now())
 
     async def accept(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes]) -> Accepted:
-        """Spool remote copies first, then local ones; a failure in between takes the spooled copy back,
+        """Queue remote copies first, then local ones; a failure in between takes the queued copy back,
         so that the client's retry after our 4xx does not deliver twice."""
         message_id = new_id(self.clock.now())
         parts = [self.trace_headers(envelope, client, message_id), *chunks]
         size = sum(len(p) for p in parts)
         spool_id = None
         if envelope.remote:
-            spool_id = await asyncio.to_thread(
-                self.spool.enqueue, envelope.sender, envelope.remote, parts,
+            spool_id = await self.queue.enqueue(
+                envelope.sender, envelope.remote, parts,
                 origin_account=client.account, meta={"message_id": message_id}, queue_id=message_id,
+                notify=False,
             )
         try:
-            written = await self._deliver_local(envelope.mailboxes, parts)
+            written = await self._deliver_local(envelope.mailboxes, parts, envelope.folder)
         except BaseException:
             if spool_id is not None:
-                await asyncio.to_thread(self.spool.remove, spool_id)
+                await self.queue.remove(spool_id)
             raise
+        if spool_id is not None:
+            self.queue.notify()
         return Accepted(message_id, tuple(str(p) for p in written), spool_id, size)
 
-    async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[bytes]) -> list[Path]:
+    async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[bytes],
+                             folder: str | None = None) -> list[Path]:
         if not mailboxes:
             return []
-        return await asyncio.to_thread(self.maildir.deliver, mailboxes, parts)
+        return await asyncio.to_thread(self.maildir.deliver, mailboxes, parts, folder)

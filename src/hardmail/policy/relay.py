@@ -1,7 +1,8 @@
 """Relay control and sender ownership: pure decisions, no I/O.
 
 Security invariants (DESIGN.md): a recipient outside our domains is accepted only from an
-authenticated session or a trusted network; an authenticated sender may use only the addresses of
+authenticated session, a trusted network or an IP range whose matrix allows relaying without
+AUTH; an authenticated sender may use only the addresses of
 its own account and the aliases that point at it, in MAIL FROM and in the From: header.
 """
 
@@ -22,6 +23,7 @@ from hardmail.core.replies import (
     UNKNOWN_RECIPIENT,
     Reply,
 )
+from hardmail.policy.access import Direction, IpRange, delivery_rule
 from hardmail.policy.verdict import Verdict
 
 MAILBOX_DISABLED = Reply(550, "5.2.1", "Recipient mailbox disabled")
@@ -69,8 +71,39 @@ def owns_address(owned: frozenset[str], address: Address, plus_separator: str, t
     return untagged is not None and untagged.key in owned and not tagged_is_taken
 
 
-def rcpt_verdict(client: ClientFacts, resolution_kind: str, trusted_networks: Iterable[str]) -> Verdict:
-    """RCPT TO: local recipients must exist; others need AUTH or a trusted network (no open relay)."""
+@dataclass(frozen=True, slots=True)
+class RelayRules:
+    """What the client's IP range says about deliveries (see :mod:`hardmail.policy.access`)."""
+
+    range: IpRange | None  # the matching range; None keeps the plain rule (relay needs AUTH)
+    sender_local: bool = False  # the MAIL FROM domain is one of ours
+    trusted: bool = False  # the client is in relay.trusted_networks: relaying needs no AUTH
+
+
+DELIVERY_NOT_ALLOWED = Reply(550, "5.7.1", "Delivery in this direction is not allowed from your address range")
+
+
+def rcpt_verdict(client: ClientFacts, resolution_kind: str, rules: RelayRules) -> Verdict:
+    """RCPT TO, in the documented order: delivery allowed, then AUTH required, then recipient known.
+
+    No open relay: a recipient outside our domains needs AUTH unless the range (or a trusted
+    network) says otherwise.
+    """
+    recipient_local = resolution_kind != "remote"
+    allowed, auth_required = True, not recipient_local
+    if rules.range is not None:
+        rule = delivery_rule(rules.range, Direction.of(rules.sender_local, recipient_local))
+        allowed, auth_required = rule.allowed, rule.auth_required
+    if not allowed:
+        return Verdict.refuse(DELIVERY_NOT_ALLOWED, f"range {rules.range and rules.range.name} forbids this direction")
+    if auth_required and client.account is None and not rules.trusted:
+        if recipient_local:
+            return Verdict.refuse(AUTH_REQUIRED, "range requires AUTH for this direction")
+        return Verdict.refuse(RELAY_DENIED, "relay denied: not local, not authenticated")
+    return _recipient_known(client, resolution_kind, rules)
+
+
+def _recipient_known(client: ClientFacts, resolution_kind: str, rules: RelayRules) -> Verdict:
     if resolution_kind == "local":
         return Verdict.ok(RECIPIENT_OK)
     if resolution_kind == "unknown":
@@ -79,6 +112,6 @@ def rcpt_verdict(client: ClientFacts, resolution_kind: str, trusted_networks: It
         return Verdict.refuse(MAILBOX_DISABLED, "recipient account disabled")
     if client.account is not None:
         return Verdict.ok(RECIPIENT_OK, "relay for authenticated sender")
-    if in_networks(client.ip, trusted_networks):
+    if rules.trusted:
         return Verdict.ok(RECIPIENT_OK, "relay for trusted network")
-    return Verdict.refuse(RELAY_DENIED, "relay denied: not local, not authenticated")
+    return Verdict.ok(RECIPIENT_OK, f"relay allowed by range {rules.range and rules.range.name}")

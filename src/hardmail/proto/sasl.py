@@ -1,17 +1,25 @@
-"""Server-side SASL mechanisms as sans-IO state machines (PLAIN, LOGIN).
+"""Server-side SASL mechanisms as sans-IO state machines (PLAIN, LOGIN, SCRAM-SHA-256).
 
 RFC 4422 is the framework; RFC 4616 defines PLAIN; LOGIN is the widely deployed
-draft-murchison-sasl-login. RFC 4954 4 gives the SMTP encoding: base64 lines, "=" for an empty
-initial response, "*" to cancel. A mechanism consumes decoded client responses and returns either a
-challenge to send, the credentials to verify, or a failure.
+draft-murchison-sasl-login; RFC 5802 and RFC 7677 define SCRAM-SHA-256. RFC 4954 4 gives the SMTP
+encoding: base64 lines, "=" for an empty initial response, "*" to cancel. A mechanism consumes
+decoded client responses and returns a step: a challenge to send, the credentials to verify, or a
+failure. SCRAM never sees a password: it returns :class:`NeedSecrets` with the user name, the
+session layer looks the stored secrets up and hands them to :meth:`ScramSha256Mechanism.supply`;
+a matching client proof gives :class:`Verified` (the session applies its account rules, then sends
+the server's final message), and the client's empty answer to that gives :class:`Completed`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from hardmail.auth.scram import ScramSecrets, proof_matches, server_signature
 
 
 class SaslDecodeError(ValueError):
@@ -38,7 +46,29 @@ class Failure:
     reason: str  # for the log; never contains the client's secret
 
 
-Step = Challenge | Credentials | Failure
+@dataclass(frozen=True, slots=True)
+class NeedSecrets:
+    """SCRAM: look up the stored secrets of ``username`` and call ``supply`` with them."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """SCRAM: the client proved it knows the password; send ``server_final`` as a challenge."""
+
+    authcid: str
+    server_final: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """SCRAM: the client accepted the server's final message; the exchange succeeded."""
+
+    authcid: str
+
+
+Step = Challenge | Credentials | Failure | NeedSecrets | Verified | Completed
 
 
 class Mechanism(Protocol):
@@ -114,9 +144,136 @@ class LoginMechanism:
         return Credentials(authcid=self._username, password=password)
 
 
-MECHANISMS: dict[str, type[PlainMechanism] | type[LoginMechanism]] = {
+def _decode_saslname(text: str) -> str | None:
+    """RFC 5802 5.1: "=2C" is a comma and "=3D" an equals sign; any other "=" is malformed."""
+    if "=" in text.replace("=2C", "").replace("=3D", ""):
+        return None
+    return text.replace("=2C", ",").replace("=3D", "=")
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientFirst:
+    gs2_header: str
+    bare: str
+    username: str
+    nonce: str
+
+
+def _parse_gs2_header(text: str) -> tuple[str, str] | Failure:
+    """RFC 5802 7: gs2-header = ("n" / "y" / "p=" cb-name) "," [authzid] ","; (header, authzid)."""
+    if text.startswith("p="):  # RFC 5802 6: we offer no -PLUS mechanism, so binding cannot work
+        return Failure("client asked for channel binding, which is not offered")
+    flag, _, rest = text.partition(",")
+    authzid_field, sep, _ = rest.partition(",")
+    if flag not in ("n", "y") or not sep:
+        return Failure("SCRAM client-first message lacks a valid GS2 header")
+    authzid = ""
+    if authzid_field:
+        decoded = _decode_saslname(authzid_field[2:]) if authzid_field.startswith("a=") else None
+        if not decoded:
+            return Failure("SCRAM authorization identity is malformed")
+        authzid = decoded
+    return f"{flag},{authzid_field},", authzid
+
+
+def _parse_client_first(data: bytes) -> _ClientFirst | Failure:
+    text = _utf8(data)
+    if text is None:
+        return Failure("SCRAM client-first message is not UTF-8")
+    header = _parse_gs2_header(text)
+    if isinstance(header, Failure):
+        return header
+    gs2_header, authzid = header
+    bare = text[len(gs2_header):]
+    attributes = bare.split(",")
+    if attributes[0].startswith("m="):  # RFC 5802 5.1: an unknown mandatory extension fails
+        return Failure("SCRAM mandatory extension not supported")
+    if len(attributes) < 2 or not attributes[0].startswith("n=") or not attributes[1].startswith("r="):
+        return Failure("SCRAM client-first message lacks user name or nonce")
+    username, nonce = _decode_saslname(attributes[0][2:]), attributes[1][2:]
+    if not username or not nonce or not nonce.isprintable():
+        return Failure("SCRAM user name or nonce is malformed")
+    if authzid and authzid.lower() != username.lower():
+        return Failure("authorization identity differs from authentication identity")
+    return _ClientFirst(gs2_header, bare, username, nonce)
+
+
+def new_server_nonce() -> str:
+    return secrets.token_urlsafe(24)  # printable and comma-free, as RFC 5802 7 "nonce" requires
+
+
+class ScramSha256Mechanism:
+    """RFC 5802 / RFC 7677 SCRAM-SHA-256, server side, without channel binding."""
+
+    name = "SCRAM-SHA-256"
+
+    def __init__(self, nonce_factory: Callable[[], str] = new_server_nonce) -> None:
+        self._nonce_factory = nonce_factory
+        self._first: _ClientFirst | None = None
+        self._secrets: ScramSecrets | None = None
+        self._server_first = ""
+        self._verified: str | None = None
+
+    def __repr__(self) -> str:
+        return "ScramSha256Mechanism()"
+
+    def step(self, response: bytes | None) -> Step:
+        if self._verified is not None:  # RFC 4954 4: the client answers the final message empty
+            return Completed(self._verified) if response == b"" else Failure("SCRAM final answer not empty")
+        if self._first is None:
+            return self._client_first(response)
+        if self._secrets is None:
+            return Failure("SCRAM response before the secrets were supplied")
+        return self._client_final(response or b"")
+
+    def _client_first(self, response: bytes | None) -> Step:
+        if response is None:
+            return Challenge(b"")  # RFC 4954 4: ask for the client-first message
+        parsed = _parse_client_first(response)
+        if isinstance(parsed, Failure):
+            return parsed
+        self._first = parsed
+        return NeedSecrets(parsed.username)
+
+    def supply(self, stored: ScramSecrets) -> Step:
+        """The stored (or, for an unknown user, decoy) secrets: answer with the server-first message."""
+        assert self._first is not None and self._secrets is None
+        self._secrets = stored
+        nonce = self._first.nonce + self._nonce_factory()
+        salt = base64.b64encode(stored.salt).decode("ascii")
+        self._server_first = f"r={nonce},s={salt},i={stored.iterations}"  # RFC 5802 5.1
+        return Challenge(self._server_first.encode("ascii"))
+
+    def _client_final(self, data: bytes) -> Step:
+        assert self._first is not None and self._secrets is not None
+        text = _utf8(data)
+        if text is None or ",p=" not in text:
+            return Failure("SCRAM client-final message is malformed")
+        without_proof, _, proof_text = text.rpartition(",p=")
+        attributes = without_proof.split(",")
+        binding = base64.b64encode(self._first.gs2_header.encode("utf-8")).decode("ascii")
+        if len(attributes) < 2 or attributes[0] != f"c={binding}":  # RFC 5802 7: c= echoes the header
+            return Failure("SCRAM channel-binding attribute does not match the GS2 header")
+        if attributes[1] != "r=" + self._server_first[2:].partition(",")[0]:
+            return Failure("SCRAM nonce does not match")
+        try:
+            proof = base64.b64decode(proof_text, validate=True)
+        except binascii.Error:
+            return Failure("SCRAM proof is not base64")
+        auth_message = f"{self._first.bare},{self._server_first},{without_proof}".encode()
+        if not proof_matches(self._secrets, auth_message, proof):
+            return Failure("SCRAM proof does not match")
+        self._verified = self._first.username
+        signature = base64.b64encode(server_signature(self._secrets, auth_message)).decode("ascii")
+        return Verified(self._first.username, f"v={signature}".encode("ascii"))
+
+
+MechanismFactory = Callable[[], "PlainMechanism | LoginMechanism | ScramSha256Mechanism"]
+
+MECHANISMS: dict[str, MechanismFactory] = {
     "PLAIN": PlainMechanism,
     "LOGIN": LoginMechanism,
+    "SCRAM-SHA-256": ScramSha256Mechanism,
 }
 
 

@@ -19,7 +19,9 @@ class ChannelClosed(Exception):
 
 
 class Channel(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, implicit_tls: bool = False) -> None:
+        # Implicit TLS: leave the ClientHello in the socket until start_tls (connect checks may await first).
+        self.implicit_tls = implicit_tls
         self.transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -29,11 +31,14 @@ class Channel(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._real_peer: tuple[str, int] | None = None  # the client named by a PROXY header
 
     # asyncio.Protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.implicit_tls:
+            transport.pause_reading()
         if not self.connected.done():
             self.connected.set_result(None)
 
@@ -118,7 +123,31 @@ class Channel(asyncio.Protocol):
         obj = self.transport.get_extra_info("ssl_object")
         return obj if isinstance(obj, ssl.SSLObject) else None
 
+    def set_real_peer(self, peer: tuple[str, int]) -> None:
+        """The client address a trusted proxy reported (PROXY protocol); peer() returns it from now on."""
+        self._real_peer = peer
+
+    def hold_reading(self, hold: bool) -> None:
+        """Stop (True) or restart (False) taking bytes from the socket, e.g. around a PROXY header."""
+        if self.transport is None:
+            return
+        if hold:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def has_unread(self) -> bool:
+        return bool(self._chunks)
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of the unread ones (what followed a PROXY header)."""
+        if data:
+            self._chunks.appendleft(data)
+            self._buffered += len(data)
+
     def peer(self) -> tuple[str, int]:
+        if self._real_peer is not None:
+            return self._real_peer
         info = self.transport.get_extra_info("peername") if self.transport else None
         if not info:
             return ("unknown", 0)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from hardmail.auth.pool import HashPool
 from hardmail.config.schema import Config
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.delivery.assembly import DeliveryServices
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.server.hooks import SessionHook
 from hardmail.server.tls import TlsManager
@@ -21,4 +22,5 @@ class ServerContext:
     tls: TlsManager
     acceptor: MessageAcceptor
     clock: Clock = field(default_factory=SystemClock)
+    delivery: DeliveryServices | None = None
     hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order

@@ -11,6 +11,7 @@ from hardmail.config.schema import parse_host_port
 from hardmail.ops.log import log_event
 from hardmail.server.channel import Channel
 from hardmail.server.context import ServerContext
+from hardmail.server.proxy_edge import accept_proxied
 from hardmail.server.smtp_session import SmtpSession
 
 KINDS = ("smtp", "submission", "submissions")
@@ -38,23 +39,24 @@ class Listeners:
         listen = self.ctx.config.listen
         for kind in KINDS:
             for address in getattr(listen, kind):
-                await self._listen(kind, *parse_host_port(address))
+                proxied = address in self.ctx.config.access.proxy_protocol.listeners
+                await self._listen(kind, *parse_host_port(address), proxied=proxied)
         return self.bound
 
-    async def _listen(self, kind: str, host: str, port: int) -> None:
+    async def _listen(self, kind: str, host: str, port: int, proxied: bool = False) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server = await loop.create_server(
-            lambda: self._accept(kind), host or None, port, family=family, reuse_address=True, backlog=1024
+            lambda: self._accept(kind, proxied), host or None, port, family=family, reuse_address=True, backlog=1024
         )
         self.servers.append(server)
         for sock in server.sockets:
             name = sock.getsockname()
             self.bound.append(BoundAddress(kind, str(name[0]), int(name[1])))
 
-    def _accept(self, kind: str) -> Channel:
-        channel = Channel()
-        task = asyncio.get_running_loop().create_task(self._serve(kind, channel))
+    def _accept(self, kind: str, proxied: bool = False) -> Channel:
+        channel = Channel(implicit_tls=kind == "submissions")
+        task = asyncio.get_running_loop().create_task(self._serve(kind, channel, proxied))
         self.sessions[task] = None
         task.add_done_callback(self._forget)
         return channel
@@ -62,8 +64,11 @@ class Listeners:
     def _forget(self, task: asyncio.Task[None]) -> None:
         self.sessions.pop(task, None)
 
-    async def _serve(self, kind: str, channel: Channel) -> None:
+    async def _serve(self, kind: str, channel: Channel, proxied: bool = False) -> None:
         await channel.connected
+        if proxied and not await accept_proxied(channel, self.ctx.config.access.proxy_protocol):
+            channel.abort()
+            return
         try:
             session = SmtpSession(self.ctx, kind, channel)
             task = asyncio.current_task()

@@ -1,9 +1,31 @@
-"""The SMTP AUTH exchange (RFC 4954): drives a SASL mechanism and verifies the credentials."""
+"""The SMTP AUTH exchange (RFC 4954): drives a SASL mechanism and verifies the credentials.
+
+PLAIN and LOGIN end with a user name and password for :func:`authenticate`. SCRAM-SHA-256 asks
+for the user's stored secrets between steps (:class:`sasl.NeedSecrets`): they are looked up here
+and fed back; an unknown user (or one without SCRAM secrets yet) gets decoy secrets derived from
+the server key, so the exchange looks the same and simply fails at the proof. After a verified
+proof the same account rules as for a password apply before the server's final message is sent.
+A correct password refused by those rules (two-factor authentication on, must change, expired) is
+answered 535 5.7.8 with a text saying what to do; every other failure gets the same 535 reply.
+"""
 
 from __future__ import annotations
 
-from hardmail.auth.authenticator import AuthOutcome, authenticate
+import functools
+import secrets
+from pathlib import Path
+
+from hardmail.auth.authenticator import (
+    AuthOutcome,
+    LoginAttempt,
+    LoginRules,
+    authenticate,
+    finish_scram_login,
+    scram_secrets,
+)
 from hardmail.auth.pool import PoolSaturated
+from hardmail.auth.scram import decoy_secrets
+from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.core.replies import (
     AUTH_BAD_BASE64,
     AUTH_CANCELLED,
@@ -18,14 +40,32 @@ from hardmail.proto.smtp.events import Auth, AuthResponse
 from hardmail.server.context import ServerContext
 
 
+@functools.lru_cache(maxsize=4)
+def _decoy_key(data_dir: Path) -> bytes:
+    """A stable key for decoy SCRAM salts (from the server key, so they survive restarts)."""
+    try:
+        return load_or_create_server_key(data_dir)
+    except (ServerKeyError, OSError):
+        return secrets.token_bytes(32)
+
+
 class SmtpAuth:
     """One session's AUTH state: the running mechanism and, after success, the account."""
 
-    def __init__(self, ctx: ServerContext, log: EventLogger) -> None:
+    def __init__(
+        self, ctx: ServerContext, log: EventLogger, *, peer_ip: str | None = None, tls_version: str = ""
+    ) -> None:
         self.ctx = ctx
         self.log = log
         self.mechanism: sasl.Mechanism | None = None
         self.account: str | None = None
+        self.peer_ip = peer_ip or ""
+        self.tls_version = tls_version
+        self._scram_key: str | None = None  # the SCRAM user's account, when it exists
+        self._scram_user = ""  # the user name a SCRAM client gave
+        # (user name, success, reason) of the exchange that just ended, for the session's hooks.
+        self.last_outcome: tuple[str, bool, str] | None = None
+        self._verified: str | None = None  # SCRAM: accepted account waiting for the final answer
 
     async def start(self, event: Auth) -> Reply:
         self.mechanism = sasl.new_mechanism(event.mechanism)
@@ -50,32 +90,94 @@ class SmtpAuth:
 
     async def _step(self, response: bytes | None) -> Reply:
         assert self.mechanism is not None
-        step = self.mechanism.step(response)
+        return await self._handle(self.mechanism.step(response))
+
+    async def _handle(self, step: sasl.Step) -> Reply:
+        assert self.mechanism is not None
         if isinstance(step, sasl.Challenge):
             return Reply(334, None, sasl.encode_challenge(step.data))
+        if isinstance(step, sasl.NeedSecrets):
+            return await self._supply_secrets(step.username)
+        if isinstance(step, sasl.Verified):
+            return await self._scram_verified(step)
         name = self.mechanism.name
         self.mechanism = None
+        if isinstance(step, sasl.Completed):
+            return self._succeed(self._verified or step.authcid, name)
         if isinstance(step, sasl.Failure):
-            self.log.event("smtp.auth", level="warning", result="failure", mechanism=name, reason=step.reason)
-            return AUTH_FAILED
+            return await self._mechanism_failed(step, name)
         return await self._verify(step, name)
+
+    def _attempt(self, mechanism: str) -> LoginAttempt:
+        return LoginAttempt(protocol="smtp", client_ip=self.peer_ip, mechanism=mechanism,
+                            tls_version=self.tls_version)
+
+    def _rules(self) -> LoginRules:
+        return LoginRules.from_config(self.ctx.config)
+
+    # SCRAM-SHA-256
+
+    async def _supply_secrets(self, username: str) -> Reply:
+        assert isinstance(self.mechanism, sasl.ScramSha256Mechanism)
+        self._scram_user = username
+        found = await scram_secrets(self.ctx.store, username)
+        if found is None:
+            iterations = self.ctx.config.auth.scram.iterations
+            stored = decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
+        else:
+            self._scram_key, stored = found
+        return await self._handle(self.mechanism.supply(stored))
+
+    async def _scram_verified(self, step: sasl.Verified) -> Reply:
+        name = self.mechanism.name if self.mechanism else "SCRAM-SHA-256"
+        if self._scram_key is None:  # decoy secrets cannot verify; kept for safety
+            self.mechanism = None
+            return self._refuse(AuthOutcome(None, "unknown user"), name, step.authcid)
+        outcome = await finish_scram_login(self.ctx.store, self.ctx.hash_pool, self._scram_key, True,
+                                           self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+        if outcome.account is None:
+            self.mechanism = None
+            return self._refuse(outcome, name, step.authcid)
+        self._verified = outcome.account
+        return Reply(334, None, sasl.encode_challenge(step.server_final))
+
+    async def _mechanism_failed(self, step: sasl.Failure, name: str) -> Reply:
+        if self._scram_key is not None:  # a known SCRAM user whose proof failed: a wrong password
+            outcome = await finish_scram_login(self.ctx.store, self.ctx.hash_pool, self._scram_key, False,
+                                               self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+            return self._refuse(outcome, name, self._scram_key)
+        self.log.event("smtp.auth", level="warning", result="failure", mechanism=name, reason=step.reason)
+        self.last_outcome = (self._scram_user, False, step.reason)
+        return AUTH_FAILED
+
+    # PLAIN and LOGIN
 
     async def _verify(self, credentials: sasl.Credentials, mechanism: str) -> Reply:
         try:
             outcome: AuthOutcome = await authenticate(
-                self.ctx.store, self.ctx.hash_pool, credentials.authcid, credentials.password
+                self.ctx.store, self.ctx.hash_pool, credentials.authcid, credentials.password,
+                self._attempt(mechanism), rules=self._rules(), clock=self.ctx.clock,
             )
         except PoolSaturated:
             self.log.event("smtp.auth", level="warning", result="tempfail", mechanism=mechanism,
                            user=credentials.authcid, reason="password hashing pool saturated")
             return AUTH_TEMP_FAILURE
         if outcome.account is None:
-            self.log.event("smtp.auth", level="warning", result="failure", mechanism=mechanism,
-                           user=credentials.authcid, reason=outcome.reason, code="5.7.8")
-            return AUTH_FAILED
-        self.account = outcome.account
-        self.log.event("smtp.auth", result="success", mechanism=mechanism, user=outcome.account)
+            return self._refuse(outcome, mechanism, credentials.authcid)
+        return self._succeed(outcome.account, mechanism, outcome.via)
+
+    def _succeed(self, account: str, mechanism: str, via: str = "") -> Reply:
+        self.account = account
+        self.last_outcome = (account, True, "ok")
+        self.log.event("smtp.auth", result="success", mechanism=mechanism, user=account, via=via or None)
         return AUTH_OK
+
+    def _refuse(self, outcome: AuthOutcome, mechanism: str, user: str) -> Reply:
+        self.log.event("smtp.auth", level="warning", result="failure", mechanism=mechanism,
+                       user=user, reason=outcome.reason, code="5.7.8")
+        self.last_outcome = (user, False, outcome.reason)
+        # RFC 4954 6: 535 5.7.8; the text explains only a refusal of correct credentials.
+        return AUTH_FAILED.with_text(outcome.client_text) if outcome.client_text else AUTH_FAILED
 
     def _abort(self, reply: Reply, reason: str) -> Reply:
         self.mechanism = None

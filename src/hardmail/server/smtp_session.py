@@ -43,13 +43,14 @@ from hardmail.proto.smtp.events import (
     StartTls,
 )
 from hardmail.proto.smtp.state import Phase, ServerConnection, SmtpOptions
+from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
-from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, without_header_fields
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
-AUTH_MECHANISMS = ("SCRAM-SHA-256", "PLAIN", "LOGIN")
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 
@@ -89,7 +90,7 @@ class SmtpSession:
         self.conn = ServerConnection(smtp_options(ctx.config, kind))
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
-        self.auth = SmtpAuth(ctx, self.log)
+        self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None
         self.txn: SessionTransaction | None = None
@@ -196,9 +197,9 @@ class SmtpSession:
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
         self.txn = None
-        self.auth = SmtpAuth(self.ctx, self.log)
-        self.owned = frozenset()
         self.tls_info = describe_tls(self.channel.ssl_object())
+        self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
+        self.owned = frozenset()
         self.log.event("smtp.tls", result="success", **self.tls_info)
         return True
 
@@ -290,7 +291,8 @@ class SmtpSession:
             self.log.event("smtp.rcpt", recipient=address.key, accepted=False, reason="address literal")
             return ADDRESS_LITERAL_REFUSED
         resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
-        verdict = rcpt_verdict(self._facts(), resolution.kind, self.ctx.config.relay.trusted_networks)
+        rules = await relay_rules_for(self.ctx, self.peer_ip, self.txn.sender if self.txn else "")
+        verdict = rcpt_verdict(self._facts(), resolution.kind, rules)
         if verdict.accept and self.txn is not None:
             refusal = await self._first_refusal("on_rcpt", self.txn.sender, address, resolution)
             if refusal is not None:
@@ -333,6 +335,7 @@ class SmtpSession:
         decision = await self._message_decision(chunks)
         if decision.reply is not None:
             return decision.reply
+        chunks = without_header_fields(chunks, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder)
@@ -349,7 +352,7 @@ class SmtpSession:
         message = MessageFacts(sender=self.txn.sender, recipients=tuple(self.txn.recipients),
                                mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
                                chunks=chunks, size=sum(len(c) for c in chunks))
-        headers, folder = b"", None
+        headers, folder, drop = b"", None, set[int]()
         for hook in self.ctx.hooks:
             decision = await hook.on_message(self.facts(), message)
             if decision is None:
@@ -358,7 +361,8 @@ class SmtpSession:
                 return decision
             headers += decision.headers
             folder = folder or decision.folder
-        return MessageDecision(headers=headers, folder=folder)
+            drop.update(decision.drop_headers)
+        return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)))
 
     async def _originator_problem(self, event: MessageReceived) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""

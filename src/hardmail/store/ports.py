@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from hardmail.store.ports_access import AccessStore
+    from hardmail.store.ports_credentials import CredentialStore
+    from hardmail.store.ports_msgauth import GreylistStore
+    from hardmail.store.ports_queue import QueueStore
 
 
 class StoreError(Exception):
@@ -140,3 +146,23 @@ class Store(DomainStore, AccountStore, AliasStore, SettingsStore, Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    @property
+    def queue(self) -> QueueStore:
+        """The outbound queue (``hardmail.store.ports_queue``)."""
+        ...
+
+    @property
+    def credentials(self) -> CredentialStore:
+        """Credentials and login history (``hardmail.store.ports_credentials``)."""
+        ...
+
+    @property
+    def access(self) -> AccessStore:
+        """IP ranges, bans, failed-login counts and rate counters (``hardmail.store.ports_access``)."""
+        ...
+
+    @property
+    def msgauth(self) -> GreylistStore:
+        """Greylisting triplets and whitelisted networks (``hardmail.store.ports_msgauth``)."""
+        ...

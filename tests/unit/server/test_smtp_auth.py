@@ -9,11 +9,14 @@ from typing import Any
 
 from hardmail.auth.hashing import VerifyResult
 from hardmail.auth.pool import PoolSaturated
+from hardmail.config.schema import Config
+from hardmail.core.clock import FakeClock
 from hardmail.core.replies import Reply
 from hardmail.ops.log import EventLogger
 from hardmail.proto.smtp.events import Auth, AuthResponse
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.store.ports import Account
+from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
 
 
 @dataclass
@@ -37,19 +40,36 @@ class FakePool:
         return "new-hash"
 
 
+class FakeCredentials:
+    def __init__(self) -> None:
+        self.events: list[LoginEvent] = []
+
+    async def get_credentials(self, address: str) -> CredentialState | None:
+        return CredentialState(address) if address == "alice@example.test" else None
+
+    async def find_app_password(self, address: str, digest: str) -> AppPassword | None:
+        return None
+
+    async def append_login_event(self, event: LoginEvent) -> None:
+        self.events.append(event)
+
+    async def upgrade_hash(self, address: str, password_hash: str, scram: object) -> None:
+        return None  # SCRAM secrets are derived at the first successful login
+
+
 class FakeStore:
+    def __init__(self) -> None:
+        self.credentials = FakeCredentials()
+
     async def get_account(self, address: str) -> Account | None:
         if address == "alice@example.test":
             return Account(address=address, password_hash="h")
         return None
 
-    async def set_password_hash(self, address: str, password_hash: str) -> None:
-        raise AssertionError("no rehash expected")
-
 
 def _auth(pool: FakePool) -> SmtpAuth:
-    ctx: Any = SimpleNamespace(store=FakeStore(), hash_pool=pool)
-    return SmtpAuth(ctx, EventLogger(session="test"))
+    ctx: Any = SimpleNamespace(store=FakeStore(), hash_pool=pool, config=Config(), clock=FakeClock())
+    return SmtpAuth(ctx, EventLogger(session="test"), peer_ip="192.0.2.1")
 
 
 def _plain(user: str, password: str) -> str:
@@ -95,3 +115,13 @@ async def test_login_exchange_and_wrong_password() -> None:
 async def test_bad_base64_is_501() -> None:
     reply = await _auth(FakePool()).start(_start("PLAIN", "!!!"))
     assert (reply.code, reply.enhanced) == (501, "5.5.2")
+
+
+async def test_attempts_are_recorded_with_protocol_mechanism_and_peer() -> None:
+    auth = _auth(FakePool())
+    await auth.start(_start("PLAIN", _plain("alice@example.test", "wrong")))
+    await auth.start(_start("PLAIN", _plain("alice@example.test", "right password")))
+    events = auth.ctx.store.credentials.events
+    assert [(e.result, e.protocol, e.mechanism, e.client_ip) for e in events] == [
+        ("failure", "smtp", "PLAIN", "192.0.2.1"), ("success", "smtp", "PLAIN", "192.0.2.1")]
+    assert auth.last_outcome == ("alice@example.test", True, "ok")

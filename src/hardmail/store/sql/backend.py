@@ -28,7 +28,11 @@ from hardmail.store.ports import (
     Unavailable,
 )
 from hardmail.store.sql import migrate as migrations
+from hardmail.store.sql.access_backend import SqlAccessStore
+from hardmail.store.sql.credentials_backend import SqlCredentialStore
 from hardmail.store.sql.engine import describe_url, for_writing
+from hardmail.store.sql.msgauth_backend import SqlGreylistStore
+from hardmail.store.sql.queue_backend import SqlQueueStore
 from hardmail.store.sql.tables import accounts, addresses, alias_targets, aliases, domains, settings
 
 _ACCOUNT_COLUMNS = (
@@ -58,6 +62,10 @@ class SqlStore:
         self._engine = engine
         self._writer = for_writing(engine)  # SQLite: BEGIN IMMEDIATE for transactions that write
         self._clock = clock or SystemClock()
+        self._queue: SqlQueueStore | None = None
+        self._credentials: SqlCredentialStore | None = None
+        self._msgauth: SqlGreylistStore | None = None
+        self._access: SqlAccessStore | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({describe_url(str(self._engine.url))!r})"
@@ -65,6 +73,30 @@ class SqlStore:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def queue(self) -> SqlQueueStore:
+        if self._queue is None:
+            self._queue = SqlQueueStore(self._engine)
+        return self._queue
+
+    @property
+    def msgauth(self) -> SqlGreylistStore:
+        if self._msgauth is None:
+            self._msgauth = SqlGreylistStore(self._engine)
+        return self._msgauth
+
+    @property
+    def credentials(self) -> SqlCredentialStore:
+        if self._credentials is None:
+            self._credentials = SqlCredentialStore(self._engine, self._clock)
+        return self._credentials
+
+    @property
+    def access(self) -> SqlAccessStore:
+        if self._access is None:
+            self._access = SqlAccessStore(self._engine)
+        return self._access
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

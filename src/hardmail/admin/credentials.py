@@ -1,0 +1,209 @@
+"""The admin use-cases for credentials beyond the password itself, shared by the CLI and the API:
+two-factor authentication (TOTP and recovery codes), app passwords, imported legacy hashes, the
+must-change flag and the login history.
+
+Every refusal is an :class:`AdminError` (what was wrong, what to do); every change is a credential
+event (logged and kept in the login history). Secrets are returned once to the caller and are
+never part of a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from hardmail.admin.service import AdminError
+from hardmail.auth import totp
+from hardmail.auth.app_passwords import MAX_NAME_CHARS, app_password_digest, new_app_password, parse_scopes
+from hardmail.auth.events import now_utc, record_admin_event
+from hardmail.auth.legacy import SCHEME_NAMES, UnknownHashFormat, normalize_import, scheme_named
+from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
+from hardmail.config.schema import TwoFactorSection
+from hardmail.core.address import AddressError, parse_address_arg
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.store.ports import AlreadyExists, NotFound, Store
+from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """A TOTP secret shown to the user, not yet active until a first code confirms it."""
+
+    address: str
+    secret: str = field(repr=False)
+    uri: str = field(repr=False)
+
+
+def _address_key(text: str) -> str:
+    try:
+        return parse_address_arg(text).key
+    except AddressError as exc:
+        raise AdminError(f"invalid address {text!r}: {exc}", "give an address such as alice@example.org") from None
+
+
+def _no_account(key: str) -> AdminError:
+    return AdminError(f"no account {key}", "`hardmail account list` shows the accounts")
+
+
+class CredentialService:
+    def __init__(
+        self, store: Store, data_dir: Path, two_factor: TwoFactorSection | None = None, clock: Clock | None = None
+    ) -> None:
+        self._store = store
+        self._credentials = store.credentials
+        self._data_dir = data_dir
+        self._two_factor = two_factor or TwoFactorSection()
+        self._clock = clock or SystemClock()
+
+    async def _state(self, address: str) -> tuple[str, CredentialState]:
+        key = _address_key(address)
+        state = await self._credentials.get_credentials(key)
+        if state is None:
+            raise _no_account(key)
+        return key, state
+
+    def _server_key(self) -> bytes:
+        try:
+            return load_or_create_server_key(self._data_dir)
+        except ServerKeyError as exc:
+            raise AdminError(str(exc), "fix the key file named above, then run the command again") from None
+
+    async def _event(self, key: str, kind: str, detail: str = "") -> None:
+        await record_admin_event(self._credentials, self._clock, key, kind, detail)
+
+    # two-factor authentication
+
+    async def begin_two_factor(self, address: str) -> TotpEnrolment:
+        key, state = await self._state(address)
+        if state.two_factor:
+            raise AdminError(f"two-factor authentication is already on for {key}",
+                             f"turn it off first with `hardmail account 2fa disable {key}`")
+        secret = totp.new_totp_secret()
+        return TotpEnrolment(key, secret, totp.provisioning_uri(secret, key, self._two_factor.issuer))
+
+    async def confirm_two_factor(self, enrolment: TotpEnrolment, code: str) -> list[str]:
+        """Turn TOTP on once ``code`` matches; returns the new one-time recovery codes."""
+        step = totp.matching_step(enrolment.secret, code, self._clock.now())
+        if step is None:
+            raise AdminError("the code does not match",
+                             "check the device's clock and type the code the app shows now")
+        codes = totp.new_recovery_codes()
+        encrypted = totp.encrypt_secret(enrolment.secret, self._server_key())
+        digests = [totp.recovery_code_digest(code) for code in codes]
+        await self._on_account(enrolment.address, self._credentials.set_totp(enrolment.address, encrypted, digests))
+        await self._credentials.claim_totp_step(enrolment.address, step)  # the confirming code is spent
+        await self._event(enrolment.address, "2fa-enabled")
+        return codes
+
+    async def disable_two_factor(self, address: str) -> str:
+        key, state = await self._state(address)
+        if not state.two_factor:
+            raise AdminError(f"two-factor authentication is not on for {key}", "nothing to do")
+        await self._on_account(key, self._credentials.set_totp(key, None, []))
+        await self._event(key, "2fa-disabled")
+        return key
+
+    async def verify_second_factor(self, address: str, code: str) -> str:
+        """Check a TOTP code (each usable once) or a recovery code (deleted when used); returns
+        "totp" or "recovery-code". Raises AdminError when neither matches."""
+        key, state = await self._state(address)
+        if state.totp_secret is None:
+            raise AdminError(f"two-factor authentication is not on for {key}",
+                             f"turn it on with `hardmail account 2fa enable {key}`")
+        secret = self._decrypt(state.totp_secret)
+        step = totp.matching_step(secret, code, self._clock.now())
+        if step is not None and await self._credentials.claim_totp_step(key, step):
+            return "totp"
+        if step is None and await self._credentials.use_recovery_code(key, totp.recovery_code_digest(code)):
+            left = await self._credentials.count_recovery_codes(key)
+            await self._event(key, "recovery-code-used", f"{left} left")
+            return "recovery-code"
+        raise AdminError("the code is wrong or was already used", "type the code the app shows now")
+
+    def _decrypt(self, token: str) -> str:
+        try:
+            return totp.decrypt_secret(token, self._server_key())
+        except totp.SecretUnreadable as exc:
+            raise AdminError(str(exc), "restore the server key from a backup, or turn 2FA off and on again") from None
+
+    # app passwords
+
+    async def add_app_password(
+        self, address: str, name: str, scopes: list[str], expires_days: int | None = None
+    ) -> tuple[AppPassword, str]:
+        """The new app password's record and its text (shown once, never stored)."""
+        key, _state = await self._state(address)
+        name = name.strip()
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise AdminError(f"an app password needs a name of 1 to {MAX_NAME_CHARS} characters",
+                             "name it after the device or program, e.g. \"phone\"")
+        try:
+            scope_set = parse_scopes(scopes)
+        except ValueError as exc:
+            raise AdminError(str(exc), "for example --scope smtp --scope imap") from None
+        if expires_days is not None and expires_days <= 0:
+            raise AdminError("--expires-days must be a positive number of days", "or leave it out for no expiry")
+        expires_at = now_utc(self._clock) + timedelta(days=expires_days) if expires_days else None
+        secret = new_app_password()
+        try:
+            record = await self._credentials.add_app_password(
+                key, name, app_password_digest(secret), scope_set, expires_at)
+        except AlreadyExists as exc:
+            raise AdminError(str(exc), "choose another name, or revoke the existing one first") from None
+        await self._event(key, "app-password-created", f"{name!r} for {','.join(sorted(scope_set))}")
+        return record, secret
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        key, _state = await self._state(address)
+        return await self._credentials.list_app_passwords(key)
+
+    async def revoke_app_password(self, address: str, name: str) -> str:
+        key, _state = await self._state(address)
+        try:
+            await self._credentials.revoke_app_password(key, name.strip())
+        except NotFound:
+            raise AdminError(f"no app password {name.strip()!r} for {key}",
+                             f"`hardmail account app-password list {key}` shows them") from None
+        await self._event(key, "app-password-revoked", repr(name.strip()))
+        return key
+
+    # imported hashes, must-change flag, history
+
+    async def import_hash(self, address: str, scheme: str, hash_text: str) -> str:
+        """Set an account's password hash to one imported from another server; the first
+        successful login replaces it with Argon2id."""
+        key, _state = await self._state(address)
+        known = scheme_named(scheme)
+        try:
+            stored = normalize_import(scheme, hash_text)
+        except UnknownHashFormat as exc:
+            hint = (f"give the hash as {known.example}" if known else f"use one of: {', '.join(SCHEME_NAMES)}")
+            raise AdminError(f"hash refused: {exc}", hint) from None
+        assert known is not None
+        await self._on_account(key, self._credentials.set_password(key, stored, None, legacy_scheme=known.name))
+        await self._event(key, "hash-imported", known.name)
+        return key
+
+    async def list_legacy(self) -> list[tuple[str, str]]:
+        return await self._credentials.list_legacy()
+
+    async def set_must_change(self, address: str, must_change: bool) -> str:
+        key, _state = await self._state(address)
+        await self._on_account(key, self._credentials.set_must_change(key, must_change))
+        await self._event(key, "must-change-set" if must_change else "must-change-cleared")
+        return key
+
+    async def login_history(self, address: str, limit: int = 100) -> list[LoginEvent]:
+        return await self._credentials.list_login_events(_address_key(address), limit)
+
+    async def _on_account(self, key: str, operation: Awaitable[None]) -> None:
+        try:
+            await operation
+        except NotFound:
+            raise _no_account(key) from None
+
+
+def expiry_text(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="minutes") if moment else "never"

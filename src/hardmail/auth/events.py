@@ -1,0 +1,44 @@
+"""Credential and login events: each one is logged and appended to the account's login history.
+
+Kinds: ``login``, ``password-set``, ``password-changed``, ``must-change-set``,
+``must-change-cleared``, ``hash-imported``, ``legacy-hash-upgraded``, ``hash-parameters-upgraded``,
+``2fa-enabled``, ``2fa-disabled``, ``recovery-code-used``, ``app-password-created``,
+``app-password-first-use``, ``app-password-revoked``. A history write that fails is logged and
+does not fail the login or the admin action it records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hardmail.core.clock import Clock
+from hardmail.ops.log import log_event
+from hardmail.store.ports import StoreError
+from hardmail.store.ports_credentials import CredentialStore, LoginEvent
+
+
+def now_utc(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.now(), UTC)
+
+
+async def record_event(credentials: CredentialStore, event: LoginEvent) -> None:
+    name = "auth.login" if event.kind == "login" else "auth.credential"
+    level = "info" if event.result in ("success", "done") else "warning"
+    log_event(name, level=level, account=event.account, kind=event.kind, result=event.result,
+              protocol=event.protocol or None, mechanism=event.mechanism or None,
+              client_ip=event.client_ip or None, tls_version=event.tls_version or None,
+              detail=event.detail or None)
+    try:
+        await credentials.append_login_event(event)
+    except (StoreError, OSError) as exc:
+        log_event("auth.history_error", level="error", account=event.account, kind=event.kind,
+                  error=type(exc).__name__)
+
+
+async def record_admin_event(
+    credentials: CredentialStore, clock: Clock, account: str, kind: str, detail: str = ""
+) -> None:
+    """A credential event caused by an admin action (CLI or API)."""
+    event = LoginEvent(at=now_utc(clock), account=account, kind=kind, result="done",
+                       protocol="admin", detail=detail)
+    await record_event(credentials, event)

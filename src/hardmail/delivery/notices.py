@@ -1,0 +1,85 @@
+"""Sending delivery status notifications to the original sender: into a local mailbox or the queue.
+
+A notice for a sender in one of our domains goes straight to that account's Maildir (through its
+aliases); any other goes into the outbound queue with the null reverse-path. A message whose
+sender is null gets no notice at all (never a bounce for a bounce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from hardmail.core.address import AddressError, parse_mailbox
+from hardmail.core.clock import Clock
+from hardmail.delivery.dsn import Notice, RecipientReport, build_notice, should_notify, status_from_reply
+from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.recipients import RecipientStore, resolve_recipient
+from hardmail.ops.log import log_event
+from hardmail.store.ports_queue import QueueEntry, RecipientOutcome
+
+if TYPE_CHECKING:
+    from hardmail.delivery.queue import DeliveryQueue
+
+# (address, notice) -> True when delivered locally, False when the address is not ours
+LocalDelivery = Callable[[str, bytes], Awaitable[bool]]
+
+
+def report_for(outcome: RecipientOutcome, action: str, now: float, default: str,
+               retry_until: float | None = None) -> RecipientReport:
+    diagnostic = f"{outcome.code} {outcome.text}" if outcome.code else outcome.text
+    return RecipientReport(
+        address=outcome.address, action="failed" if action == "failed" else "delayed",
+        status=status_from_reply(outcome.code, outcome.text, default), diagnostic=diagnostic,
+        remote_mta=outcome.remote_mta, last_attempt=now, retry_until=retry_until,
+    )
+
+
+class LocalNotices:
+    """Delivers a notice to a sender in one of our domains; ``False`` for any other address."""
+
+    def __init__(self, store: RecipientStore, maildir: MaildirStore, plus_separator: str = "+") -> None:
+        self.store = store
+        self.maildir = maildir
+        self.plus_separator = plus_separator
+
+    async def __call__(self, address: str, notice: bytes) -> bool:
+        try:
+            parsed = parse_mailbox(address, utf8=True)
+        except AddressError:
+            return False
+        resolution = await resolve_recipient(self.store, parsed, self.plus_separator)
+        if resolution.kind == "remote":
+            return False
+        if resolution.mailboxes:
+            await asyncio.to_thread(self.maildir.deliver, resolution.mailboxes, notice)
+        else:
+            log_event("dsn.dropped", level="warning", recipient=address, detail=f"local sender is {resolution.kind}")
+        return True
+
+
+class NoticeSender:
+    def __init__(self, queue: DeliveryQueue, hostname: str, clock: Clock, *, full_limit: int = 65536,
+                 local: LocalDelivery | None = None) -> None:
+        self.queue = queue
+        self.hostname = hostname
+        self.clock = clock
+        self.full_limit = full_limit
+        self.local = local
+
+    async def send(self, entry: QueueEntry, reports: Sequence[RecipientReport], original: bytes) -> str | None:
+        """Send one notice about ``reports``; returns where it went ("local", a queue id, or None)."""
+        if not reports:
+            return None
+        action = reports[0].action
+        if not should_notify(entry.sender):
+            log_event("dsn.suppressed", queue_id=entry.queue_id, action=action, detail="null sender: no bounce")
+            return None
+        notice = Notice(entry.queue_id, entry.sender, entry.created_at, self.hostname)
+        data = build_notice(notice, reports, original, full_limit=self.full_limit, now=self.clock.now())
+        where: str | None = "local"
+        if self.local is None or not await self.local(entry.sender, data):
+            where = await self.queue.enqueue("", [entry.sender], data, origin_account=None)
+        log_event("dsn.sent", queue_id=entry.queue_id, action=action, recipients=len(reports), via=where)
+        return where

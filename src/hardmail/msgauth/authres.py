@@ -1,0 +1,107 @@
+"""The trace fields we write: ``Authentication-Results`` (RFC 8601) and ``Received-SPF`` (RFC 7208 9.1),
+and finding incoming ``Authentication-Results`` fields that claim to come from us (RFC 8601 5)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hardmail.msgauth.arc import ArcResult
+from hardmail.msgauth.dkim import DkimVerification
+from hardmail.msgauth.dmarc import DmarcResult
+from hardmail.msgauth.spf import SpfResult
+
+_FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+_UNSAFE = re.compile(r"[^\x21-\x7e]|[;()\"\\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """Everything the inbound checks found about one message."""
+
+    spf_helo: SpfResult | None
+    spf_mailfrom: SpfResult | None
+    dkim: tuple[DkimVerification, ...]
+    arc: ArcResult | None
+    dmarc: DmarcResult | None
+
+
+def _value(text: str) -> str:
+    """A property value: a token, or a quoted string when it is not one (RFC 8601 2.2)."""
+    if text and not _UNSAFE.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(text: str) -> str:
+    return "(" + re.sub(r"[()\\\r\n]", " ", text)[:120] + ")" if text else ""
+
+
+def _spf_clause(result: SpfResult, sender: str, helo: str) -> str:
+    # RFC 8601 2.7.2: smtp.mailfrom for the MAIL FROM identity, smtp.helo for HELO
+    prop = f"smtp.mailfrom={_value(sender)}" if result.identity == "mailfrom" else f"smtp.helo={_value(helo)}"
+    return f"spf={result.result} {prop}"
+
+
+def _dkim_clause(result: DkimVerification) -> str:
+    parts = [f"dkim={result.result}", _comment(result.reason), f"header.d={_value(result.domain)}",
+             f"header.s={_value(result.selector)}", f"header.a={_value(result.algorithm)}"]
+    if result.header_b:
+        parts.append(f"header.b={_value(result.header_b)}")  # RFC 6008
+    return " ".join(p for p in parts if p)
+
+
+def _dmarc_clause(result: DmarcResult) -> str:
+    comment = _comment(f"p={result.policy} d={result.record_domain}" if result.record_domain else result.reason)
+    return f"dmarc={result.result} {comment} header.from={_value(result.from_domain)}"
+
+
+def authentication_results(authserv_id: str, findings: Findings, sender: str, helo: str) -> bytes:
+    """One ``Authentication-Results:`` field with every method's result, folded, CRLF-terminated."""
+    clauses = []
+    for spf in (findings.spf_helo, findings.spf_mailfrom):
+        if spf is not None:
+            clauses.append(_spf_clause(spf, sender, helo))
+    clauses.extend(_dkim_clause(r) for r in findings.dkim)
+    if not findings.dkim:
+        clauses.append("dkim=none")
+    if findings.dmarc is not None:
+        clauses.append(_dmarc_clause(findings.dmarc))
+    if findings.arc is not None:
+        clauses.append(f"arc={findings.arc.result}")
+    body = ";\r\n\t".join([authserv_id, *clauses])
+    return f"Authentication-Results: {body}\r\n".encode()
+
+
+def received_spf(result: SpfResult, receiver: str, client_ip: str, sender: str, helo: str) -> bytes:
+    """RFC 7208 9.1: the ``Received-SPF:`` field for the identity that decided."""
+    comment = _comment(f"{receiver}: {result.explanation or result.result} for {result.domain or helo}")
+    pairs = [f"client-ip={client_ip}", f"envelope-from={_value(sender)}", f"helo={_value(helo)}",
+             f"identity={result.identity}", f"receiver={_value(receiver)}"]
+    if result.mechanism:
+        pairs.append(f"mechanism={_value(result.mechanism)}")
+    return f"Received-SPF: {result.result} {comment}\r\n\t{'; '.join(pairs)};\r\n".encode()
+
+
+def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of a header block as (lower-case name, whole field including continuation lines)."""
+    starts = [m for m in _FIELD_START.finditer(head)]
+    fields = []
+    for index, match in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(head)
+        fields.append((match.group(1).lower(), head[match.start():end]))
+    return fields
+
+
+def _authserv_id(field: bytes) -> str:
+    value = field.split(b":", 1)[1]
+    value = re.sub(rb"\([^)]*\)", b" ", value)  # comments (RFC 8601 2.2 allows CFWS)
+    return value.split(b";", 1)[0].strip().decode("ascii", "replace").lower()
+
+
+def forged_authres_indexes(head: bytes, our_names: Sequence[str]) -> tuple[int, ...]:
+    """RFC 8601 5: indexes of incoming Authentication-Results fields that claim one of our names."""
+    names = {n.lower().rstrip(".") for n in our_names}
+    return tuple(i for i, (name, field) in enumerate(header_fields(head))
+                 if name == b"authentication-results" and _authserv_id(field).rstrip(".") in names)

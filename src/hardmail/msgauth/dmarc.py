@@ -1,0 +1,153 @@
+"""DMARC (RFC 7489): policy discovery, identifier alignment and the result for one message.
+
+The organizational domain comes from the public suffix list bundled with ``publicsuffixlist``
+(RFC 7489 3.2). Evaluation is a pure function of the findings (SPF, DKIM) and the record; only
+:func:`discover` does DNS, through the injected Resolver.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import email.utils
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from publicsuffixlist import PublicSuffixList  # type: ignore[import-untyped]
+
+from hardmail.msgauth.dkim import DkimVerification
+from hardmail.msgauth.dns import Resolver
+from hardmail.msgauth.spf import SpfResult
+
+Policy = Literal["none", "quarantine", "reject"]
+Alignment = Literal["r", "s"]
+DmarcResultCode = Literal["pass", "fail", "none", "temperror", "permerror"]
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcRecord:
+    policy: Policy
+    subdomain_policy: Policy
+    adkim: Alignment = "r"
+    aspf: Alignment = "r"
+    pct: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcResult:
+    result: DmarcResultCode
+    from_domain: str
+    policy: Policy = "none"  # the policy that applies to this message (RFC 7489 6.6.4 with pct)
+    record_domain: str = ""  # where the record was found
+    reason: str = ""
+
+
+@lru_cache(maxsize=1)
+def _suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def organizational_domain(domain: str) -> str:
+    """RFC 7489 3.2: the registrable domain (public suffix plus one label), or ``domain`` itself."""
+    name = domain.rstrip(".").lower()
+    found = _suffix_list().privatesuffix(name)
+    return str(found) if found else name
+
+
+def aligned(identifier: str, from_domain: str, mode: Alignment) -> bool:
+    """RFC 7489 3.1: strict means equal names, relaxed means equal organizational domains."""
+    left, right = identifier.rstrip(".").lower(), from_domain.rstrip(".").lower()
+    if not left or not right:
+        return False
+    if mode == "s":
+        return left == right
+    return organizational_domain(left) == organizational_domain(right)
+
+
+def _policy(value: str | None) -> Policy | None:
+    return value if value in ("none", "quarantine", "reject") else None  # type: ignore[return-value]
+
+
+def parse_record(text: str) -> DmarcRecord | None:
+    """RFC 7489 6.3: the record's tags, or None when it is not a valid DMARC record."""
+    tags: dict[str, str] = {}
+    for part in text.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            tags.setdefault(key.strip().lower(), value.strip())
+    if tags.get("v") != "DMARC1" or not text.lstrip().startswith("v"):
+        return None
+    policy = _policy(tags.get("p", "").lower())
+    if policy is None:  # RFC 7489 6.6.3: an invalid p= makes the record unusable (unless rua is set)
+        return None
+    pct = tags.get("pct", "100")
+    return DmarcRecord(
+        policy=policy,
+        subdomain_policy=_policy(tags.get("sp", "").lower()) or policy,
+        adkim="s" if tags.get("adkim", "r").lower() == "s" else "r",
+        aspf="s" if tags.get("aspf", "r").lower() == "s" else "r",
+        pct=min(100, max(0, int(pct))) if pct.isdigit() else 100,
+    )
+
+
+async def _records_at(resolver: Resolver, name: str) -> tuple[str, list[str]]:
+    answer = await resolver.resolve(f"_dmarc.{name}", "TXT")
+    return answer.status, [t for t in answer.texts() if t.lower().startswith("v=dmarc1")]
+
+
+async def discover(resolver: Resolver, from_domain: str) -> tuple[DmarcRecord | None, str, str]:
+    """RFC 7489 6.6.3: the record of the From domain, else of its organizational domain.
+
+    Returns (record, domain where found, status) with status ``ok``, ``none`` or ``tempfail``.
+    """
+    candidates = dict.fromkeys([from_domain, organizational_domain(from_domain)])
+    for name in candidates:
+        status, texts = await _records_at(resolver, name)
+        if status == "tempfail":
+            return None, name, "tempfail"
+        if len(texts) == 1:
+            record = parse_record(texts[0])
+            if record is not None:
+                return record, name, "ok"
+    return None, "", "none"
+
+
+def _identifier_aligned(record: DmarcRecord, from_domain: str, spf: SpfResult | None,
+                        dkim: Sequence[DkimVerification]) -> str | None:
+    """Which mechanism passed aligned ("dkim" or "spf"), or None (RFC 7489 4.2)."""
+    if any(r.result == "pass" and aligned(r.domain, from_domain, record.adkim) for r in dkim):
+        return "dkim"
+    if spf is not None and spf.identity == "mailfrom" and spf.result == "pass" \
+            and aligned(spf.domain, from_domain, record.aspf):
+        return "spf"
+    return None
+
+
+def evaluate(from_domain: str, record: DmarcRecord | None, record_domain: str, spf: SpfResult | None,
+             dkim: Sequence[DkimVerification], sample: float = 0.0) -> DmarcResult:
+    """The DMARC result; ``sample`` in [0, 1) decides pct= sampling (RFC 7489 6.6.4)."""
+    if record is None:
+        return DmarcResult("none", from_domain, reason="no DMARC record")
+    passed_by = _identifier_aligned(record, from_domain, spf, dkim)
+    if passed_by is not None:
+        return DmarcResult("pass", from_domain, "none", record_domain, f"aligned {passed_by} pass")
+    policy = record.policy if record_domain == from_domain.lower() else record.subdomain_policy
+    if sample * 100 >= record.pct:  # not sampled: the next weaker policy applies
+        policy = {"reject": "quarantine", "quarantine": "none", "none": "none"}[policy]  # type: ignore[assignment]
+    return DmarcResult("fail", from_domain, policy, record_domain, "no aligned SPF or DKIM pass")
+
+
+def header_from_domain(message: bytes) -> tuple[str | None, str]:
+    """RFC 7489 6.6.1: the one domain of the From field, or (None, why not)."""
+    head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    fields = parsed.get_all("From") or []
+    if len(fields) != 1:
+        return None, f"{len(fields)} From fields"
+    addresses = email.utils.getaddresses([str(fields[0])])
+    domains = {address.rpartition("@")[2].strip().lower().rstrip(".") for _name, address in addresses if address}
+    if len(domains) != 1 or "" in domains:
+        return None, "From field without exactly one domain"
+    return domains.pop(), ""

@@ -1,0 +1,149 @@
+"""Failure accounting and bans: when a failed login earns its source a ban, for how long, and how
+long a failing client waits (tarpit). Pure decisions: counts and time are passed in.
+
+Rules, in the order they are checked after a failed AUTH:
+
+1. never-ban: a source in a never-ban network is never banned (it still waits in the tarpit);
+2. per source: ``failures`` failures from one address within ``window`` ban that address;
+3. password spraying: one address failing against ``spray_accounts`` different accounts within
+   the window is banned at once;
+4. distributed guessing: when ``guessing_sources`` different addresses fail against one account
+   within the window, every further failing address is banned at its first failure, except an
+   address from which that account has logged in successfully before (the real user is never
+   locked out from a known address by other people's guessing);
+5. per subnet: ``subnet_failures`` failures from one IPv4 /24 or IPv6 /64 ban the whole subnet.
+
+A repeat offender's bans grow: the n-th ban of a subject lasts ``durations[n-1]`` (the last one
+repeats); offences older than ``forget_after`` are forgiven.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BanRules:
+    failures: int = 5
+    window: float = 900.0
+    durations: tuple[float, ...] = (3600.0, 86400.0, 604800.0)
+    forget_after: float = 30 * 86400.0
+    subnet_failures: int = 50
+    spray_accounts: int = 4
+    guessing_sources: int = 10
+    never_ban: tuple[str, ...] = ()
+    tarpit_step: float = 1.0
+    tarpit_max: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailureStats:
+    """Counts within the window, the failure being judged included."""
+
+    ip_failures: int = 0
+    subnet_failures: int = 0
+    account_ip_failures: int = 0  # this account from this address
+    accounts_from_ip: int = 0  # different accounts this address failed against
+    ips_for_account: int = 0  # different addresses that failed against this account
+
+
+@dataclass(frozen=True, slots=True)
+class BanDecision:
+    subject: str  # an address, or a subnet in CIDR form
+    kind: str  # "failures", "spraying", "guessing" or "subnet"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    subject: str
+    kind: str
+    reason: str
+    created_at: float
+    expires_at: float
+    offences: int = 1  # how many times this subject has been banned (escalation)
+    by_admin: bool = False
+
+    def active(self, now: float) -> bool:
+        return self.expires_at > now
+
+
+def subnet_of(ip: str) -> str:
+    """The /24 of an IPv4 address or the /64 of an IPv6 one, in CIDR form."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def ban_subjects(ip: str) -> tuple[str, str]:
+    """What a ban on ``ip`` may be recorded under: the address itself and its subnet."""
+    return ip, subnet_of(ip)
+
+
+def never_banned(ip: str, never_ban: Iterable[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in never_ban)
+
+
+def decide_ban(ip: str, account: str, stats: FailureStats, known_source: bool, rules: BanRules) -> BanDecision | None:
+    """After one failed login: the ban it earns, or None."""
+    if never_banned(ip, rules.never_ban):
+        return None
+    if stats.ip_failures >= rules.failures:
+        return BanDecision(ip, "failures", f"{stats.ip_failures} failed logins within {rules.window:.0f}s")
+    if stats.accounts_from_ip >= rules.spray_accounts:
+        reason = f"failed logins against {stats.accounts_from_ip} accounts (password spraying)"
+        return BanDecision(ip, "spraying", reason)
+    if account and stats.ips_for_account >= rules.guessing_sources and not known_source:
+        return BanDecision(ip, "guessing", f"{account} is being guessed from {stats.ips_for_account} addresses")
+    if stats.subnet_failures >= rules.subnet_failures:
+        subnet = subnet_of(ip)
+        return BanDecision(subnet, "subnet", f"{stats.subnet_failures} failed logins from {subnet}")
+    return None
+
+
+def offences_before(previous: Ban | None, now: float, rules: BanRules) -> int:
+    """How many earlier bans count towards escalation (forgotten after ``forget_after``)."""
+    if previous is None or now - previous.expires_at > rules.forget_after:
+        return 0
+    return previous.offences
+
+
+def ban_duration(offence: int, durations: Sequence[float]) -> float:
+    """The n-th ban (1-based) lasts durations[n-1]; later ones repeat the longest."""
+    return durations[min(max(offence, 1), len(durations)) - 1]
+
+
+def new_ban(decision: BanDecision, previous: Ban | None, now: float, rules: BanRules) -> Ban:
+    offence = offences_before(previous, now, rules) + 1
+    return Ban(decision.subject, decision.kind, decision.reason, created_at=now,
+               expires_at=now + ban_duration(offence, rules.durations), offences=offence)
+
+
+def tarpit_delay(ip_failures: int, rules: BanRules) -> float:
+    """Seconds a failed login waits before its reply: grows with the source's failures."""
+    return min(rules.tarpit_max, max(0, ip_failures) * rules.tarpit_step)
+
+
+def active_bans(bans: Iterable[Ban], now: float) -> list[Ban]:
+    return [ban for ban in bans if ban.active(now)]
+
+
+def explain(ip: str, bans: Iterable[Ban], now: float, rules: BanRules) -> list[str]:
+    """Readable lines for ``hardmail ban explain``: why the address is (or is not) refused."""
+    lines: list[str] = []
+    if never_banned(ip, rules.never_ban):
+        lines.append(f"{ip} is in the never-ban list: automatic bans never apply to it")
+    for ban in bans:
+        state = "active" if ban.active(now) else "expired"
+        lines.append(f"{ban.subject}: {state} {ban.kind} ban (offence {ban.offences}): {ban.reason}")
+    if not any(ban.active(now) for ban in bans):
+        lines.append(f"{ip} is not banned")
+    return lines

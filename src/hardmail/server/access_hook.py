@@ -1,0 +1,269 @@
+"""The access-control session hook: IP ranges, bans, the failed-login tarpit, connection and rate
+limits, and the relay rules the RCPT decision needs.
+
+It gathers facts (store look-ups, counters, open connections) and asks the pure policy modules
+(:mod:`hardmail.policy.access`, :mod:`hardmail.policy.bans`, :mod:`hardmail.policy.ratelimit`).
+A banned or denied source is refused at connect and again before AUTH, before any password
+hashing. Open connections are counted in this process; everything else (bans, failures, rate
+windows) lives in the store, so every worker process shares it.
+
+Each automatic ban is logged as one ``access.ban`` event whose first fields are fixed (see
+docs/brute-force.md), so fail2ban can match it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from hardmail.config.schema import Config
+from hardmail.core.address import Address, AddressError, parse_address_arg
+from hardmail.core.clock import Clock
+from hardmail.core.replies import AUTH_ENCRYPTION_REQUIRED, Reply
+from hardmail.delivery.recipients import Resolution, is_local_domain
+from hardmail.ops.log import log_event
+from hardmail.policy.access import DEFAULT_RANGES, IpRange, connection_allowed, effective_ranges, matching_range
+from hardmail.policy.bans import (
+    Ban,
+    BanDecision,
+    BanRules,
+    active_bans,
+    ban_subjects,
+    decide_ban,
+    new_ban,
+    subnet_of,
+    tarpit_delay,
+)
+from hardmail.policy.ratelimit import (
+    DAY,
+    HOUR,
+    AccountUsage,
+    LimitRules,
+    concurrency_verdict,
+    message_verdict,
+    new_connection_verdict,
+    recipient_verdict,
+    window_start,
+)
+from hardmail.policy.relay import RelayRules, in_networks
+from hardmail.proto.smtp.events import MailParams
+from hardmail.server.context import ServerContext
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, SessionHook
+from hardmail.store.ports import Store
+from hardmail.store.ports_access import AuthFailure
+
+CONNECTION_DENIED = Reply(554, "5.7.1", "Connections from your address are not accepted here")
+BANNED = Reply(421, "4.7.0", "Too many failed logins from your address; try again later")
+RANGE_CACHE_SECONDS = 10.0  # ranges changed with the CLI apply within this time
+PRUNE_EVERY_SECONDS = 600.0
+
+Sleeper = Callable[[float], Awaitable[None]]
+
+
+def ban_rules(config: Config) -> BanRules:
+    bans = config.access.bans
+    return BanRules(failures=bans.failures, window=bans.window, durations=tuple(bans.durations),
+                    forget_after=bans.forget_after, subnet_failures=bans.subnet_failures,
+                    spray_accounts=bans.spray_accounts, guessing_sources=bans.guessing_sources,
+                    never_ban=tuple(bans.never_ban), tarpit_step=bans.tarpit_step, tarpit_max=bans.tarpit_max)
+
+
+def limit_rules(config: Config) -> LimitRules:
+    return LimitRules(**config.access.limits.model_dump())
+
+
+def account_key(username: str) -> str:
+    """The normalised account a failed login tried; "" when the user name is not an address."""
+    try:
+        return parse_address_arg(username).key
+    except AddressError:
+        return ""
+
+
+def log_ban(ban: Ban, source: str) -> None:
+    """The fixed-format ban line: ``"event": "access.ban", "subject": "<address or CIDR>", ...``."""
+    log_event("access.ban", level="warning", subject=ban.subject, kind=ban.kind, offence=ban.offences,
+              expires=datetime.fromtimestamp(ban.expires_at, UTC).isoformat(timespec="seconds"),
+              source=source, reason=ban.reason)
+
+
+class AccessHook(SessionHook):
+    def __init__(self, store: Store, config: Config, clock: Clock, sleeper: Sleeper = asyncio.sleep) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.sleeper = sleeper
+        self.bans = ban_rules(config)
+        self.limits = limit_rules(config)
+        self._ranges: list[IpRange] = list(DEFAULT_RANGES)
+        self._ranges_until = float("-inf")  # monotonic time the cached ranges expire
+        self._next_prune = float("-inf")
+        self._open_ip: Counter[str] = Counter()
+        self._open_subnet: Counter[str] = Counter()
+        self._counted: dict[str, tuple[str, str]] = {}  # session id -> (ip, subnet)
+
+    def __repr__(self) -> str:
+        return f"AccessHook(open={sum(self._open_ip.values())})"
+
+    # look-ups ------------------------------------------------------------------------------
+    async def ranges(self) -> list[IpRange]:
+        if self.clock.monotonic() >= self._ranges_until:
+            self._ranges = effective_ranges(await self.store.access.list_ranges())
+            self._ranges_until = self.clock.monotonic() + RANGE_CACHE_SECONDS
+        return self._ranges
+
+    def forget_cached_ranges(self) -> None:
+        self._ranges_until = float("-inf")
+
+    async def range_for(self, ip: str) -> IpRange | None:
+        return matching_range(await self.ranges(), ip, self.clock.now())
+
+    async def active_ban(self, ip: str) -> Ban | None:
+        try:
+            subjects = ban_subjects(ip)
+        except ValueError:
+            return None
+        found = active_bans(await self.store.access.get_bans(subjects), self.clock.now())
+        return max(found, key=lambda ban: ban.expires_at) if found else None
+
+    async def relay_rules(self, ip: str, sender: str) -> RelayRules:
+        domain = sender.rpartition("@")[2]
+        sender_local = bool(sender) and await is_local_domain(self.store, domain)
+        trusted = in_networks(ip, self.config.relay.trusted_networks)
+        return RelayRules(await self.range_for(ip), sender_local=sender_local, trusted=trusted)
+
+    # connect and disconnect ----------------------------------------------------------------
+    async def on_connect(self, facts: SessionFacts) -> Reply | None:
+        ip = facts.peer_ip
+        await self._prune_now_and_then()
+        if not connection_allowed(await self.range_for(ip), facts.listener):
+            log_event("access.denied", session=facts.session_id, peer=ip, listener=facts.listener)
+            return CONNECTION_DENIED
+        ban = await self.active_ban(ip)
+        if ban is not None:
+            log_event("access.refused", session=facts.session_id, peer=ip, subject=ban.subject, stage="connect")
+            return BANNED
+        return await self._connection_limits(facts)
+
+    async def _connection_limits(self, facts: SessionFacts) -> Reply | None:
+        ip, subnet = facts.peer_ip, subnet_of(facts.peer_ip)
+        verdict = concurrency_verdict(self._open_ip[ip], self._open_subnet[subnet], self.limits)
+        if verdict is None:
+            key = f"connections:{ip}"
+            count = await self.store.access.add_to_counter(key, window_start(self.clock.now(), 60), 1)
+            verdict = new_connection_verdict(count, self.limits)
+        if verdict is not None:
+            log_event("access.limit", session=facts.session_id, peer=ip, reason=verdict.reason)
+            return verdict.reply
+        self._open_ip[ip] += 1
+        self._open_subnet[subnet] += 1
+        self._counted[facts.session_id] = (ip, subnet)
+        return None
+
+    async def on_disconnect(self, facts: SessionFacts) -> None:
+        counted = self._counted.pop(facts.session_id, None)
+        if counted is None:
+            return
+        ip, subnet = counted
+        self._open_ip[ip] -= 1
+        self._open_subnet[subnet] -= 1
+        if self._open_ip[ip] <= 0:
+            del self._open_ip[ip]
+        if self._open_subnet[subnet] <= 0:
+            del self._open_subnet[subnet]
+
+    async def _prune_now_and_then(self) -> None:
+        if self.clock.monotonic() < self._next_prune:
+            return
+        self._next_prune = self.clock.monotonic() + PRUNE_EVERY_SECONDS
+        keep = max(self.bans.window, 2 * DAY)
+        await self.store.access.prune(self.clock.now() - keep)
+
+    # authentication ------------------------------------------------------------------------
+    async def before_auth(self, facts: SessionFacts, mechanism: str) -> Reply | None:
+        ban = await self.active_ban(facts.peer_ip)
+        if ban is not None:
+            log_event("access.refused", session=facts.session_id, peer=facts.peer_ip, subject=ban.subject,
+                      stage="auth")
+            return BANNED
+        found = await self.range_for(facts.peer_ip)
+        if found is not None and not found.builtin and found.tls_for_auth and facts.tls is None:
+            return AUTH_ENCRYPTION_REQUIRED
+        return None
+
+    async def after_auth(self, facts: SessionFacts, username: str, success: bool, reason: str) -> Reply | None:
+        ip, now = facts.peer_ip, self.clock.now()
+        account = account_key(username)
+        if success:
+            await self.store.access.remember_source(account or username, ip, now)
+            return None
+        subnet = subnet_of(ip)
+        await self.store.access.record_failure(AuthFailure(now, ip, subnet, account))
+        stats = await self.store.access.failure_stats(ip, subnet, account, now - self.bans.window)
+        known = bool(account) and await self.store.access.is_known_source(account, ip)
+        decision = decide_ban(ip, account, stats, known, self.bans)
+        if decision is not None:
+            await self.ban(decision, "auto")
+            return BANNED
+        delay = tarpit_delay(stats.ip_failures - 1, self.bans)  # the first failure costs nothing
+        if delay > 0:
+            await self.sleeper(delay)
+        return None
+
+    async def ban(self, decision: BanDecision, source: str) -> Ban:
+        now = self.clock.now()
+        found = await self.store.access.get_bans([decision.subject])
+        previous = found[0] if found else None
+        ban = new_ban(decision, previous, now, self.bans)
+        await self.store.access.put_ban(ban)
+        log_ban(ban, source)
+        return ban
+
+    # message and recipient rates -----------------------------------------------------------
+    async def _usage(self, account: str, amount_kind: str, add: int) -> tuple[int, int]:
+        now = self.clock.now()
+        hour = await self.store.access.add_to_counter(f"{amount_kind}:{account}:h", window_start(now, HOUR), add)
+        day = await self.store.access.add_to_counter(f"{amount_kind}:{account}:d", window_start(now, DAY), add)
+        return hour, day
+
+    async def on_mail(self, facts: SessionFacts, sender: Address | None, params: MailParams) -> Reply | None:
+        if facts.account is None:
+            return None
+        hour, day = await self._usage(facts.account, "messages", 0)
+        verdict = message_verdict(AccountUsage(messages_hour=hour, messages_day=day), self.limits)
+        if verdict is not None:
+            log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
+            return verdict.reply
+        return None
+
+    async def on_rcpt(self, facts: SessionFacts, sender: str, recipient: Address,
+                      resolution: Resolution) -> Reply | None:
+        if facts.account is None:
+            return None
+        hour, day = await self._usage(facts.account, "recipients", 0)
+        verdict = recipient_verdict(AccountUsage(recipients_hour=hour, recipients_day=day), self.limits)
+        if verdict is not None:
+            log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
+            return verdict.reply
+        await self._usage(facts.account, "recipients", 1)
+        return None
+
+    async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
+        if facts.account is not None:
+            await self._usage(facts.account, "messages", 1)
+        return None
+
+
+def access_hook_of(ctx: ServerContext) -> AccessHook | None:
+    return next((hook for hook in ctx.hooks if isinstance(hook, AccessHook)), None)
+
+
+async def relay_rules_for(ctx: ServerContext, ip: str, sender: str) -> RelayRules:
+    """The relay rules of a session's client (built-in ranges when no access hook is installed)."""
+    hook = access_hook_of(ctx)
+    if hook is not None:
+        return await hook.relay_rules(ip, sender)
+    found = matching_range(DEFAULT_RANGES, ip, ctx.clock.now())
+    return RelayRules(found, trusted=in_networks(ip, ctx.config.relay.trusted_networks))

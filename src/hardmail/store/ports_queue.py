@@ -1,0 +1,146 @@
+"""Storage interface of the outbound queue: queued messages with per-recipient state, and routes.
+
+A queued message is a spool file (``hardmail.delivery.spool``) plus one :class:`QueueEntry` row.
+Times are seconds since the epoch (``Clock.now()``). A runner *claims* due entries for a lease so
+that two runners never deliver the same message at once; the claim ends with ``finish_attempt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+RecipientState = Literal["pending", "delivered", "failed", "expired"]
+FINAL_STATES: tuple[RecipientState, ...] = ("delivered", "failed", "expired")
+RouteTls = Literal["opportunistic", "starttls", "implicit", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipient:
+    address: str
+    domain: str
+    state: RecipientState = "pending"
+    last_code: int | None = None
+    last_text: str = ""
+    remote_mta: str = ""  # host that gave the last reply (RFC 3464 2.3.5 Remote-MTA)
+    updated_at: float | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.state == "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    queue_id: str
+    sender: str  # "" is the null reverse-path (a bounce)
+    recipients: tuple[QueueRecipient, ...]
+    size: int
+    origin_account: str | None
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+    last_error: str = ""
+    held: bool = False
+    delay_notified: bool = False
+    claimed_by: str | None = None
+    claimed_until: float | None = None
+
+    @property
+    def pending(self) -> tuple[QueueRecipient, ...]:
+        return tuple(r for r in self.recipients if r.pending)
+
+    @property
+    def is_finished(self) -> bool:
+        return not self.pending
+
+    def with_recipients(self, recipients: Sequence[QueueRecipient]) -> QueueEntry:
+        return replace(self, recipients=tuple(recipients))
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """The result of one delivery attempt for one recipient."""
+
+    address: str
+    state: RecipientState
+    code: int | None = None
+    text: str = ""
+    remote_mta: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Mail for domains matching ``pattern`` goes to ``host:port`` instead of the MX.
+
+    ``pattern`` is a domain, ``*.domain`` (its subdomains) or ``*`` (everything: the smarthost).
+    ``password_encrypted`` is a Fernet token made with the server key; never the password itself.
+    """
+
+    pattern: str
+    host: str
+    port: int = 25
+    tls: RouteTls = "opportunistic"
+    username: str = ""
+    password_encrypted: str = field(default="", repr=False)
+    created_at: float | None = None
+
+
+class QueueStore(Protocol):
+    async def add_queued(self, entry: QueueEntry) -> None:
+        """Insert a new entry with its recipients; raises AlreadyExists for a known queue id."""
+        ...
+
+    async def get_queued(self, queue_id: str) -> QueueEntry | None: ...
+
+    async def list_queued(self) -> list[QueueEntry]:
+        """Every entry, oldest first."""
+        ...
+
+    async def claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueueEntry]:
+        """Claim up to ``limit`` entries that are due, not held and not claimed by a live lease.
+
+        Entries whose recipients are all final are included: the caller settles (removes) them.
+        """
+        ...
+
+    async def record_outcomes(self, queue_id: str, outcomes: Sequence[RecipientOutcome], now: float) -> None:
+        """Store per-recipient results at once (a crash after this never repeats a delivery)."""
+        ...
+
+    async def finish_attempt(
+        self, queue_id: str, *, next_attempt_at: float, last_error: str, delay_notified: bool
+    ) -> None:
+        """Count one attempt, schedule the next one and release the claim."""
+        ...
+
+    async def release_claims(self, owner: str) -> int:
+        """Release every claim held by ``owner`` (a runner restarting); returns how many."""
+        ...
+
+    async def set_held(self, queue_id: str, held: bool) -> None:
+        """Raises NotFound."""
+        ...
+
+    async def reschedule(self, queue_id: str | None, next_attempt_at: float) -> int:
+        """Make one entry (or every entry when None) due at ``next_attempt_at``; returns how many."""
+        ...
+
+    async def remove_queued(self, queue_id: str) -> None:
+        """Raises NotFound."""
+        ...
+
+    async def next_due_at(self) -> float | None:
+        """The earliest next attempt among entries that are not held, or None."""
+        ...
+
+    async def set_route(self, route: Route) -> None:
+        """Add or replace the route for ``route.pattern``."""
+        ...
+
+    async def list_routes(self) -> list[Route]: ...
+
+    async def remove_route(self, pattern: str) -> None:
+        """Raises NotFound."""
+        ...

@@ -1,0 +1,141 @@
+"""A scripted attacker on loopback: wrong passwords over SMTP AUTH from several 127.0.0.x sources.
+
+The ban triggers at the threshold, a banned source is refused before any password hash is
+computed, an unrelated source and the real user at a known address still log in, and the ban
+ends on the (fake) clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hardmail.auth.hashing import BoundHasher, VerifyResult
+from hardmail.auth.pool import HashPool
+from hardmail.core.clock import FakeClock
+from hardmail.policy.bans import BanDecision
+from hardmail.server.access_hook import AccessHook, access_hook_of
+from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context, running_server, server_config
+
+
+class CountingHasher:
+    """The real Argon2 hasher, counting its calls."""
+
+    def __init__(self, inner: BoundHasher) -> None:
+        self.inner = inner
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def hash(self, password: str) -> str:
+        self._count()
+        return self.inner.hash(password)
+
+    def verify(self, stored_hash: str, password: str) -> VerifyResult:
+        self._count()
+        return self.inner.verify(stored_hash, password)
+
+    def dummy_verify(self) -> None:
+        self._count()
+        self.inner.dummy_verify()
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[ServerThread, AccessHook, CountingHasher, FakeClock]]:
+    config = server_config(tmp_path / "data")
+    with running_server(config) as server:
+        assert server.server is not None
+        context = server.server.context
+        hasher = CountingHasher(BoundHasher(config.auth.argon2))
+        context.hash_pool = HashPool(config.auth.argon2, hashing=hasher)
+        hook = access_hook_of(context)
+        assert hook is not None
+        clock = FakeClock(start=time.time())
+        hook.clock, hook.sleeper = clock, Recorded()
+        yield server, hook, hasher, clock
+
+
+def _plain(user: str, password: str) -> str:
+    return "PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def _session(server: ServerThread, source: str) -> smtplib.SMTP:
+    host, port = server.address("submission")
+    client = smtplib.SMTP(host, port, timeout=30, source_address=(source, 0))
+    client.starttls(context=client_tls_context())
+    client.ehlo("attacker.example")
+    return client
+
+
+def _auth(server: ServerThread, source: str, user: str, password: str) -> int:
+    client = _session(server, source)
+    code, _ = client.docmd("AUTH", _plain(user, password))
+    client.close()
+    return code
+
+
+def _greeting(server: ServerThread, source: str) -> int:
+    host, port = server.address("submission")
+    try:
+        client = smtplib.SMTP(host, port, timeout=30, source_address=(source, 0))
+    except smtplib.SMTPConnectError as refused:
+        return refused.smtp_code
+    client.close()
+    return 220
+
+
+def test_attacker_is_banned_and_then_costs_no_hashing(
+    guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
+) -> None:
+    server, _, hasher, clock = guarded
+    codes = [_auth(server, "127.0.0.5", ALICE, f"guess {n}") for n in range(5)]
+    assert codes == [535, 535, 535, 535, 421]  # banned at the fifth failure (default 5 in 15 minutes)
+    spent = hasher.calls
+    for _ in range(3):
+        assert _greeting(server, "127.0.0.5") == 421  # refused at connect
+    assert hasher.calls == spent
+    assert _auth(server, "127.0.0.6", ALICE, ALICE_PASSWORD) == 235  # an unrelated source logs in
+    clock.advance(3601)  # the first ban lasts an hour
+    assert _greeting(server, "127.0.0.5") == 220
+
+
+def test_ban_during_a_session_refuses_auth_before_hashing(
+    guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
+) -> None:
+    server, hook, hasher, _ = guarded
+    client = _session(server, "127.0.0.9")
+    server.run(hook.ban(BanDecision("127.0.0.9", "admin", "test"), "admin"))
+    spent = hasher.calls
+    code, _ = client.docmd("AUTH", _plain(ALICE, "whatever it is"))
+    assert code == 421 and hasher.calls == spent
+    client.close()
+
+
+def test_distributed_guessing_does_not_lock_out_the_real_user(
+    guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
+) -> None:
+    server, _, _, _ = guarded
+    assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235  # the user's usual address
+    codes = [_auth(server, f"127.0.0.{20 + n}", ALICE, f"guess {n}") for n in range(11)]
+    assert codes[:9] == [535] * 9 and codes[9:] == [421, 421]  # the 10th guessing source and later: banned
+    assert _greeting(server, "127.0.0.29") == 421
+    assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235
+    assert _auth(server, "127.0.0.7", ALICE, "a typo") == 535  # a typo from home is not a ban
+    assert _greeting(server, "127.0.0.7") == 220

@@ -1,0 +1,103 @@
+"""``hardmail account 2fa|app-password|import-hash|must-change`` and ``account list --legacy``
+through typer's CliRunner, against a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from hardmail.admin import cli_accounts, cli_credentials
+from hardmail.auth import totp
+
+PASSWORD = "a long enough passphrase"
+ALICE = "alice@example.org"
+FIXED_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    local = typer.Typer(no_args_is_help=True)
+    cli_accounts.register(local)
+    cli_credentials.register(local)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARDMAIL_CONFIG", raising=False)
+    config = tmp_path / "hardmail.toml"
+    config.write_text("[auth.argon2]\ntime_cost = 1\nmemory_cost = 8192\n[auth.scram]\niterations = 4096\n")
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        return runner.invoke(local, [*args, "--data-dir", str(tmp_path / "data"), "--config", str(config)],
+                             input=stdin)
+
+    assert run("domain", "add", "example.org").exit_code == 0
+    assert run("account", "add", ALICE, "--password-stdin", stdin=PASSWORD + "\n").exit_code == 0
+    return run
+
+
+def test_2fa_enable_prints_uri_qr_and_recovery_codes(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(totp, "new_totp_secret", lambda: FIXED_SECRET)
+    # The code of the current step; one step of drift either way is accepted, so no timing matters.
+    code = totp.code_at(FIXED_SECRET, totp.time_step(time.time()))
+    result = cli("account", "2fa", "enable", ALICE, stdin=code + "\n")
+    assert result.exit_code == 0, result.output
+    assert f"otpauth://totp/hardmail:alice%40example.org?secret={FIXED_SECRET}" in result.output
+    assert "█" in result.output or "▀" in result.output  # the QR code
+    codes = [line.strip() for line in result.output.splitlines() if line.startswith("  ") and line.count("-") == 3]
+    assert len(codes) == 10
+    again = cli("account", "2fa", "enable", ALICE, stdin=code + "\n")
+    assert again.exit_code == 1 and "already on" in again.output
+    assert cli("account", "2fa", "verify", ALICE, "--code", codes[0]).exit_code == 0
+    assert cli("account", "2fa", "disable", ALICE).exit_code == 0
+
+
+def test_2fa_enable_with_a_wrong_code_fails(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(totp, "new_totp_secret", lambda: FIXED_SECRET)
+    now = totp.time_step(time.time())
+    wrong = next(c for c in ("000000", "111111", "222222")
+                 if c not in {totp.code_at(FIXED_SECRET, now + d) for d in (-1, 0, 1, 2)})
+    result = cli("account", "2fa", "enable", ALICE, stdin=wrong + "\n")
+    assert result.exit_code == 1 and "does not match" in result.output
+    assert "hint:" in result.output
+
+
+def test_app_password_add_list_revoke(cli: Cli) -> None:
+    added = cli("account", "app-password", "add", ALICE, "phone", "--scope", "smtp", "--scope", "imap",
+                "--expires-days", "30")
+    assert added.exit_code == 0, added.output
+    secret = added.output.splitlines()[1].strip()
+    assert len(secret.replace("-", "")) == 32
+    listed = cli("account", "app-password", "list", ALICE, "--json")
+    [row] = json.loads(listed.output)
+    assert (row["name"], row["scopes"]) == ("phone", "imap,smtp") and secret not in listed.output
+    bad = cli("account", "app-password", "add", ALICE, "tablet", "--scope", "web")
+    assert bad.exit_code == 1 and "unknown scope web" in bad.output
+    assert cli("account", "app-password", "revoke", ALICE, "phone").exit_code == 0
+    missing = cli("account", "app-password", "revoke", ALICE, "phone")
+    assert missing.exit_code == 1 and "app-password list" in missing.output
+
+
+def test_import_hash_from_stdin_and_list_legacy(cli: Cli) -> None:
+    imported = cli("account", "import-hash", ALICE, "--scheme", "hmailserver2",
+                   stdin="5f4dcc3b5aa765d61d8327deb882cf99\n")
+    assert imported.exit_code == 0, imported.output
+    legacy = cli("account", "list", "--legacy")
+    assert ALICE in legacy.output and "1 account still on legacy hashes" in legacy.output
+    as_json = json.loads(cli("account", "list", "--legacy", "--json").output)
+    assert as_json == [{"address": ALICE, "scheme": "hmailserver2"}]
+    refused = cli("account", "import-hash", ALICE, "--scheme", "sha999", "--hash", "x")
+    assert refused.exit_code == 1 and "unknown scheme" in refused.output
+
+
+def test_must_change_and_policy_refusal_text(cli: Cli) -> None:
+    assert cli("account", "must-change", ALICE).exit_code == 0
+    assert cli("account", "must-change", ALICE, "--clear").exit_code == 0
+    weak = cli("account", "passwd", ALICE, "--password-stdin", stdin="password1234\n")
+    assert weak.exit_code == 1
+    assert "most common passwords" in weak.output and "hint:" in weak.output

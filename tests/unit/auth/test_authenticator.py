@@ -1,0 +1,176 @@
+"""The authenticator on a real SQLite store: app-password scopes, 2FA, must-change, expiry, and the
+upgrade of legacy and outdated hashes at the first successful login."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hardmail.admin.service import AdminService
+from hardmail.auth.app_passwords import app_password_digest, new_app_password
+from hardmail.auth.authenticator import AuthOutcome, LoginAttempt, LoginRules, authenticate
+from hardmail.auth.events import now_utc
+from hardmail.auth.hashing import hash_password
+from hardmail.auth.legacy import normalize_import
+from hardmail.auth.pool import HashPool
+from hardmail.config.schema import AuthSection, PasswordHashSection, PasswordPolicySection
+from hardmail.core.clock import FakeClock
+from hardmail.store import open_store
+from hardmail.store.ports import Store
+
+CHEAP = PasswordHashSection(time_cost=1, memory_cost=8192, parallelism=1, hash_workers=1)
+ALICE = "alice@example.org"
+PASSWORD = "correct horse battery staple"
+RULES = LoginRules(PasswordPolicySection(), scram_iterations=4096)
+SMTP = LoginAttempt(protocol="smtp", client_ip="192.0.2.7", mechanism="PLAIN", tls_version="TLSv1.3")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hardmail.db'}", clock=clock)
+    await opened.migrate()
+    admin = AdminService(opened, CHEAP, auth=AuthSection(argon2=CHEAP, scram={"iterations": 4096}), clock=clock)
+    await admin.add_domain("example.org")
+    await admin.add_account(ALICE, PASSWORD)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def pool() -> Iterator[HashPool]:
+    created = HashPool(CHEAP)
+    yield created
+    created.close()
+
+
+async def _login(store: Store, pool: HashPool, clock: FakeClock, password: str = PASSWORD,
+                 attempt: LoginAttempt = SMTP, user: str = ALICE) -> AuthOutcome:
+    return await authenticate(store, pool, user, password, attempt, rules=RULES, clock=clock)
+
+
+async def _kinds(store: Store) -> list[tuple[str, str]]:
+    return [(e.kind, e.result) for e in reversed(await store.credentials.list_login_events(ALICE))]
+
+
+async def test_success_is_recorded_with_its_attempt(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    outcome = await _login(store, pool, clock)
+    assert (outcome.account, outcome.via) == (ALICE, "password")
+    latest = (await store.credentials.list_login_events(ALICE))[0]
+    assert (latest.kind, latest.result, latest.protocol, latest.mechanism, latest.client_ip, latest.tls_version) == (
+        "login", "success", "smtp", "PLAIN", "192.0.2.7", "TLSv1.3")
+
+
+async def test_unknown_user_and_wrong_password_look_the_same(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    unknown = await _login(store, pool, clock, user="nobody@example.org")
+    wrong = await _login(store, pool, clock, password="wrong horse battery staple")
+    assert (unknown.account, unknown.client_text) == (wrong.account, wrong.client_text) == (None, None)
+    assert (unknown.reason, wrong.reason) == ("unknown user", "wrong password")
+
+
+async def test_legacy_hash_is_upgraded_at_first_login(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    salt = "0a1b2c"
+    exported = salt + hashlib.sha256((salt + "an old hmail password").encode()).hexdigest()
+    stored = normalize_import("hmailserver3", exported)
+    await store.credentials.set_password(ALICE, stored, None, legacy_scheme="hmailserver3")
+    assert await store.credentials.list_legacy() == [(ALICE, "hmailserver3")]
+    assert (await _login(store, pool, clock, "wrong")).account is None
+    assert (await _login(store, pool, clock, "an old hmail password")).account == ALICE
+    account = await store.get_account(ALICE)
+    state = await store.credentials.get_credentials(ALICE)
+    assert account is not None and account.password_hash.startswith("$argon2id$")
+    assert state is not None and state.scram is not None and state.legacy_scheme is None
+    assert await store.credentials.list_legacy() == []
+    assert ("legacy-hash-upgraded", "done") in await _kinds(store)
+    assert (await _login(store, pool, clock, "an old hmail password")).account == ALICE
+
+
+async def test_argon2_parameters_are_upgraded_at_login(store: Store, tmp_path: Path, clock: FakeClock) -> None:
+    stronger = PasswordHashSection(time_cost=2, memory_cost=8192, parallelism=1, hash_workers=1)
+    await store.credentials.set_password(ALICE, hash_password(PASSWORD, CHEAP), None)
+    pool = HashPool(stronger)
+    try:
+        assert (await _login(store, pool, clock)).account == ALICE
+    finally:
+        pool.close()
+    account = await store.get_account(ALICE)
+    assert account is not None and ",t=2," in account.password_hash
+    assert ("hash-parameters-upgraded", "done") in await _kinds(store)
+
+
+async def _add_app_password(store: Store, scopes: set[str], expires_days: int | None = None) -> str:
+    secret = new_app_password()
+    expires = None if expires_days is None else now_utc(FakeClock()) + timedelta(days=expires_days)
+    await store.credentials.add_app_password(ALICE, f"device-{len(scopes)}-{expires_days}",
+                                             app_password_digest(secret), frozenset(scopes), expires)
+    return secret
+
+
+async def _enable_2fa(store: Store) -> None:
+    await store.credentials.set_totp(ALICE, "encrypted-secret-token", [])
+
+
+async def test_two_factor_refuses_the_main_password_with_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    await _enable_2fa(store)
+    outcome = await _login(store, pool, clock)
+    assert outcome.account is None and outcome.client_text is not None and "app password" in outcome.client_text
+    wrong = await _login(store, pool, clock, "wrong horse battery staple")
+    assert wrong.client_text is None  # the text is only for someone who knows the password
+
+
+async def test_scoped_app_password_works_only_in_its_scope(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    await _enable_2fa(store)
+    smtp_secret = await _add_app_password(store, {"smtp"})
+    imap_secret = await _add_app_password(store, {"imap", "pop3"})
+    ok = await _login(store, pool, clock, smtp_secret)
+    assert (ok.account, ok.via) == (ALICE, "app-password")
+    assert (await _login(store, pool, clock, smtp_secret.upper().replace("-", " "))).account == ALICE
+    refused = await _login(store, pool, clock, imap_secret)
+    assert (refused.account, refused.client_text) == (None, None)
+    imap = LoginAttempt(protocol="imap", client_ip="192.0.2.8")
+    assert (await _login(store, pool, clock, imap_secret, attempt=imap)).account == ALICE
+
+
+async def test_app_password_first_use_and_last_use_are_recorded(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    secret = await _add_app_password(store, {"smtp"})
+    await _login(store, pool, clock, secret)
+    clock.advance(60)
+    await _login(store, pool, clock, secret)
+    [record] = await store.credentials.list_app_passwords(ALICE)
+    assert record.last_used_ip == "192.0.2.7" and record.last_used_at == now_utc(clock)
+    assert (await _kinds(store)).count(("app-password-first-use", "done")) == 1
+
+
+async def test_expired_app_password_fails_like_a_wrong_password(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    secret = await _add_app_password(store, {"smtp"}, expires_days=1)
+    assert (await _login(store, pool, clock, secret)).account == ALICE
+    clock.advance(2 * 86400)
+    outcome = await _login(store, pool, clock, secret)
+    assert (outcome.account, outcome.client_text) == (None, None)
+
+
+async def test_must_change_and_expiry_refuse_with_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    await store.credentials.set_must_change(ALICE, True)
+    outcome = await _login(store, pool, clock)
+    assert outcome.client_text is not None and "must be changed" in outcome.client_text
+    await store.credentials.set_must_change(ALICE, False)
+    expiring = LoginRules(PasswordPolicySection(max_age_days=30), scram_iterations=4096)
+    clock.advance(31 * 86400)
+    expired = await authenticate(store, pool, ALICE, PASSWORD, SMTP, rules=expiring, clock=clock)
+    assert expired.client_text is not None and "expired" in expired.client_text
+
+
+async def test_disabled_account_fails_without_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
+    await store.set_account_enabled(ALICE, False)
+    outcome = await _login(store, pool, clock)
+    assert (outcome.account, outcome.client_text, outcome.reason) == (None, None, "account disabled")

@@ -1,0 +1,111 @@
+"""DMARC: organizational domains from the public suffix list, alignment, discovery and the result table."""
+
+from __future__ import annotations
+
+import pytest
+
+from hardmail.msgauth.dkim import DkimVerification
+from hardmail.msgauth.dmarc import (
+    DmarcRecord,
+    aligned,
+    discover,
+    evaluate,
+    header_from_domain,
+    organizational_domain,
+    parse_record,
+)
+from hardmail.msgauth.dns import StaticResolver
+from hardmail.msgauth.spf import SpfResult
+
+
+@pytest.mark.parametrize(("domain", "organizational"), [
+    ("example.com", "example.com"),
+    ("mail.example.com", "example.com"),
+    ("a.b.example.co.uk", "example.co.uk"),
+    ("example.co.uk", "example.co.uk"),
+    ("user.github.io", "user.github.io"),  # a private-section suffix
+    ("deep.user.github.io", "user.github.io"),
+    ("MAIL.Example.COM.", "example.com"),
+])
+def test_organizational_domain(domain: str, organizational: str) -> None:
+    assert organizational_domain(domain) == organizational
+
+
+@pytest.mark.parametrize(("identifier", "from_domain", "mode", "expected"), [
+    ("example.com", "example.com", "s", True),
+    ("example.com", "example.com", "r", True),
+    ("mail.example.com", "example.com", "r", True),
+    ("mail.example.com", "example.com", "s", False),
+    ("example.com", "news.example.com", "r", True),
+    ("example.com", "news.example.com", "s", False),
+    ("a.example.co.uk", "b.example.co.uk", "r", True),
+    ("example.co.uk", "other.co.uk", "r", False),  # the public suffix is not a shared organization
+    ("one.github.io", "two.github.io", "r", False),
+    ("example.net", "example.com", "r", False),
+    ("", "example.com", "r", False),
+])
+def test_alignment_table(identifier: str, from_domain: str, mode: str, expected: bool) -> None:
+    assert aligned(identifier, from_domain, mode) is expected  # type: ignore[arg-type]
+
+
+def test_record_parsing() -> None:
+    record = parse_record("v=DMARC1; p=reject; sp=none; adkim=s; aspf=s; pct=50; rua=mailto:d@example.com")
+    assert record == DmarcRecord("reject", "none", "s", "s", 50)
+    assert parse_record("v=DMARC1; p=quarantine") == DmarcRecord("quarantine", "quarantine")
+    assert parse_record("v=DMARC1; p=bogus") is None
+    assert parse_record("p=reject; v=DMARC1") is None  # RFC 7489 6.4: v= comes first
+    assert parse_record("v=spf1 -all") is None
+
+
+def _dkim(domain: str, result: str = "pass") -> DkimVerification:
+    return DkimVerification(result, domain, "s1", "rsa-sha256")  # type: ignore[arg-type]
+
+
+def _spf(domain: str, result: str = "pass") -> SpfResult:
+    return SpfResult(result, "mailfrom", domain)  # type: ignore[arg-type]
+
+
+STRICT = DmarcRecord("reject", "quarantine", adkim="s", aspf="s")
+RELAXED = DmarcRecord("reject", "quarantine")
+
+
+@pytest.mark.parametrize(("record", "spf", "dkim", "result"), [
+    (RELAXED, _spf("bounce.example.com"), [], "pass"),  # relaxed SPF alignment
+    (STRICT, _spf("bounce.example.com"), [], "fail"),
+    (STRICT, _spf("example.com"), [], "pass"),
+    (RELAXED, None, [_dkim("mail.example.com")], "pass"),
+    (STRICT, None, [_dkim("mail.example.com")], "fail"),
+    (RELAXED, _spf("example.com", "fail"), [_dkim("example.com", "fail")], "fail"),
+    (RELAXED, _spf("other.net"), [_dkim("other.net")], "fail"),  # passes, but not aligned
+    (RELAXED, _spf("other.net"), [_dkim("other.net"), _dkim("example.com")], "pass"),
+])
+def test_evaluation_table(record: DmarcRecord, spf: SpfResult | None, dkim: list[DkimVerification],
+                          result: str) -> None:
+    verdict = evaluate("example.com", record, "example.com", spf, dkim)
+    assert verdict.result == result
+    assert verdict.policy == ("reject" if result == "fail" else "none")
+
+
+def test_subdomain_policy_and_pct_sampling() -> None:
+    verdict = evaluate("news.example.com", RELAXED, "example.com", None, [])
+    assert (verdict.result, verdict.policy) == ("fail", "quarantine")  # sp= of the organizational domain
+    sampled_out = DmarcRecord("reject", "reject", pct=10)
+    assert evaluate("example.com", sampled_out, "example.com", None, [], sample=0.5).policy == "quarantine"
+    assert evaluate("example.com", sampled_out, "example.com", None, [], sample=0.05).policy == "reject"
+    assert evaluate("example.com", None, "", None, []).result == "none"
+
+
+async def test_discovery_falls_back_to_the_organizational_domain() -> None:
+    resolver = StaticResolver({("_dmarc.example.com", "TXT"): ['"v=DMARC1; p=reject"']})
+    record, where, status = await discover(resolver, "news.example.com")
+    assert (record is not None and record.policy, where, status) == ("reject", "example.com", "ok")
+    assert ("_dmarc.news.example.com", "TXT") in resolver.queries
+    timeout = StaticResolver({("_dmarc.example.org", "TXT"): "TIMEOUT"})
+    assert (await discover(timeout, "example.org"))[2] == "tempfail"
+    assert (await discover(StaticResolver({}), "example.net"))[2] == "none"
+
+
+def test_header_from_domain() -> None:
+    assert header_from_domain(b"From: A <a@Example.COM>\r\nTo: b@x\r\n\r\nbody") == ("example.com", "")
+    assert header_from_domain(b"From: a@x.org\r\nFrom: b@y.org\r\n\r\n")[0] is None
+    assert header_from_domain(b"To: b@x\r\n\r\n")[0] is None

@@ -1,0 +1,106 @@
+"""Failure accounting and bans: thresholds, spraying versus distributed guessing, never-ban,
+escalation and expiry, and the tarpit."""
+
+from __future__ import annotations
+
+import pytest
+
+from hardmail.policy.bans import (
+    Ban,
+    BanDecision,
+    BanRules,
+    FailureStats,
+    active_bans,
+    ban_duration,
+    decide_ban,
+    explain,
+    new_ban,
+    subnet_of,
+    tarpit_delay,
+)
+
+RULES = BanRules()
+IP = "198.51.100.7"
+ACCOUNT = "alice@example.test"
+
+
+@pytest.mark.parametrize(
+    ("stats", "known", "kind"),
+    [
+        (FailureStats(ip_failures=1, accounts_from_ip=1, ips_for_account=1), False, None),
+        (FailureStats(ip_failures=4, accounts_from_ip=1, ips_for_account=1), False, None),
+        (FailureStats(ip_failures=5, accounts_from_ip=1, ips_for_account=1), False, "failures"),
+        # spraying: one address, many accounts, few tries each
+        (FailureStats(ip_failures=4, accounts_from_ip=4, ips_for_account=1), False, "spraying"),
+        (FailureStats(ip_failures=3, accounts_from_ip=3, ips_for_account=1), False, None),
+        # distributed guessing: many addresses, one account, one try each
+        (FailureStats(ip_failures=1, accounts_from_ip=1, ips_for_account=10), False, "guessing"),
+        (FailureStats(ip_failures=1, accounts_from_ip=1, ips_for_account=9), False, None),
+        # ... but never from an address the account has logged in from before
+        (FailureStats(ip_failures=1, accounts_from_ip=1, ips_for_account=50), True, None),
+        # the known address still earns a ban by its own failures
+        (FailureStats(ip_failures=5, accounts_from_ip=1, ips_for_account=50), True, "failures"),
+        (FailureStats(ip_failures=1, subnet_failures=50), False, "subnet"),
+    ],
+)
+def test_decisions(stats: FailureStats, known: bool, kind: str | None) -> None:
+    decision = decide_ban(IP, ACCOUNT, stats, known, RULES)
+    assert (decision.kind if decision else None) == kind
+
+
+def test_subnet_ban_names_the_subnet() -> None:
+    decision = decide_ban(IP, ACCOUNT, FailureStats(ip_failures=1, subnet_failures=99), False, RULES)
+    assert decision is not None and decision.subject == "198.51.100.0/24"
+
+
+def test_never_ban_list_wins_over_every_rule() -> None:
+    rules = BanRules(never_ban=("198.51.100.0/24",))
+    stats = FailureStats(ip_failures=99, subnet_failures=99, accounts_from_ip=99, ips_for_account=99)
+    assert decide_ban(IP, ACCOUNT, stats, False, rules) is None
+
+
+def test_guessing_needs_a_known_account_name() -> None:
+    assert decide_ban(IP, "", FailureStats(ip_failures=1, ips_for_account=99), False, RULES) is None
+
+
+@pytest.mark.parametrize(("ip", "subnet"), [("192.0.2.77", "192.0.2.0/24"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
+                                            ("::ffff:192.0.2.1", "192.0.2.0/24")])
+def test_subnets(ip: str, subnet: str) -> None:
+    assert subnet_of(ip) == subnet
+
+
+@pytest.mark.parametrize(("offence", "seconds"), [(1, 3600), (2, 86400), (3, 604800), (4, 604800), (0, 3600)])
+def test_escalation(offence: int, seconds: float) -> None:
+    assert ban_duration(offence, RULES.durations) == seconds
+
+
+DECISION = BanDecision(IP, "failures", "5 failed logins")
+
+
+def test_repeat_offender_gets_longer_bans_and_is_forgiven_after_a_while() -> None:
+    first = new_ban(DECISION, None, 1000.0, RULES)
+    assert (first.offences, first.expires_at) == (1, 1000.0 + 3600)
+    second = new_ban(DECISION, first, first.expires_at + 10, RULES)
+    assert (second.offences, second.expires_at - second.created_at) == (2, 86400)
+    much_later = second.expires_at + RULES.forget_after + 1
+    assert new_ban(DECISION, second, much_later, RULES).offences == 1
+
+
+def test_bans_expire() -> None:
+    ban = Ban(IP, "failures", "x", created_at=0.0, expires_at=100.0)
+    assert active_bans([ban], 99.0) == [ban]
+    assert active_bans([ban], 100.0) == []
+
+
+def test_tarpit_grows_and_is_capped() -> None:
+    delays = [tarpit_delay(n, RULES) for n in range(0, 14)]
+    assert delays[0] == 0 and delays[1] == 1.0 and delays[3] == 3.0
+    assert delays == sorted(delays) and max(delays) == RULES.tarpit_max
+
+
+def test_explain_says_active_expired_and_never_ban() -> None:
+    rules = BanRules(never_ban=("198.51.100.0/24",))
+    lines = explain(IP, [Ban(IP, "failures", "5 failed logins", 0.0, 50.0)], 100.0, rules)
+    assert any("never-ban" in line for line in lines)
+    assert any("expired failures ban" in line for line in lines)
+    assert lines[-1] == f"{IP} is not banned"

@@ -1,0 +1,172 @@
+"""The access hook against an in-memory store and a fake clock: refusals at connect and before
+AUTH, failure accounting into bans, the tarpit (recorded, never slept), limits and relay rules."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from hardmail.config.schema import Config
+from hardmail.core.address import Address
+from hardmail.core.clock import FakeClock
+from hardmail.delivery.recipients import Resolution
+from hardmail.policy.access import IpRange
+from hardmail.proto.smtp.events import MailParams
+from hardmail.server.access_hook import BANNED, CONNECTION_DENIED, AccessHook
+from hardmail.server.hooks import MessageFacts, SessionFacts
+from support.memory_access import MemoryStore
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def make_hook(**access: Any) -> tuple[AccessHook, MemoryStore, FakeClock, Sleeps]:
+    store, clock, sleeps = MemoryStore(domains={"example.test"}), FakeClock(), Sleeps()
+    hook = AccessHook(store, Config.model_validate({"access": access}), clock, sleeps)  # type: ignore[arg-type]
+    return hook, store, clock, sleeps
+
+
+def facts(ip: str = "198.51.100.7", session: str = "s1", listener: str = "submission",
+          account: str | None = None, tls: bool = True) -> SessionFacts:
+    return SessionFacts(session_id=session, listener=listener, peer_ip=ip, peer_port=1, helo=None,
+                        tls={"version": "TLSv1.3"} if tls else None, account=account)
+
+
+async def fail_logins(hook: AccessHook, ip: str, account: str, times: int) -> list[Any]:
+    return [await hook.after_auth(facts(ip), account, False, "wrong password") for _ in range(times)]
+
+
+async def test_ban_at_the_threshold_then_refused_at_connect_and_before_auth() -> None:
+    hook, _, clock, sleeps = make_hook()
+    replies = await fail_logins(hook, "198.51.100.7", "alice@example.test", 5)
+    assert replies == [None, None, None, None, BANNED]
+    assert sleeps.delays == [1.0, 2.0, 3.0]  # the first failure is free; the banning one does not wait
+    assert await hook.on_connect(facts()) == BANNED
+    assert await hook.before_auth(facts(), "PLAIN") == BANNED
+    assert await hook.on_connect(facts("198.51.100.8")) is None  # a neighbour is not banned
+    clock.advance(3600)
+    assert await hook.on_connect(facts(session="s2")) is None  # the first ban lasts an hour
+
+
+async def test_second_ban_lasts_a_day() -> None:
+    hook, store, clock, _ = make_hook()
+    await fail_logins(hook, "198.51.100.7", "alice@example.test", 5)
+    clock.advance(3600 + 900)
+    await fail_logins(hook, "198.51.100.7", "alice@example.test", 5)
+    ban = store.access.bans["198.51.100.7"]
+    assert (ban.offences, ban.expires_at - ban.created_at) == (2, 86400)
+
+
+async def test_spraying_is_banned_before_the_per_address_threshold() -> None:
+    hook, store, _, _ = make_hook()
+    replies = [await hook.after_auth(facts(), f"user{n}@example.test", False, "unknown user") for n in range(4)]
+    assert replies[-1] == BANNED and store.access.bans["198.51.100.7"].kind == "spraying"
+
+
+async def test_distributed_guessing_spares_the_users_known_address() -> None:
+    hook, store, _, _ = make_hook()
+    home = "192.0.2.10"
+    assert await hook.after_auth(facts(home), "alice@example.test", True, "ok") is None
+    for n in range(10):
+        await hook.after_auth(facts(f"203.0.113.{n}"), "alice@example.test", False, "wrong password")
+    assert store.access.bans["203.0.113.9"].kind == "guessing"
+    # the real user mistypes once from home: no ban, and a fresh guesser is banned at once
+    assert await hook.after_auth(facts(home), "alice@example.test", False, "wrong password") is None
+    assert await hook.after_auth(facts("203.0.113.77"), "alice@example.test", False, "x") == BANNED
+    assert home not in store.access.bans and await hook.on_connect(facts(home)) is None
+
+
+async def test_never_ban_list() -> None:
+    hook, store, _, sleeps = make_hook(bans={"never_ban": ["198.51.100.0/24"]})
+    assert await fail_logins(hook, "198.51.100.7", "alice@example.test", 8) == [None] * 8
+    assert store.access.bans == {} and sleeps.delays  # it still waits in the tarpit
+
+
+async def test_denied_range_is_refused_at_connect() -> None:
+    hook, store, _, _ = make_hook()
+    await store.access.add_range(IpRange("closed", 50, "203.0.113.0", "203.0.113.255", protocols=frozenset()))
+    assert await hook.on_connect(facts("203.0.113.5", listener="smtp")) == CONNECTION_DENIED
+
+
+async def test_stored_range_requiring_tls_for_auth() -> None:
+    hook, store, _, _ = make_hook()
+    await store.access.add_range(IpRange("lan", 50, "10.0.0.0", "10.255.255.255"))
+    reply = await hook.before_auth(facts("10.0.0.1", tls=False), "PLAIN")
+    assert reply is not None and reply.code == 538
+    assert await hook.before_auth(facts("10.0.0.1", tls=True), "PLAIN") is None
+
+
+async def test_concurrency_per_ip_and_release_on_disconnect() -> None:
+    hook, _, _, _ = make_hook(limits={"connections_per_ip": 2})
+    assert await hook.on_connect(facts(session="a")) is None
+    assert await hook.on_connect(facts(session="b")) is None
+    refused = await hook.on_connect(facts(session="c"))
+    assert refused is not None and (refused.code, refused.enhanced) == (421, "4.7.0")
+    await hook.on_disconnect(facts(session="c"))  # a refused session frees nothing
+    await hook.on_disconnect(facts(session="a"))
+    assert await hook.on_connect(facts(session="d")) is None
+
+
+async def test_concurrency_per_subnet() -> None:
+    hook, _, _, _ = make_hook(limits={"connections_per_subnet": 2})
+    assert await hook.on_connect(facts("198.51.100.1", "a")) is None
+    assert await hook.on_connect(facts("198.51.100.2", "b")) is None
+    assert await hook.on_connect(facts("198.51.100.3", "c")) is not None
+    assert await hook.on_connect(facts("198.51.101.3", "d")) is None
+
+
+async def test_new_connections_per_minute() -> None:
+    hook, _, clock, _ = make_hook(limits={"new_connections_per_minute": 3})
+    for n in range(3):
+        assert await hook.on_connect(facts(session=f"s{n}")) is None
+        await hook.on_disconnect(facts(session=f"s{n}"))
+    assert await hook.on_connect(facts(session="s9")) is not None
+    clock.advance(60)
+    assert await hook.on_connect(facts(session="s10")) is None
+
+
+async def test_message_and_recipient_rates_per_account() -> None:
+    hook, _, clock, _ = make_hook(limits={"messages_per_hour": 2, "recipients_per_hour": 3})
+    alice = facts(account="alice@example.test")
+    message = MessageFacts(sender="alice@example.test", recipients=("b@x.example",), mailboxes=(),
+                           remote=("b@x.example",), chunks=[b"x"], size=1)
+    rcpt = Address("b", "x.example")
+    for _ in range(2):
+        assert await hook.on_mail(alice, None, MailParams()) is None
+        assert await hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote")) is None
+        await hook.on_message(alice, message)
+    refused = await hook.on_mail(alice, None, MailParams())
+    assert refused is not None and refused.code == 451
+    assert await hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote")) is None
+    assert await hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote")) is not None
+    assert await hook.on_mail(facts(), None, MailParams()) is None  # unauthenticated: not counted here
+    clock.advance(3600)
+    assert await hook.on_mail(alice, None, MailParams()) is None
+
+
+@pytest.mark.parametrize(("sender", "sender_local"), [("alice@example.test", True), ("x@elsewhere.example", False),
+                                                      ("", False)])
+async def test_relay_rules(sender: str, sender_local: bool) -> None:
+    hook, _, _, _ = make_hook()
+    rules = await hook.relay_rules("203.0.113.1", sender)
+    assert rules.range is not None and rules.range.name == "Internet"
+    assert rules.sender_local is sender_local and rules.trusted is False
+
+
+BAN_LINE = re.compile(r'"level": "warning", "event": "access\.ban", "subject": "(?P<subject>[^"]+)", "kind": "\w+"')
+
+
+async def test_each_ban_logs_one_fixed_format_line(caplog: pytest.LogCaptureFixture) -> None:
+    hook, _, _, _ = make_hook()
+    await fail_logins(hook, "198.51.100.7", "alice@example.test", 5)
+    lines = [r.getMessage() for r in caplog.records if '"access.ban"' in r.getMessage()]
+    assert len(lines) == 1
+    match = BAN_LINE.search(lines[0])
+    assert match is not None and match.group("subject") == "198.51.100.7"
