@@ -148,3 +148,15 @@ class ProcessGroup:
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self.stop_all()
         raise SystemExit(128 + signum)
+
+
+def run_bounded(group: ProcessGroup, argv: Sequence[str], log_path: Path, timeout: float) -> tuple[int, str]:
+    """Run a short-lived command as a member of ``group``; stopped by PID if it outlives ``timeout``."""
+    proc = group.start(argv, log_path)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = -1
+    finally:
+        group.stop(proc)
+    return code, log_path.read_text(errors="replace")

@@ -51,7 +51,7 @@ async def build_context(config: Config) -> ServerContext:
                             acceptor=acceptor, clock=clock, delivery=delivery)
     context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks
     enable_verify_cache(context.hash_pool, config.access.verify_cache_seconds)
-    pass  # context.hooks.append(build_msgauth_hook(config, store.msgauth, clock))  # SPF/DKIM/DMARC, greylist, spam
+    context.hooks.append(build_msgauth_hook(config, store.msgauth, clock))  # SPF/DKIM/DMARC, greylist, spam
     return context
 
 
@@ -106,6 +106,16 @@ def _reload_tls(server: RunningServer) -> None:
         log_event("tls.reload", result="success")
     except Exception as exc:
         log_event("tls.reload", level="error", result="failure", detail=str(exc)[:300])
+
+
+def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:
+    """Run :func:`serve` to the end on uvloop when it is installed (extra ``speed``), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config, on_started))
+        return
+    uvloop.run(serve(config, on_started))
 
 
 async def serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 
 from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config
-from hardmail.app import RunningServer, serve
+from hardmail.app import RunningServer, run_serve
 from hardmail.config.warnings import insecure_warnings
 
 
@@ -49,7 +48,7 @@ def serve_command(
     """Run the mail server in the foreground."""
     cfg = load_cli_config(config, data_dir, _overrides(listen_smtp, listen_submission, listen_submissions))
     try:
-        asyncio.run(serve(cfg, on_started=_print_started))
+        run_serve(cfg, on_started=_print_started)
     except OSError as exc:
         fail(f"cannot start: {exc}", "is another program using that port? choose others with --listen-smtp etc.")
     except KeyboardInterrupt:

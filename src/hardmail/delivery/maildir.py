@@ -6,7 +6,9 @@ Layout: ``<root>/<domain>/<local part>/{new,cur,tmp}``. File names follow the Ma
 
 The durability rule: a message is written once to ``tmp/``, fsync'd, hard-linked into the other
 recipients' ``tmp/``, renamed into ``new/`` and every directory touched is fsync'd before
-:meth:`MaildirStore.deliver` returns. On any error nothing of the delivery remains, so a caller
+:meth:`MaildirStore.deliver` returns. A batch (:meth:`MaildirStore.deliver_batch`, used by group
+commit) writes all its files first and fsyncs them afterwards, so that the file system commits them
+together instead of one journal commit per file. On any error nothing of the delivery remains, so a caller
 that answers DATA with 250 only after ``deliver`` returns never loses or half-writes a message.
 Everything here is synchronous; async callers run it in a thread.
 """
@@ -95,6 +97,7 @@ class _Delivery:
     """What one delivery created so far, so that a failure can remove all of it."""
 
     tmp_files: list[Path] = field(default_factory=list)
+    unsynced: list[Path] = field(default_factory=list)  # written, not yet fsync'd (one per copy on disk)
     new_files: list[Path] = field(default_factory=list)
     directories: set[Path] = field(default_factory=set)
 
@@ -138,7 +141,10 @@ class MaildirStore:
         """
         delivery = _Delivery()
         try:
-            results = [self._stage(addresses, message, delivery, folder) for addresses, message in items]
+            staged = [self._stage(addresses, message, delivery, folder) for addresses, message in items]
+            for written in delivery.unsynced:
+                fsync_file(written)  # after the first, the journal commit usually covers the rest
+            results = [self._publish(mailboxes, tmp_files, delivery) for mailboxes, tmp_files in staged]
             for directory in sorted(delivery.directories):
                 fsync_dir(directory)
         except BaseException:
@@ -147,8 +153,8 @@ class MaildirStore:
         return results
 
     def _stage(self, addresses: Sequence[str], message: Chunks, delivery: _Delivery,
-               folder: str | None = None) -> list[Path]:
-        """Write, link and rename one message; directories are fsync'd by the caller."""
+               folder: str | None = None) -> tuple[list[Path], list[Path]]:
+        """Write and link one message into ``tmp/``; the caller fsyncs, renames and syncs directories."""
         subfolder = folder_directory(folder) if folder else None
         mailboxes = list(dict.fromkeys(self.mailbox_path(address) / subfolder if subfolder
                                        else self.mailbox_path(address) for address in addresses))
@@ -156,9 +162,13 @@ class MaildirStore:
             raise ValueError("no recipients to deliver to")
         chunks = list(as_chunks(message))
         name = self._names.next(sum(len(chunk) for chunk in chunks))
-        tmp_files = self._write_tmp_files(mailboxes, name, chunks, delivery)
+        return mailboxes, self._write_tmp_files(mailboxes, name, chunks, delivery)
+
+    def _publish(self, mailboxes: list[Path], tmp_files: list[Path], delivery: _Delivery) -> list[Path]:
+        """Rename each fsync'd ``tmp/`` file into ``new/``; the directories are fsync'd by the caller."""
         finals = []
         for mailbox, tmp in zip(mailboxes, tmp_files, strict=True):
+            name = tmp.name
             final = mailbox / "new" / name
             os.rename(tmp, final)  # never replaces: the name is unique to this process
             delivery.tmp_files.remove(tmp)
@@ -176,9 +186,10 @@ class MaildirStore:
             self._ensure_maildir(mailbox)
             tmp = mailbox / "tmp" / name
             if tmp_files:
-                _link_or_copy(tmp_files[0], tmp, chunks)
+                _link_or_copy(tmp_files[0], tmp, chunks, delivery)
             else:
-                write_new_file(tmp, chunks)
+                write_unsynced_file(tmp, chunks)
+                delivery.unsynced.append(tmp)
             delivery.tmp_files.append(tmp)
             tmp_files.append(tmp)
         return tmp_files
@@ -198,11 +209,36 @@ class MaildirStore:
                 write_new_file(marker, [b""])
 
 
-def _link_or_copy(source: Path, target: Path, chunks: list[bytes]) -> None:
-    """Hard-link ``source`` to ``target``; on another file system write a fsync'd copy."""
+def _link_or_copy(source: Path, target: Path, chunks: list[bytes], delivery: _Delivery) -> None:
+    """Hard-link ``source`` to ``target``; on another file system write a copy (fsync'd with the batch)."""
     try:
         os.link(source, target)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        write_new_file(target, chunks)
+        write_unsynced_file(target, chunks)
+        delivery.unsynced.append(target)
+
+
+def write_unsynced_file(path: Path, chunks: list[bytes]) -> None:
+    """Create ``path`` (it must not exist) with ``chunks``; the batch fsyncs it before any rename.
+
+    On error the partly written file is removed before the error propagates.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+    except BaseException:
+        remove_quietly(path)
+        raise
+
+
+def fsync_file(path: Path) -> None:
+    """fsync the data and metadata of a file written earlier in this batch."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

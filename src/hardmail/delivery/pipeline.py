@@ -8,13 +8,13 @@ runs in a thread, off the event loop.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
+from hardmail.delivery.group_commit import group_commit_for
 from hardmail.delivery.headers import (
     missing_submission_headers,
     received_header,
@@ -122,4 +122,4 @@ class MessageAcceptor:
                              folder: str | None = None) -> list[Path]:
         if not mailboxes:
             return []
-        return await asyncio.to_thread(self.maildir.deliver, mailboxes, parts, folder)
+        return await group_commit_for(self.maildir).deliver(mailboxes, parts, folder)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from typing import cast
 
-READ_HIGH_WATER = 256 * 1024  # stop reading from the socket when this much is unread
+READ_HIGH_WATER = 256 * 1024
+CLOSE_LINGER = 10.0  # seconds a closing connection may take to flush its last replies  # stop reading from the socket when this much is unread
 
 
 class ChannelClosed(Exception):
@@ -35,8 +37,8 @@ class Channel(asyncio.Protocol):
 
     # asyncio.Protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have asyncio.Transport's methods without subclassing it: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         if self.implicit_tls:
             transport.pause_reading()
         if not self.connected.done():
@@ -53,7 +55,9 @@ class Channel(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        return True  # half-close: keep the transport so replies to commands already received still go out
+        # Half-close: keep the transport so replies to commands already received still go out. Over
+        # TLS asyncio ignores the answer (and warns), and a TLS close_notify ends the session anyway.
+        return self.ssl_object() is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
@@ -153,9 +157,14 @@ class Channel(asyncio.Protocol):
             return ("unknown", 0)
         return (str(info[0]), int(info[1]))
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def close(self, linger: float = CLOSE_LINGER) -> None:
+        """Close after what is written has gone out; a client that does not take it within
+        ``linger`` seconds is cut off (a close would otherwise wait for it for ever)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.close()
+        if self.transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(linger, self.abort)
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -1,0 +1,108 @@
+"""Group commit for local delivery: deliveries that arrive together share one round of fsyncs.
+
+While one batch is being written and fsync'd in a worker thread, new deliveries wait in a list;
+when the batch is done, the next one takes everything that arrived meanwhile. Each caller's
+:meth:`GroupCommit.deliver` returns only after the batch holding its message has completed
+:meth:`MaildirStore.deliver_batch` (every file fsync'd, renamed into ``new/``, directories
+fsync'd), so a 250 is never sent before that message's own data is on disk (DESIGN.md data-safety
+invariant). One thread hand-off per batch instead of one per message also spares the event loop.
+
+A batch is all or nothing in the Maildir store; when it fails, each of its messages is delivered
+again on its own, so that one bad message (or mailbox) fails only its own caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardmail.delivery.maildir import MaildirStore
+
+MAX_BATCH = 64  # messages per batch: bounds the latency one batch adds to the last caller in it
+
+
+@dataclass(slots=True)
+class _Request:
+    addresses: Sequence[str]
+    parts: Sequence[bytes]
+    folder: str | None
+    future: asyncio.Future[list[Path]]
+
+
+Outcome = list[Path] | BaseException
+
+
+class GroupCommit:
+    """Batches concurrent :meth:`deliver` calls of one event loop into ``deliver_batch`` calls."""
+
+    def __init__(self, maildir: MaildirStore, loop: asyncio.AbstractEventLoop, max_batch: int = MAX_BATCH) -> None:
+        self.maildir = maildir
+        self.loop = loop
+        self.max_batch = max_batch
+        self._waiting: list[_Request] = []
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None  # held so the flush task is not garbage collected
+
+    async def deliver(self, addresses: Sequence[str], parts: Sequence[bytes], folder: str | None = None) -> list[Path]:
+        """Like :meth:`MaildirStore.deliver`, sharing the fsyncs with concurrent callers."""
+        future: asyncio.Future[list[Path]] = self.loop.create_future()
+        self._waiting.append(_Request(addresses, parts, folder, future))
+        if not self._flushing:
+            self._flushing = True
+            self._task = self.loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+                try:
+                    outcomes = await asyncio.to_thread(self._commit, batch)
+                except BaseException as exc:  # the thread hand-off itself failed: every caller hears it
+                    outcomes = [exc] * len(batch)
+                _settle(batch, outcomes)
+        finally:
+            self._flushing = False
+
+    def _commit(self, batch: list[_Request]) -> list[Outcome]:
+        """In the worker thread: one ``deliver_batch`` per folder; on failure, one by one."""
+        outcomes: dict[int, Outcome] = {}
+        for folder in dict.fromkeys(request.folder for request in batch):
+            members = [i for i, request in enumerate(batch) if request.folder == folder]
+            try:
+                paths = self.maildir.deliver_batch([(batch[i].addresses, batch[i].parts) for i in members], folder)
+                outcomes.update(zip(members, paths, strict=True))
+            except Exception:
+                outcomes.update((i, self._deliver_alone(batch[i])) for i in members)
+        return [outcomes[i] for i in range(len(batch))]
+
+    def _deliver_alone(self, request: _Request) -> Outcome:
+        try:
+            return self.maildir.deliver(request.addresses, request.parts, request.folder)
+        except Exception as exc:
+            return exc
+
+
+def _settle(batch: list[_Request], outcomes: list[Outcome]) -> None:
+    for request, outcome in zip(batch, outcomes, strict=True):
+        if request.future.done():  # the caller went away (cancelled); the message is stored anyway
+            continue
+        if isinstance(outcome, BaseException):
+            request.future.set_exception(outcome)
+        else:
+            request.future.set_result(outcome)
+
+
+_COMMITTERS: weakref.WeakKeyDictionary[MaildirStore, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def group_commit_for(maildir: MaildirStore) -> GroupCommit:
+    """The group committer of ``maildir`` in the running event loop (made on first use)."""
+    loop = asyncio.get_running_loop()
+    committer = _COMMITTERS.get(maildir)
+    if committer is None or committer.loop is not loop:
+        committer = _COMMITTERS[maildir] = GroupCommit(maildir, loop)
+    return committer
