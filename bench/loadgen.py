@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
 import time
 from collections import Counter
@@ -109,10 +110,8 @@ class SmtpClient:
             pass
         finally:
             self.writer.close()
-            try:
+            with contextlib.suppress(OSError, ssl.SSLError):
                 await self.writer.wait_closed()
-            except (OSError, ssl.SSLError):
-                pass
             self.writer = self.reader = None
 
 

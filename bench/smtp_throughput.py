@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loadgen import LoadPlan, run_load_sync
-from peers.aiosmtpd_sink import __file__ as AIOSMTPD_SCRIPT
-from peers.certs import write_self_signed
+from peers.aiosmtpd_peer import AiosmtpdPeer
 from peers.hardmail_peer import PASSWORD, HardmailPeer
 from peers.postfix import PostfixPeer
-from peers.procs import ProcessGroup, free_port, run_bounded, wait_for_greeting
+from peers.procs import ProcessGroup, free_port, run_bounded
 from report import bar_plot, facts_line, machine_facts, markdown_table, median, write_json
 
 DOMAIN = "bench.test"
@@ -50,27 +49,6 @@ class Peer(Protocol):
 
     @property
     def address(self) -> tuple[str, int]: ...
-
-
-@dataclass
-class AiosmtpdPeer:
-    root: Path
-    group: ProcessGroup
-    port: int = 0
-    name: str = "aiosmtpd"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        cert, key = write_self_signed(self.root, "aiosmtpd.bench.invalid")
-        argv = [sys.executable, AIOSMTPD_SCRIPT, "--listen", f"127.0.0.1:{self.port}", "--cert", str(cert),
-                "--key", str(key), "--user", USER, "--password", PASSWORD]
-        proc = self.group.start(argv, self.root / "aiosmtpd.log", many_files=True)
-        wait_for_greeting(*self.address, timeout=30, proc=proc)
 
 
 @dataclass
@@ -93,7 +71,7 @@ def start_peers(settings: Settings, workdir: Path, group: ProcessGroup) -> dict[
         elif name == "postfix":
             peers[name] = PostfixPeer(workdir / "postfix", free_port(), DOMAIN, [USER], group)
         else:
-            peers[name] = AiosmtpdPeer(workdir / "aiosmtpd", group)
+            peers[name] = AiosmtpdPeer(workdir / "aiosmtpd", group, USER, PASSWORD)
         peers[name].start()
     return peers
 
@@ -199,7 +177,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--messages", type=int, default=2000, help="messages per measurement (smtp-source -m)")
     parser.add_argument("--size", type=int, default=512, help="body bytes (smtp-source -l)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of alternation (the median is reported)")
-    parser.add_argument("--servers", default=",".join(ALL_SERVERS), help="comma-separated subset of " + ",".join(ALL_SERVERS))
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
+                        help="comma-separated subset of " + ",".join(ALL_SERVERS))
     parser.add_argument("--no-tls", action="store_true", help="skip the STARTTLS table")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="where results go")
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ import tomli_w
 from peers.procs import ProcessGroup, free_port, wait_for_greeting
 
 HARDMAIL = Path(sys.executable).with_name("hardmail")
-PASSWORD = "correct horse battery staple 9041"  # noqa: S105 - a throwaway account of the benchmark
+PASSWORD = "correct horse battery staple 9041"
 BIG = 10_000_000
 
 

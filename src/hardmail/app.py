@@ -21,7 +21,7 @@ from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
 from hardmail.server.listener import BoundAddress, Listeners
-from hardmail.server.msgauth_hook import build_msgauth_hook
+from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
 
@@ -73,6 +73,9 @@ class RunningServer:
         await self.listeners.stop()
         if self.runner is not None:
             await self.runner.stop()
+        for hook in self.context.hooks:
+            if isinstance(hook, MsgAuthHook):
+                hook.close()  # its SPF/DKIM/ARC thread pool
         self.context.hash_pool.close()
         await self.context.store.close()
         log_event("server.stop")

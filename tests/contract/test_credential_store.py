@@ -47,11 +47,35 @@ async def test_upgrade_keeps_change_time_and_clears_legacy(store: Store, alice: 
     await store.credentials.set_password(alice, "{HMS2}abc", None, legacy_scheme="hmailserver2")
     before = await store.credentials.get_credentials(alice)
     assert await store.credentials.list_legacy() == [(alice, "hmailserver2")]
-    await store.credentials.upgrade_hash(alice, "$argon2id$up", derive_secrets("pw", 4096))
+    assert await store.credentials.upgrade_hash(
+        alice, "$argon2id$up", derive_secrets("pw", 4096), expected_hash="{HMS2}abc")
     after = await store.credentials.get_credentials(alice)
     assert before is not None and after is not None
     assert after.password_changed_at == before.password_changed_at and after.legacy_scheme is None
     assert await store.credentials.list_legacy() == []
+
+
+async def test_upgrade_is_a_compare_and_swap_that_never_undoes_a_password_change(
+    store: Store, alice: str
+) -> None:
+    await store.credentials.set_password(alice, "{HMS2}abc", None, legacy_scheme="hmailserver2")
+    changed = derive_secrets("new pw", 4096)
+    await store.credentials.set_password(alice, "$argon2id$changed", changed)  # a change meanwhile
+    stale = derive_secrets("old pw", 4096)
+    assert not await store.credentials.upgrade_hash(alice, "$argon2id$up", stale, expected_hash="{HMS2}abc")
+    account = await store.get_account(alice)
+    state = await store.credentials.get_credentials(alice)
+    assert account is not None and account.password_hash == "$argon2id$changed"
+    assert state is not None and state.scram == changed
+    assert not await store.credentials.upgrade_hash("nobody@example.org", "h", None, expected_hash="h")
+
+
+async def test_upgrade_without_scram_keeps_the_stored_secrets(store: Store, alice: str) -> None:
+    scram = derive_secrets("pw", 4096)
+    await store.credentials.set_password(alice, "$argon2id$old", scram)
+    assert await store.credentials.upgrade_hash(alice, "$argon2id$up", None, expected_hash="$argon2id$old")
+    state = await store.credentials.get_credentials(alice)
+    assert state is not None and state.scram == scram
 
 
 async def test_totp_steps_only_move_forward(store: Store, alice: str) -> None:
@@ -106,3 +130,13 @@ async def test_login_history_newest_first_and_per_account(store: Store, alice: s
     assert [e.kind for e in events] == ["2fa-enabled", "login", "password-set"]
     assert events[0].at == WHEN + timedelta(minutes=2) and events[0].tls_version == "TLSv1.3"
     assert len(await store.credentials.list_login_events(alice, limit=2)) == 2
+
+
+async def test_most_common_scram_iterations(store: Store, alice: str) -> None:
+    assert await store.credentials.most_common_scram_iterations() is None
+    await store.credentials.set_password(alice, "$argon2id$a", derive_secrets("pw", 4096))
+    assert await store.credentials.most_common_scram_iterations() == 4096
+    for name in ("bob", "carol"):
+        await store.add_account(f"{name}@example.org", "$argon2id$x")
+        await store.credentials.set_password(f"{name}@example.org", "$argon2id$x", derive_secrets("pw", 5000))
+    assert await store.credentials.most_common_scram_iterations() == 5000

@@ -133,3 +133,20 @@ async def test_routes_are_replaced_listed_and_removed(queue: QueueStore) -> None
 
 def test_route_repr_hides_the_encrypted_password() -> None:
     assert "token-value" not in repr(Route("*", "h", password_encrypted="token-value"))
+
+
+async def test_outcomes_and_finish_need_the_claim_when_an_owner_is_given(queue: QueueStore) -> None:
+    await queue.add_queued(_entry("Q0000000000001"))
+    await queue.claim_due(NOW, "a", NOW + 3, 10)
+    [taken] = await queue.claim_due(NOW + 4, "b", NOW + 600, 10)
+    lost = [RecipientOutcome(r.address, "delivered") for r in taken.recipients]
+    assert await queue.record_outcomes(taken.queue_id, lost, NOW + 5, "a") is False
+    assert await queue.finish_attempt(taken.queue_id, next_attempt_at=NOW, last_error="", delay_notified=False,
+                                      owner="a") is False
+    assert await queue.renew_claim([taken.queue_id], "a", NOW + 900) == set()
+    assert await queue.renew_claim([taken.queue_id], "b", NOW + 900) == {taken.queue_id}
+    found = await queue.get_queued(taken.queue_id)
+    assert found is not None and found.pending and found.claimed_by == "b"
+    await queue.mark_notified(taken.queue_id, [taken.recipients[0].address])
+    found = await queue.get_queued(taken.queue_id)
+    assert found is not None and found.recipients[0].notified

@@ -128,6 +128,20 @@ def test_ban_during_a_session_refuses_auth_before_hashing(
     client.close()
 
 
+def test_ban_landing_at_the_password_prompt_refuses_before_hashing(
+    guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
+) -> None:
+    server, hook, hasher, _ = guarded
+    client = _session(server, "127.0.0.10")
+    code, _ = client.docmd("AUTH", "LOGIN " + base64.b64encode(ALICE.encode()).decode())
+    assert code == 334  # parked at the password prompt
+    server.run(hook.ban(BanDecision("127.0.0.10", "admin", "test"), "admin"))
+    spent = hasher.calls
+    code, _ = client.docmd(base64.b64encode(b"whatever it is").decode())
+    assert code == 421 and hasher.calls == spent
+    client.close()
+
+
 def test_distributed_guessing_does_not_lock_out_the_real_user(
     guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
 ) -> None:

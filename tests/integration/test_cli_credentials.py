@@ -101,3 +101,34 @@ def test_must_change_and_policy_refusal_text(cli: Cli) -> None:
     weak = cli("account", "passwd", ALICE, "--password-stdin", stdin="password1234\n")
     assert weak.exit_code == 1
     assert "most common passwords" in weak.output and "hint:" in weak.output
+
+
+def _refused_cleanly(result: Result) -> bool:
+    """Exit 1 through fail(): the exception typer saw is the SystemExit, never a traceback."""
+    return result.exit_code == 1 and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["purple elephants dance \N{GRINNING FACE} quietly", "purple elephants dance \ue000 quietly",
+     "purple elephants \u0627 dance quietly", "line one\x00line two is long"],
+    ids=["emoji", "private use", "mixed bidi", "NUL"],
+)
+def test_every_cli_path_that_sets_a_password_refuses_without_a_traceback(cli: Cli, password: str) -> None:
+    added = cli("account", "add", "bob@example.org", "--password-stdin", stdin=password + "\n")
+    assert _refused_cleanly(added), added.output
+    assert "password refused" in added.output and "hint:" in added.output
+    changed = cli("account", "passwd", ALICE, "--password-stdin", stdin=password + "\n")
+    assert _refused_cleanly(changed), changed.output
+    assert cli("account", "list", "--json").output.count("bob@example.org") == 0
+
+
+@pytest.mark.parametrize(
+    ("scheme", "hash_text"),
+    [("bcrypt", "\N{GRINNING FACE}"), ("hmailserver3", "\u00e9" * 70), ("pbkdf2-sha256", "$pbkdf2-sha256$x"),
+     ("sha512-crypt", "\x00")],
+)
+def test_import_hash_refuses_odd_text_without_a_traceback(cli: Cli, scheme: str, hash_text: str) -> None:
+    result = cli("account", "import-hash", ALICE, "--scheme", scheme, "--hash", hash_text)
+    assert _refused_cleanly(result), result.output
+    assert "hash refused" in result.output

@@ -74,6 +74,9 @@ def test_routes_keep_their_password_encrypted_and_hidden(tmp_path: Path) -> None
     assert b"s3cret-relay-pass" not in (data / "hardmail.db").read_bytes()
     assert _cli(data, "queue", "route", "set", "x.example", "h", "--tls", "none", "--username", "me",
                 "--password-stdin", stdin="p\n")[0] == 1
+    code, out = _cli(data, "queue", "route", "set", "y.example", "h", "--username", "me", "--password-stdin",
+                     stdin="p\n")
+    assert code == 1 and "verified TLS" in out  # opportunistic (the default) does not verify
     assert _cli(data, "queue", "route", "remove", "*")[0] == 0
     assert _cli(data, "queue", "route", "remove", "*")[0] == 1
 

@@ -40,7 +40,8 @@ def _config(tmp_path: Path, dns_port: int, port: int) -> Path:
         "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "dns": {"nameservers": ["127.0.0.1"], "port": dns_port, "timeout": 10},
-        "outbound": {"port": port, "connect_timeout": 10, "command_timeout": 60, "data_timeout": 60},
+        "outbound": {"port": port, "connect_timeout": 10, "command_timeout": 60, "data_timeout": 60,
+                     "refuse_non_public": False},
         "queue": {"workers": 1, "per_domain_connections": 1},
     }
     path = tmp_path / "hardmail.toml"

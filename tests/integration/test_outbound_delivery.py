@@ -6,6 +6,7 @@ asks the loopback DNS server; time is a FakeClock and the runner is driven with 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import http.server
@@ -29,10 +30,12 @@ from cryptography.x509.oid import NameOID
 from hardmail.config.schema import Config
 from hardmail.core.clock import FakeClock
 from hardmail.delivery.assembly import DeliveryServices, build_runner, build_services
+from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.runner import DeliveryRunner
 from hardmail.store import open_store
 from hardmail.store.ports import Store
+from hardmail.store.ports_queue import RecipientOutcome
 from support.dns_server import LoopbackDnsServer
 from support.smtp_sink import Sink, free_port_on
 
@@ -92,7 +95,8 @@ async def make_harness(tmp_path: Path, dns: LoopbackDnsServer, port: int, **outb
     config = Config.model_validate({
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data")},
         "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 10},
-        "outbound": {"port": port, "connect_timeout": 10, "command_timeout": 20, "data_timeout": 20, **outbound},
+        "outbound": {"port": port, "connect_timeout": 10, "command_timeout": 20, "data_timeout": 20,
+                     "refuse_non_public": False, **outbound},  # the sinks listen on 127.0.0.x
     })
     clock = FakeClock()
     store = await open_store(config.database_url, clock=clock)
@@ -352,3 +356,98 @@ async def test_a_route_sends_a_domain_to_its_fixed_host_instead_of_the_mx(harnes
         await harness.runner.run_once()
     assert mx1.received == []
     assert sorted(r for m in routed.received for r in m.rcpt_tos) == ["bob@dest.example", "eve@sub.dest.example"]
+
+
+async def test_a_second_runner_never_delivers_a_message_twice_when_leases_run_out(
+        tmp_path: Path, dns: LoopbackDnsServer, port: int) -> None:
+    """Lease 3 s, 0.5 s per message: after message 8 a second runner takes over what the first has not sent."""
+    made = await make_harness(tmp_path, dns, port)
+    made.runner.section = made.runner.section.model_copy(update={"claim_lease": 3.0})
+    other = build_runner(made.config, made.store, made.services, made.clock)
+    other.owner, other.section = "runner-b", made.runner.section
+    reached, release = threading.Event(), threading.Event()
+
+    async def slow(message: Any) -> str | None:
+        made.clock.advance(0.5)
+        if b"Subject: m08" in message.data:
+            reached.set()
+            await asyncio.to_thread(release.wait, 30)
+        return None
+
+    try:
+        with Sink(MX1, port, on_data=slow) as mx1:
+            for number in range(1, 13):
+                await made.send(["bob@dest.example"], f"m{number:02d}")
+            first = asyncio.create_task(made.runner.run_once())
+            await asyncio.to_thread(reached.wait, 30)
+            await other.run_once()
+            release.set()
+            await first
+        subjects = mx1.subjects()
+        assert sorted(subjects) == [f"m{n:02d}" for n in range(1, 13)]  # each exactly once
+        assert await made.store.queue.list_queued() == []
+    finally:
+        release.set()
+        await made.store.close()
+
+
+async def test_a_failure_stored_before_a_crash_is_still_bounced(harness: Harness, port: int) -> None:
+    queue_id = await harness.send(["bob@dest.example", "gone@dest.example"], "crashed")
+    # A runner stored this outcome and died before sending the bounce.
+    await harness.store.queue.record_outcomes(queue_id, [RecipientOutcome("gone@dest.example", "failed", 550,
+                                                                          "5.1.1 no such user", "mx1")], 0.0)
+    with Sink(MX1, port) as mx1:
+        await harness.runner.run_once()
+    assert mx1.subjects() == ["crashed"]
+    [bounce] = harness.inbox()
+    _, blocks = _report_parts(bounce)
+    assert [b["Final-Recipient"] for b in blocks] == ["rfc822; gone@dest.example"]
+
+
+async def test_notify_never_and_success_are_honoured_with_envid_and_orcpt(harness: Harness, port: int) -> None:
+    dsn = DsnRequest("HDRS", "env-7", {
+        "nobody@dest.example": RecipientDsn(("NEVER",)),
+        "bob@dest.example": RecipientDsn(("SUCCESS",), "rfc822;bob-alias@example.test"),
+    })
+    data = b"From: alice@example.test\r\nSubject: dsn\r\n\r\nbody\r\n"
+    await harness.services.queue.enqueue(ALICE, ["nobody@dest.example", "bob@dest.example"], data,
+                                         origin_account=ALICE, dsn=dsn)
+    with Sink(MX1, port, rcpt_reply=lambda a: "550 5.1.1 no such user" if a.startswith("nobody") else None):
+        await harness.runner.run_once()
+    [notice] = harness.inbox()
+    raw = notice.as_bytes()
+    _, blocks = _report_parts(notice)
+    assert [(b["Final-Recipient"], b["Action"]) for b in blocks] == [("rfc822; bob@dest.example", "delivered")]
+    assert b"Original-Envelope-Id: env-7" in raw and b"Original-Recipient: rfc822;bob-alias@example.test" in raw
+
+
+async def test_an_unexpected_error_for_one_domain_leaves_the_others_alone(harness: Harness, port: int,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    real = harness.runner.router.destination
+
+    async def broken(domain: str, routes: Any = ()) -> Any:
+        if domain == "cname.example":
+            raise RuntimeError("bug")
+        return await real(domain, routes)
+
+    harness.runner.router.destination = broken  # type: ignore[method-assign]
+    with Sink(MX1, port) as mx1:
+        await harness.send(["bob@cname.example"], "broken")
+        await harness.send(["bob@dest.example"], "fine")
+        await harness.runner.run_once()
+    assert mx1.subjects() == ["fine"]
+    [left] = await harness.store.queue.list_queued()
+    assert left.pending and left.next_attempt_at > harness.clock.now() and left.claimed_by is None
+    assert "delivery.internal_error" in caplog.text
+
+
+async def test_a_message_with_a_damaged_spool_envelope_is_held(harness: Harness, port: int,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    queue_id = await harness.send(["bob@dest.example"], "damaged")
+    (harness.services.queue.spool.queue_dir / f"{queue_id}.json").write_text("{not json")
+    with Sink(MX1, port) as mx1:
+        await harness.runner.run_once()
+    assert mx1.received == []
+    [entry] = await harness.store.queue.list_queued()
+    assert entry.held
+    assert "queue.quarantined" in caplog.text

@@ -47,10 +47,23 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         return name, None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+BIND_TRIES = 20  # a port found free can be taken by another process before the servers bind it
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both TCP and UDP: the kernel picks a free TCP port, then UDP is tried on it
+    (a port free for UDP alone may be in use for TCP, the old cause of "Address already in use")."""
+    for _ in range(BIND_TRIES):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError(f"no port on {host} was free for both TCP and UDP after {BIND_TRIES} tries")
 
 
 class LoopbackDnsServer:
@@ -60,10 +73,22 @@ class LoopbackDnsServer:
 
     def __init__(self, zone: Mapping[tuple[str, str], Any]) -> None:
         self.resolver = _ZoneResolver(zone)
-        self.port = _free_port()
+        self.port, self.servers = self._bind()
+
+    def _bind(self) -> tuple[int, list[DNSServer]]:
+        """Both servers on one port, picking again (a bounded number of times) if it was taken."""
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-        self.servers = [DNSServer(self.resolver, address=self.host, port=self.port, tcp=tcp, logger=quiet)
-                        for tcp in (False, True)]
+        for _ in range(BIND_TRIES):
+            port, servers = _free_port(self.host), []
+            try:
+                for tcp in (False, True):
+                    servers.append(DNSServer(self.resolver, address=self.host, port=port, tcp=tcp, logger=quiet))
+            except OSError:
+                for server in servers:
+                    server.server.server_close()
+                continue
+            return port, servers
+        raise OSError(f"could not bind DNS servers on {self.host} after {BIND_TRIES} tries")
 
     def __enter__(self) -> LoopbackDnsServer:
         for server in self.servers:

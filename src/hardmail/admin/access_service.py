@@ -65,10 +65,23 @@ def parse_protocols(text: str) -> frozenset[str]:
     return frozenset(words)
 
 
+def subject_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A ban subject as a network; an IPv4-mapped IPv6 address becomes its IPv4 /32. ValueError
+    when the text is no address or network (scope ids such as ``fe80::1%eth0`` included)."""
+    if "%" in text:
+        raise ValueError(text)
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen == 128:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network(mapped)
+    return network
+
+
 def normalise_subject(text: str) -> str:
     """An address or a network in canonical text (a /32 or /128 becomes the address)."""
     try:
-        network = ipaddress.ip_network(text.strip(), strict=False)
+        network = subject_network(text)
     except ValueError:
         raise AdminError(f"{text!r} is not an IP address or network", "write e.g. 192.0.2.7 or 2001:db8::/64") from None
     if network.num_addresses == 1:
@@ -190,10 +203,17 @@ def _listener_ports(config: Config) -> list[int]:
 
 
 def _elements(bans: Iterable[Ban], version: int, now: float) -> list[str]:
+    """Set elements of one family, each written from the parsed network (never the stored text,
+    which an old row or another writer may hold in another form); unparseable subjects are left out."""
     out = []
     for ban in bans:
-        if ipaddress.ip_network(ban.subject, strict=False).version == version:
-            out.append(f"{ban.subject} timeout {max(1, int(ban.expires_at - now))}s")
+        try:
+            network = subject_network(ban.subject)
+        except ValueError:
+            continue
+        if network.version == version:
+            element = network.network_address if network.num_addresses == 1 else network
+            out.append(f"{element} timeout {max(1, int(ban.expires_at - now))}s")
     return out
 
 

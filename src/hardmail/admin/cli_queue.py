@@ -245,8 +245,9 @@ def set_route(
     """Add or replace a route; credentials are stored encrypted with the server key."""
     pattern = _check_pattern(pattern)
     host, port = _split_target(target, tls)
-    if username and tls == "none":
-        fail("credentials are never sent without TLS", "use --tls starttls or --tls implicit")
+    if username and tls in ("none", "opportunistic"):
+        fail(f"credentials are only sent over verified TLS, and --tls {tls} does not verify the server",
+             "use --tls starttls or --tls implicit")
     if bool(username) != password_stdin:
         fail("a route with AUTH needs both --username and --password-stdin", "give both, or neither")
     cfg = load_cli_config(config, data_dir)

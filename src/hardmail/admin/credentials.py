@@ -3,7 +3,11 @@ two-factor authentication (TOTP and recovery codes), app passwords, imported leg
 must-change flag and the login history.
 
 Every refusal is an :class:`AdminError` (what was wrong, what to do); every change is a credential
-event (logged and kept in the login history). Secrets are returned once to the caller and are
+event (logged and kept in the login history). Second-factor checks are limited per account: each
+check takes one slot of a counter in the shared access store (an atomic fixed-window counter, so
+parallel guesses cannot slip past it), a matching code gives its slot back, and once
+``max_failures`` wrong codes are counted in a window of ``lockout_minutes`` every check (TOTP or
+recovery code) is refused until the window ends. Secrets are returned once to the caller and are
 never part of a message.
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hardmail.admin.service import AdminError
@@ -107,20 +111,47 @@ class CredentialService:
 
     async def verify_second_factor(self, address: str, code: str) -> str:
         """Check a TOTP code (each usable once) or a recovery code (deleted when used); returns
-        "totp" or "recovery-code". Raises AdminError when neither matches."""
+        "totp" or "recovery-code". Raises AdminError when neither matches, or while the account's
+        second-factor checks are locked after too many wrong codes."""
         key, state = await self._state(address)
         if state.totp_secret is None:
             raise AdminError(f"two-factor authentication is not on for {key}",
                              f"turn it on with `hardmail account 2fa enable {key}`")
-        secret = self._decrypt(state.totp_secret)
-        step = totp.matching_step(secret, code, self._clock.now())
+        window = await self._take_attempt(key)
+        kind = await self._matching_code(key, state.totp_secret, code)
+        if kind is None:
+            await self._event(key, "2fa-code-wrong")
+            raise AdminError("the code is wrong or was already used", "type the code the app shows now")
+        await self._attempt_counter(key, window, -1)  # a right code does not count against the limit
+        return kind
+
+    async def _matching_code(self, key: str, encrypted_secret: str, code: str) -> str | None:
+        step = totp.matching_step(self._decrypt(encrypted_secret), code, self._clock.now())
         if step is not None and await self._credentials.claim_totp_step(key, step):
             return "totp"
         if step is None and await self._credentials.use_recovery_code(key, totp.recovery_code_digest(code)):
             left = await self._credentials.count_recovery_codes(key)
             await self._event(key, "recovery-code-used", f"{left} left")
             return "recovery-code"
-        raise AdminError("the code is wrong or was already used", "type the code the app shows now")
+        return None
+
+    async def _take_attempt(self, key: str) -> int:
+        """Count this check in the current window (before checking: parallel guesses each take a
+        slot); the window's start. Raises AdminError when the window's slots are used up."""
+        window_seconds = self._two_factor.lockout_minutes * 60
+        window = int(self._clock.now()) // window_seconds * window_seconds
+        attempts = await self._attempt_counter(key, window, 1)
+        if attempts > self._two_factor.max_failures:
+            until = datetime.fromtimestamp(window + window_seconds, UTC).isoformat(timespec="minutes")
+            if attempts == self._two_factor.max_failures + 1:  # recorded once, not for every refused try
+                await self._event(key, "2fa-locked", f"until {until}")
+            raise AdminError(
+                f"too many wrong two-factor codes for {key}; checks are locked until {until} UTC",
+                "wait until then and type the code the app shows at that time")
+        return window
+
+    async def _attempt_counter(self, key: str, window: int, amount: int) -> int:
+        return await self._store.access.add_to_counter(f"2fa-attempts:{key}", window, amount)
 
     def _decrypt(self, token: str) -> str:
         try:

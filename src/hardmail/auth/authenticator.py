@@ -7,12 +7,15 @@ A correct main password can still be refused over a mail protocol (two-factor au
 must change, expired, see :mod:`hardmail.policy.login`): that outcome carries a ``client_text``
 telling the user what to do. A legacy or outdated hash is replaced by an Argon2id one with the
 configured parameters at the first successful login, and the SCRAM secrets are derived then when
-missing.
+missing (none when SASLprep refuses the password) or made with another iteration count. That
+upgrade is a compare-and-swap on the hash that was verified, so it never undoes a password change
+made meanwhile, and it is housekeeping: whatever goes wrong in it is logged and the login stands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 
 from hardmail.auth.app_passwords import app_password_digest, usable_for
@@ -20,11 +23,12 @@ from hardmail.auth.events import now_utc, record_event
 from hardmail.auth.hashing import VerifyResult
 from hardmail.auth.legacy import scheme_of
 from hardmail.auth.pool import HashPool
-from hardmail.auth.scram import ScramSecrets, derive_secrets
+from hardmail.auth.scram import ScramSecrets, derive_secrets_or_none
 from hardmail.auth.verify_cache import verify_cache_for
 from hardmail.config.schema import Config, PasswordPolicySection
 from hardmail.core.address import AddressError, parse_address_arg
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.ops.log import log_event
 from hardmail.policy.login import main_password_refusal
 from hardmail.store.ports import Account, Store
 from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
@@ -135,7 +139,7 @@ async def _main_password_login(
         cache.remember(account.address, account.password_hash, password, login.clock)
     outcome = await finish_verified_login(login, account, state, via="password")
     if outcome.account is not None:
-        await _upgrade_if_needed(login, account, state, password, result.needs_rehash)
+        await _upgrade_safely(login, account, state, password, result.needs_rehash)
     return outcome
 
 
@@ -153,17 +157,31 @@ async def finish_verified_login(login: _Login, account: Account, state: Credenti
     return AuthOutcome(account.address, "ok", via=via)
 
 
+async def _upgrade_safely(
+    login: _Login, account: Account, state: CredentialState, password: str, needs_rehash: bool
+) -> None:
+    """:func:`_upgrade_if_needed`, whose failure is logged (never a secret) and never fails the login."""
+    try:
+        await _upgrade_if_needed(login, account, state, password, needs_rehash)
+    except Exception as exc:  # the password was right: the login stands, the upgrade waits for the next
+        log_event("auth.upgrade_error", level="error", account=account.address, error=type(exc).__name__)
+
+
 async def _upgrade_if_needed(
     login: _Login, account: Account, state: CredentialState, password: str, needs_rehash: bool
 ) -> None:
     """Re-hash a legacy or outdated hash; derive SCRAM secrets when missing or outdated."""
     scram = None
     if state.scram is None or state.scram.iterations != login.rules.scram_iterations:
-        scram = await asyncio.to_thread(derive_secrets, password, login.rules.scram_iterations)
+        scram = await asyncio.to_thread(derive_secrets_or_none, password, login.rules.scram_iterations)
     if not needs_rehash and scram is None:
         return
     new_hash = await login.pool.hash(password) if needs_rehash else account.password_hash
-    await login.store.credentials.upgrade_hash(account.address, new_hash, scram)
+    swapped = await login.store.credentials.upgrade_hash(
+        account.address, new_hash, scram, expected_hash=account.password_hash)
+    if not swapped:  # the password was changed since it was verified: that change wins
+        log_event("auth.upgrade_skipped", account=account.address, reason="password changed meanwhile")
+        return
     if needs_rehash:
         legacy = scheme_of(account.password_hash)
         kind = "legacy-hash-upgraded" if legacy else "hash-parameters-upgraded"
@@ -205,3 +223,43 @@ async def finish_scram_login(
     if not proof_ok:
         return await login.fail(key, "wrong password")
     return await finish_verified_login(login, account, state, via="scram")
+
+
+async def record_scram_failure(
+    store: Store,
+    pool: HashPool,
+    username: str,
+    attempt: LoginAttempt,
+    *,
+    rules: LoginRules | None = None,
+    clock: Clock | None = None,
+) -> AuthOutcome:
+    """A SCRAM exchange that failed once the user's secrets (or decoys) were supplied. Known and
+    unknown users cost the same: the same two look-ups and one login-history row (an unknown
+    address is recorded under the name tried); only the log reason differs."""
+    login = _Login(store, pool, attempt, rules or LoginRules(), clock or SystemClock())
+    try:
+        key = parse_address_arg(username).key
+    except AddressError:  # never an account, so the name alone says so: nothing to hide
+        return AuthOutcome(None, "user name is not an address")
+    account = await store.get_account(key)
+    state = await store.credentials.get_credentials(key)
+    return await login.fail(key, "wrong password" if account and state else "unknown user")
+
+
+DECOY_ITERATIONS_TTL = 300.0  # seconds a looked-up most common iteration count is reused
+_decoy_iterations: weakref.WeakKeyDictionary[object, tuple[float, int]] = weakref.WeakKeyDictionary()
+
+
+async def decoy_scram_iterations(store: Store, configured: int, clock: Clock) -> int:
+    """The iteration count of decoy SCRAM secrets: the one most stored secrets have (the configured
+    one when none), so that ``i=`` in the server-first message does not tell unknown users from
+    known ones. Looked up at most every DECOY_ITERATIONS_TTL seconds per store: an unknown user's
+    exchange must not cost a scan of every account."""
+    now = clock.monotonic()
+    cached = _decoy_iterations.get(store)
+    if cached is not None and now - cached[0] < DECOY_ITERATIONS_TTL:
+        return cached[1]
+    iterations = await store.credentials.most_common_scram_iterations() or configured
+    _decoy_iterations[store] = (now, iterations)
+    return iterations

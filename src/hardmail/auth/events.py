@@ -2,7 +2,7 @@
 
 Kinds: ``login``, ``password-set``, ``password-changed``, ``must-change-set``,
 ``must-change-cleared``, ``hash-imported``, ``legacy-hash-upgraded``, ``hash-parameters-upgraded``,
-``2fa-enabled``, ``2fa-disabled``, ``recovery-code-used``, ``app-password-created``,
+``2fa-enabled``, ``2fa-disabled``, ``2fa-code-wrong``, ``2fa-locked``, ``recovery-code-used``, ``app-password-created``,
 ``app-password-first-use``, ``app-password-revoked``. A history write that fails is logged and
 does not fail the login or the admin action it records.
 """

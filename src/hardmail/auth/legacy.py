@@ -61,6 +61,10 @@ def _passlib_normalizer(handler: object) -> Callable[[str], str]:
     def normalize(text: str) -> str:
         if not handler.identify(text):  # type: ignore[attr-defined]
             raise UnknownHashFormat("the hash is not in this scheme's modular-crypt form")
+        try:
+            handler.from_string(text)  # type: ignore[attr-defined]  # parses every field, not just the prefix
+        except (ValueError, TypeError):
+            raise UnknownHashFormat("the hash has this scheme's prefix but its fields are malformed") from None
         return text
 
     return normalize

@@ -3,7 +3,11 @@
 What is stored per account is the salt, the iteration count, StoredKey = H(ClientKey) and
 ServerKey; none of them lets anyone log in without the password (a stolen StoredKey is not a
 password equivalent, since the client proof needs ClientKey). PBKDF2 is hashlib's; the password
-is normalised with SASLprep (RFC 4013, from libpass) as RFC 5802 2.2 asks.
+is normalised with SASLprep (RFC 4013, from libpass) as RFC 5802 2.2 asks. SASLprep refuses some
+passwords (characters unassigned in Unicode 3.2 such as emoji, private-use characters, malformed
+right-to-left text): the password policy refuses them when set, and an imported or older password
+that SASLprep refuses simply has no SCRAM secrets (:func:`derive_secrets_or_none`); SCRAM then
+fails for it as for a wrong password, and PLAIN and LOGIN still work.
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ from passlib.utils import saslprep
 
 SALT_BYTES = 16
 _HASH = "sha256"
+
+
+class NotSaslprepable(ValueError):
+    """SASLprep (RFC 4013) refuses the password; the message names the rule, never the password."""
+
+
+def saslprep_problem(password: str) -> str | None:
+    """Why SASLprep (RFC 4013) refuses ``password`` (libpass's words, without the text), or None."""
+    try:
+        saslprep(password)
+    except ValueError as exc:
+        return " ".join(str(exc).replace(" in ", " ").split()).removesuffix(" value")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +63,18 @@ def _hmac(key: bytes, message: bytes) -> bytes:
 
 
 def salted_password(password: str, salt: bytes, iterations: int) -> bytes:
-    """RFC 5802 3: SaltedPassword := Hi(Normalize(password), salt, i), Hi being PBKDF2-HMAC."""
-    return hashlib.pbkdf2_hmac(_HASH, saslprep(password).encode("utf-8"), salt, iterations)
+    """RFC 5802 3: SaltedPassword := Hi(Normalize(password), salt, i), Hi being PBKDF2-HMAC.
+    Raises NotSaslprepable (RFC 4013 refuses the password)."""
+    try:
+        normalized = saslprep(password)
+    except ValueError:
+        raise NotSaslprepable("SASLprep (RFC 4013) refuses the password") from None
+    return hashlib.pbkdf2_hmac(_HASH, normalized.encode("utf-8"), salt, iterations)
 
 
 def derive_secrets(password: str, iterations: int, salt: bytes | None = None) -> ScramSecrets:
-    """RFC 5802 3: StoredKey := H(HMAC(SaltedPassword, "Client Key")); ServerKey := HMAC(.., "Server Key")."""
+    """RFC 5802 3: StoredKey := H(HMAC(SaltedPassword, "Client Key")); ServerKey := HMAC(.., "Server Key").
+    Raises NotSaslprepable; new passwords cannot, the password policy having refused them."""
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
     salted = salted_password(password, salt, iterations)
     client_key = _hmac(salted, b"Client Key")
@@ -61,6 +84,14 @@ def derive_secrets(password: str, iterations: int, salt: bytes | None = None) ->
         stored_key=hashlib.sha256(client_key).digest(),
         server_key=_hmac(salted, b"Server Key"),
     )
+
+
+def derive_secrets_or_none(password: str, iterations: int) -> ScramSecrets | None:
+    """The secrets of an existing or imported password, or None (store none) when SASLprep refuses it."""
+    try:
+        return derive_secrets(password, iterations)
+    except NotSaslprepable:
+        return None
 
 
 def decoy_secrets(username: str, key: bytes, iterations: int) -> ScramSecrets:

@@ -128,6 +128,8 @@ class ScramSection(Section):
 
 class TwoFactorSection(Section):
     issuer: str = Field("hardmail", min_length=1, description="Issuer name shown by authenticator apps for TOTP codes.")
+    max_failures: int = Field(5, ge=1, le=100, description="Wrong two-factor codes (TOTP or recovery) an account may get per lockout window; further checks are refused until the window ends.")
+    lockout_minutes: int = Field(15, ge=1, le=1440, description="Length of the window in which wrong two-factor codes are counted, in minutes.")
 
 
 class AuthSection(Section):
@@ -176,6 +178,8 @@ class OutboundSection(Section):
     dane: bool = Field(True, description="Enforce DANE TLSA records (RFC 7672) when the resolver reports DNSSEC-validated answers.")
     mta_sts_port: int = Field(443, gt=0, lt=65536, description="HTTPS port of MTA-STS policy hosts; change it only for tests.")
     ca_file: Path | None = Field(None, description="Extra CA certificates (PEM) trusted for MTA-STS and verified TLS, besides the system store.")
+    refuse_non_public: bool = Field(True, description="Never deliver to MX hosts whose addresses are loopback, unspecified, link-local, multicast or reserved, nor to MX records naming an IP address; turn off only for tests. Routes are not checked.")
+    refuse_private: bool = Field(False, description="Also never deliver to MX hosts with private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).")
 
 
 def _check_network_list(values: list[str]) -> list[str]:
@@ -247,6 +251,9 @@ class InboundSection(Section):
     authserv_id: str = Field("", description="Name in Authentication-Results (RFC 8601); empty uses server.hostname. Incoming fields claiming it are removed.")
     dmarc_reject: Literal["enforce", "mark"] = Field("enforce", description="DMARC p=reject failures: enforce refuses them with 550 5.7.1; mark only records the result.")
     dmarc_quarantine: Literal["enforce", "mark"] = Field("enforce", description="DMARC p=quarantine failures: enforce delivers them to the Junk folder; mark only records the result.")
+    max_dkim_signatures: int = Field(5, ge=1, le=50, description="DKIM signatures verified per message (RFC 6376 6.1); further ones are reported as dkim=policy, not verified.")
+    verify_deadline: float = Field(20.0, gt=0, description="Seconds for all DKIM and ARC key look-ups of one message; signatures left unverified then are temperror.")
+    worker_threads: int = Field(4, ge=1, le=64, description="Threads of the pool that runs SPF, DKIM and ARC work (kept apart from delivery's threads).")
 
 
 class GreylistSection(Section):
@@ -256,9 +263,9 @@ class GreylistSection(Section):
     initial_delay: float = Field(300.0, ge=0, description="Seconds a sender must wait before its retry is accepted.")
     unconfirmed_lifetime: float = Field(86400.0, gt=0, description="Seconds an unconfirmed triplet (never retried) is remembered.")
     confirmed_lifetime: float = Field(36 * 86400.0, gt=0, description="Seconds a confirmed triplet is remembered after its last use.")
-    bypass_spf_pass: bool = Field(True, description="Skip greylisting when the sender's SPF result is pass.")
+    bypass_spf_pass: bool = Field(False, description="Skip greylisting when the envelope sender's SPF result is pass. Off by default: spammers publish SPF records too.")
     whitelist: list[str] = Field([], description="Never greylisted: sender addresses (user@domain), sender domains, client IP addresses or networks (CIDR).")
-    auto_whitelist_after: int = Field(3, ge=0, description="Whitelist a client network after this many of its senders retried correctly; 0 never.")
+    auto_whitelist_after: int = Field(3, ge=0, description="Whitelist a client network once this many distinct envelope senders from it have passed greylisting by retrying; 0 never.")
     ipv4_prefix: int = Field(24, ge=8, le=32, description="IPv4 prefix length of the client network in a triplet.")
     ipv6_prefix: int = Field(64, ge=16, le=128, description="IPv6 prefix length of the client network in a triplet.")
 

@@ -6,19 +6,20 @@ the runner adds DNS, routing, TLS policy and the SMTP client.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from hardmail.auth.server_key import server_fernet
-from hardmail.config.schema import Config
+from hardmail.config.schema import Config, parse_host_port
 from hardmail.core.clock import Clock
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.notices import LocalNotices, NoticeSender
 from hardmail.delivery.outbound import OutboundDeliverer, OutboundSettings
 from hardmail.delivery.queue import DeliveryQueue
-from hardmail.delivery.routing import Router
+from hardmail.delivery.routing import AddressGuard, Router
 from hardmail.delivery.runner import DeliveryRunner
 from hardmail.delivery.smtp_client import Timeouts
 from hardmail.delivery.spool import OutboundSpool
@@ -68,5 +69,19 @@ def build_runner(config: Config, store: Store, services: DeliveryServices, clock
     )
     deliverer = OutboundDeliverer(settings, resolver, MtaSts(resolver, fetcher, clock, store),
                                   decrypter(server_fernet(config.data_dir)))
-    return DeliveryRunner(services.queue, Router(resolver, out.port), deliverer, services.notices,
+    guard = AddressGuard(out.refuse_non_public, out.refuse_private, own_addresses(config))
+    return DeliveryRunner(services.queue, Router(resolver, out.port, guard=guard), deliverer, services.notices,
                           config.queue, clock, runner_owner(config))
+
+
+def own_addresses(config: Config) -> frozenset[str]:
+    """The IP addresses our listeners are bound to (mail to them would loop back to us)."""
+    listen = config.listen
+    found: set[str] = set()
+    for value in (*listen.smtp, *listen.submission, *listen.submissions):
+        host = parse_host_port(value)[0]
+        if host == "localhost":
+            found.update(("127.0.0.1", "::1"))
+        elif host not in ("", "*") and not ipaddress.ip_address(host).is_unspecified:
+            found.add(str(ipaddress.ip_address(host)))
+    return frozenset(found)

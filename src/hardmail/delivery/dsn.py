@@ -5,14 +5,19 @@ a ``message/delivery-status`` part (one per-message block, one block per recipie
 message (``message/rfc822``) when it is small, else only its headers (``text/rfc822-headers``). It
 comes from MAILER-DAEMON and is sent with a null reverse-path (RFC 5321 4.5.5), so that a notice
 about a notice is never made: :func:`should_notify` is False for a message with a null sender.
+
+The sender's DSN request (RFC 3461) is honoured: NOTIFY per recipient (NEVER, or any of SUCCESS,
+FAILURE, DELAY; without NOTIFY failures and delays are reported), RET=HDRS returns the headers only,
+ENVID appears as ``Original-Envelope-Id`` and ORCPT as ``Original-Recipient`` in the report.
 """
 
 from __future__ import annotations
 
 import email.policy
+import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.charset import QP, Charset
@@ -24,7 +29,8 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid
 from typing import Literal
 
-Action = Literal["failed", "delayed"]
+Action = Literal["failed", "delayed", "delivered"]
+_NOTIFY_KEYWORD = {"failed": "FAILURE", "delayed": "DELAY", "delivered": "SUCCESS"}
 _QP_UTF8 = Charset("utf-8")
 _QP_UTF8.body_encoding = QP  # readable in a mail client's source view
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -40,6 +46,7 @@ class RecipientReport:
     remote_mta: str = ""
     last_attempt: float | None = None
     retry_until: float | None = None
+    original_recipient: str = ""  # RFC 3461 4.2 ORCPT, "addr-type;address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,56 @@ class Notice:
     sender: str  # the original sender: the notice's only recipient
     arrival: float
     reporting_mta: str  # our host name
+    envid: str = ""  # RFC 3461 4.4 ENVID
+    ret: str = ""  # RFC 3461 4.3 RET: HDRS returns the headers only
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientDsn:
+    """What the client asked for one recipient (RFC 3461 4.1, 4.2)."""
+
+    notify: tuple[str, ...] = ()
+    orcpt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DsnRequest:
+    """The client's DSN parameters for one message (RFC 3461 4); kept with the queued message."""
+
+    ret: str = ""
+    envid: str = ""
+    recipients: Mapping[str, RecipientDsn] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"ret": self.ret, "envid": self.envid,
+                           "rcpt": {a: [list(r.notify), r.orcpt] for a, r in self.recipients.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> DsnRequest:
+        """The request stored by :meth:`to_json`; an unreadable one is the default request."""
+        try:
+            data = json.loads(text)
+            recipients = {str(a): RecipientDsn(tuple(map(str, n)), str(o)) for a, (n, o) in data["rcpt"].items()}
+            return cls(str(data["ret"]), str(data["envid"]), recipients)
+        except (ValueError, KeyError, TypeError):
+            return cls()
+
+    def for_recipient(self, address: str) -> RecipientDsn:
+        return self.recipients.get(address, RecipientDsn())
+
+
+def wants_notice(notify: Sequence[str], action: Action) -> bool:
+    """RFC 3461 4.1: NEVER gets nothing; without NOTIFY, failures and delays are reported."""
+    keywords = {n.upper() for n in notify}
+    if not keywords:
+        return action in ("failed", "delayed")
+    return "NEVER" not in keywords and _NOTIFY_KEYWORD[action] in keywords
+
+
+def xtext(text: str) -> str:
+    """RFC 3461 4: "+", "=" and characters outside "!".."~" as "+XX"."""
+    return "".join(c if "!" <= c <= "~" and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode())
+                   for c in text)
 
 
 def should_notify(sender: str) -> bool:
@@ -80,6 +137,8 @@ def _per_message_block(notice: Notice) -> Message:
     # RFC 3464 2.2
     block = Message()
     block["Reporting-MTA"] = f"dns; {notice.reporting_mta}"
+    if notice.envid:
+        block["Original-Envelope-Id"] = notice.envid  # RFC 3464 2.2.1
     block["X-Hardmail-Queue-ID"] = notice.queue_id
     block["Arrival-Date"] = _when(notice.arrival)
     return block
@@ -88,6 +147,8 @@ def _per_message_block(notice: Notice) -> Message:
 def _recipient_block(report: RecipientReport) -> Message:
     # RFC 3464 2.3
     block = Message()
+    if report.original_recipient:
+        block["Original-Recipient"] = report.original_recipient  # RFC 3464 2.3.1
     block["Final-Recipient"] = final_recipient(report.address)
     block["Action"] = report.action
     block["Status"] = report.status
@@ -102,19 +163,27 @@ def _recipient_block(report: RecipientReport) -> Message:
     return block
 
 
+_INTROS = {
+    "failed": "Your message could not be delivered to the recipients below; it will not be retried.\n",
+    "delayed": "Your message has not been delivered yet to the recipients below; delivery is still being "
+               "retried and you need not send it again.\n",
+    "delivered": "Your message was delivered to the recipients below.\n",
+}
+_SUBJECTS = {
+    "failed": "Undelivered Mail Returned to Sender",
+    "delayed": "Delayed Mail (still being retried)",
+    "delivered": "Successful Mail Delivery Report",
+}
+
+
 def _human_text(notice: Notice, reports: Sequence[RecipientReport]) -> str:
-    failed = reports[0].action == "failed"
-    intro = (f"This is the mail system at {notice.reporting_mta}.\n\n"
-             + ("Your message could not be delivered to the recipients below; it will not be retried.\n"
-                if failed else
-                "Your message has not been delivered yet to the recipients below; delivery is still being "
-                "retried and you need not send it again.\n"))
+    intro = f"This is the mail system at {notice.reporting_mta}.\n\n" + _INTROS[reports[0].action]
     lines = [f"<{r.address}>: {r.diagnostic or r.status}" for r in reports]
     return intro + "\n" + "\n".join(lines) + "\n"
 
 
-def _original_part(original: bytes, full_limit: int) -> Message:
-    if len(original) <= full_limit:
+def _original_part(original: bytes, full_limit: int, ret: str = "") -> Message:
+    if ret.upper() != "HDRS" and len(original) <= full_limit:
         return MIMEMessage(message_from_bytes(original, policy=email.policy.compat32))
     head = _HEADER_END.split(original, 1)[0].decode("utf-8", "replace").replace("\r\n", "\n")
     return MIMEText(head + "\n", "rfc822-headers", _QP_UTF8)  # type: ignore[arg-type]
@@ -128,8 +197,7 @@ def build_notice(notice: Notice, reports: Sequence[RecipientReport], original: b
     report = MIMEMultipart("report", report_type="delivery-status")
     report["From"] = f"Mail Delivery System <MAILER-DAEMON@{notice.reporting_mta}>"
     report["To"] = f"<{notice.sender}>"
-    report["Subject"] = ("Undelivered Mail Returned to Sender" if reports[0].action == "failed"
-                         else "Delayed Mail (still being retried)")
+    report["Subject"] = _SUBJECTS[reports[0].action]
     report["Date"] = _when(now)
     report["Message-ID"] = make_msgid(domain=notice.reporting_mta)
     report["Auto-Submitted"] = "auto-replied"  # RFC 3834 5
@@ -137,6 +205,6 @@ def build_notice(notice: Notice, reports: Sequence[RecipientReport], original: b
     status = MIMEBase("message", "delivery-status")
     status.set_payload([_per_message_block(notice), *(_recipient_block(r) for r in reports)])
     report.attach(status)
-    report.attach(_original_part(original, full_limit))
+    report.attach(_original_part(original, full_limit, notice.ret))
     policy = email.policy.SMTP if notice.sender.isascii() else email.policy.SMTPUTF8  # RFC 6532
     return report.as_bytes(policy=policy)

@@ -276,3 +276,16 @@ def _normalised(local: str, domain: str) -> str:
         return f"{local}@{normalize_domain(domain)}"
     except AddressError:
         return f"{local}@{domain.lower()}"
+
+
+MAX_RECEIVED = 100  # RFC 5321 6.3: a hop count of 100 is a reasonable loop threshold
+_RECEIVED_FIELD = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def received_count(head: bytes) -> int:
+    """How many ``Received:`` fields the header block holds (RFC 5321 6.3 loop detection)."""
+    return len(_RECEIVED_FIELD.findall(head))
+
+
+def too_many_hops(head: bytes) -> bool:
+    return received_count(head) > MAX_RECEIVED

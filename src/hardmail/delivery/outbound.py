@@ -6,15 +6,20 @@ connection to the first host that works (RFC 5321 5.1: next address, then next M
 failures) and sends several messages over it. Each message's per-recipient outcome is handed to a
 callback as soon as the remote server has answered, before the next message is sent. Each attempt
 is logged as one JSON line with the MX, IP, TLS version, reply code and text.
+
+Route credentials are only ever sent over verified TLS. An unexpected error while sending one
+message defers that message only (the connection is dropped). The sender's DSN request is passed
+on to a next hop that offers DSN (RFC 3461 4).
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardmail.delivery.dsn import RecipientDsn, xtext
 from hardmail.delivery.routing import Destination, MxHost
 from hardmail.delivery.smtp_client import (
     ConnectionFailed,
@@ -28,8 +33,8 @@ from hardmail.delivery.tls_policy import (
     OPPORTUNISTIC,
     MtaSts,
     TlsPlan,
+    tlsa_lookup,
     tlsa_matches,
-    tlsa_records,
     unverified_context,
     verified_context,
 )
@@ -50,7 +55,10 @@ class OutgoingMessage:
     queue_id: str
     sender: str
     recipients: tuple[str, ...]
-    data: bytes = field(repr=False)
+    data: bytes = field(default=b"", repr=False)  # loaded just before sending (see ``Prepare``)
+    ret: str = ""  # RFC 3461 4.3
+    envid: str = ""  # RFC 3461 4.4
+    recipient_dsn: Mapping[str, RecipientDsn] = field(default_factory=dict)  # RFC 3461 4.1, 4.2
 
     @property
     def needs_8bitmime(self) -> bool:
@@ -94,6 +102,13 @@ class _Open:
 
 
 OnResult = Callable[[AttemptResult], Awaitable[None]]
+# Called right before a message is sent: the message with its data and its still-pending recipients,
+# or None to skip it (its claim was lost, or nothing is pending any more).
+Prepare = Callable[[OutgoingMessage], Awaitable["OutgoingMessage | None"]]
+
+
+async def _unchanged(message: OutgoingMessage) -> OutgoingMessage | None:
+    return message
 
 
 def all_outcomes(message: OutgoingMessage, state: RecipientState, text: str, code: int | None = None,
@@ -122,9 +137,13 @@ def outcomes_from(message: OutgoingMessage, replies: TransactionReplies, mx: str
 
 
 def route_plan(route: Route) -> TlsPlan:
+    """The route's TLS mode; with credentials, TLS with a verified certificate and name is required."""
+    if route.username and route.tls == "none":
+        raise DeliveryDeferred(f"route {route.pattern} has credentials but TLS none: credentials are only sent "
+                               "over verified TLS; set the route's TLS to starttls or implicit")
     if route.tls == "implicit":
         return TlsPlan("never", "pkix", implicit=True, reason="route")
-    if route.tls == "starttls":
+    if route.tls == "starttls" or route.username:
         return TlsPlan("require", "pkix", reason="route")
     return TlsPlan("never" if route.tls == "none" else "try", reason="route")
 
@@ -145,7 +164,12 @@ class OutboundDeliverer:
         policy = await self.mta_sts.policy(destination.domain) if self.mta_sts and self.settings.mta_sts else None
         chosen: list[tuple[MxHost, TlsPlan]] = []
         for host in destination.hosts:
-            plan: TlsPlan | None = await self._dane_plan(host, destination.port)
+            try:
+                plan: TlsPlan | None = await self._dane_plan(host, destination.port)
+            except DeliveryDeferred as exc:
+                log_event("dane.tlsa_lookup", level="warning", domain=destination.domain, mx=host.name,
+                          result="failure", detail=str(exc))
+                continue
             if plan is None and policy is not None and policy.mode != "none":
                 if not policy.allows(host.name):
                     log_event("mta_sts.mx_mismatch", level="warning", domain=destination.domain, mx=host.name,
@@ -156,13 +180,18 @@ class OutboundDeliverer:
                     plan = TlsPlan("require", "pkix", reason="mta-sts")
             chosen.append((host, plan or OPPORTUNISTIC))
         if not chosen:
-            raise DeliveryDeferred(f"no MX host of {destination.domain} matches its MTA-STS policy")
+            raise DeliveryDeferred(f"no usable MX host of {destination.domain} (MTA-STS policy or DANE TLSA "
+                                   "lookup failure)")
         return chosen
 
     async def _dane_plan(self, host: MxHost, port: int) -> TlsPlan | None:
         if not self.settings.dane:
             return None
-        applies, usable = await tlsa_records(self.resolver, host.name, port)
+        found = await tlsa_lookup(self.resolver, host.name, port)
+        if found.failed and host.authenticated:
+            # RFC 7672 2.2: a secure host whose TLSA lookup fails is unusable (no downgrade).
+            raise DeliveryDeferred(f"TLSA lookup for {host.name} failed; the host is skipped")
+        applies, usable = found.applies, found.usable
         if not applies:
             return None
         # RFC 7672 2.2: with only unusable TLSA records TLS is still required, without authentication.
@@ -205,7 +234,7 @@ class OutboundDeliverer:
         elif plan.starttls != "never":
             await self._starttls(client, host, plan)
         if route is not None and route.username:
-            await self._authenticate(client, route)
+            await self._authenticate(client, route, plan)
 
     async def _ehlo(self, client: SmtpClient) -> None:
         reply = await client.ehlo(self.settings.helo_name)
@@ -237,9 +266,9 @@ class OutboundDeliverer:
         if not der or not tlsa_matches(plan.tlsa, der):
             raise ConnectionFailed("server certificate matches no DANE TLSA record")
 
-    async def _authenticate(self, client: SmtpClient, route: Route) -> None:
-        if client.tls_version is None:
-            raise ConnectionFailed("route credentials are never sent without TLS")
+    async def _authenticate(self, client: SmtpClient, route: Route, plan: TlsPlan) -> None:
+        if client.tls_version is None or plan.verify != "pkix":
+            raise ConnectionFailed("route credentials are only sent over TLS with a verified certificate")
         try:
             password = self.decrypt(route.password_encrypted)
         except ValueError:
@@ -250,28 +279,43 @@ class OutboundDeliverer:
 
     # sending
 
-    async def deliver(self, destination: Destination, messages: Sequence[OutgoingMessage], on_result: OnResult) -> None:
-        """Send ``messages`` over as few connections as possible; every message gets one result."""
+    async def deliver(self, destination: Destination, messages: Sequence[OutgoingMessage], on_result: OnResult,
+                      prepare: Prepare = _unchanged) -> None:
+        """Send ``messages`` over as few connections as possible; every message sent gets one result."""
         try:
             candidates = await self.candidates(destination)
         except DeliveryDeferred as exc:
             await _defer_all(messages, str(exc), on_result)
             return
         connection: _Open | None = None
-        for index, message in enumerate(messages):
+        for index, queued in enumerate(messages):
+            message = await prepare(queued)
+            if message is None:
+                continue
             if connection is None:
                 try:
                     connection = await self.open(destination, candidates)
                 except DeliveryDeferred as exc:
-                    await _defer_all(messages[index:], str(exc), on_result)
+                    await _defer_all([message, *messages[index + 1:]], str(exc), on_result)
                     return
-            result, reusable = await self._send(connection, message)
+            result, reusable = await self._send_isolated(connection, message)
             await on_result(result)
             if not reusable:
                 connection.client.close()
                 connection = None
         if connection is not None:
             await connection.client.quit()
+
+    async def _send_isolated(self, connection: _Open, message: OutgoingMessage) -> tuple[AttemptResult, bool]:
+        """:meth:`_send`; an unexpected error defers this message only and drops the connection."""
+        try:
+            return await self._send(connection, message)
+        except Exception as exc:
+            text = f"4.3.0 internal error while sending: {type(exc).__name__}"
+            log_event("delivery.internal_error", level="error", queue_id=message.queue_id,
+                      mx=connection.host.name, detail=f"{type(exc).__name__}: {exc}"[:300])
+            outcomes = all_outcomes(message, "pending", text, None, connection.host.name)
+            return _result(connection.client, connection.host.name, message, outcomes, text), False
 
     async def _send(self, connection: _Open, message: OutgoingMessage) -> tuple[AttemptResult, bool]:
         client, mx = connection.client, connection.host.name
@@ -281,12 +325,23 @@ class OutboundDeliverer:
             return _result(client, mx, message, outcomes, str(refusal)), True
         try:
             replies = await client.transaction(mail_from_line(message.sender, mail_params(client, message)),
-                                               message.recipients, message.data, client.supports("PIPELINING"))
-            reusable = (await client.rset()).code == 250
+                                               message.recipients, message.data, client.supports("PIPELINING"),
+                                               rcpt_params(client, message))
         except ConnectionFailed as exc:
             outcomes = all_outcomes(message, "pending", f"connection to {mx} lost: {exc}", None, mx)
             return _result(client, mx, message, outcomes, str(exc)), False
-        return _result(client, mx, message, outcomes_from(message, replies, mx), str(decisive_reply(replies))), reusable
+        # The outcomes come from the transaction's replies alone: a failing RSET afterwards only
+        # means the connection cannot carry another message.
+        result = _result(client, mx, message, outcomes_from(message, replies, mx), str(decisive_reply(replies)))
+        return result, await _reset(client)
+
+
+async def _reset(client: SmtpClient) -> bool:
+    """RSET after a transaction; whether the connection can carry another message."""
+    try:
+        return (await client.rset()).code == 250
+    except ConnectionFailed:
+        return False
 
 
 def _result(client: SmtpClient, mx: str, message: OutgoingMessage, outcomes: tuple[RecipientOutcome, ...],
@@ -313,6 +368,28 @@ def mail_params(client: SmtpClient, message: OutgoingMessage) -> list[str]:
         params.append("BODY=8BITMIME")
     if message.needs_smtputf8 and client.supports("SMTPUTF8"):
         params.append("SMTPUTF8")
+    if client.supports("DSN"):  # RFC 3461 4: relay the sender's request
+        if message.ret:
+            params.append(f"RET={message.ret}")
+        if message.envid:
+            params.append(f"ENVID={xtext(message.envid)}")
+    return params
+
+
+def rcpt_params(client: SmtpClient, message: OutgoingMessage) -> dict[str, list[str]]:
+    """RCPT TO parameters: NOTIFY and ORCPT when the peer offers DSN (RFC 3461 4.1, 4.2, 6.2)."""
+    if not client.supports("DSN"):
+        return {}
+    params: dict[str, list[str]] = {}
+    for recipient in message.recipients:
+        asked = message.recipient_dsn.get(recipient, RecipientDsn())
+        found = []
+        if asked.notify:
+            found.append("NOTIFY=" + ",".join(asked.notify))
+        if asked.orcpt:
+            kind, _, address = asked.orcpt.partition(";")
+            found.append(f"ORCPT={kind.strip()};{xtext(address.strip())}")
+        params[recipient] = found
     return params
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
+from hardmail.delivery.dsn import DsnRequest
 from hardmail.delivery.group_commit import group_commit_for
 from hardmail.delivery.headers import (
     missing_submission_headers,
@@ -34,6 +35,7 @@ class Envelope:
     recipients: tuple[str, ...]  # as the client gave them (for the Received "for" clause)
     utf8: bool = False
     folder: str | None = None  # local copies go into this folder (e.g. "Junk"); None is the inbox
+    dsn: DsnRequest | None = None  # the client's DSN parameters (RFC 3461), kept for remote recipients
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ class MessageAcceptor:
             spool_id = await self.queue.enqueue(
                 envelope.sender, envelope.remote, parts,
                 origin_account=client.account, meta={"message_id": message_id}, queue_id=message_id,
-                notify=False,
+                notify=False, dsn=envelope.dsn,
             )
         try:
             written = await self._deliver_local(envelope.mailboxes, parts, envelope.folder)

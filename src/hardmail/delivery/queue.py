@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 
 from hardmail.core.clock import Clock
+from hardmail.delivery.dsn import DsnRequest
 from hardmail.delivery.durable import Chunks
 from hardmail.delivery.spool import OutboundSpool, QueueIdNotFound, SpoolEntry
 from hardmail.ops.log import log_event
@@ -26,12 +27,20 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+DSN_META = "dsn"  # spool meta key of the sender's DSN request (RFC 3461), kept for reconcile
+
+
 def new_entry(spooled: SpoolEntry, now: float) -> QueueEntry:
-    """The row for a freshly spooled message: every recipient pending, due at once."""
+    """The row for a freshly spooled message: every recipient pending, due at once, with its DSN request."""
+    dsn = DsnRequest.from_json(spooled.meta.get(DSN_META, "{}"))
+    recipients = []
+    for address in dict.fromkeys(spooled.recipients):
+        asked = dsn.for_recipient(address)
+        recipients.append(QueueRecipient(address, domain_of(address), notify=asked.notify, orcpt=asked.orcpt))
     return QueueEntry(
-        queue_id=spooled.queue_id, sender=spooled.sender,
-        recipients=tuple(QueueRecipient(r, domain_of(r)) for r in dict.fromkeys(spooled.recipients)),
+        queue_id=spooled.queue_id, sender=spooled.sender, recipients=tuple(recipients),
         size=spooled.size, origin_account=spooled.origin_account, created_at=now, next_attempt_at=now,
+        ret=dsn.ret, envid=dsn.envid,
     )
 
 
@@ -52,12 +61,15 @@ class DeliveryQueue:
 
     async def enqueue(self, sender: str, recipients: Sequence[str], message: Chunks, *,
                       origin_account: str | None, queue_id: str | None = None,
-                      meta: Mapping[str, str] | None = None, notify: bool = True) -> str:
+                      meta: Mapping[str, str] | None = None, notify: bool = True,
+                      dsn: DsnRequest | None = None) -> str:
         """Spool the message and commit its row; returns the queue id once both are durable.
 
         ``notify=False`` leaves waking the runner to the caller (:meth:`notify`), for a caller that
-        may still take the message back.
+        may still take the message back. ``dsn`` is the sender's DSN request (RFC 3461).
         """
+        if dsn is not None:
+            meta = {**(meta or {}), DSN_META: dsn.to_json()}
         queue_id = await asyncio.to_thread(self.spool.enqueue, sender, list(recipients), message,
                                            origin_account=origin_account, meta=meta, queue_id=queue_id)
         try:

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 MAX_REPLY_LINES = 100
@@ -189,11 +189,14 @@ class SmtpClient:
         return await self.read_reply()
 
     async def transaction(self, mail_line: str, recipients: Sequence[str], message: bytes,
-                          pipelining: bool) -> TransactionReplies:
-        """MAIL, RCPT for each recipient, DATA and the message; pipelined when the peer allows it."""
+                          pipelining: bool, rcpt_params: Mapping[str, Sequence[str]] | None = None,
+                          ) -> TransactionReplies:
+        """MAIL, RCPT for each recipient (with its ``rcpt_params``), DATA and the message; pipelined
+        when the peer allows it."""
+        params = rcpt_params or {}
         if pipelining:  # RFC 2920 3.1: the whole group, then the replies in order
             await self.send_raw(b"".join(line.encode() + b"\r\n" for line in
-                                         [mail_line, *(_rcpt(r) for r in recipients), "DATA"]))
+                                         [mail_line, *(_rcpt(r, params.get(r, ())) for r in recipients), "DATA"]))
             replies = TransactionReplies(await self.read_reply())
             for recipient in recipients:
                 replies.rcpt[recipient] = await self.read_reply()
@@ -203,7 +206,7 @@ class SmtpClient:
             if not replies.mail.is_positive:
                 return replies
             for recipient in recipients:
-                replies.rcpt[recipient] = await self.command(_rcpt(recipient))
+                replies.rcpt[recipient] = await self.command(_rcpt(recipient, params.get(recipient, ())))
             if not any(r.is_positive for r in replies.rcpt.values()):
                 return replies
             data_start = await self.command("DATA")
@@ -237,8 +240,8 @@ class SmtpClient:
         self.writer.close()
 
 
-def _rcpt(recipient: str) -> str:
-    return f"RCPT TO:<{recipient}>"
+def _rcpt(recipient: str, params: Iterable[str] = ()) -> str:
+    return " ".join([f"RCPT TO:<{recipient}>", *params])
 
 
 def mail_from_line(sender: str, params: Iterable[str]) -> str:

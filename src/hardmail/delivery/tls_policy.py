@@ -7,6 +7,10 @@
 * DANE (RFC 7672): TLSA records at ``_<port>._tcp.<mx host>`` are used only when the resolver says
   the answer is DNSSEC-validated. DANE-EE records (usage 3) are matched against the server's
   certificate; other usages count as unusable, which still requires TLS (RFC 7672 2.2).
+  DANE-TA (usage 2) is not supported: such records count as unusable (TLS required, certificate
+  not checked), because matching them needs the peer's certificate chain, which Python 3.11's ssl
+  module does not expose. When the MX host's address was DNSSEC-validated but its TLSA lookup
+  fails (SERVFAIL, timeout), the host is unusable (RFC 7672 2.2).
   DANE takes precedence over MTA-STS (RFC 8461 2).
 Under a policy, a TLS failure is a temporary failure; there is never a fallback to plaintext.
 """
@@ -157,10 +161,10 @@ class PolicyFetcher:
             async with httpx.AsyncClient(verify=verified_context(self.ca_file), timeout=self.timeout,
                                          follow_redirects=False) as client:
                 # Connect to the address our resolver gave, but verify and ask for the policy host.
-                response = await client.get(url, headers={"Host": host}, extensions={"sni_hostname": host})
+                body = await _fetch_limited(client, url, host, domain)
         except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
             raise PolicyError(f"fetching the MTA-STS policy of {domain} failed: {exc}"[:300]) from exc
-        return _policy_text(response, domain)
+        return body.decode("utf-8", "replace")
 
     async def _address(self, host: str) -> str:
         for rdtype in ("A", "AAAA"):
@@ -174,14 +178,27 @@ def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def _policy_text(response: httpx.Response, domain: str) -> str:
+def _check_response(response: httpx.Response, domain: str) -> None:
     if response.status_code != 200:  # RFC 8461 3.3: redirects are not followed
         raise PolicyError(f"MTA-STS policy of {domain}: HTTP {response.status_code}")
     if response.headers.get("content-type", "").split(";")[0].strip().lower() != "text/plain":
         raise PolicyError(f"MTA-STS policy of {domain} is not text/plain")
-    if len(response.content) > MAX_POLICY_BYTES:
-        raise PolicyError(f"MTA-STS policy of {domain} is too large")
-    return response.content.decode("utf-8", "replace")
+
+
+async def _fetch_limited(client: httpx.AsyncClient, url: str, host: str, domain: str) -> bytes:
+    async with client.stream("GET", url, headers={"Host": host}, extensions={"sni_hostname": host}) as response:
+        _check_response(response, domain)
+        return await _limited_body(response, domain)
+
+
+async def _limited_body(response: httpx.Response, domain: str) -> bytes:
+    """The body, read in pieces and abandoned as soon as it passes ``MAX_POLICY_BYTES`` (RFC 8461 3.3)."""
+    body = bytearray()
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) > MAX_POLICY_BYTES:
+            raise PolicyError(f"MTA-STS policy of {domain} is too large")
+    return bytes(body)
 
 
 class Fetcher(Protocol):
@@ -230,14 +247,27 @@ def _cache_key(domain: str) -> str:
     return f"mta-sts/{domain}"
 
 
-async def tlsa_records(resolver: Resolver, host: str, port: int) -> tuple[bool, tuple[Tlsa, ...]]:
-    """(DANE applies, usable DANE-EE records) for ``host``; DANE needs a DNSSEC-validated answer."""
+@dataclass(frozen=True, slots=True)
+class TlsaLookup:
+    applies: bool  # DNSSEC-validated TLSA records exist
+    usable: tuple[Tlsa, ...] = ()  # the DANE-EE records among them
+    failed: bool = False  # the lookup itself failed (SERVFAIL, timeout): not the same as "no records"
+
+
+async def tlsa_lookup(resolver: Resolver, host: str, port: int) -> TlsaLookup:
+    """The TLSA records of ``host``; DANE applies only to a DNSSEC-validated answer."""
     answer = await resolver.resolve(f"_{port}._tcp.{host}", "TLSA")
     if not (answer.ok and answer.authenticated):
-        return False, ()
+        return TlsaLookup(False, failed=answer.status == "tempfail")
     usable = tuple(Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in answer.records
                    if int(r.usage) == 3 and int(r.selector) in (0, 1) and int(r.mtype) in (0, 1, 2))
-    return True, usable
+    return TlsaLookup(True, usable)
+
+
+async def tlsa_records(resolver: Resolver, host: str, port: int) -> tuple[bool, tuple[Tlsa, ...]]:
+    """(DANE applies, usable DANE-EE records) for ``host``; DANE needs a DNSSEC-validated answer."""
+    found = await tlsa_lookup(resolver, host, port)
+    return found.applies, found.usable
 
 
 def tlsa_matches(records: tuple[Tlsa, ...], certificate_der: bytes) -> bool:

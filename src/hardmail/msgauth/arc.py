@@ -1,14 +1,18 @@
-"""ARC chain verification (RFC 8617) with dkimpy, its key look-ups on our Resolver, off the event loop."""
+"""ARC chain verification (RFC 8617) with dkimpy, its key look-ups on our Resolver, in the
+message-authentication thread pool and within one deadline per message."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import dkim  # type: ignore[import-untyped]
 
-from hardmail.msgauth.dkim import txt_lookup
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.msgauth import workers
+from hardmail.msgauth.dkim import VERIFY_DEADLINE, txt_lookup
 from hardmail.msgauth.dns import Resolver
 
 ArcResultCode = Literal["pass", "fail", "none"]
@@ -21,15 +25,21 @@ class ArcResult:
     instances: int = 0
 
 
-def verify_chain(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> ArcResult:
-    """RFC 8617 5.2: the chain validation status (call from a worker thread)."""
+def verify_chain(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
+                 monotonic: Callable[[], float] | None = None) -> ArcResult:
+    """RFC 8617 5.2: the chain validation status (call from a worker thread); no key look-up after
+    ``deadline`` (a ``monotonic()`` time)."""
     if b"arc-seal:" not in message.split(b"\r\n\r\n", 1)[0].lower():
         return ArcResult("none", "message is not ARC signed")
-    status, results, reason = dkim.arc_verify(message, dnsfunc=txt_lookup(resolver, loop))
+    lookup = txt_lookup(resolver, loop, deadline, monotonic)
+    status, results, reason = dkim.arc_verify(message, dnsfunc=lookup)
     code = status.decode() if isinstance(status, bytes) else "fail"  # None: the chain was already failed
     return ArcResult(code if code in ("pass", "fail", "none") else "fail", str(reason)[:200], len(results))  # type: ignore[arg-type]
 
 
-async def verify(message: bytes, resolver: Resolver) -> ArcResult:
+async def verify(message: bytes, resolver: Resolver, deadline: float = VERIFY_DEADLINE,
+                 clock: Clock | None = None) -> ArcResult:
+    """:func:`verify_chain` in the message-authentication pool, within ``deadline`` seconds from now."""
     loop = asyncio.get_running_loop()
-    return await asyncio.to_thread(verify_chain, message, resolver, loop)
+    monotonic = (clock or SystemClock()).monotonic
+    return await workers.run(verify_chain, message, resolver, loop, monotonic() + deadline, monotonic)

@@ -14,6 +14,8 @@ from hardmail.msgauth.spf import SpfResult
 
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[;()\"\\]")
+_TOKEN = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')  # RFC 2045 5.1 token
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')  # RFC 5322 3.2.4 quoted-string
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +47,10 @@ def _spf_clause(result: SpfResult, sender: str, helo: str) -> str:
 
 
 def _dkim_clause(result: DkimVerification) -> str:
-    parts = [f"dkim={result.result}", _comment(result.reason), f"header.d={_value(result.domain)}",
-             f"header.s={_value(result.selector)}", f"header.a={_value(result.algorithm)}"]
-    if result.header_b:
-        parts.append(f"header.b={_value(result.header_b)}")  # RFC 6008
+    properties = (("header.d", result.domain), ("header.s", result.selector), ("header.a", result.algorithm),
+                  ("header.b", result.header_b))  # header.b: RFC 6008
+    parts = [f"dkim={result.result}", _comment(result.reason),
+             *(f"{name}={_value(value)}" for name, value in properties if value)]
     return " ".join(p for p in parts if p)
 
 
@@ -94,14 +96,41 @@ def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+def _skip_cfws(text: str, at: int) -> int:
+    """The position after folding white space and (nested) comments starting at ``at`` (RFC 5322 3.2.2)."""
+    depth = 0
+    while at < len(text):
+        char = text[at]
+        if char == "\\" and depth:
+            at += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth and char not in " \t\r\n":
+            break
+        at += 1
+    return at
+
+
 def _authserv_id(field: bytes) -> str:
-    value = field.split(b":", 1)[1]
-    value = re.sub(rb"\([^)]*\)", b" ", value)  # comments (RFC 8601 2.2 allows CFWS)
-    return value.split(b";", 1)[0].strip().decode("ascii", "replace").lower()
+    """RFC 8601 2.2: the authserv-id, a token or a quoted-string after optional CFWS, lower-cased.
+
+    What follows it (an optional version number, then ";") does not matter: the id alone says who
+    claims to have written the field.
+    """
+    value = field.split(b":", 1)[1].decode("utf-8", "replace")
+    start = _skip_cfws(value, 0)
+    quoted = _QUOTED.match(value, start)
+    if quoted is not None:
+        return re.sub(r"\\(.)", r"\1", quoted.group(1)).strip().lower()
+    token = _TOKEN.match(value, start)
+    return token.group(0).lower() if token is not None else ""
 
 
 def forged_authres_indexes(head: bytes, our_names: Sequence[str]) -> tuple[int, ...]:
-    """RFC 8601 5: indexes of incoming Authentication-Results fields that claim one of our names."""
-    names = {n.lower().rstrip(".") for n in our_names}
+    """RFC 8601 5: indexes of incoming Authentication-Results fields that claim one of our names
+    (compared case-insensitively, a trailing dot ignored)."""
+    names = {n.lower().rstrip(".") for n in our_names if n}
     return tuple(i for i, (name, field) in enumerate(header_fields(head))
                  if name == b"authentication-results" and _authserv_id(field).rstrip(".") in names)

@@ -3,31 +3,38 @@
 dkimpy is synchronous and asks DNS through a ``dnsfunc(name, timeout)`` callable: ours hands each
 look-up back to the event loop (``asyncio.run_coroutine_threadsafe``) and remembers whether the key
 was missing or the look-up failed, so a signature's result can be ``permerror`` or ``temperror``
-rather than a bare ``fail``. Both signing and verifying run in a worker thread (``asyncio.to_thread``).
+rather than a bare ``fail``. Both signing and verifying run in the message-authentication thread
+pool (:mod:`hardmail.msgauth.workers`). Verification checks at most MAX_SIGNATURES signatures of a
+message, all within one deadline, so a hostile message costs a bounded number of look-ups.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import dkim  # type: ignore[import-untyped]
 
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.msgauth import workers
 from hardmail.msgauth.dns import DnsAnswer, Resolver
 
-DkimResultCode = Literal["pass", "fail", "neutral", "temperror", "permerror"]
+DkimResultCode = Literal["pass", "fail", "neutral", "policy", "temperror", "permerror"]
 Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
 LOOKUP_TIMEOUT = 10.0
-# Signed once per occurrence; an absent field is still signed once so that it cannot be added.
+MAX_SIGNATURES = 5  # RFC 6376 6.1: a verifier may limit the signatures it checks
+VERIFY_DEADLINE = 20.0  # seconds for all the key look-ups of one message
+# RFC 6376 8.15: each field is signed once per occurrence plus once more (oversigned), so that no
+# instance of it (an absent one included) can be added without breaking the signature.
 SIGNED_FIELDS = (
     "from", "sender", "reply-to", "subject", "date", "to", "cc", "message-id", "in-reply-to", "references",
     "mime-version", "content-type", "content-transfer-encoding", "content-disposition", "list-id",
-    "list-unsubscribe", "list-unsubscribe-post",
+    "list-unsubscribe", "list-unsubscribe-post", "list-help", "list-subscribe", "list-post", "list-owner",
+    "list-archive",
 )
-OVERSIGNED_FIELDS = ("from", "reply-to", "subject", "date", "to", "cc")  # RFC 6376 8.15: one extra h= entry
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
 
@@ -54,10 +61,19 @@ class DkimVerification:
 class _TxtLookup:
     """dkimpy's ``dnsfunc``: TXT look-ups through our Resolver from a worker thread."""
 
-    def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
         self._resolver = resolver
         self._loop = loop
+        self._deadline = deadline  # on ``monotonic``'s scale; None: only LOOKUP_TIMEOUT per look-up
+        self._monotonic = monotonic or SystemClock().monotonic
         self.last_status = "ok"
+
+    def remaining(self) -> float:
+        """Seconds left for look-ups (LOOKUP_TIMEOUT at most)."""
+        if self._deadline is None:
+            return LOOKUP_TIMEOUT
+        return min(LOOKUP_TIMEOUT, self._deadline - self._monotonic())
 
     def __call__(self, name: bytes | str, timeout: float = 5) -> bytes | None:
         text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
@@ -69,22 +85,24 @@ class _TxtLookup:
         return texts[0].encode("utf-8") if texts else None
 
     def _resolve(self, name: str) -> DnsAnswer:
+        wait = self.remaining()
+        if wait <= 0:
+            return DnsAnswer("tempfail", detail="verification deadline passed")
         future = asyncio.run_coroutine_threadsafe(self._resolver.resolve(name, "TXT"), self._loop)
         try:
-            return future.result(LOOKUP_TIMEOUT)
+            return future.result(wait)
         except TimeoutError:
             future.cancel()
             return DnsAnswer("tempfail", detail="timeout")
 
 
 def signed_header_list(message: bytes) -> list[bytes]:
-    """The h= list: every present SIGNED_FIELDS occurrence, and OVERSIGNED_FIELDS once more."""
+    """The h= list: each SIGNED_FIELDS name once per occurrence and once more (RFC 6376 8.15)."""
     head = message.split(b"\r\n\r\n", 1)[0]
     present = [m.group(1).lower() for m in _FIELD_NAME.finditer(head)]
     names: list[bytes] = []
     for name in (f.encode() for f in SIGNED_FIELDS):
-        names.extend([name] * present.count(name))
-    names.extend(f.encode() for f in OVERSIGNED_FIELDS)
+        names.extend([name] * (present.count(name) + 1))
     return names
 
 
@@ -101,8 +119,8 @@ def sign_message(message: bytes, keys: Sequence[SigningKey]) -> bytes:
 
 
 async def sign(message: bytes, keys: Sequence[SigningKey]) -> bytes:
-    """:func:`sign_message` off the event loop."""
-    return await asyncio.to_thread(sign_message, message, keys)
+    """:func:`sign_message` in the message-authentication thread pool."""
+    return await workers.run(sign_message, message, keys)
 
 
 def _signature_count(message: bytes) -> int:
@@ -110,9 +128,11 @@ def _signature_count(message: bytes) -> int:
     return sum(1 for m in _FIELD_NAME.finditer(head) if m.group(1).lower() == b"dkim-signature")
 
 
-def _verify_one(message: bytes, index: int, lookup: _TxtLookup) -> DkimVerification:
-    verifier = dkim.DKIM(message, minkey=1024)
+def _verify_one(verifier: dkim.DKIM, index: int, lookup: _TxtLookup) -> DkimVerification:
+    verifier.signature_fields = {}
     lookup.last_status = "ok"
+    if lookup.remaining() <= 0:
+        return _deadline_passed(verifier, index)
     try:
         valid = verifier.verify(idx=index, dnsfunc=lookup)
     except dkim.ValidationError as exc:
@@ -139,18 +159,48 @@ def _finding(verifier: dkim.DKIM, result: DkimResultCode, reason: str = "") -> D
     return DkimVerification(result, text(b"d").lower(), text(b"s"), text(b"a"), reason[:200], signature[:8])
 
 
-def verify_message(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop) -> list[DkimVerification]:
-    """RFC 6376 6: every DKIM-Signature of ``message`` verified (call from a worker thread)."""
-    lookup = _TxtLookup(resolver, loop)
-    return [_verify_one(message, index, lookup) for index in range(_signature_count(message))]
+def _deadline_passed(verifier: dkim.DKIM, index: int) -> DkimVerification:
+    """A signature left unverified because the message's deadline passed: a temporary error."""
+    try:
+        verifier.verify_headerprep(index)  # only parses the signature's tags, for the report
+    except dkim.DKIMException:
+        verifier.signature_fields = {}
+    return _finding(verifier, "temperror", "verification deadline passed")
 
 
-async def verify(message: bytes, resolver: Resolver) -> list[DkimVerification]:
-    """:func:`verify_message` off the event loop; an empty list when the message is not signed."""
+def _not_verified(count: int, limit: int) -> DkimVerification:
+    """RFC 6376 6.1: the signatures beyond the limit, reported together as not evaluated."""
+    return DkimVerification("policy", "", "", "", f"{count} more signatures not verified (limit {limit})")
+
+
+def verify_message(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop,
+                   limit: int = MAX_SIGNATURES, deadline: float | None = None,
+                   monotonic: Callable[[], float] | None = None) -> list[DkimVerification]:
+    """RFC 6376 6: the first ``limit`` DKIM-Signatures verified (call from a worker thread).
+
+    ``deadline`` is a ``monotonic()`` time after which no key is looked up any more.
+    """
+    count = _signature_count(message)
+    if count == 0:
+        return []
+    lookup = _TxtLookup(resolver, loop, deadline, monotonic)
+    verifier = dkim.DKIM(message, minkey=1024)  # parsed once for every signature
+    results = [_verify_one(verifier, index, lookup) for index in range(min(count, limit))]
+    if count > limit:
+        results.append(_not_verified(count - limit, limit))
+    return results
+
+
+async def verify(message: bytes, resolver: Resolver, limit: int = MAX_SIGNATURES,
+                 deadline: float = VERIFY_DEADLINE, clock: Clock | None = None) -> list[DkimVerification]:
+    """:func:`verify_message` in the message-authentication pool, within ``deadline`` seconds from now
+    (the time spent waiting for a free thread counts); an empty list when the message is not signed."""
     loop = asyncio.get_running_loop()
-    return await asyncio.to_thread(verify_message, message, resolver, loop)
+    monotonic = (clock or SystemClock()).monotonic
+    return await workers.run(verify_message, message, resolver, loop, limit, monotonic() + deadline, monotonic)
 
 
-def txt_lookup(resolver: Resolver, loop: asyncio.AbstractEventLoop) -> _TxtLookup:
+def txt_lookup(resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
+               monotonic: Callable[[], float] | None = None) -> _TxtLookup:
     """A dkimpy ``dnsfunc`` on our Resolver (for ARC, which shares the key look-up)."""
-    return _TxtLookup(resolver, loop)
+    return _TxtLookup(resolver, loop, deadline, monotonic)

@@ -125,17 +125,41 @@ def _identifier_aligned(record: DmarcRecord, from_domain: str, spf: SpfResult | 
     return None
 
 
+def _aligned_temperror(record: DmarcRecord, from_domain: str, spf: SpfResult | None,
+                       dkim: Sequence[DkimVerification]) -> str | None:
+    """Which mechanism could have passed aligned but had a temporary error (RFC 7489 6.6.2)."""
+    if any(r.result == "temperror" and aligned(r.domain, from_domain, record.adkim) for r in dkim):
+        return "dkim"
+    if spf is not None and spf.identity == "mailfrom" and spf.result == "temperror" \
+            and aligned(spf.domain, from_domain, record.aspf):
+        return "spf"
+    return None
+
+
+def _applied_policy(record: DmarcRecord, record_domain: str, from_domain: str, sample: float) -> Policy:
+    """RFC 7489 6.6.3 and 6.6.4: p= or sp=, one step weaker when the message is not sampled by pct=."""
+    policy = record.policy if record_domain == from_domain.lower() else record.subdomain_policy
+    if sample * 100 >= record.pct:  # not sampled: the next weaker policy applies
+        policy = {"reject": "quarantine", "quarantine": "none", "none": "none"}[policy]  # type: ignore[assignment]
+    return policy
+
+
 def evaluate(from_domain: str, record: DmarcRecord | None, record_domain: str, spf: SpfResult | None,
              dkim: Sequence[DkimVerification], sample: float = 0.0) -> DmarcResult:
-    """The DMARC result; ``sample`` in [0, 1) decides pct= sampling (RFC 7489 6.6.4)."""
+    """The DMARC result; ``sample`` in [0, 1) decides pct= sampling (RFC 7489 6.6.4).
+
+    Without an aligned pass, a temporary error of a result that could have aligned makes the
+    result ``temperror`` rather than ``fail`` (RFC 7489 6.6.2): the message may pass when retried.
+    """
     if record is None:
         return DmarcResult("none", from_domain, reason="no DMARC record")
     passed_by = _identifier_aligned(record, from_domain, spf, dkim)
     if passed_by is not None:
         return DmarcResult("pass", from_domain, "none", record_domain, f"aligned {passed_by} pass")
-    policy = record.policy if record_domain == from_domain.lower() else record.subdomain_policy
-    if sample * 100 >= record.pct:  # not sampled: the next weaker policy applies
-        policy = {"reject": "quarantine", "quarantine": "none", "none": "none"}[policy]  # type: ignore[assignment]
+    policy = _applied_policy(record, record_domain, from_domain, sample)
+    undecided = _aligned_temperror(record, from_domain, spf, dkim)
+    if undecided is not None:
+        return DmarcResult("temperror", from_domain, policy, record_domain, f"aligned {undecided} temperror")
     return DmarcResult("fail", from_domain, policy, record_domain, "no aligned SPF or DKIM pass")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hardmail.msgauth import arc, dkim, dmarc
@@ -32,20 +33,24 @@ async def _dmarc_result(resolver: Resolver, message: bytes, spf: SpfResult | Non
 
 
 async def check_message(resolver: Resolver, message: bytes, spf_helo: SpfResult | None,
-                        spf_mailfrom: SpfResult | None) -> Findings:
-    """DKIM (every signature), ARC and DMARC for one received message."""
-    signatures, chain = await asyncio.gather(dkim.verify(message, resolver), arc.verify(message, resolver))
+                        spf_mailfrom: SpfResult | None, max_signatures: int = dkim.MAX_SIGNATURES,
+                        deadline: float = dkim.VERIFY_DEADLINE) -> Findings:
+    """DKIM (the first ``max_signatures`` signatures), ARC and DMARC for one received message; the
+    key look-ups of DKIM and ARC each end ``deadline`` seconds from now."""
+    signatures, chain = await asyncio.gather(dkim.verify(message, resolver, max_signatures, deadline),
+                                             arc.verify(message, resolver, deadline))
     spf_for_dmarc = spf_mailfrom if spf_mailfrom is not None and spf_mailfrom.identity == "mailfrom" else None
     verdict = await _dmarc_result(resolver, message, spf_for_dmarc, signatures)
     return Findings(spf_helo, spf_mailfrom, tuple(signatures), chain, verdict)
 
 
 def report(findings: Findings, message: bytes, authserv_id: str, client_ip: str, sender: str,
-           helo: str) -> InboundReport:
-    """The trace fields to add and the forged ones to remove (RFC 8601 5)."""
+           helo: str, our_names: Sequence[str] = ()) -> InboundReport:
+    """The trace fields to add and the forged ones to remove: incoming Authentication-Results that
+    claim ``authserv_id`` or any of ``our_names`` (RFC 8601 5)."""
     headers = authentication_results(authserv_id, findings, sender, helo)
     deciding = findings.spf_mailfrom or findings.spf_helo
     if deciding is not None:
         headers += received_spf(deciding, authserv_id, client_ip, sender, helo)
     head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    return InboundReport(findings, headers, forged_authres_indexes(head, [authserv_id]))
+    return InboundReport(findings, headers, forged_authres_indexes(head, [authserv_id, *our_names]))

@@ -1,13 +1,14 @@
-"""The DKIM signing service: picks the keys of the From domain, signs off the event loop, and
-promotes a rotated key once its DNS records are seen (old keys retire after the grace period)."""
+"""The DKIM signing service: picks the keys of the From domain, signs in the message-authentication
+thread pool (never asyncio's default one), and promotes a rotated key once its DNS records are seen
+(old keys retire after the grace period)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from hardmail.core.address import AddressError
 from hardmail.core.clock import Clock
+from hardmail.msgauth import workers
 from hardmail.msgauth.dkim import SigningKey, sign_message
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, Generation
 from hardmail.msgauth.dmarc import header_from_domain, organizational_domain
@@ -17,7 +18,7 @@ from hardmail.ops.log import log_event
 
 async def records_published(resolver: Resolver, keys: DomainKeys, generation: Generation) -> bool:
     """Whether every public key of ``generation`` is in DNS as its selector's TXT record."""
-    for record in await asyncio.to_thread(keys.public_records, generation):
+    for record in await workers.run(keys.public_records, generation):
         answer = await resolver.resolve(record.name(keys.domain), "TXT")
         wanted = record.txt.rpartition("p=")[2]
         if not any(wanted in text.replace(" ", "") for text in answer.texts()):
@@ -64,7 +65,7 @@ class DkimSigner:
             return []
         try:
             await self._promote_when_published(keys)
-            return await asyncio.to_thread(keys.signing_keys)
+            return await workers.run(keys.signing_keys)
         except DkimKeyError as exc:
             log_event("dkim.key_error", level="error", domain=keys.domain, detail=str(exc))
             return []
@@ -74,4 +75,4 @@ class DkimSigner:
         keys = await self.signing_keys(message)
         if not keys:
             return b"", []
-        return await asyncio.to_thread(sign_message, message, keys), keys
+        return await workers.run(sign_message, message, keys), keys

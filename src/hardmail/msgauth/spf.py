@@ -2,22 +2,26 @@
 
 The record evaluation is pyspf's (the reference implementation of the OpenSPF test suite): a
 subclass of ``spf.query`` replaces its DNS method so that every look-up goes through our
-:class:`~hardmail.msgauth.dns.Resolver`. pyspf is synchronous, so an evaluation runs in a worker
-thread and each look-up is handed back to the event loop with ``asyncio.run_coroutine_threadsafe``.
+:class:`~hardmail.msgauth.dns.Resolver`. pyspf is synchronous, so an evaluation runs in the
+message-authentication thread pool (:mod:`hardmail.msgauth.workers`) and each look-up is handed back
+to the event loop with ``asyncio.run_coroutine_threadsafe``, all within one deadline per evaluation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import spf  # type: ignore[import-untyped]
 
+from hardmail.msgauth import workers
 from hardmail.msgauth.dns import DnsAnswer, Resolver
 
 SpfResultCode = Literal["pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"]
 LOOKUP_TIMEOUT = 20.0  # RFC 7208 4.6.4: at least 20 seconds for the whole evaluation is suggested
+EVALUATION_DEADLINE = LOOKUP_TIMEOUT  # seconds for every look-up of one evaluation together
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +57,15 @@ class ResolverQuery(spf.query):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._resolver = resolver
         self._loop = loop
+        self._deadline = time.monotonic() + EVALUATION_DEADLINE
 
     def _lookup(self, name: str, qtype: str) -> DnsAnswer:
+        wait = min(LOOKUP_TIMEOUT, self._deadline - time.monotonic())
+        if wait <= 0:
+            return DnsAnswer("tempfail", detail="evaluation deadline passed")
         future = asyncio.run_coroutine_threadsafe(self._resolver.resolve(name, qtype), self._loop)
         try:
-            return future.result(LOOKUP_TIMEOUT)
+            return future.result(wait)
         except TimeoutError:
             future.cancel()
             return DnsAnswer("tempfail", detail="timeout")
@@ -109,7 +117,7 @@ async def check_host(resolver: Resolver, ip: str, sender: str, helo: str, receiv
                      default_explanation: str | None = None) -> SpfResult:
     """RFC 7208 4: the SPF result for ``sender`` (empty: the HELO identity, RFC 7208 2.3) from ``ip``."""
     loop = asyncio.get_running_loop()
-    return await asyncio.to_thread(_evaluate, resolver, loop, ip, sender, helo, receiver, default_explanation)
+    return await workers.run(_evaluate, resolver, loop, ip, sender, helo, receiver, default_explanation)
 
 
 async def check_helo(resolver: Resolver, ip: str, helo: str, receiver: str = "") -> SpfResult:

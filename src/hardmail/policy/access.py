@@ -40,6 +40,9 @@ class Direction(Enum):
 ALL_DIRECTIONS = frozenset(Direction)
 # Like hMailServer's defaults: relaying (to external recipients) needs SMTP AUTH.
 RELAY_NEEDS_AUTH = frozenset({Direction.LOCAL_EXTERNAL, Direction.EXTERNAL_EXTERNAL})
+# hMailServer's "Internet" range: also local -> local needs AUTH, so nobody on the Internet can
+# hand our users mail claiming to come from one of our own domains without logging in.
+INTERNET_NEEDS_AUTH = RELAY_NEEDS_AUTH | {Direction.LOCAL_LOCAL}
 
 
 class RangeError(ValueError):
@@ -103,8 +106,9 @@ def bounds_of(spec: str) -> tuple[str, str]:
 
 
 DEFAULT_RANGES = (
-    IpRange("Internet", 10, "0.0.0.0", "255.255.255.255", builtin=True),
-    IpRange("Internet (IPv6)", 10, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", builtin=True),
+    IpRange("Internet", 10, "0.0.0.0", "255.255.255.255", auth_required=INTERNET_NEEDS_AUTH, builtin=True),
+    IpRange("Internet (IPv6)", 10, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            auth_required=INTERNET_NEEDS_AUTH, builtin=True),
     IpRange("My computer", 15, "127.0.0.0", "127.255.255.255", builtin=True),
     IpRange("My computer (IPv6)", 15, "::1", "::1", builtin=True),
 )

@@ -11,7 +11,12 @@ Rules, in the order they are checked after a failed AUTH:
    within the window, every further failing address is banned at its first failure, except an
    address from which that account has logged in successfully before (the real user is never
    locked out from a known address by other people's guessing);
-5. per subnet: ``subnet_failures`` failures from one IPv4 /24 or IPv6 /64 ban the whole subnet.
+5. per subnet: ``subnet_failures`` failures from one IPv4 /24 or IPv6 /48 ban the whole subnet.
+
+"One address" is an IPv4 address or an IPv6 /64: a single IPv6 host usually holds a whole /64
+and can pick a fresh address in it for every try, so per-/128 counting would never ban it. The
+subnet tier is the /24 (IPv4) or the /48 (IPv6, a typical site allocation). An IPv4-mapped IPv6
+address (``::ffff:192.0.2.1``) counts as its IPv4 address.
 
 A repeat offender's bans grow: the n-th ban of a subject lasts ``durations[n-1]`` (the last one
 repeats); offences older than ``forget_after`` are forgiven.
@@ -70,39 +75,64 @@ class Ban:
         return self.expires_at > now
 
 
-def subnet_of(ip: str) -> str:
-    """The /24 of an IPv4 address or the /64 of an IPv6 one, in CIDR form."""
+ADDRESS_PREFIX = {4: 32, 6: 64}  # what counts as "one address" (see the module docstring)
+SUBNET_PREFIX = {4: 24, 6: 48}
+
+
+def _plain(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ip`` parsed, an IPv4-mapped IPv6 address unmapped; ValueError when it is no address."""
     address = ipaddress.ip_address(ip)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 64
+        return address.ipv4_mapped
+    return address
+
+
+def _network_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int) -> str:
+    if prefix == address.max_prefixlen:
+        return str(address)
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def ban_subjects(ip: str) -> tuple[str, str]:
-    """What a ban on ``ip`` may be recorded under: the address itself and its subnet."""
-    return ip, subnet_of(ip)
+def address_key(ip: str) -> str:
+    """The "one address" failures, bans and per-address limits are keyed by: an IPv4 address,
+    or the /64 (CIDR form) of an IPv6 one."""
+    address = _plain(ip)
+    return _network_text(address, ADDRESS_PREFIX[address.version])
+
+
+def subnet_of(ip: str) -> str:
+    """The /24 of an IPv4 address or the /48 of an IPv6 one, in CIDR form."""
+    address = _plain(ip)
+    return _network_text(address, SUBNET_PREFIX[address.version])
+
+
+def ban_subjects(ip: str) -> tuple[str, ...]:
+    """What a ban on ``ip`` may be recorded under: the address itself (an administrator's ban),
+    its address key (the IPv6 /64) and its subnet."""
+    plain = str(_plain(ip))
+    return tuple(dict.fromkeys((plain, address_key(plain), subnet_of(plain))))
 
 
 def never_banned(ip: str, never_ban: Iterable[str]) -> bool:
     try:
-        address = ipaddress.ip_address(ip)
+        address = _plain(ip)
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(net, strict=False) for net in never_ban)
 
 
 def decide_ban(ip: str, account: str, stats: FailureStats, known_source: bool, rules: BanRules) -> BanDecision | None:
-    """After one failed login: the ban it earns, or None."""
+    """After one failed login from ``ip``: the ban it earns, or None (``stats`` are per address key)."""
     if never_banned(ip, rules.never_ban):
         return None
+    key = address_key(ip)
     if stats.ip_failures >= rules.failures:
-        return BanDecision(ip, "failures", f"{stats.ip_failures} failed logins within {rules.window:.0f}s")
+        return BanDecision(key, "failures", f"{stats.ip_failures} failed logins within {rules.window:.0f}s")
     if stats.accounts_from_ip >= rules.spray_accounts:
         reason = f"failed logins against {stats.accounts_from_ip} accounts (password spraying)"
-        return BanDecision(ip, "spraying", reason)
+        return BanDecision(key, "spraying", reason)
     if account and stats.ips_for_account >= rules.guessing_sources and not known_source:
-        return BanDecision(ip, "guessing", f"{account} is being guessed from {stats.ips_for_account} addresses")
+        return BanDecision(key, "guessing", f"{account} is being guessed from {stats.ips_for_account} addresses")
     if stats.subnet_failures >= rules.subnet_failures:
         subnet = subnet_of(ip)
         return BanDecision(subnet, "subnet", f"{stats.subnet_failures} failed logins from {subnet}")

@@ -4,6 +4,13 @@ A triplet is (client network, envelope sender, recipient); the network is the cl
 or /64 (IPv6) so that a sender retrying from another address of its farm is recognised. A first
 attempt is deferred; a retry after the initial delay confirms the triplet, which then passes
 until it has been unused for the confirmed lifetime. Storage and clocks are the caller's.
+
+Automatic whitelisting counts distinct envelope senders, not retries: a client network is whitelisted
+once ``auto_whitelist_after`` different senders from it have each confirmed a triplet. One sender
+writing to many recipients, or retrying one triplet many times, earns nothing. Each sender that
+confirms a triplet is remembered in a sender mark: a row stored like a triplet under the
+pseudo-network ``s:<network>`` with recipient ``*``, so the store's count of confirmed rows of that
+pseudo-network is the number of distinct senders (and marks expire like confirmed triplets).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Literal
 
 from hardmail.core.replies import Reply
 
+SENDER_MARK_PREFIX = "s:"  # pseudo-network of sender marks; never a real network in CIDR form
 GREYLISTED = Reply(451, "4.7.1", "Greylisted: this server delays first mail from an unknown sender; "
                                  "please retry in a few minutes")
 
@@ -24,7 +32,7 @@ class GreylistSettings:
     initial_delay: float = 300.0
     unconfirmed_lifetime: float = 86400.0
     confirmed_lifetime: float = 36 * 86400.0
-    auto_whitelist_after: int = 3  # confirmed triplets of one network before it is whitelisted; 0: never
+    auto_whitelist_after: int = 3  # distinct senders of one network that confirmed a triplet; 0: never
     ipv4_prefix: int = 24
     ipv6_prefix: int = 64
 
@@ -85,9 +93,19 @@ def decide(state: TripletState | None, now: float, settings: GreylistSettings) -
     return GreylistDecision("pass", confirmed, "retry after the initial delay", newly_confirmed=True)
 
 
-def network_earns_whitelist(confirmed_triplets: int, settings: GreylistSettings) -> bool:
-    """Automatic whitelisting: a network whose senders retried correctly N times is trusted."""
-    return settings.auto_whitelist_after > 0 and confirmed_triplets >= settings.auto_whitelist_after
+def sender_mark(triplet: Triplet) -> Triplet:
+    """The row that records that ``triplet``'s sender confirmed a triplet from its network."""
+    return Triplet(SENDER_MARK_PREFIX + triplet.network, triplet.sender, "*")
+
+
+def sender_mark_state(now: float, settings: GreylistSettings) -> TripletState:
+    """A sender mark's state: confirmed, kept as long as a confirmed triplet."""
+    return TripletState(now, now, now + settings.confirmed_lifetime, confirmed=True, passes=1)
+
+
+def network_earns_whitelist(distinct_senders: int, settings: GreylistSettings) -> bool:
+    """Automatic whitelisting: a network from which N distinct senders confirmed a triplet is trusted."""
+    return settings.auto_whitelist_after > 0 and distinct_senders >= settings.auto_whitelist_after
 
 
 def _in_networks(ip: str, entries: Sequence[str]) -> bool:

@@ -1,9 +1,11 @@
 """The password policy: may this new password be set, and has a set password expired? Pure.
 
 A refusal names the one rule that failed and what would pass. The rules, in order: valid text,
-no control characters, minimum length, maximum size in bytes, not containing the account's local
-part or domain name, not one of the most common passwords (zxcvbn's frequency list of leaked
-passwords, about 30,000 entries), and a zxcvbn strength score at or above the configured minimum.
+no control characters, accepted by SASLprep (RFC 4013, which SCRAM-SHA-256 logins need: no emoji
+or other characters unassigned in Unicode 3.2, no private-use characters), minimum length,
+maximum size in bytes, not containing the account's local part or domain name, not one of the
+most common passwords (zxcvbn's frequency list of leaked passwords, about 30,000 entries), and a
+zxcvbn strength score at or above the configured minimum.
 Strength is estimated by zxcvbn (a well-kept port of Dropbox's estimator), never by hand-made
 character-class rules.
 """
@@ -19,6 +21,7 @@ from typing import Any
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from hardmail.auth.scram import saslprep_problem
 from hardmail.config.schema import PasswordPolicySection
 
 MIN_LOCAL_PART_CHECKED = 3  # a shorter local part ("a", "jo") is too common a substring to refuse
@@ -45,7 +48,7 @@ def check_new_password(
     password: str, address: str, policy: PasswordPolicySection
 ) -> PasswordRefusal | None:
     """The first rule ``password`` breaks for the account ``address``, or None when it may be set."""
-    for rule in (_valid_text, _length_rules, _account_name_rule, _common_rule, _strength_rule):
+    for rule in (_valid_text, _saslprep_rule, _length_rules, _account_name_rule, _common_rule, _strength_rule):
         refusal = rule(password, address, policy)
         if refusal is not None:
             return refusal
@@ -75,6 +78,29 @@ def _valid_text(password: str, _address: str, _policy: PasswordPolicySection) ->
             "use letters, digits, spaces and punctuation only",
         )
     return None
+
+
+# libpass's SASLprep complaint -> what it means for the person choosing a password.
+_SASLPREP_REASONS = {
+    "unassigned code points forbidden": "an emoji or another character not in Unicode 3.2",
+    "private use characters forbidden": "a private-use character",
+    "forbidden bidi character": "right-to-left text mixed with left-to-right text",
+    "malformed bidi sequence": "right-to-left text that does not begin and end with a right-to-left letter",
+}
+
+
+def _saslprep_rule(password: str, _address: str, _policy: PasswordPolicySection) -> PasswordRefusal | None:
+    """RFC 4013: SCRAM-SHA-256 (RFC 5802 2.2) normalises passwords with SASLprep; what it refuses
+    could never log in with SCRAM, so it is refused here, whatever the configuration."""
+    problem = saslprep_problem(password)
+    if problem is None:
+        return None
+    what = _SASLPREP_REASONS.get(problem, "a character that is not allowed in passwords (such as a non-character)")
+    return PasswordRefusal(
+        f"the password contains {what}, which SCRAM-SHA-256 logins (SASLprep, RFC 4013) cannot use",
+        "use letters (accented ones too), digits, spaces and punctuation, without emoji or symbols "
+        f"newer than Unicode 3.2; for example {PASSPHRASE_ADVICE}",
+    )
 
 
 def _length_rules(password: str, _address: str, policy: PasswordPolicySection) -> PasswordRefusal | None:

@@ -1,8 +1,9 @@
 """Connection and rate limits: pure checks over counts the caller gathered.
 
-Concurrency is counted per address and per subnet (IPv4 /24, IPv6 /64); new connections per
-minute per address and messages and recipients per hour and per day per authenticated account
-are counted in fixed windows (a counter per window start), which any shared store can keep.
+Concurrency is counted per address (an IPv4 address, an IPv6 /64) and per subnet (IPv4 /24,
+IPv6 /48); new connections per minute per address and messages and recipients per hour and per
+day per authenticated account are counted in fixed windows (a counter per window start), which
+any shared store can keep.
 Every refusal is temporary (4xx): the client may try again later.
 """
 

@@ -44,6 +44,8 @@ def in_networks(ip: str, networks: Iterable[str]) -> bool:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 client of a dual-stack listener
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 

@@ -8,6 +8,10 @@ a :class:`ProxyHeader` or raises :class:`ProxyError`. Bytes after the header are
 Hand-written: the header is a few dozen bytes of fixed layout, and the PyPI parsers are either
 tied to a socket or unmaintained. Reference: haproxy.org/download/2.9/doc/proxy-protocol.txt
 (sections 2.1 for version 1, 2.2 for version 2).
+
+Addresses come out in one canonical form: an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) is
+given as its IPv4 address, so bans, ranges and trusted networks written in IPv4 apply to it. A v1
+address must be plain: no IPv6 scope id (``fe80::1%eth0``), nothing the strict parser refuses.
 """
 
 from __future__ import annotations
@@ -102,14 +106,24 @@ class ProxyHeaderParser:
         return self._finish(V2_FIXED_LENGTH + length, header)
 
 
-def _address(text: bytes, version: int) -> str:
-    try:
-        address = ipaddress.ip_address(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        raise ProxyError("PROXY v1 header with an invalid address") from None
-    if address.version != version:
-        raise ProxyError("PROXY v1 address of the wrong family")
+def canonical_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The text every layer keys on: IPv4-mapped IPv6 unmapped, scope ids never kept."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
     return str(address)
+
+
+def _address(text: bytes, version: int) -> str:
+    # A scope id ("%...") would carry arbitrary bytes into logs, bans and firewall scripts.
+    if b"%" in text or not text.isascii():
+        raise ProxyError("PROXY v1 header with an invalid address")
+    try:
+        address = ipaddress.IPv4Address(text.decode()) if version == 4 else ipaddress.IPv6Address(text.decode())
+    except ValueError:
+        raise ProxyError(f"PROXY v1 header with an invalid IPv{version} address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ProxyError("PROXY v1 header with an invalid address")
+    return canonical_address(address)
 
 
 def _port(text: bytes) -> int:
@@ -147,5 +161,5 @@ def parse_v2_payload(command: int, family: int, payload: bytes) -> ProxyHeader:
     if len(payload) < needed:
         raise ProxyError("PROXY v2 address block too short")
     source, destination, source_port, destination_port = struct.unpack(layout, payload[:needed])
-    return ProxyHeader(2, (str(ipaddress.ip_address(source)), source_port),
-                       (str(ipaddress.ip_address(destination)), destination_port))
+    return ProxyHeader(2, (canonical_address(ipaddress.ip_address(source)), source_port),
+                       (canonical_address(ipaddress.ip_address(destination)), destination_port))

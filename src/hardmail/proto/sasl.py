@@ -151,6 +151,11 @@ def _decode_saslname(text: str) -> str | None:
     return text.replace("=2C", ",").replace("=3D", "=")
 
 
+def _is_scram_printable(text: str) -> bool:
+    """RFC 5802 7: nonce = 1*printable; printable = %x21-2B / %x2D-7E (ASCII without ","); never empty."""
+    return bool(text) and all("\x21" <= char <= "\x7e" and char != "," for char in text)
+
+
 @dataclass(frozen=True, slots=True)
 class _ClientFirst:
     gs2_header: str
@@ -191,7 +196,7 @@ def _parse_client_first(data: bytes) -> _ClientFirst | Failure:
     if len(attributes) < 2 or not attributes[0].startswith("n=") or not attributes[1].startswith("r="):
         return Failure("SCRAM client-first message lacks user name or nonce")
     username, nonce = _decode_saslname(attributes[0][2:]), attributes[1][2:]
-    if not username or not nonce or not nonce.isprintable():
+    if not username or not _is_scram_printable(nonce):
         return Failure("SCRAM user name or nonce is malformed")
     if authzid and authzid.lower() != username.lower():
         return Failure("authorization identity differs from authentication identity")

@@ -30,6 +30,7 @@ from hardmail.policy.bans import (
     BanDecision,
     BanRules,
     active_bans,
+    address_key,
     ban_subjects,
     decide_ban,
     new_ban,
@@ -50,12 +51,13 @@ from hardmail.policy.ratelimit import (
 from hardmail.policy.relay import RelayRules, in_networks
 from hardmail.proto.smtp.events import MailParams
 from hardmail.server.context import ServerContext
-from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, SessionHook
+from hardmail.server.hooks import SessionFacts, SessionHook
 from hardmail.store.ports import Store
 from hardmail.store.ports_access import AuthFailure
 
 CONNECTION_DENIED = Reply(554, "5.7.1", "Connections from your address are not accepted here")
 BANNED = Reply(421, "4.7.0", "Too many failed logins from your address; try again later")
+PEER_UNKNOWN = Reply(421, "4.7.0", "Cannot tell your address; try again later")
 RANGE_CACHE_SECONDS = 10.0  # ranges changed with the CLI apply within this time
 PRUNE_EVERY_SECONDS = 600.0
 
@@ -107,6 +109,15 @@ class AccessHook(SessionHook):
     def __repr__(self) -> str:
         return f"AccessHook(open={sum(self._open_ip.values())})"
 
+    @staticmethod
+    def keys_of(ip: str) -> tuple[str, str] | None:
+        """(address key, subnet) of a peer: IPv4 /32 and /24, IPv6 /64 and /48; None when ``ip``
+        is no address (a peer the socket could not name)."""
+        try:
+            return address_key(ip), subnet_of(ip)
+        except ValueError:
+            return None
+
     # look-ups ------------------------------------------------------------------------------
     async def ranges(self) -> list[IpRange]:
         if self.clock.monotonic() >= self._ranges_until:
@@ -138,6 +149,9 @@ class AccessHook(SessionHook):
     async def on_connect(self, facts: SessionFacts) -> Reply | None:
         ip = facts.peer_ip
         await self._prune_now_and_then()
+        if self.keys_of(ip) is None:  # e.g. "unknown": the socket closed before it was named
+            log_event("access.unknown_peer", level="warning", session=facts.session_id, peer=ip)
+            return PEER_UNKNOWN
         if not connection_allowed(await self.range_for(ip), facts.listener):
             log_event("access.denied", session=facts.session_id, peer=ip, listener=facts.listener)
             return CONNECTION_DENIED
@@ -148,14 +162,17 @@ class AccessHook(SessionHook):
         return await self._connection_limits(facts)
 
     async def _connection_limits(self, facts: SessionFacts) -> Reply | None:
-        ip, subnet = facts.peer_ip, subnet_of(facts.peer_ip)
+        keys = self.keys_of(facts.peer_ip)
+        if keys is None:
+            return PEER_UNKNOWN
+        ip, subnet = keys
         verdict = concurrency_verdict(self._open_ip[ip], self._open_subnet[subnet], self.limits)
         if verdict is None:
             key = f"connections:{ip}"
             count = await self.store.access.add_to_counter(key, window_start(self.clock.now(), 60), 1)
             verdict = new_connection_verdict(count, self.limits)
         if verdict is not None:
-            log_event("access.limit", session=facts.session_id, peer=ip, reason=verdict.reason)
+            log_event("access.limit", session=facts.session_id, peer=facts.peer_ip, reason=verdict.reason)
             return verdict.reply
         self._open_ip[ip] += 1
         self._open_subnet[subnet] += 1
@@ -194,16 +211,18 @@ class AccessHook(SessionHook):
         return None
 
     async def after_auth(self, facts: SessionFacts, username: str, success: bool, reason: str) -> Reply | None:
-        ip, now = facts.peer_ip, self.clock.now()
+        keys, now = self.keys_of(facts.peer_ip), self.clock.now()
+        if keys is None:
+            return None
+        ip, subnet = keys  # failures and known sources are counted per address key (IPv6: the /64)
         account = account_key(username)
         if success:
             await self.store.access.remember_source(account or username, ip, now)
             return None
-        subnet = subnet_of(ip)
         await self.store.access.record_failure(AuthFailure(now, ip, subnet, account))
         stats = await self.store.access.failure_stats(ip, subnet, account, now - self.bans.window)
         known = bool(account) and await self.store.access.is_known_source(account, ip)
-        decision = decide_ban(ip, account, stats, known, self.bans)
+        decision = decide_ban(facts.peer_ip, account, stats, known, self.bans)
         if decision is not None:
             await self.ban(decision, "auto")
             return BANNED
@@ -222,16 +241,22 @@ class AccessHook(SessionHook):
         return ban
 
     # message and recipient rates -----------------------------------------------------------
-    async def _usage(self, account: str, amount_kind: str, add: int) -> tuple[int, int]:
+    async def _take_one(self, account: str, amount_kind: str) -> tuple[int, int]:
+        """Count one more message or recipient and return the hour and day counts before it.
+
+        Increment first, then judge the returned value: two sessions of one account racing at the
+        limit cannot both pass (a check followed by a separate increment would let them). A
+        message counts at MAIL FROM, whether or not it is sent in the end.
+        """
         now = self.clock.now()
-        hour = await self.store.access.add_to_counter(f"{amount_kind}:{account}:h", window_start(now, HOUR), add)
-        day = await self.store.access.add_to_counter(f"{amount_kind}:{account}:d", window_start(now, DAY), add)
-        return hour, day
+        hour = await self.store.access.add_to_counter(f"{amount_kind}:{account}:h", window_start(now, HOUR), 1)
+        day = await self.store.access.add_to_counter(f"{amount_kind}:{account}:d", window_start(now, DAY), 1)
+        return hour - 1, day - 1
 
     async def on_mail(self, facts: SessionFacts, sender: Address | None, params: MailParams) -> Reply | None:
         if facts.account is None:
             return None
-        hour, day = await self._usage(facts.account, "messages", 0)
+        hour, day = await self._take_one(facts.account, "messages")
         verdict = message_verdict(AccountUsage(messages_hour=hour, messages_day=day), self.limits)
         if verdict is not None:
             log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
@@ -242,17 +267,11 @@ class AccessHook(SessionHook):
                       resolution: Resolution) -> Reply | None:
         if facts.account is None:
             return None
-        hour, day = await self._usage(facts.account, "recipients", 0)
+        hour, day = await self._take_one(facts.account, "recipients")
         verdict = recipient_verdict(AccountUsage(recipients_hour=hour, recipients_day=day), self.limits)
         if verdict is not None:
             log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
             return verdict.reply
-        await self._usage(facts.account, "recipients", 1)
-        return None
-
-    async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
-        if facts.account is not None:
-            await self._usage(facts.account, "messages", 1)
         return None
 
 

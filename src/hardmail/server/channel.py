@@ -8,12 +8,24 @@ handshake (RFC 3207 4.2, CVE-2011-0411 class) and StreamReader keeps such bytes 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from collections import deque
 from typing import cast
 
-READ_HIGH_WATER = 256 * 1024
-CLOSE_LINGER = 10.0  # seconds a closing connection may take to flush its last replies  # stop reading from the socket when this much is unread
+READ_HIGH_WATER = 256 * 1024  # stop reading from the socket when this much is unread
+CLOSE_LINGER = 10.0  # seconds a closing connection may take to flush its last replies
+
+
+def plain_address(text: str) -> str:
+    """An address in canonical text, IPv4-mapped IPv6 unmapped; other text unchanged."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 class ChannelClosed(Exception):
@@ -40,7 +52,7 @@ class Channel(asyncio.Protocol):
         # uvloop's transports have asyncio.Transport's methods without subclassing it: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
         if self.implicit_tls:
-            transport.pause_reading()
+            self.transport.pause_reading()
         if not self.connected.done():
             self.connected.set_result(None)
 
@@ -150,12 +162,14 @@ class Channel(asyncio.Protocol):
             self._buffered += len(data)
 
     def peer(self) -> tuple[str, int]:
+        """The client's (address, port); an IPv4 client of a dual-stack listener comes as
+        ``::ffff:a.b.c.d`` and is given as ``a.b.c.d``, so IPv4 bans and ranges meet it."""
         if self._real_peer is not None:
-            return self._real_peer
+            return (plain_address(self._real_peer[0]), self._real_peer[1])
         info = self.transport.get_extra_info("peername") if self.transport else None
         if not info:
             return ("unknown", 0)
-        return (str(info[0]), int(info[1]))
+        return (plain_address(str(info[0])), int(info[1]))
 
     def close(self, linger: float = CLOSE_LINGER) -> None:
         """Close after what is written has gone out; a client that does not take it within

@@ -6,6 +6,8 @@ of DATA DKIM/ARC/DMARC with ``Authentication-Results``/``Received-SPF``, DMARC e
 spam verdict. A refusal comes at the earliest point where the score is known and where no later
 authentication could exempt the client. For authenticated and trusted clients: DKIM signing.
 Every finding is logged with the session id and counted in :attr:`MsgAuthHook.counts`.
+SPF, DKIM and ARC work runs in the bounded pool of :mod:`hardmail.msgauth.workers`, sized here from
+``[inbound] worker_threads`` and shut down by :meth:`MsgAuthHook.close` when the server stops.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hardmail.core.address import Address
 from hardmail.core.clock import Clock
 from hardmail.core.replies import Reply
 from hardmail.delivery.recipients import Resolution
-from hardmail.msgauth import inbound, spamfacts
+from hardmail.msgauth import inbound, spamfacts, workers
 from hardmail.msgauth.authres import Findings
 from hardmail.msgauth.dns import DnsPythonResolver, Resolver
 from hardmail.msgauth.signer import DkimSigner
@@ -34,6 +36,9 @@ from hardmail.server.msgauth_scoring import message_verdict, weights_of
 from hardmail.store.ports_msgauth import GreylistStore
 
 DMARC_REJECTED = Reply(550, "5.7.1", "Message refused: it fails the sender domain's DMARC policy (p=reject)")
+# RFC 7489 6.6.2 and 6.7: an aligned check had a temporary error, so the DMARC result may yet be pass
+DMARC_TEMPFAIL = Reply(451, "4.7.1", "DMARC check of the sender domain could not be completed "
+                                     "(temporary DNS error); please try again later")
 
 
 @dataclass
@@ -175,7 +180,7 @@ class MsgAuthHook(SessionHook):
             decision = greylist.decide(await self.greylist_store.get_triplet(triplet.key), now, self._greylist)
             await self.greylist_store.save_triplet(triplet.key, triplet.network, decision.state)
             if decision.newly_confirmed:
-                await self._maybe_whitelist(facts, triplet.network, now)
+                await self._maybe_whitelist(facts, triplet, now)
         except Exception as exc:  # storage trouble must not stop mail: greylisting fails open
             self._record(facts, "greylist", "error", error=type(exc).__name__)
             return None
@@ -192,11 +197,14 @@ class MsgAuthHook(SessionHook):
                                       session.trusted, spf_pass, whitelisted)
         return greylist.bypass_reason(bypass, g.whitelist, g.bypass_spf_pass, g.domains, g.exempt_domains)
 
-    async def _maybe_whitelist(self, facts: SessionFacts, network: str, now: float) -> None:
-        confirmed = await self.greylist_store.count_confirmed(network, now)
-        if greylist.network_earns_whitelist(confirmed, self._greylist):
-            await self.greylist_store.whitelist_network(network, now + self._greylist.confirmed_lifetime)
-            self._record(facts, "greylist", "network_whitelisted", network=network, confirmed=confirmed)
+    async def _maybe_whitelist(self, facts: SessionFacts, triplet: greylist.Triplet, now: float) -> None:
+        """Count the triplet's sender among its network's distinct senders; whitelist at the threshold."""
+        mark = greylist.sender_mark(triplet)
+        await self.greylist_store.save_triplet(mark.key, mark.network, greylist.sender_mark_state(now, self._greylist))
+        senders = await self.greylist_store.count_confirmed(mark.network, now)
+        if greylist.network_earns_whitelist(senders, self._greylist):
+            await self.greylist_store.whitelist_network(triplet.network, now + self._greylist.confirmed_lifetime)
+            self._record(facts, "greylist", "network_whitelisted", network=triplet.network, senders=senders)
 
     # ----- end of DATA ----------------------------------------------------------------------------
     async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
@@ -223,9 +231,13 @@ class MsgAuthHook(SessionHook):
         findings = Findings(session.spf_helo, session.spf_mailfrom, (), None, None)
         report = inbound.InboundReport(findings, b"", ())
         if self.config.inbound.enabled:
-            findings = await inbound.check_message(self.resolver, raw, session.spf_helo, session.spf_mailfrom)
+            inbound_settings = self.config.inbound
+            findings = await inbound.check_message(self.resolver, raw, session.spf_helo, session.spf_mailfrom,
+                                                   inbound_settings.max_dkim_signatures,
+                                                   inbound_settings.verify_deadline)
             self._log_findings(facts, findings)
-            report = inbound.report(findings, raw, authserv_id, facts.peer_ip, message.sender, facts.helo or "")
+            report = inbound.report(findings, raw, authserv_id, facts.peer_ip, message.sender, facts.helo or "",
+                                    self._our_names())
         if report.drop_headers:
             self._record(facts, "authres", "removed_forged", fields=len(report.drop_headers))
         dmarc_decision = self._dmarc_decision(facts, findings)
@@ -254,8 +266,12 @@ class MsgAuthHook(SessionHook):
                          policy=findings.dmarc.policy, reason=findings.dmarc.reason or None)
 
     def _dmarc_decision(self, facts: SessionFacts, findings: Findings) -> MessageDecision | None:
-        """RFC 7489 6.7: p=reject refused with 550 5.7.1, p=quarantine to Junk, unless set to mark only."""
+        """RFC 7489 6.7: p=reject refused with 550 5.7.1, p=quarantine to Junk, unless set to mark only;
+        a temporary error where the policy would be enforced is answered 451 4.7.1 (RFC 7489 6.6.2)."""
         result = findings.dmarc
+        if result is not None and result.result == "temperror" and self._enforced(result.policy):
+            self._record(facts, "dmarc_policy", "defer", domain=result.from_domain)
+            return MessageDecision(reply=DMARC_TEMPFAIL)
         if result is None or result.result != "fail":
             return None
         if result.policy == "reject" and self.config.inbound.dmarc_reject == "enforce":
@@ -266,8 +282,18 @@ class MsgAuthHook(SessionHook):
             return MessageDecision(folder="Junk")
         return None
 
+    def _enforced(self, policy: str) -> bool:
+        """Whether a DMARC fail under ``policy`` would be refused or sent to Junk."""
+        inbound_settings = self.config.inbound
+        return (policy == "reject" and inbound_settings.dmarc_reject == "enforce") or \
+            (policy in ("reject", "quarantine") and inbound_settings.dmarc_quarantine == "enforce")
+
     async def on_disconnect(self, facts: SessionFacts) -> None:
         self._sessions.pop(facts.session_id, None)
+
+    def close(self) -> None:
+        """At server stop: shut the message-authentication thread pool down."""
+        workers.shutdown()
 
 
 def build_msgauth_hook(config: Config, greylist_store: GreylistStore, clock: Clock,
@@ -275,6 +301,7 @@ def build_msgauth_hook(config: Config, greylist_store: GreylistStore, clock: Clo
     """The hook with a resolver from the ``[dns]`` settings (or the one given) and a DKIM signer."""
     if resolver is None:
         resolver = DnsPythonResolver(config.dns.nameservers, config.dns.port, config.dns.timeout)
+    workers.configure(config.inbound.worker_threads)
     signer = DkimSigner(config.data_dir, resolver, clock, config.dkim.rotation_grace_days * 86400,
                         config.dkim.publication_check_interval)
     return MsgAuthHook(config, greylist_store, resolver, clock, signer)

@@ -1,5 +1,8 @@
 """The spam verdict of a whole message: the session's findings plus the authentication results,
-turned into an action and the header changes it asks for (X-Spam-*, a tagged Subject, Junk)."""
+turned into an action and the header changes it asks for (X-Spam-*, a tagged Subject, Junk).
+
+Incoming X-Spam-* fields are always removed (they are ours to write on the MX listener: a sender's
+``X-Spam-Status: No`` must not reach filters that trust it), whether or not scoring is on."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from dataclasses import dataclass
 from hardmail.config.schema import AntispamSection
 from hardmail.msgauth.authres import Findings, header_fields
 from hardmail.policy import spam
+
+# the fields we write, and SpamAssassin's other customary ones that filters also act on
+SPAM_FIELDS = (b"x-spam-status", b"x-spam-score", b"x-spam-flag", b"x-spam-level")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +42,46 @@ def _dkim_and_dmarc(findings: Findings, weights: spam.SpamWeights) -> list[spam.
     return spam.auth_findings(None, [d.result for d in findings.dkim], dmarc_word, weights)
 
 
+def _head(message: bytes) -> bytes:
+    return message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+
+
+def incoming_spam_fields(message: bytes) -> tuple[int, ...]:
+    """Positions of the message's own X-Spam-* fields (any letter case), to drop."""
+    return tuple(i for i, (name, _field) in enumerate(header_fields(_head(message))) if name in SPAM_FIELDS)
+
+
 def tagged_subject(message: bytes, tag: str) -> tuple[bytes, tuple[int, ...]]:
-    """A new Subject field with ``tag`` in front, and the position of the old one to drop."""
-    head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    for index, (name, field) in enumerate(header_fields(head)):
-        if name == b"subject":
-            value = field.split(b":", 1)[1].strip()
-            return b"Subject: " + tag.encode("utf-8") + b" " + value + b"\r\n", (index,)
-    return b"Subject: " + tag.encode("utf-8") + b"\r\n", ()
+    """A new Subject field with ``tag`` in front, and the positions of the old ones to drop.
+
+    Every Subject field is dropped (a second, untagged one could be the one a reader shows); the
+    first one's text is kept, and ``tag`` is not put in front twice.
+    """
+    subjects = [(i, field) for i, (name, field) in enumerate(header_fields(_head(message))) if name == b"subject"]
+    tag_bytes = tag.encode("utf-8")
+    if not subjects:
+        return b"Subject: " + tag_bytes + b"\r\n", ()
+    value = subjects[0][1].split(b":", 1)[1].strip()
+    if not value.startswith(tag_bytes):
+        value = tag_bytes + b" " + value
+    return b"Subject: " + value + b"\r\n", tuple(i for i, _field in subjects)
 
 
 def message_verdict(section: AntispamSection, weights: spam.SpamWeights, session_findings: Sequence[spam.Finding],
                     findings: Findings, message: bytes) -> MessageVerdict:
+    """The action, our X-Spam-* fields and the header changes for one message from the MX listener."""
+    forged = incoming_spam_fields(message)
     if not section.enabled:
-        return MessageVerdict("accept", 0)
+        return MessageVerdict("accept", 0, drop_headers=forged)
     every = [*session_findings, *_dkim_and_dmarc(findings, weights)]
     score = spam.total(every)
     action = spam.action(score, section.mark_threshold, section.reject_threshold)
     headers = spam.status_headers(score, action, every, section.mark_threshold)
     if action != "mark":
-        return MessageVerdict(action, score, headers)
+        return MessageVerdict(action, score, headers, drop_headers=forged)
     drop: tuple[int, ...] = ()
     if section.subject_tag:
         subject, drop = tagged_subject(message, section.subject_tag)
         headers += subject
-    return MessageVerdict(action, score, headers, "Junk" if section.junk_marked else None, drop)
+    return MessageVerdict(action, score, headers, "Junk" if section.junk_marked else None,
+                          tuple(sorted({*forged, *drop})))

@@ -3,7 +3,9 @@
 PLAIN and LOGIN end with a user name and password for :func:`authenticate`. SCRAM-SHA-256 asks
 for the user's stored secrets between steps (:class:`sasl.NeedSecrets`): they are looked up here
 and fed back; an unknown user (or one without SCRAM secrets yet) gets decoy secrets derived from
-the server key, so the exchange looks the same and simply fails at the proof. After a verified
+the server key, with the iteration count most stored secrets have, so the exchange looks the same
+and simply fails at the proof. A failure after that point costs the same for known and unknown
+users (the same look-ups and one login-history row, see ``record_scram_failure``). After a verified
 proof the same account rules as for a password apply before the server's final message is sent.
 A correct password refused by those rules (two-factor authentication on, must change, expired) is
 answered 535 5.7.8 with a text saying what to do; every other failure gets the same 535 reply.
@@ -20,7 +22,9 @@ from hardmail.auth.authenticator import (
     LoginAttempt,
     LoginRules,
     authenticate,
+    decoy_scram_iterations,
     finish_scram_login,
+    record_scram_failure,
     scram_secrets,
 )
 from hardmail.auth.pool import PoolSaturated
@@ -68,6 +72,7 @@ class SmtpAuth:
         self._verified: str | None = None  # SCRAM: accepted account waiting for the final answer
 
     async def start(self, event: Auth) -> Reply:
+        self._scram_key, self._scram_user, self._verified = None, "", None  # a new exchange
         self.mechanism = sasl.new_mechanism(event.mechanism)
         if self.mechanism is None:  # the core only lets offered mechanisms through
             return AUTH_FAILED
@@ -122,7 +127,8 @@ class SmtpAuth:
         self._scram_user = username
         found = await scram_secrets(self.ctx.store, username)
         if found is None:
-            iterations = self.ctx.config.auth.scram.iterations
+            iterations = await decoy_scram_iterations(
+                self.ctx.store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
             stored = decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
         else:
             self._scram_key, stored = found
@@ -142,10 +148,10 @@ class SmtpAuth:
         return Reply(334, None, sasl.encode_challenge(step.server_final))
 
     async def _mechanism_failed(self, step: sasl.Failure, name: str) -> Reply:
-        if self._scram_key is not None:  # a known SCRAM user whose proof failed: a wrong password
-            outcome = await finish_scram_login(self.ctx.store, self.ctx.hash_pool, self._scram_key, False,
-                                               self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
-            return self._refuse(outcome, name, self._scram_key)
+        if self._scram_user:  # SCRAM after the secrets (real or decoy) were supplied: same work for both
+            outcome = await record_scram_failure(self.ctx.store, self.ctx.hash_pool, self._scram_user,
+                                                 self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+            return self._refuse(outcome, name, self._scram_key or self._scram_user)
         self.log.event("smtp.auth", level="warning", result="failure", mechanism=name, reason=step.reason)
         self.last_outcome = (self._scram_user, False, step.reason)
         return AUTH_FAILED

@@ -17,11 +17,13 @@ from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
 from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.headers import (
     SENDER_FIELDS,
     from_header_addresses,
     sender_header_problem,
     split_header_block,
+    too_many_hops,
 )
 from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
@@ -79,6 +81,12 @@ class SessionTransaction:
     recipients: list[str] = field(default_factory=list)
     mailboxes: list[str] = field(default_factory=list)
     remote: list[str] = field(default_factory=list)
+    ret: str = ""  # RFC 3461 4.3
+    envid: str = ""  # RFC 3461 4.4
+    rcpt_dsn: dict[str, RecipientDsn] = field(default_factory=dict)  # per remote recipient (RFC 3461 4.1, 4.2)
+
+    def dsn(self) -> DsnRequest:
+        return DsnRequest(self.ret, self.envid, dict(self.rcpt_dsn))
 
 
 class SmtpSession:
@@ -245,6 +253,11 @@ class SmtpSession:
         return await self._after_auth(await self.auth.start(event))
 
     async def _on_auth_response(self, event: AuthResponse) -> Reply:
+        # A ban may have landed while the client sat at a prompt: ask again before any verification.
+        refusal = await self._first_refusal("before_auth", self.auth.mechanism.name if self.auth.mechanism else "")
+        if refusal is not None:
+            self.auth.mechanism = None  # the exchange ends unverified
+            return refusal
         return await self._after_auth(await self.auth.respond(event))
 
     async def _after_auth(self, reply: Reply) -> Reply:
@@ -268,7 +281,8 @@ class SmtpSession:
         self.log.event("smtp.mail", sender=sender, size=event.params.size, accepted=verdict.accept,
                        reason=verdict.reason or None)
         if verdict.accept:
-            self.txn = SessionTransaction(sender=sender, utf8=event.params.smtputf8)
+            self.txn = SessionTransaction(sender=sender, utf8=event.params.smtputf8, ret=event.params.ret or "",
+                                          envid=event.params.envid or "")
         return verdict.reply
 
     async def _owns(self, address: Address) -> bool:
@@ -301,6 +315,10 @@ class SmtpSession:
                        reason=verdict.reason or None)
         if verdict.accept and self.txn is not None:
             self._add_recipient(address.key, resolution)
+            expanded = tuple(resolution.remote) != (address.key,)
+            orcpt = event.params.orcpt or (f"rfc822;{address.key}" if expanded else "")
+            for remote in resolution.remote:
+                self.txn.rcpt_dsn.setdefault(remote, RecipientDsn(event.params.notify, orcpt))
         return verdict.reply
 
     async def _postmaster(self) -> Address:
@@ -330,6 +348,9 @@ class SmtpSession:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
         chunks: tuple[bytes, ...] = event.chunks
+        if too_many_hops(split_header_block(message_head(chunks))[0]):  # RFC 5321 6.3: a mail loop
+            self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
+            return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
         if self.kind != "smtp":
             chunks = (self.ctx.acceptor.submission_headers(chunks), *chunks)
         decision = await self._message_decision(chunks)
@@ -338,7 +359,7 @@ class SmtpSession:
         chunks = without_header_fields(chunks, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
-                            folder=decision.folder)
+                            folder=decision.folder, dsn=self.txn.dsn())
         accepted = await self.ctx.acceptor.accept(envelope, self._trace(), (decision.headers, *chunks))
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,

@@ -80,13 +80,21 @@ class CredentialStore(Protocol):
         Raises NotFound."""
         ...
 
-    async def upgrade_hash(self, address: str, password_hash: str, scram: ScramSecrets | None) -> None:
+    async def upgrade_hash(
+        self, address: str, password_hash: str, scram: ScramSecrets | None, *, expected_hash: str
+    ) -> bool:
         """Re-hash after a login (legacy scheme or new parameters): keeps the change time and the
-        must-change flag, clears the legacy scheme. Raises NotFound."""
+        must-change flag, clears the legacy scheme; ``scram`` None keeps the stored secrets. A
+        compare-and-swap: only while the stored hash is still ``expected_hash`` (the one verified);
+        False (nothing written) when it is not, or when there is no such account."""
         ...
 
     async def set_must_change(self, address: str, must_change: bool) -> None:
         """Raises NotFound."""
+        ...
+
+    async def most_common_scram_iterations(self) -> int | None:
+        """The iteration count most stored SCRAM secrets have (the higher on a tie); None when none."""
         ...
 
     async def list_legacy(self) -> list[tuple[str, str]]:

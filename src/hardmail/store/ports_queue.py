@@ -25,6 +25,9 @@ class QueueRecipient:
     last_text: str = ""
     remote_mta: str = ""  # host that gave the last reply (RFC 3464 2.3.5 Remote-MTA)
     updated_at: float | None = None
+    notified: bool = False  # the sender got the notice for this final state (or needs none)
+    notify: tuple[str, ...] = ()  # RFC 3461 4.1 NOTIFY: NEVER or SUCCESS/FAILURE/DELAY; () is the default
+    orcpt: str = ""  # RFC 3461 4.2 ORCPT, "addr-type;address"
 
     @property
     def pending(self) -> bool:
@@ -46,6 +49,8 @@ class QueueEntry:
     delay_notified: bool = False
     claimed_by: str | None = None
     claimed_until: float | None = None
+    ret: str = ""  # RFC 3461 4.3 RET: FULL or HDRS; "" is our default
+    envid: str = ""  # RFC 3461 4.4 ENVID
 
     @property
     def pending(self) -> tuple[QueueRecipient, ...]:
@@ -105,14 +110,31 @@ class QueueStore(Protocol):
         """
         ...
 
-    async def record_outcomes(self, queue_id: str, outcomes: Sequence[RecipientOutcome], now: float) -> None:
-        """Store per-recipient results at once (a crash after this never repeats a delivery)."""
+    async def record_outcomes(self, queue_id: str, outcomes: Sequence[RecipientOutcome], now: float,
+                              owner: str | None = None) -> bool:
+        """Store per-recipient results at once (a crash after this never repeats a delivery).
+
+        With ``owner`` nothing is stored unless ``owner`` still holds the claim; returns whether it did.
+        """
         ...
 
     async def finish_attempt(
-        self, queue_id: str, *, next_attempt_at: float, last_error: str, delay_notified: bool
-    ) -> None:
-        """Count one attempt, schedule the next one and release the claim."""
+        self, queue_id: str, *, next_attempt_at: float, last_error: str, delay_notified: bool,
+        owner: str | None = None,
+    ) -> bool:
+        """Count one attempt, schedule the next one and release the claim (only ``owner``'s, when given)."""
+        ...
+
+    async def renew_claim(self, queue_ids: Sequence[str], owner: str, lease_until: float) -> set[str]:
+        """Extend ``owner``'s claims on ``queue_ids`` to ``lease_until``; returns the ids still held."""
+        ...
+
+    async def mark_notified(self, queue_id: str, addresses: Sequence[str]) -> None:
+        """Remember that the sender got the notice about these recipients' final state."""
+        ...
+
+    async def set_delay_notified(self, queue_id: str) -> None:
+        """Remember that the delay notice went out, before it is sent (never twice)."""
         ...
 
     async def release_claims(self, owner: str) -> int:

@@ -11,6 +11,7 @@ import pytest
 from hardmail.admin.credentials import CredentialService
 from hardmail.admin.service import AdminError, AdminService
 from hardmail.auth import totp
+from hardmail.config.schema import TwoFactorSection
 from hardmail.core.clock import FakeClock
 from hardmail.store.ports import Store
 
@@ -142,3 +143,60 @@ async def test_password_set_and_change_are_events_and_policy_applies(
     with pytest.raises(AdminError) as refused:
         await service.set_password(ALICE, "password1234")
     assert "most common" in refused.value.message and "nobody else uses" in refused.value.hint
+
+
+def _wrong_code(secret: str, clock: FakeClock) -> str:
+    right = {totp.code_at(secret, totp.time_step(clock.now()) + drift) for drift in (-1, 0, 1)}
+    return next(code for code in ("000000", "111111", "222222", "333333") if code not in right)
+
+
+async def test_too_many_wrong_codes_lock_every_check_until_the_window_ends(
+    credentials: CredentialService, store: Store, clock: FakeClock
+) -> None:
+    secret, codes = await _enable(credentials, clock)
+    clock.advance(totp.STEP_SECONDS)  # past the confirming code's step
+    for _ in range(5):  # TwoFactorSection.max_failures
+        with pytest.raises(AdminError) as wrong:
+            await credentials.verify_second_factor(ALICE, _wrong_code(secret, clock))
+        assert "wrong" in wrong.value.message
+    for locked_out in (totp.code_at(secret, totp.time_step(clock.now())), codes[0]):
+        with pytest.raises(AdminError) as locked:
+            await credentials.verify_second_factor(ALICE, locked_out)
+        assert "too many wrong two-factor codes" in locked.value.message and "UTC" in locked.value.message
+        assert locked.value.hint
+    assert await store.credentials.count_recovery_codes(ALICE) == 10  # the locked check spent nothing
+    assert (await _kinds(store)).count("2fa-locked") == 1
+    clock.advance(15 * 60)  # TwoFactorSection.lockout_minutes: the next window
+    assert await credentials.verify_second_factor(ALICE, totp.code_at(secret, totp.time_step(clock.now()))) == "totp"
+
+
+async def test_right_codes_do_not_count_against_the_limit(credentials: CredentialService, clock: FakeClock) -> None:
+    secret, codes = await _enable(credentials, clock)
+    for attempt in range(4):
+        with pytest.raises(AdminError):
+            await credentials.verify_second_factor(ALICE, _wrong_code(secret, clock))
+        assert await credentials.verify_second_factor(ALICE, codes[attempt]) == "recovery-code"
+    with pytest.raises(AdminError) as fifth_wrong:
+        await credentials.verify_second_factor(ALICE, _wrong_code(secret, clock))
+    assert "too many" not in fifth_wrong.value.message
+    with pytest.raises(AdminError) as sixth:
+        await credentials.verify_second_factor(ALICE, codes[5])
+    assert "too many" in sixth.value.message
+
+
+async def test_the_limit_and_window_come_from_the_configuration(
+    store: Store, service: AdminService, tmp_path: Path, clock: FakeClock
+) -> None:
+    await service.add_domain("example.org")
+    await service.add_account(ALICE, PASSWORD)
+    strict = CredentialService(store, tmp_path / "data", TwoFactorSection(max_failures=1, lockout_minutes=1),
+                               clock=clock)
+    secret, _codes = await _enable(strict, clock)
+    clock.advance(60)
+    with pytest.raises(AdminError):
+        await strict.verify_second_factor(ALICE, _wrong_code(secret, clock))
+    with pytest.raises(AdminError) as locked:
+        await strict.verify_second_factor(ALICE, totp.code_at(secret, totp.time_step(clock.now())))
+    assert "too many" in locked.value.message
+    clock.advance(60)
+    assert await strict.verify_second_factor(ALICE, totp.code_at(secret, totp.time_step(clock.now()))) == "totp"

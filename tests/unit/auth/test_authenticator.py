@@ -20,7 +20,7 @@ from hardmail.auth.pool import HashPool
 from hardmail.config.schema import AuthSection, PasswordHashSection, PasswordPolicySection
 from hardmail.core.clock import FakeClock
 from hardmail.store import open_store
-from hardmail.store.ports import Store
+from hardmail.store.ports import Store, StoreError
 
 CHEAP = PasswordHashSection(time_cost=1, memory_cost=8192, parallelism=1, hash_workers=1)
 ALICE = "alice@example.org"
@@ -174,3 +174,58 @@ async def test_disabled_account_fails_without_a_text(store: Store, pool: HashPoo
     await store.set_account_enabled(ALICE, False)
     outcome = await _login(store, pool, clock)
     assert (outcome.account, outcome.client_text, outcome.reason) == (None, None, "account disabled")
+
+
+async def _import_hms2(store: Store, password: str) -> str:
+    stored = normalize_import("hmailserver2", hashlib.md5(password.encode(), usedforsecurity=False).hexdigest())
+    await store.credentials.set_password(ALICE, stored, None, legacy_scheme="hmailserver2")
+    return stored
+
+
+async def test_a_legacy_password_saslprep_refuses_logs_in_and_is_upgraded_without_scram(
+    store: Store, pool: HashPool, clock: FakeClock
+) -> None:
+    emoji_password = "an old password \N{GRINNING FACE}"  # unassigned in Unicode 3.2: SASLprep refuses it
+    await _import_hms2(store, emoji_password)
+    outcome = await _login(store, pool, clock, emoji_password)
+    assert (outcome.account, outcome.reason) == (ALICE, "ok")
+    account = await store.get_account(ALICE)
+    state = await store.credentials.get_credentials(ALICE)
+    assert account is not None and account.password_hash.startswith("$argon2id$")
+    assert state is not None and state.scram is None and state.legacy_scheme is None
+    assert (await _login(store, pool, clock, emoji_password)).account == ALICE
+
+
+async def test_a_failing_upgrade_never_fails_the_login(
+    store: Store, pool: HashPool, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = await _import_hms2(store, "an old hmail password")
+
+    async def broken(*_args: object, **_kwargs: object) -> bool:
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(store.credentials, "upgrade_hash", broken)
+    outcome = await _login(store, pool, clock, "an old hmail password")
+    assert (outcome.account, outcome.reason) == (ALICE, "ok")
+    account = await store.get_account(ALICE)
+    assert account is not None and account.password_hash == stored  # upgraded at a later login
+    assert ("login", "success") in await _kinds(store)
+
+
+async def test_an_upgrade_never_undoes_a_password_change_made_meanwhile(
+    store: Store, pool: HashPool, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _import_hms2(store, "an old hmail password")
+    admin = AdminService(store, CHEAP, auth=AuthSection(argon2=CHEAP, scram={"iterations": 4096}), clock=clock)
+    real_hash = pool.hash
+
+    async def hash_while_the_admin_changes_the_password(password: str) -> str:
+        await admin.set_password(ALICE, "a brand new passphrase here")  # lands between verify and upgrade
+        return await real_hash(password)
+
+    monkeypatch.setattr(pool, "hash", hash_while_the_admin_changes_the_password)
+    assert (await _login(store, pool, clock, "an old hmail password")).account == ALICE
+    monkeypatch.undo()
+    assert (await _login(store, pool, clock, "a brand new passphrase here")).account == ALICE
+    assert (await _login(store, pool, clock, "an old hmail password")).account is None
+    assert ("legacy-hash-upgraded", "done") not in await _kinds(store)

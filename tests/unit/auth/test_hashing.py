@@ -105,3 +105,53 @@ def test_bound_hasher_uses_its_parameters(params: PasswordHashSection) -> None:
     stored = bound.hash(PASSWORD)
     assert bound.verify(stored, PASSWORD).ok
     assert PASSWORD not in repr(bound)
+
+
+@pytest.fixture
+def full_argon2_runs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The hashes of every Argon2 verification that ran to the end (matched or mismatched)."""
+    import argon2._password_hasher as argon2_hasher
+    from argon2.exceptions import VerifyMismatchError
+
+    runs: list[bytes] = []
+    real = argon2_hasher.verify_secret
+
+    def counting(stored: bytes, secret: bytes, kind: object) -> bool:
+        try:
+            result = real(stored, secret, kind)  # type: ignore[arg-type]
+        except VerifyMismatchError:
+            runs.append(stored)
+            raise
+        runs.append(stored)
+        return result
+
+    monkeypatch.setattr(argon2_hasher, "verify_secret", counting)
+    return runs
+
+
+def _bcrypt_of(password: str) -> str:
+    from passlib.hash import bcrypt
+
+    return str(bcrypt.using(rounds=4).hash(password))
+
+
+@pytest.mark.parametrize(
+    "stored_for",
+    [
+        pytest.param(lambda p: "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", id="unknown scheme"),
+        pytest.param(lambda p: hash_password(PASSWORD, p), id="argon2id, wrong password"),
+        pytest.param(lambda p: "$argon2id$v=19$m=8192,t=1,p=1$bad$bad", id="malformed argon2id"),
+        pytest.param(lambda p: "$argon2id$garbage", id="garbage argon2id"),
+        pytest.param(lambda p: "{HMS2}" + "0" * 32, id="hmailserver2, wrong password"),
+        pytest.param(lambda p: _bcrypt_of(PASSWORD), id="bcrypt, wrong password"),
+        pytest.param(lambda p: "$2b$12$abcdefghijklmnopqrstuv", id="malformed bcrypt"),
+        pytest.param(lambda p: "$pbkdf2-sha256$garbage", id="malformed pbkdf2"),
+    ],
+)
+def test_every_failure_costs_exactly_one_full_argon2_computation(
+    stored_for: object, params: PasswordHashSection, full_argon2_runs: list[bytes]
+) -> None:
+    stored = stored_for(params)  # type: ignore[operator]
+    full_argon2_runs.clear()
+    assert not verify_password(stored, "not the password", params).ok
+    assert len(full_argon2_runs) == 1

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hardmail.core.clock import FakeClock
-from hardmail.msgauth.dkim import sign, signed_header_list, verify
+from hardmail.msgauth import arc, workers
+from hardmail.msgauth.dkim import MAX_SIGNATURES, SIGNED_FIELDS, sign, signed_header_list, verify
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys
-from hardmail.msgauth.dns import StaticResolver
+from hardmail.msgauth.dns import DnsAnswer, StaticResolver
+from hardmail.msgauth.signer import DkimSigner
+from hardmail.msgauth.spf import check_mail_from
 from support.dns_server import LoopbackDnsServer
 from support.msgauth_dns import loopback_dns_env, txt_value
 
@@ -122,3 +128,88 @@ async def test_rotation_signs_with_new_selector_only_after_promotion(tmp_path: P
     clock.advance(2 * 86400)
     assert len(keys.prune(clock.now())) == 1
     assert not (keys.directory / f"{first[0]}.key").exists()
+
+
+def test_every_signed_field_is_oversigned_even_when_absent() -> None:
+    names = signed_header_list(MESSAGE)
+    for field in SIGNED_FIELDS:
+        present = sum(1 for line in MESSAGE.split(b"\r\n\r\n")[0].split(b"\r\n")
+                      if line.lower().startswith(field.encode() + b":"))
+        assert names.count(field.encode()) == present + 1, field
+    for field in (b"sender", b"reply-to", b"in-reply-to", b"references", b"list-id", b"list-post",
+                  b"content-transfer-encoding", b"message-id", b"mime-version", b"content-type"):
+        assert field in names
+
+
+@pytest.mark.parametrize("added", [b"Sender: ceo@example.org\r\n", b"Message-ID: <2@example.org>\r\n",
+                                   b"List-Unsubscribe: <https://evil.example/>\r\n",
+                                   b"Content-Transfer-Encoding: base64\r\n"])
+async def test_adding_a_signed_field_breaks_the_signature(tmp_path: Path, added: bytes) -> None:
+    keys = _keys(tmp_path, FakeClock())
+    signed = await sign(MESSAGE, keys.signing_keys()) + MESSAGE
+    results = await verify(added + signed, StaticResolver(_zone_for(keys)))
+    assert [r.result for r in results] == ["fail", "fail"]
+
+
+async def test_at_most_five_signatures_are_verified_the_rest_reported_as_policy(tmp_path: Path) -> None:
+    keys = _keys(tmp_path, FakeClock())
+    header = await sign(MESSAGE, keys.signing_keys())
+    resolver = StaticResolver(_zone_for(keys))
+    results = await verify(header * 150 + MESSAGE, resolver)  # 300 signatures
+    assert len(resolver.queries) == MAX_SIGNATURES == 5
+    assert [r.result for r in results] == ["pass"] * 5 + ["policy"]
+    assert results[-1].reason == "295 more signatures not verified (limit 5)"
+    assert len(await verify(header * 150 + MESSAGE, StaticResolver(_zone_for(keys)), limit=2)) == 3
+
+
+class _SlowResolver:
+    """Each look-up takes 25 seconds of the fake clock and answers nothing."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.queries: list[tuple[str, str]] = []
+
+    async def resolve(self, name: str, rdtype: str) -> DnsAnswer:
+        self.queries.append((name, rdtype))
+        self.clock.advance(25)
+        return DnsAnswer("tempfail", detail="timeout")
+
+
+async def test_one_deadline_for_every_key_look_up_of_a_message(tmp_path: Path) -> None:
+    keys = _keys(tmp_path, FakeClock())
+    header = await sign(MESSAGE, keys.signing_keys())
+    clock = FakeClock()
+    resolver = _SlowResolver(clock=clock)
+    results = await verify(header * 3 + MESSAGE, resolver, deadline=20.0, clock=clock)
+    assert len(resolver.queries) == 1  # the first look-up used the whole deadline: no more look-ups
+    assert [r.result for r in results] == ["temperror"] * 5 + ["policy"]
+    assert all(r.reason == "verification deadline passed" for r in results[1:5])
+    assert {r.domain for r in results[:5]} == {"example.org"}
+
+
+class _NoDefaultExecutor(ThreadPoolExecutor):
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("message authentication used asyncio's default thread pool")
+
+
+async def test_signing_and_verifying_never_use_the_default_thread_pool(tmp_path: Path) -> None:
+    keys = _keys(tmp_path, FakeClock())
+    asyncio.get_running_loop().set_default_executor(_NoDefaultExecutor(max_workers=1))
+    signed = await sign(MESSAGE, keys.signing_keys()) + MESSAGE
+    assert [r.result for r in await verify(signed, StaticResolver(_zone_for(keys)))] == ["pass", "pass"]
+    assert (await arc.verify(signed, StaticResolver({}))).result == "none"
+    spf_result = await check_mail_from(StaticResolver({("example.org", "TXT"): ['"v=spf1 -all"']}),
+                                       "192.0.2.1", "a@example.org", "client.example")
+    assert spf_result.result == "fail"
+    signer = DkimSigner(tmp_path, StaticResolver({}), FakeClock(), 86400, 600)
+    assert (await signer.sign(MESSAGE))[0].count(b"DKIM-Signature") == 2
+
+
+def test_the_pool_is_bounded_sized_from_configuration_and_shut_down() -> None:
+    workers.configure(2)
+    pool = workers.executor()
+    assert pool._max_workers == 2 and pool is workers.executor()
+    workers.shutdown()
+    assert workers.executor() is not pool
+    workers.configure(workers.DEFAULT_WORKERS)
+    workers.shutdown()

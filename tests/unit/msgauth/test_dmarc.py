@@ -95,6 +95,20 @@ def test_subdomain_policy_and_pct_sampling() -> None:
     assert evaluate("example.com", None, "", None, []).result == "none"
 
 
+@pytest.mark.parametrize(("spf", "dkim", "result"), [
+    (_spf("example.com", "fail"), [_dkim("example.com", "temperror")], "temperror"),  # aligned key look-up failed
+    (_spf("bounce.example.com", "temperror"), [_dkim("other.net", "fail")], "temperror"),  # aligned SPF
+    (_spf("other.net", "temperror"), [_dkim("other.net", "temperror")], "fail"),  # could never have aligned
+    (_spf("example.com", "temperror"), [_dkim("example.com")], "pass"),  # an aligned pass decides
+])
+def test_aligned_temporary_errors_are_not_a_permanent_fail(spf: SpfResult, dkim: list[DkimVerification],
+                                                          result: str) -> None:
+    verdict = evaluate("example.com", RELAXED, "example.com", spf, dkim)
+    assert verdict.result == result
+    if result == "temperror":
+        assert verdict.policy == "reject"  # the policy a fail would have had, so the caller can defer
+
+
 async def test_discovery_falls_back_to_the_organizational_domain() -> None:
     resolver = StaticResolver({("_dmarc.example.com", "TXT"): ['"v=DMARC1; p=reject"']})
     record, where, status = await discover(resolver, "news.example.com")

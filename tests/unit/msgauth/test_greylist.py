@@ -11,6 +11,8 @@ from hardmail.policy.greylist import (
     decide,
     make_triplet,
     network_earns_whitelist,
+    sender_mark,
+    sender_mark_state,
 )
 
 SETTINGS = GreylistSettings()
@@ -78,3 +80,13 @@ def test_automatic_whitelisting_threshold() -> None:
     assert not network_earns_whitelist(2, SETTINGS)
     assert network_earns_whitelist(3, SETTINGS)
     assert not network_earns_whitelist(100, GreylistSettings(auto_whitelist_after=0))
+
+
+def test_sender_marks_count_distinct_senders_of_a_network() -> None:
+    triplet = make_triplet("192.0.2.1", "A@x.org", "b@y.org", SETTINGS)
+    mark = sender_mark(triplet)
+    assert mark == sender_mark(make_triplet("192.0.2.9", "a@x.org", "other@y.org", SETTINGS))  # same sender
+    assert mark.network == "s:192.0.2.0/24" and mark.key != triplet.key
+    assert mark != sender_mark(make_triplet("192.0.2.1", "c@x.org", "b@y.org", SETTINGS))
+    state = sender_mark_state(1000.0, SETTINGS)
+    assert state.confirmed and state.expires_at == 1000.0 + SETTINGS.confirmed_lifetime

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hardmail.msgauth.authres import Findings, authentication_results, forged_authres_indexes, received_spf
 from hardmail.msgauth.dkim import DkimVerification
 from hardmail.msgauth.dmarc import DmarcResult
@@ -17,6 +19,7 @@ from hardmail.policy.spam import (
     total,
 )
 from hardmail.server.hooks import without_header_fields
+from hardmail.server.msgauth_scoring import tagged_subject
 
 WEIGHTS = SpamWeights()
 
@@ -72,5 +75,29 @@ def test_forged_authentication_results_are_found_and_removed() -> None:
     assert without_header_fields((message,), ()) == (message,)
 
 
+@pytest.mark.parametrize("field", [
+    b"Authentication-Results: mx.example.test 1; dkim=pass header.d=bank.example\r\n",  # RFC 8601 2.2 version
+    b'Authentication-Results: "mx.example.test"; dmarc=pass\r\n',  # quoted-string
+    b'Authentication-Results: (a (nested) comment)\r\n "MX.Example.Test." 1 ; spf=pass\r\n',
+    b"Authentication-Results: mx.example.test; none\r\n",
+    b"Authentication-Results: AR.EXAMPLE.TEST 1; dkim=pass\r\n",  # the configured authserv-id
+])
+def test_forged_results_with_version_quotes_or_either_name_are_found(field: bytes) -> None:
+    assert forged_authres_indexes(field, ["ar.example.test", "mx.example.test"]) == (0,)
+
+
+def test_results_of_other_hosts_are_kept() -> None:
+    head = (b"Authentication-Results: mx.example.test.evil 1; dkim=pass\r\n"
+            b'Authentication-Results: "other.example"; spf=pass\r\n')
+    assert forged_authres_indexes(head, ["mx.example.test", ""]) == ()
+
+
 def test_findings_are_plain_values() -> None:
     assert Finding("dnsbl", "listed", 3).score == 3
+
+
+def test_subject_tag_replaces_every_subject_field_and_is_not_doubled() -> None:
+    message = b"Subject: first\r\nTo: b@example.test\r\nSubject: second\r\n\r\nbody\r\n"
+    subject, drop = tagged_subject(message, "[SPAM]")
+    assert (subject, drop) == (b"Subject: [SPAM] first\r\n", (0, 2))
+    assert tagged_subject(b"Subject: [SPAM] already\r\n\r\nx", "[SPAM]")[0] == b"Subject: [SPAM] already\r\n"

@@ -85,7 +85,7 @@ def test_defaults_cover_both_families() -> None:
 NO_EXTERNAL = IpRange("no-ext", 50, "192.0.2.0", "192.0.2.255",
                       deliveries=frozenset({Direction.LOCAL_LOCAL, Direction.EXTERNAL_LOCAL}),
                       auth_required=frozenset({Direction.LOCAL_LOCAL}))
-INTERNET = DEFAULT_RANGES[0]
+INTERNET, INTERNET_V6 = DEFAULT_RANGES[0], DEFAULT_RANGES[1]
 
 
 def _client(account: str | None = None) -> ClientFacts:
@@ -103,6 +103,13 @@ def _client(account: str | None = None) -> ClientFacts:
         (INTERNET, True, "remote", None, False, 554),
         (INTERNET, True, "remote", "alice@example.test", False, 250),  # authenticated users relay
         (INTERNET, False, "remote", None, True, 250),  # relay.trusted_networks
+        # like hMailServer's Internet range: mail claiming one of our domains to one of our users
+        # needs AUTH (nobody may spoof our own domains to our users), in both families
+        (INTERNET, True, "local", None, False, 530),
+        (INTERNET_V6, True, "local", None, False, 530),
+        (INTERNET, True, "unknown", None, False, 530),
+        (INTERNET, True, "local", "alice@example.test", False, 250),
+        (INTERNET, True, "local", None, True, 250),  # relay.trusted_networks
         # an office range that relays without AUTH
         (OFFICE, False, "remote", None, False, 250),
         # a range that may not deliver to external recipients, even authenticated

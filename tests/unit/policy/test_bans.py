@@ -11,7 +11,9 @@ from hardmail.policy.bans import (
     BanRules,
     FailureStats,
     active_bans,
+    address_key,
     ban_duration,
+    ban_subjects,
     decide_ban,
     explain,
     new_ban,
@@ -63,10 +65,38 @@ def test_guessing_needs_a_known_account_name() -> None:
     assert decide_ban(IP, "", FailureStats(ip_failures=1, ips_for_account=99), False, RULES) is None
 
 
-@pytest.mark.parametrize(("ip", "subnet"), [("192.0.2.77", "192.0.2.0/24"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
-                                            ("::ffff:192.0.2.1", "192.0.2.0/24")])
-def test_subnets(ip: str, subnet: str) -> None:
-    assert subnet_of(ip) == subnet
+@pytest.mark.parametrize(("ip", "key", "subnet"), [
+    ("192.0.2.77", "192.0.2.77", "192.0.2.0/24"),
+    ("2001:db8:1:2:3::4", "2001:db8:1:2::/64", "2001:db8:1::/48"),
+    ("::ffff:192.0.2.1", "192.0.2.1", "192.0.2.0/24"),
+])
+def test_address_keys_and_subnets(ip: str, key: str, subnet: str) -> None:
+    assert (address_key(ip), subnet_of(ip)) == (key, subnet)
+
+
+def test_ipv6_rotation_inside_a_64_is_one_ban_subject() -> None:
+    stats = FailureStats(ip_failures=5, accounts_from_ip=1, ips_for_account=1)
+    first = decide_ban("2001:db8:1:2::1", ACCOUNT, stats, False, RULES)
+    rotated = decide_ban("2001:db8:1:2:ffff::9", ACCOUNT, stats, False, RULES)
+    assert first is not None and rotated is not None
+    assert first.subject == rotated.subject == "2001:db8:1:2::/64"
+    assert first.subject in ban_subjects("2001:db8:1:2:abcd::1")
+
+
+def test_ipv6_subnet_ban_covers_the_48() -> None:
+    decision = decide_ban("2001:db8:1:2::1", ACCOUNT, FailureStats(ip_failures=1, subnet_failures=50), False, RULES)
+    assert decision is not None and decision.subject == "2001:db8:1::/48"
+    assert "2001:db8:1::/48" in ban_subjects("2001:db8:1:ff::7")
+
+
+def test_ban_subjects_unmap_ipv4_mapped_addresses() -> None:
+    assert ban_subjects("::ffff:192.0.2.5") == ("192.0.2.5", "192.0.2.0/24")
+    assert ban_subjects("2001:db8::5") == ("2001:db8::5", "2001:db8::/64", "2001:db8::/48")
+
+
+def test_never_ban_matches_an_ipv4_mapped_peer() -> None:
+    rules = BanRules(never_ban=("192.0.2.0/24",))
+    assert decide_ban("::ffff:192.0.2.5", ACCOUNT, FailureStats(ip_failures=99), False, rules) is None
 
 
 @pytest.mark.parametrize(("offence", "seconds"), [(1, 3600), (2, 86400), (3, 604800), (4, 604800), (0, 3600)])

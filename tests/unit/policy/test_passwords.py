@@ -35,6 +35,11 @@ def test_acceptable_passwords(password: str) -> None:
         ("qwertyuiop12", ADDRESS, "most common passwords", "nobody else uses"),
         ("zzzzzzzzzzzzzzzz", ADDRESS, "too easy to guess (strength 0 of 4; at least 3", "passphrase"),
         ("x" * 1024, ADDRESS, "too easy to guess", "passphrase"),
+        ("purple elephants dance \N{GRINNING FACE} quietly", ADDRESS, "emoji or another character not in Unicode 3.2",
+         "without emoji"),
+        ("purple elephants dance \ue000 quietly", ADDRESS, "private-use character", "without emoji"),
+        ("purple elephants \u0627 dance quietly", ADDRESS, "right-to-left text mixed", "without emoji"),
+        ("purple elephants dance \ufffe quietly", ADDRESS, "not allowed in passwords", "without emoji"),
     ],
 )
 def test_each_refusal_says_why_and_what_passes(password: str, address: str, reason_part: str, advice_part: str) -> None:
@@ -103,3 +108,10 @@ def test_main_password_rules_for_mail_protocols(protocol: str, two_factor: bool,
 
 def test_two_factor_text_tells_the_user_to_create_an_app_password() -> None:
     assert "app password" in TWO_FACTOR_TEXT
+
+
+def test_saslprep_refusals_hold_whatever_the_policy_allows() -> None:
+    lax = PasswordPolicySection(min_length=8, min_score=0, forbid_common=False, forbid_account_name=False)
+    refusal = check_new_password("\N{GRINNING FACE}" * 8, ADDRESS, lax)
+    assert refusal is not None and "SASLprep" in refusal.reason and "\N{GRINNING FACE}" not in str(refusal)
+    assert check_new_password("caf\u00e9 \u00c5ngstr\u00f6m \u00df", ADDRESS, lax) is None  # Unicode 3.2 letters pass

@@ -35,6 +35,9 @@ VALID = [
     (v2_tcp6("2001:db8::5", "2001:db8::25", 1234, 465) + b"\x16\x03", ("2001:db8::5", 1234), b"\x16\x03"),
     (v2(0, 0x00, b""), None, b""),  # LOCAL: a health check by the proxy itself
     (v2(1, 0x31, b"\x00" * 216), None, b""),  # UNIX socket: no address to take
+    # IPv4-mapped IPv6 comes out as the IPv4 address, in both versions
+    (b"PROXY TCP6 ::ffff:192.0.2.5 2001:db8::2 4000 25\r\n", ("192.0.2.5", 4000), b""),
+    (v2_tcp6("::ffff:192.0.2.5", "2001:db8::25", 1234, 25), ("192.0.2.5", 1234), b""),
 ]
 
 
@@ -66,6 +69,11 @@ INVALID = [
     V2_SIGNATURE + b"\x2f\x11\x00\x0c" + b"\x00" * 12,  # unknown command
     v2(1, 0x11, b"\x00" * 4),  # address block too short
     V2_SIGNATURE + b"\x21\x11\xff\xff",  # too long
+    b"PROXY TCP6 fe80::1%a;}x 2001:db8::2 4000 25\r\n",  # a scope id carrying nftables syntax
+    b"PROXY TCP6 fe80::1%eth0 2001:db8::2 4000 25\r\n",
+    b"PROXY TCP6 2001:db8::2 fe80::1%1 4000 25\r\n",
+    b"PROXY TCP4 192.0.2.01 198.51.100.2 1 25\r\n",  # leading zero: not strict
+    b"PROXY TCP4 \xc2\xb9.0.2.1 198.51.100.2 1 25\r\n",  # a non-ASCII digit
 ]
 
 

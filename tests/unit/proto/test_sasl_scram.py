@@ -147,3 +147,18 @@ def test_secrets_text_round_trip_and_redacted_repr() -> None:
     assert ScramSecrets.from_text(stored.to_text()) == stored
     assert "W22ZaJ0SNY7soEsUEjb6gQ" not in repr(stored)
     assert sasl.new_mechanism("scram-sha-256") is not None
+
+
+@pytest.mark.parametrize(
+    "nonce",
+    ["caf\u00e9".encode(), "\u00a0abc".encode(), "日本".encode(), b"a b", b"a\x7fb", b"tab\there"],
+    ids=["latin-1 letter", "no-break space", "CJK", "space", "DEL", "tab"],
+)
+def test_nonce_must_be_rfc_5802_printable(nonce: bytes) -> None:
+    step = _mechanism().step(b"n,,n=user,r=" + nonce)
+    assert isinstance(step, sasl.Failure) and "nonce is malformed" in step.reason
+
+
+def test_every_rfc_5802_printable_character_is_a_valid_nonce() -> None:
+    printable = bytes(c for c in range(0x21, 0x7F) if c != ord(","))
+    assert isinstance(_mechanism().step(b"n,,n=user,r=" + printable), sasl.NeedSecrets)

@@ -3,6 +3,7 @@ AUTH, failure accounting into bans, the tarpit (recorded, never slept), limits a
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -14,9 +15,9 @@ from hardmail.core.clock import FakeClock
 from hardmail.delivery.recipients import Resolution
 from hardmail.policy.access import IpRange
 from hardmail.proto.smtp.events import MailParams
-from hardmail.server.access_hook import BANNED, CONNECTION_DENIED, AccessHook
+from hardmail.server.access_hook import BANNED, CONNECTION_DENIED, PEER_UNKNOWN, AccessHook
 from hardmail.server.hooks import MessageFacts, SessionFacts
-from support.memory_access import MemoryStore
+from support.memory_access import MemoryAccessStore, MemoryStore
 
 
 class Sleeps:
@@ -170,3 +171,90 @@ async def test_each_ban_logs_one_fixed_format_line(caplog: pytest.LogCaptureFixt
     assert len(lines) == 1
     match = BAN_LINE.search(lines[0])
     assert match is not None and match.group("subject") == "198.51.100.7"
+
+
+# IPv6: one host holds a whole /64 and may use a fresh address for every try --------------------
+
+async def test_ipv6_rotation_inside_a_64_is_banned_as_one_address() -> None:
+    hook, store, _, sleeps = make_hook()
+    replies = [await hook.after_auth(facts(f"2001:db8:1:2::{n + 1:x}"), "alice@example.test", False, "x")
+               for n in range(5)]
+    assert replies == [None, None, None, None, BANNED]
+    assert sleeps.delays == [1.0, 2.0, 3.0]  # the tarpit grows across the rotation too
+    assert store.access.bans["2001:db8:1:2::/64"].kind == "failures"
+    assert await hook.on_connect(facts("2001:db8:1:2:dead::beef")) == BANNED
+    assert await hook.on_connect(facts("2001:db8:1:3::1")) is None  # the next /64 is somebody else
+
+
+async def test_ipv6_spraying_from_rotating_addresses() -> None:
+    hook, store, _, _ = make_hook()
+    replies = [await hook.after_auth(facts(f"2001:db8:1:2::{n + 1}"), f"user{n}@example.test", False, "x")
+               for n in range(4)]
+    assert replies[-1] == BANNED and store.access.bans["2001:db8:1:2::/64"].kind == "spraying"
+
+
+async def test_ipv6_subnet_rule_uses_the_48() -> None:
+    hook, store, _, _ = make_hook(bans={"subnet_failures": 3})
+    for n in range(3):
+        await hook.after_auth(facts(f"2001:db8:1:{n + 1:x}::1"), "", False, "x")
+    assert store.access.bans["2001:db8:1::/48"].kind == "subnet"
+    assert await hook.on_connect(facts("2001:db8:1:ff::9")) == BANNED
+
+
+async def test_ipv6_new_connections_per_minute_count_the_64() -> None:
+    hook, _, _, _ = make_hook(limits={"new_connections_per_minute": 3})
+    for n in range(3):
+        assert await hook.on_connect(facts(f"2001:db8::{n + 1}", session=f"s{n}")) is None
+        await hook.on_disconnect(facts(session=f"s{n}"))
+    assert await hook.on_connect(facts("2001:db8::99", session="s9")) is not None
+
+
+async def test_ipv6_concurrency_per_64_and_per_48() -> None:
+    hook, _, _, _ = make_hook(limits={"connections_per_ip": 2, "connections_per_subnet": 3})
+    assert await hook.on_connect(facts("2001:db8:1:1::1", "a")) is None
+    assert await hook.on_connect(facts("2001:db8:1:1::2", "b")) is None
+    assert await hook.on_connect(facts("2001:db8:1:1::3", "c")) is not None  # same /64
+    assert await hook.on_connect(facts("2001:db8:1:2::1", "d")) is None
+    assert await hook.on_connect(facts("2001:db8:1:3::1", "e")) is not None  # same /48, 3 open
+    assert await hook.on_connect(facts("2001:db8:2::1", "f")) is None
+
+
+async def test_ipv4_mapped_peer_meets_a_ban_on_its_ipv4_address() -> None:
+    hook, _, _, _ = make_hook()
+    await fail_logins(hook, "192.0.2.5", "alice@example.test", 5)
+    assert await hook.on_connect(facts("::ffff:192.0.2.5")) == BANNED
+
+
+# an unknown peer, and rates that race ---------------------------------------------------------
+
+async def test_unknown_peer_is_refused_politely(caplog: pytest.LogCaptureFixture) -> None:
+    hook, _, _, _ = make_hook()
+    reply = await hook.on_connect(facts("unknown", listener="smtp"))
+    assert reply == PEER_UNKNOWN and (reply.code, reply.enhanced) == (421, "4.7.0")
+    assert any('"access.unknown_peer"' in r.getMessage() for r in caplog.records)
+    assert await hook.after_auth(facts("unknown"), "alice@example.test", False, "x") is None
+
+
+async def test_two_sessions_at_the_message_limit_cannot_both_pass() -> None:
+    hook, _, _, _ = make_hook(limits={"messages_per_hour": 1})
+    first, second = facts(session="a", account="alice@example.test"), facts(session="b", account="alice@example.test")
+    assert await hook.on_mail(first, None, MailParams()) is None
+    refused = await hook.on_mail(second, None, MailParams())  # the first message is not sent yet
+    assert refused is not None and refused.code == 451
+
+
+class YieldingCounters(MemoryAccessStore):
+    """Counter calls that let other tasks run in between, as a shared store's round trip does."""
+
+    async def add_to_counter(self, key: str, window_start: int, amount: int) -> int:
+        await asyncio.sleep(0)  # a yield to the loop, not a wait
+        return await super().add_to_counter(key, window_start, amount)
+
+
+async def test_concurrent_recipients_at_the_limit_cannot_both_pass() -> None:
+    hook, store, _, _ = make_hook(limits={"recipients_per_hour": 1})
+    store.access = YieldingCounters()
+    alice, rcpt = facts(account="alice@example.test"), Address("b", "x.example")
+    replies = await asyncio.gather(*(hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote"))
+                                     for _ in range(2)))
+    assert sorted(reply is None for reply in replies) == [False, True]

@@ -9,6 +9,7 @@ from typing import Any
 
 from hardmail.auth.hashing import VerifyResult
 from hardmail.auth.pool import PoolSaturated
+from hardmail.auth.scram import ScramSecrets, derive_secrets
 from hardmail.config.schema import Config
 from hardmail.core.clock import FakeClock
 from hardmail.core.replies import Reply
@@ -43,18 +44,26 @@ class FakePool:
 class FakeCredentials:
     def __init__(self) -> None:
         self.events: list[LoginEvent] = []
+        self.scram: ScramSecrets | None = None  # alice's stored SCRAM secrets
+        self.common_iterations: int | None = None
+        self.calls: list[str] = []
 
     async def get_credentials(self, address: str) -> CredentialState | None:
-        return CredentialState(address) if address == "alice@example.test" else None
+        self.calls.append("get_credentials")
+        return CredentialState(address, scram=self.scram) if address == "alice@example.test" else None
+
+    async def most_common_scram_iterations(self) -> int | None:
+        return self.common_iterations
 
     async def find_app_password(self, address: str, digest: str) -> AppPassword | None:
         return None
 
     async def append_login_event(self, event: LoginEvent) -> None:
+        self.calls.append("append_login_event")
         self.events.append(event)
 
-    async def upgrade_hash(self, address: str, password_hash: str, scram: object) -> None:
-        return None  # SCRAM secrets are derived at the first successful login
+    async def upgrade_hash(self, address: str, password_hash: str, scram: object, *, expected_hash: str) -> bool:
+        return True  # SCRAM secrets are derived at the first successful login
 
 
 class FakeStore:
@@ -62,6 +71,7 @@ class FakeStore:
         self.credentials = FakeCredentials()
 
     async def get_account(self, address: str) -> Account | None:
+        self.credentials.calls.append("get_account")
         if address == "alice@example.test":
             return Account(address=address, password_hash="h")
         return None
@@ -125,3 +135,42 @@ async def test_attempts_are_recorded_with_protocol_mechanism_and_peer() -> None:
     assert [(e.result, e.protocol, e.mechanism, e.client_ip) for e in events] == [
         ("failure", "smtp", "PLAIN", "192.0.2.1"), ("success", "smtp", "PLAIN", "192.0.2.1")]
     assert auth.last_outcome == ("alice@example.test", True, "ok")
+
+
+async def _scram_first(auth: SmtpAuth, user: str, nonce: str = "clientnonce") -> Reply:
+    client_first = f"n,,n={user},r={nonce}".encode()
+    return await auth.start(_start("SCRAM-SHA-256", base64.b64encode(client_first).decode()))
+
+
+async def _scram_wrong_proof(auth: SmtpAuth, user: str) -> Reply:
+    server_first = base64.b64decode((await _scram_first(auth, user)).lines[0]).decode()
+    nonce = server_first.split(",")[0]
+    proof = base64.b64encode(bytes(32)).decode()
+    return await auth.respond(_response(f"c=biws,{nonce},p={proof}".encode()))
+
+
+async def test_a_non_ascii_scram_nonce_gets_the_normal_failure() -> None:
+    for user in ("alice@example.test", "nobody@example.test"):
+        auth = _auth(FakePool())
+        auth.ctx.store.credentials.scram = derive_secrets("right password", 4096)
+        reply = await _scram_first(auth, user, nonce="caf\u00e9")
+        assert (reply.code, reply.enhanced) == (535, "5.7.8") and auth.account is None
+
+
+async def test_failed_scram_costs_the_same_store_work_for_known_and_unknown_users() -> None:
+    seen = []
+    for user in ("alice@example.test", "nobody@example.test"):
+        auth = _auth(FakePool())
+        auth.ctx.store.credentials.scram = derive_secrets("right password", 4096)
+        reply = await _scram_wrong_proof(auth, user)
+        credentials = auth.ctx.store.credentials
+        seen.append((reply.code, reply.enhanced, reply.lines, credentials.calls, len(credentials.events)))
+    assert seen[0] == seen[1]
+    assert seen[0][:2] == (535, "5.7.8") and seen[0][4] == 1
+
+
+async def test_decoy_scram_secrets_use_the_most_common_stored_iteration_count() -> None:
+    auth = _auth(FakePool())
+    auth.ctx.store.credentials.common_iterations = 4096  # the configuration says 10000
+    server_first = base64.b64decode((await _scram_first(auth, "nobody@example.test")).lines[0]).decode()
+    assert server_first.endswith(",i=4096")

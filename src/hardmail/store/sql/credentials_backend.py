@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Executable, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Executable, and_, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -45,6 +45,17 @@ def _upsert_state(dialect_name: str, address: str, values: dict[str, Any]) -> Ex
         return pg_statement.on_conflict_do_update(index_elements=["address"], set_=values)
     lite_statement = sqlite.insert(account_credentials).values(**row)
     return lite_statement.on_conflict_do_update(index_elements=["address"], set_=values)
+
+
+def _scram_iterations_text(dialect_name: str) -> ColumnElement[str]:
+    """The ``iterations`` part of ``iterations$salt$StoredKey$ServerKey``, in SQL (no portable split)."""
+    # Literals, not bound parameters: PostgreSQL matches the GROUP BY expression to the selected one.
+    column = account_credentials.c.scram
+    dollar: ColumnElement[str] = literal_column("'$'")
+    one: ColumnElement[int] = literal_column("1")
+    if dialect_name == "postgresql":
+        return func.split_part(column, dollar, one)
+    return func.substr(column, one, func.instr(column, dollar) - one)
 
 
 def _app_password(row: Any) -> AppPassword:
@@ -105,11 +116,22 @@ class SqlCredentialStore:
                   "must_change": must_change, "password_changed_at": self._now()}
         await self._replace_hash(address, password_hash, values)
 
-    async def upgrade_hash(self, address: str, password_hash: str, scram: ScramSecrets | None) -> None:
+    async def upgrade_hash(
+        self, address: str, password_hash: str, scram: ScramSecrets | None, *, expected_hash: str
+    ) -> bool:
         values: dict[str, Any] = {"legacy_scheme": None}
         if scram is not None:
             values["scram"] = scram.to_text()
-        await self._replace_hash(address, password_hash, values)
+        async with self._writer.begin() as conn:
+            swapped = await conn.execute(
+                update(accounts)
+                .where(and_(accounts.c.address == address, accounts.c.password_hash == expected_hash))
+                .values(password_hash=password_hash)
+            )
+            if not swapped.rowcount:  # changed since it was verified (or gone): that change wins
+                return False
+            await conn.execute(_upsert_state(conn.dialect.name, address, values))
+        return True
 
     async def _replace_hash(self, address: str, password_hash: str, values: dict[str, Any]) -> None:
         async with self._writer.begin() as conn:
@@ -122,6 +144,18 @@ class SqlCredentialStore:
 
     async def set_must_change(self, address: str, must_change: bool) -> None:
         await self._write_state(address, must_change=must_change)
+
+    async def most_common_scram_iterations(self) -> int | None:
+        async with self._engine.connect() as conn:
+            iterations = _scram_iterations_text(conn.dialect.name).label("iterations")
+            query = (
+                select(iterations, func.count().label("accounts"))
+                .where(account_credentials.c.scram.is_not(None))
+                .group_by(iterations)
+            )
+            counts = [(int(row.accounts), row.iterations) for row in await conn.execute(query)]
+        numbers = [(accounts, int(text)) for accounts, text in counts if str(text).isdigit()]
+        return max(numbers)[1] if numbers else None
 
     async def list_legacy(self) -> list[tuple[str, str]]:
         query = (

@@ -1,7 +1,9 @@
 """``SqlQueueStore``: :class:`hardmail.store.ports_queue.QueueStore` on SQLAlchemy 2 async.
 
 One transaction per method. Claims are taken row by row with a conditional UPDATE, so two runners
-racing for the same entry cannot both win it (on SQLite writers are serialised anyway).
+racing for the same entry cannot both win it (on SQLite writers are serialised anyway; on PostgreSQL
+the candidates are selected ``FOR UPDATE SKIP LOCKED`` so racing runners pick different rows).
+Outcomes and the end of an attempt are stored only while the caller still holds the claim.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from hardmail.store.sql.tables_queue import queue_messages, queue_recipients, qu
 _RECIPIENT_COLUMNS = (
     queue_recipients.c.queue_id, queue_recipients.c.address, queue_recipients.c.domain,
     queue_recipients.c.state, queue_recipients.c.last_code, queue_recipients.c.last_text,
-    queue_recipients.c.remote_mta, queue_recipients.c.updated_at,
+    queue_recipients.c.remote_mta, queue_recipients.c.updated_at, queue_recipients.c.notified,
+    queue_recipients.c.notify, queue_recipients.c.orcpt,
 )
 
 
@@ -76,14 +79,20 @@ class SqlQueueStore:
 
     async def claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueueEntry]:
         async with self._writer.begin() as conn:
-            candidates = await conn.scalars(_due_query(now).limit(limit))
+            query = _due_query(now).limit(limit)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            candidates = await conn.scalars(query)
             claimed = [qid for qid in list(candidates) if await _claim_one(conn, qid, now, owner, lease_until)]
             if not claimed:
                 return []
             return await self._select(queue_messages.c.queue_id.in_(claimed), conn)
 
-    async def record_outcomes(self, queue_id: str, outcomes: Sequence[RecipientOutcome], now: float) -> None:
+    async def record_outcomes(self, queue_id: str, outcomes: Sequence[RecipientOutcome], now: float,
+                              owner: str | None = None) -> bool:
         async with self._writer.begin() as conn:
+            if owner is not None and not await _holds(conn, queue_id, owner):
+                return False
             for outcome in outcomes:
                 await conn.execute(
                     update(queue_recipients)
@@ -93,18 +102,47 @@ class SqlQueueStore:
                     .values(state=outcome.state, last_code=outcome.code, last_text=outcome.text[:2000],
                             remote_mta=outcome.remote_mta[:255], updated_at=_at(now))
                 )
+        return True
 
     async def finish_attempt(
-        self, queue_id: str, *, next_attempt_at: float, last_error: str, delay_notified: bool
-    ) -> None:
+        self, queue_id: str, *, next_attempt_at: float, last_error: str, delay_notified: bool,
+        owner: str | None = None,
+    ) -> bool:
+        condition = queue_messages.c.queue_id == queue_id
+        if owner is not None:
+            condition = and_(condition, queue_messages.c.claimed_by == owner)
         async with self._writer.begin() as conn:
-            await conn.execute(
-                update(queue_messages).where(queue_messages.c.queue_id == queue_id).values(
+            result = await conn.execute(
+                update(queue_messages).where(condition).values(
                     attempts=queue_messages.c.attempts + 1, next_attempt_at=_at(next_attempt_at),
                     last_error=last_error[:2000], delay_notified=delay_notified,
                     claimed_by=None, claimed_until=None,
                 )
             )
+        return bool(result.rowcount)
+
+    async def renew_claim(self, queue_ids: Sequence[str], owner: str, lease_until: float) -> set[str]:
+        if not queue_ids:
+            return set()
+        held = and_(queue_messages.c.queue_id.in_(list(queue_ids)), queue_messages.c.claimed_by == owner)
+        async with self._writer.begin() as conn:
+            await conn.execute(update(queue_messages).where(held).values(claimed_until=_at(lease_until)))
+            return set(await conn.scalars(select(queue_messages.c.queue_id).where(held)))
+
+    async def mark_notified(self, queue_id: str, addresses: Sequence[str]) -> None:
+        if not addresses:
+            return
+        async with self._writer.begin() as conn:
+            await conn.execute(
+                update(queue_recipients)
+                .where(and_(queue_recipients.c.queue_id == queue_id, queue_recipients.c.address.in_(list(addresses))))
+                .values(notified=True)
+            )
+
+    async def set_delay_notified(self, queue_id: str) -> None:
+        async with self._writer.begin() as conn:
+            await conn.execute(update(queue_messages).where(queue_messages.c.queue_id == queue_id)
+                               .values(delay_notified=True))
 
     async def release_claims(self, owner: str) -> int:
         async with self._writer.begin() as conn:
@@ -189,6 +227,12 @@ def _unclaimed(now: float) -> Any:
     return or_(queue_messages.c.claimed_until.is_(None), queue_messages.c.claimed_until < _at(now))
 
 
+async def _holds(conn: AsyncConnection, queue_id: str, owner: str) -> bool:
+    found = await conn.scalar(select(queue_messages.c.queue_id).where(
+        and_(queue_messages.c.queue_id == queue_id, queue_messages.c.claimed_by == owner)))
+    return found is not None
+
+
 async def _claim_one(conn: AsyncConnection, queue_id: str, now: float, owner: str, lease_until: float) -> bool:
     result = await conn.execute(
         update(queue_messages)
@@ -206,6 +250,7 @@ def _message_row(entry: QueueEntry) -> dict[str, Any]:
         "last_error": entry.last_error, "held": entry.held, "delay_notified": entry.delay_notified,
         "claimed_by": entry.claimed_by,
         "claimed_until": None if entry.claimed_until is None else _at(entry.claimed_until),
+        "ret": entry.ret[:8], "envid": entry.envid[:100],
     }
 
 
@@ -213,7 +258,8 @@ def _recipient_rows(entry: QueueEntry) -> list[dict[str, Any]]:
     return [
         {"queue_id": entry.queue_id, "position": position, "address": r.address, "domain": r.domain,
          "state": r.state, "last_code": r.last_code, "last_text": r.last_text, "remote_mta": r.remote_mta,
-         "updated_at": None if r.updated_at is None else _at(r.updated_at)}
+         "updated_at": None if r.updated_at is None else _at(r.updated_at), "notified": r.notified,
+         "notify": ",".join(r.notify)[:40], "orcpt": r.orcpt[:500]}
         for position, r in enumerate(entry.recipients)
     ]
 
@@ -223,7 +269,7 @@ def _assemble(heads: Iterable[Any], recipient_rows: Iterable[Any]) -> list[Queue
     for row in recipient_rows:
         by_id[row.queue_id].append(QueueRecipient(
             row.address, row.domain, row.state, row.last_code, row.last_text, row.remote_mta,
-            _seconds(row.updated_at),
+            _seconds(row.updated_at), row.notified, tuple(n for n in row.notify.split(",") if n), row.orcpt,
         ))
     return [
         QueueEntry(
@@ -231,7 +277,7 @@ def _assemble(heads: Iterable[Any], recipient_rows: Iterable[Any]) -> list[Queue
             origin_account=row.origin_account, created_at=row.created_at.timestamp(),
             next_attempt_at=row.next_attempt_at.timestamp(), attempts=row.attempts, last_error=row.last_error,
             held=row.held, delay_notified=row.delay_notified, claimed_by=row.claimed_by,
-            claimed_until=_seconds(row.claimed_until),
+            claimed_until=_seconds(row.claimed_until), ret=row.ret, envid=row.envid,
         )
         for row in heads
     ]

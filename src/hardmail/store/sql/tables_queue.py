@@ -36,6 +36,8 @@ queue_messages = Table(
     Column("delay_notified", Boolean, nullable=False),
     Column("claimed_by", String(200), nullable=True),
     Column("claimed_until", UtcDateTime, nullable=True),
+    Column("ret", String(8), nullable=False),
+    Column("envid", String(100), nullable=False),
 )
 
 queue_recipients = Table(
@@ -55,6 +57,9 @@ queue_recipients = Table(
     Column("last_text", Text, nullable=False),
     Column("remote_mta", String(DOMAIN_LENGTH), nullable=False),
     Column("updated_at", UtcDateTime, nullable=True),
+    Column("notified", Boolean, nullable=False),
+    Column("notify", String(40), nullable=False),
+    Column("orcpt", String(500), nullable=False),
     PrimaryKeyConstraint("queue_id", "position"),
     CheckConstraint("state IN ('pending', 'delivered', 'failed', 'expired')", name="state"),
 )

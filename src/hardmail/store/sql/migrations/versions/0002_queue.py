@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("delay_notified", sa.Boolean(), nullable=False),
         sa.Column("claimed_by", sa.String(200), nullable=True),
         _when("claimed_until", nullable=True),
+        sa.Column("ret", sa.String(8), nullable=False),
+        sa.Column("envid", sa.String(100), nullable=False),
         sa.PrimaryKeyConstraint("queue_id", name="pk_queue_messages"),
     )
     op.create_index("ix_queue_messages_next_attempt_at", "queue_messages", ["next_attempt_at"])
@@ -61,6 +63,9 @@ def _create_recipients() -> None:
         sa.Column("last_text", sa.Text(), nullable=False),
         sa.Column("remote_mta", sa.String(255), nullable=False),
         _when("updated_at", nullable=True),
+        sa.Column("notified", sa.Boolean(), nullable=False),
+        sa.Column("notify", sa.String(40), nullable=False),
+        sa.Column("orcpt", sa.String(500), nullable=False),
         sa.PrimaryKeyConstraint("queue_id", "position", name="pk_queue_recipients"),
         sa.ForeignKeyConstraint(
             ["queue_id"], ["queue_messages.queue_id"], name="fk_queue_recipients_queue_id_queue_messages",
