@@ -4,18 +4,23 @@ through :class:`hardmail.admin.access_service.AccessService`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from hardmail.admin.access_service import AccessService, RangeSpec, last_successful_login
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    fail,
+    load_cli_config,
+    print_json,
+    print_table,
+    run_async,
+)
 from hardmail.admin.service import AdminError
 from hardmail.config.schema import Config
 from hardmail.policy.access import PROTOCOLS, Direction, IpRange, describe
@@ -67,20 +72,8 @@ def _when(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds") if seconds is not None else ""
 
 
-def _print_json(rows: Sequence[dict[str, Any]]) -> None:
-    typer.echo(json.dumps(list(rows), indent=2, ensure_ascii=False))
 
 
-def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    if not rows:
-        typer.echo(f"no {title.lower()}")
-        return
-    table = Table(title=title, title_justify="left")
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
 
 
 # hardmail range ...
@@ -123,11 +116,11 @@ def range_list(as_json: JsonOption = False, config: ConfigOption = None, data_di
     found = _run(config, data_dir, lambda s: s.ranges())
     rows = [_range_row(r) for r in sorted(found, key=lambda r: (-r.priority, r.name))]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [(r["name"] + (" (built-in)" if r["builtin"] else ""), str(r["priority"]), f"{r['lower']} - {r['upper']}",
               ",".join(r["protocols"]), ",".join(r["auth_required"]) or "-", r["expires_at"]) for r in rows]
-    _print_table("IP ranges", ("Name", "Priority", "Addresses", "Connect", "AUTH required for", "Expires"), cells)
+    print_table("IP ranges", ("Name", "Priority", "Addresses", "Connect", "AUTH required for", "Expires"), cells)
 
 
 @range_app.command("remove")
@@ -168,10 +161,10 @@ def ban_list(
     """List the bans in force."""
     rows = [_ban_row(b) for b in _run(config, data_dir, lambda s: s.bans(include_expired))]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [(r["subject"], r["kind"], str(r["offences"]), r["expires_at"], r["reason"]) for r in rows]
-    _print_table("Bans", ("Address", "Kind", "Offence", "Until (UTC)", "Reason"), cells)
+    print_table("Bans", ("Address", "Kind", "Offence", "Until (UTC)", "Reason"), cells)
 
 
 @ban_app.command("add")
@@ -254,9 +247,9 @@ def account_logins(
     """Show an account's login history: time, source address, protocol, mechanism, TLS and result."""
     rows = [_login_row(e) for e in _run(config, data_dir, lambda s: s.logins(address, limit))]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [(r["at"], r["kind"], r["result"], r["client_ip"], r["protocol"], r["mechanism"], r["tls_version"],
               r["detail"]) for r in rows]
-    _print_table("Logins", ("Time (UTC)", "Kind", "Result", "Address", "Protocol", "Mechanism", "TLS", "Detail"),
+    print_table("Logins", ("Time (UTC)", "Kind", "Result", "Address", "Protocol", "Mechanism", "TLS", "Detail"),
                  cells)

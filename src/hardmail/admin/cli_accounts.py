@@ -6,23 +6,21 @@ to date, does one thing through :class:`AdminService` and closes the store.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from hardmail.admin.cli_access import last_logins
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
-    console,
     fail,
     load_cli_config,
+    print_json,
+    print_table,
     run_async,
 )
 from hardmail.admin.service import AdminError, AdminService
@@ -108,20 +106,8 @@ def _when(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else ""
 
 
-def _print_json(rows: Sequence[dict[str, Any]]) -> None:
-    typer.echo(json.dumps(list(rows), indent=2, ensure_ascii=False))
 
 
-def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    if not rows:
-        typer.echo(f"no {title.lower()}")
-        return
-    table = Table(title=title, title_justify="left")
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
 
 
 def _domain_row(domain: Domain) -> dict[str, Any]:
@@ -167,10 +153,10 @@ def domain_list(
     """List the hosted domains."""
     rows = [_domain_row(d) for d in _run(config, data_dir, lambda s: s.list_domains())]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [(r["name"], _yes_no(r["enabled"]), r["created_at"]) for r in rows]
-    _print_table("Domains", ("Domain", "Enabled", "Created (UTC)"), cells)
+    print_table("Domains", ("Domain", "Enabled", "Created (UTC)"), cells)
 
 
 @domain_app.command("remove")
@@ -218,21 +204,21 @@ def account_list(
     last = last_logins(config, data_dir, [a.address for a in accounts])
     rows = [{**_account_row(a), "last_login": last.get(a.address, "")} for a in accounts]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [
         (r["address"], r["display_name"], _yes_no(r["enabled"]), r["created_at"], r["last_login"]) for r in rows
     ]
-    _print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)", "Last login (UTC)"), cells)
+    print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)", "Last login (UTC)"), cells)
 
 
 def _list_legacy(config: Path | None, data_dir: Path | None, as_json: bool) -> None:
     found = _run(config, data_dir, lambda service: service.list_legacy_accounts())
     rows = [{"address": address, "scheme": scheme} for address, scheme in found]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
-    _print_table("Accounts on legacy hashes", ("Address", "Scheme"), [(r["address"], r["scheme"]) for r in rows])
+    print_table("Accounts on legacy hashes", ("Address", "Scheme"), [(r["address"], r["scheme"]) for r in rows])
     count = len(rows)
     typer.echo(f"{count} account{'' if count == 1 else 's'} still on legacy hashes "
                "(each is upgraded to Argon2id at its next successful login)")
@@ -304,10 +290,10 @@ def alias_list(
     """List the aliases, of every domain or of one."""
     rows = [_alias_row(a) for a in _run(config, data_dir, lambda s: s.list_aliases(domain))]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     cells = [(r["source"], ", ".join(r["targets"]), _yes_no(r["enabled"])) for r in rows]
-    _print_table("Aliases", ("Alias", "Delivers to", "Enabled"), cells)
+    print_table("Aliases", ("Alias", "Delivers to", "Enabled"), cells)
 
 
 @alias_app.command("remove")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
@@ -30,6 +33,24 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", "-d", help="Data directory (overrides server.data_dir).", file_okay=False),
 ]
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output for ``--json``."""
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A rich table; cells are plain text (never markup), "no <title>" when empty."""
+    if not rows:
+        typer.echo(f"no {title.lower()}")
+        return
+    table = Table(title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
 
 
 def fail(message: str, hint: str = "") -> NoReturn:

@@ -13,8 +13,16 @@ from typing import Annotated, TypeVar
 import qrcode
 import typer
 
-from hardmail.admin.cli_accounts import JsonOption, _print_json, _print_table, account_app
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, fail, load_cli_config, run_async
+from hardmail.admin.cli_accounts import JsonOption, account_app
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    fail,
+    load_cli_config,
+    print_json,
+    print_table,
+    run_async,
+)
 from hardmail.admin.credentials import CredentialService, TotpEnrolment, expiry_text
 from hardmail.admin.service import AdminError
 from hardmail.auth.legacy import SCHEME_NAMES
@@ -156,10 +164,10 @@ def app_password_list(
     records = _run(load_cli_config(config, data_dir), lambda s: s.list_app_passwords(address))
     rows = [_app_password_row(record) for record in records]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     headers = ("Name", "Scopes", "Created (UTC)", "Expires", "Last used (UTC)", "Last IP")
-    _print_table("App passwords", headers, [tuple(row.values()) for row in rows])
+    print_table("App passwords", headers, [tuple(row.values()) for row in rows])
 
 
 @app_password_app.command("revoke")

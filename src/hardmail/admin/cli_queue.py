@@ -6,17 +6,24 @@ Each command loads the configuration, opens the store, does one thing through
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    load_cli_config,
+    print_json,
+    print_table,
+    run_async,
+)
 from hardmail.admin.queue_service import QueueAdmin
 from hardmail.auth.server_key import ServerKeyError, server_fernet
 from hardmail.config.schema import Config
@@ -95,20 +102,8 @@ def entry_row(entry: QueueEntry) -> dict[str, Any]:
     }
 
 
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    if not rows:
-        typer.echo(f"no {title.lower()}")
-        return
-    table = Table(title=title, title_justify="left")
-    for header in headers:
-        table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
 
 
 def _state_of(entry: QueueEntry) -> str:
@@ -125,9 +120,9 @@ def list_queue(config: ConfigOption = None, data_dir: DataDirOption = None, as_j
     """List queued messages, oldest first."""
     entries = _run(config, data_dir, lambda admin: admin.list())
     if as_json:
-        _print_json([entry_row(e) for e in entries])
+        print_json([entry_row(e) for e in entries])
         return
-    _table("Queued messages", ["Queue id", "State", "From", "Pending", "Size", "Attempts", "Next attempt",
+    print_table("Queued messages", ["Queue id", "State", "From", "Pending", "Size", "Attempts", "Next attempt",
                                "Last error"],
            [[e.queue_id, _state_of(e), e.sender or "<>", ", ".join(r.address for r in e.pending),
              str(e.size), str(e.attempts), _when(e.next_attempt_at), e.last_error[:120]] for e in entries])
@@ -140,12 +135,12 @@ def show(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOpt
     entry, headers = _run(config, data_dir, lambda admin: admin.show(queue_id))
     row = entry_row(entry)
     if as_json:
-        _print_json({**row, "headers": headers.decode("utf-8", "replace")})
+        print_json({**row, "headers": headers.decode("utf-8", "replace")})
         return
     for key in ("queue_id", "sender", "origin_account", "size", "created_at", "next_attempt_at", "attempts",
                 "held", "last_error"):
         console.print(Text(f"{key}: {row[key]}"))
-    _table("Recipients", ["Address", "State", "Last reply", "Remote MTA"],
+    print_table("Recipients", ["Address", "State", "Last reply", "Remote MTA"],
            [[r.address, r.state, f"{r.last_code or ''} {r.last_text}".strip(), r.remote_mta]
             for r in entry.recipients])
     console.print(Text(headers.decode("utf-8", "replace")))
@@ -286,9 +281,9 @@ def list_routes(config: ConfigOption = None, data_dir: DataDirOption = None, as_
          "has_password": bool(r.password_encrypted)} for r in routes
     ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
-    _table("Routes", ["Pattern", "Host", "Port", "TLS", "User"],
+    print_table("Routes", ["Pattern", "Host", "Port", "TLS", "User"],
            [[r.pattern, r.host, str(r.port), r.tls, r.username] for r in routes])
 
 
