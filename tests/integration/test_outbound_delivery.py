@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email
+import hashlib
 import http.server
 import json
 import logging
@@ -451,3 +452,65 @@ async def test_a_message_with_a_damaged_spool_envelope_is_held(harness: Harness,
     [entry] = await harness.store.queue.list_queued()
     assert entry.held
     assert "queue.quarantined" in caplog.text
+
+
+# DANE (RFC 7672): a validating resolver's AD flag, TLSA records at _<port>._tcp.<mx host>
+
+
+def _spki_sha256(certificate_pem: bytes) -> str:
+    key = x509.load_pem_x509_certificate(certificate_pem).public_key()
+    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def _chain_context(ca: trustme.CA, hostname: str, directory: Path, with_ca: bool) -> tuple[ssl.SSLContext, bytes]:
+    """A server context presenting the leaf and (``with_ca``) the issuing CA, as RFC 7672 3.1.2 asks."""
+    leaf = ca.issue_cert(hostname)
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems) + (ca.cert_pem.bytes() if with_ca else b"")
+    (directory / "chain.pem").write_bytes(chain)
+    leaf.private_key_pem.write_to_path(str(directory / "chain.key"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "chain.pem", directory / "chain.key")
+    return context, leaf.cert_chain_pems[0].bytes()
+
+
+def _tlsa(case: str, ca: trustme.CA, stranger: trustme.CA, sink_pem: bytes) -> str:
+    return {
+        "ee-match": f"3 1 1 {_spki_sha256(sink_pem)}",
+        "ee-mismatch": f"3 1 1 {'00' * 32}",
+        "ta-match": f"2 1 1 {_spki_sha256(ca.cert_pem.bytes())}",
+        "ta-match-ca-not-presented": f"2 1 1 {_spki_sha256(ca.cert_pem.bytes())}",
+        "ta-mismatch": f"2 1 1 {_spki_sha256(stranger.cert_pem.bytes())}",
+        "ta-full-mismatch": f"2 0 1 {hashlib.sha256(stranger.cert_pem.bytes()).hexdigest()}",
+    }[case]
+
+
+@pytest.mark.parametrize(("case", "delivered"), [
+    ("ee-match", True), ("ee-mismatch", False), ("ta-match", True), ("ta-match-ca-not-presented", False),
+    ("ta-mismatch", False), ("ta-full-mismatch", False),
+])
+async def test_dane_tlsa_records_decide_whether_the_mx_is_authenticated(
+    tmp_path: Path, port: int, case: str, delivered: bool
+) -> None:
+    ca, stranger = trustme.CA(), trustme.CA()
+    context, sink_pem = _chain_context(ca, "mx.dane.example", tmp_path, with_ca=case != "ta-match-ca-not-presented")
+    zone = {("dane.example", "MX"): ["10 mx.dane.example."], ("mx.dane.example", "A"): [MX1],
+            (f"_{port}._tcp.mx.dane.example", "TLSA"): [_tlsa(case, ca, stranger, sink_pem)]}
+    with LoopbackDnsServer(zone, authenticated=True) as dane_dns:
+        harness = await make_harness(tmp_path, dane_dns, port)
+        try:
+            with Sink(MX1, port, tls_context=context) as mx:
+                await harness.send(["bob@dane.example"], f"dane {case}")
+                await harness.runner.run_once()
+            waiting = await harness.store.queue.list_queued()
+        finally:
+            await harness.store.close()
+    if delivered:
+        assert [(m.tls, m.rcpt_tos) for m in mx.received] == [(True, ["bob@dane.example"])]
+        assert waiting == []
+    else:
+        assert mx.received == []  # deferred: never sent in plaintext, nor over unauthenticated TLS
+        [entry] = waiting
+        assert [r.address for r in entry.pending] == ["bob@dane.example"]
+        assert "dane" in entry.last_error.lower()
+    assert harness.inbox() == []  # no failure notice either way

@@ -2,6 +2,8 @@
 
 Zone format is the one ``hardmail.msgauth.dns.StaticResolver`` takes:
 ``{("name", "TYPE"): ["rdata text", ...] | "NXDOMAIN" | "TIMEOUT"}``. A TIMEOUT entry is never answered.
+With ``authenticated=True`` every answer carries the AD flag, as a DNSSEC-validating resolver's
+would (RFC 4035 3.2.3), so DANE applies to the zone's TLSA records.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 
 class _ZoneResolver(BaseResolver):  # type: ignore[misc]
-    def __init__(self, zone: Mapping[tuple[str, str], Any]) -> None:
+    def __init__(self, zone: Mapping[tuple[str, str], Any], authenticated: bool = False) -> None:
         self.zone = {(n.rstrip(".").lower(), t.upper()): v for (n, t), v in zone.items()}
+        self.authenticated = authenticated
 
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord | None:
         reply = request.reply()
+        reply.header.ad = int(self.authenticated)
         name = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
         value = self.zone.get((name, qtype))
@@ -71,8 +75,8 @@ class LoopbackDnsServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, zone: Mapping[tuple[str, str], Any]) -> None:
-        self.resolver = _ZoneResolver(zone)
+    def __init__(self, zone: Mapping[tuple[str, str], Any], *, authenticated: bool = False) -> None:
+        self.resolver = _ZoneResolver(zone, authenticated)
         self.port, self.servers = self._bind()
 
     def _bind(self) -> tuple[int, list[DNSServer]]:

@@ -25,3 +25,13 @@ async def test_dnspython_resolver_against_loopback_server() -> None:
         assert (await resolver.resolve("example.org", "TXT")).texts() == ["v=spf1 -all"]
         assert (await resolver.resolve("missing.example.org", "A")).status == "nxdomain"
         assert (await resolver.resolve("mx1.example.org", "AAAA")).status == "nodata"
+
+
+async def test_the_loopback_server_sets_the_ad_flag_only_when_asked() -> None:
+    zone = {("_25._tcp.mx.example.org", "TLSA"): ["3 1 1 " + "ab" * 32]}
+    for authenticated in (False, True):
+        with LoopbackDnsServer(zone, authenticated=authenticated) as server:
+            resolver = DnsPythonResolver([server.host], port=server.port, timeout=5)
+            answer = await resolver.resolve("_25._tcp.mx.example.org", "TLSA")
+            assert answer.ok and answer.authenticated is authenticated
+            assert bytes(answer.records[0].cert) == b"\xab" * 32

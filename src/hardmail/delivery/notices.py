@@ -77,6 +77,8 @@ class NoticeSender:
         self.clock = clock
         self.full_limit = full_limit
         self.local = local
+        # DKIM signing of notices that leave through the queue; set by app.py when DKIM is configured.
+        self.sign: Callable[[bytes], Awaitable[bytes]] | None = None
 
     async def send(self, entry: QueueEntry, reports: Sequence[RecipientReport], original: bytes) -> str | None:
         """Send one notice about ``reports``; returns where it went ("local", a queue id, or None)."""
@@ -91,6 +93,8 @@ class NoticeSender:
         data = build_notice(notice, reports, original, full_limit=self.full_limit, now=self.clock.now())
         where: str | None = "local"
         if self.local is None or not await self.local(entry.sender, data):
+            if self.sign is not None:
+                data = await self.sign(data) + data
             where = await self.queue.enqueue("", [entry.sender], data, origin_account=None)
         log_event("dsn.sent", queue_id=entry.queue_id, action=action, recipients=len(reports), via=where)
         return where

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardmail.delivery.dane import DANE_TA, chain_access_available, dane_authenticates
 from hardmail.delivery.dsn import RecipientDsn, xtext
 from hardmail.delivery.routing import Destination, MxHost
 from hardmail.delivery.smtp_client import (
@@ -34,7 +35,6 @@ from hardmail.delivery.tls_policy import (
     MtaSts,
     TlsPlan,
     tlsa_lookup,
-    tlsa_matches,
     unverified_context,
     verified_context,
 )
@@ -191,9 +191,10 @@ class OutboundDeliverer:
         if found.failed and host.authenticated:
             # RFC 7672 2.2: a secure host whose TLSA lookup fails is unusable (no downgrade).
             raise DeliveryDeferred(f"TLSA lookup for {host.name} failed; the host is skipped")
-        applies, usable = found.applies, found.usable
-        if not applies:
+        if not found.applies:
             return None
+        # DANE-TA needs the presented chain; without a way to read it those records are unusable.
+        usable = tuple(r for r in found.usable if r.usage != DANE_TA or chain_access_available())
         # RFC 7672 2.2: with only unusable TLSA records TLS is still required, without authentication.
         return TlsPlan("require", "dane" if usable else "none", tlsa=usable, reason="dane")
 
@@ -230,7 +231,7 @@ class OutboundDeliverer:
             raise ConnectionFailed(f"greeting {greeting}")
         await self._ehlo(client)
         if plan.implicit:
-            self._check_certificate(client, plan)
+            self._check_certificate(client, host, plan)
         elif plan.starttls != "never":
             await self._starttls(client, host, plan)
         if route is not None and route.username:
@@ -251,19 +252,17 @@ class OutboundDeliverer:
             if plan.starttls == "require":
                 raise ConnectionFailed(f"STARTTLS refused ({reply}) but required by {plan.reason} policy")
             return
-        self._check_certificate(client, plan)
+        self._check_certificate(client, host, plan)
         await self._ehlo(client)
 
     def _context(self, plan: TlsPlan) -> ssl.SSLContext:
         return verified_context(self.settings.ca_file) if plan.verify == "pkix" else unverified_context()
 
-    def _check_certificate(self, client: SmtpClient, plan: TlsPlan) -> None:
-        """DANE-EE: the end-entity certificate must match a TLSA record (RFC 7672 3.1.1)."""
+    def _check_certificate(self, client: SmtpClient, host: MxHost, plan: TlsPlan) -> None:
+        """DANE-EE or DANE-TA must authenticate the server (RFC 7672 3.1); the TLSA base domain is the MX name."""
         if plan.verify != "dane":
             return
-        tls = client.ssl_object
-        der = tls.getpeercert(binary_form=True) if tls is not None else None
-        if not der or not tlsa_matches(plan.tlsa, der):
+        if not dane_authenticates(plan.tlsa, client.ssl_object, (host.name,)):
             raise ConnectionFailed("server certificate matches no DANE TLSA record")
 
     async def _authenticate(self, client: SmtpClient, route: Route, plan: TlsPlan) -> None:

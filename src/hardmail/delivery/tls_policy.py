@@ -5,12 +5,10 @@
   and refetched when the id changes. In ``enforce`` mode only MX hosts matching the policy are
   used, and only over TLS with a certificate valid for the MX name.
 * DANE (RFC 7672): TLSA records at ``_<port>._tcp.<mx host>`` are used only when the resolver says
-  the answer is DNSSEC-validated. DANE-EE records (usage 3) are matched against the server's
-  certificate; other usages count as unusable, which still requires TLS (RFC 7672 2.2).
-  DANE-TA (usage 2) is not supported: such records count as unusable (TLS required, certificate
-  not checked), because matching them needs the peer's certificate chain, which Python 3.11's ssl
-  module does not expose. When the MX host's address was DNSSEC-validated but its TLSA lookup
-  fails (SERVFAIL, timeout), the host is unusable (RFC 7672 2.2).
+  the answer is DNSSEC-validated. DANE-EE (usage 3) and DANE-TA (usage 2) records are usable and
+  checked after the handshake (see ``hardmail.delivery.dane``); other usages count as unusable,
+  which still requires TLS (RFC 7672 2.2). When the MX host's address was DNSSEC-validated but its
+  TLSA lookup fails (SERVFAIL, timeout), the host is unusable (RFC 7672 2.2).
   DANE takes precedence over MTA-STS (RFC 8461 2).
 Under a policy, a TLS failure is a temporary failure; there is never a fallback to plaintext.
 """
@@ -250,7 +248,7 @@ def _cache_key(domain: str) -> str:
 @dataclass(frozen=True, slots=True)
 class TlsaLookup:
     applies: bool  # DNSSEC-validated TLSA records exist
-    usable: tuple[Tlsa, ...] = ()  # the DANE-EE records among them
+    usable: tuple[Tlsa, ...] = ()  # the DANE-EE and DANE-TA records among them (RFC 7672 3.1)
     failed: bool = False  # the lookup itself failed (SERVFAIL, timeout): not the same as "no records"
 
 
@@ -260,12 +258,12 @@ async def tlsa_lookup(resolver: Resolver, host: str, port: int) -> TlsaLookup:
     if not (answer.ok and answer.authenticated):
         return TlsaLookup(False, failed=answer.status == "tempfail")
     usable = tuple(Tlsa(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in answer.records
-                   if int(r.usage) == 3 and int(r.selector) in (0, 1) and int(r.mtype) in (0, 1, 2))
+                   if int(r.usage) in (2, 3) and int(r.selector) in (0, 1) and int(r.mtype) in (0, 1, 2))
     return TlsaLookup(True, usable)
 
 
 async def tlsa_records(resolver: Resolver, host: str, port: int) -> tuple[bool, tuple[Tlsa, ...]]:
-    """(DANE applies, usable DANE-EE records) for ``host``; DANE needs a DNSSEC-validated answer."""
+    """(DANE applies, usable DANE-EE and DANE-TA records) for ``host``; DANE needs a DNSSEC-validated answer."""
     found = await tlsa_lookup(resolver, host, port)
     return found.applies, found.usable
 

@@ -98,7 +98,9 @@ def test_dane_ee_records_match_the_certificate_or_its_key(certificate_der: bytes
 
 async def test_tlsa_records_count_only_when_dnssec_validated(certificate_der: bytes) -> None:
     digest = hashlib.sha256(certificate_der).hexdigest()
-    zone = {("_25._tcp.mx.example.org", "TLSA"): [f"3 0 1 {digest}", f"2 0 1 {digest}"]}
+    zone = {("_25._tcp.mx.example.org", "TLSA"): [f"3 0 1 {digest}", f"2 0 1 {digest}", f"1 0 1 {digest}",
+                                                  f"3 4 1 {digest}"]}
     assert await tlsa_records(StaticResolver(zone), "mx.example.org", 25) == (False, ())
     applies, usable = await tlsa_records(StaticResolver(zone, authenticated=True), "mx.example.org", 25)
-    assert applies and usable == (Tlsa(3, 0, 1, bytes.fromhex(digest)),)  # DANE-TA is not usable here
+    # DANE-EE and DANE-TA are usable; PKIX usages and unknown selectors are not (RFC 7672 3.1.3)
+    assert applies and usable == (Tlsa(3, 0, 1, bytes.fromhex(digest)), Tlsa(2, 0, 1, bytes.fromhex(digest)))
