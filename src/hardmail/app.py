@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hardmail.auth.pool import HashPool
@@ -24,6 +24,7 @@ from hardmail.server.listener import BoundAddress, Listeners
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
+from hardmail.store.cache import cached_store
 
 
 def prepare_data_dir(config: Config) -> None:
@@ -38,9 +39,11 @@ async def build_context(config: Config) -> ServerContext:
     tls = TlsManager(config)
     tls.ensure_certificate()
     tls.context()
-    store = await open_store(config.database_url)
-    await store.migrate()
+    raw_store = await open_store(config.database_url)
+    await raw_store.migrate()
     clock = SystemClock()
+    # The server's look-ups go through a short read-through cache (the CLI keeps the raw store).
+    store = cached_store(raw_store, clock, config.storage.cache_seconds, config.storage.cache_entries)
     maildir = MaildirStore(config.maildir_root, config.server.hostname)
     delivery = build_services(config, store, maildir, clock)
     for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
@@ -51,8 +54,18 @@ async def build_context(config: Config) -> ServerContext:
                             acceptor=acceptor, clock=clock, delivery=delivery)
     context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks
     enable_verify_cache(context.hash_pool, config.access.verify_cache_seconds)
-    context.hooks.append(build_msgauth_hook(config, store.msgauth, clock))  # SPF/DKIM/DMARC, greylist, spam
+    msgauth = build_msgauth_hook(config, store.msgauth, clock)
+    context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
+    delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
     return context
+
+
+def _dkim_signature_of(hook: MsgAuthHook) -> Callable[[bytes], Awaitable[bytes]]:
+    async def sign(message: bytes) -> bytes:
+        header, _keys = await hook.signer.sign(message)
+        return header
+
+    return sign
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The ``store`` fixture: every contract test runs once per storage backend.
 
-sqlite: a fresh database file per test. postgres: one uniquely named database per test session on
+sqlite: a fresh database file per test; sqlite-cached: the same behind the server's look-up cache
+(``hardmail.store.cache``). postgres: one uniquely named database per test session on
 the server at 127.0.0.1:5432 (user postgres), dropped at the end, with the tables emptied between
 tests. When that server cannot be reached the postgres tests are skipped, unless the environment
 variable CI is set or HARDMAIL_REQUIRE_POSTGRES=1, in which case they fail.
@@ -19,7 +20,9 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from hardmail.core.clock import SystemClock
 from hardmail.store import open_store
+from hardmail.store.cache import cached_store
 from hardmail.store.ports import Store
 
 # HARDMAIL_TEST_POSTGRES_SERVER overrides the server (without database name) for local runs.
@@ -90,18 +93,25 @@ def _postgres_url(database: PostgresDatabase) -> str:
     pytest.skip(message + " (set CI or HARDMAIL_REQUIRE_POSTGRES=1 to make this a failure)")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", "sqlite-cached", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The database URL of the backend under test (resolved outside the event loop)."""
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hardmail.db'}"
     return _postgres_url(request.getfixturevalue("postgres_database"))
 
 
+def _is_cached_variant(request: pytest.FixtureRequest) -> bool:
+    callspec = getattr(request.node, "callspec", None)
+    return callspec is not None and callspec.params.get("store_url") == "sqlite-cached"
+
+
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store."""
+async def store(store_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A migrated, empty store; "sqlite-cached" is SQLite behind the server's look-up cache."""
     opened = await open_store(store_url)
+    if _is_cached_variant(request):
+        opened = cached_store(opened, SystemClock(), ttl=5.0)
     await opened.migrate()
     if store_url.startswith("postgresql"):
         async with opened.engine.begin() as conn:  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ def test_swaks_implicit_tls(live_server: ServerThread) -> None:
 def test_swaks_refuses_plaintext_auth(live_server: ServerThread) -> None:
     result = _swaks(live_server, "submission", "--auth", "PLAIN")
     assert result.returncode != 0
-    assert "235" not in result.stdout
+    assert "<~  235 " not in result.stdout
     assert live_server.messages(BOB) == []
 
 

@@ -7,6 +7,7 @@ import smtplib
 
 import pytest
 
+from hardmail.admin.service import AdminService
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -207,3 +208,18 @@ def test_disabled_account_receives_nothing(live_server: ServerThread) -> None:
     code, lines = client.command(f"RCPT TO:<{CAROL_DISABLED}>")
     assert (code, lines[0][:5]) == (550, "5.2.1")
     client.close()
+
+
+def test_account_disabled_by_another_process_cannot_log_in_at_once(live_server: ServerThread) -> None:
+    """The look-up cache never delays a disable: logins read the database itself."""
+    host, port = live_server.address("submissions")
+    with smtplib.SMTP_SSL(host, port, timeout=30, context=client_tls_context()) as client:
+        client.login(ALICE, ALICE_PASSWORD)
+        assert client.mail(ALICE)[0] == 250  # alice's account is now in the server's cache
+    assert live_server.server is not None
+    store = live_server.server.context.store
+    other_process = AdminService(getattr(store, "inner", store), live_server.config.auth.argon2)
+    live_server.run(other_process.set_account_enabled(ALICE, False))
+    with smtplib.SMTP_SSL(host, port, timeout=30, context=client_tls_context()) as client, \
+            pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login(ALICE, ALICE_PASSWORD)

@@ -24,3 +24,10 @@ class ServerContext:
     clock: Clock = field(default_factory=SystemClock)
     delivery: DeliveryServices | None = None
     hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order
+
+    @property
+    def login_store(self) -> Store:
+        """The store without the look-up cache: a disabled account or a changed password must
+        count at the very next login, whatever the cache holds."""
+        inner = getattr(self.store, "inner", None)
+        return inner if inner is not None else self.store

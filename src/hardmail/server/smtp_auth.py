@@ -125,10 +125,10 @@ class SmtpAuth:
     async def _supply_secrets(self, username: str) -> Reply:
         assert isinstance(self.mechanism, sasl.ScramSha256Mechanism)
         self._scram_user = username
-        found = await scram_secrets(self.ctx.store, username)
+        found = await scram_secrets(self.ctx.login_store, username)
         if found is None:
             iterations = await decoy_scram_iterations(
-                self.ctx.store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
+                self.ctx.login_store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
             stored = decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
         else:
             self._scram_key, stored = found
@@ -139,7 +139,7 @@ class SmtpAuth:
         if self._scram_key is None:  # decoy secrets cannot verify; kept for safety
             self.mechanism = None
             return self._refuse(AuthOutcome(None, "unknown user"), name, step.authcid)
-        outcome = await finish_scram_login(self.ctx.store, self.ctx.hash_pool, self._scram_key, True,
+        outcome = await finish_scram_login(self.ctx.login_store, self.ctx.hash_pool, self._scram_key, True,
                                            self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
         if outcome.account is None:
             self.mechanism = None
@@ -149,7 +149,7 @@ class SmtpAuth:
 
     async def _mechanism_failed(self, step: sasl.Failure, name: str) -> Reply:
         if self._scram_user:  # SCRAM after the secrets (real or decoy) were supplied: same work for both
-            outcome = await record_scram_failure(self.ctx.store, self.ctx.hash_pool, self._scram_user,
+            outcome = await record_scram_failure(self.ctx.login_store, self.ctx.hash_pool, self._scram_user,
                                                  self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
             return self._refuse(outcome, name, self._scram_key or self._scram_user)
         self.log.event("smtp.auth", level="warning", result="failure", mechanism=name, reason=step.reason)
@@ -161,7 +161,7 @@ class SmtpAuth:
     async def _verify(self, credentials: sasl.Credentials, mechanism: str) -> Reply:
         try:
             outcome: AuthOutcome = await authenticate(
-                self.ctx.store, self.ctx.hash_pool, credentials.authcid, credentials.password,
+                self.ctx.login_store, self.ctx.hash_pool, credentials.authcid, credentials.password,
                 self._attempt(mechanism), rules=self._rules(), clock=self.ctx.clock,
             )
         except PoolSaturated:

@@ -78,7 +78,8 @@ class FakeStore:
 
 
 def _auth(pool: FakePool) -> SmtpAuth:
-    ctx: Any = SimpleNamespace(store=FakeStore(), hash_pool=pool, config=Config(), clock=FakeClock())
+    store = FakeStore()
+    ctx: Any = SimpleNamespace(store=store, login_store=store, hash_pool=pool, config=Config(), clock=FakeClock())
     return SmtpAuth(ctx, EventLogger(session="test"), peer_ip="192.0.2.1")
 
 

@@ -2,8 +2,9 @@
 
 SQLite connections get write-ahead logging (readers never block the writer), enforced foreign
 keys, ``synchronous=NORMAL`` (durable at each checkpoint, safe with WAL) and a busy timeout, on
-every new connection. A new SQLite database file is created readable by its owner only, since
-it holds password hashes. PostgreSQL URLs (``postgresql+asyncpg://``) are used unchanged.
+every new connection; a file database keeps a pool of :data:`SQLITE_POOL_SIZE` connections open.
+A new SQLite database file is created readable by its owner only, since it holds password hashes.
+PostgreSQL URLs (``postgresql+asyncpg://``) are used unchanged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from hardmail.store.sql.write_turns import taking_turns
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Connections an SQLite file database keeps open (each is one aiosqlite thread). Larger than the
+# sessions a busy server runs at once, so that a burst of queries does not open (and close again)
+# an overflow connection, with its thread and its pragmas, per query.
+SQLITE_POOL_SIZE = 32
+SQLITE_MAX_OVERFLOW = 32
 WRITE_OPTION = "hardmail_write"
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -45,7 +53,7 @@ def create_engine_for(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, poolclass=StaticPool)
     else:
         _prepare_sqlite_file(Path(database))
-        engine = create_async_engine(parsed)
+        engine = create_async_engine(parsed, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
     _install_sqlite_hooks(engine)
     return engine
 
@@ -86,6 +94,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
 
 def for_writing(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine and pool, marked so that its transactions are write transactions."""
-    return engine.execution_options(**{WRITE_OPTION: True})
+    """The same engine and pool, marked so that its transactions are write transactions; on
+    SQLite the writers of this process also take turns (``hardmail.store.sql.write_turns``)."""
+    if engine.dialect.name != "sqlite":
+        return engine.execution_options(**{WRITE_OPTION: True})
+    return taking_turns(engine, {WRITE_OPTION: True}, max_wait=SQLITE_BUSY_TIMEOUT_MS / 1000)
 
