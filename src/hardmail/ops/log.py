@@ -13,6 +13,7 @@ contract above (the record message *is* the JSON line) is a few dozen lines on t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import logging.handlers
@@ -41,6 +42,13 @@ LEVELS = {
 _EVENT_ATTR = "hardmail_event"
 _HANDLER_NAME = "hardmail-configured"
 _MAX_DEPTH = 6
+# Keys that take the general path of build_event (a core key is renamed, which could collide).
+_RENAMING_KEYS = frozenset((*CORE_KEYS, *(f"{key}_" for key in CORE_KEYS)))
+_PLAIN_TYPES = (str, int, bool)
+_LEVEL_NAMES = {number: logging.getLevelName(number).lower() for number in set(LEVELS.values())}
+# One encoder for every line: json.dumps with a keyword argument would build a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_encode_str = json.encoder.encode_basestring  # the string form _ENCODER (ensure_ascii=False) uses
 
 _events = logging.getLogger(EVENTS_LOGGER_NAME)
 _root = logging.getLogger(ROOT_LOGGER_NAME)
@@ -54,10 +62,21 @@ if _root.level == logging.NOTSET:
 
 def utc_timestamp(seconds: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-29T15:00:00.123Z``."""
-    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = time.time() if seconds is None else seconds
+    whole = math.floor(moment)
+    micros = round((moment - whole) * 1_000_000)  # rounded as datetime.fromtimestamp does
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_second_prefix(whole)}.{micros // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=4)
+def _second_prefix(whole_seconds: int) -> str:
+    """``2026-11-29T15:00:00`` for one second: formatted once, not per event."""
+    return datetime.fromtimestamp(whole_seconds, UTC).isoformat()[:19]
+
+
+@functools.lru_cache(maxsize=2048)
 def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return any(part in lowered for part in SECRET_KEY_PARTS)
@@ -86,6 +105,20 @@ def _safe_str(value: Any) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
+def clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``clean_value`` of a top-level field mapping, with plain values taken as they are."""
+    clean: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = str(key)
+        if is_secret_key(name):
+            clean[name] = REDACTED
+        elif value is None or type(value) in _PLAIN_TYPES:
+            clean[name] = value
+        else:
+            clean[name] = clean_value(value, 1)
+    return clean
+
+
 def build_event(event: str, level: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON object for one event; a field never replaces ts, level or event."""
     payload: dict[str, Any] = {"ts": utc_timestamp(), "level": level, "event": str(event)}
@@ -99,19 +132,53 @@ def build_event(event: str, level: str, fields: Mapping[str, Any]) -> dict[str, 
 
 def log_event(event: str, *, level: str = "info", **fields: Any) -> None:
     """Log one event with its fields as one JSON line. Never raises."""
-    _emit(event, level, fields)
+    if _RENAMING_KEYS.isdisjoint(fields):
+        _emit_bound(event, level, _NOTHING_BOUND, fields)
+    else:
+        _emit(event, level, fields)
+
+
+def _numeric_level(level: str) -> int:
+    known = LEVELS.get(level) if type(level) is str else None
+    return known or LEVELS.get(str(level).lower(), logging.INFO)
 
 
 def _emit(event: str, level: str, fields: Mapping[str, Any]) -> None:
+    """The general path: any field names, core keys renamed by build_event."""
     try:
-        numeric = LEVELS.get(str(level).lower(), logging.INFO)
+        numeric = _numeric_level(level)
         if not _events.isEnabledFor(numeric):
             return
-        payload = build_event(event, logging.getLevelName(numeric).lower(), fields)
-        line = json.dumps(payload, ensure_ascii=False)
-        _events.log(numeric, line, extra={_EVENT_ATTR: payload})
+        payload = build_event(event, _LEVEL_NAMES[numeric], fields)
+        _handle(numeric, _ENCODER.encode(payload), payload)
     except Exception:  # logging must never break mail handling
         _report_failure(event)
+
+
+def _emit_bound(event: str, level: str, bound: BoundFields, fields: Mapping[str, Any]) -> None:
+    """The common path: fields that neither rename nor replace a bound one; the bound fields'
+    JSON is reused. Writes what _emit would write for ``{**bound, **fields}``."""
+    try:
+        numeric = _numeric_level(level)
+        if not _events.isEnabledFor(numeric):
+            return
+        ts, name, text = utc_timestamp(), _LEVEL_NAMES[numeric], str(event)
+        clean = clean_fields(fields)
+        payload = {"ts": ts, "level": name, "event": text, **bound.clean, **clean}
+        parts = [f'{{"ts": "{ts}", "level": "{name}", "event": {_encode_str(text)}', bound.json_items]
+        if clean:
+            parts.append(_ENCODER.encode(clean)[1:-1])
+        _handle(numeric, ", ".join(filter(None, parts)) + "}", payload)
+    except Exception:  # logging must never break mail handling
+        _report_failure(event)
+
+
+def _handle(numeric: int, line: str, payload: dict[str, Any]) -> None:
+    """Hand one line to the stdlib machinery as Logger.log would, without looking up the caller's
+    frame (the caller is always this module)."""
+    record = _events.makeRecord(_events.name, numeric, __file__, 0, line, (), None, "_emit",
+                                {_EVENT_ATTR: payload})
+    _events.handle(record)
 
 
 def _report_failure(event: str) -> None:
@@ -119,19 +186,43 @@ def _report_failure(event: str) -> None:
         sys.stderr.write(f"hardmail: could not log event {event!r}\n")
 
 
+class BoundFields:
+    """Bound fields cleaned and serialized once: plain values only (others may change later)."""
+
+    __slots__ = ("clean", "json_items", "names")
+
+    def __init__(self, bound: Mapping[str, Any]) -> None:
+        self.clean = clean_fields(bound)
+        self.json_items = _ENCODER.encode(self.clean)[1:-1]  # "k": v, ... without the braces
+        self.names = frozenset(bound) | _RENAMING_KEYS  # event fields that take the general path
+
+    @staticmethod
+    def usable(bound: Mapping[str, Any]) -> bool:
+        return _RENAMING_KEYS.isdisjoint(bound) and all(
+            value is None or type(value) in _PLAIN_TYPES for value in bound.values())
+
+
+_NOTHING_BOUND = BoundFields({})
+
+
 class EventLogger:
     """Fields bound once (session id, peer, listener), then added to every event it logs."""
 
-    __slots__ = ("_bound",)
+    __slots__ = ("_bound", "_serialized")
 
     def __init__(self, **bound: Any) -> None:
         self._bound = bound
+        self._serialized = BoundFields(bound) if BoundFields.usable(bound) else None
 
     def bind(self, **more: Any) -> EventLogger:
         return EventLogger(**{**self._bound, **more})
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
-        _emit(event, level, {**self._bound, **fields})
+        serialized = self._serialized
+        if serialized is not None and serialized.names.isdisjoint(fields):
+            _emit_bound(event, level, serialized, fields)
+        else:
+            _emit(event, level, {**self._bound, **fields})
 
     def __repr__(self) -> str:  # keys only: a bound value could be sensitive
         return f"EventLogger(bound={sorted(self._bound)})"

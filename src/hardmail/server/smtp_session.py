@@ -55,6 +55,7 @@ from hardmail.server.tls import describe_tls
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
+REPLY_BATCH_LIMIT = 16 * 1024  # held reply bytes that are written at once, without waiting for a read
 
 
 def smtp_options(config: Config, kind: str) -> SmtpOptions:
@@ -106,6 +107,8 @@ class SmtpSession:
         self.messages = 0
         self.idle = False  # waiting for the next command: safe to close at shutdown
         self.stopping = False
+        self._held_replies: list[bytes] = []  # replies of this pump cycle, written in one call
+        self._held_size = 0
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -125,6 +128,7 @@ class SmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
+            self._flush_replies()
             self.channel.close()
             for hook in self.ctx.hooks:
                 await hook.on_disconnect(self.facts())
@@ -134,9 +138,9 @@ class SmtpSession:
     async def _pump(self) -> None:
         while not self.conn.closed:
             if self.stopping and self.conn.phase is Phase.COMMAND:
-                self.channel.write(SHUTTING_DOWN.to_bytes())
+                self._hold_reply(SHUTTING_DOWN.to_bytes())
                 break
-            if self.channel.write_buffer_size() > WRITE_HIGH_WATER:
+            if self.channel.write_buffer_size() + self._held_size > WRITE_HIGH_WATER:
                 await self._drain()  # a client that does not read its replies gets no more work done
             event = self.conn.next_event()
             if event is NEED_DATA:
@@ -147,14 +151,33 @@ class SmtpSession:
                 continue
             assert isinstance(event, Event)
             reply = await self._decide(event)
-            self.channel.write(self.conn.send(reply))
+            self._hold_reply(self.conn.send(reply))
             self._after_reply(event, reply)
             if self.conn.awaiting_tls and not await self._handshake():
                 return
         await self._drain()
 
+    def _hold_reply(self, data: bytes) -> None:
+        """Keep a reply for the one write of this pump cycle; a large batch is written at once."""
+        self._held_replies.append(data)
+        self._held_size += len(data)
+        if self._held_size > REPLY_BATCH_LIMIT:
+            self._flush_replies()
+
+    def _flush_replies(self) -> None:
+        """Write the held replies in one call (one send for a pipelined group of commands)."""
+        if not self._held_replies:
+            return
+        batch = self._held_replies[0] if len(self._held_replies) == 1 else b"".join(self._held_replies)
+        self._held_replies.clear()
+        self._held_size = 0
+        self.channel.write(batch)
+
     async def _drain(self) -> None:
-        """Wait until the client has taken our replies, within the command timeout; else drop it."""
+        """Write the held replies, then wait until the client has taken them, within the command
+        timeout; else drop it. Every wait for input or a TLS handshake drains first, so no reply is
+        held while the session waits for the client (RFC 2920 3.1)."""
+        self._flush_replies()
         try:
             async with asyncio.timeout(self._time_left(self.ctx.config.smtp.timeouts.command)):
                 await self.channel.drain()
@@ -191,6 +214,7 @@ class SmtpSession:
         if not self.idle:
             return False
         self.conn.close()
+        self._flush_replies()  # nothing is held while idle; kept for the order of replies regardless
         self.channel.write(SHUTTING_DOWN.to_bytes())
         self.channel.close()
         self.log.event("smtp.shutdown", code="4.3.2")
