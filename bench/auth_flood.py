@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 from hardmail.admin.service import AdminService
 from hardmail.app import RunningServer, start_server
-from hardmail.auth.hashing import BoundHasher, VerifyResult
-from hardmail.auth.pool import HashPool
+from hardmail.auth.hashing import BoundHasher
+from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.config.schema import Config
 
@@ -41,25 +41,6 @@ PASSWORD = "correct horse battery staple 42"
 LEGIT_SOURCE = "127.0.0.2"
 
 
-class CountingHasher:
-    def __init__(self, inner: BoundHasher) -> None:
-        self.inner, self.calls, self._lock = inner, 0, threading.Lock()
-
-    def _count(self) -> None:
-        with self._lock:
-            self.calls += 1
-
-    def hash(self, password: str) -> str:
-        self._count()
-        return self.inner.hash(password)
-
-    def verify(self, stored_hash: str, password: str) -> VerifyResult:
-        self._count()
-        return self.inner.verify(stored_hash, password)
-
-    def dummy_verify(self) -> None:
-        self._count()
-        self.inner.dummy_verify()
 
 
 @dataclass

@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hardmail.auth.hashing import BoundHasher, VerifyResult
-from hardmail.auth.pool import HashPool
+from hardmail.auth.hashing import BoundHasher
+from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.core.clock import FakeClock
 from hardmail.policy.bans import BanDecision
 from hardmail.server.access_hook import AccessHook, access_hook_of
 from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context, running_server, server_config
-
-
-class CountingHasher:
-    """The real Argon2 hasher, counting its calls."""
-
-    def __init__(self, inner: BoundHasher) -> None:
-        self.inner = inner
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def _count(self) -> None:
-        with self._lock:
-            self.calls += 1
-
-    def hash(self, password: str) -> str:
-        self._count()
-        return self.inner.hash(password)
-
-    def verify(self, stored_hash: str, password: str) -> VerifyResult:
-        self._count()
-        return self.inner.verify(stored_hash, password)
-
-    def dummy_verify(self) -> None:
-        self._count()
-        self.inner.dummy_verify()
 
 
 class Recorded:

@@ -20,12 +20,12 @@ from hardmail.admin.cli_common import (
     print_json,
     print_table,
     run_async,
+    with_store,
 )
 from hardmail.admin.service import AdminError
 from hardmail.config.schema import Config
 from hardmail.policy.access import PROTOCOLS, Direction, IpRange, describe
 from hardmail.policy.bans import Ban
-from hardmail.store import open_store
 from hardmail.store.ports import StoreError
 from hardmail.store.ports_credentials import LoginEvent
 
@@ -47,12 +47,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_service(cfg: Config, work: Callable[[AccessService], Awaitable[T]]) -> T:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
-        return await work(AccessService(store, cfg))
-    finally:
-        await store.close()
+    return await with_store(cfg, lambda store: work(AccessService(store, cfg)))
 
 
 def _run(config: Path | None, data_dir: Path | None, work: Callable[[AccessService], Awaitable[T]]) -> T:

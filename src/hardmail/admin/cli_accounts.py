@@ -22,10 +22,10 @@ from hardmail.admin.cli_common import (
     print_json,
     print_table,
     run_async,
+    with_store,
 )
 from hardmail.admin.service import AdminError, AdminService
 from hardmail.config.schema import Config
-from hardmail.store import open_store
 from hardmail.store.ports import Account, Alias, Domain, StoreError
 
 T = TypeVar("T")
@@ -60,12 +60,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
-        return await work(AdminService(store, cfg.auth.argon2, auth=cfg.auth))
-    finally:
-        await store.close()
+    return await with_store(cfg, lambda store: work(AdminService(store, cfg.auth.argon2, auth=cfg.auth)))
 
 
 def _run(

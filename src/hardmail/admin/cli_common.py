@@ -16,6 +16,8 @@ from rich.text import Text
 
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
+from hardmail.store import open_store
+from hardmail.store.ports import Store
 
 T = TypeVar("T")
 
@@ -69,6 +71,16 @@ def load_cli_config(
         return load_config(config, data_dir=data_dir, overrides=overrides)
     except ConfigError as exc:
         fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting")
+
+
+async def with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store of ``config``, bring its schema up to date, run ``work`` on it, close it."""
+    store = await open_store(config.database_url)
+    try:
+        await store.migrate()
+        return await work(store)
+    finally:
+        await store.close()
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:

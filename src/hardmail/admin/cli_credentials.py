@@ -22,12 +22,12 @@ from hardmail.admin.cli_common import (
     print_json,
     print_table,
     run_async,
+    with_store,
 )
 from hardmail.admin.credentials import CredentialService, TotpEnrolment, expiry_text
 from hardmail.admin.service import AdminError
 from hardmail.auth.legacy import SCHEME_NAMES
 from hardmail.config.schema import Config
-from hardmail.store import open_store
 from hardmail.store.ports import StoreError
 from hardmail.store.ports_credentials import SCOPES, AppPassword
 
@@ -49,12 +49,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_service(cfg: Config, work: Callable[[CredentialService], Awaitable[T]]) -> T:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
-        return await work(CredentialService(store, cfg.data_dir, cfg.auth.two_factor))
-    finally:
-        await store.close()
+    return await with_store(cfg, lambda store: work(CredentialService(store, cfg.data_dir, cfg.auth.two_factor)))
 
 
 def _run(cfg: Config, work: Callable[[CredentialService], Awaitable[T]]) -> T:

@@ -23,6 +23,7 @@ from hardmail.admin.cli_common import (
     print_json,
     print_table,
     run_async,
+    with_store,
 )
 from hardmail.admin.queue_service import QueueAdmin
 from hardmail.auth.server_key import ServerKeyError, server_fernet
@@ -33,8 +34,7 @@ from hardmail.delivery.assembly import build_services
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.queue import QueueNotFound
 from hardmail.delivery.spool import SpoolError
-from hardmail.store import open_store
-from hardmail.store.ports import NotFound, StoreError
+from hardmail.store.ports import NotFound, Store, StoreError
 from hardmail.store.ports_queue import QueueEntry, Route
 
 T = TypeVar("T")
@@ -57,14 +57,12 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_admin(cfg: Config, work: Callable[[QueueAdmin], Awaitable[T]]) -> T:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
+    def admin(store: Store) -> Awaitable[T]:
         clock = SystemClock()
         services = build_services(cfg, store, MaildirStore(cfg.maildir_root, cfg.server.hostname), clock)
-        return await work(QueueAdmin(services, clock))
-    finally:
-        await store.close()
+        return work(QueueAdmin(services, clock))
+
+    return await with_store(cfg, admin)
 
 
 def _run(config: Path | None, data_dir: Path | None, work: Callable[[QueueAdmin], Awaitable[T]]) -> T:
@@ -218,12 +216,7 @@ def _read_secret() -> str:
 
 
 async def _set_route(cfg: Config, route: Route) -> None:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
-        await store.queue.set_route(route)
-    finally:
-        await store.close()
+    await with_store(cfg, lambda store: store.queue.set_route(route))
 
 
 @route_app.command("set")
@@ -258,14 +251,12 @@ def set_route(
 
 
 async def _routes(cfg: Config, pattern: str | None) -> list[Route]:
-    store = await open_store(cfg.database_url)
-    try:
-        await store.migrate()
+    async def work(store: Store) -> list[Route]:
         if pattern is not None:
             await store.queue.remove_route(pattern)
         return await store.queue.list_routes()
-    finally:
-        await store.close()
+
+    return await with_store(cfg, work)
 
 
 @route_app.command("list")

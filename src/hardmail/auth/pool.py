@@ -33,6 +33,32 @@ class PasswordHashing(Protocol):
     def dummy_verify(self) -> None: ...
 
 
+class CountingHasher:
+    """Wraps a hasher and counts the hashes it computes (for the brute-force bench and tests:
+    a banned source must cost none)."""
+
+    def __init__(self, inner: PasswordHashing) -> None:
+        self.inner = inner
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def hash(self, password: str) -> str:
+        self._count()
+        return self.inner.hash(password)
+
+    def verify(self, stored_hash: str, password: str) -> VerifyResult:
+        self._count()
+        return self.inner.verify(stored_hash, password)
+
+    def dummy_verify(self) -> None:
+        self._count()
+        self.inner.dummy_verify()
+
+
 class HashPool:
     def __init__(
         self,

@@ -1,16 +1,23 @@
-"""Identifiers for sessions and messages: short, unique, time-sortable, safe in file names."""
+"""Identifiers for sessions, messages and queue entries: unique, time-sortable, safe in file names."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 import time
 
-_ALPHABET_TRANSLATION = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _base32(number: int, length: int) -> str:
+    digits = []
+    for _ in range(length):
+        number, digit = divmod(number, 32)
+        digits.append(_CROCKFORD[digit])
+    return "".join(reversed(digits))
 
 
 def new_id(now: float | None = None) -> str:
-    """16 characters of Crockford base32: 48 bits of milliseconds then 32 random bits."""
-    millis = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
-    raw = millis.to_bytes(6, "big") + secrets.token_bytes(4)
-    return base64.b32encode(raw).translate(_ALPHABET_TRANSLATION).decode("ascii")[:16]
+    """20 characters of Crockford base32: 10 for the time in milliseconds (ids sort by creation),
+    then 50 random bits."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return _base32(millis, 10) + _base32(secrets.randbits(50), 10)

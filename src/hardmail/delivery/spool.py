@@ -19,13 +19,13 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardmail.core.ids import new_id
 from hardmail.delivery.durable import (
     Chunks,
     as_chunks,
@@ -37,7 +37,6 @@ from hardmail.delivery.durable import (
 
 log = logging.getLogger(__name__)
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _QUEUE_ID = re.compile(r"^[0-9A-Z]{12,40}$")
 _MESSAGE_SUFFIX = ".eml"
 _ENVELOPE_SUFFIX = ".json"
@@ -65,18 +64,9 @@ class SpoolEntry:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-def _base32(number: int, length: int) -> str:
-    digits = []
-    for _ in range(length):
-        number, digit = divmod(number, 32)
-        digits.append(_CROCKFORD[digit])
-    return "".join(reversed(digits))
-
-
 def new_queue_id(now: float | None = None) -> str:
-    """A time-sortable, random, file-name-safe queue id."""
-    millis = int((time.time() if now is None else now) * 1000)
-    return _base32(millis, 10) + _base32(secrets.randbits(50), 10)
+    """A time-sortable, random, file-name-safe queue id (the project's one id format)."""
+    return new_id(now)
 
 
 def is_queue_id(text: str) -> bool:
