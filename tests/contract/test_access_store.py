@@ -61,6 +61,20 @@ async def test_bans_are_replaced_listed_and_removed(access: AccessStore) -> None
     assert await access.list_bans() == [subnet]
 
 
+async def test_active_bans_are_listed_with_one_query(access: AccessStore) -> None:
+    ended = Ban("192.0.2.1", "failures", "x", T0 - 7200, T0 - 3600)
+    ends_now = Ban("192.0.2.2", "failures", "x", T0 - 3600, T0)
+    host = Ban("192.0.2.3", "failures", "x", T0 - 10, T0 + 3600, offences=2)
+    site = Ban("2001:db8:1::/48", "admin", "by hand", T0 - 5, T0 + 86400, by_admin=True)
+    for ban in (ended, ends_now, host, site):
+        await access.put_ban(ban)
+    assert sorted(await access.list_active_bans(T0), key=lambda b: b.subject) == [host, site]
+    assert len(await access.list_active_bans(T0 - 3601)) == 4  # each ends after that time
+    assert await access.list_active_bans(T0 + 86400) == []
+    await access.remove_ban("192.0.2.3")
+    assert await access.list_active_bans(T0) == [site]
+
+
 async def test_failure_stats_count_within_the_window(access: AccessStore) -> None:
     def failure(at: float, ip: str, account: str) -> AuthFailure:
         return AuthFailure(at, ip, ip.rpartition(".")[0] + ".0/24", account)

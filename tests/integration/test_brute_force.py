@@ -7,19 +7,22 @@ ends on the (fake) clock.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import smtplib
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from hardmail.admin.access_service import AccessService
 from hardmail.auth.hashing import BoundHasher
 from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.core.clock import FakeClock
 from hardmail.policy.bans import BanDecision
-from hardmail.server.access_hook import AccessHook, access_hook_of
+from hardmail.server.access_hook import BAN_REFRESH_SECONDS, AccessHook, access_hook_of
+from hardmail.store import open_store
 from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context, running_server, server_config
 
 
@@ -127,3 +130,29 @@ def test_distributed_guessing_does_not_lock_out_the_real_user(
     assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235
     assert _auth(server, "127.0.0.7", ALICE, "a typo") == 535  # a typo from home is not a ban
     assert _greeting(server, "127.0.0.7") == 220
+
+
+def _with_cli(server: ServerThread, action: Callable[[AccessService], Awaitable[object]]) -> None:
+    """Run ``action`` as the CLI does: its own store connection, its own event loop, not the server's."""
+    async def run() -> None:
+        store = await open_store(server.config.database_url)
+        try:
+            await action(AccessService(store, server.config))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_ban_and_unban_with_the_cli_apply_to_the_running_server_within_the_refresh_time(
+    guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
+) -> None:
+    server, _, _, clock = guarded
+    assert _greeting(server, "127.0.0.11") == 220  # the server has loaded its snapshot of the bans
+    _with_cli(server, lambda access: access.add_ban("127.0.0.11", "1h", "by hand"))
+    assert _greeting(server, "127.0.0.11") == 220  # not looked at again yet: no query per connection
+    clock.advance(BAN_REFRESH_SECONDS)
+    assert _greeting(server, "127.0.0.11") == 421
+    _with_cli(server, lambda access: access.remove_ban("127.0.0.11"))
+    clock.advance(BAN_REFRESH_SECONDS)
+    assert _greeting(server, "127.0.0.11") == 220

@@ -37,6 +37,9 @@ class MemoryAccessStore:
     async def list_bans(self) -> list[Ban]:
         return sorted(self.bans.values(), key=lambda b: -b.created_at)
 
+    async def list_active_bans(self, now: float) -> list[Ban]:
+        return [ban for ban in self.bans.values() if ban.active(now)]
+
     async def put_ban(self, ban: Ban) -> None:
         self.bans[ban.subject] = ban
 

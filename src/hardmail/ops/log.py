@@ -5,6 +5,13 @@ complete JSON line (``{"ts": ..., "level": ..., "event": ..., <fields>}``), so a
 including pytest's ``caplog``, sees exactly what is written. ``configure_logging`` installs the one
 handler that writes those lines (or readable console lines) to standard error or a file.
 
+That handler keeps the SMTP hot path to one write per event-loop turn: in a thread running an
+asyncio loop, the lines of one turn are collected and written together by a ``call_soon`` callback
+(at once past 64 KiB). Warnings and errors, and lines from threads without a running loop, are
+written at once, after whatever is pending, so the order of lines is kept. ``flush()``, ``close()``
+and an ``atexit`` hook write pending lines; a SIGKILL loses at most the current turn's lines. The
+file target is reopened when logrotate moved it, checked once per write rather than per line.
+
 Field values under secret-looking keys are replaced by ``[redacted]``; callers must still never
 pass protocol payloads of AUTH. The formatting is hand-written rather than structlog because the
 contract above (the record message *is* the JSON line) is a few dozen lines on top of stdlib.
@@ -12,18 +19,20 @@ contract above (the record message *is* the JSON line) is a few dozen lines on t
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import functools
 import json
 import logging
-import logging.handlers
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from hardmail.config.schema import LoggingSection
 
@@ -269,24 +278,160 @@ def _console_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (daemons and tests replace it)."""
+# --- writing: at most one write per event-loop turn --------------------------------------------
 
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
+_BATCH_LIMIT = 64 * 1024  # characters collected before they are written without waiting for the turn's end
+_running_loop = asyncio.events._get_running_loop  # the loop running in this thread or None, without raising
 
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
+
+class _Target(Protocol):
+    def write(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the time of writing (daemons and tests replace it)."""
+
+    def write(self, text: str) -> None:
+        stream = sys.stderr
+        stream.write(text)
+        stream.flush()
+
+    def close(self) -> None:
         return None
 
 
-def _make_handler(file: Path | None) -> logging.Handler:
-    if file is None:
-        return _CurrentStderrHandler()
-    file.parent.mkdir(parents=True, exist_ok=True)
-    # WatchedFileHandler reopens the file after logrotate moves it.
-    return logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+class _WatchedFile:
+    """Appends to a file and reopens it, as WatchedFileHandler does, when it was moved or deleted
+    (logrotate); the check is one ``os.stat`` per write, and a write carries a whole batch."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._stream: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
+        self._open()
+
+    def write(self, text: str) -> None:
+        stream = self._stream
+        if stream is None or self._identity != _file_identity(self._path):
+            self.close()
+            stream = self._open()
+        stream.write(text)
+        stream.flush()
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def _open(self) -> TextIO:
+        stream = self._stream = self._path.open("a", encoding="utf-8")
+        info = os.fstat(stream.fileno())
+        self._identity = (info.st_dev, info.st_ino)
+        return stream
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+class _TurnBatchingHandler(logging.Handler):
+    """Writes formatted lines to a target, collecting the lines of one event-loop turn into one write.
+
+    In a thread with a running asyncio loop, a line waits in a batch that a ``loop.call_soon``
+    callback writes at the end of the turn (or at once past ``_BATCH_LIMIT`` characters). A record at
+    warning or above, or one from a thread without a running loop, is written at once, after the
+    pending batch so that lines keep their order. Everything happens under the handler lock.
+    """
+
+    def __init__(self, target: _Target) -> None:
+        super().__init__()
+        self._target = target
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._turn_loop: asyncio.AbstractEventLoop | None = None  # loop with a queued _write_turn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        at_once = record.levelno >= logging.WARNING or not self._batching_this_turn()
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if at_once or self._pending_size > _BATCH_LIMIT:
+            self._write_pending()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+            self._turn_loop = None
+            self._target.close()
+        finally:
+            self.release()
+        super().close()
+
+    def _batching_this_turn(self) -> bool:
+        """Whether the current thread runs a loop whose turn ends with a write of the batch;
+        schedules that write if it is not scheduled yet. Called under the lock."""
+        loop = _running_loop()
+        if loop is None:
+            return False
+        if loop is self._turn_loop:
+            return True
+        self._write_pending()  # lines waiting for another loop's turn (another thread, a closed loop)
+        try:
+            loop.call_soon(self._write_turn, loop)
+        except RuntimeError:
+            return False
+        self._turn_loop = loop
+        return True
+
+    def _write_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.acquire()
+        try:
+            if self._turn_loop is loop:  # else a stale callback: another loop took the batch over
+                self._turn_loop = None
+                self._write_pending()
+        finally:
+            self.release()
+
+    def forget_pending(self) -> None:
+        """Drop the pending lines without writing them: in a forked child, the parent writes them."""
+        self._pending.clear()
+        self._pending_size = 0
+        self._turn_loop = None
+
+    def _write_pending(self) -> None:
+        """One write of every pending line. Called under the lock."""
+        if not self._pending:
+            return
+        text, count = "".join(self._pending), len(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        try:
+            self._target.write(text)
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "%d log line(s) not written", "args": (count,)}))
+
+
+def _make_handler(file: Path | None) -> _TurnBatchingHandler:
+    return _TurnBatchingHandler(_CurrentStderr() if file is None else _WatchedFile(file))
 
 
 def configure_logging(section: LoggingSection) -> None:
@@ -304,3 +449,22 @@ def remove_configured_handler() -> None:
     for old in [h for h in _root.handlers if h.get_name() == _HANDLER_NAME]:
         _root.removeHandler(old)
         old.close()
+
+
+def _configured_handlers() -> list[_TurnBatchingHandler]:
+    return [h for h in _root.handlers if h.get_name() == _HANDLER_NAME and isinstance(h, _TurnBatchingHandler)]
+
+
+def _flush_configured_handlers() -> None:
+    """Write what waits for the end of a loop turn that will not come (normal interpreter exit)."""
+    for handler in _configured_handlers():
+        handler.flush()
+
+
+def _forget_pending_after_fork() -> None:
+    for handler in _configured_handlers():
+        handler.forget_pending()
+
+
+atexit.register(_flush_configured_handlers)
+os.register_at_fork(after_in_child=_forget_pending_after_fork)

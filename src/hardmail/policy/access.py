@@ -6,16 +6,22 @@ protocols it may connect to, the four delivery directions it may use, which of t
 require SMTP AUTH, whether AUTH requires TLS, and an optional expiry. Built-in defaults cover the
 whole Internet (IPv4 and IPv6) and this computer; a stored range of the same name replaces a
 built-in one. Pure functions: no I/O, time passed in.
+
+:class:`RangeMatcher` remembers the winning range per address for one set of ranges (the answer
+changes only when a range expires, and the memo is rebuilt then), and :func:`parse_networks` with
+:func:`in_parsed_networks` test an address against networks parsed once.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
 # The listener kinds of the SMTP server, mapped to the protocol permission they need.
@@ -121,18 +127,84 @@ def effective_ranges(stored: Iterable[IpRange], defaults: Iterable[IpRange] = DE
     return stored + [r for r in defaults if r.name.casefold() not in taken]
 
 
-def matching_range(ranges: Iterable[IpRange], ip: str, now: float) -> IpRange | None:
-    """The winning range for ``ip``: highest priority, then narrowest, then name; expired ones skipped."""
+def plain_address(ip: str) -> IpAddress | None:
+    """``ip`` parsed, an IPv4-mapped IPv6 address (a dual-stack listener's IPv4 client) unmapped;
+    None when it is no address."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def matching_range(ranges: Iterable[IpRange], ip: str, now: float) -> IpRange | None:
+    """The winning range for ``ip``: highest priority, then narrowest, then name; expired ones skipped."""
+    address = plain_address(ip)
+    if address is None:
+        return None
     found = [r for r in ranges if not r.expired(now) and r.contains(address)]
     if not found:
         return None
     return min(found, key=lambda r: (-r.priority, r.size(), r.name))
+
+
+def next_expiry(ranges: Iterable[IpRange], now: float) -> float:
+    """The first time after ``now`` at which one of ``ranges`` expires (infinity when none will):
+    until then :func:`matching_range` gives every address the answer it gives at ``now``."""
+    return min((r.expires_at for r in ranges if r.expires_at is not None and r.expires_at > now), default=math.inf)
+
+
+MEMO_ENTRIES = 10_000
+
+
+class RangeMatcher:
+    """:func:`matching_range` over one set of ranges, remembered per address.
+
+    A range's expiry is the only thing that makes the answer depend on the time, so the memo
+    holds from the time it was started until the next expiry of a range (or an earlier time,
+    should the clock go back) and is then started again. It is emptied when it reaches
+    ``max_entries`` addresses, so a flood of different addresses cannot grow it.
+    """
+
+    def __init__(self, ranges: Iterable[IpRange], max_entries: int = MEMO_ENTRIES) -> None:
+        self.ranges = tuple(ranges)
+        self.max_entries = max_entries
+        self._memo: dict[str, IpRange | None] = {}
+        self._valid = (math.inf, -math.inf)  # [from, until) in seconds since the epoch: empty
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def __repr__(self) -> str:
+        return f"RangeMatcher({len(self.ranges)} ranges, {len(self._memo)} remembered)"
+
+    def match(self, ip: str, now: float) -> IpRange | None:
+        """What :func:`matching_range` answers for ``ip`` at ``now``."""
+        start, until = self._valid
+        if not start <= now < until:
+            self._memo.clear()
+            self._valid = (now, next_expiry(self.ranges, now))
+        try:
+            return self._memo[ip]
+        except KeyError:
+            pass
+        if len(self._memo) >= self.max_entries:
+            self._memo.clear()
+        found = self._memo[ip] = matching_range(self.ranges, ip, now)
+        return found
+
+
+def parse_networks(networks: Iterable[str]) -> tuple[IpNetwork, ...]:
+    """``10.0.0.0/8``-style networks (host bits allowed), parsed once for :func:`in_parsed_networks`."""
+    return tuple(ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def in_parsed_networks(ip: str, networks: Sequence[IpNetwork]) -> bool:
+    """Whether ``ip`` (an IPv4-mapped address as its IPv4 one) is in one of ``networks``."""
+    address = plain_address(ip) if networks else None
+    return address is not None and any(address in network for network in networks)
 
 
 def connection_allowed(found: IpRange | None, listener: str) -> bool:

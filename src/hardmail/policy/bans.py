@@ -166,6 +166,43 @@ def active_bans(bans: Iterable[Ban], now: float) -> list[Ban]:
     return [ban for ban in bans if ban.active(now)]
 
 
+def longest(bans: Iterable[Ban]) -> Ban | None:
+    """The ban that lasts longest, None when there is none."""
+    return max(bans, key=lambda ban: ban.expires_at, default=None)
+
+
+class BanIndex:
+    """Bans by subject, for look-ups in memory (the server's snapshot of the stored bans).
+
+    A ban that ends while it is held here stops applying at its end: :meth:`find` checks the time.
+    """
+
+    def __init__(self, bans: Iterable[Ban] = ()) -> None:
+        self._by_subject = {ban.subject: ban for ban in bans}
+
+    def __len__(self) -> int:
+        return len(self._by_subject)
+
+    def __repr__(self) -> str:
+        return f"BanIndex({len(self._by_subject)} bans)"
+
+    def put(self, ban: Ban) -> None:
+        """Add ``ban``, replacing any held for its subject."""
+        self._by_subject[ban.subject] = ban
+
+    def find(self, ip: str, now: float) -> Ban | None:
+        """The longest active ban on any subject of ``ip`` (see :func:`ban_subjects`); None when
+        there is none or ``ip`` is no address."""
+        if not self._by_subject:
+            return None
+        try:
+            subjects = ban_subjects(ip)
+        except ValueError:
+            return None
+        held = (self._by_subject[subject] for subject in subjects if subject in self._by_subject)
+        return longest(active_bans(held, now))
+
+
 def explain(ip: str, bans: Iterable[Ban], now: float, rules: BanRules) -> list[str]:
     """Readable lines for ``hardmail ban explain``: why the address is (or is not) refused."""
     lines: list[str] = []

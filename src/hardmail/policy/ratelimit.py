@@ -1,9 +1,11 @@
-"""Connection and rate limits: pure checks over counts the caller gathered.
+"""Connection and rate limits: pure checks over counts the caller gathered, and the in-memory
+counter of new connections per minute.
 
 Concurrency is counted per address (an IPv4 address, an IPv6 /64) and per subnet (IPv4 /24,
-IPv6 /48); new connections per minute per address and messages and recipients per hour and per
-day per authenticated account are counted in fixed windows (a counter per window start), which
-any shared store can keep.
+IPv6 /48). New connections per minute per address are counted in memory by
+:class:`NewConnectionCounter` (one per server process: a store round trip per connection would
+cost more than the connection). Messages and recipients per hour and per day per authenticated
+account are counted in fixed windows (a counter per window start), which any shared store can keep.
 Every refusal is temporary (4xx): the client may try again later.
 """
 
@@ -19,8 +21,12 @@ TOO_MANY_NEW_CONNECTIONS = Reply(421, "4.7.0", "Too many new connections from yo
 TOO_MANY_MESSAGES = Reply(451, "4.7.1", "Message rate limit reached for this account, try again later")
 TOO_MANY_RECIPIENTS = Reply(451, "4.7.1", "Recipient rate limit reached for this account, try again later")
 
+MINUTE = 60
 HOUR = 3600
 DAY = 86400
+# Sources (addresses, then subnets) one NewConnectionCounter holds per minute: far above the
+# distinct clients a busy server sees in a minute, and a few megabytes at most.
+MAX_COUNTED_SOURCES = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,55 @@ def window_start(now: float, window: int) -> int:
     return int(now // window) * window
 
 
+class NewConnectionCounter:
+    """New connections per address in the current one-minute window, held in memory.
+
+    Windows are fixed (see :func:`window_start`): when ``now`` leaves the current minute every
+    count is dropped, so no more than one minute of sources is ever held. The table is bounded:
+    at most ``max_keys`` addresses are counted one by one; an address arriving when that part
+    is full is counted under its subnet instead (a coarser count, so a stricter one: a subnet's
+    total is at least any of its addresses' counts). When ``max_keys`` subnets are counted too,
+    a connection from a further subnet gets None (refused, temporarily) until the minute rolls
+    over: only a flood of that many different sources within one minute gets there, the sources
+    already counted are not affected, and the memory stays bounded either way.
+    """
+
+    def __init__(self, max_keys: int = MAX_COUNTED_SOURCES) -> None:
+        self.max_keys = max_keys
+        self._window: int | None = None
+        self._addresses: dict[str, int] = {}
+        self._subnets: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._addresses) + len(self._subnets)
+
+    def __repr__(self) -> str:
+        return f"NewConnectionCounter(addresses={len(self._addresses)}, subnets={len(self._subnets)})"
+
+    def add(self, address: str, subnet: str, now: float) -> int | None:
+        """Count one new connection from ``address`` (in ``subnet``) at ``now``: the count of this
+        minute, this one included (its subnet's count when the address found no room); None when
+        the table is full."""
+        self._roll(now)
+        if address in self._addresses or len(self._addresses) < self.max_keys:
+            return _bump(self._addresses, address)
+        if subnet in self._subnets or len(self._subnets) < self.max_keys:
+            return _bump(self._subnets, subnet)
+        return None
+
+    def _roll(self, now: float) -> None:
+        window = window_start(now, MINUTE)
+        if window != self._window:  # a new minute (or the clock went back): forget the old one
+            self._window = window
+            self._addresses.clear()
+            self._subnets.clear()
+
+
+def _bump(counts: dict[str, int], key: str) -> int:
+    counts[key] = counts.get(key, 0) + 1
+    return counts[key]
+
+
 def concurrency_verdict(ip_open: int, subnet_open: int, rules: LimitRules) -> Verdict | None:
     """``*_open``: connections already open, this one not included."""
     if ip_open >= rules.connections_per_ip:
@@ -58,8 +113,11 @@ def concurrency_verdict(ip_open: int, subnet_open: int, rules: LimitRules) -> Ve
     return None
 
 
-def new_connection_verdict(this_minute: int, rules: LimitRules) -> Verdict | None:
-    """``this_minute``: new connections in the current minute, this one included."""
+def new_connection_verdict(this_minute: int | None, rules: LimitRules) -> Verdict | None:
+    """``this_minute``: new connections in the current minute, this one included; None when the
+    source found no room in a full :class:`NewConnectionCounter` (refused until the minute ends)."""
+    if this_minute is None:
+        return Verdict.refuse(TOO_MANY_NEW_CONNECTIONS, "too many different sources this minute")
     if this_minute > rules.new_connections_per_minute:
         return Verdict.refuse(TOO_MANY_NEW_CONNECTIONS, f"{this_minute} new connections this minute")
     return None

@@ -4,8 +4,24 @@ limits, and the relay rules the RCPT decision needs.
 It gathers facts (store look-ups, counters, open connections) and asks the pure policy modules
 (:mod:`hardmail.policy.access`, :mod:`hardmail.policy.bans`, :mod:`hardmail.policy.ratelimit`).
 A banned or denied source is refused at connect and again before AUTH, before any password
-hashing. Open connections are counted in this process; everything else (bans, failures, rate
-windows) lives in the store, so every worker process shares it.
+hashing.
+
+Accepting a connection, or a recipient of an unauthenticated session, costs no store round trip
+of its own apart from the periodic refreshes below and a prune every ``PRUNE_EVERY_SECONDS`` (the
+sender-domain look-up of the relay rules goes through the server's read-through cache). What
+lives where:
+
+- IP ranges: loaded from the store at most every ``RANGE_CACHE_SECONDS``; the winning range is
+  remembered per address (:class:`RangeMatcher`), and the trusted networks are parsed once.
+- Bans: a snapshot of the bans in force, loaded with one query at most every
+  ``BAN_REFRESH_SECONDS`` (one load at a time, however many sessions want it) and updated at
+  once by this process's own bans, so a ban applies to the very next connection. A ban or unban
+  made by another process (the CLI, another server process) applies within that time.
+- Open connections and new connections per minute: counted in this process's memory
+  (:class:`NewConnectionCounter`), so these limits hold per server process.
+- Failed logins, known login sources and the message and recipient counters of authenticated
+  accounts: in the store, shared by every process (written on AUTH, MAIL and RCPT of
+  authenticated sessions, not on the accept path of unauthenticated mail).
 
 Each automatic ban is logged as one ``access.ban`` event whose first fields are fixed (see
 docs/brute-force.md), so fail2ban can match it.
@@ -15,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_address_arg
@@ -24,14 +41,22 @@ from hardmail.core.clock import Clock
 from hardmail.core.replies import AUTH_ENCRYPTION_REQUIRED, Reply
 from hardmail.delivery.recipients import Resolution, is_local_domain
 from hardmail.ops.log import log_event
-from hardmail.policy.access import DEFAULT_RANGES, IpRange, connection_allowed, effective_ranges, matching_range
+from hardmail.policy.access import (
+    DEFAULT_RANGES,
+    IpRange,
+    RangeMatcher,
+    connection_allowed,
+    effective_ranges,
+    in_parsed_networks,
+    matching_range,
+    parse_networks,
+)
 from hardmail.policy.bans import (
     Ban,
     BanDecision,
+    BanIndex,
     BanRules,
-    active_bans,
     address_key,
-    ban_subjects,
     decide_ban,
     new_ban,
     subnet_of,
@@ -42,6 +67,7 @@ from hardmail.policy.ratelimit import (
     HOUR,
     AccountUsage,
     LimitRules,
+    NewConnectionCounter,
     concurrency_verdict,
     message_verdict,
     new_connection_verdict,
@@ -59,9 +85,11 @@ CONNECTION_DENIED = Reply(554, "5.7.1", "Connections from your address are not a
 BANNED = Reply(421, "4.7.0", "Too many failed logins from your address; try again later")
 PEER_UNKNOWN = Reply(421, "4.7.0", "Cannot tell your address; try again later")
 RANGE_CACHE_SECONDS = 10.0  # ranges changed with the CLI apply within this time
+BAN_REFRESH_SECONDS = 10.0  # bans and unbans made with the CLI apply within this time
 PRUNE_EVERY_SECONDS = 600.0
 
 Sleeper = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 def ban_rules(config: Config) -> BanRules:
@@ -91,23 +119,72 @@ def log_ban(ban: Ban, source: str) -> None:
               source=source, reason=ban.reason)
 
 
+class Refreshed(Generic[T]):
+    """A value loaded from the store and reused for ``seconds`` (on the monotonic clock).
+
+    One load at a time (single flight): callers that find the value stale while a load runs wait
+    for that load and share its result, so many sessions arriving at refresh time cause one query.
+    """
+
+    def __init__(self, load: Callable[[], Awaitable[T]], initial: T, seconds: float) -> None:
+        self.value = initial
+        self.seconds = seconds
+        self._load = load
+        self._until = float("-inf")  # monotonic time the value goes stale
+        self._loads = 0  # loads completed
+        self._expiries = 0  # expire() calls
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Refreshed({self.value!r}, loads={self._loads})"
+
+    def expire(self) -> None:
+        """Load again at the next :meth:`get` (also when a load running now ends)."""
+        self._until = float("-inf")
+        self._expiries += 1
+
+    async def get(self, monotonic: float) -> T:
+        """The value, loaded first when it is ``seconds`` old (``monotonic``: the time now)."""
+        if monotonic < self._until:
+            return self.value
+        seen = self._loads
+        async with self._lock:
+            if self._loads == seen:  # no load ended while this caller waited: it loads
+                expiries = self._expiries
+                self.value = await self._load()
+                self._loads += 1
+                if expiries == self._expiries:
+                    self._until = monotonic + self.seconds
+        return self.value
+
+
+def _same_ranges(old: Sequence[IpRange], new: Sequence[IpRange]) -> bool:
+    """Equal, the built-in flag (not part of IpRange equality) included."""
+    return len(old) == len(new) and all(a == b and a.builtin == b.builtin for a, b in zip(old, new, strict=True))
+
+
 class AccessHook(SessionHook):
-    def __init__(self, store: Store, config: Config, clock: Clock, sleeper: Sleeper = asyncio.sleep) -> None:
+    def __init__(self, store: Store, config: Config, clock: Clock, sleeper: Sleeper = asyncio.sleep, *,
+                 ban_refresh_seconds: float = BAN_REFRESH_SECONDS) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.sleeper = sleeper
         self.bans = ban_rules(config)
         self.limits = limit_rules(config)
-        self._ranges: list[IpRange] = list(DEFAULT_RANGES)
-        self._ranges_until = float("-inf")  # monotonic time the cached ranges expire
+        self._ranges = Refreshed(self._load_ranges, RangeMatcher(DEFAULT_RANGES), RANGE_CACHE_SECONDS)
+        self._banned = Refreshed(self._load_bans, BanIndex(), ban_refresh_seconds)
+        self._own_bans: dict[str, tuple[int, Ban]] = {}  # subject -> (put number, ban) put by this process
+        self._ban_puts = 0
+        self._trusted = parse_networks(config.relay.trusted_networks)
+        self._new_connections = NewConnectionCounter()
         self._next_prune = float("-inf")
         self._open_ip: Counter[str] = Counter()
         self._open_subnet: Counter[str] = Counter()
         self._counted: dict[str, tuple[str, str]] = {}  # session id -> (ip, subnet)
 
     def __repr__(self) -> str:
-        return f"AccessHook(open={sum(self._open_ip.values())})"
+        return f"AccessHook(open={sum(self._open_ip.values())}, bans={len(self._banned.value)})"
 
     @staticmethod
     def keys_of(ip: str) -> tuple[str, str] | None:
@@ -119,37 +196,53 @@ class AccessHook(SessionHook):
             return None
 
     # look-ups ------------------------------------------------------------------------------
+    async def _load_ranges(self) -> RangeMatcher:
+        """The stored and built-in ranges; the current matcher (and its memo) when they are unchanged."""
+        ranges = effective_ranges(await self.store.access.list_ranges())
+        current = self._ranges.value
+        return current if _same_ranges(current.ranges, ranges) else RangeMatcher(ranges)
+
     async def ranges(self) -> list[IpRange]:
-        if self.clock.monotonic() >= self._ranges_until:
-            self._ranges = effective_ranges(await self.store.access.list_ranges())
-            self._ranges_until = self.clock.monotonic() + RANGE_CACHE_SECONDS
-        return self._ranges
+        return list((await self._ranges.get(self.clock.monotonic())).ranges)
 
     def forget_cached_ranges(self) -> None:
-        self._ranges_until = float("-inf")
+        self._ranges.expire()
 
     async def range_for(self, ip: str) -> IpRange | None:
-        return matching_range(await self.ranges(), ip, self.clock.now())
+        matcher = await self._ranges.get(self.clock.monotonic())
+        return matcher.match(ip, self.clock.now())
+
+    async def _load_bans(self) -> BanIndex:
+        """The bans in force, with one query; plus this process's bans put while it ran."""
+        puts_before = self._ban_puts
+        index = BanIndex(await self.store.access.list_active_bans(self.clock.now()))
+        for subject, (put, ban) in list(self._own_bans.items()):
+            if put > puts_before:  # put while the query ran, which may have missed it
+                index.put(ban)
+            else:  # in the store before the query began: the store's answer (an unban too) counts
+                del self._own_bans[subject]
+        return index
+
+    def forget_cached_bans(self) -> None:
+        """Load the bans from the store at the next look-up (e.g. after a ban made elsewhere)."""
+        self._banned.expire()
 
     async def active_ban(self, ip: str) -> Ban | None:
-        try:
-            subjects = ban_subjects(ip)
-        except ValueError:
-            return None
-        found = active_bans(await self.store.access.get_bans(subjects), self.clock.now())
-        return max(found, key=lambda ban: ban.expires_at) if found else None
+        index = await self._banned.get(self.clock.monotonic())
+        return index.find(ip, self.clock.now())
 
     async def relay_rules(self, ip: str, sender: str) -> RelayRules:
         domain = sender.rpartition("@")[2]
         sender_local = bool(sender) and await is_local_domain(self.store, domain)
-        trusted = in_networks(ip, self.config.relay.trusted_networks)
+        trusted = in_parsed_networks(ip, self._trusted)
         return RelayRules(await self.range_for(ip), sender_local=sender_local, trusted=trusted)
 
     # connect and disconnect ----------------------------------------------------------------
     async def on_connect(self, facts: SessionFacts) -> Reply | None:
         ip = facts.peer_ip
         await self._prune_now_and_then()
-        if self.keys_of(ip) is None:  # e.g. "unknown": the socket closed before it was named
+        keys = self.keys_of(ip)
+        if keys is None:  # e.g. "unknown": the socket closed before it was named
             log_event("access.unknown_peer", level="warning", session=facts.session_id, peer=ip)
             return PEER_UNKNOWN
         if not connection_allowed(await self.range_for(ip), facts.listener):
@@ -159,17 +252,14 @@ class AccessHook(SessionHook):
         if ban is not None:
             log_event("access.refused", session=facts.session_id, peer=ip, subject=ban.subject, stage="connect")
             return BANNED
-        return await self._connection_limits(facts)
+        return self._connection_limits(facts, keys)
 
-    async def _connection_limits(self, facts: SessionFacts) -> Reply | None:
-        keys = self.keys_of(facts.peer_ip)
-        if keys is None:
-            return PEER_UNKNOWN
+    def _connection_limits(self, facts: SessionFacts, keys: tuple[str, str]) -> Reply | None:
+        """Open connections and new connections per minute, both counted in this process."""
         ip, subnet = keys
         verdict = concurrency_verdict(self._open_ip[ip], self._open_subnet[subnet], self.limits)
         if verdict is None:
-            key = f"connections:{ip}"
-            count = await self.store.access.add_to_counter(key, window_start(self.clock.now(), 60), 1)
+            count = self._new_connections.add(ip, subnet, self.clock.now())
             verdict = new_connection_verdict(count, self.limits)
         if verdict is not None:
             log_event("access.limit", session=facts.session_id, peer=facts.peer_ip, reason=verdict.reason)
@@ -237,8 +327,16 @@ class AccessHook(SessionHook):
         previous = found[0] if found else None
         ban = new_ban(decision, previous, now, self.bans)
         await self.store.access.put_ban(ban)
+        self._hold_own_ban(ban)
         log_ban(ban, source)
         return ban
+
+    def _hold_own_ban(self, ban: Ban) -> None:
+        """Apply ``ban`` in this process at once, and through a snapshot load that began before
+        the store had it (see :meth:`_load_bans`)."""
+        self._ban_puts += 1
+        self._own_bans[ban.subject] = (self._ban_puts, ban)
+        self._banned.value.put(ban)
 
     # message and recipient rates -----------------------------------------------------------
     async def _take_one(self, account: str, amount_kind: str) -> tuple[int, int]:

@@ -47,6 +47,11 @@ class AccessStore(Protocol):
         """Every recorded ban, active or expired, newest first."""
         ...
 
+    async def list_active_bans(self, now: float) -> list[Ban]:
+        """The bans in force at ``now`` (ending after it), in no particular order: the running
+        server's snapshot, loaded with one query."""
+        ...
+
     async def put_ban(self, ban: Ban) -> None:
         """Create or replace the ban of ``ban.subject``."""
         ...

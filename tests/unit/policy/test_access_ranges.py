@@ -9,10 +9,14 @@ from hardmail.policy.access import (
     Direction,
     IpRange,
     RangeError,
+    RangeMatcher,
     bounds_of,
     connection_allowed,
     effective_ranges,
+    in_parsed_networks,
     matching_range,
+    next_expiry,
+    parse_networks,
 )
 from hardmail.policy.relay import ClientFacts, RelayRules, rcpt_verdict
 
@@ -78,6 +82,41 @@ def test_bad_ranges_are_refused(lower: str, upper: str) -> None:
 
 def test_defaults_cover_both_families() -> None:
     assert {r.lower for r in DEFAULT_RANGES} >= {"0.0.0.0", "::"}
+
+
+# the per-address memo of the winning range ---------------------------------------------------
+
+def test_matcher_answers_like_matching_range_and_remembers() -> None:
+    ranges = effective_ranges([OFFICE, BLOCKED])
+    matcher = RangeMatcher(ranges)
+    for ip in ("10.1.9.9", "10.1.2.4", "203.0.113.9", "::ffff:127.0.0.1", "not an address", "10.1.9.9"):
+        assert matcher.match(ip, NOW) == matching_range(ranges, ip, NOW)
+    assert len(matcher) == 5
+
+
+def test_matcher_follows_a_range_that_expires() -> None:
+    short = IpRange("Short", 40, "10.1.2.3", "10.1.2.3", expires_at=NOW + 60)
+    matcher = RangeMatcher(effective_ranges([OFFICE, short]))
+    assert next_expiry(matcher.ranges, NOW) == NOW + 60
+    assert [getattr(matcher.match("10.1.2.3", NOW + t), "name", None) for t in (0, 59)] == ["Short", "Short"]
+    found = matcher.match("10.1.2.3", NOW + 60)  # remembered before the expiry, answered after it
+    assert found is not None and found.name == "Office"
+    assert next_expiry(matcher.ranges, NOW + 60) == float("inf")
+
+
+def test_matcher_memo_is_bounded() -> None:
+    matcher = RangeMatcher(DEFAULT_RANGES, max_entries=100)
+    for n in range(1000):
+        assert matcher.match(f"198.51.{n // 256}.{n % 256}", NOW) is not None
+        assert len(matcher) <= 100
+
+
+def test_parsed_networks_match_like_the_relay_check() -> None:
+    networks = parse_networks(["10.0.0.0/8", "2001:db8::1/64"])  # host bits allowed
+    assert in_parsed_networks("10.1.2.3", networks) and in_parsed_networks("::ffff:10.1.2.3", networks)
+    assert in_parsed_networks("2001:db8::99", networks)
+    assert not in_parsed_networks("192.0.2.1", networks) and not in_parsed_networks("unknown", networks)
+    assert not in_parsed_networks("10.1.2.3", parse_networks([]))
 
 
 # The relay matrix, in its documented order: deliveries allowed -> AUTH required -> recipient known.

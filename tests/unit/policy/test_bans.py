@@ -8,6 +8,7 @@ import pytest
 from hardmail.policy.bans import (
     Ban,
     BanDecision,
+    BanIndex,
     BanRules,
     FailureStats,
     active_bans,
@@ -134,3 +135,26 @@ def test_explain_says_active_expired_and_never_ban() -> None:
     assert any("never-ban" in line for line in lines)
     assert any("expired failures ban" in line for line in lines)
     assert lines[-1] == f"{IP} is not banned"
+
+
+# the in-memory index the server looks bans up in ----------------------------------------------
+
+def test_ban_index_finds_the_longest_active_ban_on_any_subject() -> None:
+    host = Ban("2001:db8:1:2::/64", "failures", "x", created_at=0.0, expires_at=100.0)
+    site = Ban("2001:db8:1::/48", "subnet", "x", created_at=0.0, expires_at=200.0)
+    index = BanIndex([host, site, Ban("192.0.2.7", "admin", "x", 0.0, 50.0, by_admin=True)])
+    assert index.find("2001:db8:1:2::99", 10.0) == site
+    assert index.find("2001:db8:1:3::1", 10.0) == site  # another /64 of the banned /48
+    assert index.find("::ffff:192.0.2.7", 10.0) is not None  # an IPv4-mapped peer as its IPv4 address
+    assert index.find("192.0.2.8", 10.0) is None
+    assert index.find("unknown", 10.0) is None
+    assert index.find("192.0.2.7", 50.0) is None  # ended while it was held
+
+
+def test_ban_index_put_replaces_the_subjects_ban() -> None:
+    index = BanIndex()
+    assert index.find(IP, 0.0) is None
+    index.put(Ban(IP, "failures", "x", 0.0, 10.0))
+    index.put(Ban(IP, "failures", "again", 20.0, 30.0, offences=2))
+    found = index.find(IP, 25.0)
+    assert len(index) == 1 and found is not None and found.offences == 2

@@ -7,6 +7,7 @@ import pytest
 from hardmail.policy.ratelimit import (
     AccountUsage,
     LimitRules,
+    NewConnectionCounter,
     concurrency_verdict,
     message_verdict,
     new_connection_verdict,
@@ -60,3 +61,36 @@ def test_defaults_follow_mox_for_messages_per_day() -> None:
 def test_fixed_windows() -> None:
     assert window_start(3599.9, 3600) == 0
     assert window_start(3600.0, 3600) == 3600
+
+
+# new connections per minute, counted in memory -----------------------------------------------
+
+def test_new_connection_counter_counts_per_address_and_forgets_the_old_minute() -> None:
+    counter = NewConnectionCounter()
+    assert [counter.add("192.0.2.1", "192.0.2.0/24", 60.0 + n) for n in range(3)] == [1, 2, 3]
+    assert counter.add("192.0.2.2", "192.0.2.0/24", 100.0) == 1  # a neighbour has its own count
+    assert counter.add("192.0.2.1", "192.0.2.0/24", 120.0) == 1  # the next minute starts again
+    assert len(counter) == 1  # the old minute's sources are gone
+
+
+def test_new_connection_counter_stays_bounded_under_a_flood_of_sources() -> None:
+    counter = NewConnectionCounter(max_keys=3)
+    for n in range(3):
+        assert counter.add(f"192.0.2.{n}", "192.0.2.0/24", 0.0) == 1
+    # the address part is full: further addresses are counted per subnet, which is stricter
+    assert counter.add("192.0.2.9", "192.0.2.0/24", 1.0) == 1
+    assert counter.add("192.0.2.10", "192.0.2.0/24", 1.0) == 2
+    assert counter.add("192.0.2.1", "192.0.2.0/24", 1.0) == 2  # a counted address keeps its own count
+    for n in range(2):
+        assert counter.add(f"198.51.{n}.1", f"198.51.{n}.0/24", 2.0) == 1
+    assert len(counter) == 6
+    # both parts full: a further source finds no room (and is refused) until the minute ends
+    for n in range(1000):
+        assert counter.add(f"203.0.{n // 256}.{n % 256}", f"203.0.{n // 256}.0/24", 3.0) is None
+    assert len(counter) == 6
+    assert counter.add("203.0.0.1", "203.0.0.0/24", 60.0) == 1 and len(counter) == 1
+
+
+def test_a_full_counter_refuses_with_a_temporary_reply() -> None:
+    verdict = new_connection_verdict(None, RULES)
+    assert verdict is not None and (verdict.reply.code, verdict.reply.enhanced) == (421, "4.7.0")

@@ -115,6 +115,11 @@ class SqlAccessStore:
             query = select(access_bans).order_by(access_bans.c.created_at.desc(), access_bans.c.subject)
             return [_ban(row) for row in await conn.execute(query)]
 
+    async def list_active_bans(self, now: float) -> list[Ban]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(access_bans).where(access_bans.c.expires_at > _at(now)))
+            return [_ban(row) for row in rows]
+
     async def put_ban(self, ban: Ban) -> None:
         values = {"kind": ban.kind, "reason": ban.reason, "created_at": _at(ban.created_at),
                   "expires_at": _at(ban.expires_at), "offences": ban.offences, "by_admin": ban.by_admin}
