@@ -26,7 +26,7 @@ from typing import Any
 
 from peers.aiosmtpd_peer import AiosmtpdPeer
 from peers.hardmail_peer import PASSWORD, HardmailPeer
-from peers.procs import ProcessGroup, raise_open_file_limit, rss_bytes
+from peers.procs import ProcessGroup, raise_open_file_limit, tree_rss_bytes
 from report import facts_line, machine_facts, markdown_table, write_json
 
 DOMAIN = "bench.test"
@@ -91,11 +91,11 @@ async def close_all(streams: list[Stream]) -> None:
 async def measure(peer: Any, plan: Plan) -> dict[str, Any]:
     host, port = peer.address
     await close_all(await open_many(host, port, 50, plan.connect_concurrency))  # warm-up
-    before = rss_bytes(peer.pid)
+    before = tree_rss_bytes(peer.pid)
     started = time.perf_counter()
     streams = await open_many(host, port, plan.sessions, plan.connect_concurrency)
     open_seconds = time.perf_counter() - started
-    after = rss_bytes(peer.pid)
+    after = tree_rss_bytes(peer.pid)
     latencies = [await greeting_latency(host, port) for _ in range(plan.probes)]
     await close_all(streams)
     return {"sessions": plan.sessions, "rss_before": before, "rss_after": after,

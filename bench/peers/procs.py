@@ -65,6 +65,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` and its children (a server with worker processes); pages the
+    children share with their parent count once per process, so compare growth, not totals."""
+    return rss_bytes(pid) + sum(rss_bytes(child) for child in children_of(pid))
+
+
 def children_of(pid: int) -> list[int]:
     """PIDs whose parent is ``pid`` (from /proc)."""
     found = []

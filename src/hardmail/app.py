@@ -6,22 +6,24 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 from dataclasses import dataclass
 
 from hardmail.auth.pool import HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
-from hardmail.delivery.assembly import build_runner, build_services
+from hardmail.delivery.assembly import DeliveryServices, build_runner, build_services
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.delivery.runner import DeliveryRunner
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
-from hardmail.server.listener import BoundAddress, Listeners
+from hardmail.server.listener import KINDS, BoundAddress, Listeners
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
+from hardmail.server.prefork import ListeningSocket, Supervisor, bind_listeners, worker_count
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
 from hardmail.store.cache import cached_store
@@ -34,21 +36,23 @@ def prepare_data_dir(config: Config) -> None:
             os.chmod(path, 0o700)
 
 
-async def build_context(config: Config) -> ServerContext:
+async def build_context(config: Config, first: bool = True) -> ServerContext:
+    """Everything a server process needs. ``first``: this is the only or the first process of the
+    server, which migrates the database and recovers the spool (workers forked later must not)."""
     prepare_data_dir(config)
     tls = TlsManager(config)
     tls.ensure_certificate()
     tls.context()
     raw_store = await open_store(config.database_url)
-    await raw_store.migrate()
+    if first:
+        await raw_store.migrate()
     clock = SystemClock()
     # The server's look-ups go through a short read-through cache (the CLI keeps the raw store).
     store = cached_store(raw_store, clock, config.storage.cache_seconds, config.storage.cache_entries)
     maildir = MaildirStore(config.maildir_root, config.server.hostname)
     delivery = build_services(config, store, maildir, clock)
-    for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
-        log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
-    await delivery.queue.reconcile()
+    if first:
+        await _recover_spool(delivery)
     acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock)
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                             acceptor=acceptor, clock=clock, delivery=delivery)
@@ -58,6 +62,25 @@ async def build_context(config: Config) -> ServerContext:
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
     delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
     return context
+
+
+async def _recover_spool(delivery: DeliveryServices) -> None:
+    for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
+        log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
+    await delivery.queue.reconcile()
+
+
+async def prepare_for_workers(config: Config) -> None:
+    """The start-up work done once before workers are forked: certificate, migrations, spool recovery."""
+    prepare_data_dir(config)
+    TlsManager(config).ensure_certificate()
+    store = await open_store(config.database_url)
+    try:
+        await store.migrate()
+        maildir = MaildirStore(config.maildir_root, config.server.hostname)
+        await _recover_spool(build_services(config, store, maildir, SystemClock()))
+    finally:
+        await store.close()
 
 
 def _dkim_signature_of(hook: MsgAuthHook) -> Callable[[bytes], Awaitable[bytes]]:
@@ -94,18 +117,23 @@ class RunningServer:
         log_event("server.stop")
 
 
-async def start_server(config: Config) -> RunningServer:
-    context = await build_context(config)
+async def start_server(config: Config, sockets: list[ListeningSocket] | None = None,
+                       worker: int | None = None) -> RunningServer:
+    """Start a server; ``sockets`` and ``worker`` (its index) when this process is one of several
+    workers (:mod:`hardmail.server.prefork`): only worker 0 runs the outbound queue."""
+    context = await build_context(config, first=worker is None)
     listeners = Listeners(context)
     try:
-        await listeners.start()
+        await listeners.start(sockets)
     except BaseException:
         await listeners.stop(grace=0)
         context.hash_pool.close()
         await context.store.close()
         raise
-    log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir))
-    return RunningServer(context, listeners, await _start_runner(config, context))
+    log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir),
+              worker=worker)
+    runner = await _start_runner(config, context) if not worker else None
+    return RunningServer(context, listeners, runner)
 
 
 async def _start_runner(config: Config, context: ServerContext) -> DeliveryRunner | None:
@@ -125,19 +153,43 @@ def _reload_tls(server: RunningServer) -> None:
 
 
 def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:
-    """Run :func:`serve` to the end on uvloop when it is installed (extra ``speed``), else on asyncio's loop."""
+    """Run the server to the end: in this process, or in ``server.workers`` forked worker processes
+    (:mod:`hardmail.server.prefork`) sharing listening sockets bound here; the first worker calls
+    ``on_started``. Binding errors (a port in use) are raised here, before any worker starts."""
+    count = worker_count(config)
+    if count == 1:
+        run_loop(serve(config, on_started))
+        return
+    configure_logging(config.logging)
+    run_loop(prepare_for_workers(config))  # every thread it used is joined: safe to fork
+    sockets = bind_listeners(config, KINDS)
+
+    def run_worker(index: int) -> int:
+        run_loop(serve(config, on_started if index == 0 else None, sockets, index))
+        return 0
+
+    try:
+        Supervisor(count, run_worker).run()
+    finally:
+        for listening in sockets:
+            listening.sock.close()
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (extra ``speed``), else on asyncio's loop."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config, on_started))
+        asyncio.run(main)
         return
-    uvloop.run(serve(config, on_started))
+    uvloop.run(main)
 
 
-async def serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:
+async def serve(config: Config, on_started: Callable[[RunningServer], None] | None = None,
+                sockets: list[ListeningSocket] | None = None, worker: int | None = None) -> None:
     """Run until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates without dropping sessions."""
     configure_logging(config.logging)
-    server = await start_server(config)
+    server = await start_server(config, sockets, worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

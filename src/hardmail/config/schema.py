@@ -38,6 +38,7 @@ class ServerSection(Section):
     hostname: str = Field("localhost", description="Name in the greeting, EHLO and Received headers.")
     data_dir: Path = Field(Path("hardmail-data"), description="Where mail, spool, keys and the SQLite database live.")
     postmaster: str = Field("", description="Where mail to the bare <Postmaster> goes (RFC 5321 4.5.1); empty: postmaster@ the first hosted domain.")
+    workers: int = Field(0, ge=0, le=64, description="Worker processes sharing the listeners (`hardmail serve`); 0: one per CPU core, at most 4.")
 
 
 class ListenSection(Section):

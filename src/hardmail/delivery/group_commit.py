@@ -1,7 +1,9 @@
 """Group commit for local delivery: deliveries that arrive together share one round of fsyncs.
 
-While one batch is being written and fsync'd in a worker thread, new deliveries wait in a list;
-when the batch is done, the next one takes everything that arrived meanwhile. Each caller's
+Deliveries wait in a list; up to ``max_in_flight`` batches are written and fsync'd at once, each
+in its own worker thread, and a committer that finishes takes everything that arrived meanwhile.
+Batches in flight overlap one's file writes with another's fsync, and the file system merges
+concurrent fsyncs into one journal commit. Each caller's
 :meth:`GroupCommit.deliver` returns only after the batch holding its message has completed
 :meth:`MaildirStore.deliver_batch` (every file fsync'd, renamed into ``new/``, directories
 fsync'd), so a 250 is never sent before that message's own data is on disk (DESIGN.md data-safety
@@ -22,6 +24,7 @@ from pathlib import Path
 from hardmail.delivery.maildir import MaildirStore
 
 MAX_BATCH = 64  # messages per batch: bounds the latency one batch adds to the last caller in it
+MAX_IN_FLIGHT = 4  # batches written and fsync'd concurrently
 
 
 @dataclass(slots=True)
@@ -38,34 +41,33 @@ Outcome = list[Path] | BaseException
 class GroupCommit:
     """Batches concurrent :meth:`deliver` calls of one event loop into ``deliver_batch`` calls."""
 
-    def __init__(self, maildir: MaildirStore, loop: asyncio.AbstractEventLoop, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, maildir: MaildirStore, loop: asyncio.AbstractEventLoop, max_batch: int = MAX_BATCH,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.maildir = maildir
         self.loop = loop
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self._waiting: list[_Request] = []
-        self._flushing = False
-        self._task: asyncio.Task[None] | None = None  # held so the flush task is not garbage collected
+        self._tasks: set[asyncio.Task[None]] = set()  # held so flush tasks are not garbage collected
 
     async def deliver(self, addresses: Sequence[str], parts: Sequence[bytes], folder: str | None = None) -> list[Path]:
         """Like :meth:`MaildirStore.deliver`, sharing the fsyncs with concurrent callers."""
         future: asyncio.Future[list[Path]] = self.loop.create_future()
         self._waiting.append(_Request(addresses, parts, folder, future))
-        if not self._flushing:
-            self._flushing = True
-            self._task = self.loop.create_task(self._flush())
+        if len(self._tasks) < self.max_in_flight:
+            task = self.loop.create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
-                try:
-                    outcomes = await asyncio.to_thread(self._commit, batch)
-                except BaseException as exc:  # the thread hand-off itself failed: every caller hears it
-                    outcomes = [exc] * len(batch)
-                _settle(batch, outcomes)
-        finally:
-            self._flushing = False
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+            try:
+                outcomes = await asyncio.to_thread(self._commit, batch)
+            except BaseException as exc:  # the thread hand-off itself failed: every caller hears it
+                outcomes = [exc] * len(batch)
+            _settle(batch, outcomes)
 
     def _commit(self, batch: list[_Request]) -> list[Outcome]:
         """In the worker thread: one ``deliver_batch`` per folder; on failure, one by one."""

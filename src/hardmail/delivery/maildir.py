@@ -5,8 +5,9 @@ Layout: ``<root>/<domain>/<local part>/{new,cur,tmp}``. File names follow the Ma
 ``<seconds>.M<microseconds>P<pid>Q<counter>.<host>,S=<size>``.
 
 The durability rule: a message is written once to ``tmp/``, fsync'd, hard-linked into the other
-recipients' ``tmp/``, renamed into ``new/`` and every directory touched is fsync'd before
-:meth:`MaildirStore.deliver` returns. A batch (:meth:`MaildirStore.deliver_batch`, used by group
+recipients' ``tmp/``, renamed into ``new/`` and every ``new/`` directory touched is fsync'd before
+:meth:`MaildirStore.deliver` returns. ``tmp/`` is not synced: after a crash it may keep a stale
+file, which readers remove (Maildir spec), but a message in ``new/`` is never lost. A batch (:meth:`MaildirStore.deliver_batch`, used by group
 commit) writes all its files first and fsyncs them afterwards, so that the file system commits them
 together instead of one journal commit per file. On any error nothing of the delivery remains, so a caller
 that answers DATA with 250 only after ``deliver`` returns never loses or half-writes a message.
@@ -38,6 +39,7 @@ from hardmail.delivery.durable import (
 
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
 _MAILDIR_SUBDIRS = ("tmp", "new", "cur")
+_IOV_MAX = 1024  # buffers per writev call (Linux UIO_MAXIOV)
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,99}$")
 
 
@@ -97,11 +99,26 @@ class _Delivery:
     """What one delivery created so far, so that a failure can remove all of it."""
 
     tmp_files: list[Path] = field(default_factory=list)
-    unsynced: list[Path] = field(default_factory=list)  # written, not yet fsync'd (one per copy on disk)
+    unsynced: list[tuple[Path, int]] = field(default_factory=list)  # written, still open, not yet fsync'd
     new_files: list[Path] = field(default_factory=list)
     directories: set[Path] = field(default_factory=set)
 
+    def sync_files(self) -> None:
+        """fsync every written file through the descriptor it was written with, then close it."""
+        while self.unsynced:
+            path, fd = self.unsynced[-1]
+            fsync_file(path, fd)
+            self.unsynced.pop()
+            os.close(fd)
+
+    def close_files(self) -> None:
+        for _path, fd in self.unsynced:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.unsynced.clear()
+
     def roll_back(self) -> None:
+        self.close_files()
         for path in self.new_files + self.tmp_files:
             remove_quietly(path)
 
@@ -112,6 +129,7 @@ class MaildirStore:
     def __init__(self, root: Path, hostname: str) -> None:
         self.root = Path(root)
         self._names = _UniqueNames(hostname)
+        self._ready: set[Path] = set()  # maildirs known to have tmp/ new/ cur/ (forgotten on any error)
 
     def mailbox_path(self, address: str) -> Path:
         """The Maildir of ``address`` (``local@domain``); raises ValueError for a malformed one."""
@@ -142,12 +160,12 @@ class MaildirStore:
         delivery = _Delivery()
         try:
             staged = [self._stage(addresses, message, delivery, folder) for addresses, message in items]
-            for written in delivery.unsynced:
-                fsync_file(written)  # after the first, the journal commit usually covers the rest
+            delivery.sync_files()  # after the first, the journal commit usually covers the rest
             results = [self._publish(mailboxes, tmp_files, delivery) for mailboxes, tmp_files in staged]
             for directory in sorted(delivery.directories):
                 fsync_dir(directory)
         except BaseException:
+            self._ready.clear()  # a maildir may have been removed under us: check them all again
             delivery.roll_back()
             raise
         return results
@@ -173,7 +191,7 @@ class MaildirStore:
             os.rename(tmp, final)  # never replaces: the name is unique to this process
             delivery.tmp_files.remove(tmp)
             delivery.new_files.append(final)
-            delivery.directories.update({mailbox / "tmp", mailbox / "new"})
+            delivery.directories.add(mailbox / "new")
             finals.append(final)
         return finals
 
@@ -183,13 +201,14 @@ class MaildirStore:
         """The message in every mailbox's ``tmp/``: written once, then hard-linked (or copied)."""
         tmp_files: list[Path] = []
         for mailbox in mailboxes:
-            self._ensure_maildir(mailbox)
+            if mailbox not in self._ready:
+                self._ensure_maildir(mailbox)
+                self._ready.add(mailbox)
             tmp = mailbox / "tmp" / name
             if tmp_files:
                 _link_or_copy(tmp_files[0], tmp, chunks, delivery)
             else:
-                write_unsynced_file(tmp, chunks)
-                delivery.unsynced.append(tmp)
+                delivery.unsynced.append((tmp, write_unsynced_file(tmp, chunks)))
             delivery.tmp_files.append(tmp)
             tmp_files.append(tmp)
         return tmp_files
@@ -216,29 +235,38 @@ def _link_or_copy(source: Path, target: Path, chunks: list[bytes], delivery: _De
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        write_unsynced_file(target, chunks)
-        delivery.unsynced.append(target)
+        delivery.unsynced.append((target, write_unsynced_file(target, chunks)))
 
 
-def write_unsynced_file(path: Path, chunks: list[bytes]) -> None:
-    """Create ``path`` (it must not exist) with ``chunks``; the batch fsyncs it before any rename.
+def write_unsynced_file(path: Path, chunks: list[bytes]) -> int:
+    """Create ``path`` (it must not exist) with ``chunks`` and return its open descriptor; the
+    batch fsyncs and closes it before any rename.
 
-    On error the partly written file is removed before the error propagates.
+    On error the partly written file is closed and removed before the error propagates.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+        write_all(fd, chunks)
     except BaseException:
+        os.close(fd)
         remove_quietly(path)
         raise
+    return fd
 
 
-def fsync_file(path: Path) -> None:
-    """fsync the data and metadata of a file written earlier in this batch."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def write_all(fd: int, chunks: list[bytes]) -> None:
+    """Write every chunk with as few system calls as the kernel allows (writev, then the rest)."""
+    pending = [memoryview(chunk) for chunk in chunks if chunk]
+    first = 0  # pending[first:] is still to be written
+    while first < len(pending):
+        written = os.writev(fd, pending[first:first + _IOV_MAX])
+        while first < len(pending) and written >= len(pending[first]):
+            written -= len(pending[first])
+            first += 1
+        if written:
+            pending[first] = pending[first][written:]
+
+
+def fsync_file(path: Path, fd: int) -> None:
+    """fsync the data and metadata of ``path``, a file written earlier in this batch, open as ``fd``."""
+    os.fsync(fd)

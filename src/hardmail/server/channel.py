@@ -44,7 +44,8 @@ class Channel(asyncio.Protocol):
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
-        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = self._loop.create_future()
         self._real_peer: tuple[str, int] | None = None  # the client named by a PROXY header
 
     # asyncio.Protocol callbacks ------------------------------------------------------
@@ -87,7 +88,7 @@ class Channel(asyncio.Protocol):
     async def read(self) -> bytes:
         """Everything received so far, waiting for at least one byte; b"" at end of stream."""
         while not self._chunks and not self._eof:
-            self._read_waiter = asyncio.get_running_loop().create_future()
+            self._read_waiter = self._loop.create_future()
             try:
                 await self._read_waiter
             finally:
@@ -112,9 +113,14 @@ class Channel(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    @property
+    def must_drain(self) -> bool:
+        """The transport asked to stop writing: :meth:`drain` would wait."""
+        return self._write_paused and not self._eof
+
     async def drain(self) -> None:
         while self._write_paused and not self._eof:
-            self._write_waiter = asyncio.get_running_loop().create_future()
+            self._write_waiter = self._loop.create_future()
             try:
                 await self._write_waiter
             finally:
@@ -178,11 +184,17 @@ class Channel(asyncio.Protocol):
             return
         self.transport.close()
         if self.transport.get_write_buffer_size():
-            asyncio.get_running_loop().call_later(linger, self.abort)
+            self._loop.call_later(linger, self.abort)
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def interrupt(self, exc: BaseException) -> None:
+        """Make a pending :meth:`read` or :meth:`drain` raise ``exc`` (a session's timeout)."""
+        for waiter in (self._read_waiter, self._write_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
 
     def _wake_reader(self) -> None:
         if self._read_waiter is not None and not self._read_waiter.done():

@@ -11,6 +11,7 @@ from hardmail.config.schema import parse_host_port
 from hardmail.ops.log import log_event
 from hardmail.server.channel import Channel
 from hardmail.server.context import ServerContext
+from hardmail.server.prefork import LISTEN_BACKLOG, ListeningSocket
 from hardmail.server.proxy_edge import accept_proxied
 from hardmail.server.smtp_session import SmtpSession
 
@@ -35,20 +36,33 @@ class Listeners:
     bound: list[BoundAddress] = field(default_factory=list)
     sessions: dict[asyncio.Task[None], SmtpSession | None] = field(default_factory=dict)
 
-    async def start(self) -> list[BoundAddress]:
-        listen = self.ctx.config.listen
+    async def start(self, sockets: list[ListeningSocket] | None = None) -> list[BoundAddress]:
+        """Listen on every configured address, or on ``sockets`` bound earlier (worker processes)."""
+        proxied_addresses = self.ctx.config.access.proxy_protocol.listeners
+        if sockets is not None:
+            for listening in sockets:
+                await self._adopt(listening.kind, listening.sock, listening.address in proxied_addresses)
+            return self.bound
         for kind in KINDS:
-            for address in getattr(listen, kind):
-                proxied = address in self.ctx.config.access.proxy_protocol.listeners
-                await self._listen(kind, *parse_host_port(address), proxied=proxied)
+            for address in getattr(self.ctx.config.listen, kind):
+                await self._listen(kind, *parse_host_port(address), proxied=address in proxied_addresses)
         return self.bound
 
     async def _listen(self, kind: str, host: str, port: int, proxied: bool = False) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server = await loop.create_server(
-            lambda: self._accept(kind, proxied), host or None, port, family=family, reuse_address=True, backlog=1024
+            lambda: self._accept(kind, proxied), host or None, port, family=family, reuse_address=True,
+            backlog=LISTEN_BACKLOG,
         )
+        self._serving(kind, server)
+
+    async def _adopt(self, kind: str, sock: socket.socket, proxied: bool) -> None:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: self._accept(kind, proxied), sock=sock, backlog=LISTEN_BACKLOG)
+        self._serving(kind, server)
+
+    def _serving(self, kind: str, server: asyncio.Server) -> None:
         self.servers.append(server)
         for sock in server.sockets:
             name = sock.getsockname()

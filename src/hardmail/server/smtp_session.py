@@ -7,8 +7,9 @@ verdicts) with the facts this module gathers (store look-ups, TLS state, authent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,58 @@ AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 REPLY_BATCH_LIMIT = 16 * 1024  # held reply bytes that are written at once, without waiting for a read
+
+
+class Watchdog:
+    """The time limit of a session's waits for its client, without a timer per wait.
+
+    A wait only records its deadline; one timer per session fires at the earliest deadline it was
+    armed for and, when the session is still waiting past its current deadline, interrupts the
+    channel with TimeoutError. (``asyncio.timeout`` around every read would schedule and cancel a
+    timer per command.)
+    """
+
+    __slots__ = ("channel", "_deadline", "_timer", "_timer_at", "_waiting")
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._deadline = 0.0  # time.monotonic() at which the current wait ends
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._waiting = False
+
+    @contextlib.contextmanager
+    def waiting(self, seconds: float) -> Iterator[None]:
+        """Around one wait for the client: raise TimeoutError in it after ``seconds``."""
+        now = time.monotonic()
+        self._deadline = now + seconds
+        if self._timer is None or self._timer_at > self._deadline:
+            self._schedule(now)
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self, now: float) -> None:
+        self.stop()
+        self._timer_at = self._deadline
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, self._deadline - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return  # between waits: the next wait arms the timer again
+        now = time.monotonic()
+        if now < self._deadline:
+            self._schedule(now)
+        else:
+            self.channel.interrupt(TimeoutError())
 
 
 def smtp_options(config: Config, kind: str) -> SmtpOptions:
@@ -109,6 +162,8 @@ class SmtpSession:
         self.stopping = False
         self._held_replies: list[bytes] = []  # replies of this pump cycle, written in one call
         self._held_size = 0
+        self._watchdog = Watchdog(channel)
+        self._known_facts: SessionFacts | None = None
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -128,6 +183,7 @@ class SmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
+            self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
             for hook in self.ctx.hooks:
@@ -178,8 +234,10 @@ class SmtpSession:
         timeout; else drop it. Every wait for input or a TLS handshake drains first, so no reply is
         held while the session waits for the client (RFC 2920 3.1)."""
         self._flush_replies()
+        if not self.channel.must_drain:
+            return
         try:
-            async with asyncio.timeout(self._time_left(self.ctx.config.smtp.timeouts.command)):
+            with self._watchdog.waiting(self._time_left(self.ctx.config.smtp.timeouts.command)):
                 await self.channel.drain()
         except TimeoutError:
             self.log.event("smtp.timeout", level="warning", phase="write", code="4.4.2")
@@ -195,7 +253,7 @@ class SmtpSession:
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
         self.idle = self.conn.phase is Phase.COMMAND
         try:
-            async with asyncio.timeout(self._time_left(phase_timeout)):
+            with self._watchdog.waiting(self._time_left(phase_timeout)):
                 return await self.channel.read()
         except TimeoutError:
             self.log.event("smtp.timeout", level="warning", phase=self.conn.phase.value, code="4.4.2")
@@ -248,8 +306,15 @@ class SmtpSession:
             return reply_for_error(exc)
 
     def facts(self) -> SessionFacts:
-        return SessionFacts(session_id=self.id, listener=self.kind, peer_ip=self.peer_ip, peer_port=self.peer_port,
-                            helo=self.conn.helo, tls=self.tls_info, account=self.auth.account)
+        """What hooks see; made again only when HELO, TLS or the authenticated account changed."""
+        known = self._known_facts
+        if (known is not None and known.helo == self.conn.helo and known.tls is self.tls_info
+                and known.account == self.auth.account):
+            return known
+        self._known_facts = SessionFacts(session_id=self.id, listener=self.kind, peer_ip=self.peer_ip,
+                                         peer_port=self.peer_port, helo=self.conn.helo, tls=self.tls_info,
+                                         account=self.auth.account)
+        return self._known_facts
 
     async def _first_refusal(self, method: str, *args: Any) -> Reply | None:
         """Ask every hook in order; the first reply that is not None wins."""

@@ -58,7 +58,7 @@ async def test_no_caller_returns_before_its_file_is_fsynced_and_in_new(tmp_path:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real_fsync_file = maildir_module.fsync_file
-    monkeypatch.setattr(maildir_module, "fsync_file", lambda path: (synced.append(path.name), real_fsync_file(path)))
+    monkeypatch.setattr(maildir_module, "fsync_file", lambda path, fd: (synced.append(path.name), real_fsync_file(path, fd)))
     commit = GroupCommit(MaildirStore(tmp_path / "mail", "mx.example.org"), asyncio.get_running_loop())
     results = await asyncio.gather(*(commit.deliver([f"u{i}@example.org"], [sample_message]) for i in range(3)))
     for [path] in results:
@@ -68,7 +68,7 @@ async def test_no_caller_returns_before_its_file_is_fsynced_and_in_new(tmp_path:
 
 async def test_a_failed_fsync_reaches_every_caller_of_the_batch(tmp_path: Path, sample_message: bytes,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(path: Path) -> None:
+    def broken(path: Path, fd: int) -> None:
         raise OSError("fsync failed")
 
     monkeypatch.setattr(maildir_module, "fsync_file", broken)

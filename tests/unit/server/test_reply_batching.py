@@ -18,6 +18,7 @@ class RecordingChannel:
         self.writes: list[bytes] = []
         self.writes_seen_by_read: list[int] = []
         self.closing = False
+        self.must_drain = False
 
     def peer(self) -> tuple[str, int]:
         return ("192.0.2.1", 40000)
@@ -37,6 +38,9 @@ class RecordingChannel:
 
     def close(self) -> None:
         self.closing = True
+
+    def interrupt(self, exc: BaseException) -> None:
+        raise AssertionError("no wait of these sessions times out")
 
 
 def _session(channel: RecordingChannel) -> SmtpSession:

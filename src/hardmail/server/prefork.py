@@ -1,0 +1,192 @@
+"""Worker processes: the listening sockets bound once, then shared by several forked workers.
+
+Each worker is a whole server (its own event loop, store connections and group commit) that
+accepts from the same listening sockets, so the kernel spreads new connections over the workers
+and a busy worker takes fewer. The supervisor (the process that bound the sockets) only forks,
+forwards signals and restarts a worker that died:
+
+- SIGTERM and SIGINT: every worker is told to stop (SIGTERM); the supervisor returns when all have.
+- SIGHUP: forwarded, so every worker reloads its TLS certificates.
+- A worker that exits while the server is not stopping is started again, after a pause that grows
+  while workers keep dying young (a start-up failure must not become a fork loop).
+- Workers die with the supervisor (Linux ``PR_SET_PDEATHSIG``): a killed supervisor never leaves
+  workers holding the ports.
+
+The supervisor must not have threads when it forks; app.py does its start-up work (migrations,
+spool recovery) with every thread joined before :func:`supervise` is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from hardmail.config.schema import Config, parse_host_port
+from hardmail.ops.log import log_event
+
+MAX_AUTO_WORKERS = 4  # "0 = automatic" never starts more workers than this
+LISTEN_BACKLOG = 1024
+YOUNG_SECONDS = 10.0  # a worker that dies younger than this counts towards the restart pause
+MAX_RESTART_PAUSE = 30.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    kind: str  # "smtp", "submission" or "submissions"
+    address: str  # as configured: "127.0.0.1:2525"
+    sock: socket.socket
+
+
+def worker_count(config: Config) -> int:
+    """``server.workers``, where 0 means one per CPU core, at most MAX_AUTO_WORKERS."""
+    if config.server.workers > 0:
+        return config.server.workers
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def bind_listeners(config: Config, kinds: tuple[str, ...]) -> list[ListeningSocket]:
+    """A listening socket for every configured address; closes what it opened when one fails."""
+    bound: list[ListeningSocket] = []
+    try:
+        for kind in kinds:
+            for address in getattr(config.listen, kind):
+                bound.append(ListeningSocket(kind, address, _listen(*parse_host_port(address))))
+    except BaseException:
+        for listening in bound:
+            listening.sock.close()
+        raise
+    return bound
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Supervisor:
+    """Forks ``count`` workers running ``run_worker(index)`` and keeps them running until stopped."""
+
+    def __init__(self, count: int, run_worker: Callable[[int], int]) -> None:
+        self.count = count
+        self.run_worker = run_worker
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, started at)
+        self.stopping = False
+        self._pause = 0.0
+
+    def run(self) -> None:
+        _join_other_threads()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            for index in range(self.count):
+                self._spawn(index)
+            log_event("server.workers", workers=self.count, pids=sorted(self.children))
+            self._reap_until_done()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._signal_all(signal.SIGKILL)  # only reached with workers left when the supervisor itself failed
+
+    def _reap_until_done(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            entry = self.children.pop(pid, None)
+            if entry is not None and not self.stopping:
+                self._restart(entry, status)
+
+    def _restart(self, entry: tuple[int, float], status: int) -> None:
+        index, started = entry
+        young = time.monotonic() - started < YOUNG_SECONDS
+        self._pause = min(MAX_RESTART_PAUSE, max(1.0, self._pause * 2)) if young else 0.0
+        log_event("server.worker_died", level="error", worker=index, status=_describe(status),
+                  restart_in=self._pause,
+                  hint="a worker stopped unexpectedly and is started again; its log lines above say why")
+        if self._pause:
+            time.sleep(self._pause)  # the supervisor has nothing else to do meanwhile
+        if not self.stopping:
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_worker_main(parent, index, self.run_worker))
+        self.children[pid] = (index, time.monotonic())
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._signal_all(signal.SIGHUP)
+            return
+        self.stopping = True
+        self._signal_all(signal.SIGTERM)
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def _join_other_threads() -> None:
+    """Wait for threads left from start-up (e.g. a database connection's): a fork copies no thread,
+    but it would copy a lock one of them holds."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(timeout=5.0)
+    if threading.active_count() > 1:
+        log_event("server.workers", level="warning", threads=threading.active_count(),
+                  detail="threads still running at fork; workers may inherit a held lock")
+
+
+def _worker_main(parent: int, index: int, run_worker: Callable[[int], int]) -> int:
+    """In the forked worker: die with the supervisor, take default signal handling, run."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before the line above took effect
+        return 1
+    try:
+        return run_worker(index)
+    except BaseException as exc:  # noqa: BLE001 - a worker reports any failure and exits
+        log_event("server.worker_failed", level="error", worker=index, error=type(exc).__name__,
+                  detail=str(exc)[:300])
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the supervisor dies; elsewhere nothing happens."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,179 @@
+"""Worker processes of ``hardmail serve``: two workers share the listeners, a worker that dies is
+started again, SIGTERM stops them all, and a killed supervisor takes its workers with it.
+
+The server is a real subprocess; the test follows its JSON log lines (a pipe read by a thread) and
+waits for the events it expects, and waits for processes to end through pidfds, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import select
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from hardmail.admin.service import AdminService
+from hardmail.config.schema import Config
+from hardmail.server.prefork import MAX_AUTO_WORKERS, worker_count
+from hardmail.store import open_store
+
+WAIT = 60.0
+
+
+class LoggedServer:
+    """``hardmail serve`` with its log lines collected as they come."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "hardmail", "serve", "--config", str(config_path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def wait_for(self, event: str, **fields: Any) -> dict[str, Any]:
+        while True:
+            try:
+                found = self.events.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {event} {fields} within {WAIT} s") from None
+            if found.get("event") == event and all(found.get(k) == v for k, v in fields.items()):
+                return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=WAIT)
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` (not a child of ours) has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], WAIT)
+        assert ready, f"process {pid} still running after {WAIT} s"
+    finally:
+        os.close(fd)
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def workers_config(tmp_path: Path) -> Path:
+    port = _port()
+    raw = {
+        "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
+        "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
+        "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
+        "logging": {"format": "json"},
+        "inbound": {"enabled": False},
+        "antispam": {"enabled": False},
+    }
+    path = tmp_path / "hardmail.toml"
+    path.write_text(tomli_w.dumps(raw))
+    config = Config.model_validate(raw)
+    asyncio.run(_seed(config))
+    return path
+
+
+async def _seed(config: Config) -> None:
+    store = await open_store(config.database_url)
+    try:
+        await store.migrate()
+        admin = AdminService(store, config.auth.argon2)
+        await admin.add_domain("example.test")
+        await admin.add_account("bob@example.test", "correct horse battery staple 42")
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def server(workers_config: Path) -> Iterator[tuple[LoggedServer, int, list[int]]]:
+    running = LoggedServer(workers_config)
+    try:
+        pids = running.wait_for("server.workers")["pids"]
+        running.wait_for("server.start", worker=0)
+        port = int(tomllib.loads(workers_config.read_text())["listen"]["smtp"][0].rsplit(":", 1)[1])
+        yield running, port, pids
+    finally:
+        running.stop()
+
+
+def _send(port: int, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as client:
+        client.sendmail("alice@example.net", ["bob@example.test"], f"Subject: {subject}\r\n\r\nhello\r\n")
+
+
+def _delivered(workers_config: Path) -> int:
+    new = workers_config.parent / "data" / "mail" / "example.test" / "bob" / "new"
+    return len(list(new.iterdir())) if new.is_dir() else 0
+
+
+def test_two_workers_share_the_listener(server: tuple[LoggedServer, int, list[int]], workers_config: Path) -> None:
+    running, port, pids = server
+    assert len(pids) == 2 and running.proc.pid not in pids
+    for n in range(10):
+        _send(port, f"message {n}")
+    assert _delivered(workers_config) == 10
+
+
+def test_a_dead_worker_is_started_again(server: tuple[LoggedServer, int, list[int]], workers_config: Path) -> None:
+    running, port, pids = server
+    os.kill(pids[1], signal.SIGKILL)
+    died = running.wait_for("server.worker_died", worker=1)
+    assert died["status"] == "killed by SIGKILL" and "hint" in died
+    running.wait_for("server.start", worker=1)
+    _send(port, "after the restart")
+    assert _delivered(workers_config) == 1
+
+
+def test_sigterm_stops_every_worker(server: tuple[LoggedServer, int, list[int]]) -> None:
+    running, _port_number, pids = server
+    running.proc.send_signal(signal.SIGTERM)
+    assert running.proc.wait(timeout=WAIT) == 0
+    for pid in pids:
+        _wait_for_exit(pid)
+
+
+def test_workers_die_with_a_killed_supervisor(server: tuple[LoggedServer, int, list[int]]) -> None:
+    running, port, pids = server
+    running.proc.kill()
+    running.proc.wait(timeout=WAIT)
+    for pid in pids:
+        _wait_for_exit(pid)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+
+
+def test_automatic_worker_count_follows_the_cores() -> None:
+    automatic = worker_count(Config())
+    assert 1 <= automatic <= MAX_AUTO_WORKERS
+    assert automatic == min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)))
+    assert worker_count(Config.model_validate({"server": {"workers": 3}})) == 3
