@@ -7,8 +7,8 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from hardmail.auth.pool import HashPool
 from hardmail.auth.verify_cache import enable_verify_cache

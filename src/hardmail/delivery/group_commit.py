@@ -24,7 +24,7 @@ from pathlib import Path
 from hardmail.delivery.maildir import MaildirStore
 
 MAX_BATCH = 64  # messages per batch: bounds the latency one batch adds to the last caller in it
-MAX_IN_FLIGHT = 4  # batches written and fsync'd concurrently
+MAX_IN_FLIGHT = 2  # batches written and fsync'd concurrently
 
 
 @dataclass(slots=True)

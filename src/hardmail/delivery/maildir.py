@@ -7,10 +7,11 @@ Layout: ``<root>/<domain>/<local part>/{new,cur,tmp}``. File names follow the Ma
 The durability rule: a message is written once to ``tmp/``, fsync'd, hard-linked into the other
 recipients' ``tmp/``, renamed into ``new/`` and every ``new/`` directory touched is fsync'd before
 :meth:`MaildirStore.deliver` returns. ``tmp/`` is not synced: after a crash it may keep a stale
-file, which readers remove (Maildir spec), but a message in ``new/`` is never lost. A batch (:meth:`MaildirStore.deliver_batch`, used by group
-commit) writes all its files first and fsyncs them afterwards, so that the file system commits them
-together instead of one journal commit per file. On any error nothing of the delivery remains, so a caller
-that answers DATA with 250 only after ``deliver`` returns never loses or half-writes a message.
+file, which readers remove (Maildir spec), but a message in ``new/`` is never lost. A batch
+(:meth:`MaildirStore.deliver_batch`, used by group commit) writes all its files first and fsyncs
+them afterwards, so that the file system commits them together instead of one journal commit per
+file. On any error nothing of the delivery remains, so a caller that answers DATA with 250 only
+after ``deliver`` returns never loses or half-writes a message.
 Everything here is synchronous; async callers run it in a thread.
 """
 

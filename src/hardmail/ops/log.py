@@ -27,9 +27,10 @@ import json
 import logging
 import math
 import os
+import select
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -173,13 +174,32 @@ def _emit_bound(event: str, level: str, bound: BoundFields, fields: Mapping[str,
             return
         ts, name, text = utc_timestamp(), _LEVEL_NAMES[numeric], str(event)
         clean = clean_fields(fields)
-        payload = {"ts": ts, "level": name, "event": text, **bound.clean, **clean}
         parts = [f'{{"ts": "{ts}", "level": "{name}", "event": {_encode_str(text)}', bound.json_items]
         if clean:
             parts.append(_ENCODER.encode(clean)[1:-1])
-        _handle(numeric, ", ".join(filter(None, parts)) + "}", payload)
+        line = ", ".join(filter(None, parts)) + "}"
+        direct = _direct_handler(numeric)
+        if direct is not None:
+            direct.emit_line(line, numeric)
+            return
+        _handle(numeric, line, {"ts": ts, "level": name, "event": text, **bound.clean, **clean})
     except Exception:  # logging must never break mail handling
         _report_failure(event)
+
+
+def _direct_handler(numeric: int) -> _TurnBatchingHandler | None:
+    """The configured JSON handler when it is the only place a record would reach (no other
+    handler or filter on the way, nothing on the root logger, as under pytest's caplog): the
+    line then goes straight to it, without a LogRecord. None means: take the stdlib path."""
+    handlers = _root.handlers
+    if len(handlers) != 1 or _events.handlers or _events.filters or _root.filters or not _events.propagate:
+        return None
+    handler = handlers[0]
+    if type(handler) is not _TurnBatchingHandler or not handler.json or handler.filters or numeric < handler.level:
+        return None
+    if _root.propagate and logging.root.handlers:
+        return None
+    return handler
 
 
 def _handle(numeric: int, line: str, payload: dict[str, Any]) -> None:
@@ -281,6 +301,9 @@ def _console_value(value: Any) -> str:
 # --- writing: at most one write per event-loop turn --------------------------------------------
 
 _BATCH_LIMIT = 64 * 1024  # characters collected before they are written without waiting for the turn's end
+# Bytes one write may carry: POSIX keeps a pipe write of at most PIPE_BUF bytes whole, so worker
+# processes that share standard error (or a log file) never interleave parts of their lines.
+_ATOMIC_WRITE = select.PIPE_BUF
 _running_loop = asyncio.events._get_running_loop  # the loop running in this thread or None, without raising
 
 
@@ -357,13 +380,30 @@ class _TurnBatchingHandler(logging.Handler):
         self._pending_size = 0
         self._turn_loop: asyncio.AbstractEventLoop | None = None  # loop with a queued _write_turn
 
+    @property
+    def json(self) -> bool:
+        """Its formatter writes an event record's message as it is (so a line can skip the record)."""
+        return type(self.formatter) is JsonFormatter
+
+    def emit_line(self, text: str, levelno: int) -> None:
+        """What handle() does for an event record whose formatted text is ``text``."""
+        self.acquire()
+        try:
+            self._add(text + "\n", levelno)
+        finally:
+            self.release()
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + "\n"
         except Exception:
             self.handleError(record)
             return
-        at_once = record.levelno >= logging.WARNING or not self._batching_this_turn()
+        self._add(line, record.levelno)
+
+    def _add(self, line: str, levelno: int) -> None:
+        """Queue ``line`` for this turn's write, or write it at once (see the class docstring)."""
+        at_once = levelno >= logging.WARNING or not self._batching_this_turn()
         self._pending.append(line)
         self._pending_size += len(line)
         if at_once or self._pending_size > _BATCH_LIMIT:
@@ -421,13 +461,30 @@ class _TurnBatchingHandler(logging.Handler):
         """One write of every pending line. Called under the lock."""
         if not self._pending:
             return
-        text, count = "".join(self._pending), len(self._pending)
-        self._pending.clear()
+        lines = self._pending
+        self._pending = []
         self._pending_size = 0
         try:
-            self._target.write(text)
+            for piece in whole_line_pieces(lines, _ATOMIC_WRITE):
+                self._target.write(piece)
         except Exception:
-            self.handleError(logging.makeLogRecord({"msg": "%d log line(s) not written", "args": (count,)}))
+            self.handleError(logging.makeLogRecord({"msg": "%d log line(s) not written", "args": (len(lines),)}))
+
+
+def whole_line_pieces(lines: list[str], limit: int) -> Iterator[str]:
+    """``lines`` joined into pieces of whole lines of at most ``limit`` UTF-8 bytes each (a longer
+    line is a piece of its own)."""
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line) if line.isascii() else len(line.encode("utf-8"))
+        if piece and size + length > limit:
+            yield "".join(piece)
+            piece, size = [], 0
+        piece.append(line)
+        size += length
+    if piece:
+        yield "".join(piece)
 
 
 def _make_handler(file: Path | None) -> _TurnBatchingHandler:

@@ -169,7 +169,7 @@ def _worker_main(parent: int, index: int, run_worker: Callable[[int], int]) -> i
         return 1
     try:
         return run_worker(index)
-    except BaseException as exc:  # noqa: BLE001 - a worker reports any failure and exits
+    except BaseException as exc:
         log_event("server.worker_failed", level="error", worker=index, error=type(exc).__name__,
                   detail=str(exc)[:300])
         return 1

@@ -68,7 +68,7 @@ class Watchdog:
     timer per command.)
     """
 
-    __slots__ = ("channel", "_deadline", "_timer", "_timer_at", "_waiting")
+    __slots__ = ("_deadline", "_timer", "_timer_at", "_waiting", "channel")
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel

@@ -58,7 +58,8 @@ async def test_no_caller_returns_before_its_file_is_fsynced_and_in_new(tmp_path:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real_fsync_file = maildir_module.fsync_file
-    monkeypatch.setattr(maildir_module, "fsync_file", lambda path, fd: (synced.append(path.name), real_fsync_file(path, fd)))
+    monkeypatch.setattr(maildir_module, "fsync_file",
+                        lambda path, fd: (synced.append(path.name), real_fsync_file(path, fd)))
     commit = GroupCommit(MaildirStore(tmp_path / "mail", "mx.example.org"), asyncio.get_running_loop())
     results = await asyncio.gather(*(commit.deliver([f"u{i}@example.org"], [sample_message]) for i in range(3)))
     for [path] in results:

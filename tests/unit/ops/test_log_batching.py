@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import select
 import sys
 import threading
 from collections.abc import Iterator
@@ -118,7 +119,18 @@ async def test_a_large_batch_is_written_before_the_turn_ends(monkeypatch: pytest
     log_event("big", blob="x" * 40_000)
     assert stderr.writes == []
     log_event("bigger", blob="y" * 40_000)
-    assert len(stderr.writes) == 1 and stderr.events() == ["big", "bigger"]
+    assert stderr.writes and stderr.events() == ["big", "bigger"]
+
+
+async def test_writes_carry_whole_lines_of_at_most_pipe_buf_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = fake_stderr(monkeypatch)
+    for n in range(100):
+        log_event("line", n=n, text="ü" * 30)
+    await asyncio.sleep(0)
+    assert len(stderr.writes) > 1  # ~100 lines of ~100 bytes do not fit one atomic write
+    for piece in stderr.writes:
+        assert len(piece.encode("utf-8")) <= select.PIPE_BUF and piece.endswith("\n")
+    assert [json.loads(line)["n"] for line in "".join(stderr.writes).splitlines()] == list(range(100))
 
 
 async def test_worker_thread_line_follows_the_pending_batch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,3 +220,35 @@ async def test_file_target_is_checked_and_written_once_per_turn(
     lines = target.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["n"] for line in lines] == [0, 1, 2, 3, 4]
     assert (tmp_path / "hardmail.log.1").read_text(encoding="utf-8") == ""
+
+
+def _without_ts(stream: CountingStream) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in "".join(stream.writes).splitlines()]
+    return [{k: v for k, v in line.items() if k != "ts"} for line in lines]
+
+
+async def test_lines_skip_the_log_record_only_when_nothing_else_would_see_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    session = log.EventLogger(session="s1", peer="192.0.2.1")
+    factory = logging.getLogRecordFactory()
+    made: list[object] = []
+    logging.setLogRecordFactory(lambda *args, **kwargs: made.append(args) or factory(*args, **kwargs))
+    try:
+        stderr = fake_stderr(monkeypatch)
+        session.event("smtp.rcpt", recipient="bob@example.org", accepted=True)
+        await asyncio.sleep(0)
+        through_stdlib, records_made = _without_ts(stderr), len(made)
+        monkeypatch.setattr(logging.root, "handlers", [])  # as in a server: no handler on the root logger
+        stderr = fake_stderr(monkeypatch)
+        session.event("smtp.rcpt", recipient="bob@example.org", accepted=True)
+        await asyncio.sleep(0)
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert records_made == 1 and len(made) == 1  # the second line made no record
+    assert _without_ts(stderr) == through_stdlib
+    events = logging.getLogger(log.EVENTS_LOGGER_NAME)
+    events.addFilter(lambda record: True)
+    try:
+        assert log._direct_handler(logging.INFO) is None  # a filter must see every record
+    finally:
+        events.filters.clear()
