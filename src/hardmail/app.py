@@ -15,7 +15,9 @@ from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
 from hardmail.delivery.assembly import DeliveryServices, build_runner, build_services
+from hardmail.delivery.group_commit import GroupCommit
 from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.maildir_writer import MaildirWriterProcess
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.delivery.runner import DeliveryRunner
 from hardmail.ops.log import configure_logging, log_event
@@ -53,7 +55,7 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     delivery = build_services(config, store, maildir, clock)
     if first:
         await _recover_spool(delivery)
-    acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock)
+    acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir))
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                             acceptor=acceptor, clock=clock, delivery=delivery)
     context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks
@@ -62,6 +64,13 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
     delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
     return context
+
+
+def _committer(config: Config, maildir: MaildirStore) -> GroupCommit | None:
+    if config.storage.maildir_writer == "thread":
+        return None
+    writer = MaildirWriterProcess(config.maildir_root, config.server.hostname)
+    return GroupCommit(maildir, asyncio.get_running_loop(), writer=writer)
 
 
 async def _recover_spool(delivery: DeliveryServices) -> None:
@@ -113,6 +122,7 @@ class RunningServer:
             if isinstance(hook, MsgAuthHook):
                 hook.close()  # its SPF/DKIM/ARC thread pool
         self.context.hash_pool.close()
+        await self.context.acceptor.close()
         await self.context.store.close()
         log_event("server.stop")
 

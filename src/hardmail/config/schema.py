@@ -106,6 +106,7 @@ class StorageSection(Section):
     url: str = Field("", description="SQLAlchemy URL; empty means SQLite at data_dir/hardmail.db. PostgreSQL: postgresql+asyncpg://user@host/db")
     cache_seconds: float = Field(5.0, ge=0, description="Seconds the server remembers domain, account and alias look-ups (also \"not found\"); admin changes made by another process (the CLI) take effect within this time, changes made by the server itself at once; 0 turns the cache off.")
     cache_entries: int = Field(10000, ge=1, description="Most look-ups the cache holds (least recently used go first).")
+    maildir_writer: Literal["process", "thread"] = Field("process", description="Where Maildir files are written and fsync'd: a child process of each server process (its file system calls never slow the event loop down), or a thread of it.")
 
 
 class PasswordHashSection(Section):

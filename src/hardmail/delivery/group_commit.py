@@ -10,7 +10,9 @@ fsync'd), so a 250 is never sent before that message's own data is on disk (DESI
 invariant). One thread hand-off per batch instead of one per message also spares the event loop.
 
 A batch is all or nothing in the Maildir store; when it fails, each of its messages is delivered
-again on its own, so that one bad message (or mailbox) fails only its own caller.
+again on its own, so that one bad message (or mailbox) fails only its own caller. The batches run
+in a worker thread, or in a child process when a :class:`MaildirWriterProcess` is given (the server
+does that: see :mod:`hardmail.delivery.maildir_writer` for why).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.maildir_writer import MaildirWriterProcess, Outcome, commit_requests
 
 MAX_BATCH = 64  # messages per batch: bounds the latency one batch adds to the last caller in it
 MAX_IN_FLIGHT = 2  # batches written and fsync'd concurrently
@@ -35,16 +38,14 @@ class _Request:
     future: asyncio.Future[list[Path]]
 
 
-Outcome = list[Path] | BaseException
-
-
 class GroupCommit:
     """Batches concurrent :meth:`deliver` calls of one event loop into ``deliver_batch`` calls."""
 
     def __init__(self, maildir: MaildirStore, loop: asyncio.AbstractEventLoop, max_batch: int = MAX_BATCH,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, writer: MaildirWriterProcess | None = None) -> None:
         self.maildir = maildir
         self.loop = loop
+        self.writer = writer
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._waiting: list[_Request] = []
@@ -63,29 +64,15 @@ class GroupCommit:
     async def _flush(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+            requests = [(request.addresses, request.parts, request.folder) for request in batch]
             try:
-                outcomes = await asyncio.to_thread(self._commit, batch)
+                if self.writer is not None:
+                    outcomes = await self.writer.commit(requests)
+                else:
+                    outcomes = await asyncio.to_thread(commit_requests, self.maildir, requests)
             except BaseException as exc:  # the thread hand-off itself failed: every caller hears it
                 outcomes = [exc] * len(batch)
             _settle(batch, outcomes)
-
-    def _commit(self, batch: list[_Request]) -> list[Outcome]:
-        """In the worker thread: one ``deliver_batch`` per folder; on failure, one by one."""
-        outcomes: dict[int, Outcome] = {}
-        for folder in dict.fromkeys(request.folder for request in batch):
-            members = [i for i, request in enumerate(batch) if request.folder == folder]
-            try:
-                paths = self.maildir.deliver_batch([(batch[i].addresses, batch[i].parts) for i in members], folder)
-                outcomes.update(zip(members, paths, strict=True))
-            except Exception:
-                outcomes.update((i, self._deliver_alone(batch[i])) for i in members)
-        return [outcomes[i] for i in range(len(batch))]
-
-    def _deliver_alone(self, request: _Request) -> Outcome:
-        try:
-            return self.maildir.deliver(request.addresses, request.parts, request.folder)
-        except Exception as exc:
-            return exc
 
 
 def _settle(batch: list[_Request], outcomes: list[Outcome]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
 from hardmail.delivery.dsn import DsnRequest
-from hardmail.delivery.group_commit import group_commit_for
+from hardmail.delivery.group_commit import GroupCommit, group_commit_for
 from hardmail.delivery.headers import (
     missing_submission_headers,
     received_header,
@@ -69,11 +69,13 @@ def message_head(chunks: Sequence[bytes], limit: int = 256 * 1024) -> bytes:
 
 
 class MessageAcceptor:
-    def __init__(self, maildir: MaildirStore, queue: DeliveryQueue, hostname: str, clock: Clock) -> None:
+    def __init__(self, maildir: MaildirStore, queue: DeliveryQueue, hostname: str, clock: Clock,
+                 committer: GroupCommit | None = None) -> None:
         self.maildir = maildir
         self.queue = queue
         self.hostname = hostname
         self.clock = clock
+        self.committer = committer  # None: the thread-based committer of the running loop
 
     @property
     def spool(self) -> OutboundSpool:
@@ -124,4 +126,10 @@ class MessageAcceptor:
                              folder: str | None = None) -> list[Path]:
         if not mailboxes:
             return []
-        return await group_commit_for(self.maildir).deliver(mailboxes, parts, folder)
+        committer = self.committer or group_commit_for(self.maildir)
+        return await committer.deliver(mailboxes, parts, folder)
+
+    async def close(self) -> None:
+        """Stop the Maildir writer process, if there is one (at server stop)."""
+        if self.committer is not None and self.committer.writer is not None:
+            await self.committer.writer.close()

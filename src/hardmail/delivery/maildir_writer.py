@@ -1,0 +1,184 @@
+"""Maildir batches written by a child process, so that file system calls never contend with the
+event loop for the interpreter lock.
+
+A worker thread of group commit makes five or six system calls per message (open, writev, fsync,
+close, rename, directory fsync); each gives the GIL up and takes it back, and while the event loop
+is busy every take costs a pair of context switches. On a 2-core machine that tripled the CPU one
+delivery costs (bench/README.md, "Where the time goes"). :class:`MaildirWriterProcess` runs the
+same :func:`commit_requests` in ``python -m hardmail.delivery.maildir_writer`` instead: requests
+and answers are length-prefixed pickles over the child's standard input and output, a channel
+only this process can write to (which is why pickle is safe here: both ends are this program).
+The child answers a batch only after :meth:`MaildirStore.deliver_batch` returned, i.e. after
+every file and ``new/`` directory was fsync'd, so a caller still hears back only once its
+message is on disk.
+
+If the child dies, every request in flight fails with :class:`WriterStopped` (the client gets a
+temporary error and sends again) and the next request starts a new child. The child exits when
+its standard input closes, also when this process is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import pickle
+import struct
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from hardmail.delivery.maildir import MaildirStore
+
+FRAME = struct.Struct("!Q")  # the length of the pickle that follows
+STOP_WAIT_SECONDS = 10.0
+
+Request = tuple[Sequence[str], Sequence[bytes], str | None]  # addresses, message parts, folder
+Outcome = list[Path] | BaseException
+
+
+class WriterStopped(OSError):
+    """The writer process ended before it answered."""
+
+
+def commit_requests(maildir: MaildirStore, requests: Sequence[Request]) -> list[Outcome]:
+    """One ``deliver_batch`` per folder; when a batch fails, its messages one by one, so that a bad
+    message (or mailbox) fails only its own caller."""
+    outcomes: dict[int, Outcome] = {}
+    for folder in dict.fromkeys(folder for _, _, folder in requests):
+        members = [i for i, request in enumerate(requests) if request[2] == folder]
+        try:
+            paths = maildir.deliver_batch([(requests[i][0], requests[i][1]) for i in members], folder)
+            outcomes.update(zip(members, paths, strict=True))
+        except Exception:
+            outcomes.update((i, _deliver_alone(maildir, requests[i])) for i in members)
+    return [outcomes[i] for i in range(len(requests))]
+
+
+def _deliver_alone(maildir: MaildirStore, request: Request) -> Outcome:
+    try:
+        return maildir.deliver(request[0], request[1], request[2])
+    except Exception as exc:
+        return exc
+
+
+class MaildirWriterProcess:
+    """The parent's side: sends batches to the child and hands each caller its outcomes."""
+
+    def __init__(self, root: Path, hostname: str) -> None:
+        self.root = root
+        self.hostname = hostname
+        self._proc: asyncio.subprocess.Process | None = None
+        self._starting = asyncio.Lock()
+        self._pending: dict[int, asyncio.Future[list[Outcome]]] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def commit(self, requests: Sequence[Request]) -> list[Outcome]:
+        proc = await self._running()
+        request_id = next(self._ids)
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        payload = pickle.dumps((request_id, [(list(a), list(p), f) for a, p, f in requests]), pickle.HIGHEST_PROTOCOL)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(FRAME.pack(len(payload)) + payload)
+            await proc.stdin.drain()
+        except (ConnectionError, OSError) as exc:
+            self._pending.pop(request_id, None)
+            if self._proc is proc:
+                self._proc = None  # the next request starts a new child
+            raise WriterStopped(f"the Maildir writer process is gone: {exc}") from None
+        return await future
+
+    async def close(self) -> None:
+        """Let the child finish what it has, then end it (closing its input makes it exit)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_WAIT_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        async with self._starting:
+            if self._proc is None or self._proc.returncode is not None:
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "hardmail.delivery.maildir_writer", str(self.root), self.hostname,
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                self._reader = asyncio.get_running_loop().create_task(self._read_answers(self._proc))
+            return self._proc
+
+    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                header = await proc.stdout.readexactly(FRAME.size)
+                body = await proc.stdout.readexactly(FRAME.unpack(header)[0])
+                request_id, outcomes = pickle.loads(body)  # noqa: S301 - written by our own child, see the module docstring
+                future = self._pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result([_as_outcome(outcome) for outcome in outcomes])
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            self._fail_pending(proc)
+
+    def _fail_pending(self, proc: asyncio.subprocess.Process) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(WriterStopped("the Maildir writer process stopped before it answered"))
+        if self._proc is proc:
+            self._proc = None
+
+
+def _as_outcome(answer: list[str] | BaseException) -> Outcome:
+    return answer if isinstance(answer, BaseException) else [Path(path) for path in answer]
+
+
+# ----- the child ------------------------------------------------------------------------------
+
+def serve(maildir: MaildirStore, requests_in: BinaryIO, answers_out: BinaryIO) -> None:
+    """Answer framed requests until the input ends."""
+    while True:
+        header = requests_in.read(FRAME.size)
+        if len(header) < FRAME.size:
+            return
+        body = requests_in.read(FRAME.unpack(header)[0])
+        request_id, requests = pickle.loads(body)  # noqa: S301 - written by our own parent, see the module docstring
+        answer = _pickled_answer(request_id, commit_requests(maildir, requests))
+        answers_out.write(FRAME.pack(len(answer)) + answer)
+        answers_out.flush()
+
+
+def _pickled_answer(request_id: int, outcomes: list[Outcome]) -> bytes:
+    sendable: list[list[str] | BaseException] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            try:
+                pickle.dumps(outcome)
+                sendable.append(outcome)
+            except Exception:  # an exception that cannot travel is told by its text
+                sendable.append(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
+        else:
+            sendable.append([str(path) for path in outcome])
+    return pickle.dumps((request_id, sendable), pickle.HIGHEST_PROTOCOL)
+
+
+def main(argv: list[str]) -> int:
+    root, hostname = argv
+    serve(MaildirStore(Path(root), hostname), sys.stdin.buffer, sys.stdout.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
