@@ -32,11 +32,15 @@ class LoadPlan:
     auth: tuple[str, str] | None = None  # (user, password), sent with AUTH PLAIN after STARTTLS
 
 
+OPEN_ATTEMPTS = 20  # tries to open one session of a reuse run
+
+
 @dataclass
 class LoadResult:
     sent: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    setup_errors: int = 0  # refusals while opening the sessions of a reuse run (e.g. 454: hashing busy), retried
 
     @property
     def rate(self) -> float:
@@ -122,9 +126,22 @@ def _client_tls() -> ssl.SSLContext:
     return context
 
 
+async def _opened(plan: LoadPlan, result: LoadResult, tls: ssl.SSLContext) -> SmtpClient:
+    """A session that has its greeting, EHLO, TLS and AUTH behind it (retried after a refusal)."""
+    for _attempt in range(OPEN_ATTEMPTS):
+        client = SmtpClient(plan, tls)
+        try:
+            await client.open()
+            return client
+        except (OSError, ReplyError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            result.errors[exc.code if isinstance(exc, ReplyError) else type(exc).__name__] += 1
+            await client.close(polite=False)
+    raise RuntimeError(f"could not open a session in {OPEN_ATTEMPTS} attempts: {dict(result.errors)}")
+
+
 async def _session(plan: LoadPlan, queue: list[int], message: bytes, result: LoadResult,
-                   tls: ssl.SSLContext) -> None:
-    client = SmtpClient(plan, tls)
+                   tls: ssl.SSLContext, client: SmtpClient | None = None) -> None:
+    client = client or SmtpClient(plan, tls)
     while queue:
         queue.pop()
         try:
@@ -141,13 +158,20 @@ async def _session(plan: LoadPlan, queue: list[int], message: bytes, result: Loa
 
 
 async def run_load(plan: LoadPlan) -> LoadResult:
-    """Send ``plan.messages`` messages over ``plan.sessions`` concurrent sessions; time the whole run."""
+    """Send ``plan.messages`` messages over ``plan.sessions`` concurrent sessions. With ``reuse``
+    the clock starts once every session is open (connected, TLS and AUTH done: what reusing a
+    connection saves); without it, every message's connection is timed."""
     queue = list(range(plan.messages))
     message = message_bytes(plan.sender, plan.recipient, plan.size)
     result = LoadResult()
     tls = _client_tls()
+    clients: list[SmtpClient | None] = [None] * plan.sessions
+    if plan.reuse:
+        clients = list(await asyncio.gather(*(_opened(plan, result, tls) for _ in range(plan.sessions))))
+        result.setup_errors = sum(result.errors.values())
+        result.errors.clear()
     started = time.perf_counter()
-    await asyncio.gather(*(_session(plan, queue, message, result, tls) for _ in range(plan.sessions)))
+    await asyncio.gather(*(_session(plan, queue, message, result, tls, client) for client in clients))
     result.elapsed = time.perf_counter() - started
     return result
 

@@ -96,7 +96,8 @@ def loadgen_rate(peer: Any, settings: Settings, reuse: bool, tls: bool) -> dict[
     plan = LoadPlan(host, port, sender=USER if auth else SENDER, recipient=USER, sessions=settings.sessions,
                     messages=settings.messages, size=settings.size, reuse=reuse, starttls=tls, auth=auth)
     result = run_load_sync(plan)
-    return {"sent": result.sent, "elapsed": result.elapsed, "rate": result.rate, "errors": dict(result.errors)}
+    return {"sent": result.sent, "elapsed": result.elapsed, "rate": result.rate, "errors": dict(result.errors),
+            "setup_errors": result.setup_errors}
 
 
 def measure(workload: str, peer: Any, settings: Settings, workdir: Path, group: ProcessGroup) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The data directory gets a domain and an account through the real CLI (``hardmail domain add``,
 ``hardmail account add --password-stdin``), then ``hardmail serve`` runs with a generated TOML file:
-durable Maildir delivery (fsync before 250), recipient checks, JSON logs (to a file). Changed from
-the defaults, and why:
+durable Maildir delivery (fsync before 250, written by each worker's Maildir writer process),
+recipient checks, JSON logs (to a file), the default number of worker processes (one per core, at
+most 4). Changed from the defaults, and why:
 
 - ``inbound.enabled`` and ``antispam.enabled`` are off: SPF/DKIM/DMARC and the spam score look
   names up in DNS, which would measure the resolver; Postfix does none of that by default either.

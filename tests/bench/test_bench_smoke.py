@@ -49,3 +49,13 @@ def test_idle_connections_reports_both_servers(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "idle_connections.json").read_text())
     assert set(result["results"]) == {"hardmail", "aiosmtpd"}
     assert all(r["sessions"] == 30 and r["rss_after"] > 0 for r in result["results"].values())
+
+
+def test_profile_accept_reports_cpu_per_process_and_a_profile(tmp_path: Path) -> None:
+    done = _run("profile_accept.py", "--messages", "20", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "profile_accept.json").read_text())
+    hardmail = result["servers"]["hardmail"]["cpu_us_per_message"]
+    assert {"hardmail server", "hardmail Maildir writer"} <= set(hardmail)
+    assert result["servers"]["aiosmtpd"]["messages_per_second"] > 0
+    assert "tottime" in (tmp_path / "profile.txt").read_text()

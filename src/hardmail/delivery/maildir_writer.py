@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -176,6 +177,10 @@ def _pickled_answer(request_id: int, outcomes: list[Outcome]) -> bytes:
 
 def main(argv: list[str]) -> int:
     root, hostname = argv
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the batch in hand is
+    # finished regardless, and the child ends when its parent closes its input.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     serve(MaildirStore(Path(root), hostname), sys.stdin.buffer, sys.stdout.buffer)
     return 0
 

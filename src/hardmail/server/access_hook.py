@@ -77,6 +77,7 @@ from hardmail.policy.ratelimit import (
 from hardmail.policy.relay import RelayRules, in_networks
 from hardmail.proto.smtp.events import MailParams
 from hardmail.server.context import ServerContext
+from hardmail.server.counter_leases import CounterLeases
 from hardmail.server.hooks import SessionFacts, SessionHook
 from hardmail.store.ports import Store
 from hardmail.store.ports_access import AuthFailure
@@ -172,6 +173,7 @@ class AccessHook(SessionHook):
         self.sleeper = sleeper
         self.bans = ban_rules(config)
         self.limits = limit_rules(config)
+        self._positions = CounterLeases(store.access)
         self._ranges = Refreshed(self._load_ranges, RangeMatcher(DEFAULT_RANGES), RANGE_CACHE_SECONDS)
         self._banned = Refreshed(self._load_bans, BanIndex(), ban_refresh_seconds)
         self._own_bans: dict[str, tuple[int, Ban]] = {}  # subject -> (put number, ban) put by this process
@@ -342,14 +344,17 @@ class AccessHook(SessionHook):
     async def _take_one(self, account: str, amount_kind: str) -> tuple[int, int]:
         """Count one more message or recipient and return the hour and day counts before it.
 
-        Increment first, then judge the returned value: two sessions of one account racing at the
-        limit cannot both pass (a check followed by a separate increment would let them). A
-        message counts at MAIL FROM, whether or not it is sent in the end.
+        Take a position first, then judge it: two sessions of one account racing at the limit
+        cannot both pass (a check followed by a separate increment would let them). Positions
+        come from blocks reserved in the store (:mod:`hardmail.server.counter_leases`). A message
+        counts at MAIL FROM, whether or not it is sent in the end.
         """
         now = self.clock.now()
-        hour = await self.store.access.add_to_counter(f"{amount_kind}:{account}:h", window_start(now, HOUR), 1)
-        day = await self.store.access.add_to_counter(f"{amount_kind}:{account}:d", window_start(now, DAY), 1)
-        return hour - 1, day - 1
+        per_hour, per_day = ((self.limits.messages_per_hour, self.limits.messages_per_day) if amount_kind == "messages"
+                             else (self.limits.recipients_per_hour, self.limits.recipients_per_day))
+        hour = await self._positions.take(f"{amount_kind}:{account}:h", window_start(now, HOUR), per_hour)
+        day = await self._positions.take(f"{amount_kind}:{account}:d", window_start(now, DAY), per_day)
+        return hour, day
 
     async def on_mail(self, facts: SessionFacts, sender: Address | None, params: MailParams) -> Reply | None:
         if facts.account is None:

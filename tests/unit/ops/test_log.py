@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from hardmail.ops import log
 from hardmail.ops.log import EventLogger, configure_logging, log_event
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger(log.ROOT_LOGGER_NAME)
-    level = root.level
-    yield
-    log.remove_configured_handler()
-    root.setLevel(level)
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:

@@ -9,7 +9,6 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +33,6 @@ class CountingStream:
 
     def events(self) -> list[str]:
         return [json.loads(line)["event"] for line in "".join(self.writes).splitlines()]
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger(log.ROOT_LOGGER_NAME)
-    level = root.level
-    yield
-    log.remove_configured_handler()
-    root.setLevel(level)
 
 
 def fake_stderr(monkeypatch: pytest.MonkeyPatch) -> CountingStream:
