@@ -5,10 +5,12 @@ aiosmtpd in the same run.
     .venv/bin/python bench/idle_connections.py --sessions 500
 
 For each server (own process, loopback, per-IP connection limits raised): open and close a few
-sessions (warm-up), read the RSS, open N sessions (connect, 220, EHLO, 250; at most
-``--connect-concurrency`` connecting at once, spread over source addresses 127.0.0.2-51), read the
-RSS again, then time the greeting of ``--probes`` new sessions while all N are still open. Reports
-RSS growth per session and the greeting latency (median and max); writes JSON and Markdown into ``--out``.
+sessions (warm-up), read its memory (the sum of the proportional set sizes, PSS, of the server's
+processes, so that pages worker processes share after a fork count once), open N sessions
+(connect, 220, EHLO, 250; at most ``--connect-concurrency`` connecting at once, spread over source
+addresses 127.0.0.2-51), read the memory again, then time the greeting of ``--probes`` new
+sessions while all N are still open. Reports memory growth per session and the greeting latency
+(median and max); writes JSON and Markdown into ``--out``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from peers.aiosmtpd_peer import AiosmtpdPeer
 from peers.hardmail_peer import PASSWORD, HardmailPeer
-from peers.procs import ProcessGroup, raise_open_file_limit, tree_rss_bytes
+from peers.procs import ProcessGroup, raise_open_file_limit, tree_memory_bytes
 from report import facts_line, machine_facts, markdown_table, write_json
 
 DOMAIN = "bench.test"
@@ -91,15 +93,15 @@ async def close_all(streams: list[Stream]) -> None:
 async def measure(peer: Any, plan: Plan) -> dict[str, Any]:
     host, port = peer.address
     await close_all(await open_many(host, port, 50, plan.connect_concurrency))  # warm-up
-    before = tree_rss_bytes(peer.pid)
+    before = tree_memory_bytes(peer.pid)
     started = time.perf_counter()
     streams = await open_many(host, port, plan.sessions, plan.connect_concurrency)
     open_seconds = time.perf_counter() - started
-    after = tree_rss_bytes(peer.pid)
+    after = tree_memory_bytes(peer.pid)
     latencies = [await greeting_latency(host, port) for _ in range(plan.probes)]
     await close_all(streams)
-    return {"sessions": plan.sessions, "rss_before": before, "rss_after": after,
-            "rss_per_session": (after - before) / plan.sessions, "open_seconds": open_seconds,
+    return {"sessions": plan.sessions, "memory_before": before, "memory_after": after,
+            "memory_per_session": (after - before) / plan.sessions, "open_seconds": open_seconds,
             "greeting_ms_median": statistics.median(latencies) * 1000, "greeting_ms_max": max(latencies) * 1000}
 
 
@@ -112,10 +114,10 @@ def start_peers(workdir: Path, group: ProcessGroup) -> dict[str, Any]:
 
 
 def render(results: dict[str, dict[str, Any]], facts: dict[str, Any]) -> str:
-    header = ["server", "sessions", "RSS before (MB)", "RSS after (MB)", "growth per session (KB)",
+    header = ["server", "sessions", "memory before (MB)", "memory after (MB)", "growth per session (KB)",
               "greeting with all open, median / max (ms)"]
-    rows = [[name, r["sessions"], f"{r['rss_before'] / 1e6:.1f}", f"{r['rss_after'] / 1e6:.1f}",
-             f"{r['rss_per_session'] / 1024:.1f}", f"{r['greeting_ms_median']:.1f} / {r['greeting_ms_max']:.1f}"]
+    rows = [[name, r["sessions"], f"{r['memory_before'] / 1e6:.1f}", f"{r['memory_after'] / 1e6:.1f}",
+             f"{r['memory_per_session'] / 1024:.1f}", f"{r['greeting_ms_median']:.1f} / {r['greeting_ms_max']:.1f}"]
             for name, r in results.items()]
     return f"{facts_line(facts)}\n\n{markdown_table(header, rows)}\n"
 
@@ -137,7 +139,7 @@ def run(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="RSS per idle SMTP session: hardmail vs aiosmtpd")
+    parser = argparse.ArgumentParser(description="Memory per idle SMTP session: hardmail vs aiosmtpd")
     parser.add_argument("--sessions", type=int, default=10_000, help="idle sessions held open at once")
     parser.add_argument("--probes", type=int, default=20, help="new sessions timed while all are open")
     parser.add_argument("--connect-concurrency", type=int, default=200, help="connections being set up at once")
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "params": {"sessions": plan.sessions, "probes": plan.probes}})
     (plan.out / "idle_connections.md").write_text(text)
     print(text)
-    hardmail, aiosmtpd = results["hardmail"]["rss_per_session"], results["aiosmtpd"]["rss_per_session"]
+    hardmail, aiosmtpd = results["hardmail"]["memory_per_session"], results["aiosmtpd"]["memory_per_session"]
     return 0 if hardmail <= aiosmtpd else 1
 
 

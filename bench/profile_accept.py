@@ -119,11 +119,11 @@ def peer_cpu(name: str, workdir: Path, group: ProcessGroup, messages: int) -> di
     return found
 
 
-def hardmail_cprofile(workdir: Path, group: ProcessGroup, messages: int, out: Path) -> str:
+def hardmail_cprofile(workdir: Path, group: ProcessGroup, messages: int) -> str:
     """The server under cProfile (one worker): its top functions by own time."""
     peer = HardmailPeer(workdir / "profiled", DOMAIN, USER, group)
     peer.prepare()
-    stats = out / "hardmail.cprofile"
+    stats = workdir / "hardmail.cprofile"
     argv = [sys.executable, "-m", "cProfile", "-o", str(stats), str(HARDMAIL), "serve", "--config",
             str(peer.root / "hardmail.toml")]
     proc = group.start(argv, peer.root / "hardmail.log", env={**os.environ, "HARDMAIL_SERVER__WORKERS": "1"})
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = {"hardmail": hardmail_cpu(workdir, group, args.messages),
                    "postfix": peer_cpu("postfix", workdir, group, args.messages),
                    "aiosmtpd": peer_cpu("aiosmtpd", workdir, group, args.messages)}
-        profile = hardmail_cprofile(workdir, group, args.messages, args.out)
+        profile = hardmail_cprofile(workdir, group, args.messages)
     finally:
         group.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)

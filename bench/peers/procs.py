@@ -65,10 +65,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` and its children (a server with worker processes); pages the
-    children share with their parent count once per process, so compare growth, not totals."""
-    return rss_bytes(pid) + sum(rss_bytes(child) for child in children_of(pid))
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` (Linux smaps_rollup): its private pages plus its share of
+    the pages it shares with other processes (a forked worker shares most of its parent's)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no Pss for pid {pid}")
+
+
+def tree_memory_bytes(pid: int) -> int:
+    """The memory of ``pid`` and all its descendants (a server with worker processes), as the sum of
+    their proportional set sizes, so pages shared after a fork count once."""
+    return pss_bytes(pid) + sum(tree_memory_bytes(child) for child in children_of(pid))
 
 
 def children_of(pid: int) -> list[int]:

@@ -48,7 +48,7 @@ def test_idle_connections_reports_both_servers(tmp_path: Path) -> None:
     assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: hardmail grew more per session (not judged here)
     result = json.loads((tmp_path / "idle_connections.json").read_text())
     assert set(result["results"]) == {"hardmail", "aiosmtpd"}
-    assert all(r["sessions"] == 30 and r["rss_after"] > 0 for r in result["results"].values())
+    assert all(r["sessions"] == 30 and r["memory_after"] > 0 for r in result["results"].values())
 
 
 def test_profile_accept_reports_cpu_per_process_and_a_profile(tmp_path: Path) -> None:
