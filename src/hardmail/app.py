@@ -25,7 +25,14 @@ from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
 from hardmail.server.listener import KINDS, BoundAddress, Listeners
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
-from hardmail.server.prefork import ListeningSocket, Supervisor, bind_listeners, worker_count
+from hardmail.server.prefork import (
+    QUEUE_WAKE_SIGNAL,
+    ListeningSocket,
+    Supervisor,
+    bind_listeners,
+    wake_queue_runner,
+    worker_count,
+)
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
 from hardmail.store.cache import cached_store
@@ -71,6 +78,15 @@ def _committer(config: Config, maildir: MaildirStore) -> GroupCommit | None:
         return None
     writer = MaildirWriterProcess(config.maildir_root, config.server.hostname)
     return GroupCommit(maildir, asyncio.get_running_loop(), writer=writer)
+
+
+def _join_queue_wakes(server: RunningServer, worker: int, loop: asyncio.AbstractEventLoop) -> None:
+    """Worker processes: worker 0 runs the outbound queue and wakes on QUEUE_WAKE_SIGNAL; every
+    other worker sends it (through the supervisor) when it queued mail for remote recipients."""
+    if server.runner is not None:
+        loop.add_signal_handler(QUEUE_WAKE_SIGNAL, server.runner.wake)
+    elif worker > 0 and server.context.delivery is not None:
+        server.context.delivery.queue.on_enqueue(wake_queue_runner)
 
 
 async def _recover_spool(delivery: DeliveryServices) -> None:
@@ -205,6 +221,8 @@ async def serve(config: Config, on_started: Callable[[RunningServer], None] | No
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, server)
+    if worker is not None:
+        _join_queue_wakes(server, worker, loop)
     if on_started is not None:
         on_started(server)
     try:

@@ -30,6 +30,8 @@ from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.server.prefork import MAX_AUTO_WORKERS, worker_count
 from hardmail.store import open_store
+from support.dns_server import LoopbackDnsServer
+from support.smtp_sink import Sink, free_port_on
 
 WAIT = 60.0
 
@@ -87,14 +89,22 @@ def _port() -> int:
 
 @pytest.fixture
 def workers_config(tmp_path: Path) -> Path:
+    return _write_config(tmp_path, {})
+
+
+MX = "127.0.0.2"
+
+
+def _write_config(tmp_path: Path, more: dict[str, Any]) -> Path:
     port = _port()
-    raw = {
+    raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
         "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "logging": {"format": "json"},
         "inbound": {"enabled": False},
         "antispam": {"enabled": False},
+        **more,
     }
     path = tmp_path / "hardmail.toml"
     path.write_text(tomli_w.dumps(raw))
@@ -177,3 +187,33 @@ def test_automatic_worker_count_follows_the_cores() -> None:
     assert 1 <= automatic <= MAX_AUTO_WORKERS
     assert automatic == min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)))
     assert worker_count(Config.model_validate({"server": {"workers": 3}})) == 3
+
+
+def test_mail_queued_by_any_worker_leaves_at_once(tmp_path: Path) -> None:
+    """The queue runs in worker 0 and polls only every 600 s here: mail that worker 1 queued leaves
+    at once only because worker 1 wakes it. Eight messages, each waited for before the next is
+    sent: if that wake were missing, one of them landing on worker 1 (all eight on worker 0 has a
+    chance of about 1 in 256) would not arrive within the test's wait."""
+    sink_port = free_port_on(MX)
+    zone = {("remote.example", "MX"): ["10 mx.remote.example."], ("mx.remote.example", "A"): [MX]}
+    with LoopbackDnsServer(zone) as dns, Sink(MX, sink_port) as sink:
+        config_path = _write_config(tmp_path, {
+            "relay": {"trusted_networks": ["127.0.0.1/32"]},
+            "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 10},
+            "outbound": {"port": sink_port, "refuse_non_public": False},
+            "queue": {"poll_interval": 600.0},
+        })
+        running = LoggedServer(config_path)
+        try:
+            started = {running.wait_for("server.start")["worker"] for _ in range(2)}
+            assert started == {0, 1}
+            port = int(tomllib.loads(config_path.read_text())["listen"]["smtp"][0].rsplit(":", 1)[1])
+            for n in range(8):
+                sink.got_mail.clear()
+                with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as client:
+                    client.sendmail("alice@example.test", ["carol@remote.example"], f"Subject: out {n}\r\n\r\nhi\r\n")
+                while f"out {n}" not in sink.subjects():
+                    assert sink.got_mail.wait(WAIT), f"message {n} did not leave: {sink.subjects()}"
+                    sink.got_mail.clear()
+        finally:
+            running.stop()

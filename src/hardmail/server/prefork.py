@@ -7,6 +7,9 @@ forwards signals and restarts a worker that died:
 
 - SIGTERM and SIGINT: every worker is told to stop (SIGTERM); the supervisor returns when all have.
 - SIGHUP: forwarded, so every worker reloads its TLS certificates.
+- SIGUSR1 (``QUEUE_WAKE_SIGNAL``) from a worker that queued mail for remote recipients: forwarded
+  to worker 0, which runs the outbound queue, so that mail leaves at once rather than at the
+  queue's next poll.
 - A worker that exits while the server is not stopping is started again, after a pause that grows
   while workers keep dying young (a start-up failure must not become a fork loop).
 - Workers die with the supervisor (Linux ``PR_SET_PDEATHSIG``): a killed supervisor never leaves
@@ -38,6 +41,8 @@ LISTEN_BACKLOG = 1024
 YOUNG_SECONDS = 10.0  # a worker that dies younger than this counts towards the restart pause
 MAX_RESTART_PAUSE = 30.0
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+QUEUE_WAKE_SIGNAL = signal.SIGUSR1
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, QUEUE_WAKE_SIGNAL)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class Supervisor:
 
     def run(self) -> None:
         _join_other_threads()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _FORWARDED}
         try:
             for index in range(self.count):
                 self._spawn(index)
@@ -137,11 +142,20 @@ class Supervisor:
         self.children[pid] = (index, time.monotonic())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == QUEUE_WAKE_SIGNAL:
+            self._signal_worker(0, QUEUE_WAKE_SIGNAL)
+            return
         if signum == signal.SIGHUP:
             self._signal_all(signal.SIGHUP)
             return
         self.stopping = True
         self._signal_all(signal.SIGTERM)
+
+    def _signal_worker(self, index: int, signum: int) -> None:
+        for pid, (worker, _started) in list(self.children.items()):
+            if worker == index:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
 
     def _signal_all(self, signum: int) -> None:
         for pid in list(self.children):
@@ -164,6 +178,7 @@ def _worker_main(parent: int, index: int, run_worker: Callable[[int], int]) -> i
     """In the forked worker: die with the supervisor, take default signal handling, run."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+    signal.signal(QUEUE_WAKE_SIGNAL, signal.SIG_IGN)  # until worker 0's queue runner listens for it
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the line above took effect
         return 1
@@ -177,6 +192,12 @@ def _worker_main(parent: int, index: int, run_worker: Callable[[int], int]) -> i
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+
+
+def wake_queue_runner() -> None:
+    """In a worker: ask the supervisor to wake worker 0's outbound queue (mail was just queued)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(os.getppid(), QUEUE_WAKE_SIGNAL)
 
 
 def _die_with_parent() -> None:
