@@ -34,6 +34,7 @@ access_bans = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("offences", Integer, nullable=False),
     Column("by_admin", Boolean, nullable=False),
+    Index("ix_access_bans_expires_at", "expires_at"),  # the server's active-ban snapshot
 )
 
 access_auth_failures = Table(
