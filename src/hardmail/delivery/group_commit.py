@@ -49,30 +49,41 @@ class GroupCommit:
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._waiting: list[_Request] = []
+        self._flushing = 0  # flush tasks running; each lowers it itself, in the turn it ends
         self._tasks: set[asyncio.Task[None]] = set()  # held so flush tasks are not garbage collected
 
     async def deliver(self, addresses: Sequence[str], parts: Sequence[bytes], folder: str | None = None) -> list[Path]:
         """Like :meth:`MaildirStore.deliver`, sharing the fsyncs with concurrent callers."""
         future: asyncio.Future[list[Path]] = self.loop.create_future()
         self._waiting.append(_Request(addresses, parts, folder, future))
-        if len(self._tasks) < self.max_in_flight:
+        if self._flushing < self.max_in_flight:
+            self._flushing += 1
             task = self.loop.create_task(self._flush())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
-            requests = [(request.addresses, request.parts, request.folder) for request in batch]
-            try:
-                if self.writer is not None:
-                    outcomes = await self.writer.commit(requests)
-                else:
-                    outcomes = await asyncio.to_thread(commit_requests, self.maildir, requests)
-            except BaseException as exc:  # the thread hand-off itself failed: every caller hears it
-                outcomes = [exc] * len(batch)
-            _settle(batch, outcomes)
+        try:
+            while self._waiting:  # no await between this test and the count going down below
+                batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch:]
+                await self._commit(batch)
+        finally:
+            self._flushing -= 1
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        requests = [(request.addresses, request.parts, request.folder) for request in batch]
+        try:
+            if self.writer is not None:
+                outcomes = await self.writer.commit(requests)
+            else:
+                outcomes = await asyncio.to_thread(commit_requests, self.maildir, requests)
+        except asyncio.CancelledError as exc:  # the server stops: the callers hear it, the task ends
+            _settle(batch, [exc] * len(batch))
+            raise
+        except Exception as exc:  # the hand-off itself failed: every caller hears it
+            outcomes = [exc] * len(batch)
+        _settle(batch, outcomes)
 
 
 def _settle(batch: list[_Request], outcomes: list[Outcome]) -> None:

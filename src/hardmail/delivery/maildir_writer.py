@@ -72,19 +72,22 @@ class MaildirWriterProcess:
         self.hostname = hostname
         self._proc: asyncio.subprocess.Process | None = None
         self._starting = asyncio.Lock()
-        self._pending: dict[int, asyncio.Future[list[Outcome]]] = {}
+        # request id -> (the child it was sent to, the caller's future)
+        self._pending: dict[int, tuple[asyncio.subprocess.Process, asyncio.Future[list[Outcome]]]] = {}
         self._ids = itertools.count(1)
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: dict[asyncio.subprocess.Process, asyncio.Task[None]] = {}
+        self._closed = False
 
     async def commit(self, requests: Sequence[Request]) -> list[Outcome]:
         proc = await self._running()
         request_id = next(self._ids)
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        self._pending[request_id] = (proc, future)
         payload = pickle.dumps((request_id, [(list(a), list(p), f) for a, p, f in requests]), pickle.HIGHEST_PROTOCOL)
         assert proc.stdin is not None
         try:
-            proc.stdin.write(FRAME.pack(len(payload)) + payload)
+            proc.stdin.write(FRAME.pack(len(payload)))
+            proc.stdin.write(payload)  # apart: a large message is not copied once more
             await proc.stdin.drain()
         except (ConnectionError, OSError) as exc:
             self._pending.pop(request_id, None)
@@ -94,10 +97,13 @@ class MaildirWriterProcess:
         return await future
 
     async def close(self) -> None:
-        """Let the child finish what it has, then end it (closing its input makes it exit)."""
+        """Let the child finish what it has, then end it (closing its input makes it exit); no new
+        child starts afterwards."""
+        self._closed = True
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        reader = self._readers.get(proc)
         assert proc.stdin is not None
         with contextlib.suppress(Exception):
             proc.stdin.close()
@@ -106,16 +112,20 @@ class MaildirWriterProcess:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        if reader is not None:
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def _running(self) -> asyncio.subprocess.Process:
         async with self._starting:
+            if self._closed:
+                raise WriterStopped("the Maildir writer is closed (the server is stopping)")
             if self._proc is None or self._proc.returncode is not None:
-                self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "hardmail.delivery.maildir_writer", str(self.root), self.hostname,
+                # -P: the working directory must not come first on the child's import path
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-P", "-m", "hardmail.delivery.maildir_writer", str(self.root), self.hostname,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-                self._reader = asyncio.get_running_loop().create_task(self._read_answers(self._proc))
+                self._proc = proc
+                self._readers[proc] = asyncio.get_running_loop().create_task(self._read_answers(proc))
             return self._proc
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
@@ -125,7 +135,7 @@ class MaildirWriterProcess:
                 header = await proc.stdout.readexactly(FRAME.size)
                 body = await proc.stdout.readexactly(FRAME.unpack(header)[0])
                 request_id, outcomes = pickle.loads(body)  # noqa: S301 - written by our own child, see the module docstring
-                future = self._pending.pop(request_id, None)
+                _sent_to, future = self._pending.pop(request_id, (proc, None))
                 if future is not None and not future.done():
                     future.set_result([_as_outcome(outcome) for outcome in outcomes])
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -134,12 +144,21 @@ class MaildirWriterProcess:
             self._fail_pending(proc)
 
     def _fail_pending(self, proc: asyncio.subprocess.Process) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(WriterStopped("the Maildir writer process stopped before it answered"))
+        """``proc`` ended: fail what was sent to it (not what went to a newer child)."""
+        self._readers.pop(proc, None)
         if self._proc is proc:
             self._proc = None
+        lost = [request_id for request_id, (sent_to, _future) in self._pending.items() if sent_to is proc]
+        for request_id in lost:
+            _sent_to, future = self._pending.pop(request_id)
+            if not future.done():
+                future.set_exception(WriterStopped("the Maildir writer process stopped before it answered"))
+        if lost and not self._closed:
+            from hardmail.ops.log import log_event  # here: the child never needs logging's imports
+
+            log_event("delivery.writer_stopped", level="error", pid=proc.pid, returncode=proc.returncode,
+                      lost=len(lost), hint="the messages it was writing got 451 and will be sent again; "
+                      "a new writer process starts with the next message")
 
 
 def _as_outcome(answer: list[str] | BaseException) -> Outcome:

@@ -56,7 +56,9 @@ from hardmail.policy.bans import (
     BanDecision,
     BanIndex,
     BanRules,
+    active_bans,
     address_key,
+    ban_subjects,
     decide_ban,
     new_ban,
     subnet_of,
@@ -292,7 +294,9 @@ class AccessHook(SessionHook):
 
     # authentication ------------------------------------------------------------------------
     async def before_auth(self, facts: SessionFacts, mechanism: str) -> Reply | None:
-        ban = await self.active_ban(facts.peer_ip)
+        # AUTH is rare next to connections and costs a hash anyway: ask the store too, so that a ban
+        # made by another process applies here at once, not at the next snapshot.
+        ban = await self.active_ban(facts.peer_ip) or await self._stored_ban(facts.peer_ip)
         if ban is not None:
             log_event("access.refused", session=facts.session_id, peer=facts.peer_ip, subject=ban.subject,
                       stage="auth")
@@ -323,10 +327,21 @@ class AccessHook(SessionHook):
             await self.sleeper(delay)
         return None
 
+    async def _stored_ban(self, ip: str) -> Ban | None:
+        try:
+            subjects = ban_subjects(ip)
+        except ValueError:
+            return None
+        found = active_bans(await self.store.access.get_bans(subjects), self.clock.now())
+        return max(found, key=lambda ban: ban.expires_at) if found else None
+
     async def ban(self, decision: BanDecision, source: str) -> Ban:
         now = self.clock.now()
         found = await self.store.access.get_bans([decision.subject])
         previous = found[0] if found else None
+        if source == "auto" and previous is not None and previous.expires_at > now:
+            self._hold_own_ban(previous)  # already banned (by another process): no second offence
+            return previous
         ban = new_ban(decision, previous, now, self.bans)
         await self.store.access.put_ban(ban)
         self._hold_own_ban(ban)

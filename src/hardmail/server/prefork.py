@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from hardmail.config.schema import Config, parse_host_port
 from hardmail.ops.log import log_event
@@ -60,12 +61,15 @@ def worker_count(config: Config) -> int:
 
 
 def bind_listeners(config: Config, kinds: tuple[str, ...]) -> list[ListeningSocket]:
-    """A listening socket for every configured address; closes what it opened when one fails."""
+    """Listening sockets for every configured address (a host name or an empty host gives one per
+    address it stands for, as asyncio's create_server does); closes what it opened when one fails."""
     bound: list[ListeningSocket] = []
     try:
         for kind in kinds:
             for address in getattr(config.listen, kind):
-                bound.append(ListeningSocket(kind, address, _listen(*parse_host_port(address))))
+                host, port = parse_host_port(address)
+                for family, sockaddr in _passive_addresses(host, port):
+                    bound.append(ListeningSocket(kind, address, _listen(family, sockaddr)))
     except BaseException:
         for listening in bound:
             listening.sock.close()
@@ -73,14 +77,19 @@ def bind_listeners(config: Config, kinds: tuple[str, ...]) -> list[ListeningSock
     return bound
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def _passive_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
+    """Where to listen for ``host`` (empty: every interface, IPv4 and IPv6), without duplicates."""
+    found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    return list(dict.fromkeys((family, sockaddr) for family, _type, _proto, _name, sockaddr in found))
+
+
+def _listen(family: socket.AddressFamily, sockaddr: tuple[Any, ...]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        sock.bind(sockaddr)
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
@@ -104,7 +113,8 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _FORWARDED}
         try:
             for index in range(self.count):
-                self._spawn(index)
+                if not self.stopping:
+                    self._spawn(index)
             log_event("server.workers", workers=self.count, pids=sorted(self.children))
             self._reap_until_done()
         finally:
@@ -129,17 +139,24 @@ class Supervisor:
         log_event("server.worker_died", level="error", worker=index, status=_describe(status),
                   restart_in=self._pause,
                   hint="a worker stopped unexpectedly and is started again; its log lines above say why")
-        if self._pause:
-            time.sleep(self._pause)  # the supervisor has nothing else to do meanwhile
+        deadline = time.monotonic() + self._pause
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.1)  # the supervisor has nothing else to do; a stop ends the pause early
         if not self.stopping:
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
+        """Fork worker ``index``. Signals wait while it happens: the supervisor's handler sees the
+        new child in ``children``, and the child sets its own handling before any reaches it."""
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(_worker_main(parent, index, self.run_worker))
-        self.children[pid] = (index, time.monotonic())
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(_worker_main(parent, index, self.run_worker))
+            self.children[pid] = (index, time.monotonic())
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == QUEUE_WAKE_SIGNAL:
@@ -176,9 +193,11 @@ def _join_other_threads() -> None:
 
 def _worker_main(parent: int, index: int, run_worker: Callable[[int], int]) -> int:
     """In the forked worker: die with the supervisor, take default signal handling, run."""
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
-    signal.signal(QUEUE_WAKE_SIGNAL, signal.SIG_IGN)  # until worker 0's queue runner listens for it
+    for sig in (signal.SIGHUP, QUEUE_WAKE_SIGNAL):
+        signal.signal(sig, signal.SIG_IGN)  # until the event loop listens for them
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)  # blocked by _spawn around the fork
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the line above took effect
         return 1

@@ -83,3 +83,4 @@ async def test_a_failed_fsync_reaches_every_caller_of_the_batch(tmp_path: Path, 
 async def test_one_committer_per_store_and_loop(tmp_path: Path) -> None:
     store = MaildirStore(tmp_path / "mail", "mx.example.org")
     assert group_commit_for(store) is group_commit_for(store)
+

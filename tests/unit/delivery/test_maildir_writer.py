@@ -100,3 +100,12 @@ def test_the_child_answers_only_after_the_fsync(tmp_path: Path, sample_message: 
     body = answers.getvalue()[FRAME.size:]
     request_id, [[path]] = pickle.loads(body)
     assert request_id == 7 and Path(path).name in answers.synced_at_write
+
+
+async def test_no_child_starts_after_close(tmp_path: Path, sample_message: bytes) -> None:
+    writer = MaildirWriterProcess(tmp_path / "mail", HOST)
+    await writer.commit([(["bob@example.org"], [sample_message], None)])
+    await writer.close()
+    with pytest.raises(WriterStopped):
+        await writer.commit([(["bob@example.org"], [sample_message], None)])
+    assert writer._proc is None

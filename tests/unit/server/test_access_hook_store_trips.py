@@ -74,10 +74,27 @@ async def test_connections_and_recipients_cost_no_writes_and_at_most_one_query_e
     assert replies == [None] * 20
     for _ in range(20):
         await hook.relay_rules("203.0.113.1", "someone@elsewhere.example")
-        assert await hook.before_auth(facts("203.0.113.1"), "PLAIN") is None
     assert access.calls["add_to_counter"] == 0 and access.calls["get_bans"] == 0
     assert access.calls["list_active_bans"] == 1 and access.calls["list_ranges"] == 1
     assert set(access.calls) <= {"list_active_bans", "list_ranges", "prune"}
+    for _ in range(3):  # AUTH asks the store as well: rare next to connections, and it hashes anyway
+        assert await hook.before_auth(facts("203.0.113.1"), "PLAIN") is None
+    assert access.calls["get_bans"] == 3
+
+
+async def test_a_ban_made_elsewhere_applies_to_auth_at_once() -> None:
+    hook, access, clock = make_hook()
+    assert await hook.on_connect(facts(session="a")) is None
+    await access.put_ban(admin_ban("198.51.100.7", clock))  # another worker, or the CLI
+    assert await hook.before_auth(facts(session="a"), "PLAIN") == BANNED
+
+
+async def test_an_active_ban_is_not_made_again_by_failures_seen_elsewhere() -> None:
+    hook, access, _ = make_hook()
+    first = await hook.ban(BanDecision("198.51.100.7", "failures", "x"), "auto")
+    again = await hook.ban(BanDecision("198.51.100.7", "failures", "x"), "auto")
+    assert again == first and again.offences == 1  # no second offence, no longer ban
+    assert access.calls["put_ban"] == 1
 
 
 async def test_twenty_sessions_at_refresh_time_cause_one_query() -> None:
