@@ -35,22 +35,13 @@ from loadgen import LoadPlan, run_load_sync
 from peers.aiosmtpd_peer import AiosmtpdPeer
 from peers.hardmail_peer import HARDMAIL, PASSWORD, HardmailPeer
 from peers.postfix import PostfixPeer
-from peers.procs import ProcessGroup, free_port, wait_for_greeting
+from peers.procs import ProcessGroup, free_port, process_tree, wait_for_greeting
 from report import facts_line, machine_facts, markdown_table
 
 DOMAIN = "bench.test"
 USER = f"user@{DOMAIN}"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every descendant (from /proc)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += process_tree(int(child))
-    return found
 
 
 def cpu_seconds(pid: int) -> float:

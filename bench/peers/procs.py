@@ -77,7 +77,15 @@ def pss_bytes(pid: int) -> int:
 def tree_memory_bytes(pid: int) -> int:
     """The memory of ``pid`` and all its descendants (a server with worker processes), as the sum of
     their proportional set sizes, so pages shared after a fork count once."""
-    return pss_bytes(pid) + sum(tree_memory_bytes(child) for child in children_of(pid))
+    return sum(pss_bytes(member) for member in process_tree(pid))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant (from /proc)."""
+    found = [pid]
+    for child in children_of(pid):
+        found += process_tree(child)
+    return found
 
 
 def children_of(pid: int) -> list[int]:
