@@ -10,7 +10,8 @@ asyncio loop, the lines of one turn are collected and written together by a ``ca
 (at once past 64 KiB). Warnings and errors, and lines from threads without a running loop, are
 written at once, after whatever is pending, so the order of lines is kept. ``flush()``, ``close()``
 and an ``atexit`` hook write pending lines; a SIGKILL loses at most the current turn's lines. The
-file target is reopened when logrotate moved it, checked once per write rather than per line.
+file target (:mod:`hardmail.ops.logfile`: mode 0600 whatever the umask) is reopened when logrotate
+moved it, checked once per write rather than per line.
 
 Field values under secret-looking keys are replaced by ``[redacted]``; callers must still never
 pass protocol payloads of AUTH. The formatting is hand-written rather than structlog because the
@@ -32,10 +33,10 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from hardmail.config.schema import LoggingSection
+from hardmail.ops.logfile import WatchedFile, access_for
 
 EVENTS_LOGGER_NAME = "hardmail.events"
 ROOT_LOGGER_NAME = "hardmail"
@@ -325,45 +326,6 @@ class _CurrentStderr:
         return None
 
 
-class _WatchedFile:
-    """Appends to a file and reopens it, as WatchedFileHandler does, when it was moved or deleted
-    (logrotate); the check is one ``os.stat`` per write, and a write carries a whole batch."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._stream: TextIO | None = None
-        self._identity: tuple[int, int] | None = None
-        self._open()
-
-    def write(self, text: str) -> None:
-        stream = self._stream
-        if stream is None or self._identity != _file_identity(self._path):
-            self.close()
-            stream = self._open()
-        stream.write(text)
-        stream.flush()
-
-    def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
-
-    def _open(self) -> TextIO:
-        stream = self._stream = self._path.open("a", encoding="utf-8")
-        info = os.fstat(stream.fileno())
-        self._identity = (info.st_dev, info.st_ino)
-        return stream
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
-
-
 class _TurnBatchingHandler(logging.Handler):
     """Writes formatted lines to a target, collecting the lines of one event-loop turn into one write.
 
@@ -467,8 +429,18 @@ class _TurnBatchingHandler(logging.Handler):
         try:
             for piece in whole_line_pieces(lines, _ATOMIC_WRITE):
                 self._target.write(piece)
+            if isinstance(self._target, WatchedFile):
+                self._write_notices(self._target)
         except Exception:
             self.handleError(logging.makeLogRecord({"msg": "%d log line(s) not written", "args": (len(lines),)}))
+
+    def _write_notices(self, target: WatchedFile) -> None:
+        """The file's own warnings (a looser mode found at start or after a rotation), as events."""
+        for notice in target.take_notices():
+            payload = build_event("log.file_mode", "warning", {"detail": notice})
+            record = logging.makeLogRecord({"msg": _ENCODER.encode(payload), "levelno": logging.WARNING,
+                                            "levelname": "WARNING", _EVENT_ATTR: payload})
+            target.write(self.format(record) + "\n")
 
 
 def whole_line_pieces(lines: list[str], limit: int) -> Iterator[str]:
@@ -487,13 +459,16 @@ def whole_line_pieces(lines: list[str], limit: int) -> Iterator[str]:
         yield "".join(piece)
 
 
-def _make_handler(file: Path | None) -> _TurnBatchingHandler:
-    return _TurnBatchingHandler(_CurrentStderr() if file is None else _WatchedFile(file))
+def _make_handler(section: LoggingSection) -> _TurnBatchingHandler:
+    if section.file is None:
+        return _TurnBatchingHandler(_CurrentStderr())
+    access = access_for(section.file_group)
+    return _TurnBatchingHandler(WatchedFile(section.file, access, section.file_group))
 
 
 def configure_logging(section: LoggingSection) -> None:
     """Install the one hardmail handler (replacing an earlier one) with format, level and target."""
-    handler = _make_handler(section.file)
+    handler = _make_handler(section)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(ConsoleFormatter() if section.format == "console" else JsonFormatter())
     remove_configured_handler()
