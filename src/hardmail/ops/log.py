@@ -31,12 +31,14 @@ import os
 import select
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hardmail.config.schema import LoggingSection
+from hardmail.ops.log_limit import SourceLimiter, Suppressed
 from hardmail.ops.logfile import WatchedFile, access_for
+from hardmail.policy.bans import address_key
 
 EVENTS_LOGGER_NAME = "hardmail.events"
 ROOT_LOGGER_NAME = "hardmail"
@@ -236,18 +238,33 @@ _NOTHING_BOUND = BoundFields({})
 
 
 class EventLogger:
-    """Fields bound once (session id, peer, listener), then added to every event it logs."""
+    """Fields bound once (session id, peer, listener), then added to every event it logs.
 
-    __slots__ = ("_bound", "_serialized")
+    ``per_source(ip)`` gives one whose events count against the per-source rate limit of that
+    client (see :mod:`hardmail.ops.log_limit` and ``configure_logging``)."""
+
+    __slots__ = ("_bound", "_serialized", "_source")
 
     def __init__(self, **bound: Any) -> None:
         self._bound = bound
         self._serialized = BoundFields(bound) if BoundFields.usable(bound) else None
+        self._source: str | None = None
 
     def bind(self, **more: Any) -> EventLogger:
-        return EventLogger(**{**self._bound, **more})
+        bound = EventLogger(**{**self._bound, **more})
+        bound._source = self._source
+        return bound
+
+    def per_source(self, ip: str) -> EventLogger:
+        """This logger, its events limited per (event, source address) of ``ip``."""
+        limited = self.bind()
+        limited._source = source_key(ip)
+        return limited
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
+        source = self._source
+        if source is not None and _limiter is not None and not _source_admits(event, level, source, fields):
+            return
         serialized = self._serialized
         if serialized is not None and serialized.names.isdisjoint(fields):
             _emit_bound(event, level, serialized, fields)
@@ -256,6 +273,49 @@ class EventLogger:
 
     def __repr__(self) -> str:  # keys only: a bound value could be sensitive
         return f"EventLogger(bound={sorted(self._bound)})"
+
+
+# --- the per-source rate limit ----------------------------------------------------------------
+
+_limiter: SourceLimiter | None = None  # set by configure_logging; None writes every line
+# Lines a client cannot repeat without succeeding at something: never limited.
+_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success")})
+
+
+def source_key(ip: str) -> str:
+    """The source lines are counted by: an IPv4 address or an IPv6 /64 (as bans count them)."""
+    try:
+        return address_key(ip)
+    except ValueError:
+        return ip
+
+
+def _source_admits(event: str, level: str, source: str, fields: Mapping[str, Any]) -> bool:
+    """Whether the limiter lets this line through; writes the summaries of windows that ended."""
+    limiter = _limiter
+    try:
+        numeric = _numeric_level(level)
+        if (limiter is None or numeric >= logging.ERROR or (event, None) in _ALWAYS_WRITTEN
+                or (event, fields.get("result")) in _ALWAYS_WRITTEN or not _events.isEnabledFor(numeric)):
+            return True
+        admitted, ended = limiter.admit(event, source, numeric)
+        for summary in ended:
+            _write_summary(summary)
+        return admitted
+    except Exception:  # logging must never break mail handling
+        return True
+
+
+def _write_summary(summary: Suppressed) -> None:
+    log_event("log.suppressed", level=_LEVEL_NAMES.get(max(summary.level, logging.INFO), "info"),
+              suppressed_event=summary.event, peer=summary.source, count=summary.count,
+              seconds=round(summary.seconds, 1))
+
+
+def _write_pending_summaries() -> None:
+    if _limiter is not None:
+        for summary in _limiter.pending():
+            _write_summary(summary)
 
 
 # --- formatting and configuration ----------------------------------------------------------
@@ -466,18 +526,25 @@ def _make_handler(section: LoggingSection) -> _TurnBatchingHandler:
     return _TurnBatchingHandler(WatchedFile(section.file, access, section.file_group))
 
 
-def configure_logging(section: LoggingSection) -> None:
-    """Install the one hardmail handler (replacing an earlier one) with format, level and target."""
+def configure_logging(section: LoggingSection, clock: Callable[[], float] = time.monotonic) -> None:
+    """Install the one hardmail handler (replacing an earlier one) with format, level and target,
+    and the per-source rate limit (``clock`` is its time, injected by tests)."""
+    global _limiter
     handler = _make_handler(section)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(ConsoleFormatter() if section.format == "console" else JsonFormatter())
     remove_configured_handler()
     _root.addHandler(handler)
     _root.setLevel(LEVELS.get(section.level, logging.INFO))
+    burst, interval = section.per_source_burst, section.per_source_interval
+    _limiter = SourceLimiter(burst, interval, clock) if burst > 0 else None
 
 
 def remove_configured_handler() -> None:
-    """Undo configure_logging's handler (tests, shutdown); the level is left as it is."""
+    """Undo configure_logging's handler and rate limit (tests, shutdown); the level is left as it is."""
+    global _limiter
+    _write_pending_summaries()
+    _limiter = None
     for old in [h for h in _root.handlers if h.get_name() == _HANDLER_NAME]:
         _root.removeHandler(old)
         old.close()
@@ -489,6 +556,7 @@ def _configured_handlers() -> list[_TurnBatchingHandler]:
 
 def _flush_configured_handlers() -> None:
     """Write what waits for the end of a loop turn that will not come (normal interpreter exit)."""
+    _write_pending_summaries()
     for handler in _configured_handlers():
         handler.flush()
 

@@ -151,7 +151,7 @@ class SmtpSession:
         self.id = new_id()
         self.conn = ServerConnection(smtp_options(ctx.config, kind))
         self.peer_ip, self.peer_port = channel.peer()
-        self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
+        self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind).per_source(self.peer_ip)
         self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None
@@ -164,6 +164,7 @@ class SmtpSession:
         self._held_size = 0
         self._watchdog = Watchdog(channel)
         self._known_facts: SessionFacts | None = None
+        self._logged_helo: str | None = None  # the HELO/EHLO name last logged at info
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -325,7 +326,9 @@ class SmtpSession:
         return None
 
     async def _on_helo(self, event: Helo) -> Reply:
-        self.log.event("smtp.helo", helo=event.hostname, esmtp=event.extended)
+        # The same name again (a client looping on EHLO) is not news: debug, not a line per command.
+        repeated, self._logged_helo = event.hostname == self._logged_helo, event.hostname
+        self.log.event("smtp.helo", level="debug" if repeated else "info", helo=event.hostname, esmtp=event.extended)
         return await self._first_refusal("on_helo", event.hostname) or event.reply
 
     async def _on_starttls(self, event: StartTls) -> Reply:
