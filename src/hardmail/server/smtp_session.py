@@ -418,14 +418,17 @@ class SmtpSession:
         if address.domain.startswith("["):
             self.log.event("smtp.rcpt", recipient=address.key, accepted=False, reason="address literal")
             return ADDRESS_LITERAL_REFUSED
-        resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
+        reveal = self.ctx.config.smtp.reveal_disabled_recipients  # else disabled looks unknown: reply, timing, log kind
+        resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator,
+                                             disabled_as_unknown=not reveal)
         rules = await relay_rules_for(self.ctx, self.peer_ip, self.txn.sender if self.txn else "")
-        verdict = rcpt_verdict(self._facts(), resolution.kind, rules)
+        verdict = rcpt_verdict(self._facts(), resolution.kind, rules, reveal_disabled=reveal)
         if verdict.accept and self.txn is not None:
             refusal = await self._first_refusal("on_rcpt", self.txn.sender, address, resolution)
             if refusal is not None:
                 verdict = Verdict.refuse(refusal, "refused by a check")
-        self.log.event("smtp.rcpt", recipient=address.key, kind=resolution.kind, accepted=verdict.accept,
+        kind = "unknown" if resolution.kind == "disabled" and not reveal else resolution.kind
+        self.log.event("smtp.rcpt", recipient=address.key, kind=kind, accepted=verdict.accept,
                        reason=verdict.reason or None)
         if verdict.accept and self.txn is not None:
             self._add_recipient(address.key, resolution)
