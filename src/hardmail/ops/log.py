@@ -144,7 +144,10 @@ def build_event(event: str, level: str, fields: Mapping[str, Any]) -> dict[str, 
 
 
 def log_event(event: str, *, level: str = "info", **fields: Any) -> None:
-    """Log one event with its fields as one JSON line. Never raises."""
+    """Log one event with its fields as one JSON line. Never raises. An event that names a client
+    (a ``peer`` field) counts against that client's rate limit (see ``configure_logging``)."""
+    if _limiter is not None and not _source_admits(event, level, _source_of(fields), fields):
+        return
     if _RENAMING_KEYS.isdisjoint(fields):
         _emit_bound(event, level, _NOTHING_BOUND, fields)
     else:
@@ -238,32 +241,21 @@ _NOTHING_BOUND = BoundFields({})
 
 
 class EventLogger:
-    """Fields bound once (session id, peer, listener), then added to every event it logs.
-
-    ``per_source(ip)`` gives one whose events count against the per-source rate limit of that
-    client (see :mod:`hardmail.ops.log_limit` and ``configure_logging``)."""
+    """Fields bound once (session id, peer, listener), then added to every event it logs. With a
+    ``peer`` bound, its events count against that client's rate limit (see ``configure_logging``)."""
 
     __slots__ = ("_bound", "_serialized", "_source")
 
     def __init__(self, **bound: Any) -> None:
         self._bound = bound
         self._serialized = BoundFields(bound) if BoundFields.usable(bound) else None
-        self._source: str | None = None
+        self._source = _source_of(bound)
 
     def bind(self, **more: Any) -> EventLogger:
-        bound = EventLogger(**{**self._bound, **more})
-        bound._source = self._source
-        return bound
-
-    def per_source(self, ip: str) -> EventLogger:
-        """This logger, its events limited per (event, source address) of ``ip``."""
-        limited = self.bind()
-        limited._source = source_key(ip)
-        return limited
+        return EventLogger(**{**self._bound, **more})
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
-        source = self._source
-        if source is not None and _limiter is not None and not _source_admits(event, level, source, fields):
+        if _limiter is not None and not _source_admits(event, level, _source_of(fields) or self._source, fields):
             return
         serialized = self._serialized
         if serialized is not None and serialized.names.isdisjoint(fields):
@@ -279,9 +271,10 @@ class EventLogger:
 
 _limiter: SourceLimiter | None = None  # set by configure_logging; None writes every line
 # Lines a client cannot repeat without succeeding at something: never limited.
-_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success")})
+_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success"), ("log.suppressed", None)})
 
 
+@functools.lru_cache(maxsize=4096)
 def source_key(ip: str) -> str:
     """The source lines are counted by: an IPv4 address or an IPv6 /64 (as bans count them)."""
     try:
@@ -290,12 +283,18 @@ def source_key(ip: str) -> str:
         return ip
 
 
-def _source_admits(event: str, level: str, source: str, fields: Mapping[str, Any]) -> bool:
+def _source_of(fields: Mapping[str, Any]) -> str | None:
+    """The client an event names (its ``peer`` field), as a source key."""
+    peer = fields.get("peer")
+    return source_key(peer) if type(peer) is str else None
+
+
+def _source_admits(event: str, level: str, source: str | None, fields: Mapping[str, Any]) -> bool:
     """Whether the limiter lets this line through; writes the summaries of windows that ended."""
     limiter = _limiter
     try:
         numeric = _numeric_level(level)
-        if (limiter is None or numeric >= logging.ERROR or (event, None) in _ALWAYS_WRITTEN
+        if (limiter is None or source is None or numeric >= logging.ERROR or (event, None) in _ALWAYS_WRITTEN
                 or (event, fields.get("result")) in _ALWAYS_WRITTEN or not _events.isEnabledFor(numeric)):
             return True
         admitted, ended = limiter.admit(event, source, numeric)

@@ -159,7 +159,7 @@ class SmtpSession:
         self.id = new_id()
         self.conn = ServerConnection(smtp_options(ctx.config, kind))
         self.peer_ip, self.peer_port = channel.peer()
-        self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind).per_source(self.peer_ip)
+        self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
         self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None

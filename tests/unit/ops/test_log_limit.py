@@ -67,8 +67,8 @@ def lines(target: Path) -> list[dict[str, Any]]:
 def test_session_events_are_limited_and_summarised(tmp_path: Path) -> None:
     clock = FakeClock()
     target = configure(tmp_path, clock)
-    session = EventLogger(session="s1", peer="2001:db8::1").per_source("2001:db8::1")
-    other_host_same_64 = EventLogger(session="s2").per_source("2001:db8::2")
+    session = EventLogger(session="s1", peer="2001:db8::1")
+    other_host_same_64 = EventLogger(session="s2", peer="2001:db8::2")
     for _ in range(5):
         session.event("smtp.auth", level="warning", result="failure")
         other_host_same_64.event("smtp.auth", level="warning", result="failure")
@@ -84,7 +84,7 @@ def test_session_events_are_limited_and_summarised(tmp_path: Path) -> None:
 
 def test_accepted_messages_successful_logins_and_errors_are_never_limited(tmp_path: Path) -> None:
     target = configure(tmp_path, FakeClock(), burst=1)
-    session = EventLogger(session="s1").per_source("192.0.2.7")
+    session = EventLogger(session="s1", peer="192.0.2.7")
     for _ in range(3):
         session.event("smtp.accept", size=10)
         session.event("smtp.auth", result="success")
@@ -99,14 +99,24 @@ def test_a_logger_without_a_source_and_a_zero_burst_write_every_line(tmp_path: P
     assert len(lines(target)) == 3
     target = configure(tmp_path, FakeClock(), burst=0)
     for _ in range(3):
-        EventLogger(session="s1").per_source("192.0.2.7").event("smtp.helo")
+        EventLogger(session="s1", peer="192.0.2.7").event("smtp.helo")
     assert len(lines(target)) == 6
 
 
 def test_pending_counts_are_written_when_logging_stops(tmp_path: Path) -> None:
     target = configure(tmp_path, FakeClock(), burst=1)
-    session = EventLogger(session="s1").per_source("192.0.2.7")
+    session = EventLogger(session="s1", peer="192.0.2.7")
     for _ in range(4):
         session.event("smtp.rcpt", accepted=False)
     written = lines(target)
     assert [(e["event"], e.get("count")) for e in written] == [("smtp.rcpt", None), ("log.suppressed", 3)]
+
+
+def test_any_event_naming_a_peer_is_limited_and_the_rest_are_not(tmp_path: Path) -> None:
+    target = configure(tmp_path, FakeClock(), burst=1)
+    for _ in range(3):
+        log_event("access.refused", peer="192.0.2.7", subject="192.0.2.7", stage="connect")
+        log_event("access.ban", level="warning", subject="192.0.2.7", kind="failures")  # names no peer
+    assert [(e["event"], e.get("count")) for e in lines(target)] == [
+        ("access.refused", None), ("access.ban", None), ("access.ban", None), ("access.ban", None),
+        ("log.suppressed", 2)]
