@@ -88,6 +88,7 @@ class SmtpSection(Section):
     auth_on_mx: bool = Field(False, description="Offer AUTH on the MX listener (inside TLS only). Off by default.")
     allow_plaintext_auth: bool = Field(False, description="INSECURE: offer AUTH outside TLS. Never enable in production.")
     plus_separator: str = Field("+", max_length=1, description="Sub-address separator (user+tag@domain); empty disables plus addressing.")
+    reveal_disabled_recipients: bool = Field(False, description="Answer RCPT to a disabled account with 550 5.2.1 (mailbox disabled). Off by default: it answers exactly like an unknown address (catch-all included), so probes cannot tell disabled accounts from absent ones.")
     timeouts: TimeoutSection = TimeoutSection()
 
 
@@ -241,7 +242,10 @@ class AccessSection(Section):
 class LoggingSection(Section):
     format: Literal["json", "console"] = Field("json", description="json: one JSON object per line; console: readable lines.")
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level written.")
-    file: Path | None = Field(None, description="Append logs to this file instead of standard error.")
+    file: Path | None = Field(None, description="Append logs to this file instead of standard error. hardmail creates it with mode 0600 (and its directory with 0700), whatever the umask.")
+    file_group: str = Field("", description="Group allowed to read the log file (for a fail2ban or log shipper that is not hardmail's user): the file is created 0640 and its directory 0750 with this group; empty keeps them to hardmail's user (0600/0700).")
+    per_source_burst: int = Field(20, ge=0, description="Lines of one event from one client address (IPv6: its /64) written per interval; further ones are counted and written as one log.suppressed line; 0 writes every line.")
+    per_source_interval: float = Field(10.0, gt=0, description="Seconds of the per_source_burst interval.")
 
 
 class DkimSection(Section):

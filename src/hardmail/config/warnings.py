@@ -1,6 +1,8 @@
 """Insecure but valid settings: one sentence per finding, saying what the risk is and what to do.
 
-These never stop the server; ``hardmail config check`` and the startup log show them.
+These never stop the server; ``hardmail config check`` and the startup log show them. Besides the
+settings themselves, the modes of an existing log file and its directory are looked at (a file
+others can read or write is a finding, see :mod:`hardmail.ops.logfile`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from hardmail.config.schema import Config, parse_host_port
+from hardmail.ops.logfile import loose_modes
 
 # A trusted network this wide lets (nearly) the whole Internet relay: an open relay.
 _WIDEST_SAFE_PREFIX = {4: 8, 6: 16}
@@ -24,6 +27,7 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_open_relay(cfg),
         *_auth_on_mx(cfg),
         *_self_signed_on_public_listeners(cfg),
+        *_log_file_modes(cfg),
     ]
 
 
@@ -88,3 +92,9 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # "*" or "" mean every address
         return False
+
+
+def _log_file_modes(cfg: Config) -> list[str]:
+    if cfg.logging.file is None:
+        return []
+    return loose_modes(cfg.logging.file, cfg.logging.file_group)

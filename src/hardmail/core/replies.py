@@ -55,6 +55,7 @@ class Reply:
 SERVICE_CLOSING = Reply(221, "2.0.0", "Bye")
 SERVICE_UNAVAILABLE = Reply(421, "4.3.2", "Service not available, closing transmission channel")
 TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
+SESSION_TIME_LIMIT = Reply(421, "4.4.2", "Session time limit reached, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands in one session, closing connection")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Server shutting down, try again later")

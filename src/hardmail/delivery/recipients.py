@@ -3,6 +3,11 @@
 Order for an address in one of our domains: exact account, exact alias, the address without its
 ``+tag`` (plus addressing), then the domain's catch-all (``@domain``). Aliases expand recursively,
 bounded and cycle-safe. Addresses outside our domains resolve to themselves as remote.
+
+A disabled account ends the search (kind ``disabled``), unless ``disabled_as_unknown``: then it
+counts as absent and the search goes on exactly as for an unknown address (same look-ups, same
+catch-all), so that neither the reply nor the time it takes tells a disabled account from a
+missing one; the kind is still ``disabled`` when nothing else matched, for the log.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class _Expansion:
     remote: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     disabled: bool = False
+    disabled_as_unknown: bool = False  # a disabled account does not end the search
 
 
 async def is_local_domain(store: DomainStore, domain: str) -> bool:
@@ -42,14 +48,16 @@ async def is_local_domain(store: DomainStore, domain: str) -> bool:
     return record is not None and record.enabled
 
 
-async def resolve_recipient(store: RecipientStore, address: Address, plus_separator: str = "+") -> Resolution:
+async def resolve_recipient(store: RecipientStore, address: Address, plus_separator: str = "+",
+                            disabled_as_unknown: bool = False) -> Resolution:
     if not await is_local_domain(store, address.domain):
         return Resolution("remote", remote=(address.key,))
-    expansion = _Expansion()
-    found = await _expand(store, address, plus_separator, expansion, 0)
+    expansion = _Expansion(disabled_as_unknown=disabled_as_unknown)
+    await _expand(store, address, plus_separator, expansion, 0)
     if expansion.mailboxes or expansion.remote:
         return Resolution("local", tuple(dict.fromkeys(expansion.mailboxes)), tuple(dict.fromkeys(expansion.remote)))
-    return Resolution("disabled" if (found and expansion.disabled) else "unknown")
+    # Nothing delivers: a disabled account was met (directly or through an alias) or nothing matched.
+    return Resolution("disabled" if expansion.disabled else "unknown")
 
 
 async def _expand(store: RecipientStore, address: Address, plus: str, out: _Expansion, depth: int) -> bool:
@@ -74,9 +82,10 @@ async def _expand_key(store: RecipientStore, key: str, plus: str, out: _Expansio
         if account is not None:
             if account.enabled:
                 out.mailboxes.append(account.address)
-            else:
-                out.disabled = True
-            return True
+                return True
+            out.disabled = True
+            if not out.disabled_as_unknown:
+                return True
     alias = await store.get_alias(key)
     if alias is None or not alias.enabled:
         return False

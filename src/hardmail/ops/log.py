@@ -10,7 +10,8 @@ asyncio loop, the lines of one turn are collected and written together by a ``ca
 (at once past 64 KiB). Warnings and errors, and lines from threads without a running loop, are
 written at once, after whatever is pending, so the order of lines is kept. ``flush()``, ``close()``
 and an ``atexit`` hook write pending lines; a SIGKILL loses at most the current turn's lines. The
-file target is reopened when logrotate moved it, checked once per write rather than per line.
+file target (:mod:`hardmail.ops.logfile`: mode 0600 whatever the umask) is reopened when logrotate
+moved it, checked once per write rather than per line.
 
 Field values under secret-looking keys are replaced by ``[redacted]``; callers must still never
 pass protocol payloads of AUTH. The formatting is hand-written rather than structlog because the
@@ -30,12 +31,14 @@ import os
 import select
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from hardmail.config.schema import LoggingSection
+from hardmail.ops.log_limit import SourceLimiter, Suppressed
+from hardmail.ops.logfile import WatchedFile, access_for
+from hardmail.policy.bans import address_key
 
 EVENTS_LOGGER_NAME = "hardmail.events"
 ROOT_LOGGER_NAME = "hardmail"
@@ -141,7 +144,10 @@ def build_event(event: str, level: str, fields: Mapping[str, Any]) -> dict[str, 
 
 
 def log_event(event: str, *, level: str = "info", **fields: Any) -> None:
-    """Log one event with its fields as one JSON line. Never raises."""
+    """Log one event with its fields as one JSON line. Never raises. An event that names a client
+    (a ``peer`` field) counts against that client's rate limit (see ``configure_logging``)."""
+    if _limiter is not None and not _source_admits(event, level, _source_of(fields), fields):
+        return
     if _RENAMING_KEYS.isdisjoint(fields):
         _emit_bound(event, level, _NOTHING_BOUND, fields)
     else:
@@ -235,18 +241,22 @@ _NOTHING_BOUND = BoundFields({})
 
 
 class EventLogger:
-    """Fields bound once (session id, peer, listener), then added to every event it logs."""
+    """Fields bound once (session id, peer, listener), then added to every event it logs. With a
+    ``peer`` bound, its events count against that client's rate limit (see ``configure_logging``)."""
 
-    __slots__ = ("_bound", "_serialized")
+    __slots__ = ("_bound", "_serialized", "_source")
 
     def __init__(self, **bound: Any) -> None:
         self._bound = bound
         self._serialized = BoundFields(bound) if BoundFields.usable(bound) else None
+        self._source = _source_of(bound)
 
     def bind(self, **more: Any) -> EventLogger:
         return EventLogger(**{**self._bound, **more})
 
     def event(self, event: str, *, level: str = "info", **fields: Any) -> None:
+        if _limiter is not None and not _source_admits(event, level, _source_of(fields) or self._source, fields):
+            return
         serialized = self._serialized
         if serialized is not None and serialized.names.isdisjoint(fields):
             _emit_bound(event, level, serialized, fields)
@@ -255,6 +265,56 @@ class EventLogger:
 
     def __repr__(self) -> str:  # keys only: a bound value could be sensitive
         return f"EventLogger(bound={sorted(self._bound)})"
+
+
+# --- the per-source rate limit ----------------------------------------------------------------
+
+_limiter: SourceLimiter | None = None  # set by configure_logging; None writes every line
+# Lines a client cannot repeat without succeeding at something: never limited.
+_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success"), ("log.suppressed", None)})
+
+
+@functools.lru_cache(maxsize=4096)
+def source_key(ip: str) -> str:
+    """The source lines are counted by: an IPv4 address or an IPv6 /64 (as bans count them)."""
+    try:
+        return address_key(ip)
+    except ValueError:
+        return ip
+
+
+def _source_of(fields: Mapping[str, Any]) -> str | None:
+    """The client an event names (its ``peer`` field), as a source key."""
+    peer = fields.get("peer")
+    return source_key(peer) if type(peer) is str else None
+
+
+def _source_admits(event: str, level: str, source: str | None, fields: Mapping[str, Any]) -> bool:
+    """Whether the limiter lets this line through; writes the summaries of windows that ended."""
+    limiter = _limiter
+    try:
+        numeric = _numeric_level(level)
+        if (limiter is None or source is None or numeric >= logging.ERROR or (event, None) in _ALWAYS_WRITTEN
+                or (event, fields.get("result")) in _ALWAYS_WRITTEN or not _events.isEnabledFor(numeric)):
+            return True
+        admitted, ended = limiter.admit(event, source, numeric)
+        for summary in ended:
+            _write_summary(summary)
+        return admitted
+    except Exception:  # logging must never break mail handling
+        return True
+
+
+def _write_summary(summary: Suppressed) -> None:
+    log_event("log.suppressed", level=_LEVEL_NAMES.get(max(summary.level, logging.INFO), "info"),
+              suppressed_event=summary.event, peer=summary.source, count=summary.count,
+              seconds=round(summary.seconds, 1))
+
+
+def _write_pending_summaries() -> None:
+    if _limiter is not None:
+        for summary in _limiter.pending():
+            _write_summary(summary)
 
 
 # --- formatting and configuration ----------------------------------------------------------
@@ -323,45 +383,6 @@ class _CurrentStderr:
 
     def close(self) -> None:
         return None
-
-
-class _WatchedFile:
-    """Appends to a file and reopens it, as WatchedFileHandler does, when it was moved or deleted
-    (logrotate); the check is one ``os.stat`` per write, and a write carries a whole batch."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._path = path
-        self._stream: TextIO | None = None
-        self._identity: tuple[int, int] | None = None
-        self._open()
-
-    def write(self, text: str) -> None:
-        stream = self._stream
-        if stream is None or self._identity != _file_identity(self._path):
-            self.close()
-            stream = self._open()
-        stream.write(text)
-        stream.flush()
-
-    def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
-
-    def _open(self) -> TextIO:
-        stream = self._stream = self._path.open("a", encoding="utf-8")
-        info = os.fstat(stream.fileno())
-        self._identity = (info.st_dev, info.st_ino)
-        return stream
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 class _TurnBatchingHandler(logging.Handler):
@@ -467,8 +488,18 @@ class _TurnBatchingHandler(logging.Handler):
         try:
             for piece in whole_line_pieces(lines, _ATOMIC_WRITE):
                 self._target.write(piece)
+            if isinstance(self._target, WatchedFile):
+                self._write_notices(self._target)
         except Exception:
             self.handleError(logging.makeLogRecord({"msg": "%d log line(s) not written", "args": (len(lines),)}))
+
+    def _write_notices(self, target: WatchedFile) -> None:
+        """The file's own warnings (a looser mode found at start or after a rotation), as events."""
+        for notice in target.take_notices():
+            payload = build_event("log.file_mode", "warning", {"detail": notice})
+            record = logging.makeLogRecord({"msg": _ENCODER.encode(payload), "levelno": logging.WARNING,
+                                            "levelname": "WARNING", _EVENT_ATTR: payload})
+            target.write(self.format(record) + "\n")
 
 
 def whole_line_pieces(lines: list[str], limit: int) -> Iterator[str]:
@@ -487,22 +518,32 @@ def whole_line_pieces(lines: list[str], limit: int) -> Iterator[str]:
         yield "".join(piece)
 
 
-def _make_handler(file: Path | None) -> _TurnBatchingHandler:
-    return _TurnBatchingHandler(_CurrentStderr() if file is None else _WatchedFile(file))
+def _make_handler(section: LoggingSection) -> _TurnBatchingHandler:
+    if section.file is None:
+        return _TurnBatchingHandler(_CurrentStderr())
+    access = access_for(section.file_group)
+    return _TurnBatchingHandler(WatchedFile(section.file, access, section.file_group))
 
 
-def configure_logging(section: LoggingSection) -> None:
-    """Install the one hardmail handler (replacing an earlier one) with format, level and target."""
-    handler = _make_handler(section.file)
+def configure_logging(section: LoggingSection, clock: Callable[[], float] = time.monotonic) -> None:
+    """Install the one hardmail handler (replacing an earlier one) with format, level and target,
+    and the per-source rate limit (``clock`` is its time, injected by tests)."""
+    global _limiter
+    handler = _make_handler(section)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(ConsoleFormatter() if section.format == "console" else JsonFormatter())
     remove_configured_handler()
     _root.addHandler(handler)
     _root.setLevel(LEVELS.get(section.level, logging.INFO))
+    burst, interval = section.per_source_burst, section.per_source_interval
+    _limiter = SourceLimiter(burst, interval, clock) if burst > 0 else None
 
 
 def remove_configured_handler() -> None:
-    """Undo configure_logging's handler (tests, shutdown); the level is left as it is."""
+    """Undo configure_logging's handler and rate limit (tests, shutdown); the level is left as it is."""
+    global _limiter
+    _write_pending_summaries()
+    _limiter = None
     for old in [h for h in _root.handlers if h.get_name() == _HANDLER_NAME]:
         _root.removeHandler(old)
         old.close()
@@ -514,6 +555,7 @@ def _configured_handlers() -> list[_TurnBatchingHandler]:
 
 def _flush_configured_handlers() -> None:
     """Write what waits for the end of a loop turn that will not come (normal interpreter exit)."""
+    _write_pending_summaries()
     for handler in _configured_handlers():
         handler.flush()
 

@@ -85,11 +85,13 @@ class RelayRules:
 DELIVERY_NOT_ALLOWED = Reply(550, "5.7.1", "Delivery in this direction is not allowed from your address range")
 
 
-def rcpt_verdict(client: ClientFacts, resolution_kind: str, rules: RelayRules) -> Verdict:
+def rcpt_verdict(client: ClientFacts, resolution_kind: str, rules: RelayRules,
+                 reveal_disabled: bool = False) -> Verdict:
     """RCPT TO, in the documented order: delivery allowed, then AUTH required, then recipient known.
 
     No open relay: a recipient outside our domains needs AUTH unless the range (or a trusted
-    network) says otherwise.
+    network) says otherwise. A disabled account gets the unknown recipient's reply unless
+    ``reveal_disabled`` (smtp.reveal_disabled_recipients): only the verdict's reason differs.
     """
     recipient_local = resolution_kind != "remote"
     allowed, auth_required = True, not recipient_local
@@ -102,16 +104,16 @@ def rcpt_verdict(client: ClientFacts, resolution_kind: str, rules: RelayRules) -
         if recipient_local:
             return Verdict.refuse(AUTH_REQUIRED, "range requires AUTH for this direction")
         return Verdict.refuse(RELAY_DENIED, "relay denied: not local, not authenticated")
-    return _recipient_known(client, resolution_kind, rules)
+    return _recipient_known(client, resolution_kind, rules, reveal_disabled)
 
 
-def _recipient_known(client: ClientFacts, resolution_kind: str, rules: RelayRules) -> Verdict:
+def _recipient_known(client: ClientFacts, resolution_kind: str, rules: RelayRules, reveal_disabled: bool) -> Verdict:
     if resolution_kind == "local":
         return Verdict.ok(RECIPIENT_OK)
     if resolution_kind == "unknown":
         return Verdict.refuse(UNKNOWN_RECIPIENT, "no such local recipient")
     if resolution_kind == "disabled":
-        return Verdict.refuse(MAILBOX_DISABLED, "recipient account disabled")
+        return Verdict.refuse(MAILBOX_DISABLED if reveal_disabled else UNKNOWN_RECIPIENT, "recipient account disabled")
     if client.account is not None:
         return Verdict.ok(RECIPIENT_OK, "relay for authenticated sender")
     if rules.trusted:

@@ -17,7 +17,15 @@ from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
-from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.core.replies import (
+    LOCAL_ERROR,
+    SENDER_NOT_OWNED,
+    SESSION_TIME_LIMIT,
+    SHUTTING_DOWN,
+    TIMEOUT,
+    TLS_NOT_AVAILABLE,
+    Reply,
+)
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.headers import (
     SENDER_FIELDS,
@@ -164,6 +172,7 @@ class SmtpSession:
         self._held_size = 0
         self._watchdog = Watchdog(channel)
         self._known_facts: SessionFacts | None = None
+        self._logged_helo: str | None = None  # the HELO/EHLO name last logged at info
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -236,32 +245,46 @@ class SmtpSession:
         self._flush_replies()
         if not self.channel.must_drain:
             return
+        seconds, at_limit = self._wait_limit(self.ctx.config.smtp.timeouts.command)
         try:
-            with self._watchdog.waiting(self._time_left(self.ctx.config.smtp.timeouts.command)):
+            with self._watchdog.waiting(seconds):
                 await self.channel.drain()
         except TimeoutError:
-            self.log.event("smtp.timeout", level="warning", phase="write", code="4.4.2")
+            self.log.event("smtp.timeout", level="warning", phase="write", code="4.4.2",
+                           reason="session_limit" if at_limit else "write_timeout")
             self.channel.abort()
             raise ConnectionAbortedError("client does not read its replies") from None
 
-    def _time_left(self, phase_timeout: float) -> float:
-        return max(0.0, min(phase_timeout, self.deadline - time.monotonic()))
+    def _wait_limit(self, phase_timeout: float) -> tuple[float, bool]:
+        """Seconds the next wait may last, and whether the total session limit (rather than the
+        phase's own timeout) is what ends it."""
+        left = self.deadline - time.monotonic()
+        return max(0.0, min(phase_timeout, left)), left <= phase_timeout
 
     async def _read(self) -> bytes:
         await self._drain()
         timeouts = self.ctx.config.smtp.timeouts
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
+        seconds, at_limit = self._wait_limit(phase_timeout)
+        if seconds <= 0.0:  # a busy client reaches the session limit between two commands
+            return self._close_for_time(at_limit=True)
         self.idle = self.conn.phase is Phase.COMMAND
         try:
-            with self._watchdog.waiting(self._time_left(phase_timeout)):
+            with self._watchdog.waiting(seconds):
                 return await self.channel.read()
         except TimeoutError:
-            self.log.event("smtp.timeout", level="warning", phase=self.conn.phase.value, code="4.4.2")
-            self.channel.write(TIMEOUT.to_bytes())
-            self.channel.close()
-            return b""
+            return self._close_for_time(at_limit)
         finally:
             self.idle = False
+
+    def _close_for_time(self, at_limit: bool) -> bytes:
+        """421 saying which time ran out: the client's silence, or the session's total lifetime."""
+        reply, reason = (SESSION_TIME_LIMIT, "session_limit") if at_limit else (TIMEOUT, "idle_timeout")
+        self.log.event("smtp.timeout", level="warning", phase=self.conn.phase.value, code=reply.enhanced,
+                       reason=reason)
+        self.channel.write(reply.to_bytes())
+        self.channel.close()
+        return b""
 
     def shut_down_if_idle(self) -> bool:
         """At server stop: an idle session gets 421 and is closed; True when that happened.
@@ -325,7 +348,9 @@ class SmtpSession:
         return None
 
     async def _on_helo(self, event: Helo) -> Reply:
-        self.log.event("smtp.helo", helo=event.hostname, esmtp=event.extended)
+        # The same name again (a client looping on EHLO) is not news: debug, not a line per command.
+        repeated, self._logged_helo = event.hostname == self._logged_helo, event.hostname
+        self.log.event("smtp.helo", level="debug" if repeated else "info", helo=event.hostname, esmtp=event.extended)
         return await self._first_refusal("on_helo", event.hostname) or event.reply
 
     async def _on_starttls(self, event: StartTls) -> Reply:
@@ -393,14 +418,17 @@ class SmtpSession:
         if address.domain.startswith("["):
             self.log.event("smtp.rcpt", recipient=address.key, accepted=False, reason="address literal")
             return ADDRESS_LITERAL_REFUSED
-        resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator)
+        reveal = self.ctx.config.smtp.reveal_disabled_recipients  # else disabled looks unknown: reply, timing, log kind
+        resolution = await resolve_recipient(self.ctx.store, address, self.ctx.config.smtp.plus_separator,
+                                             disabled_as_unknown=not reveal)
         rules = await relay_rules_for(self.ctx, self.peer_ip, self.txn.sender if self.txn else "")
-        verdict = rcpt_verdict(self._facts(), resolution.kind, rules)
+        verdict = rcpt_verdict(self._facts(), resolution.kind, rules, reveal_disabled=reveal)
         if verdict.accept and self.txn is not None:
             refusal = await self._first_refusal("on_rcpt", self.txn.sender, address, resolution)
             if refusal is not None:
                 verdict = Verdict.refuse(refusal, "refused by a check")
-        self.log.event("smtp.rcpt", recipient=address.key, kind=resolution.kind, accepted=verdict.accept,
+        kind = "unknown" if resolution.kind == "disabled" and not reveal else resolution.kind
+        self.log.event("smtp.rcpt", recipient=address.key, kind=kind, accepted=verdict.accept,
                        reason=verdict.reason or None)
         if verdict.accept and self.txn is not None:
             self._add_recipient(address.key, resolution)

@@ -91,3 +91,16 @@ def test_example_prints_a_loadable_file(run: Callable[..., Result]) -> None:
     result = run("example")
     assert result.exit_code == 0
     assert result.stdout.startswith("# hardmail configuration")
+
+
+def test_check_warns_about_a_log_file_others_can_read(
+        run: Callable[..., Result], write_toml: Write, tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "hardmail.log"
+    log_file.parent.mkdir(mode=0o700)
+    log_file.write_text("")
+    log_file.chmod(0o644)
+    path = write_toml(f"[logging]\nfile = '{log_file}'\n")
+    result = run("check", "-c", str(path))
+    assert "logging.file" in flat(result.stderr) and "mode0644" in flat(result.stderr)
+    log_file.chmod(0o600)
+    assert "warning:" not in run("check", "-c", str(path)).stderr

@@ -1,0 +1,186 @@
+"""The log file: created private whatever the umask, reopened after logrotate, looser modes reported.
+
+hardmail creates the log file with mode 0600, or 0640 with the group ``logging.file_group`` when
+one is set (for a fail2ban or a log shipper that runs as another user), and every directory it
+creates on the way with 0700 (0750 with the group). The mode is set with ``fchmod`` after the
+open, so no umask (not even 000) can widen it. A file or directory that already exists keeps its
+mode: when other users could read the file or write to its directory (and so inject lines that a
+fail2ban would trust), ``loose_modes`` says so, for ``config check``, the start-up output and,
+through ``WatchedFile.take_notices``, a warning line in the log itself.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+PRIVATE_FILE_MODE = 0o600
+GROUP_FILE_MODE = 0o640
+PRIVATE_DIR_MODE = 0o700
+GROUP_DIR_MODE = 0o750
+_NEVER_IN_DIR = 0o022  # group or other write: they could replace the file or plant one after a rotation
+
+
+class LogFileError(OSError):
+    """The log file cannot be set up as configured; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileAccess:
+    """Modes (and group) for what hardmail creates."""
+
+    file_mode: int = PRIVATE_FILE_MODE
+    dir_mode: int = PRIVATE_DIR_MODE
+    gid: int | None = None
+
+
+def access_for(group: str) -> FileAccess:
+    """0600/0700 without a group; 0640/0750 and the group's id with one."""
+    if not group:
+        return FileAccess()
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise LogFileError(f"logging.file_group: there is no group named {group!r} on this machine") from None
+    return FileAccess(GROUP_FILE_MODE, GROUP_DIR_MODE, gid)
+
+
+def loose_modes(path: Path, group: str = "") -> list[str]:
+    """Sentences about an existing log file or its directory whose mode lets other users in."""
+    allowed_file = GROUP_FILE_MODE if group else PRIVATE_FILE_MODE
+    found = []
+    file_mode = _mode_of(path)
+    if file_mode is not None and file_mode & ~allowed_file:
+        found.append(file_mode_warning(path, file_mode, allowed_file))
+    dir_mode = _mode_of(path.parent)
+    if dir_mode is not None and dir_mode & _NEVER_IN_DIR:
+        found.append(
+            f"the directory {path.parent} of logging.file has mode {dir_mode:04o}: other users can "
+            "replace the log file or create one after a rotation, and fail2ban would trust its lines; "
+            f"use a directory of hardmail's own (chmod {GROUP_DIR_MODE if group else PRIVATE_DIR_MODE:o}).")
+    return found
+
+
+def file_mode_warning(path: Path, mode: int, allowed: int) -> str:
+    return (f"logging.file {path} has mode {mode:04o}: other users can read the log (addresses, "
+            f"sessions) or write fake lines for fail2ban; run chmod {allowed:o} {path}"
+            + ("" if allowed == GROUP_FILE_MODE else " (or set logging.file_group for a reader group)") + ".")
+
+
+def _mode_of(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def make_directories(directory: Path, access: FileAccess) -> None:
+    """Create ``directory`` and its missing parents with ``access.dir_mode`` (umask ignored)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, access.dir_mode)
+        except FileExistsError:
+            continue  # made by someone else meanwhile: its mode is theirs
+        os.chmod(created, access.dir_mode)
+        if access.gid is not None:
+            _set_group(created, access.gid)
+
+
+def _set_group(path: Path | int, gid: int) -> None:
+    try:
+        if isinstance(path, int):
+            os.fchown(path, -1, gid)
+        else:
+            os.chown(path, -1, gid)
+    except PermissionError:
+        raise LogFileError(f"logging.file_group: hardmail's user may not give its log file to group id {gid} "
+                           "(the user must be a member of that group)") from None
+
+
+def open_log_file(path: Path, access: FileAccess) -> tuple[TextIO, int | None]:
+    """Open ``path`` for appending; create it with ``access``'s mode and group when it is missing.
+
+    Returns the stream and, for a file that already existed, its mode (else None)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    while True:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, access.file_mode)
+        except FileExistsError:
+            try:
+                fd = os.open(path, flags)
+            except FileNotFoundError:
+                continue  # removed between the two opens (a rotation): create it after all
+            existing: int | None = stat.S_IMODE(os.fstat(fd).st_mode)
+            break
+        try:
+            os.fchmod(fd, access.file_mode)  # the umask narrowed or (000) did not touch os.open's mode
+            if access.gid is not None:
+                _set_group(fd, access.gid)
+        except BaseException:
+            os.close(fd)
+            raise
+        existing = None
+        break
+    return os.fdopen(fd, "a", encoding="utf-8"), existing
+
+
+class WatchedFile:
+    """Appends to a file and reopens it, as WatchedFileHandler does, when it was moved or deleted
+    (logrotate); the check is one ``os.stat`` per write, and a write carries a whole batch. A file
+    created again gets the same mode; one found in place (logrotate's ``create``) with a looser mode
+    leaves a notice for the handler to write."""
+
+    def __init__(self, path: Path, access: FileAccess, group: str = "") -> None:
+        self._path = path
+        self._access = access
+        self._allowed = GROUP_FILE_MODE if group else PRIVATE_FILE_MODE
+        self._notices: list[str] = []
+        self._stream: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
+        make_directories(path.parent, access)
+        self._open()
+        self._notices = loose_modes(path, group)  # at start: the file's and its directory's modes
+
+    def write(self, text: str) -> None:
+        stream = self._stream
+        if stream is None or self._identity != _file_identity(self._path):
+            self.close()
+            stream = self._open()
+        stream.write(text)
+        stream.flush()
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def take_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
+
+    def _open(self) -> TextIO:
+        stream, existing = open_log_file(self._path, self._access)
+        self._stream = stream
+        info = os.fstat(stream.fileno())
+        self._identity = (info.st_dev, info.st_ino)
+        if existing is not None and existing & ~self._allowed:
+            self._notices.append(file_mode_warning(self._path, existing, self._allowed))
+        return stream
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
