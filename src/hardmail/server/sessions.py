@@ -195,12 +195,14 @@ class AccountChangeMonitor:
 
     async def _poll(self) -> None:
         try:
+            after = min(self._gaps) - 1 if self._gaps else self._last
             while True:
-                changes = await self._store.account_changes_since(min(self._gaps, default=self._last), BATCH)
+                changes = await self._store.account_changes_since(after, BATCH)
                 for change in changes:
                     self._take(change)
                 if len(changes) < BATCH:
                     break
+                after = changes[-1].id  # the next page
         except Exception as exc:  # the store is down: sessions stay as they are until it is back
             if not self._failing:
                 log_event("auth.change_poll_error", level="error", error=type(exc).__name__, detail=str(exc)[:300])
