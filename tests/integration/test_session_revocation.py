@@ -9,6 +9,7 @@ socket timeout is only a deadline that turns a missing reply into a failure inst
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import smtplib
 import subprocess
@@ -135,8 +136,11 @@ def test_a_frozen_account_cannot_log_in_but_still_receives_mail(server: ServerTh
     assert (frozen.value.smtp_code, frozen.value.smtp_error) == (wrong.value.smtp_code, wrong.value.smtp_error)
     assert server.server is not None
     history = server.run(CredentialService(server.server.context.store, server.config.data_dir).login_history(ALICE))
-    assert ("login", "failure", "account frozen: phished via a fake login page") in [
-        (event.kind, event.result, event.detail) for event in history]
+    recorded = [(event.kind, event.result, event.detail) for event in history]
+    assert ("login", "failure", "account frozen: phished via a fake login page") in recorded
+    assert ("account-frozen", "done", "phished via a fake login page") in recorded
+    [listed] = [row for row in json.loads(cli(server, "account", "list", "--json")) if row["address"] == ALICE]
+    assert listed["frozen"] is True and listed["enabled"] is True
     with smtplib.SMTP(*server.address("smtp"), timeout=WAIT) as mx:
         mx.sendmail("someone@remote.example", [ALICE], b"From: someone@remote.example\r\nSubject: in\r\n\r\nhi\r\n")
     assert len(server.messages(ALICE)) == 1
