@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scramp import ScramClient
 
 from hardmail.admin.credentials import CredentialService
 from support.live import (
@@ -159,3 +160,30 @@ def test_a_message_is_refused_when_its_account_changed_before_the_next_poll(tmp_
             alice.sendmail(ALICE, [BOB], b"From: alice@example.test\r\nSubject: late\r\n\r\nhi\r\n")
         assert (refused.value.smtp_code, refused.value.smtp_error) == (421, ENDED_TEXT)
         assert server.messages(BOB) == []
+
+
+def test_a_new_password_ends_scram_sessions_but_not_app_password_ones(server: ServerThread) -> None:
+    phone = _app_password(server, "phone")
+    with signed_in(server, ALICE, phone) as on_phone, contextlib.closing(_scram_session(server)) as with_scram:
+        cli(server, "account", "passwd", ALICE, "--password-stdin", stdin=NEW_PASSWORD + "\n")
+        assert_ended(with_scram)
+        assert_alive(on_phone)  # the app password still works: revoke it to end these too
+
+
+def _scram_session(server: ServerThread) -> smtplib.SMTP:
+    client = smtplib.SMTP(*server.address("submission"), timeout=WAIT)
+    client.starttls(context=client_tls_context())
+    client.ehlo()
+    scram = ScramClient(["SCRAM-SHA-256"], ALICE, ALICE_PASSWORD)
+
+    def answer(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return scram.get_client_first()
+        if challenge.startswith(b"v="):
+            scram.set_server_final(challenge.decode())
+            return ""
+        scram.set_server_first(challenge.decode())
+        return scram.get_client_final()
+
+    assert client.auth("SCRAM-SHA-256", answer)[0] == 235
+    return client
