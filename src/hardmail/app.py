@@ -33,9 +33,10 @@ from hardmail.server.prefork import (
     wake_queue_runner,
     worker_count,
 )
+from hardmail.server.sessions import AccountChangeMonitor, SessionCheckHook
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
-from hardmail.store.cache import cached_store
+from hardmail.store.cache import CachedStore, cached_store
 
 
 def prepare_data_dir(config: Config) -> None:
@@ -70,7 +71,17 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     msgauth = build_msgauth_hook(config, store.msgauth, clock)
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
     delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
+    context.hooks.append(await _session_checks(context))  # last: the re-check nearest to acceptance
     return context
+
+
+async def _session_checks(context: ServerContext) -> SessionCheckHook:
+    """The account-change poll of this process (ends sessions of disabled, frozen, ... accounts)."""
+    forget = context.store.forget_account if isinstance(context.store, CachedStore) else None
+    monitor = AccountChangeMonitor(context.login_store, context.sessions, context.clock, forget=forget,
+                                   interval=context.config.auth.session_check_seconds, prune=True)
+    await monitor.start()
+    return SessionCheckHook(context.sessions, monitor)
 
 
 def _committer(config: Config, maildir: MaildirStore) -> GroupCommit | None:
@@ -137,6 +148,8 @@ class RunningServer:
         for hook in self.context.hooks:
             if isinstance(hook, MsgAuthHook):
                 hook.close()  # its SPF/DKIM/ARC thread pool
+            elif isinstance(hook, SessionCheckHook):
+                await hook.close()  # its account-change poll
         self.context.hash_pool.close()
         await self.context.acceptor.close()
         await self.context.store.close()
@@ -153,6 +166,9 @@ async def start_server(config: Config, sockets: list[ListeningSocket] | None = N
         await listeners.start(sockets)
     except BaseException:
         await listeners.stop(grace=0)
+        for hook in context.hooks:
+            if isinstance(hook, SessionCheckHook):
+                await hook.close()
         context.hash_pool.close()
         await context.store.close()
         raise

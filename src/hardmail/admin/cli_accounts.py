@@ -114,6 +114,7 @@ def _account_row(account: Account) -> dict[str, Any]:
         "address": account.address,
         "display_name": account.display_name,
         "enabled": account.enabled,
+        "frozen": account.frozen,
         "created_at": _when(account.created_at),
     }
 
@@ -202,7 +203,8 @@ def account_list(
         print_json(rows)
         return
     cells = [
-        (r["address"], r["display_name"], _yes_no(r["enabled"]), r["created_at"], r["last_login"]) for r in rows
+        (r["address"], r["display_name"], _yes_no(r["enabled"]) + (" (frozen)" if r["frozen"] else ""),
+         r["created_at"], r["last_login"]) for r in rows
     ]
     print_table("Accounts", ("Address", "Name", "Enabled", "Created (UTC)", "Last login (UTC)"), cells)
 
@@ -248,6 +250,29 @@ def account_enable(
     """Enable a disabled account again."""
     key = _run(config, data_dir, lambda service: service.set_account_enabled(address, True))
     typer.echo(f"account {key} enabled")
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (kept in the account's login history, never sent to clients).")
+]
+
+
+@account_app.command("freeze")
+def account_freeze(
+    address: str, reason: ReasonOption = "", config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Freeze an account (e.g. phished): no login, no sending, open sessions end; mail is still received."""
+    key = _run(config, data_dir, lambda service: service.freeze_account(address, reason))
+    typer.echo(f"account {key} frozen")
+
+
+@account_app.command("unfreeze")
+def account_unfreeze(
+    address: str, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Let a frozen account log in and send again."""
+    key = _run(config, data_dir, lambda service: service.unfreeze_account(address))
+    typer.echo(f"account {key} unfrozen")
 
 
 @account_app.command("remove")

@@ -5,6 +5,10 @@ every refusal is an :class:`AdminError` whose message says what was wrong and wh
 to do. New passwords must pass the password policy (:mod:`hardmail.policy.passwords`); they are
 hashed (Argon2id, and the SCRAM-SHA-256 secrets) in a worker thread and never appear in a message.
 Setting or changing a password is a credential event (logged and kept in the login history).
+Freezing an account (incident containment for a phished account: no login, no sending, mail is
+still received) is one too, with the admin's reason. Every disable, freeze, password change and
+removal is also signalled to the running server processes (the store records an account change
+in the same transaction), which end the account's open sessions within a second.
 """
 
 from __future__ import annotations
@@ -159,6 +163,20 @@ class AdminService:
     async def set_account_enabled(self, address: str, enabled: bool) -> str:
         key = _address_key(address)
         await self._call_on_account(key, self._store.set_account_enabled(key, enabled))
+        return key
+
+    async def freeze_account(self, address: str, reason: str = "") -> str:
+        """No login (any protocol) and no sending until unfrozen; mail is still received."""
+        key = _address_key(address)
+        reason = " ".join(reason.split())[:500]
+        await self._call_on_account(key, self._store.set_account_frozen(key, True, reason))
+        await record_admin_event(self._store.credentials, self._clock, key, "account-frozen", reason)
+        return key
+
+    async def unfreeze_account(self, address: str) -> str:
+        key = _address_key(address)
+        await self._call_on_account(key, self._store.set_account_frozen(key, False))
+        await record_admin_event(self._store.credentials, self._clock, key, "account-unfrozen")
         return key
 
     async def remove_account(self, address: str) -> str:

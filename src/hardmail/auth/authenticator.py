@@ -40,6 +40,7 @@ class AuthOutcome:
     reason: str  # for the log: "ok", "unknown user", "wrong password", "account disabled", ...
     client_text: str | None = None  # a refusal the user may read (the credentials were right)
     via: str = ""  # "password", "app-password" or "scram" on success
+    app_password_id: int | None = None  # the app password used (so that revoking it ends the session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +119,23 @@ async def _app_password_login(login: _Login, account: Account, app_password: App
     if not usable_for(app_password, login.attempt.protocol, now):
         await login.pool.dummy_verify()  # costs what a wrong password costs
         return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
-    if not account.enabled:
-        return await login.fail(account.address, "account disabled")
+    if refused := _refused_account(account):
+        return await login.fail(account.address, refused)
     await login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip)
     if app_password.last_used_at is None:
         await login.record(account.address, "done", f"app password {app_password.name!r}", "app-password-first-use")
     await login.record(account.address, "success", f"app password {app_password.name!r}")
-    return AuthOutcome(account.address, "ok", via="app-password")
+    return AuthOutcome(account.address, "ok", via="app-password", app_password_id=app_password.id)
+
+
+def _refused_account(account: Account) -> str:
+    """Why the account itself may not log in ("" when it may): disabled, or frozen (with the admin's
+    reason, for the login history; the client gets the same 535 as for a wrong password)."""
+    if not account.enabled:
+        return "account disabled"
+    if account.frozen:
+        return f"account frozen: {account.frozen_reason}" if account.frozen_reason else "account frozen"
+    return ""
 
 
 async def _main_password_login(
@@ -145,8 +156,8 @@ async def _main_password_login(
 
 async def finish_verified_login(login: _Login, account: Account, state: CredentialState, via: str) -> AuthOutcome:
     """The rules after a verified main password or SCRAM proof: enabled, 2FA, must change, expiry."""
-    if not account.enabled:
-        return await login.fail(account.address, "account disabled")
+    if refused := _refused_account(account):
+        return await login.fail(account.address, refused)
     refusal = main_password_refusal(
         protocol=login.attempt.protocol, two_factor=state.two_factor, must_change=state.must_change,
         changed_at=state.password_changed_at, now=now_utc(login.clock), policy=login.rules.policy,

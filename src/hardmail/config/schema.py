@@ -138,6 +138,7 @@ class TwoFactorSection(Section):
 
 
 class AuthSection(Section):
+    session_check_seconds: float = Field(0.5, ge=0, le=60, description="How often each server process looks for accounts disabled, frozen or removed, passwords changed and app passwords revoked (by any process), and ends the open sessions they affect; 0 checks only before accepting a message.")
     argon2: PasswordHashSection = PasswordHashSection()
     password_policy: PasswordPolicySection = PasswordPolicySection()
     scram: ScramSection = ScramSection()

@@ -28,7 +28,19 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_auth_on_mx(cfg),
         *_self_signed_on_public_listeners(cfg),
         *_log_file_modes(cfg),
+        *_slow_session_check(cfg),
     ]
+
+
+def _slow_session_check(cfg: Config) -> Iterator[str]:
+    seconds = cfg.auth.session_check_seconds
+    if seconds == 0 or seconds > 1:
+        how_long = "until they disconnect" if seconds == 0 else f"for up to {seconds:g} s"
+        yield (
+            f"auth.session_check_seconds is {seconds:g}: open sessions of an account that is disabled, "
+            f"frozen or whose password was changed can go on (short of sending a message) {how_long}; "
+            "set it to 1 or less (default 0.5)."
+        )
 
 
 def _plaintext_auth(cfg: Config) -> Iterator[str]:

@@ -10,6 +10,7 @@ from hardmail.core.clock import Clock, SystemClock
 from hardmail.delivery.assembly import DeliveryServices
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.server.hooks import SessionHook
+from hardmail.server.sessions import SessionRegistry
 from hardmail.server.tls import TlsManager
 from hardmail.store.ports import Store
 
@@ -24,6 +25,7 @@ class ServerContext:
     clock: Clock = field(default_factory=SystemClock)
     delivery: DeliveryServices | None = None
     hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)  # authenticated, by account
 
     @property
     def login_store(self) -> Store:

@@ -63,6 +63,8 @@ class SmtpAuth:
         self.log = log
         self.mechanism: sasl.Mechanism | None = None
         self.account: str | None = None
+        self.via = ""  # after success: "password", "scram" or "app-password"
+        self.app_password_id: int | None = None  # the app password used, for its revocation
         self.peer_ip = peer_ip or ""
         self.tls_version = tls_version
         self._scram_key: str | None = None  # the SCRAM user's account, when it exists
@@ -108,7 +110,7 @@ class SmtpAuth:
         name = self.mechanism.name
         self.mechanism = None
         if isinstance(step, sasl.Completed):
-            return self._succeed(self._verified or step.authcid, name)
+            return self._succeed(self._verified or step.authcid, name, "scram")
         if isinstance(step, sasl.Failure):
             return await self._mechanism_failed(step, name)
         return await self._verify(step, name)
@@ -170,10 +172,11 @@ class SmtpAuth:
             return AUTH_TEMP_FAILURE
         if outcome.account is None:
             return self._refuse(outcome, mechanism, credentials.authcid)
-        return self._succeed(outcome.account, mechanism, outcome.via)
+        return self._succeed(outcome.account, mechanism, outcome.via, outcome.app_password_id)
 
-    def _succeed(self, account: str, mechanism: str, via: str = "") -> Reply:
+    def _succeed(self, account: str, mechanism: str, via: str = "", app_password_id: int | None = None) -> Reply:
         self.account = account
+        self.via, self.app_password_id = via, app_password_id
         self.last_outcome = (account, True, "ok")
         self.log.event("smtp.auth", result="success", mechanism=mechanism, user=account, via=via or None)
         return AUTH_OK

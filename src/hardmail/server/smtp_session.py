@@ -58,6 +58,7 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, without_header_fields
+from hardmail.server.sessions import AuthenticatedSession
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
@@ -173,6 +174,8 @@ class SmtpSession:
         self._watchdog = Watchdog(channel)
         self._known_facts: SessionFacts | None = None
         self._logged_helo: str | None = None  # the HELO/EHLO name last logged at info
+        self.reading = False  # waiting for client input (any phase)
+        self.ending: Reply | None = None  # set by end_session: answered to the next command instead
 
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -192,6 +195,7 @@ class SmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
+            self.ctx.sessions.remove(self.id)
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
@@ -202,6 +206,9 @@ class SmtpSession:
 
     async def _pump(self) -> None:
         while not self.conn.closed:
+            if self.ending is not None:  # ended while busy: after the command in progress, in any phase
+                self._hold_reply(self.ending.to_bytes())
+                break
             if self.stopping and self.conn.phase is Phase.COMMAND:
                 self._hold_reply(SHUTTING_DOWN.to_bytes())
                 break
@@ -269,13 +276,27 @@ class SmtpSession:
         if seconds <= 0.0:  # a busy client reaches the session limit between two commands
             return self._close_for_time(at_limit=True)
         self.idle = self.conn.phase is Phase.COMMAND
+        self.reading = True
         try:
             with self._watchdog.waiting(seconds):
                 return await self.channel.read()
         except TimeoutError:
             return self._close_for_time(at_limit)
         finally:
-            self.idle = False
+            self.idle = self.reading = False
+
+    def end_session(self, reply: Reply) -> None:
+        """The account's credentials changed (``hardmail.server.sessions``): ``reply`` and close,
+        at once when waiting for the client (a message being received is dropped), else after the
+        command in progress."""
+        self.ending = reply
+        self.log.event("smtp.session_ended", account=self.auth.account, code=reply.enhanced)
+        if not self.reading:
+            return
+        self.conn.close()
+        self._flush_replies()
+        self.channel.write(reply.to_bytes())
+        self.channel.close()
 
     def _close_for_time(self, at_limit: bool) -> bytes:
         """421 saying which time ran out: the client's silence, or the session's total lifetime."""
@@ -379,7 +400,11 @@ class SmtpSession:
         if outcome is None:
             return reply
         username, success, reason = outcome
-        return await self._first_refusal("after_auth", username, success, reason) or reply
+        reply = await self._first_refusal("after_auth", username, success, reason) or reply
+        if success and reply.code == 235 and self.auth.account is not None:  # RFC 4954 6
+            self.ctx.sessions.add(AuthenticatedSession(self.id, self.auth.account, self.auth.via,
+                                                       self.auth.app_password_id, self))
+        return reply
 
     def _facts(self) -> ClientFacts:
         return ClientFacts(ip=self.peer_ip, listener=self.kind, tls=self.conn.tls_active, account=self.auth.account)

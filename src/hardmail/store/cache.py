@@ -5,8 +5,10 @@ path makes per recipient: domains, accounts, aliases and the aliases that target
 negative one ("no such domain"), is served for ``ttl`` seconds; so a change another process makes
 (the ``hardmail`` CLI) takes effect within ``ttl`` seconds. Every write made through the wrapper
 (domains, accounts, aliases, passwords) empties the cache at once, so the server process sees its
-own changes immediately. Everything else (lists, settings, queue, access, greylisting) is passed
-through uncached.
+own changes immediately, and :meth:`CachedStore.forget_account` drops what is cached about one
+account when another process changed it (the server's account-change poll,
+``hardmail.server.sessions``). Everything else (lists, settings, queue, access, greylisting,
+account changes) is passed through uncached.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 
 from hardmail.auth.scram import ScramSecrets
 from hardmail.core.clock import Clock
-from hardmail.store.ports import Account, Alias, Domain, Store
+from hardmail.store.ports import Account, AccountChange, Alias, Domain, Store
 from hardmail.store.ports_access import AccessStore
 from hardmail.store.ports_credentials import (
     AppPassword,
@@ -67,6 +69,12 @@ class TtlCache:
         self._entries.clear()
         self.generation += 1
 
+    def drop(self, keys: list[tuple[str, str]]) -> None:
+        """Forget these entries; a read in flight is not stored either (it may predate the change)."""
+        for key in keys:
+            self._entries.pop(key, None)
+        self.generation += 1
+
 
 class CachedStore:
     """The :class:`Store` ``inner`` with its per-recipient look-ups cached; build it with
@@ -89,6 +97,10 @@ class CachedStore:
     @property
     def inner(self) -> Store:
         return self._inner
+
+    def forget_account(self, address: str) -> None:
+        """Drop every cached answer about ``address`` (changed by another process)."""
+        self._cache.drop([(kind, address) for kind in ("account", "alias", "targeting")])
 
     async def _read(self, kind: str, key: str, load: Callable[[str], Awaitable[T]]) -> T:
         found, value = self._cache.get((kind, key))
@@ -135,6 +147,9 @@ class CachedStore:
     async def set_account_enabled(self, address: str, enabled: bool) -> None:
         await self._write(self._inner.set_account_enabled(address, enabled))
 
+    async def set_account_frozen(self, address: str, frozen: bool, reason: str = "") -> None:
+        await self._write(self._inner.set_account_frozen(address, frozen, reason))
+
     async def remove_account(self, address: str) -> None:
         await self._write(self._inner.remove_account(address))
 
@@ -153,6 +168,15 @@ class CachedStore:
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         return await self._inner.list_aliases(domain)
+
+    async def latest_account_change(self) -> int:
+        return await self._inner.latest_account_change()
+
+    async def account_changes_since(self, after_id: int, limit: int = 1000) -> list[AccountChange]:
+        return await self._inner.account_changes_since(after_id, limit)
+
+    async def prune_account_changes(self, before: datetime) -> int:
+        return await self._inner.prune_account_changes(before)
 
     async def get_setting(self, key: str) -> str | None:
         return await self._inner.get_setting(key)

@@ -53,10 +53,34 @@ class Account:
     enabled: bool = True
     display_name: str = ""
     created_at: datetime | None = None
+    frozen: bool = False  # incident containment: no login, no sending; mail is still received
+    frozen_reason: str = ""
 
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2]
+
+
+# What an ``account_changes`` row says happened (see AccountStore.account_changes_since).
+CHANGE_DISABLED = "disabled"
+CHANGE_ENABLED = "enabled"
+CHANGE_FROZEN = "frozen"
+CHANGE_UNFROZEN = "unfrozen"
+CHANGE_PASSWORD = "password"
+CHANGE_APP_PASSWORD_REVOKED = "app-password-revoked"
+CHANGE_REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """One durable "this account changed" signal, written in the transaction of the change, so
+    that every server process can end the sessions it affects (``hardmail.server.sessions``)."""
+
+    id: int  # increasing in the order the changes were written
+    account: str
+    kind: str  # one of the CHANGE_* names above
+    at: datetime
+    credential_id: int | None = None  # the app password revoked
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +130,27 @@ class AccountStore(Protocol):
         ...
 
     async def set_account_enabled(self, address: str, enabled: bool) -> None:
-        """Raises NotFound."""
+        """Raises NotFound. Records an account change (disabled or enabled)."""
+        ...
+
+    async def set_account_frozen(self, address: str, frozen: bool, reason: str = "") -> None:
+        """Freeze (with the admin's reason) or unfreeze; records an account change. Raises NotFound."""
         ...
 
     async def remove_account(self, address: str) -> None:
-        """Raises NotFound."""
+        """Raises NotFound. Records an account change (removed)."""
+        ...
+
+    async def latest_account_change(self) -> int:
+        """The id of the newest account change, 0 when there is none (one indexed look-up)."""
+        ...
+
+    async def account_changes_since(self, after_id: int, limit: int = 1000) -> list[AccountChange]:
+        """The account changes with an id above ``after_id``, oldest first, at most ``limit``."""
+        ...
+
+    async def prune_account_changes(self, before: datetime) -> int:
+        """Delete the account changes written before ``before``; how many were deleted."""
         ...
 
 

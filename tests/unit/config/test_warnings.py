@@ -68,3 +68,13 @@ def test_each_finding_is_reported_once() -> None:
                  tls={"min_version": "TLSv1"}, relay={"trusted_networks": ["0.0.0.0/0"]},
                  listen={"smtp": ["0.0.0.0:25"]})
     assert len(insecure_warnings(cfg)) == 5
+
+
+@pytest.mark.parametrize(("seconds", "says"), [(0, "until they disconnect"), (5, "up to 5 s")])
+def test_slow_session_check(seconds: float, says: str) -> None:
+    [warning] = insecure_warnings(config(auth={"session_check_seconds": seconds}))
+    assert "auth.session_check_seconds" in warning and says in warning
+
+
+def test_session_check_of_a_second_or_less_is_fine() -> None:
+    assert insecure_warnings(config(auth={"session_check_seconds": 1})) == []

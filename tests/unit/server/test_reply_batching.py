@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hardmail.config.schema import Config
+from hardmail.server.sessions import SessionRegistry
 from hardmail.server.smtp_session import SmtpSession
 
 
@@ -44,7 +45,8 @@ class RecordingChannel:
 
 
 def _session(channel: RecordingChannel) -> SmtpSession:
-    ctx: Any = SimpleNamespace(config=Config(), hooks=[], store=None, login_store=None, hash_pool=None)
+    ctx: Any = SimpleNamespace(config=Config(), hooks=[], store=None, login_store=None, hash_pool=None,
+                               sessions=SessionRegistry())
     return SmtpSession(ctx, "smtp", channel)  # type: ignore[arg-type]
 
 

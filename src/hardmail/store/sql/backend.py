@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.store.ports import (
+    CHANGE_DISABLED,
+    CHANGE_ENABLED,
+    CHANGE_FROZEN,
+    CHANGE_PASSWORD,
+    CHANGE_REMOVED,
+    CHANGE_UNFROZEN,
     Account,
+    AccountChange,
     Alias,
     AlreadyExists,
     Domain,
@@ -27,6 +34,7 @@ from hardmail.store.ports import (
     NotFound,
     Unavailable,
 )
+from hardmail.store.sql import changes
 from hardmail.store.sql import migrate as migrations
 from hardmail.store.sql.access_backend import SqlAccessStore
 from hardmail.store.sql.credentials_backend import SqlCredentialStore
@@ -41,6 +49,8 @@ _ACCOUNT_COLUMNS = (
     accounts.c.enabled,
     accounts.c.display_name,
     addresses.c.created_at,
+    accounts.c.frozen,
+    accounts.c.frozen_reason,
 )
 
 
@@ -213,6 +223,8 @@ class SqlStore:
                         password_hash=password_hash,
                         enabled=True,
                         display_name=display_name,
+                        frozen=False,
+                        frozen_reason="",
                     )
                 )
         except IntegrityError:
@@ -239,24 +251,47 @@ class SqlStore:
             return [Account(*row) for row in rows]
 
     async def set_password_hash(self, address: str, password_hash: str) -> None:
-        await self._update_account(address, password_hash=password_hash)
+        await self._update_account(address, CHANGE_PASSWORD, password_hash=password_hash)
 
     async def set_account_enabled(self, address: str, enabled: bool) -> None:
-        await self._update_account(address, enabled=enabled)
+        await self._update_account(
+            address, CHANGE_ENABLED if enabled else CHANGE_DISABLED, enabled=enabled
+        )
 
-    async def _update_account(self, address: str, **values: Any) -> None:
+    async def set_account_frozen(self, address: str, frozen: bool, reason: str = "") -> None:
+        kind = CHANGE_FROZEN if frozen else CHANGE_UNFROZEN
+        await self._update_account(
+            address, kind, frozen=frozen, frozen_reason=reason.strip() if frozen else ""
+        )
+
+    async def _update_account(self, address: str, change: str | None = None, **values: Any) -> None:
+        """Update the row; ``change``: the account change recorded in the same transaction."""
         async with self._writer.begin() as conn:
             result = await conn.execute(
                 update(accounts).where(accounts.c.address == address).values(**values)
             )
-        if not result.rowcount:
-            raise NotFound(f"account {address} not found")
+            if not result.rowcount:
+                raise NotFound(f"account {address} not found")  # rolls back: nothing recorded
+            if change is not None:
+                await changes.record_change(conn, address, change, self._now())
 
     async def remove_account(self, address: str) -> None:
         async with self._writer.begin() as conn:
             await conn.execute(delete(accounts).where(accounts.c.address == address))
             if not await self._release_address(conn, address, "account"):
                 raise NotFound(f"account {address} not found")
+            await changes.record_change(conn, address, CHANGE_REMOVED, self._now())
+
+    # account changes: the cross-process signal (hardmail.server.sessions polls it)
+
+    async def latest_account_change(self) -> int:
+        return await changes.latest_change(self._engine)
+
+    async def account_changes_since(self, after_id: int, limit: int = 1000) -> list[AccountChange]:
+        return await changes.changes_since(self._engine, after_id, limit)
+
+    async def prune_account_changes(self, before: datetime) -> int:
+        return await changes.prune_changes(self._writer, before)
 
     # aliases
 

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hardmail.auth.scram import ScramSecrets
 from hardmail.core.clock import Clock, SystemClock
-from hardmail.store.ports import AlreadyExists, NotFound
+from hardmail.store.ports import CHANGE_APP_PASSWORD_REVOKED, CHANGE_PASSWORD, AlreadyExists, NotFound
 from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
+from hardmail.store.sql.changes import record_change
 from hardmail.store.sql.engine import for_writing
 from hardmail.store.sql.tables import accounts
 from hardmail.store.sql.tables_credentials import (
@@ -134,6 +135,7 @@ class SqlCredentialStore:
         return True
 
     async def _replace_hash(self, address: str, password_hash: str, values: dict[str, Any]) -> None:
+        """A new password, and its account-change signal (``upgrade_hash`` keeps the password: none)."""
         async with self._writer.begin() as conn:
             result = await conn.execute(
                 update(accounts).where(accounts.c.address == address).values(password_hash=password_hash)
@@ -141,6 +143,7 @@ class SqlCredentialStore:
             if not result.rowcount:
                 raise NotFound(f"account {address} not found")
             await conn.execute(_upsert_state(conn.dialect.name, address, values))
+            await record_change(conn, address, CHANGE_PASSWORD, values["password_changed_at"])
 
     async def set_must_change(self, address: str, must_change: bool) -> None:
         await self._write_state(address, must_change=must_change)
@@ -245,11 +248,11 @@ class SqlCredentialStore:
 
     async def revoke_app_password(self, address: str, name: str) -> None:
         async with self._writer.begin() as conn:
-            result = await conn.execute(
-                delete(app_passwords).where(and_(app_passwords.c.address == address, app_passwords.c.name == name))
-            )
-        if not result.rowcount:
-            raise NotFound(f"no app password {name!r} for {address}")
+            found = await self._app_password_id(conn, address, name)
+            if found is None:
+                raise NotFound(f"no app password {name!r} for {address}")
+            await conn.execute(delete(app_passwords).where(app_passwords.c.id == found))
+            await record_change(conn, address, CHANGE_APP_PASSWORD_REVOKED, self._now(), found)
 
     async def touch_app_password(self, app_password_id: int, at: datetime, client_ip: str) -> None:
         async with self._writer.begin() as conn:

@@ -108,6 +108,21 @@ accounts = Table(
     Column("password_hash", Text, nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("display_name", Text, nullable=False, default=""),
+    Column("frozen", Boolean, nullable=False, default=False),
+    Column("frozen_reason", Text, nullable=False, default=""),
+)
+
+# The cross-process "account changed" signal: one row per disable, freeze, password change,
+# app-password revocation or removal, written in the change's own transaction. No foreign key: the
+# row of a removed account must outlive it. Server processes poll it by id; old rows are pruned by time.
+account_changes = Table(
+    "account_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account", key_type(ADDRESS_LENGTH), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("credential_id", Integer, nullable=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
 )
 
 aliases = Table(

@@ -1,0 +1,189 @@
+"""Open authenticated sessions end when their account is disabled, frozen, its password changed or
+the app password they used revoked, by the ``hardmail`` CLI run as another process.
+
+Each test opens a real submission session (smtplib, STARTTLS, AUTH), runs the CLI as a subprocess
+on the server's data directory, and waits for the server's unprompted ``421 4.7.0``: the client's
+socket timeout is only a deadline that turns a missing reply into a failure instead of a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import smtplib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scramp import ScramClient
+
+from hardmail.admin.credentials import CredentialService
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    BOB,
+    BOB_PASSWORD,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
+
+WAIT = 30.0
+HARDMAIL = str(Path(sys.executable).parent / "hardmail")
+ENDED_TEXT = b"4.7.0 Your session has ended; please sign in again"
+NEW_PASSWORD = "a completely different passphrase 99"
+
+
+def cli(server: ServerThread, *args: str, stdin: str | None = None) -> str:
+    """``hardmail ARGS --data-dir DATA`` as a separate process, as an admin would run it."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HARDMAIL_")}
+    data_dir = server.config.data_dir
+    done = subprocess.run([HARDMAIL, *args, "--data-dir", str(data_dir)], input=stdin, capture_output=True,
+                          text=True, env=env, cwd=data_dir.parent, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@contextlib.contextmanager
+def signed_in(server: ServerThread, user: str = ALICE, password: str = ALICE_PASSWORD) -> Iterator[smtplib.SMTP]:
+    client = smtplib.SMTP(*server.address("submission"), timeout=WAIT)
+    try:
+        client.starttls(context=client_tls_context())
+        client.ehlo()
+        client.login(user, password)
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def assert_ended(client: smtplib.SMTP) -> None:
+    """The server says 421 unprompted and closes (a missing reply fails at the socket deadline)."""
+    code, text = client.getreply()
+    assert (code, text) == (421, ENDED_TEXT)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        client.getreply()
+
+
+def assert_alive(client: smtplib.SMTP) -> None:
+    assert client.noop()[0] == 250
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    with running_server(server_config(tmp_path / "data")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("command", [
+    ("account", "disable", ALICE),
+    ("account", "freeze", ALICE, "--reason", "phished"),
+    ("account", "passwd", ALICE, "--password-stdin"),
+    ("account", "remove", ALICE),
+])
+def test_a_change_by_the_cli_ends_the_accounts_open_sessions(server: ServerThread, command: tuple[str, ...]) -> None:
+    with signed_in(server) as alice, signed_in(server) as alice_again, signed_in(server, BOB, BOB_PASSWORD) as bob:
+        cli(server, *command, stdin=NEW_PASSWORD + "\n")
+        assert_ended(alice)
+        assert_ended(alice_again)
+        assert_alive(bob)  # another account's session goes on
+
+
+def test_revoking_an_app_password_ends_only_the_sessions_that_used_it(server: ServerThread) -> None:
+    phone = _app_password(server, "phone")
+    laptop = _app_password(server, "laptop")
+    with signed_in(server, ALICE, phone) as on_phone, signed_in(server, ALICE, laptop) as on_laptop, \
+            signed_in(server) as with_password:
+        cli(server, "account", "app-password", "revoke", ALICE, "phone")
+        assert_ended(on_phone)
+        assert_alive(on_laptop)
+        assert_alive(with_password)
+        cli(server, "account", "disable", ALICE)  # a change seen after the revocation: both end now
+        assert_ended(on_laptop)
+        assert_ended(with_password)
+
+
+def _app_password(server: ServerThread, name: str) -> str:
+    assert server.server is not None
+    service = CredentialService(server.server.context.store, server.config.data_dir)
+    _record, secret = server.run(service.add_app_password(ALICE, name, ["smtp"]))
+    return secret
+
+
+def test_a_session_in_the_middle_of_data_ends_and_its_message_is_not_accepted(server: ServerThread) -> None:
+    with signed_in(server) as alice:
+        alice.mail(ALICE)
+        alice.rcpt(BOB)
+        assert alice.docmd("DATA")[0] == 354
+        alice.send(b"From: alice@example.test\r\nSubject: half\r\n\r\nthe first half of the body\r\n")
+        cli(server, "account", "disable", ALICE)
+        assert_ended(alice)
+    assert server.messages(BOB) == []
+
+
+def test_a_frozen_account_cannot_log_in_but_still_receives_mail(server: ServerThread) -> None:
+    cli(server, "account", "freeze", ALICE, "--reason", "phished via a fake login page")
+    with smtplib.SMTP(*server.address("submission"), timeout=WAIT) as client:
+        client.starttls(context=client_tls_context())
+        client.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as frozen:
+            client.login(ALICE, ALICE_PASSWORD)
+        with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
+            client.login(BOB, "not the password of bob")
+    assert (frozen.value.smtp_code, frozen.value.smtp_error) == (wrong.value.smtp_code, wrong.value.smtp_error)
+    assert server.server is not None
+    history = server.run(CredentialService(server.server.context.store, server.config.data_dir).login_history(ALICE))
+    recorded = [(event.kind, event.result, event.detail) for event in history]
+    assert ("login", "failure", "account frozen: phished via a fake login page") in recorded
+    assert ("account-frozen", "done", "phished via a fake login page") in recorded
+    [listed] = [row for row in json.loads(cli(server, "account", "list", "--json")) if row["address"] == ALICE]
+    assert listed["frozen"] is True and listed["enabled"] is True
+    with smtplib.SMTP(*server.address("smtp"), timeout=WAIT) as mx:
+        mx.sendmail("someone@remote.example", [ALICE], b"From: someone@remote.example\r\nSubject: in\r\n\r\nhi\r\n")
+    assert len(server.messages(ALICE)) == 1
+    cli(server, "account", "unfreeze", ALICE)
+    with signed_in(server) as alice:
+        assert_alive(alice)
+
+
+def test_a_message_is_refused_when_its_account_changed_before_the_next_poll(tmp_path: Path) -> None:
+    """With the periodic check off, only the check made before accepting a message can see the
+    change: the message gets 421, nothing is delivered."""
+    config = server_config(tmp_path / "data", auth={"session_check_seconds": 0})
+    with running_server(config) as server, signed_in(server) as alice:
+        cli(server, "account", "disable", ALICE)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            alice.sendmail(ALICE, [BOB], b"From: alice@example.test\r\nSubject: late\r\n\r\nhi\r\n")
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (421, ENDED_TEXT)
+        assert server.messages(BOB) == []
+
+
+def test_a_new_password_ends_scram_sessions_but_not_app_password_ones(server: ServerThread) -> None:
+    phone = _app_password(server, "phone")
+    with signed_in(server, ALICE, phone) as on_phone, contextlib.closing(_scram_session(server)) as with_scram:
+        cli(server, "account", "passwd", ALICE, "--password-stdin", stdin=NEW_PASSWORD + "\n")
+        assert_ended(with_scram)
+        assert_alive(on_phone)  # the app password still works: revoke it to end these too
+
+
+def _scram_session(server: ServerThread) -> smtplib.SMTP:
+    client = smtplib.SMTP(*server.address("submission"), timeout=WAIT)
+    client.starttls(context=client_tls_context())
+    client.ehlo()
+    scram = ScramClient(["SCRAM-SHA-256"], ALICE, ALICE_PASSWORD)
+
+    def answer(challenge: bytes | None = None) -> str:
+        if challenge is None:
+            return scram.get_client_first()
+        if challenge.startswith(b"v="):
+            scram.set_server_final(challenge.decode())
+            return ""
+        scram.set_server_first(challenge.decode())
+        return scram.get_client_final()
+
+    assert client.auth("SCRAM-SHA-256", answer)[0] == 235
+    return client

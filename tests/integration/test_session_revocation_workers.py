@@ -1,0 +1,163 @@
+"""With two worker processes, disabling an account by the CLI ends its open sessions on both.
+
+The server is a real ``hardmail serve`` subprocess with ``server.workers = 2``. Sessions are opened
+until both workers hold at least one (which worker took a connection is read from /proc: the
+worker whose file descriptors include the server end of it); then the CLI disables the account
+and every session must get the unprompted 421 within the clients' socket deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from hardmail.admin.service import AdminService
+from hardmail.config.schema import Config
+from hardmail.store import open_store
+from support.live import client_tls_context
+
+WAIT = 60.0
+HARDMAIL = str(Path(sys.executable).parent / "hardmail")
+ALICE, PASSWORD = "alice@example.test", "correct horse battery staple 42"
+MAX_SESSIONS = 40  # both workers get one long before this (each connection goes to either)
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Serve:
+    """``hardmail serve`` whose JSON log lines are collected as they come."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.proc = subprocess.Popen([HARDMAIL, "serve", "--config", str(config_path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with contextlib.suppress(ValueError):
+                self.events.put(json.loads(line))
+
+    def wait_for(self, event: str) -> dict[str, Any]:
+        while True:
+            try:
+                found = self.events.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {event} within {WAIT} s") from None
+            if found.get("event") == event:
+                return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[Serve, int, list[int], Path]]:
+    port = _port()
+    raw: dict[str, Any] = {
+        "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
+        "listen": {"smtp": ["127.0.0.1:0"], "submission": [f"127.0.0.1:{port}"], "submissions": ["127.0.0.1:0"]},
+        "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
+        "logging": {"format": "json"},
+        "inbound": {"enabled": False},
+        "antispam": {"enabled": False},
+        "queue": {"run_delivery": False},
+    }
+    config_path = tmp_path / "hardmail.toml"
+    config_path.write_text(tomli_w.dumps(raw))
+    asyncio.run(_seed(Config.model_validate(raw)))
+    running = Serve(config_path)
+    try:
+        pids = running.wait_for("server.workers")["pids"]
+        started = 0
+        while started < 2:
+            running.wait_for("server.start")
+            started += 1
+        yield running, port, pids, tmp_path / "data"
+    finally:
+        running.stop()
+
+
+async def _seed(config: Config) -> None:
+    store = await open_store(config.database_url)
+    try:
+        await store.migrate()
+        admin = AdminService(store, config.auth.argon2)
+        await admin.add_domain("example.test")
+        await admin.add_account(ALICE, PASSWORD)
+    finally:
+        await store.close()
+
+
+def _worker_of(client: smtplib.SMTP, server_port: int, pids: list[int]) -> int | None:
+    """The pid of the worker holding the server end of ``client``'s connection."""
+    client_port = client.sock.getsockname()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+        if (local, remote) == (server_port, client_port):
+            inode = fields[9]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                        return pid
+    return None
+
+
+def _sign_in(port: int) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=WAIT)
+    client.starttls(context=client_tls_context())
+    client.ehlo()
+    client.login(ALICE, PASSWORD)
+    return client
+
+
+def test_disabling_ends_the_sessions_on_every_worker(two_workers: tuple[Serve, int, list[int], Path]) -> None:
+    _running, port, pids, data_dir = two_workers
+    sessions: list[smtplib.SMTP] = []
+    try:
+        owners: set[int | None] = set()
+        while not set(pids) <= owners:
+            assert len(sessions) < MAX_SESSIONS, f"every session landed on the same worker: {owners}"
+            sessions.append(_sign_in(port))
+            owners.add(_worker_of(sessions[-1], port, pids))
+        env = {name: value for name, value in os.environ.items() if not name.startswith("HARDMAIL_")}
+        done = subprocess.run([HARDMAIL, "account", "disable", ALICE, "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, env=env, cwd=data_dir.parent, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        for client in sessions:
+            assert client.getreply() == (421, b"4.7.0 Your session has ended; please sign in again")
+    finally:
+        for client in sessions:
+            with contextlib.suppress(Exception):
+                client.close()
