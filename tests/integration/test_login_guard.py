@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import smtplib
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scramp import ScramClient
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from hardmail.auth.hashing import BoundHasher, VerifyResult
 from hardmail.auth.pool import CountingHasher, HashPool
@@ -29,6 +34,7 @@ from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.core.clock import FakeClock
 from hardmail.ops.counters import value
 from hardmail.server.access_hook import AccessHook, access_hook_of
+from hardmail.store.sql.tables_access import access_auth_failures
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -264,3 +270,86 @@ def test_one_source_cannot_saturate_the_pool_and_known_pairs_go_first(tmp_path: 
             assert [future.result() for future in legit] == [235, 235, 235]
             assert _until_done(attack, 60) == [454] * 57 + [535] * 3
         pool.close()
+
+
+# point 9: user names that are no account -----------------------------------------------------------
+
+
+def _scram_login(client: smtplib.SMTP, username: str, password: str) -> int:
+    scram = ScramClient(["SCRAM-SHA-256"], username, password)
+    first = [True]
+
+    def authobject(challenge: bytes | None = None) -> str:
+        if first[0]:
+            first[0] = False
+            return scram.get_client_first()
+        assert challenge is not None
+        scram.set_server_first(challenge.decode())
+        return scram.get_client_final()
+
+    try:
+        return client.auth("SCRAM-SHA-256", authobject)[0]
+    except smtplib.SMTPAuthenticationError as refused:
+        return refused.smtp_code
+
+
+def test_a_password_typed_as_the_user_name_never_reaches_the_log(
+    guarded: Guarded, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, hook, _, _ = guarded
+    typed = "Tr0ub4dor&3 Correct Staple"  # the password, typed into the user name field
+    assert _auth(server, "127.0.0.30", typed, "x") == 535
+    assert _auth(server, "127.0.0.30", typed.upper(), "y") == 535
+    client = _session(server, "127.0.0.30")
+    assert not isinstance(client, int)
+    assert _scram_login(client, typed, "z") == 535
+    client.close()
+    assert _auth(server, "127.0.0.30", ALICE, "wrong") == 535
+    text = caplog.text
+    assert typed.casefold() not in text.casefold()
+    labels = set(re.findall(r"~h:[0-9a-f]{12}", text))
+    assert len(labels) == 1  # stable: the same name, whatever its case, correlates
+    assert f'"user": "{ALICE}"' in text  # an existing account is logged as its address
+    [label] = labels
+    failures = server.run(_failure_accounts(hook))
+    assert label in failures and ALICE in failures and not any(typed.casefold() in f.casefold() for f in failures)
+
+
+async def _failure_accounts(hook: AccessHook) -> list[str]:
+    engine = hook.store.engine  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        return [row.account for row in await conn.execute(select(access_auth_failures))]
+
+
+# point 13: audit writes that fail, a store that cannot be read --------------------------------------
+
+
+def _disk_full(*_args: object, **_kwargs: object) -> Any:
+    async def fail() -> None:
+        raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full"))
+    return fail()
+
+
+def test_a_full_disk_does_not_fail_a_correct_login(
+    guarded: Guarded, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, hook, _, _ = guarded
+    assert server.server is not None
+    monkeypatch.setattr(server.server.context.login_store.credentials, "append_login_event", _disk_full)
+    monkeypatch.setattr(hook.store.access, "remember_source", _disk_full)
+    monkeypatch.setattr(hook.store.access, "record_failure", _disk_full)
+    failed = value("auth.audit_write_failed")
+    assert _auth(server, "127.0.0.31", ALICE, ALICE_PASSWORD) == 235
+    assert _auth(server, "127.0.0.31", ALICE, ALICE_PASSWORD) == 235
+    assert _auth(server, "127.0.0.31", ALICE, "a wrong password") == 535
+    assert value("auth.audit_write_failed") - failed == 6  # two history rows and one source per login, ...
+    logged = re.findall(r'"event": "auth.audit_write_failed"[^}]*"write": "([a-z-]+)"', caplog.text)
+    assert len(logged) == len(set(logged)) <= 3  # ... but each kind of write is logged once
+
+
+def test_an_unreadable_store_answers_454(guarded: Guarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, _, _, _ = guarded
+    assert server.server is not None
+    monkeypatch.setattr(server.server.context.login_store, "get_account", _disk_full)
+    assert _auth_reply(server, "127.0.0.32", ALICE, ALICE_PASSWORD) == (
+        454, b"4.7.0 Temporary authentication failure, try again later")  # RFC 4954 6, not 451 4.3.0

@@ -301,3 +301,26 @@ async def test_concurrent_recipients_at_the_limit_cannot_both_pass() -> None:
     replies = await asyncio.gather(*(hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote"))
                                      for _ in range(2)))
     assert sorted(reply is None for reply in replies) == [False, True]
+
+
+async def test_bans_that_cannot_be_read_make_auth_a_temporary_failure() -> None:
+    hook, store, _, _ = make_hook()
+
+    async def unreadable(*_args: object) -> list[Any]:
+        raise OSError("database or disk is full")
+
+    store.access.get_bans = unreadable  # type: ignore[method-assign]
+    reply = await hook.before_auth(facts(), "PLAIN")
+    assert reply is not None and (reply.code, reply.enhanced) == (454, "4.7.0")  # RFC 4954 6
+
+
+async def test_failure_records_that_cannot_be_written_do_not_change_the_reply() -> None:
+    hook, store, _, _ = make_hook()
+
+    async def full(*_args: object) -> None:
+        raise OSError("database or disk is full")
+
+    store.access.record_failure = full  # type: ignore[method-assign]
+    store.access.remember_source = full  # type: ignore[method-assign]
+    assert await hook.after_auth(facts(), "alice@example.test", True, "ok") is None
+    assert await hook.after_auth(facts(), "alice@example.test", False, "wrong password") is None
