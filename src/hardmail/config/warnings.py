@@ -24,7 +24,19 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_open_relay(cfg),
         *_auth_on_mx(cfg),
         *_self_signed_on_public_listeners(cfg),
+        *_unfair_hash_pool(cfg),
     ]
+
+
+def _unfair_hash_pool(cfg: Config) -> Iterator[str]:
+    argon2 = cfg.auth.argon2
+    places = argon2.hash_workers + (argon2.max_pending or argon2.hash_workers * 8)
+    if argon2.per_source >= places:
+        yield (
+            f"auth.argon2.per_source ({argon2.per_source}) is not below the hashing pool's "
+            f"{places} places: one client can fill the pool and keep every other login out "
+            "(454 4.7.0); set it lower."
+        )
 
 
 def _plaintext_auth(cfg: Config) -> Iterator[str]:

@@ -233,7 +233,9 @@ def explain(ip: str, bans: Iterable[Ban], now: float, rules: BanRules) -> list[s
         lines.append(f"{ip} is in the never-ban list: automatic bans never apply to it")
     for ban in bans:
         state = "active" if ban.active(now) else "expired"
-        lines.append(f"{ban.subject}: {state} {ban.kind} ban (offence {ban.offences}): {ban.reason}")
+        scope = ("; refuses logins only (the MX port takes mail, known login sources are let in)"
+                 if ban.scope == "auth" else "")
+        lines.append(f"{ban.subject}: {state} {ban.kind} ban (offence {ban.offences}): {ban.reason}{scope}")
     if not any(ban.active(now) for ban in bans):
         lines.append(f"{ip} is not banned")
     return lines

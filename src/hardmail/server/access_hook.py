@@ -143,7 +143,7 @@ def log_ban(ban: Ban, source: str) -> None:
     """The fixed-format ban line: ``"event": "access.ban", "subject": "<address or CIDR>", ...``."""
     log_event("access.ban", level="warning", subject=ban.subject, kind=ban.kind, offence=ban.offences,
               expires=datetime.fromtimestamp(ban.expires_at, UTC).isoformat(timespec="seconds"),
-              source=source, reason=ban.reason)
+              source=source, reason=ban.reason, scope=ban.scope)
 
 
 class Refreshed(Generic[T]):

@@ -68,3 +68,9 @@ def test_each_finding_is_reported_once() -> None:
                  tls={"min_version": "TLSv1"}, relay={"trusted_networks": ["0.0.0.0/0"]},
                  listen={"smtp": ["0.0.0.0:25"]})
     assert len(insecure_warnings(cfg)) == 5
+
+
+def test_a_per_source_share_as_big_as_the_hashing_pool() -> None:
+    [warning] = insecure_warnings(config(auth={"argon2": {"hash_workers": 1, "max_pending": 2, "per_source": 3}}))
+    assert "auth.argon2.per_source" in warning
+    assert insecure_warnings(config(auth={"argon2": {"hash_workers": 1, "max_pending": 2, "per_source": 2}})) == []
