@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from hardmail.auth.audit import audited
+from hardmail.auth.audit import audited, unavailable
 from hardmail.auth.user_label import is_label
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_address_arg
@@ -506,7 +506,10 @@ class SourceGate:
     async def admit(self, account: str) -> Admission:
         hook = self.hook
         ban = await hook.active_ban(self.ip)
-        known = bool(self.source and account) and await hook.store.access.is_known_source(account, self.source)
+        try:
+            known = bool(self.source and account) and await hook.store.access.is_known_source(account, self.source)
+        except Exception as exc:  # the store cannot be read: AUTH cannot go on (454 4.7.0)
+            raise unavailable("known sources", exc) from None
         verdict = admission(ban=ban, known_pair=known, guarded=hook.guarded(account), rules=hook.bans)
         if verdict.delay > 0:
             log_event("auth.guard_delay", peer=self.ip, account=account, seconds=verdict.delay, reason=verdict.reason)

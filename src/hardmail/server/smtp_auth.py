@@ -35,7 +35,7 @@ from hardmail.auth.authenticator import (
 )
 from hardmail.auth.gate import LoginGate, OpenGate
 from hardmail.auth.pool import PoolSaturated
-from hardmail.auth.scram import decoy_secrets
+from hardmail.auth.scram import ScramSecrets, decoy_secrets
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.core.replies import (
     AUTH_BAD_BASE64,
@@ -150,22 +150,28 @@ class SmtpAuth:
     async def _supply_secrets(self, username: str) -> Reply:
         assert isinstance(self.mechanism, sasl.ScramSha256Mechanism)
         self._scram_user = username
-        rules = self._rules()
         try:
-            found = await scram_secrets(self.ctx.login_store, username)
-        except Exception:  # a store that cannot be read: AUTH cannot go on
+            stored = await self._secrets_for(username)
+        except Exception:  # AuthUnavailable, or any store error: AUTH cannot go on
             return self._temp_failure(self.mechanism.name, "credentials cannot be read")
-        user = found[0] if found is not None else rules.label(username)
+        if isinstance(stored, Reply):
+            return stored
+        return await self._handle(self.mechanism.supply(stored))
+
+    async def _secrets_for(self, username: str) -> ScramSecrets | Reply:
+        """The user's SCRAM secrets, decoys for an unknown user, or the gate's refusal."""
+        assert self.mechanism is not None
+        found = await scram_secrets(self.ctx.login_store, username)
+        user = found[0] if found is not None else self._rules().label(username)
         admitted = await self._gate().admit(user)
         if not admitted.allowed:
             return self._gate_refused(AuthOutcome(None, admitted.reason, user=user), self.mechanism.name)
-        if found is None:
-            iterations = await decoy_scram_iterations(
-                self.ctx.login_store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
-            stored = decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
-        else:
+        if found is not None:
             self._scram_key, stored = found
-        return await self._handle(self.mechanism.supply(stored))
+            return stored
+        iterations = await decoy_scram_iterations(
+            self.ctx.login_store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
+        return decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
 
     async def _scram_verified(self, step: sasl.Verified) -> Reply:
         name = self.mechanism.name if self.mechanism else "SCRAM-SHA-256"
