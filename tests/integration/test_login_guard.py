@@ -33,6 +33,7 @@ from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.core.clock import FakeClock
 from hardmail.ops.counters import value
+from hardmail.policy.bans import BanDecision
 from hardmail.server.access_hook import AccessHook, access_hook_of
 from hardmail.store.sql.tables_access import access_auth_failures
 from support.live import (
@@ -170,6 +171,19 @@ def test_subnet_ban_spares_the_owners_known_address_and_the_mx_port(guarded: Gua
     mx.close()
 
 
+def test_scram_through_a_login_ban_only_for_the_account_known_there(guarded: Guarded) -> None:
+    server, hook, _, _ = guarded
+    owner = "127.0.5.20"
+    assert _auth(server, owner, ALICE, ALICE_PASSWORD) == 235  # known now; SCRAM secrets derived
+    assert _auth(server, "127.0.5.21", BOB, BOB_PASSWORD) == 235  # bob's secrets, from elsewhere
+    server.run(hook.ban(BanDecision("127.0.5.0/24", "subnet", "test"), "auto"))
+    for user, password, code in ((ALICE, ALICE_PASSWORD, 235), (BOB, BOB_PASSWORD, 421)):
+        client = _session(server, owner)
+        assert not isinstance(client, int)
+        assert _scram_login(client, user, password) == code
+        client.close()
+
+
 def _spray(server: ServerThread, source_of: Any) -> list[int]:
     accounts = [ALICE, BOB] + [f"user{n}@example.test" for n in range(28)]
     return [_auth(server, source_of(n), account, "Summer2026!") for n, account in enumerate(accounts)]
@@ -284,12 +298,15 @@ def _scram_login(client: smtplib.SMTP, username: str, password: str) -> int:
             first[0] = False
             return scram.get_client_first()
         assert challenge is not None
+        if challenge.startswith(b"v="):
+            scram.set_server_final(challenge.decode())
+            return ""
         scram.set_server_first(challenge.decode())
         return scram.get_client_final()
 
     try:
         return client.auth("SCRAM-SHA-256", authobject)[0]
-    except smtplib.SMTPAuthenticationError as refused:
+    except (smtplib.SMTPAuthenticationError, smtplib.SMTPResponseException) as refused:
         return refused.smtp_code
 
 
