@@ -48,7 +48,7 @@ from hardmail.core.replies import (
 from hardmail.ops.log import EventLogger
 from hardmail.proto import sasl
 from hardmail.proto.smtp.events import Auth, AuthResponse
-from hardmail.server.access_hook import BANNED, access_hook_of
+from hardmail.server.access_hook import BANNED, AccessHook, access_hook_of
 from hardmail.server.context import ServerContext
 
 
@@ -130,7 +130,10 @@ class SmtpAuth:
 
     def _gate(self) -> LoginGate:
         hook = access_hook_of(self.ctx)
-        return hook.gate_for(self.peer_ip) if hook is not None else OpenGate()
+        if hook is not None:
+            return hook.gate_for(self.peer_ip)
+        keys = AccessHook.keys_of(self.peer_ip)
+        return OpenGate(keys[0] if keys is not None else "")  # still one fair share per source
 
     def _gate_refused(self, outcome: AuthOutcome, mechanism: str) -> Reply:
         """A banned source trying an account it never logged in to: refused before any hashing."""
