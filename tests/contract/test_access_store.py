@@ -87,6 +87,7 @@ async def test_failure_stats_count_within_the_window(access: AccessStore) -> Non
     stats = await access.failure_stats("192.0.2.1", "192.0.2.0/24", "a@x.example", T0)
     assert (stats.ip_failures, stats.subnet_failures, stats.account_ip_failures) == (4, 5, 2)
     assert (stats.accounts_from_ip, stats.ips_for_account) == (2, 3)
+    assert (stats.accounts_from_subnet, stats.accounts_total, stats.sources_total) == (2, 2, 3)
     assert await access.prune(T0) >= 1
     assert (await access.failure_stats("192.0.2.1", "192.0.2.0/24", "a@x.example", 0)).ip_failures == 4
 
@@ -97,6 +98,8 @@ async def test_known_sources(access: AccessStore) -> None:
     await access.remember_source("a@x.example", "192.0.2.1", T0 + 5)
     assert await access.is_known_source("a@x.example", "192.0.2.1")
     assert not await access.is_known_source("b@x.example", "192.0.2.1")
+    assert await access.has_logged_in_from("192.0.2.1")
+    assert not await access.has_logged_in_from("192.0.2.2")
 
 
 async def test_counters_add_per_window(access: AccessStore) -> None:

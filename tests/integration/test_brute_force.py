@@ -122,12 +122,20 @@ def test_ban_landing_at_the_password_prompt_refuses_before_hashing(
 def test_distributed_guessing_does_not_lock_out_the_real_user(
     guarded: tuple[ServerThread, AccessHook, CountingHasher, FakeClock],
 ) -> None:
-    server, _, _, _ = guarded
+    server, hook, _, _ = guarded
     assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235  # the user's usual address
     codes = [_auth(server, f"127.0.0.{20 + n}", ALICE, f"guess {n}") for n in range(11)]
-    assert codes[:9] == [535] * 9 and codes[9:] == [421, 421]  # the 10th guessing source and later: banned
-    assert _greeting(server, "127.0.0.29") == 421
-    assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235
+    assert codes == [535] * 11  # many sources against one account: a raised guard, not bans
+    assert hook.guarded(ALICE)
+    assert _greeting(server, "127.0.0.29") == 220
+    delays = hook.sleeper.delays  # type: ignore[attr-defined]
+    delays.clear()
+    assert _auth(server, "127.0.0.40", ALICE, "the owner's typo from a new address") == 535  # no ban ...
+    assert delays[0] == hook.bans.guard_tarpit  # ... it waits before its password is even checked
+    assert _greeting(server, "127.0.0.40") == 220
+    delays.clear()
+    assert _auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == 235  # the known source logs in normally
+    assert delays == []
     assert _auth(server, "127.0.0.7", ALICE, "a typo") == 535  # a typo from home is not a ban
     assert _greeting(server, "127.0.0.7") == 220
 

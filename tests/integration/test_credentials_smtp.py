@@ -1,7 +1,8 @@
 """Credentials over real SMTP: smtplib over STARTTLS on the submission listener.
 
-An account with 2FA refuses its main password (with a text about app passwords) and accepts an
-SMTP-scoped app password; an IMAP-only app password is refused for SMTP like a wrong password;
+An account with 2FA refuses its main password exactly like a wrong one (the reason goes to the
+login history, never on the wire) and accepts an SMTP-scoped app password; an IMAP-only app
+password is refused for SMTP like a wrong password;
 SCRAM-SHA-256 through an independent client library (scramp) succeeds with the right password and
 fails with a wrong one.
 """
@@ -60,8 +61,10 @@ def test_2fa_account_refuses_main_password_and_accepts_smtp_app_password(
     secret = _app_password(live_server, ALICE, "laptop", ["smtp"])
     with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
         submission().login(ALICE, ALICE_PASSWORD)
-    assert refused.value.smtp_code == 535
-    assert b"5.7.8" in refused.value.smtp_error and b"app password" in refused.value.smtp_error
+    with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
+        submission().login(ALICE, "not the password at all")
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        wrong.value.smtp_code, wrong.value.smtp_error) == (535, b"5.7.8 Authentication credentials invalid")
     code, _ = submission().login(ALICE, secret)
     assert code == 235
 
@@ -116,10 +119,12 @@ def test_scram_sha_256_with_a_wrong_password_or_unknown_user(
     assert refused.value.smtp_code == 535
 
 
-def test_scram_for_a_2fa_account_is_refused_with_the_app_password_text(
+def test_scram_for_a_2fa_account_is_refused_like_a_wrong_password(
     live_server: ServerThread, submission: Callable[[], smtplib.SMTP]
 ) -> None:
     _enable_2fa(live_server, BOB)
     with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
         _scram_login(submission(), BOB, BOB_PASSWORD)
-    assert b"app password" in refused.value.smtp_error
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (535, b"5.7.8 Authentication credentials invalid")
+    events = live_server.run(live_server.server.context.store.credentials.list_login_events(BOB))  # type: ignore[union-attr]
+    assert (events[0].result, events[0].detail) == ("refused", "two-factor account: use an app password")

@@ -57,6 +57,9 @@ class MemoryAccessStore:
             account_ip_failures=sum(f.ip == ip and f.account == account for f in recent),
             accounts_from_ip=len({f.account for f in recent if f.ip == ip and f.account}),
             ips_for_account=len({f.ip for f in recent if account and f.account == account}),
+            accounts_from_subnet=len({f.account for f in recent if f.subnet == subnet and f.account}),
+            accounts_total=len({f.account for f in recent if f.account}),
+            sources_total=len({f.ip for f in recent}),
         )
 
     async def remember_source(self, account: str, ip: str, at: float) -> None:
@@ -64,6 +67,9 @@ class MemoryAccessStore:
 
     async def is_known_source(self, account: str, ip: str) -> bool:
         return (account, ip) in self.known
+
+    async def has_logged_in_from(self, ip: str) -> bool:
+        return any(known_ip == ip for _, known_ip in self.known)
 
     async def add_to_counter(self, key: str, window_start: int, amount: int) -> int:
         self.counters[(key, window_start)] = self.counters.get((key, window_start), 0) + amount

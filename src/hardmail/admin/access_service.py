@@ -176,7 +176,10 @@ class AccessService:
         return lines
 
     async def nft_script(self, table: str = "hardmail") -> str:
-        return nft_script(await self.bans(), self.clock.now(), table, _listener_ports(self.config))
+        # Login bans stay out of the firewall: it would refuse the MX port and the owners whose
+        # known addresses hardmail lets through; the server refuses their AUTH before any hashing.
+        bans = [ban for ban in await self.bans() if ban.scope == "all"]
+        return nft_script(bans, self.clock.now(), table, _listener_ports(self.config))
 
     # login history
 

@@ -4,26 +4,39 @@ upgrade hashes, record the attempt.
 Unknown users, disabled accounts, wrong passwords and app passwords used outside their scope cost
 the same hashing work and produce the same outcome for the client; only the log reason differs.
 A correct main password can still be refused over a mail protocol (two-factor authentication on,
-must change, expired, see :mod:`hardmail.policy.login`): that outcome carries a ``client_text``
-telling the user what to do. A legacy or outdated hash is replaced by an Argon2id one with the
-configured parameters at the first successful login, and the SCRAM secrets are derived then when
-missing (none when SASLprep refuses the password) or made with another iteration count. That
-upgrade is a compare-and-swap on the hash that was verified, so it never undoes a password change
-made meanwhile, and it is housekeeping: whatever goes wrong in it is logged and the login stands.
+must change, expired, see :mod:`hardmail.policy.login`): that too looks exactly like a wrong
+password to the client (same outcome, same hashing work: a refused login is never put in the
+verify cache); the reason goes to the login history (result ``refused``) and the outcome's
+``notice`` carries the text for the user's notice. A user name that is no account is logged and
+recorded only as its keyed label (:mod:`hardmail.auth.user_label`).
+
+Once the user name is known and before any hashing, the :class:`hardmail.auth.gate.LoginGate`
+of the client decides: refused (a banned source), slowed down (an account under attack), and the
+hashing lane (known source/account pairs first). Audit writes never fail a login
+(:mod:`hardmail.auth.audit`); a store that cannot be read raises ``AuthUnavailable``.
+
+A legacy or outdated hash is replaced by an Argon2id one with the configured parameters at the
+first successful login, and the SCRAM secrets are derived then when missing (none when SASLprep
+refuses the password) or made with another iteration count. That upgrade is a compare-and-swap on
+the hash that was verified, so it never undoes a password change made meanwhile, and it is
+housekeeping: whatever goes wrong in it is logged and the login stands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hardmail.auth.app_passwords import app_password_digest, usable_for
+from hardmail.auth.audit import audited, unavailable
 from hardmail.auth.events import now_utc, record_event
+from hardmail.auth.gate import LoginGate, OpenGate
 from hardmail.auth.hashing import VerifyResult
 from hardmail.auth.legacy import scheme_of
-from hardmail.auth.pool import HashPool
+from hardmail.auth.pool import DEFAULT_LANE, HashPool, Lane
 from hardmail.auth.scram import ScramSecrets, derive_secrets_or_none
+from hardmail.auth.user_label import hashed_label, label_key
 from hardmail.auth.verify_cache import verify_cache_for
 from hardmail.config.schema import Config, PasswordPolicySection
 from hardmail.core.address import AddressError, parse_address_arg
@@ -38,9 +51,11 @@ from hardmail.store.ports_credentials import AppPassword, CredentialState, Login
 class AuthOutcome:
     account: str | None  # the authenticated account address, None on failure
     reason: str  # for the log: "ok", "unknown user", "wrong password", "account disabled", ...
-    client_text: str | None = None  # a refusal the user may read (the credentials were right)
+    notice: str | None = None  # for the user's notice (correct credentials refused); never the wire
     via: str = ""  # "password", "app-password" or "scram" on success
     app_password_id: int | None = None  # the app password used (so that revoking it ends the session)
+    user: str = ""  # the name tried as logs show it: the account's address, or its ~h: label
+    gate_refused: bool = False  # refused by the client's gate before any password check
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +72,15 @@ class LoginAttempt:
 class LoginRules:
     policy: PasswordPolicySection = field(default_factory=PasswordPolicySection)
     scram_iterations: int = 10000
+    label_key: bytes = field(default_factory=lambda: label_key(None), repr=False)
 
     @classmethod
     def from_config(cls, config: Config) -> LoginRules:
-        return cls(config.auth.password_policy, config.auth.scram.iterations)
+        return cls(config.auth.password_policy, config.auth.scram.iterations, label_key(config.data_dir))
+
+    def label(self, name: str) -> str:
+        """How a name that is no account appears in logs and records."""
+        return hashed_label(name, self.label_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +92,7 @@ class _Login:
     attempt: LoginAttempt
     rules: LoginRules
     clock: Clock
+    lane: Lane = DEFAULT_LANE
 
     async def record(self, account: str, result: str, detail: str, kind: str = "login") -> None:
         attempt = self.attempt
@@ -81,9 +102,9 @@ class _Login:
             detail=detail,
         ))
 
-    async def fail(self, account: str, reason: str, client_text: str | None = None) -> AuthOutcome:
-        await self.record(account, "refused" if client_text else "failure", reason)
-        return AuthOutcome(None, reason, client_text)
+    async def fail(self, account: str, reason: str, notice: str | None = None) -> AuthOutcome:
+        await self.record(account, "refused" if notice else "failure", reason)
+        return AuthOutcome(None, reason, notice, user=account)
 
 
 async def authenticate(
@@ -95,37 +116,74 @@ async def authenticate(
     *,
     rules: LoginRules | None = None,
     clock: Clock | None = None,
+    gate: LoginGate | None = None,
 ) -> AuthOutcome:
-    """Raises auth.pool.PoolSaturated when hashing capacity is exhausted (callers reply 454)."""
+    """Raises auth.pool.PoolSaturated when hashing capacity is exhausted and
+    auth.audit.AuthUnavailable when the store cannot be read (callers reply 454)."""
     login = _Login(store, pool, attempt or LoginAttempt(), rules or LoginRules(), clock or SystemClock())
     try:
         key = parse_address_arg(username).key
     except AddressError:
-        await pool.dummy_verify()
-        return AuthOutcome(None, "user name is not an address")
-    account = await store.get_account(key)
-    state = await store.credentials.get_credentials(key) if account is not None else None
+        key = ""
+    account, state, app_password = await _look_up(store, key, password)
+    user = account.address if account is not None else await _label_of(login, key, username)
+    gate = gate or OpenGate()
+    admitted = await gate.admit(user)
+    if not admitted.allowed:
+        return AuthOutcome(None, admitted.reason, user=user, gate_refused=True)
+    login = replace(login, lane=Lane(gate.source, admitted.priority))
     if account is None or state is None:
-        await pool.dummy_verify()
-        return AuthOutcome(None, "unknown user")
-    app_password = await store.credentials.find_app_password(key, app_password_digest(password))
+        await pool.dummy_verify(login.lane)
+        return AuthOutcome(None, "unknown user" if key else "user name is not an address", user=user)
     if app_password is not None:
         return await _app_password_login(login, account, app_password)
     return await _main_password_login(login, account, state, password)
 
 
+async def _look_up(
+    store: Store, key: str, password: str
+) -> tuple[Account | None, CredentialState | None, AppPassword | None]:
+    """The account, its credentials and the app password matching ``password``; AuthUnavailable
+    when the store cannot answer."""
+    if not key:
+        return None, None, None
+    try:
+        account = await store.get_account(key)
+        state = await store.credentials.get_credentials(key) if account is not None else None
+        app_password = None
+        if account is not None and state is not None:
+            app_password = await store.credentials.find_app_password(key, app_password_digest(password))
+    except Exception as exc:  # a store that cannot be read: AUTH cannot go on, whatever the cause
+        raise unavailable("credentials", exc) from None
+    return account, state, app_password
+
+
+async def _label_of(login: _Login, key: str, username: str) -> str:
+    """An alias's address, else the keyed label of the name (never the name itself)."""
+    if key:
+        try:
+            alias = await login.store.get_alias(key)
+        except Exception as exc:  # as in _look_up
+            raise unavailable("aliases", exc) from None
+        if alias is not None:
+            return alias.source
+    return login.rules.label(username)
+
+
 async def _app_password_login(login: _Login, account: Account, app_password: AppPassword) -> AuthOutcome:
     now = now_utc(login.clock)
     if not usable_for(app_password, login.attempt.protocol, now):
-        await login.pool.dummy_verify()  # costs what a wrong password costs
+        await login.pool.dummy_verify(login.lane)  # costs what a wrong password costs
         return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
     if refused := _refused_account(account):
         return await login.fail(account.address, refused)
-    await login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip)
+    await audited("app-password-use",
+                  login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip))
     if app_password.last_used_at is None:
         await login.record(account.address, "done", f"app password {app_password.name!r}", "app-password-first-use")
     await login.record(account.address, "success", f"app password {app_password.name!r}")
-    return AuthOutcome(account.address, "ok", via="app-password", app_password_id=app_password.id)
+    return AuthOutcome(account.address, "ok", via="app-password", app_password_id=app_password.id,
+                       user=account.address)
 
 
 def _refused_account(account: Account) -> str:
@@ -143,13 +201,13 @@ async def _main_password_login(
 ) -> AuthOutcome:
     cache = verify_cache_for(login.pool)
     cached = cache.hit(account.address, account.password_hash, password, login.clock)
-    result = VerifyResult(ok=True) if cached else await login.pool.verify(account.password_hash, password)
+    result = VerifyResult(ok=True) if cached else await login.pool.verify(account.password_hash, password, login.lane)
     if not result.ok:
         return await login.fail(account.address, "wrong password")
-    if not cached:
-        cache.remember(account.address, account.password_hash, password, login.clock)
     outcome = await finish_verified_login(login, account, state, via="password")
     if outcome.account is not None:
+        if not cached:  # only a login that succeeded: a refused one must cost a full check next time too
+            cache.remember(account.address, account.password_hash, password, login.clock)
         await _upgrade_safely(login, account, state, password, result.needs_rehash)
     return outcome
 
@@ -162,10 +220,10 @@ async def finish_verified_login(login: _Login, account: Account, state: Credenti
         protocol=login.attempt.protocol, two_factor=state.two_factor, must_change=state.must_change,
         changed_at=state.password_changed_at, now=now_utc(login.clock), policy=login.rules.policy,
     )
-    if refusal is not None:
-        return await login.fail(account.address, refusal.reason, refusal.client_text)
+    if refusal is not None:  # answered like a wrong password; the reason is for the history only
+        return await login.fail(account.address, refusal.reason, refusal.notice_text)
     await login.record(account.address, "success", via)
-    return AuthOutcome(account.address, "ok", via=via)
+    return AuthOutcome(account.address, "ok", via=via, user=account.address)
 
 
 async def _upgrade_safely(
@@ -187,7 +245,7 @@ async def _upgrade_if_needed(
         scram = await asyncio.to_thread(derive_secrets_or_none, password, login.rules.scram_iterations)
     if not needs_rehash and scram is None:
         return
-    new_hash = await login.pool.hash(password) if needs_rehash else account.password_hash
+    new_hash = await login.pool.hash(password, login.lane) if needs_rehash else account.password_hash
     swapped = await login.store.credentials.upgrade_hash(
         account.address, new_hash, scram, expected_hash=account.password_hash)
     if not swapped:  # the password was changed since it was verified: that change wins
@@ -227,10 +285,13 @@ async def finish_scram_login(
 ) -> AuthOutcome:
     """The outcome of a SCRAM exchange for the existing account ``key`` (``proof_ok``: proof matched)."""
     login = _Login(store, pool, attempt, rules or LoginRules(), clock or SystemClock())
-    account = await store.get_account(key)
-    state = await store.credentials.get_credentials(key)
+    try:
+        account = await store.get_account(key)
+        state = await store.credentials.get_credentials(key)
+    except Exception as exc:  # as in _look_up
+        raise unavailable("credentials", exc) from None
     if account is None or state is None:
-        return AuthOutcome(None, "unknown user")
+        return AuthOutcome(None, "unknown user", user=login.rules.label(key))
     if not proof_ok:
         return await login.fail(key, "wrong password")
     return await finish_verified_login(login, account, state, via="scram")
@@ -247,15 +308,19 @@ async def record_scram_failure(
 ) -> AuthOutcome:
     """A SCRAM exchange that failed once the user's secrets (or decoys) were supplied. Known and
     unknown users cost the same: the same two look-ups and one login-history row (an unknown
-    address is recorded under the name tried); only the log reason differs."""
+    address is recorded under the keyed label of the name tried); only the log reason differs."""
     login = _Login(store, pool, attempt, rules or LoginRules(), clock or SystemClock())
     try:
         key = parse_address_arg(username).key
     except AddressError:  # never an account, so the name alone says so: nothing to hide
-        return AuthOutcome(None, "user name is not an address")
-    account = await store.get_account(key)
-    state = await store.credentials.get_credentials(key)
-    return await login.fail(key, "wrong password" if account and state else "unknown user")
+        return AuthOutcome(None, "user name is not an address", user=login.rules.label(username))
+    try:
+        account = await store.get_account(key)
+        state = await store.credentials.get_credentials(key)
+    except Exception as exc:  # as in _look_up
+        raise unavailable("credentials", exc) from None
+    known = account is not None and state is not None
+    return await login.fail(key if known else login.rules.label(key), "wrong password" if known else "unknown user")
 
 
 DECOY_ITERATIONS_TTL = 300.0  # seconds a looked-up most common iteration count is reused

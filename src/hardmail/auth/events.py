@@ -3,17 +3,22 @@
 Kinds: ``login``, ``password-set``, ``password-changed``, ``must-change-set``,
 ``must-change-cleared``, ``hash-imported``, ``legacy-hash-upgraded``, ``hash-parameters-upgraded``,
 ``2fa-enabled``, ``2fa-disabled``, ``2fa-code-wrong``, ``2fa-locked``, ``recovery-code-used``, ``app-password-created``,
-``app-password-first-use``, ``app-password-revoked``. A history write that fails is logged and
-does not fail the login or the admin action it records.
+``app-password-first-use``, ``app-password-revoked``. A history write that fails is logged once
+and counted (:func:`hardmail.auth.audit.audited`) and does not fail the login or the admin action
+it records.
+
+A ``login`` row with result ``refused`` is a correct main password refused by the login rules
+(two-factor authentication on, must change, expired): the client got the reply of a wrong
+password, and the row's detail says why; the user's notice is made from these rows.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hardmail.auth.audit import audited
 from hardmail.core.clock import Clock
 from hardmail.ops.log import log_event
-from hardmail.store.ports import StoreError
 from hardmail.store.ports_credentials import CredentialStore, LoginEvent
 
 
@@ -28,11 +33,7 @@ async def record_event(credentials: CredentialStore, event: LoginEvent) -> None:
               protocol=event.protocol or None, mechanism=event.mechanism or None,
               client_ip=event.client_ip or None, tls_version=event.tls_version or None,
               detail=event.detail or None)
-    try:
-        await credentials.append_login_event(event)
-    except (StoreError, OSError) as exc:
-        log_event("auth.history_error", level="error", account=event.account, kind=event.kind,
-                  error=type(exc).__name__)
+    await audited("login-history", credentials.append_login_event(event))
 
 
 async def record_admin_event(

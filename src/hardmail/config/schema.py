@@ -116,6 +116,9 @@ class PasswordHashSection(Section):
     memory_cost: int = Field(65536, ge=8192, description="Argon2id memory in KiB.")
     parallelism: int = Field(1, ge=1, description="Argon2id lanes.")
     hash_workers: int = Field(2, ge=1, description="Threads that hash passwords off the event loop.")
+    max_pending: int = Field(0, ge=0, description="Password checks that may wait for a hashing thread (beyond those running); more get 454 4.7.0. 0 means 8 per thread.")
+    per_source: int = Field(4, ge=1, description="Password checks one source address (IPv4 address, IPv6 /64) may have running or waiting at once; more from it get 454 4.7.0 before they reach the pool.")
+    priority_pending: int = Field(0, ge=0, description="Extra waiting places for logins of an account from an address it logged in from before (served first, never taken by unknown sources). 0 means as many as max_pending.")
 
 
 class PasswordPolicySection(Section):
@@ -199,9 +202,13 @@ class BanSection(Section):
     window: float = Field(900.0, gt=0, description="Seconds over which failed logins are counted (15 minutes).")
     durations: list[float] = Field([3600.0, 86400.0, 604800.0], min_length=1, description="Seconds each successive ban of the same source lasts (1 hour, 1 day, 1 week); the last repeats.")
     forget_after: float = Field(2592000.0, gt=0, description="Seconds after a ban ends after which it no longer counts for escalation (30 days).")
-    subnet_failures: int = Field(50, ge=1, description="Failed logins from one IPv4 /24 or IPv6 /64 within the window that ban the whole subnet.")
+    subnet_failures: int = Field(50, ge=1, description="Failed logins from one IPv4 /24 or IPv6 /48 within the window that ban the whole subnet for AUTH.")
     spray_accounts: int = Field(4, ge=2, description="Different accounts one address may fail against within the window before it is banned (password spraying).")
-    guessing_sources: int = Field(10, ge=2, description="Different addresses failing against one account within the window after which each further failing address is banned at once (distributed guessing); addresses the account logged in from before are exempt.")
+    guessing_sources: int = Field(10, ge=2, description="Different addresses failing against one account within the window after which the account is under attack (distributed guessing): logins from addresses it never logged in from wait guard_tarpit seconds and come last in the hashing queue; nobody is banned for it.")
+    spray_subnet_accounts: int = Field(10, ge=2, description="Different accounts failed against from one IPv4 /24 or IPv6 /48 within the window that ban the subnet for AUTH (password spraying from rotating addresses).")
+    spray_global_accounts: int = Field(20, ge=2, description="Different accounts failed against from anywhere within the window that, with spray_global_sources, mean a spraying campaign: logged, and every account's guard is raised.")
+    spray_global_sources: int = Field(10, ge=2, description="Different failing addresses within the window that, with spray_global_accounts, mean a spraying campaign.")
+    guard_tarpit: float = Field(10.0, ge=0, description="Seconds a login from an address an account never logged in from waits while that account (or every account, during a spraying campaign) is under attack.")
     never_ban: list[str] = Field([], description="Networks never banned automatically (your own offices, monitoring).")
     tarpit_step: float = Field(1.0, ge=0, description="Seconds a failed login waits per earlier failure of its source.")
     tarpit_max: float = Field(10.0, ge=0, description="Longest wait after a failed login, in seconds.")

@@ -29,6 +29,7 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_self_signed_on_public_listeners(cfg),
         *_log_file_modes(cfg),
         *_slow_session_check(cfg),
+        *_unfair_hash_pool(cfg),
     ]
 
 
@@ -40,6 +41,17 @@ def _slow_session_check(cfg: Config) -> Iterator[str]:
             f"auth.session_check_seconds is {seconds:g}: open sessions of an account that is disabled, "
             f"frozen or whose password was changed can go on (short of sending a message) {how_long}; "
             "set it to 1 or less (default 0.5)."
+        )
+
+
+def _unfair_hash_pool(cfg: Config) -> Iterator[str]:
+    argon2 = cfg.auth.argon2
+    places = argon2.hash_workers + (argon2.max_pending or argon2.hash_workers * 8)
+    if argon2.per_source >= places:
+        yield (
+            f"auth.argon2.per_source ({argon2.per_source}) is not below the hashing pool's "
+            f"{places} places: one client can fill the pool and keep every other login out "
+            "(454 4.7.0); set it lower."
         )
 
 

@@ -1,17 +1,22 @@
 """Failure accounting and bans: when a failed login earns its source a ban, for how long, and how
 long a failing client waits (tarpit). Pure decisions: counts and time are passed in.
 
-Rules, in the order they are checked after a failed AUTH:
+Every rule is evaluated after a failed AUTH (not the first match: one failure counts for the
+address rules and for the subnet rules alike), and each one that fires makes a ban:
 
 1. never-ban: a source in a never-ban network is never banned (it still waits in the tarpit);
 2. per source: ``failures`` failures from one address within ``window`` ban that address;
-3. password spraying: one address failing against ``spray_accounts`` different accounts within
-   the window is banned at once;
-4. distributed guessing: when ``guessing_sources`` different addresses fail against one account
-   within the window, every further failing address is banned at its first failure, except an
-   address from which that account has logged in successfully before (the real user is never
-   locked out from a known address by other people's guessing);
-5. per subnet: ``subnet_failures`` failures from one IPv4 /24 or IPv6 /48 ban the whole subnet.
+3. password spraying from one address: failing against ``spray_accounts`` different accounts
+   within the window bans the address at once;
+4. per subnet: ``subnet_failures`` failures from one IPv4 /24 or IPv6 /48 ban the whole subnet;
+5. password spraying from one subnet (rotating addresses): failing against
+   ``spray_subnet_accounts`` different accounts from one /24 or /48 bans the subnet.
+
+Many addresses failing against one account (distributed guessing) ban nobody: that raises the
+account's guard instead (:mod:`hardmail.policy.login_guard`), so that the owner's typo from a new
+address is not a ban. Automatic bans refuse AUTH (scope ``auth``): the MX port keeps taking mail
+from such a source, and a source with a successful login history for an account keeps logging in
+to that account. An administrator's ban refuses everything (scope ``all``).
 
 "One address" is an IPv4 address or an IPv6 /64: a single IPv6 host usually holds a whole /64
 and can pick a fresh address in it for every try, so per-/128 counting would never ban it. The
@@ -38,6 +43,10 @@ class BanRules:
     subnet_failures: int = 50
     spray_accounts: int = 4
     guessing_sources: int = 10
+    spray_subnet_accounts: int = 10
+    spray_global_accounts: int = 20
+    spray_global_sources: int = 10
+    guard_tarpit: float = 10.0
     never_ban: tuple[str, ...] = ()
     tarpit_step: float = 1.0
     tarpit_max: float = 10.0
@@ -52,12 +61,15 @@ class FailureStats:
     account_ip_failures: int = 0  # this account from this address
     accounts_from_ip: int = 0  # different accounts this address failed against
     ips_for_account: int = 0  # different addresses that failed against this account
+    accounts_from_subnet: int = 0  # different accounts failed against from this subnet
+    accounts_total: int = 0  # different accounts failed against from anywhere
+    sources_total: int = 0  # different failing addresses
 
 
 @dataclass(frozen=True, slots=True)
 class BanDecision:
     subject: str  # an address, or a subnet in CIDR form
-    kind: str  # "failures", "spraying", "guessing" or "subnet"
+    kind: str  # "failures", "spraying", "subnet" or "subnet-spraying" (automatic); "admin", "smtp"
     reason: str
 
 
@@ -73,6 +85,15 @@ class Ban:
 
     def active(self, now: float) -> bool:
         return self.expires_at > now
+
+    @property
+    def scope(self) -> str:
+        """"auth": refuses logins only (the MX port still takes mail); "all": refuses every connection."""
+        return "auth" if self.kind in AUTH_BAN_KINDS and not self.by_admin else "all"
+
+
+# Bans made for abuse of logins; any other kind (an administrator's, a ban for MX abuse) is "all".
+AUTH_BAN_KINDS = frozenset({"failures", "spraying", "guessing", "subnet", "subnet-spraying"})
 
 
 ADDRESS_PREFIX = {4: 32, 6: 64}  # what counts as "one address" (see the module docstring)
@@ -121,22 +142,24 @@ def never_banned(ip: str, never_ban: Iterable[str]) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in never_ban)
 
 
-def decide_ban(ip: str, account: str, stats: FailureStats, known_source: bool, rules: BanRules) -> BanDecision | None:
-    """After one failed login from ``ip``: the ban it earns, or None (``stats`` are per address key)."""
+def decide_bans(ip: str, stats: FailureStats, rules: BanRules) -> list[BanDecision]:
+    """After one failed login from ``ip``: every ban it earns, at most one per subject (``stats``
+    are per address key and subnet). All rules are evaluated; none shadows another."""
     if never_banned(ip, rules.never_ban):
-        return None
-    key = address_key(ip)
+        return []
+    key, subnet = address_key(ip), subnet_of(ip)
+    found: list[BanDecision] = []
     if stats.ip_failures >= rules.failures:
-        return BanDecision(key, "failures", f"{stats.ip_failures} failed logins within {rules.window:.0f}s")
-    if stats.accounts_from_ip >= rules.spray_accounts:
+        found.append(BanDecision(key, "failures", f"{stats.ip_failures} failed logins within {rules.window:.0f}s"))
+    elif stats.accounts_from_ip >= rules.spray_accounts:
         reason = f"failed logins against {stats.accounts_from_ip} accounts (password spraying)"
-        return BanDecision(key, "spraying", reason)
-    if account and stats.ips_for_account >= rules.guessing_sources and not known_source:
-        return BanDecision(key, "guessing", f"{account} is being guessed from {stats.ips_for_account} addresses")
+        found.append(BanDecision(key, "spraying", reason))
     if stats.subnet_failures >= rules.subnet_failures:
-        subnet = subnet_of(ip)
-        return BanDecision(subnet, "subnet", f"{stats.subnet_failures} failed logins from {subnet}")
-    return None
+        found.append(BanDecision(subnet, "subnet", f"{stats.subnet_failures} failed logins from {subnet}"))
+    elif stats.accounts_from_subnet >= rules.spray_subnet_accounts:
+        reason = f"failed logins against {stats.accounts_from_subnet} accounts from {subnet} (password spraying)"
+        found.append(BanDecision(subnet, "subnet-spraying", reason))
+    return found
 
 
 def offences_before(previous: Ban | None, now: float, rules: BanRules) -> int:
@@ -210,7 +233,9 @@ def explain(ip: str, bans: Iterable[Ban], now: float, rules: BanRules) -> list[s
         lines.append(f"{ip} is in the never-ban list: automatic bans never apply to it")
     for ban in bans:
         state = "active" if ban.active(now) else "expired"
-        lines.append(f"{ban.subject}: {state} {ban.kind} ban (offence {ban.offences}): {ban.reason}")
+        scope = ("; refuses logins only (the MX port takes mail, known login sources are let in)"
+                 if ban.scope == "auth" else "")
+        lines.append(f"{ban.subject}: {state} {ban.kind} ban (offence {ban.offences}): {ban.reason}{scope}")
     if not any(ban.active(now) for ban in bans):
         lines.append(f"{ip} is not banned")
     return lines

@@ -1,8 +1,10 @@
 """Whether a correct main password may log in over a mail protocol. Pure.
 
-Asked only after the password (or SCRAM proof) was verified, so the refusal texts, which tell the
-user what to do, reveal nothing to someone who does not know the password. App passwords are not
-subject to these rules: they exist for mail clients on accounts with two-factor authentication.
+Asked only after the password (or SCRAM proof) was verified. The refusal is answered on the wire
+exactly like a wrong password (a different reply would confirm the password to a credential
+stuffer); its reason goes to the login history and its text is for the user's notice (the
+``notice`` kind names it). App passwords are not subject to these rules: they exist for mail
+clients on accounts with two-factor authentication.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ EXPIRED_TEXT = "Your password has expired; ask your administrator to set a new o
 
 @dataclass(frozen=True, slots=True)
 class LoginRefusal:
-    reason: str  # for the log
-    client_text: str  # for the user
+    reason: str  # for the log and the login history
+    notice: str  # "two-factor", "must-change" or "expired": which notice the user should get
+    notice_text: str  # for the user's notice, never for the wire
 
 
 def main_password_refusal(
@@ -42,9 +45,9 @@ def main_password_refusal(
     if protocol not in MAIL_PROTOCOLS:
         return None
     if two_factor:
-        return LoginRefusal("main password refused: two-factor authentication is on", TWO_FACTOR_TEXT)
+        return LoginRefusal("two-factor account: use an app password", "two-factor", TWO_FACTOR_TEXT)
     if must_change:
-        return LoginRefusal("password must be changed", MUST_CHANGE_TEXT)
+        return LoginRefusal("password must be changed", "must-change", MUST_CHANGE_TEXT)
     if password_expired(changed_at, now, policy):
-        return LoginRefusal("password expired", EXPIRED_TEXT)
+        return LoginRefusal("password expired", "expired", EXPIRED_TEXT)
     return None

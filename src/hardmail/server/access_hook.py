@@ -3,8 +3,14 @@ limits, and the relay rules the RCPT decision needs.
 
 It gathers facts (store look-ups, counters, open connections) and asks the pure policy modules
 (:mod:`hardmail.policy.access`, :mod:`hardmail.policy.bans`, :mod:`hardmail.policy.ratelimit`).
-A banned or denied source is refused at connect and again before AUTH, before any password
-hashing.
+A denied source is refused at connect. A ban made for login abuse (scope ``auth``) refuses AUTH,
+before any password hashing, and connections to the submission ports from a source that never
+logged in successfully; the MX port keeps taking mail from it, and a source with a successful
+login history keeps logging in to the accounts it is known for (:meth:`AccessHook.gate_for`, see
+:mod:`hardmail.policy.login_guard`). A ban for everything (an administrator's) refuses every
+connection. Attacks across sources (one account guessed from many addresses, password spraying)
+raise guards and make ``auth.account_under_attack`` / ``auth.spray_detected`` events, counted in
+:mod:`hardmail.ops.counters`.
 
 Accepting a connection, or a recipient of an unauthenticated session, costs no store round trip
 of its own apart from the periodic refreshes below and a prune every ``PRUNE_EVERY_SECONDS`` (the
@@ -35,11 +41,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from hardmail.auth.audit import audited, unavailable
+from hardmail.auth.user_label import is_label
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_address_arg
 from hardmail.core.clock import Clock
-from hardmail.core.replies import AUTH_ENCRYPTION_REQUIRED, Reply
+from hardmail.core.replies import AUTH_ENCRYPTION_REQUIRED, AUTH_TEMP_FAILURE, Reply
 from hardmail.delivery.recipients import Resolution, is_local_domain
+from hardmail.ops.counters import count
 from hardmail.ops.log import log_event
 from hardmail.policy.access import (
     DEFAULT_RANGES,
@@ -56,13 +65,21 @@ from hardmail.policy.bans import (
     BanDecision,
     BanIndex,
     BanRules,
+    FailureStats,
     active_bans,
     address_key,
     ban_subjects,
-    decide_ban,
+    decide_bans,
     new_ban,
     subnet_of,
     tarpit_delay,
+)
+from hardmail.policy.login_guard import (
+    Admission,
+    admission,
+    auth_refused_by_ban,
+    connection_refused_by_ban,
+    guard_signals,
 )
 from hardmail.policy.ratelimit import (
     DAY,
@@ -90,6 +107,7 @@ PEER_UNKNOWN = Reply(421, "4.7.0", "Cannot tell your address; try again later")
 RANGE_CACHE_SECONDS = 10.0  # ranges changed with the CLI apply within this time
 BAN_REFRESH_SECONDS = 10.0  # bans and unbans made with the CLI apply within this time
 PRUNE_EVERY_SECONDS = 600.0
+LOGIN_HISTORY_SECONDS = 60.0  # how long "has this address ever logged in" is remembered per address
 
 Sleeper = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -100,6 +118,9 @@ def ban_rules(config: Config) -> BanRules:
     return BanRules(failures=bans.failures, window=bans.window, durations=tuple(bans.durations),
                     forget_after=bans.forget_after, subnet_failures=bans.subnet_failures,
                     spray_accounts=bans.spray_accounts, guessing_sources=bans.guessing_sources,
+                    spray_subnet_accounts=bans.spray_subnet_accounts,
+                    spray_global_accounts=bans.spray_global_accounts,
+                    spray_global_sources=bans.spray_global_sources, guard_tarpit=bans.guard_tarpit,
                     never_ban=tuple(bans.never_ban), tarpit_step=bans.tarpit_step, tarpit_max=bans.tarpit_max)
 
 
@@ -108,7 +129,10 @@ def limit_rules(config: Config) -> LimitRules:
 
 
 def account_key(username: str) -> str:
-    """The normalised account a failed login tried; "" when the user name is not an address."""
+    """The normalised account a login tried, or the keyed label (``~h:...``) it is logged under;
+    "" when the user name is neither."""
+    if is_label(username):
+        return username
     try:
         return parse_address_arg(username).key
     except AddressError:
@@ -119,7 +143,7 @@ def log_ban(ban: Ban, source: str) -> None:
     """The fixed-format ban line: ``"event": "access.ban", "subject": "<address or CIDR>", ...``."""
     log_event("access.ban", level="warning", subject=ban.subject, kind=ban.kind, offence=ban.offences,
               expires=datetime.fromtimestamp(ban.expires_at, UTC).isoformat(timespec="seconds"),
-              source=source, reason=ban.reason)
+              source=source, reason=ban.reason, scope=ban.scope)
 
 
 class Refreshed(Generic[T]):
@@ -186,6 +210,9 @@ class AccessHook(SessionHook):
         self._open_ip: Counter[str] = Counter()
         self._open_subnet: Counter[str] = Counter()
         self._counted: dict[str, tuple[str, str]] = {}  # session id -> (ip, subnet)
+        self._logins_from: dict[str, tuple[float, bool]] = {}  # address key -> (monotonic until, any login)
+        self._guarded: dict[str, float] = {}  # account -> time its guard goes down
+        self._campaign_until = float("-inf")  # time the global guard (spraying campaign) goes down
 
     def __repr__(self) -> str:
         return f"AccessHook(open={sum(self._open_ip.values())}, bans={len(self._banned.value)})"
@@ -253,7 +280,7 @@ class AccessHook(SessionHook):
             log_event("access.denied", session=facts.session_id, peer=ip, listener=facts.listener)
             return CONNECTION_DENIED
         ban = await self.active_ban(ip)
-        if ban is not None:
+        if ban is not None and connection_refused_by_ban(ban, facts.listener, await self.has_logged_in_from(keys[0])):
             log_event("access.refused", session=facts.session_id, peer=ip, subject=ban.subject, stage="connect")
             return BANNED
         return self._connection_limits(facts, keys)
@@ -293,11 +320,33 @@ class AccessHook(SessionHook):
         await self.store.access.prune(self.clock.now() - keep)
 
     # authentication ------------------------------------------------------------------------
+    async def has_logged_in_from(self, key: str) -> bool:
+        """Whether any account logged in from this address key (remembered a while per address;
+        asked only for banned sources)."""
+        now = self.clock.monotonic()
+        cached = self._logins_from.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if len(self._logins_from) > 10_000:
+            self._logins_from.clear()
+        found = await self.store.access.has_logged_in_from(key)
+        self._logins_from[key] = (now + LOGIN_HISTORY_SECONDS, found)
+        return found
+
     async def before_auth(self, facts: SessionFacts, mechanism: str) -> Reply | None:
         # AUTH is rare next to connections and costs a hash anyway: ask the store too, so that a ban
         # made by another process applies here at once, not at the next snapshot.
-        ban = await self.active_ban(facts.peer_ip) or await self._stored_ban(facts.peer_ip)
-        if ban is not None:
+        keys = self.keys_of(facts.peer_ip)
+        try:
+            ban = await self.active_ban(facts.peer_ip) or await self._stored_ban(facts.peer_ip)
+            refused = ban is not None and keys is not None and auth_refused_by_ban(
+                ban, await self.has_logged_in_from(keys[0]))
+        except Exception as exc:  # the bans cannot be read: AUTH cannot go on (RFC 4954 6)
+            count("auth.unavailable")
+            log_event("auth.unavailable", level="error", session=facts.session_id, read="bans",
+                      error=type(exc).__name__)
+            return AUTH_TEMP_FAILURE
+        if refused and ban is not None:
             log_event("access.refused", session=facts.session_id, peer=facts.peer_ip, subject=ban.subject,
                       stage="auth")
             return BANNED
@@ -306,6 +355,15 @@ class AccessHook(SessionHook):
             return AUTH_ENCRYPTION_REQUIRED
         return None
 
+    def gate_for(self, ip: str) -> SourceGate:
+        """The login gate of a client at ``ip`` (see :mod:`hardmail.auth.gate`)."""
+        return SourceGate(self, ip)
+
+    def guarded(self, account: str) -> bool:
+        """Whether ``account``'s guard is up (under attack itself, or a spraying campaign is on)."""
+        now = self.clock.now()
+        return now < self._campaign_until or now < self._guarded.get(account, float("-inf"))
+
     async def after_auth(self, facts: SessionFacts, username: str, success: bool, reason: str) -> Reply | None:
         keys, now = self.keys_of(facts.peer_ip), self.clock.now()
         if keys is None:
@@ -313,19 +371,54 @@ class AccessHook(SessionHook):
         ip, subnet = keys  # failures and known sources are counted per address key (IPv6: the /64)
         account = account_key(username)
         if success:
-            await self.store.access.remember_source(account or username, ip, now)
+            await audited("known-source", self.store.access.remember_source(account or username, ip, now))
+            self._logins_from.pop(ip, None)
             return None
-        await self.store.access.record_failure(AuthFailure(now, ip, subnet, account))
-        stats = await self.store.access.failure_stats(ip, subnet, account, now - self.bans.window)
-        known = bool(account) and await self.store.access.is_known_source(account, ip)
-        decision = decide_ban(facts.peer_ip, account, stats, known, self.bans)
-        if decision is not None:
-            await self.ban(decision, "auto")
+        if not await audited("failure-record", self.store.access.record_failure(AuthFailure(now, ip, subnet, account))):
+            return None  # nothing to judge it by: the login failed, the reply stays as it is
+        try:
+            stats = await self.store.access.failure_stats(ip, subnet, account, now - self.bans.window)
+        except Exception as exc:  # as above: degrade, never fail the reply for it
+            log_event("access.stats_error", level="error", session=facts.session_id, error=type(exc).__name__)
+            return None
+        self._watch_attacks(facts.session_id, account, stats, now)
+        return await self._judge(facts, stats)
+
+    async def _judge(self, facts: SessionFacts, stats: FailureStats) -> Reply | None:
+        """Ban by every rule the failure trips (see :func:`decide_bans`), else the tarpit."""
+        decisions = decide_bans(facts.peer_ip, stats, self.bans)
+        for decision in decisions:
+            ban, made = await self._ban(decision, "auto")
+            if made and decision.kind == "subnet-spraying":
+                count("auth.spray_detected")
+                log_event("auth.spray_detected", level="warning", session=facts.session_id, scope="subnet",
+                          subject=ban.subject, accounts=stats.accounts_from_subnet, response="subnet banned for AUTH")
+        if decisions:
             return BANNED
         delay = tarpit_delay(stats.ip_failures - 1, self.bans)  # the first failure costs nothing
         if delay > 0:
             await self.sleeper(delay)
         return None
+
+    def _watch_attacks(self, session: str, account: str, stats: FailureStats, now: float) -> None:
+        """Raise the account's guard (distributed guessing) or every account's (a spraying campaign)."""
+        signals = guard_signals(account, stats, self.bans)
+        until = now + self.bans.window
+        if signals.account_under_attack:
+            if now >= self._guarded.get(account, float("-inf")):
+                count("auth.account_under_attack")
+                log_event("auth.account_under_attack", level="warning", session=session, account=account,
+                          sources=stats.ips_for_account, response="unknown sources slowed down")
+            self._guarded[account] = until
+        if signals.spraying_campaign:
+            if now >= self._campaign_until:
+                count("auth.spray_detected")
+                log_event("auth.spray_detected", level="warning", session=session, scope="global",
+                          accounts=stats.accounts_total, sources=stats.sources_total,
+                          response="unknown sources slowed down for every account")
+            self._campaign_until = until
+        if len(self._guarded) > 10_000:  # forget guards that are down
+            self._guarded = {name: end for name, end in self._guarded.items() if end > now}
 
     async def _stored_ban(self, ip: str) -> Ban | None:
         try:
@@ -336,17 +429,21 @@ class AccessHook(SessionHook):
         return max(found, key=lambda ban: ban.expires_at) if found else None
 
     async def ban(self, decision: BanDecision, source: str) -> Ban:
+        return (await self._ban(decision, source))[0]
+
+    async def _ban(self, decision: BanDecision, source: str) -> tuple[Ban, bool]:
+        """The ban in force on the subject, and whether it was made now (not already active)."""
         now = self.clock.now()
         found = await self.store.access.get_bans([decision.subject])
         previous = found[0] if found else None
         if source == "auto" and previous is not None and previous.expires_at > now:
             self._hold_own_ban(previous)  # already banned (by another process): no second offence
-            return previous
+            return previous, False
         ban = new_ban(decision, previous, now, self.bans)
         await self.store.access.put_ban(ban)
         self._hold_own_ban(ban)
         log_ban(ban, source)
-        return ban
+        return ban, True
 
     def _hold_own_ban(self, ban: Ban) -> None:
         """Apply ``ban`` in this process at once, and through a snapshot load that began before
@@ -391,6 +488,33 @@ class AccessHook(SessionHook):
             log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
             return verdict.reply
         return None
+
+
+class SourceGate:
+    """The :class:`hardmail.auth.gate.LoginGate` of one client address: bans with the owner
+    exemption, the guard's delay for unknown sources, and the known-pair hashing lane."""
+
+    def __init__(self, hook: AccessHook, ip: str) -> None:
+        self.hook = hook
+        self.ip = ip
+        keys = hook.keys_of(ip)
+        self.source = keys[0] if keys is not None else ""
+
+    def __repr__(self) -> str:
+        return f"SourceGate({self.source!r})"
+
+    async def admit(self, account: str) -> Admission:
+        hook = self.hook
+        ban = await hook.active_ban(self.ip)
+        try:
+            known = bool(self.source and account) and await hook.store.access.is_known_source(account, self.source)
+        except Exception as exc:  # the store cannot be read: AUTH cannot go on (454 4.7.0)
+            raise unavailable("known sources", exc) from None
+        verdict = admission(ban=ban, known_pair=known, guarded=hook.guarded(account), rules=hook.bans)
+        if verdict.delay > 0:
+            log_event("auth.guard_delay", peer=self.ip, account=account, seconds=verdict.delay, reason=verdict.reason)
+            await hook.sleeper(verdict.delay)
+        return verdict
 
 
 def access_hook_of(ctx: ServerContext) -> AccessHook | None:

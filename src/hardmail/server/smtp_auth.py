@@ -7,8 +7,13 @@ the server key, with the iteration count most stored secrets have, so the exchan
 and simply fails at the proof. A failure after that point costs the same for known and unknown
 users (the same look-ups and one login-history row, see ``record_scram_failure``). After a verified
 proof the same account rules as for a password apply before the server's final message is sent.
-A correct password refused by those rules (two-factor authentication on, must change, expired) is
-answered 535 5.7.8 with a text saying what to do; every other failure gets the same 535 reply.
+Every failure gets the same 535 5.7.8 reply, a correct password refused by those rules (two-factor
+authentication on, must change, expired) included: a different text would confirm the password.
+The reason is in the log and the login history only. The client's login gate (its access rules,
+see :mod:`hardmail.auth.gate`) is asked once the user name is known, before any hashing; a
+refusal there is answered like a banned source. When the credentials cannot be checked (hashing
+pool full, store unreadable) the reply is 454 4.7.0 (RFC 4954 6). A user name that is no account
+is logged only as its keyed label (:mod:`hardmail.auth.user_label`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import functools
 import secrets
 from pathlib import Path
 
+from hardmail.auth.audit import AuthUnavailable
 from hardmail.auth.authenticator import (
     AuthOutcome,
     LoginAttempt,
@@ -27,8 +33,9 @@ from hardmail.auth.authenticator import (
     record_scram_failure,
     scram_secrets,
 )
+from hardmail.auth.gate import LoginGate, OpenGate
 from hardmail.auth.pool import PoolSaturated
-from hardmail.auth.scram import decoy_secrets
+from hardmail.auth.scram import ScramSecrets, decoy_secrets
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.core.replies import (
     AUTH_BAD_BASE64,
@@ -41,6 +48,7 @@ from hardmail.core.replies import (
 from hardmail.ops.log import EventLogger
 from hardmail.proto import sasl
 from hardmail.proto.smtp.events import Auth, AuthResponse
+from hardmail.server.access_hook import BANNED, AccessHook, access_hook_of
 from hardmail.server.context import ServerContext
 
 
@@ -122,38 +130,78 @@ class SmtpAuth:
     def _rules(self) -> LoginRules:
         return LoginRules.from_config(self.ctx.config)
 
+    def _gate(self) -> LoginGate:
+        hook = access_hook_of(self.ctx)
+        if hook is not None:
+            return hook.gate_for(self.peer_ip)
+        keys = AccessHook.keys_of(self.peer_ip)
+        return OpenGate(keys[0] if keys is not None else "")  # still one fair share per source
+
+    def _gate_refused(self, outcome: AuthOutcome, mechanism: str) -> Reply:
+        """A banned source trying an account it never logged in to: refused before any hashing."""
+        self.mechanism = None
+        self.log.event("smtp.auth", level="warning", result="refused", mechanism=mechanism, user=outcome.user,
+                       reason=outcome.reason)
+        return BANNED
+
+    def _temp_failure(self, mechanism: str, reason: str) -> Reply:
+        self.mechanism = None
+        self.log.event("smtp.auth", level="warning", result="tempfail", mechanism=mechanism, reason=reason,
+                       code="4.7.0")
+        return AUTH_TEMP_FAILURE  # RFC 4954 6
+
     # SCRAM-SHA-256
 
     async def _supply_secrets(self, username: str) -> Reply:
         assert isinstance(self.mechanism, sasl.ScramSha256Mechanism)
         self._scram_user = username
-        found = await scram_secrets(self.ctx.login_store, username)
-        if found is None:
-            iterations = await decoy_scram_iterations(
-                self.ctx.login_store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
-            stored = decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
-        else:
-            self._scram_key, stored = found
+        try:
+            stored = await self._secrets_for(username)
+        except Exception:  # AuthUnavailable, or any store error: AUTH cannot go on
+            return self._temp_failure(self.mechanism.name, "credentials cannot be read")
+        if isinstance(stored, Reply):
+            return stored
         return await self._handle(self.mechanism.supply(stored))
+
+    async def _secrets_for(self, username: str) -> ScramSecrets | Reply:
+        """The user's SCRAM secrets, decoys for an unknown user, or the gate's refusal."""
+        assert self.mechanism is not None
+        found = await scram_secrets(self.ctx.login_store, username)
+        user = found[0] if found is not None else self._rules().label(username)
+        admitted = await self._gate().admit(user)
+        if not admitted.allowed:
+            return self._gate_refused(AuthOutcome(None, admitted.reason, user=user), self.mechanism.name)
+        if found is not None:
+            self._scram_key, stored = found
+            return stored
+        iterations = await decoy_scram_iterations(
+            self.ctx.login_store, self.ctx.config.auth.scram.iterations, self.ctx.clock)
+        return decoy_secrets(username.lower(), _decoy_key(self.ctx.config.data_dir), iterations)
 
     async def _scram_verified(self, step: sasl.Verified) -> Reply:
         name = self.mechanism.name if self.mechanism else "SCRAM-SHA-256"
         if self._scram_key is None:  # decoy secrets cannot verify; kept for safety
             self.mechanism = None
-            return self._refuse(AuthOutcome(None, "unknown user"), name, step.authcid)
-        outcome = await finish_scram_login(self.ctx.login_store, self.ctx.hash_pool, self._scram_key, True,
-                                           self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+            return self._refuse(AuthOutcome(None, "unknown user", user=self._rules().label(step.authcid)), name)
+        try:
+            outcome = await finish_scram_login(self.ctx.login_store, self.ctx.hash_pool, self._scram_key, True,
+                                               self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+        except AuthUnavailable:
+            return self._temp_failure(name, "credentials cannot be read")
         if outcome.account is None:
             self.mechanism = None
-            return self._refuse(outcome, name, step.authcid)
+            return self._refuse(outcome, name)
         self._verified = outcome.account
         return Reply(334, None, sasl.encode_challenge(step.server_final))
 
     async def _mechanism_failed(self, step: sasl.Failure, name: str) -> Reply:
         if self._scram_user:  # SCRAM after the secrets (real or decoy) were supplied: same work for both
-            outcome = await record_scram_failure(self.ctx.login_store, self.ctx.hash_pool, self._scram_user,
-                                                 self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
-            return self._refuse(outcome, name, self._scram_key or self._scram_user)
+            try:
+                outcome = await record_scram_failure(self.ctx.login_store, self.ctx.hash_pool, self._scram_user,
+                                                     self._attempt(name), rules=self._rules(), clock=self.ctx.clock)
+            except AuthUnavailable:
+                return self._temp_failure(name, "credentials cannot be read")
+            return self._refuse(outcome, name)
         self.log.event("smtp.auth", level="warning", result="failure", mechanism=name, reason=step.reason)
         self.last_outcome = (self._scram_user, False, step.reason)
         return AUTH_FAILED
@@ -164,14 +212,16 @@ class SmtpAuth:
         try:
             outcome: AuthOutcome = await authenticate(
                 self.ctx.login_store, self.ctx.hash_pool, credentials.authcid, credentials.password,
-                self._attempt(mechanism), rules=self._rules(), clock=self.ctx.clock,
+                self._attempt(mechanism), rules=self._rules(), clock=self.ctx.clock, gate=self._gate(),
             )
         except PoolSaturated:
-            self.log.event("smtp.auth", level="warning", result="tempfail", mechanism=mechanism,
-                           user=credentials.authcid, reason="password hashing pool saturated")
-            return AUTH_TEMP_FAILURE
+            return self._temp_failure(mechanism, "password hashing pool saturated")
+        except AuthUnavailable:
+            return self._temp_failure(mechanism, "credentials cannot be read")
+        if outcome.gate_refused:
+            return self._gate_refused(outcome, mechanism)
         if outcome.account is None:
-            return self._refuse(outcome, mechanism, credentials.authcid)
+            return self._refuse(outcome, mechanism)
         return self._succeed(outcome.account, mechanism, outcome.via, outcome.app_password_id)
 
     def _succeed(self, account: str, mechanism: str, via: str = "", app_password_id: int | None = None) -> Reply:
@@ -181,12 +231,11 @@ class SmtpAuth:
         self.log.event("smtp.auth", result="success", mechanism=mechanism, user=account, via=via or None)
         return AUTH_OK
 
-    def _refuse(self, outcome: AuthOutcome, mechanism: str, user: str) -> Reply:
+    def _refuse(self, outcome: AuthOutcome, mechanism: str) -> Reply:
         self.log.event("smtp.auth", level="warning", result="failure", mechanism=mechanism,
-                       user=user, reason=outcome.reason, code="5.7.8")
-        self.last_outcome = (user, False, outcome.reason)
-        # RFC 4954 6: 535 5.7.8; the text explains only a refusal of correct credentials.
-        return AUTH_FAILED.with_text(outcome.client_text) if outcome.client_text else AUTH_FAILED
+                       user=outcome.user, reason=outcome.reason, code="5.7.8")
+        self.last_outcome = (outcome.user, False, outcome.reason)
+        return AUTH_FAILED  # RFC 4954 6: one reply for every failure, correct-but-refused included
 
     def _abort(self, reply: Reply, reason: str) -> Reply:
         self.mechanism = None

@@ -19,7 +19,7 @@ class AuthFailure:
     at: float
     ip: str
     subnet: str  # the /24 or /64 of ip, in CIDR form
-    account: str  # the user name tried, normalised; "" when it was not an address
+    account: str  # the account tried, or the keyed label of a name that is none (never the raw name)
 
 
 class AccessStore(Protocol):
@@ -73,6 +73,10 @@ class AccessStore(Protocol):
         ...
 
     async def is_known_source(self, account: str, ip: str) -> bool: ...
+
+    async def has_logged_in_from(self, ip: str) -> bool:
+        """Whether any account ever logged in successfully from ``ip`` (an address key)."""
+        ...
 
     # fixed-window counters (connections per minute, messages per hour and per day)
 

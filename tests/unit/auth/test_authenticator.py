@@ -16,7 +16,7 @@ from hardmail.auth.authenticator import AuthOutcome, LoginAttempt, LoginRules, a
 from hardmail.auth.events import now_utc
 from hardmail.auth.hashing import hash_password
 from hardmail.auth.legacy import normalize_import
-from hardmail.auth.pool import HashPool
+from hardmail.auth.pool import DEFAULT_LANE, HashPool, Lane
 from hardmail.config.schema import AuthSection, PasswordHashSection, PasswordPolicySection
 from hardmail.core.clock import FakeClock
 from hardmail.store import open_store
@@ -74,7 +74,7 @@ async def test_success_is_recorded_with_its_attempt(store: Store, pool: HashPool
 async def test_unknown_user_and_wrong_password_look_the_same(store: Store, pool: HashPool, clock: FakeClock) -> None:
     unknown = await _login(store, pool, clock, user="nobody@example.org")
     wrong = await _login(store, pool, clock, password="wrong horse battery staple")
-    assert (unknown.account, unknown.client_text) == (wrong.account, wrong.client_text) == (None, None)
+    assert (unknown.account, unknown.notice) == (wrong.account, wrong.notice) == (None, None)
     assert (unknown.reason, wrong.reason) == ("unknown user", "wrong password")
 
 
@@ -120,12 +120,18 @@ async def _enable_2fa(store: Store) -> None:
     await store.credentials.set_totp(ALICE, "encrypted-secret-token", [])
 
 
-async def test_two_factor_refuses_the_main_password_with_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
+async def test_two_factor_refuses_the_main_password_like_a_wrong_one(
+    store: Store, pool: HashPool, clock: FakeClock
+) -> None:
     await _enable_2fa(store)
     outcome = await _login(store, pool, clock)
-    assert outcome.account is None and outcome.client_text is not None and "app password" in outcome.client_text
+    assert outcome.account is None and outcome.notice is not None and "app password" in outcome.notice
+    assert outcome.reason == "two-factor account: use an app password"
     wrong = await _login(store, pool, clock, "wrong horse battery staple")
-    assert wrong.client_text is None  # the text is only for someone who knows the password
+    assert wrong.notice is None  # the notice text is only for the user who knows the password
+    latest = (await store.credentials.list_login_events(ALICE))[1]
+    assert (latest.kind, latest.result) == ("login", "refused")
+    assert latest.detail == "two-factor account: use an app password"
 
 
 async def test_scoped_app_password_works_only_in_its_scope(store: Store, pool: HashPool, clock: FakeClock) -> None:
@@ -136,7 +142,7 @@ async def test_scoped_app_password_works_only_in_its_scope(store: Store, pool: H
     assert (ok.account, ok.via) == (ALICE, "app-password")
     assert (await _login(store, pool, clock, smtp_secret.upper().replace("-", " "))).account == ALICE
     refused = await _login(store, pool, clock, imap_secret)
-    assert (refused.account, refused.client_text) == (None, None)
+    assert (refused.account, refused.notice) == (None, None)
     imap = LoginAttempt(protocol="imap", client_ip="192.0.2.8")
     assert (await _login(store, pool, clock, imap_secret, attempt=imap)).account == ALICE
 
@@ -156,24 +162,24 @@ async def test_expired_app_password_fails_like_a_wrong_password(store: Store, po
     assert (await _login(store, pool, clock, secret)).account == ALICE
     clock.advance(2 * 86400)
     outcome = await _login(store, pool, clock, secret)
-    assert (outcome.account, outcome.client_text) == (None, None)
+    assert (outcome.account, outcome.notice) == (None, None)
 
 
 async def test_must_change_and_expiry_refuse_with_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
     await store.credentials.set_must_change(ALICE, True)
     outcome = await _login(store, pool, clock)
-    assert outcome.client_text is not None and "must be changed" in outcome.client_text
+    assert outcome.notice is not None and "must be changed" in outcome.notice
     await store.credentials.set_must_change(ALICE, False)
     expiring = LoginRules(PasswordPolicySection(max_age_days=30), scram_iterations=4096)
     clock.advance(31 * 86400)
     expired = await authenticate(store, pool, ALICE, PASSWORD, SMTP, rules=expiring, clock=clock)
-    assert expired.client_text is not None and "expired" in expired.client_text
+    assert expired.notice is not None and "expired" in expired.notice
 
 
 async def test_disabled_account_fails_without_a_text(store: Store, pool: HashPool, clock: FakeClock) -> None:
     await store.set_account_enabled(ALICE, False)
     outcome = await _login(store, pool, clock)
-    assert (outcome.account, outcome.client_text, outcome.reason) == (None, None, "account disabled")
+    assert (outcome.account, outcome.notice, outcome.reason) == (None, None, "account disabled")
 
 
 async def _import_hms2(store: Store, password: str) -> str:
@@ -219,9 +225,9 @@ async def test_an_upgrade_never_undoes_a_password_change_made_meanwhile(
     admin = AdminService(store, CHEAP, auth=AuthSection(argon2=CHEAP, scram={"iterations": 4096}), clock=clock)
     real_hash = pool.hash
 
-    async def hash_while_the_admin_changes_the_password(password: str) -> str:
+    async def hash_while_the_admin_changes_the_password(password: str, lane: Lane = DEFAULT_LANE) -> str:
         await admin.set_password(ALICE, "a brand new passphrase here")  # lands between verify and upgrade
-        return await real_hash(password)
+        return await real_hash(password, lane)
 
     monkeypatch.setattr(pool, "hash", hash_while_the_admin_changes_the_password)
     assert (await _login(store, pool, clock, "an old hmail password")).account == ALICE

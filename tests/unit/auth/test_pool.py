@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from hardmail.auth.hashing import VerifyResult, verify_password
-from hardmail.auth.pool import HashPool, PoolSaturated
+from hardmail.auth.pool import HashPool, Lane, PoolSaturated
 from hardmail.config.schema import PasswordHashSection
 
 WAIT = 10.0  # upper bound for a thread handshake; never reached when the code is right
@@ -148,3 +148,43 @@ async def test_closed_pool_refuses_work(params: PasswordHashSection, fake: Block
     with pytest.raises(RuntimeError):
         await pool.hash("pw")
     assert pool.in_flight == 0
+
+
+async def test_one_source_cannot_hold_more_than_its_share(params: PasswordHashSection, fake: BlockingHashing) -> None:
+    pool = HashPool(params, max_pending=8, per_source=2, hashing=fake)
+    attacker = Lane("192.0.2.66")
+    held = [asyncio.create_task(pool.verify("a", "b", attacker)) for _ in range(2)]
+    await _until_started(fake)
+    with pytest.raises(PoolSaturated):  # the third of one source is refused before the pool
+        await pool.verify("a", "b", attacker)
+    other = asyncio.create_task(pool.verify("c", "c", Lane("198.51.100.7")))
+    await _let_tasks_submit()
+    assert pool.in_flight == 3
+    fake.release.set()
+    assert (await other).ok
+    await asyncio.gather(*held)
+    pool.close()
+
+
+async def test_known_pairs_have_places_of_their_own_and_go_first(
+    params: PasswordHashSection, fake: BlockingHashing
+) -> None:
+    pool = HashPool(params, max_pending=1, per_source=8, priority_pending=2, hashing=fake)
+    running = asyncio.create_task(pool.verify("a", "b", Lane("192.0.2.66")))
+    await _until_started(fake)
+    queued = asyncio.create_task(pool.verify("a", "b", Lane("192.0.2.67")))
+    await _let_tasks_submit()
+    with pytest.raises(PoolSaturated):  # the normal lane is full
+        await pool.verify("a", "b", Lane("192.0.2.68"))
+    known = [asyncio.create_task(pool.verify("k", "k", Lane("198.51.100.7", priority=True))) for _ in range(2)]
+    await _let_tasks_submit()
+    assert (pool.waiting(True), pool.waiting(False)) == (2, 1)
+    order: list[str] = []
+    queued.add_done_callback(lambda _: order.append("normal"))
+    for task in known:
+        task.add_done_callback(lambda _: order.append("known"))
+    fake.release.set()
+    await asyncio.gather(running, queued, *known)
+    assert all(task.result().ok for task in known)
+    assert order == ["known", "known", "normal"]
+    pool.close()

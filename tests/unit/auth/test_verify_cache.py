@@ -50,11 +50,11 @@ class CountingPool:
     def __init__(self) -> None:
         self.verified = 0
 
-    async def verify(self, stored_hash: str, password: str) -> VerifyResult:
+    async def verify(self, stored_hash: str, password: str, lane: object = None) -> VerifyResult:
         self.verified += 1
         return VerifyResult(ok=password == PASSWORD)
 
-    async def dummy_verify(self) -> None:
+    async def dummy_verify(self, lane: object = None) -> None:
         return None
 
 

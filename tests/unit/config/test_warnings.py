@@ -78,3 +78,9 @@ def test_slow_session_check(seconds: float, says: str) -> None:
 
 def test_session_check_of_a_second_or_less_is_fine() -> None:
     assert insecure_warnings(config(auth={"session_check_seconds": 1})) == []
+
+
+def test_a_per_source_share_as_big_as_the_hashing_pool() -> None:
+    [warning] = insecure_warnings(config(auth={"argon2": {"hash_workers": 1, "max_pending": 2, "per_source": 3}}))
+    assert "auth.argon2.per_source" in warning
+    assert insecure_warnings(config(auth={"argon2": {"hash_workers": 1, "max_pending": 2, "per_source": 2}})) == []

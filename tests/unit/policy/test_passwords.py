@@ -103,7 +103,7 @@ def test_main_password_rules_for_mail_protocols(protocol: str, two_factor: bool,
                                                 text: str | None) -> None:
     refusal = main_password_refusal(protocol=protocol, two_factor=two_factor, must_change=must_change,
                                     changed_at=NOW, now=NOW, policy=DEFAULT)
-    assert (refusal.client_text if refusal else None) == text
+    assert (refusal.notice_text if refusal else None) == text
 
 
 def test_two_factor_text_tells_the_user_to_create_an_app_password() -> None:

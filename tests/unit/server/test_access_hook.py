@@ -13,6 +13,7 @@ from hardmail.config.schema import Config
 from hardmail.core.address import Address
 from hardmail.core.clock import FakeClock
 from hardmail.delivery.recipients import Resolution
+from hardmail.ops.counters import value
 from hardmail.policy.access import IpRange
 from hardmail.proto.smtp.events import MailParams
 from hardmail.server.access_hook import BANNED, CONNECTION_DENIED, PEER_UNKNOWN, AccessHook
@@ -71,17 +72,59 @@ async def test_spraying_is_banned_before_the_per_address_threshold() -> None:
     assert replies[-1] == BANNED and store.access.bans["198.51.100.7"].kind == "spraying"
 
 
-async def test_distributed_guessing_spares_the_users_known_address() -> None:
-    hook, store, _, _ = make_hook()
+async def test_distributed_guessing_raises_the_accounts_guard_and_bans_nobody() -> None:
+    hook, store, _, sleeps = make_hook()
     home = "192.0.2.10"
     assert await hook.after_auth(facts(home), "alice@example.test", True, "ok") is None
+    before = value("auth.account_under_attack")
     for n in range(10):
         await hook.after_auth(facts(f"203.0.113.{n}"), "alice@example.test", False, "wrong password")
-    assert store.access.bans["203.0.113.9"].kind == "guessing"
-    # the real user mistypes once from home: no ban, and a fresh guesser is banned at once
-    assert await hook.after_auth(facts(home), "alice@example.test", False, "wrong password") is None
-    assert await hook.after_auth(facts("203.0.113.77"), "alice@example.test", False, "x") == BANNED
-    assert home not in store.access.bans and await hook.on_connect(facts(home)) is None
+    assert store.access.bans == {} and hook.guarded("alice@example.test")
+    assert value("auth.account_under_attack") == before + 1  # one event when the guard goes up
+    # the owner's typo from a new address is no ban; it only waits longer before its password is checked
+    assert await hook.after_auth(facts("203.0.113.77"), "alice@example.test", False, "x") is None
+    sleeps.delays.clear()
+    slowed = await hook.gate_for("203.0.113.78").admit("alice@example.test")
+    assert slowed.allowed and not slowed.priority and sleeps.delays == [hook.bans.guard_tarpit]
+    sleeps.delays.clear()
+    known = await hook.gate_for(home).admit("alice@example.test")
+    assert known.allowed and known.priority and sleeps.delays == []  # the known source logs in normally
+    assert not hook.guarded("bob@example.test")
+
+
+async def test_subnet_ban_spares_the_owners_known_address_for_its_account_only() -> None:
+    hook, store, _, _ = make_hook()
+    home = "198.51.100.200"
+    await hook.after_auth(facts(home), "alice@example.test", True, "ok")
+    for n in range(11):
+        await fail_logins(hook, f"198.51.100.{n + 1}", f"user{n}@example.test", 5)
+    assert "198.51.100.0/24" in store.access.bans  # every rule evaluated: the subnet rule saw them all
+    assert await hook.on_connect(facts(home, "h1")) is None  # the owner still connects ...
+    assert await hook.before_auth(facts(home, "h1"), "PLAIN") is None
+    assert (await hook.gate_for(home).admit("alice@example.test")).allowed  # ... and logs in to alice
+    assert not (await hook.gate_for(home).admit("bob@example.test")).allowed  # but to no one else
+    assert await hook.on_connect(facts("198.51.100.99", "n1")) == BANNED  # only-failing neighbours
+    assert await hook.before_auth(facts("198.51.100.99", "n1"), "PLAIN") == BANNED
+    assert await hook.on_connect(facts("198.51.100.99", "mx", listener="smtp")) is None  # the MX port takes mail
+
+
+async def test_spraying_from_rotating_addresses_bans_the_subnet_and_raises_the_guard() -> None:
+    hook, store, _, _ = make_hook()
+    spotted = value("auth.spray_detected")
+    replies = [await hook.after_auth(facts(f"198.51.100.{n % 24 + 1}"), f"user{n}@example.test", False,
+                                     "unknown user") for n in range(30)]
+    assert store.access.bans["198.51.100.0/24"].kind == "subnet-spraying"
+    assert replies[:9] == [None] * 9 and replies[9] == BANNED
+    assert value("auth.spray_detected") >= spotted + 1
+
+
+async def test_a_global_spraying_campaign_raises_every_accounts_guard() -> None:
+    hook, store, _, _ = make_hook()
+    spotted = value("auth.spray_detected")
+    for n in range(20):  # 20 accounts from 20 different /24s: no subnet crosses a threshold
+        await hook.after_auth(facts(f"203.0.{n}.9"), f"user{n}@example.test", False, "unknown user")
+    assert store.access.bans == {}
+    assert hook.guarded("anyone@example.test") and value("auth.spray_detected") == spotted + 1
 
 
 async def test_never_ban_list() -> None:
@@ -258,3 +301,26 @@ async def test_concurrent_recipients_at_the_limit_cannot_both_pass() -> None:
     replies = await asyncio.gather(*(hook.on_rcpt(alice, "alice@example.test", rcpt, Resolution("remote"))
                                      for _ in range(2)))
     assert sorted(reply is None for reply in replies) == [False, True]
+
+
+async def test_bans_that_cannot_be_read_make_auth_a_temporary_failure() -> None:
+    hook, store, _, _ = make_hook()
+
+    async def unreadable(*_args: object) -> list[Any]:
+        raise OSError("database or disk is full")
+
+    store.access.get_bans = unreadable  # type: ignore[method-assign]
+    reply = await hook.before_auth(facts(), "PLAIN")
+    assert reply is not None and (reply.code, reply.enhanced) == (454, "4.7.0")  # RFC 4954 6
+
+
+async def test_failure_records_that_cannot_be_written_do_not_change_the_reply() -> None:
+    hook, store, _, _ = make_hook()
+
+    async def full(*_args: object) -> None:
+        raise OSError("database or disk is full")
+
+    store.access.record_failure = full  # type: ignore[method-assign]
+    store.access.remember_source = full  # type: ignore[method-assign]
+    assert await hook.after_auth(facts(), "alice@example.test", True, "ok") is None
+    assert await hook.after_auth(facts(), "alice@example.test", False, "wrong password") is None

@@ -119,7 +119,8 @@ async def test_an_automatic_ban_applies_to_the_next_connection() -> None:
     assert await hook.on_connect(facts(session="a")) is None
     replies = [await hook.after_auth(facts(session="a"), "alice@example.test", False, "x") for _ in range(2)]
     assert replies == [None, BANNED]
-    assert await hook.on_connect(facts(session="b")) == BANNED
+    assert await hook.on_connect(facts(session="b", listener="submission")) == BANNED
+    assert await hook.on_connect(facts(session="c")) is None  # a login ban: the MX port still takes mail
 
 
 async def test_a_cli_ban_and_unban_apply_after_the_refresh_interval() -> None:
@@ -162,12 +163,12 @@ class SlowBanQuery(CountingAccess):
 async def test_an_own_ban_during_a_slow_refresh_is_not_lost() -> None:
     access, clock = SlowBanQuery(), FakeClock()
     hook = AccessHook(MemoryStore(access=access), Config(), clock)  # type: ignore[arg-type]
-    waiting = asyncio.create_task(hook.on_connect(facts(session="a")))
+    waiting = asyncio.create_task(hook.on_connect(facts(session="a", listener="submission")))
     await asyncio.wait_for(access.has_read.wait(), 10)  # the query answered "no bans", still on its way
     await hook.ban(BanDecision("198.51.100.7", "failures", "test"), "auto")
     access.release.set()
     assert await waiting == BANNED  # the stale answer did not hide the ban
-    assert await hook.on_connect(facts(session="b")) == BANNED
+    assert await hook.on_connect(facts(session="b", listener="submission")) == BANNED
     assert access.calls["list_active_bans"] == 1
     await access.remove_ban("198.51.100.7")  # lifted in the store: the next refresh believes the store
     clock.advance(BAN_REFRESH_SECONDS)

@@ -26,18 +26,18 @@ class FakePool:
     verified: int = 0
     dummies: int = 0
 
-    async def verify(self, stored_hash: str, password: str) -> VerifyResult:
+    async def verify(self, stored_hash: str, password: str, lane: object = None) -> VerifyResult:
         if self.saturated:
             raise PoolSaturated("busy")
         self.verified += 1
         return VerifyResult(ok=password == "right password", needs_rehash=False)
 
-    async def dummy_verify(self) -> None:
+    async def dummy_verify(self, lane: object = None) -> None:
         if self.saturated:
             raise PoolSaturated("busy")
         self.dummies += 1
 
-    async def hash(self, password: str) -> str:
+    async def hash(self, password: str, lane: object = None) -> str:
         return "new-hash"
 
 
@@ -76,10 +76,14 @@ class FakeStore:
             return Account(address=address, password_hash="h")
         return None
 
+    async def get_alias(self, source: str) -> None:
+        return None
+
 
 def _auth(pool: FakePool) -> SmtpAuth:
     store = FakeStore()
-    ctx: Any = SimpleNamespace(store=store, login_store=store, hash_pool=pool, config=Config(), clock=FakeClock())
+    ctx: Any = SimpleNamespace(store=store, login_store=store, hash_pool=pool, config=Config(), clock=FakeClock(),
+                               hooks=[])
     return SmtpAuth(ctx, EventLogger(session="test"), peer_ip="192.0.2.1")
 
 

@@ -149,11 +149,16 @@ class SqlAccessStore:
             select(func.count(f.account.distinct())).where(recent, f.ip == ip, f.account != "").scalar_subquery(),
             select(func.count(f.ip.distinct())).where(recent, f.account == account, f.account != "")
             .scalar_subquery(),
+            select(func.count(f.account.distinct())).where(recent, f.subnet == subnet, f.account != "")
+            .scalar_subquery(),
+            select(func.count(f.account.distinct())).where(recent, f.account != "").scalar_subquery(),
+            select(func.count(f.ip.distinct())).where(recent).scalar_subquery(),
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).one()
         return FailureStats(ip_failures=row[0], subnet_failures=row[1], account_ip_failures=row[2],
-                            accounts_from_ip=row[3], ips_for_account=row[4])
+                            accounts_from_ip=row[3], ips_for_account=row[4], accounts_from_subnet=row[5],
+                            accounts_total=row[6], sources_total=row[7])
 
     async def remember_source(self, account: str, ip: str, at: float) -> None:
         row = {"account": account, "ip": ip, "last_success_at": at}
@@ -165,6 +170,12 @@ class SqlAccessStore:
         k = access_known_sources.c
         async with self._engine.connect() as conn:
             found = await conn.scalar(select(k.ip).where(k.account == account, k.ip == ip))
+        return found is not None
+
+    async def has_logged_in_from(self, ip: str) -> bool:
+        k = access_known_sources.c
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(select(k.ip).where(k.ip == ip).limit(1))
         return found is not None
 
     # counters

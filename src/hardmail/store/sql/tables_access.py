@@ -57,6 +57,7 @@ access_known_sources = Table(
     Column("ip", key_type(IP_LENGTH), nullable=False),
     Column("last_success_at", Float, nullable=False),
     PrimaryKeyConstraint("account", "ip"),
+    Index("ix_access_known_sources_ip", "ip"),  # has_logged_in_from, for banned sources
 )
 
 access_counters = Table(
