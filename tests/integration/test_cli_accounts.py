@@ -168,6 +168,7 @@ def test_account_remove(cli: Cli, tmp_path: Path) -> None:
 
 def test_alias_add_list_remove_with_catch_all(cli: Cli) -> None:
     _ok(cli("domain", "add", "example.org"))
+    _ok(cli("account", "add", "alice@example.org", "--password-stdin", stdin=PASSWORD + "\n"))
     assert "catch-all @example.org" in _ok(cli("alias", "add", "@example.org", "alice@example.org"))
     result = cli("alias", "add", "team@example.org", "alice@example.org", "bob@example.net")
     assert "alias team@example.org" in _ok(result)

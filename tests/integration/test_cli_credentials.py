@@ -3,6 +3,7 @@ through typer's CliRunner, against a real SQLite store."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from hardmail.admin import cli_accounts, cli_credentials
 from hardmail.auth import totp
+from support.dovecot_hashes import dovecot_hashes
 
 PASSWORD = "a long enough passphrase"
 ALICE = "alice@example.org"
@@ -132,3 +135,40 @@ def test_import_hash_refuses_odd_text_without_a_traceback(cli: Cli, scheme: str,
     result = cli("account", "import-hash", ALICE, "--scheme", scheme, "--hash", hash_text)
     assert _refused_cleanly(result), result.output
     assert "hash refused" in result.output
+
+
+def test_import_hash_takes_the_scheme_from_the_dovecot_prefix(cli: Cli) -> None:
+    forms = dovecot_hashes("an old dovecot password")
+    imported = cli("account", "import-hash", ALICE, "--hash", forms["SSHA512"])
+    assert imported.exit_code == 0, imported.output
+    assert f"ssha512 hash imported for {ALICE}" in imported.output
+    refused = cli("account", "import-hash", ALICE, "--hash", "{NTLM}8846f7eaee8fb117ad06bdd830b7586c")
+    assert _refused_cleanly(refused) and "unknown scheme {NTLM}; accepted: {SHA512-CRYPT}" in refused.output
+    assert "8846f7" not in refused.output
+
+
+def test_import_hashes_reports_every_line_and_fails_when_one_failed(cli: Cli, tmp_path: Path) -> None:
+    forms = dovecot_hashes("an old dovecot password")
+    mixed = tmp_path / "passwd"
+    mixed.write_text(f"# dovecot\n{ALICE}:{forms['SHA512']}:1000:1000::/home/alice::\n\n"
+                     f"bob:{forms['ARGON2ID']}\nbroken line\n")
+    result = cli("account", "import-hashes", str(mixed), "--domain", "example.org")
+    assert result.exit_code == 1, result.output
+    assert "line 4: skipped: no account bob@example.org (pass --create to create it)" in result.output
+    assert "line 5: failed: not a user:hash line" in result.output
+    assert "1 imported, 1 skipped, 1 failed" in result.output
+    created = cli("account", "import-hashes", "-", "--domain", "example.org", "--create",
+                  stdin=f"bob:{forms['ARGON2ID']}\n{ALICE}:{forms['PLAIN-MD5']}\n")
+    assert created.exit_code == 0, created.output
+    assert "2 imported (1 account created), 0 skipped, 0 failed" in created.output
+    legacy = json.loads(cli("account", "list", "--legacy", "--json").output)
+    assert legacy == [{"address": ALICE, "scheme": "plain-md5"}, {"address": "bob@example.org", "scheme": "argon2id"}]
+
+
+def test_import_hashes_shows_a_progress_bar_on_a_terminal(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = io.StringIO()
+    monkeypatch.setattr(cli_credentials, "err_console", Console(file=terminal, force_terminal=True, width=100))
+    forms = dovecot_hashes("an old dovecot password")
+    result = cli("account", "import-hashes", "-", stdin=f"{ALICE}:{forms['SSHA256']}\n")
+    assert result.exit_code == 0, result.output
+    assert "importing" in terminal.getvalue() and "1/1" in terminal.getvalue()

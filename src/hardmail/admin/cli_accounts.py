@@ -22,6 +22,7 @@ from hardmail.admin.cli_common import (
     print_json,
     print_table,
     run_async,
+    warn,
     with_store,
 )
 from hardmail.admin.service import AdminError, AdminService
@@ -60,7 +61,8 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
-    return await with_store(cfg, lambda store: work(AdminService(store, cfg.auth.argon2, auth=cfg.auth)))
+    return await with_store(cfg, lambda store: work(
+        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator)))
 
 
 def _run(
@@ -291,13 +293,19 @@ def account_remove(
 def alias_add(
     source: Annotated[str, typer.Argument(help="local@domain, or @domain for a catch-all.")],
     targets: Annotated[list[str], typer.Argument(help="One or more addresses to deliver to.")],
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Accept targets in hosted domains that are not accounts or aliases yet (warns).",
+    )] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Forward mail for SOURCE to one or more TARGET addresses."""
-    alias = _run(config, data_dir, lambda service: service.add_alias(source, targets))
+    """Forward mail for SOURCE to one or more TARGET addresses (loops and unknown local targets are refused)."""
+    added = _run(config, data_dir, lambda service: service.add_alias(source, targets, allow_missing=allow_missing))
+    alias = added.alias
     kind = "catch-all" if alias.is_catch_all else "alias"
     typer.echo(f"{kind} {alias.source} → {', '.join(alias.targets)} created")
+    for missing in added.missing:
+        warn(f"{missing} is not an account or alias yet: mail for it is not delivered until it exists")
 
 
 @alias_app.command("list")

@@ -63,6 +63,11 @@ def fail(message: str, hint: str = "") -> NoReturn:
     raise typer.Exit(1)
 
 
+def warn(message: str) -> None:
+    """A warning on standard error; the command goes on."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def load_cli_config(
     config: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None
 ) -> Config:

@@ -1,4 +1,4 @@
-"""``hardmail account 2fa|app-password|import-hash|must-change``: credentials on the command line.
+"""``hardmail account 2fa|app-password|import-hash|import-hashes|must-change``: credentials on the command line.
 
 The face of :class:`hardmail.admin.credentials.CredentialService`. Secrets (app passwords,
 recovery codes, the TOTP URI) are printed once, to standard output, and nowhere else.
@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import qrcode
 import typer
+from rich.progress import MofNCompleteColumn, Progress
 
+from hardmail.admin import hash_batch
 from hardmail.admin.cli_accounts import JsonOption, account_app
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    err_console,
     fail,
     load_cli_config,
     print_json,
@@ -45,6 +49,7 @@ def register(app: typer.Typer) -> None:
     account_app.add_typer(two_factor_app, name="2fa")
     account_app.add_typer(app_password_app, name="app-password")
     account_app.command("import-hash")(import_hash)
+    account_app.command("import-hashes")(import_hashes)
     account_app.command("must-change")(must_change)
 
 
@@ -179,7 +184,9 @@ def app_password_revoke(
 
 def import_hash(
     address: str,
-    scheme: Annotated[str, typer.Option("--scheme", help=f"One of: {', '.join(SCHEME_NAMES)}.")],
+    scheme: Annotated[str | None, typer.Option(
+        "--scheme", help=f"One of: {', '.join(SCHEME_NAMES)}; not needed when the hash has Dovecot's {{SCHEME}} "
+                         "prefix or its own $id$ form.", show_default=False)] = None,
     hash_text: Annotated[
         str | None, typer.Option("--hash", help="The hash; read from standard input when left out.")
     ] = None,
@@ -190,8 +197,54 @@ def import_hash(
     text = hash_text if hash_text is not None else typer.get_text_stream("stdin").readline().strip()
     if not text:
         fail("no hash given", "pass --hash HASH or send the hash as the first line of standard input")
-    key = _run(load_cli_config(config, data_dir), lambda s: s.import_hash(address, scheme, text))
-    typer.echo(f"{scheme.strip().lower()} hash imported for {key}; it becomes Argon2id at the first login")
+    done = _run(load_cli_config(config, data_dir), lambda s: s.import_hash(address, scheme, text))
+    typer.echo(f"{done.scheme} hash imported for {done.address}; it becomes Argon2id at the first login")
+
+
+def import_hashes(
+    file: Annotated[Path, typer.Argument(help="Dovecot passwd-file, or user:hash lines; - for standard input.",
+                                         allow_dash=True, dir_okay=False)],
+    scheme: Annotated[str | None, typer.Option(
+        "--scheme", help="Scheme of the hashes that do not say theirs (no {SCHEME} prefix, no $id$ form).",
+        show_default=False)] = None,
+    domain: Annotated[str | None, typer.Option(
+        "--domain", help="Domain of the user names that have none (Dovecot's auth_default_realm).",
+        show_default=False)] = None,
+    create: Annotated[bool, typer.Option("--create", help="Create the accounts that do not exist yet.")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Import many password hashes from a file; prints a summary, exits 1 when a line failed."""
+    text = _read_hash_file(file)
+    cfg = load_cli_config(config, data_dir)
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=err_console,
+                  disable=not err_console.is_terminal, transient=True) as progress:
+        task = progress.add_task("importing", total=hash_batch.count_lines(text))
+        report = _run(cfg, lambda s: hash_batch.import_hash_file(
+            s, text, scheme=scheme, domain=domain, create=create, advance=lambda: progress.advance(task)))
+    _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _read_hash_file(file: Path) -> str:
+    if str(file) == "-":
+        return typer.get_text_stream("stdin").read()
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}", "give a readable UTF-8 text file")
+
+
+def _print_report(report: hash_batch.ImportReport) -> None:
+    """Every skipped or failed line in file order, then the counts."""
+    lines = [(o.number, "skipped", o.detail) for o in report.skipped] + [
+        (o.number, "failed", o.detail) for o in report.failed]
+    for number, kind, detail in sorted(lines):
+        typer.echo(f"line {number}: {kind}: {detail}")
+    created = f" ({report.created} account{'' if report.created == 1 else 's'} created)" if report.created else ""
+    typer.echo(f"{len(report.imported)} imported{created}, {len(report.skipped)} skipped, {len(report.failed)} failed"
+               + ("; each imported hash becomes Argon2id at the account's first login" if report.imported else ""))
 
 
 def must_change(

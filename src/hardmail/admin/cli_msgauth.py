@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async
+from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async, warn
 from hardmail.config.schema import Config
-from hardmail.core.address import AddressError, normalize_domain
+from hardmail.core.address import AddressError
 from hardmail.msgauth import dnsadvice
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, PublicRecord
 from hardmail.msgauth.dns import DnsPythonResolver
@@ -84,17 +84,28 @@ def _advice(config: Config, domain: str) -> list[dnsadvice.Advice]:
         records = [r for g in keys.generations() for r in keys.public_records(g)]
     except DkimKeyError as exc:
         fail(str(exc))
-    return dnsadvice.advise(keys.domain, config.server.hostname, records)
+    served = dnsadvice.Served(submission=bool(config.listen.submission), submissions=bool(config.listen.submissions))
+    return dnsadvice.advise(keys.domain, config.server.hostname, records, served)
+
+
+def _host_name_warning(config: Config) -> str | None:
+    """The warning for a ``server.hostname`` that other servers cannot reach, or None."""
+    problem = dnsadvice.host_name_problem(config.server.hostname)
+    if problem is None:
+        return None
+    return (f"the server's host name {config.server.hostname!r} is not a public name ({problem}): an MX record "
+            "naming it would be wrong, so the MX, SPF and SRV records are left out and DMARC is advised at "
+            "p=none. Set the name that resolves to this machine, e.g. `[server] hostname = \"mail.example.org\"` "
+            "in hardmail.toml (or HARDMAIL_SERVER__HOSTNAME=mail.example.org), then run this again.")
 
 
 def _print_advice(config: Config, domain: str) -> None:
-    advice = _advice(config, domain)
-    for item in advice:
+    warning = _host_name_warning(config)
+    if warning is not None:
+        warn(warning)
+    for item in _advice(config, domain):
         console.print(f"; {escape(item.purpose)}", highlight=False)
         console.print(escape(item.zone_line()), highlight=False)
-    console.print(f"\n; MTA-STS policy file, served at https://mta-sts.{normalize_domain(domain)}"
-                  "/.well-known/mta-sts.txt:", highlight=False)
-    console.print(escape(dnsadvice.mta_sts_policy(config.server.hostname).replace("\r\n", "\n")), highlight=False)
 
 
 async def _check(config: Config, domain: str) -> int:
@@ -118,9 +129,15 @@ def dns(words: Annotated[list[str], typer.Argument(help="DOMAIN, or: check DOMAI
     if len(words) != 2 or words[0] != "check":
         raise typer.BadParameter("give DOMAIN, or `check DOMAIN`", param_hint="WORDS")
     loaded = load_cli_config(config, data_dir)
+    warning = _host_name_warning(loaded)
+    if warning is not None:
+        warn(warning)
     problems = run_async(lambda: _check(loaded, words[1]))
     if problems:
         fail(f"{problems} record(s) missing or wrong", "publish the records shown after fix:, then check again")
+    if warning is not None:
+        fail("the records that name this server (MX, SPF, SRV) cannot be checked",
+             "set [server] hostname to this server's public name, then check again")
     console.print("every record is published as advised")
 
 

@@ -22,7 +22,8 @@ from hardmail.admin.service import AdminError
 from hardmail.auth import totp
 from hardmail.auth.app_passwords import MAX_NAME_CHARS, app_password_digest, new_app_password, parse_scopes
 from hardmail.auth.events import now_utc, record_admin_event
-from hardmail.auth.legacy import SCHEME_NAMES, UnknownHashFormat, normalize_import, scheme_named
+from hardmail.auth.hash_import import resolve_import
+from hardmail.auth.legacy import SCHEME_NAMES, UnknownHashFormat, scheme_named
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.config.schema import TwoFactorSection
 from hardmail.core.address import AddressError, parse_address_arg
@@ -40,6 +41,13 @@ class TotpEnrolment:
     uri: str = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ImportedHash:
+    address: str
+    scheme: str
+    created: bool = False  # the account was made by this import
+
+
 def _address_key(text: str) -> str:
     try:
         return parse_address_arg(text).key
@@ -47,8 +55,12 @@ def _address_key(text: str) -> str:
         raise AdminError(f"invalid address {text!r}: {exc}", "give an address such as alice@example.org") from None
 
 
+class NoSuchAccount(AdminError):
+    """The address is not an account."""
+
+
 def _no_account(key: str) -> AdminError:
-    return AdminError(f"no account {key}", "`hardmail account list` shows the accounts")
+    return NoSuchAccount(f"no account {key}", "`hardmail account list` shows the accounts")
 
 
 class CredentialService:
@@ -202,20 +214,39 @@ class CredentialService:
 
     # imported hashes, must-change flag, history
 
-    async def import_hash(self, address: str, scheme: str, hash_text: str) -> str:
-        """Set an account's password hash to one imported from another server; the first
-        successful login replaces it with Argon2id."""
-        key, _state = await self._state(address)
-        known = scheme_named(scheme)
+    async def import_hash(
+        self, address: str, scheme: str | None, hash_text: str, *, create: bool = False
+    ) -> ImportedHash:
+        """Set an account's password hash to one imported from another server: the scheme named,
+        or read from Dovecot's ``{SCHEME}`` prefix or the hash's own form. The first successful
+        login replaces it with Argon2id. ``create`` makes the account when it does not exist (its
+        domain must be hosted)."""
+        key = _address_key(address)
         try:
-            stored = normalize_import(scheme, hash_text)
+            known, stored = resolve_import(scheme, hash_text)
         except UnknownHashFormat as exc:
-            hint = (f"give the hash as {known.example}" if known else f"use one of: {', '.join(SCHEME_NAMES)}")
+            named = scheme_named(scheme) if scheme else None
+            hint = (f"give the hash as {named.example}" if named else
+                    f"keep Dovecot's {{SCHEME}} prefix, or name the scheme with --scheme ({', '.join(SCHEME_NAMES)})")
             raise AdminError(f"hash refused: {exc}", hint) from None
-        assert known is not None
+        created = await self._credentials.get_credentials(key) is None
+        if created:
+            if not create:
+                raise _no_account(key)
+            await self._create_account(key, stored)
         await self._on_account(key, self._credentials.set_password(key, stored, None, legacy_scheme=known.name))
         await self._event(key, "hash-imported", known.name)
-        return key
+        return ImportedHash(key, known.name, created)
+
+    async def _create_account(self, key: str, stored: str) -> None:
+        domain = key.rpartition("@")[2]
+        try:
+            await self._store.add_account(key, stored, "")
+        except NotFound:
+            raise AdminError(f"domain {domain} is not hosted here",
+                             f"add it with `hardmail domain add {domain}`") from None
+        except AlreadyExists as exc:
+            raise AdminError(str(exc), "an alias has that address; remove it first") from None
 
     async def list_legacy(self) -> list[tuple[str, str]]:
         return await self._credentials.list_legacy()

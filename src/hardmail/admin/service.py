@@ -9,12 +9,16 @@ Freezing an account (incident containment for a phished account: no login, no se
 still received) is one too, with the admin's reason. Every disable, freeze, password change and
 removal is also signalled to the running server processes (the store records an account change
 in the same transaction), which end the account's open sessions within a second.
+A new alias is walked the way delivery would walk it (:func:`hardmail.delivery.recipients.review_new_alias`):
+one that would make a loop is refused, and so is one whose target in a hosted domain matches no
+account or alias, unless the admin allows that (then it is a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 
 from hardmail.auth.events import record_admin_event
 from hardmail.auth.hashing import hash_password
@@ -22,6 +26,7 @@ from hardmail.auth.scram import ScramSecrets, derive_secrets
 from hardmail.config.schema import AuthSection, PasswordHashSection
 from hardmail.core.address import AddressError, normalize_domain, parse_address_arg
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.delivery.recipients import Edge, review_new_alias
 from hardmail.policy.passwords import check_new_password
 from hardmail.store.ports import Account, Alias, AlreadyExists, Domain, InUse, NotFound, Store
 
@@ -78,6 +83,35 @@ def _target_keys(source: str, targets: Iterable[str]) -> tuple[str, ...]:
     return keys
 
 
+@dataclass(frozen=True, slots=True)
+class AliasAdded:
+    alias: Alias
+    missing: tuple[str, ...] = ()  # targets in hosted domains that match nothing yet (allowed)
+
+
+def describe_loop(loop: tuple[Edge, ...]) -> str:
+    """``a@x → b@x → a@x``; a target that reaches an alias under another name says which."""
+    parts = [loop[0][0]]
+    parts += [target if target == reached else f"{target} (= {reached})" for _, target, reached in loop]
+    return " → ".join(parts)
+
+
+def _loop_refusal(source: str, loop: tuple[Edge, ...]) -> AdminError:
+    return AdminError(
+        f"alias {source} would make a loop: {describe_loop(loop)}",
+        "mail sent round a loop is never delivered; choose other targets, or change the alias on the loop",
+    )
+
+
+def _missing_refusal(source: str, missing: tuple[str, ...]) -> AdminError:
+    names = ", ".join(missing)
+    return AdminError(
+        f"alias {source}: {names} {'is' if len(missing) == 1 else 'are'} not an account or alias here",
+        f"create {'it' if len(missing) == 1 else 'them'} first (`hardmail account add {missing[0]}`), or add "
+        "--allow-missing to create the alias anyway (mail for a missing target is not delivered until it exists)",
+    )
+
+
 class AdminService:
     def __init__(
         self,
@@ -86,8 +120,10 @@ class AdminService:
         *,
         auth: AuthSection | None = None,
         clock: Clock | None = None,
+        plus_separator: str = "+",
     ) -> None:
         self._store = store
+        self._plus = plus_separator  # smtp.plus_separator: aliases are checked as delivery resolves them
         self._hash_params = hash_params
         self._auth = auth or AuthSection(argon2=hash_params)
         self._clock = clock or SystemClock()
@@ -209,12 +245,18 @@ class AdminService:
 
     # aliases
 
-    async def add_alias(self, source: str, targets: list[str]) -> Alias:
+    async def add_alias(self, source: str, targets: list[str], *, allow_missing: bool = False) -> AliasAdded:
+        """Refuses a loop always, a target in a hosted domain that matches nothing unless ``allow_missing``."""
         source_key = _alias_source_key(source)
         await self._require_domain(source_key.rpartition("@")[2])
         target_keys = _target_keys(source_key, targets)
+        review = await review_new_alias(self._store, Alias(source_key, target_keys), self._plus)
+        if review.loop:
+            raise _loop_refusal(source_key, review.loop)
+        if review.missing and not allow_missing:
+            raise _missing_refusal(source_key, review.missing)
         try:
-            return await self._store.add_alias(source_key, target_keys)
+            return AliasAdded(await self._store.add_alias(source_key, target_keys), review.missing)
         except AlreadyExists as exc:
             raise AdminError(
                 str(exc), "remove the existing one first, or choose another address"

@@ -1,22 +1,67 @@
 """The DNS records advisor: what a hosted domain should publish, and whether DNS has it.
 
-Records: MX, SPF (domain and HELO name), DKIM (every published selector), DMARC, MTA-STS (TXT and
-policy host, RFC 8461), TLS-RPT (RFC 8460), SRV for mail clients (RFC 6186, RFC 8314) and the
-autoconfig/autodiscover names. :func:`check` looks each up through the Resolver.
+Only records for what hardmail serves today are advised: MX, SPF (domain and HELO name), DKIM
+(every published selector), DMARC, TLS-RPT (RFC 8460: reports are mail to postmaster@DOMAIN) and
+the SRV records of the submission listeners that are configured (RFC 6186, RFC 8314). No IMAP or
+POP3 SRV, no autoconfig names and no MTA-STS (it needs an HTTPS policy host) until hardmail
+serves them. When the server's host name is not a public DNS name (:func:`host_name_problem`),
+the records that name it (MX, SPF, SRV) are left out and DMARC is advised at ``p=none``: an MX
+pointing at ``localhost`` would send the domain's mail nowhere. :func:`check` looks each up
+through the Resolver.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
+
+from publicsuffixlist import PublicSuffixList  # type: ignore[import-untyped]
 
 from hardmail.msgauth.dkim_keys import PublicRecord
 from hardmail.msgauth.dns import Resolver
 
 Status = Literal["ok", "missing", "wrong"]
-MTA_STS_MAX_AGE = 604800  # one week (RFC 8461 3.2 allows up to a year)
+# RFC 6761 6 and RFC 2606 2-3 (test, example, invalid, localhost), RFC 6762 (local), RFC 8375
+# (home.arpa), the .internal TLD reserved for private use (ICANN, 2024), RFC 7686 (onion).
+SPECIAL_USE_SUFFIXES = ("localhost", "local", "test", "example", "invalid", "internal", "arpa", "onion",
+                        "example.com", "example.net", "example.org")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The client-facing services that are configured (``[listen]``), for their SRV records."""
+
+    submission: bool = True  # port 587, STARTTLS
+    submissions: bool = True  # port 465, implicit TLS
+
+
+@lru_cache(maxsize=1)
+def _suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def host_name_problem(hostname: str) -> str | None:
+    """Why ``hostname`` cannot be the public name of a mail server, or None when it can be."""
+    host = hostname.strip().rstrip(".").lower()
+    if not host or host == "localhost":
+        return "it is the default name localhost" if host else "it is empty"
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return "it is an IP address; an MX record must name a host"
+    if "." not in host:
+        return "it has no dot, so it is not a name in the public DNS"
+    special = next((s for s in SPECIAL_USE_SUFFIXES if host == s or host.endswith("." + s)), None)
+    if special is not None:
+        return f"names under .{special} are reserved and never resolve in the public DNS"
+    if _suffix_list().privatesuffix(host, accept_unknown=False) is None:
+        return "it is not under a public suffix (per the public suffix list), so others cannot resolve it"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,37 +88,37 @@ def quoted_txt(text: str) -> str:
     return " ".join(f'"{text[i:i + 255]}"' for i in range(0, len(text), 255)) or '""'
 
 
-def mta_sts_policy(hostname: str) -> str:
-    """RFC 8461 3.2: the policy file served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt."""
-    return f"version: STSv1\r\nmode: enforce\r\nmx: {hostname}\r\nmax_age: {MTA_STS_MAX_AGE}\r\n"
-
-
-def _mta_sts_id(hostname: str) -> str:
-    return hashlib.sha256(mta_sts_policy(hostname).encode()).hexdigest()[:20]  # changes with the policy
-
-
-def advise(domain: str, hostname: str, dkim: Sequence[PublicRecord]) -> list[Advice]:
+def advise(domain: str, hostname: str, dkim: Sequence[PublicRecord], served: Served | None = None) -> list[Advice]:
     """Every record ``domain`` should publish when ``hostname`` is its mail server."""
     host = hostname.rstrip(".")
-    records = [
-        Advice(domain, "MX", f"10 {host}.", "mail for the domain goes to this server"),
-        Advice(domain, "TXT", quoted_txt("v=spf1 mx -all"), "SPF: only the MX hosts send for the domain"),
-        Advice(host, "TXT", quoted_txt("v=spf1 a -all"), "SPF for the server's HELO name"),
-    ]
+    public = host_name_problem(host) is None
+    records = []
+    if public:
+        records += [
+            Advice(domain, "MX", f"10 {host}.", "mail for the domain goes to this server"),
+            Advice(domain, "TXT", quoted_txt("v=spf1 mx -all"), "SPF: only the MX hosts send for the domain"),
+            Advice(host, "TXT", quoted_txt("v=spf1 a -all"), "SPF for the server's HELO name"),
+        ]
     records += [Advice(r.name(domain), "TXT", quoted_txt(r.txt), f"DKIM key ({r.algorithm})") for r in dkim]
+    policy = "p=quarantine" if public else "p=none"  # monitoring only until the server has its public name
     records += [
-        Advice(f"_dmarc.{domain}", "TXT", quoted_txt(f"v=DMARC1; p=quarantine; adkim=s; aspf=r; "
+        Advice(f"_dmarc.{domain}", "TXT", quoted_txt(f"v=DMARC1; {policy}; adkim=s; aspf=r; "
                                                       f"rua=mailto:postmaster@{domain}"), "DMARC policy"),
-        Advice(f"_mta-sts.{domain}", "TXT", quoted_txt(f"v=STSv1; id={_mta_sts_id(host)}"), "MTA-STS (RFC 8461)"),
-        Advice(f"mta-sts.{domain}", "CNAME", f"{host}.", "MTA-STS policy host (HTTPS, serves the policy file)"),
         Advice(f"_smtp._tls.{domain}", "TXT", quoted_txt(f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
-               "TLS reporting (RFC 8460)"),
-        Advice(f"_submissions._tcp.{domain}", "SRV", f"0 1 465 {host}.", "mail clients: submission over TLS"),
-        Advice(f"_submission._tcp.{domain}", "SRV", f"0 1 587 {host}.", "mail clients: submission, STARTTLS"),
-        Advice(f"_imaps._tcp.{domain}", "SRV", f"0 1 993 {host}.", "mail clients: IMAP over TLS"),
-        Advice(f"autoconfig.{domain}", "CNAME", f"{host}.", "client autoconfiguration (Thunderbird)"),
-        Advice(f"autodiscover.{domain}", "CNAME", f"{host}.", "client autoconfiguration (Outlook)"),
+               "TLS reporting (RFC 8460): senders mail TLS failure reports to postmaster"),
     ]
+    return records + (_client_srv(domain, host, served or Served()) if public else [])
+
+
+def _client_srv(domain: str, host: str, served: Served) -> list[Advice]:
+    """RFC 6186 5, RFC 8314 5.1: SRV records for the submission listeners that are configured."""
+    records = []
+    if served.submissions:
+        records.append(Advice(f"_submissions._tcp.{domain}", "SRV", f"0 1 465 {host}.",
+                              "mail clients: submission over TLS"))
+    if served.submission:
+        records.append(Advice(f"_submission._tcp.{domain}", "SRV", f"0 1 587 {host}.",
+                              "mail clients: submission, STARTTLS"))
     return records
 
 

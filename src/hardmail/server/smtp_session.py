@@ -506,7 +506,8 @@ class SmtpSession:
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
-                       remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
+                       remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat,
+                       folder=(envelope.folder or "INBOX") if envelope.mailboxes else None)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
 
     async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:

@@ -137,9 +137,11 @@ async def test_accounts_can_be_disabled_listed_and_removed(hosted: AdminService)
 
 
 async def test_alias_and_catch_all_are_normalised(hosted: AdminService) -> None:
-    alias = await hosted.add_alias("Info@Example.org", ["Alice@Example.org", "x@Elsewhere.NET"])
-    assert alias == Alias("info@example.org", ("alice@example.org", "x@elsewhere.net"))
-    catch_all = await hosted.add_alias("@EXAMPLE.org", ["postmaster@example.org"])
+    await hosted.add_account("alice@example.org", PASSWORD)
+    added = await hosted.add_alias("Info@Example.org", ["Alice@Example.org", "x@Elsewhere.NET"])
+    assert added.alias == Alias("info@example.org", ("alice@example.org", "x@elsewhere.net"))
+    assert added.missing == ()
+    catch_all = (await hosted.add_alias("@EXAMPLE.org", ["alice@example.org"])).alias
     assert catch_all.is_catch_all and catch_all.source == "@example.org"
     assert [a.source for a in await hosted.list_aliases("example.org")] == [
         "@example.org",
@@ -148,7 +150,7 @@ async def test_alias_and_catch_all_are_normalised(hosted: AdminService) -> None:
 
 
 async def test_alias_targets_are_deduplicated_in_order(hosted: AdminService) -> None:
-    alias = await hosted.add_alias("team@example.org", ["b@x.example", "a@x.example", "B@x.example"])
+    alias = (await hosted.add_alias("team@example.org", ["b@x.example", "a@x.example", "B@x.example"])).alias
     assert alias.targets == ("b@x.example", "a@x.example")
 
 
@@ -180,3 +182,74 @@ async def test_alias_removal(hosted: AdminService) -> None:
     assert await hosted.list_aliases() == []
     with pytest.raises(AdminError, match=re.escape("no alias @example.org")):
         await hosted.remove_alias("@example.org")
+
+
+# alias loops and targets that match nothing (issue 11, point 19)
+
+
+async def test_two_alias_loop_is_refused_with_the_loop_named(hosted: AdminService) -> None:
+    await hosted.add_alias("a@example.org", ["b@example.org"], allow_missing=True)
+    with pytest.raises(AdminError) as refused:
+        await hosted.add_alias("b@example.org", ["a@example.org"])
+    assert refused.value.message == ("alias b@example.org would make a loop: "
+                                     "b@example.org → a@example.org → b@example.org")
+    assert "never delivered" in refused.value.hint
+    assert [a.source for a in await hosted.list_aliases()] == ["a@example.org"]
+
+
+async def test_longer_loop_is_refused(hosted: AdminService) -> None:
+    await hosted.add_alias("a@example.org", ["b@example.org"], allow_missing=True)
+    await hosted.add_alias("b@example.org", ["c@example.org", "x@elsewhere.example"], allow_missing=True)
+    with pytest.raises(AdminError, match=re.escape("c@example.org → a@example.org → b@example.org → c@example.org")):
+        await hosted.add_alias("c@example.org", ["a@example.org"])
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "shown"),
+    [
+        ("team@example.org", "team+list@example.org", "team+list@example.org (= team@example.org)"),
+        ("@example.org", "nobody@example.org", "nobody@example.org (= @example.org)"),
+    ],
+    ids=["plus-address of itself", "catch-all to an address it catches"],
+)
+async def test_loop_through_plus_addressing_or_the_catch_all_is_refused(
+    hosted: AdminService, source: str, target: str, shown: str
+) -> None:
+    with pytest.raises(AdminError, match=re.escape(f"would make a loop: {source} → {shown}")):
+        await hosted.add_alias(source, [target], allow_missing=True)
+
+
+async def test_loop_closed_by_an_accounts_tagged_address_is_refused(hosted: AdminService) -> None:
+    """``alice+x`` is alice's own address; with alice gone it is taken by the alias of that name."""
+    await hosted.add_account("alice@example.org", PASSWORD)
+    await hosted.add_alias("team@example.org", ["alice+team@example.org"])  # alice's mailbox: no loop
+    await hosted.remove_account("alice@example.org")
+    with pytest.raises(AdminError, match=re.escape("alice@example.org → team@example.org → "
+                                                   "alice+team@example.org (= alice@example.org)")):
+        await hosted.add_alias("alice@example.org", ["team@example.org"])
+
+
+async def test_chains_ending_at_an_account_or_remote_address_are_accepted(hosted: AdminService) -> None:
+    await hosted.add_account("alice@example.org", PASSWORD)
+    await hosted.add_alias("a@example.org", ["alice@example.org", "b@example.org"], allow_missing=True)
+    await hosted.add_alias("b@example.org", ["alice+b@example.org", "out@elsewhere.example"])
+    await hosted.add_alias("c@example.org", ["a@example.org", "b@example.org"])  # two paths to b: no loop
+    await hosted.add_alias("@example.org", ["alice@example.org"])
+    assert len(await hosted.list_aliases()) == 4
+
+
+async def test_target_that_matches_nothing_is_refused_unless_allowed(hosted: AdminService) -> None:
+    await hosted.add_account("alice@example.org", PASSWORD)
+    with pytest.raises(AdminError, match=re.escape("bob@example.org is not an account or alias here")) as refused:
+        await hosted.add_alias("team@example.org", ["alice@example.org", "bob@example.org", "x@elsewhere.example"])
+    assert "hardmail account add bob@example.org" in refused.value.hint and "--allow-missing" in refused.value.hint
+    assert await hosted.list_aliases() == []
+    added = await hosted.add_alias("team@example.org", ["alice@example.org", "bob@example.org"], allow_missing=True)
+    assert added.missing == ("bob@example.org",)
+    assert (await hosted.add_alias("sales@example.org", ["team@example.org"])).missing == ()
+
+
+async def test_a_catch_all_takes_targets_that_match_nothing_else(hosted: AdminService) -> None:
+    await hosted.add_account("alice@example.org", PASSWORD)
+    await hosted.add_alias("@example.org", ["alice@example.org"])
+    assert (await hosted.add_alias("team@example.org", ["typo@example.org"])).missing == ()
