@@ -7,10 +7,17 @@ open, so no umask (not even 000) can widen it. A file or directory that already 
 mode: when other users could read the file or write to its directory (and so inject lines that a
 fail2ban would trust), ``loose_modes`` says so, for ``config check``, the start-up output and,
 through ``WatchedFile.take_notices``, a warning line in the log itself.
+
+What is found at the path is opened only when it is a regular file of hardmail's user (or root)
+with one name: a symbolic link, FIFO, hard link or another user's file planted there (in a
+directory others can write to, or after a rotation) is refused, so that nobody can redirect the
+log's writes or read it. At start that stops the server with a one-line reason; after a rotation
+the lines keep going to the file already open, with a warning, until the path is fixed.
 """
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import stat
@@ -56,6 +63,10 @@ def loose_modes(path: Path, group: str = "") -> list[str]:
     file_mode = _mode_of(path)
     if file_mode is not None and file_mode & ~allowed_file:
         found.append(file_mode_warning(path, file_mode, allowed_file))
+    dir_owner = _owner_of(path.parent)
+    if dir_owner is not None and dir_owner not in (os.geteuid(), 0):
+        found.append(f"the directory {path.parent} of logging.file belongs to another user (uid {dir_owner}), "
+                     "who can replace the log file or read it; use a directory of hardmail's own.")
     dir_mode = _mode_of(path.parent)
     if dir_mode is not None and dir_mode & _NEVER_IN_DIR:
         found.append(
@@ -69,6 +80,13 @@ def file_mode_warning(path: Path, mode: int, allowed: int) -> str:
     return (f"logging.file {path} has mode {mode:04o}: other users can read the log (addresses, "
             f"sessions) or write fake lines for fail2ban; run chmod {allowed:o} {path}"
             + ("" if allowed == GROUP_FILE_MODE else " (or set logging.file_group for a reader group)") + ".")
+
+
+def _owner_of(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
 
 
 def _mode_of(path: Path) -> int | None:
@@ -110,14 +128,18 @@ def _set_group(path: Path | int, gid: int) -> None:
 def open_log_file(path: Path, access: FileAccess) -> tuple[TextIO, int | None]:
     """Open ``path`` for appending; create it with ``access``'s mode and group when it is missing.
 
-    Returns the stream and, for a file that already existed, its mode (else None)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    Returns the stream and, for a file that already existed, its mode (else None). What is found
+    at the path must be a regular file of hardmail's user (or root) with no other name: a symbolic
+    link (``O_NOFOLLOW``), a FIFO (``O_NONBLOCK``: opening one would block), a device, a hard link
+    or another user's file, which someone who can write to the directory could have put there to
+    read the log or have hardmail's writes go elsewhere, is refused with ``LogFileError``."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     while True:
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, access.file_mode)
         except FileExistsError:
             try:
-                fd = os.open(path, flags)
+                fd = _open_existing(path, flags)
             except FileNotFoundError:
                 continue  # removed between the two opens (a rotation): create it after all
             existing: int | None = stat.S_IMODE(os.fstat(fd).st_mode)
@@ -131,12 +153,40 @@ def open_log_file(path: Path, access: FileAccess) -> tuple[TextIO, int | None]:
             raise
         existing = None
         break
+    os.set_blocking(fd, True)
     return os.fdopen(fd, "a", encoding="utf-8"), existing
+
+
+def _open_existing(path: Path, flags: int) -> int:
+    """The descriptor of the existing log file, once it is known to be one hardmail may write to."""
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO nobody reads
+            raise LogFileError(_refusal(path, "a symbolic link" if exc.errno == errno.ELOOP else "a FIFO")) from None
+        raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "not a regular file"
+    elif info.st_uid not in (os.geteuid(), 0):
+        problem = f"owned by another user (uid {info.st_uid})"
+    elif info.st_nlink != 1:
+        problem = f"a file with {info.st_nlink} names (a hard link)"
+    if problem is not None:
+        os.close(fd)
+        raise LogFileError(_refusal(path, problem))
+    return fd
+
+
+def _refusal(path: Path, problem: str) -> str:
+    return (f"logging.file {path} is {problem}: hardmail will not write its log there (someone who can "
+            "write to its directory may have put it there); remove it, and use a directory of hardmail's own")
 
 
 class WatchedFile:
     """Appends to a file and reopens it, as WatchedFileHandler does, when it was moved or deleted
-    (logrotate); the check is one ``os.stat`` per write, and a write carries a whole batch. A file
+    (logrotate); the check is one ``os.lstat`` per write, and a write carries a whole batch. A file
     created again gets the same mode; one found in place (logrotate's ``create``) with a looser mode
     leaves a notice for the handler to write."""
 
@@ -147,17 +197,34 @@ class WatchedFile:
         self._notices: list[str] = []
         self._stream: TextIO | None = None
         self._identity: tuple[int, int] | None = None
+        self._refused: tuple[int, int] | None = None  # what is at the path and was refused
         make_directories(path.parent, access)
         self._open()
         self._notices = loose_modes(path, group)  # at start: the file's and its directory's modes
 
     def write(self, text: str) -> None:
         stream = self._stream
-        if stream is None or self._identity != _file_identity(self._path):
-            self.close()
-            stream = self._open()
+        found = _file_identity(self._path)
+        if stream is None or (found != self._identity and (found is None or found != self._refused)):
+            stream = self._reopen(found)
         stream.write(text)
         stream.flush()
+
+    def _reopen(self, found: tuple[int, int] | None) -> TextIO:
+        """The file now at the path (after a rotation). When what is there is refused (a symbolic
+        link or another user's file, see ``open_log_file``), the lines keep going to the file open
+        so far, with a notice, until something else is put at the path."""
+        old = self._stream
+        try:
+            stream, existing = open_log_file(self._path, self._access)
+        except LogFileError as exc:
+            if old is None:
+                raise
+            self._refused = found
+            self._notices.append(str(exc))
+            return old
+        self.close()
+        return self._adopt(stream, existing)
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -169,18 +236,22 @@ class WatchedFile:
         return notices
 
     def _open(self) -> TextIO:
-        stream, existing = open_log_file(self._path, self._access)
+        return self._adopt(*open_log_file(self._path, self._access))
+
+    def _adopt(self, stream: TextIO, existing: int | None) -> TextIO:
         self._stream = stream
         info = os.fstat(stream.fileno())
         self._identity = (info.st_dev, info.st_ino)
+        self._refused = None
         if existing is not None and existing & ~self._allowed:
             self._notices.append(file_mode_warning(self._path, existing, self._allowed))
         return stream
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
+    """What is at ``path`` itself (``lstat``: a symbolic link put there is not its target)."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino
