@@ -3,10 +3,12 @@
 hardmail creates the log file with mode 0600, or 0640 with the group ``logging.file_group`` when
 one is set (for a fail2ban or a log shipper that runs as another user), and every directory it
 creates on the way with 0700 (0750 with the group). The mode is set with ``fchmod`` after the
-open, so no umask (not even 000) can widen it. A file or directory that already exists keeps its
-mode: when other users could read the file or write to its directory (and so inject lines that a
-fail2ban would trust), ``loose_modes`` says so, for ``config check``, the start-up output and,
-through ``WatchedFile.take_notices``, a warning line in the log itself.
+open, so no umask (not even 000) can widen it. An existing file (one an older version made 0644,
+or logrotate's ``create``) is narrowed to that mode when hardmail opens it, with a warning line.
+A directory that already exists keeps its mode: when other users can write to it (and so
+replace the file or inject lines that a fail2ban would trust), ``loose_modes`` says so, for
+``config check``, the start-up output and, through ``WatchedFile.take_notices``, a warning line
+in the log itself.
 
 What is found at the path is opened only when it is a regular file of hardmail's user (or root)
 with one name: a symbolic link, FIFO, hard link or another user's file planted there (in a
@@ -17,6 +19,7 @@ the lines keep going to the file already open, with a warning, until the path is
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import os
@@ -59,10 +62,16 @@ def access_for(group: str) -> FileAccess:
 def loose_modes(path: Path, group: str = "") -> list[str]:
     """Sentences about an existing log file or its directory whose mode lets other users in."""
     allowed_file = GROUP_FILE_MODE if group else PRIVATE_FILE_MODE
-    found = []
     file_mode = _mode_of(path)
+    found = []
     if file_mode is not None and file_mode & ~allowed_file:
         found.append(file_mode_warning(path, file_mode, allowed_file))
+    return found + loose_directory(path, group)
+
+
+def loose_directory(path: Path, group: str = "") -> list[str]:
+    """Sentences about the log file's directory when other users can write to it or own it."""
+    found = []
     dir_owner = _owner_of(path.parent)
     if dir_owner is not None and dir_owner not in (os.geteuid(), 0):
         found.append(f"the directory {path.parent} of logging.file belongs to another user (uid {dir_owner}), "
@@ -78,8 +87,14 @@ def loose_modes(path: Path, group: str = "") -> list[str]:
 
 def file_mode_warning(path: Path, mode: int, allowed: int) -> str:
     return (f"logging.file {path} has mode {mode:04o}: other users can read the log (addresses, "
-            f"sessions) or write fake lines for fail2ban; run chmod {allowed:o} {path}"
+            f"sessions) or write fake lines for fail2ban; hardmail narrows it to {allowed:o} when it opens "
+            f"it, or run chmod {allowed:o} {path}"
             + ("" if allowed == GROUP_FILE_MODE else " (or set logging.file_group for a reader group)") + ".")
+
+
+def narrowed_warning(path: Path, before: int, after: int) -> str:
+    return (f"logging.file {path} had mode {before:04o}, which let other users read the log or write "
+            f"to it; hardmail set it to {after:04o}.")
 
 
 def _owner_of(path: Path) -> int | None:
@@ -142,7 +157,7 @@ def open_log_file(path: Path, access: FileAccess) -> tuple[TextIO, int | None]:
                 fd = _open_existing(path, flags)
             except FileNotFoundError:
                 continue  # removed between the two opens (a rotation): create it after all
-            existing: int | None = stat.S_IMODE(os.fstat(fd).st_mode)
+            existing: int | None = _narrow(fd, access)
             break
         try:
             os.fchmod(fd, access.file_mode)  # the umask narrowed or (000) did not touch os.open's mode
@@ -179,6 +194,24 @@ def _open_existing(path: Path, flags: int) -> int:
     return fd
 
 
+def _narrow(fd: int, access: FileAccess) -> int:
+    """Take from the existing file (one of an older version, or logrotate's ``create 0644``)
+    what ``access`` does not allow: the log is private whoever made the file. Returns the mode
+    it had. A root-owned file of another user than root keeps its mode (and is reported)."""
+    info = os.fstat(fd)
+    before = stat.S_IMODE(info.st_mode)
+    narrowed = before & access.file_mode
+    if access.gid is not None and info.st_gid != access.gid and narrowed & 0o070:
+        try:
+            _set_group(fd, access.gid)
+        except LogFileError:
+            narrowed &= 0o700  # the group it has is not the readers' group
+    if narrowed != before:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, narrowed)
+    return before
+
+
 def _refusal(path: Path, problem: str) -> str:
     return (f"logging.file {path} is {problem}: hardmail will not write its log there (someone who can "
             "write to its directory may have put it there); remove it, and use a directory of hardmail's own")
@@ -199,8 +232,8 @@ class WatchedFile:
         self._identity: tuple[int, int] | None = None
         self._refused: tuple[int, int] | None = None  # what is at the path and was refused
         make_directories(path.parent, access)
+        self._notices = loose_directory(path, group)  # at start; the file's own mode is seen when opened
         self._open()
-        self._notices = loose_modes(path, group)  # at start: the file's and its directory's modes
 
     def write(self, text: str) -> None:
         stream = self._stream
@@ -244,7 +277,9 @@ class WatchedFile:
         self._identity = (info.st_dev, info.st_ino)
         self._refused = None
         if existing is not None and existing & ~self._allowed:
-            self._notices.append(file_mode_warning(self._path, existing, self._allowed))
+            now = stat.S_IMODE(info.st_mode)
+            self._notices.append(narrowed_warning(self._path, existing, now) if not now & ~self._allowed
+                                 else file_mode_warning(self._path, now, self._allowed))
         return stream
 
 

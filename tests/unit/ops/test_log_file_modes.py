@@ -99,6 +99,9 @@ def test_existing_loose_file_and_directory_are_warned_about(tmp_path: Path) -> N
     written = events(target)
     assert [e["event"] for e in written] == ["started", "log.file_mode", "log.file_mode"]
     assert written[1]["level"] == "warning"
+    assert "mode 0777" in str(written[1]["detail"])
+    assert "had mode 0644" in str(written[2]["detail"]) and "set it to 0600" in str(written[2]["detail"])
+    assert mode(target) == 0o600  # narrowed when hardmail opened it: the log is private
 
 
 def test_group_readable_file_is_fine_with_a_file_group(tmp_path: Path) -> None:
@@ -120,6 +123,7 @@ def test_file_logrotate_created_loosely_is_reported_in_the_log(tmp_path: Path) -
     log_event("after.rotate")
     log.remove_configured_handler()
     assert [e["event"] for e in events(target)] == ["after.rotate", "log.file_mode"]
+    assert mode(target) == 0o600
 
 
 # --- what an attacker who can write to the log's directory may have put at the path -------------
@@ -220,3 +224,25 @@ def test_serve_stops_with_one_line_naming_the_planted_link(tmp_path: Path) -> No
     text = " ".join(result.output.split())
     assert "symbolic link" in text and "another program" not in text
     assert not (tmp_path / "victim").exists()
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_world_writable_log_of_an_older_version_is_made_private_on_upgrade(tmp_path: Path) -> None:
+    target = tmp_path / "hardmail.log"
+    target.write_text('{"event": "old line"}\n')
+    target.chmod(0o666)  # what the old code made under umask 000
+    configure_logging(LoggingSection(file=target))
+    log_event("upgraded")
+    log.remove_configured_handler()
+    assert mode(target) == 0o600
+    assert [e["event"] for e in events(target)] == ["old line", "upgraded", "log.file_mode"]
+
+
+def test_with_a_file_group_an_existing_file_gets_the_group_and_0640(tmp_path: Path) -> None:
+    target = tmp_path / "hardmail.log"
+    target.write_text("")
+    target.chmod(0o664)
+    configure_logging(LoggingSection(file=target, file_group=own_group()))
+    log_event("grouped")
+    log.remove_configured_handler()
+    assert mode(target) == 0o640
