@@ -598,8 +598,12 @@ def _flush_configured_handlers() -> None:
 
 
 def _forget_pending_after_fork() -> None:
+    """In a forked child: the parent writes its own pending lines and summaries."""
     for handler in _configured_handlers():
         handler.forget_pending()
+    _summary_timers.clear()  # the parent's loop's, not the child's
+    if _limiter is not None:
+        _limiter.pending()  # the parent's counts, dropped: the parent writes their summaries
 
 
 atexit.register(_flush_configured_handlers)

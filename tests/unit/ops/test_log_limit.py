@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,19 @@ def test_any_event_naming_a_peer_is_limited_and_the_rest_are_not(tmp_path: Path)
     assert [(e["event"], e.get("count")) for e in lines(target)] == [
         ("access.refused", None), ("access.ban", None), ("access.ban", None), ("access.ban", None),
         ("log.suppressed", 2)]
+
+
+def test_a_forked_child_does_not_write_the_parents_counts_again(tmp_path: Path) -> None:
+    target = configure(tmp_path, FakeClock(), burst=1)
+    for _ in range(5):
+        log_event("smtp.helo", peer="192.0.2.7")
+    pid = os.fork()
+    if pid == 0:  # a worker: it configures logging again, which writes what is pending
+        try:
+            configure(tmp_path, FakeClock(), burst=1)
+            log.remove_configured_handler()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    summaries = [e for e in lines(target) if e["event"] == "log.suppressed"]
+    assert [s["count"] for s in summaries] == [4]
