@@ -24,6 +24,7 @@ import errno
 import grp
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -255,6 +256,8 @@ class WatchedFile:
                 raise
             self._refused = found
             self._notices.append(str(exc))
+            with contextlib.suppress(Exception):  # the rotated file may be deleted soon: say it where it stays
+                sys.stderr.write(f"hardmail: {exc}\n")
             return old
         self.close()
         return self._adopt(stream, existing)

@@ -174,7 +174,8 @@ def test_a_fifo_at_the_log_path_is_refused_without_blocking(tmp_path: Path) -> N
         signal.alarm(0)
 
 
-def test_a_symbolic_link_planted_after_a_rotation_is_not_followed(tmp_path: Path) -> None:
+def test_a_symbolic_link_planted_after_a_rotation_is_not_followed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     target = tmp_path / "hardmail.log"
@@ -194,6 +195,7 @@ def test_a_symbolic_link_planted_after_a_rotation_is_not_followed(tmp_path: Path
     assert "symbolic link" in str(kept[2]["detail"])
     assert [e["event"] for e in events(target)] == ["fixed"]
     assert mode(target) == 0o600
+    assert capsys.readouterr().err.count("is a symbolic link") == 1  # also where the admin sees it at once
 
 
 def test_a_directory_of_another_user_is_warned_about(tmp_path: Path) -> None:
