@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import smtplib
 import socket
 import threading
 import time
@@ -17,7 +18,15 @@ import pytest
 from hardmail.config.schema import LoggingSection
 from hardmail.ops import log
 from hardmail.ops.log import configure_logging
-from support.live import RawClient, ServerThread
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    RawClient,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
 
 CONNECTIONS = 20
 EHLOS = 500
@@ -150,3 +159,24 @@ def test_a_summary_is_written_when_its_interval_ends_even_if_nothing_else_is_log
         assert [(s["suppressed_event"], s["count"]) for s in summaries] == [("smtp.helo", 25)]
     finally:
         client.close()
+
+
+def test_an_account_past_its_message_limit_cannot_fill_the_log(tmp_path: Path, log_file: Path) -> None:
+    """A stolen password: the account's hourly limit is reached, and the client keeps trying."""
+    config = server_config(tmp_path / "data", access={"limits": {"messages_per_hour": 1}})
+    with running_server(config) as server:
+        configure_logging(LoggingSection(file=log_file, per_source_burst=5, per_source_interval=3600.0))
+        with smtplib.SMTP(*server.address("submission"), timeout=20) as client:
+            client.starttls(context=client_tls_context())
+            client.login(ALICE, ALICE_PASSWORD)
+            codes = []
+            for _ in range(100):
+                codes.append(client.mail(ALICE)[0])
+                client.rset()
+        lines = written(log_file)
+    assert codes[0] == 250 and 250 not in codes[1:]  # the limit holds
+    limits = [line for line in lines if line["event"] == "access.limit"]
+    assert 1 <= len(limits) <= 5
+    counted = sum(line["count"] for line in lines
+                  if line["event"] == "log.suppressed" and line["suppressed_event"] == "access.limit")
+    assert len(limits) + counted == 99
