@@ -18,6 +18,7 @@ import pytest
 from hardmail.config.schema import LoggingSection
 from hardmail.ops import log
 from hardmail.ops.log import configure_logging
+from hardmail.server import listener
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -180,3 +181,19 @@ def test_an_account_past_its_message_limit_cannot_fill_the_log(tmp_path: Path, l
     counted = sum(line["count"] for line in lines
                   if line["event"] == "log.suppressed" and line["suppressed_event"] == "access.limit")
     assert len(limits) + counted == 99
+
+
+def test_a_crash_one_client_can_cause_again_and_again_is_limited(
+        live_server: ServerThread, log_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def crash(self: object) -> None:
+        raise RuntimeError("a bug one input triggers")
+
+    monkeypatch.setattr(listener.SmtpSession, "run", crash)
+    configure_logging(LoggingSection(file=log_file, per_source_burst=3, per_source_interval=3600.0))
+    for _ in range(30):
+        with socket.create_connection(live_server.address("smtp"), timeout=20) as sock:
+            assert sock.recv(100) == b""  # the crashed session is closed
+    lines = written(log_file)
+    crashes = [line for line in lines if line["event"] == "smtp.session_crash"]
+    assert len(crashes) == 3 and crashes[0]["peer"] == "127.0.0.1"
+    assert [line["count"] for line in lines if line["event"] == "log.suppressed"] == [27]
