@@ -63,6 +63,12 @@ def access_for(group: str) -> FileAccess:
 def loose_modes(path: Path, group: str = "") -> list[str]:
     """Sentences about an existing log file or its directory whose mode lets other users in."""
     allowed_file = GROUP_FILE_MODE if group else PRIVATE_FILE_MODE
+    try:
+        problem = _problem(os.lstat(path))
+    except OSError:
+        problem = None
+    if problem is not None:  # serve would refuse it: say so before
+        return [_refusal(path, problem) + ".", *loose_directory(path, group)]
     file_mode = _mode_of(path)
     found = []
     if file_mode is not None and file_mode & ~allowed_file:
@@ -181,18 +187,26 @@ def _open_existing(path: Path, flags: int) -> int:
         if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO nobody reads
             raise LogFileError(_refusal(path, "a symbolic link" if exc.errno == errno.ELOOP else "a FIFO")) from None
         raise
-    info = os.fstat(fd)
-    problem = None
-    if not stat.S_ISREG(info.st_mode):
-        problem = "not a regular file"
-    elif info.st_uid not in (os.geteuid(), 0):
-        problem = f"owned by another user (uid {info.st_uid})"
-    elif info.st_nlink != 1:
-        problem = f"a file with {info.st_nlink} names (a hard link)"
+    problem = _problem(os.fstat(fd))
     if problem is not None:
         os.close(fd)
         raise LogFileError(_refusal(path, problem))
     return fd
+
+
+def _problem(info: os.stat_result) -> str | None:
+    """Why what is at the log path (its ``lstat``) is not a file hardmail may write its log to."""
+    if stat.S_ISLNK(info.st_mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(info.st_mode):
+        return "a FIFO"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid not in (os.geteuid(), 0):
+        return f"owned by another user (uid {info.st_uid})"
+    if info.st_nlink != 1:
+        return f"a file with {info.st_nlink} names (a hard link)"
+    return None
 
 
 def _narrow(fd: int, access: FileAccess) -> int:

@@ -248,3 +248,11 @@ def test_with_a_file_group_an_existing_file_gets_the_group_and_0640(tmp_path: Pa
     log_event("grouped")
     log.remove_configured_handler()
     assert mode(target) == 0o640
+
+
+def test_config_check_names_a_planted_link_before_serve_refuses_it(tmp_path: Path) -> None:
+    target = tmp_path / "hardmail.log"
+    target.symlink_to(tmp_path / "victim")
+    config = Config.model_validate({"logging": {"file": str(target)}})
+    found = insecure_warnings(config)
+    assert len(found) == 1 and "is a symbolic link" in found[0]
