@@ -345,8 +345,8 @@ def _summaries_due(loop: asyncio.AbstractEventLoop, limiter: SourceLimiter) -> N
 
 
 def _write_pending_summaries() -> None:
-    for timer in _summary_timers.values():
-        timer.cancel()
+    # Timers are forgotten, not cancelled: this may run in another thread than their loop, or
+    # after it closed; one that fires later finds nothing ended, or another limiter, and stops.
     _summary_timers.clear()
     if _limiter is not None:
         for summary in _limiter.pending():
