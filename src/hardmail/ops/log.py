@@ -275,7 +275,6 @@ _ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success"), ("
                              ("log.suppressed", None)})
 _CLIENT_FIELDS = ("peer", "client_ip")  # the fields that name the client a line is about
 _Source = tuple[str, str | None]  # the client's source key, its subnet
-_summary_timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # loop -> its pending timer
 
 
 @functools.lru_cache(maxsize=4096)
@@ -309,7 +308,7 @@ def _source_admits(event: str, level: str, source: _Source | None, fields: Mappi
         for summary in ended:
             _write_summary(summary)
         if not admitted:
-            _schedule_summaries(limiter)
+            limiter.write_when_ended(_write_summary)  # even if no other line comes
         return admitted
     except Exception:  # logging must never break mail handling
         return True
@@ -321,33 +320,7 @@ def _write_summary(summary: Suppressed) -> None:
               suppressed_event=summary.event, **where, count=summary.count, seconds=round(summary.seconds, 1))
 
 
-def _schedule_summaries(limiter: SourceLimiter) -> None:
-    """Make sure the summaries get written when their interval ends even if no other line comes:
-    one timer per event loop, due an interval after the first suppressed line. Outside a loop,
-    the next line or the exit writes them."""
-    loop = _running_loop()
-    if loop is None or loop in _summary_timers:
-        return
-    _summary_timers[loop] = loop.call_later(limiter.interval, _summaries_due, loop, limiter)
-
-
-def _summaries_due(loop: asyncio.AbstractEventLoop, limiter: SourceLimiter) -> None:
-    _summary_timers.pop(loop, None)
-    if limiter is not _limiter:  # configured again (or removed) meanwhile: its summaries are written
-        return
-    try:
-        for summary in limiter.take_ended():
-            _write_summary(summary)
-        if limiter.counting():
-            _schedule_summaries(limiter)
-    except Exception:  # logging must never break mail handling
-        _report_failure("log.suppressed")
-
-
 def _write_pending_summaries() -> None:
-    # Timers are forgotten, not cancelled: this may run in another thread than their loop, or
-    # after it closed; one that fires later finds nothing ended, or another limiter, and stops.
-    _summary_timers.clear()
     if _limiter is not None:
         for summary in _limiter.pending():
             _write_summary(summary)
@@ -601,9 +574,8 @@ def _forget_pending_after_fork() -> None:
     """In a forked child: the parent writes its own pending lines and summaries."""
     for handler in _configured_handlers():
         handler.forget_pending()
-    _summary_timers.clear()  # the parent's loop's, not the child's
     if _limiter is not None:
-        _limiter.pending()  # the parent's counts, dropped: the parent writes their summaries
+        _limiter.pending()  # the parent's counts and timers, dropped: the parent writes their summaries
 
 
 atexit.register(_flush_configured_handlers)

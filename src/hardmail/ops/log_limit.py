@@ -6,7 +6,7 @@ seconds; further ones are only counted. A source's subnet (IPv4 /24, IPv6 /48) h
 own, ``subnet_burst`` lines of one event per interval over all its sources, so that many
 addresses of one network (a /24 of attackers) cannot multiply the volume by 256. Once an interval
 is over, one summary (event, source or subnet, count, highest level) is handed back to the
-logger, with the next line logged from any source or by ``take_ended`` (the logger's timer), and
+logger, with the next line logged from any source or by a timer (``write_when_ended``), and
 the logger writes it as a ``log.suppressed`` event. Each (event, source) and (event, subnet) has
 its own fixed window that opens with its first line.
 
@@ -19,6 +19,7 @@ is a few dozen lines; the clock is injected for tests.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ class SourceLimiter:
         self._windows: dict[_Key, _Window] = {}  # in the order the windows opened
         self._counting = 0  # windows with suppressed lines (a summary to write)
         self._lock = threading.Lock()  # lines may come from threads besides the event loop
+        self._timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # at most one per loop
+        self._generation = 0  # bumped by pending(): a timer armed before it has nothing to do
 
     def admit(self, event: str, source: str, level: int,
               subnet: str | None = None) -> tuple[bool, tuple[Suppressed, ...]]:
@@ -94,6 +97,24 @@ class SourceLimiter:
         with self._lock:
             return self._expired(self._clock())
 
+    def write_when_ended(self, write: Callable[[Suppressed], None]) -> None:
+        """Have ``write`` called with the summaries when their interval ends even if no other line
+        comes: one timer per event loop, due an interval after the first line it was armed for.
+        Outside a running loop, the next line or the exit brings them."""
+        loop = asyncio.events._get_running_loop()
+        if loop is None or loop in self._timers:
+            return
+        self._timers[loop] = loop.call_later(self.interval, self._due, loop, write, self._generation)
+
+    def _due(self, loop: asyncio.AbstractEventLoop, write: Callable[[Suppressed], None], generation: int) -> None:
+        self._timers.pop(loop, None)
+        if generation != self._generation:  # pending() took everything meanwhile (stop, fork)
+            return
+        for summary in self.take_ended():
+            write(summary)
+        if self.counting():
+            self.write_when_ended(write)
+
     def pending(self) -> list[Suppressed]:
         """Summaries of every window with suppressed lines, ended or not (at exit); they restart."""
         with self._lock:
@@ -101,6 +122,10 @@ class SourceLimiter:
             found = [self._summary(key, window, now) for key, window in self._windows.items() if window.suppressed]
             self._windows.clear()
             self._counting = 0
+            # Timers are forgotten, not cancelled: this may run in another thread than their loop
+            # (uvloop's handles are not thread-safe) or after it closed; one that fires stops.
+            self._timers.clear()
+            self._generation += 1
             return found
 
     def _suppress(self, window: _Window, level: int) -> None:
