@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.live import ALICE, CAROL_DISABLED, RawClient, ServerThread, running_server, server_config
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    CAROL_DISABLED,
+    RawClient,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
 
 UNKNOWN = "nobody-here@example.test"
 
@@ -66,3 +76,44 @@ def test_with_a_catch_all_a_disabled_mailbox_is_taken_like_an_unknown_one(live_s
     live_server.run(live_server.admin.add_alias("@example.test", [ALICE]))
     unknown, disabled = rcpt_replies(live_server, [UNKNOWN, CAROL_DISABLED])
     assert unknown == disabled == b"250 2.1.5 Recipient OK\r\n"
+
+
+def submission_rcpt_replies(server: ServerThread, recipients: list[str]) -> list[tuple[int, bytes]]:
+    """RCPT replies to an authenticated user on the submission port (STARTTLS, then AUTH)."""
+    with smtplib.SMTP(*server.address("submission"), timeout=20) as client:
+        client.ehlo("client.example")
+        client.starttls(context=client_tls_context())
+        client.ehlo("client.example")
+        client.login(ALICE, ALICE_PASSWORD)
+        replies = []
+        for recipient in recipients:
+            assert client.mail(ALICE)[0] == 250
+            replies.append(client.rcpt(recipient))
+            assert client.rset()[0] == 250
+        return replies
+
+
+def test_on_submission_too_a_disabled_mailbox_answers_like_an_unknown_one(live_server: ServerThread) -> None:
+    unknown, disabled = submission_rcpt_replies(live_server, [UNKNOWN, CAROL_DISABLED])
+    assert unknown == disabled == (550, b"5.1.1 Recipient address rejected: user unknown")
+
+
+def test_vrfy_says_the_same_for_a_disabled_an_unknown_and_an_existing_mailbox(live_server: ServerThread) -> None:
+    client = RawClient(live_server.address("smtp"))
+    try:
+        client.read_reply()
+        client.command("EHLO client.example")
+        replies = []
+        for address in (UNKNOWN, CAROL_DISABLED, ALICE):
+            client.send(f"VRFY <{address}>\r\n".encode())
+            replies.append(client.read_line())
+        assert replies[0] == replies[1] == replies[2]
+    finally:
+        client.close()
+
+
+def test_plus_tag_and_alias_to_a_disabled_mailbox_answer_like_unknown_ones(live_server: ServerThread) -> None:
+    live_server.run(live_server.admin.add_alias("team@example.test", [CAROL_DISABLED]))
+    replies = rcpt_replies(live_server, ["carol+tag@example.test", "nobody+tag@example.test",
+                                         "team@example.test", UNKNOWN])
+    assert len(set(replies)) == 1, replies

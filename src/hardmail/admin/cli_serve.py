@@ -9,6 +9,7 @@ import typer
 from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config
 from hardmail.app import RunningServer, run_serve
 from hardmail.config.warnings import insecure_warnings
+from hardmail.ops.logfile import LogFileError
 
 
 def _overrides(smtp: list[str] | None, submission: list[str] | None, submissions: list[str] | None) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def serve_command(
     cfg = load_cli_config(config, data_dir, _overrides(listen_smtp, listen_submission, listen_submissions))
     try:
         run_serve(cfg, on_started=_print_started)
+    except LogFileError as exc:  # its message says what is wrong with logging.file and what to do
+        fail(f"cannot start: {exc}")
     except OSError as exc:
         fail(f"cannot start: {exc}", "is another program using that port? choose others with --listen-smtp etc.")
     except KeyboardInterrupt:

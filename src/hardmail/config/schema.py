@@ -254,6 +254,7 @@ class LoggingSection(Section):
     file_group: str = Field("", description="Group allowed to read the log file (for a fail2ban or log shipper that is not hardmail's user): the file is created 0640 and its directory 0750 with this group; empty keeps them to hardmail's user (0600/0700).")
     per_source_burst: int = Field(20, ge=0, description="Lines of one event from one client address (IPv6: its /64) written per interval; further ones are counted and written as one log.suppressed line; 0 writes every line.")
     per_source_interval: float = Field(10.0, gt=0, description="Seconds of the per_source_burst interval.")
+    per_subnet_burst: int = Field(100, ge=0, description="Lines of one event written per interval from all the client addresses of one subnet (IPv4 /24, IPv6 /48) together, so that many addresses of one network cannot multiply the volume; 0: no subnet budget (per_source_burst = 0 turns both off).")
 
 
 class DkimSection(Section):

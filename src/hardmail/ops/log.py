@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from hardmail.config.schema import LoggingSection
 from hardmail.ops.log_limit import SourceLimiter, Suppressed
 from hardmail.ops.logfile import WatchedFile, access_for
-from hardmail.policy.bans import address_key
+from hardmail.policy.bans import address_key, subnet_of
 
 EVENTS_LOGGER_NAME = "hardmail.events"
 ROOT_LOGGER_NAME = "hardmail"
@@ -271,44 +271,53 @@ class EventLogger:
 
 _limiter: SourceLimiter | None = None  # set by configure_logging; None writes every line
 # Lines a client cannot repeat without succeeding at something: never limited.
-_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success"), ("log.suppressed", None)})
+_ALWAYS_WRITTEN = frozenset({("smtp.accept", None), ("smtp.auth", "success"), ("auth.login", "success"),
+                             ("log.suppressed", None)})
+_CLIENT_FIELDS = ("peer", "client_ip")  # the fields that name the client a line is about
+_Source = tuple[str, str | None]  # the client's source key, its subnet
 
 
 @functools.lru_cache(maxsize=4096)
-def source_key(ip: str) -> str:
-    """The source lines are counted by: an IPv4 address or an IPv6 /64 (as bans count them)."""
+def source_key(ip: str) -> _Source:
+    """The source lines are counted by (an IPv4 address or an IPv6 /64, as bans count them) and
+    its subnet (/24, /48); a text that is no address is a source of its own, without a subnet."""
     try:
-        return address_key(ip)
+        return address_key(ip), subnet_of(ip)
     except ValueError:
-        return ip
+        return ip, None
 
 
-def _source_of(fields: Mapping[str, Any]) -> str | None:
-    """The client an event names (its ``peer`` field), as a source key."""
-    peer = fields.get("peer")
-    return source_key(peer) if type(peer) is str else None
+def _source_of(fields: Mapping[str, Any]) -> _Source | None:
+    """The client an event names (its ``peer`` or ``client_ip`` field), as a source key."""
+    for name in _CLIENT_FIELDS:
+        value = fields.get(name)
+        if type(value) is str:
+            return source_key(value)
+    return None
 
 
-def _source_admits(event: str, level: str, source: str | None, fields: Mapping[str, Any]) -> bool:
+def _source_admits(event: str, level: str, source: _Source | None, fields: Mapping[str, Any]) -> bool:
     """Whether the limiter lets this line through; writes the summaries of windows that ended."""
     limiter = _limiter
     try:
         numeric = _numeric_level(level)
-        if (limiter is None or source is None or numeric >= logging.ERROR or (event, None) in _ALWAYS_WRITTEN
+        if (limiter is None or source is None or (event, None) in _ALWAYS_WRITTEN
                 or (event, fields.get("result")) in _ALWAYS_WRITTEN or not _events.isEnabledFor(numeric)):
             return True
-        admitted, ended = limiter.admit(event, source, numeric)
+        admitted, ended = limiter.admit(event, source[0], numeric, source[1])
         for summary in ended:
             _write_summary(summary)
+        if not admitted:
+            limiter.write_when_ended(_write_summary)  # even if no other line comes
         return admitted
     except Exception:  # logging must never break mail handling
         return True
 
 
 def _write_summary(summary: Suppressed) -> None:
+    where = {"subnet": summary.source} if summary.subnet else {"peer": summary.source}
     log_event("log.suppressed", level=_LEVEL_NAMES.get(max(summary.level, logging.INFO), "info"),
-              suppressed_event=summary.event, peer=summary.source, count=summary.count,
-              seconds=round(summary.seconds, 1))
+              suppressed_event=summary.event, **where, count=summary.count, seconds=round(summary.seconds, 1))
 
 
 def _write_pending_summaries() -> None:
@@ -536,7 +545,8 @@ def configure_logging(section: LoggingSection, clock: Callable[[], float] = time
     _root.addHandler(handler)
     _root.setLevel(LEVELS.get(section.level, logging.INFO))
     burst, interval = section.per_source_burst, section.per_source_interval
-    _limiter = SourceLimiter(burst, interval, clock) if burst > 0 else None
+    _limiter = (SourceLimiter(burst, interval, clock, subnet_burst=section.per_subnet_burst)
+                if burst > 0 else None)
 
 
 def remove_configured_handler() -> None:
@@ -561,8 +571,11 @@ def _flush_configured_handlers() -> None:
 
 
 def _forget_pending_after_fork() -> None:
+    """In a forked child: the parent writes its own pending lines and summaries."""
     for handler in _configured_handlers():
         handler.forget_pending()
+    if _limiter is not None:
+        _limiter.pending()  # the parent's counts and timers, dropped: the parent writes their summaries
 
 
 atexit.register(_flush_configured_handlers)

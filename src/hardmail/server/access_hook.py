@@ -474,7 +474,8 @@ class AccessHook(SessionHook):
         hour, day = await self._take_one(facts.account, "messages")
         verdict = message_verdict(AccountUsage(messages_hour=hour, messages_day=day), self.limits)
         if verdict is not None:
-            log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
+            log_event("access.limit", session=facts.session_id, peer=facts.peer_ip, account=facts.account,
+                      reason=verdict.reason)
             return verdict.reply
         return None
 
@@ -485,7 +486,8 @@ class AccessHook(SessionHook):
         hour, day = await self._take_one(facts.account, "recipients")
         verdict = recipient_verdict(AccountUsage(recipients_hour=hour, recipients_day=day), self.limits)
         if verdict is not None:
-            log_event("access.limit", session=facts.session_id, account=facts.account, reason=verdict.reason)
+            log_event("access.limit", session=facts.session_id, peer=facts.peer_ip, account=facts.account,
+                      reason=verdict.reason)
             return verdict.reply
         return None
 

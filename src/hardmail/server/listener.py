@@ -90,7 +90,9 @@ class Listeners:
                 self.sessions[task] = session
             await session.run()
         except Exception as exc:  # a bug must cost one session, never the server
-            log_event("smtp.session_crash", level="error", error=type(exc).__name__, detail=str(exc)[:300])
+            # peer: a crash one client can cause again and again counts against its log rate limit
+            log_event("smtp.session_crash", level="error", peer=channel.peer()[0], error=type(exc).__name__,
+                      detail=str(exc)[:300])
             channel.abort()
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -200,8 +200,8 @@ async def test_file_target_is_checked_and_written_once_per_turn(
     target = tmp_path / "hardmail.log"
     configure_logging(LoggingSection(file=target))
     stats: list[object] = []
-    real_stat = os.stat
-    monkeypatch.setattr(os, "stat", lambda path, *a, **k: stats.append(path) or real_stat(path, *a, **k))
+    real_lstat = os.lstat  # lstat: a symbolic link planted at the path is not its target
+    monkeypatch.setattr(os, "lstat", lambda path, *a, **k: stats.append(path) or real_lstat(path, *a, **k))
     for i in range(5):
         log_event("rotated.batch", n=i)
     target.rename(tmp_path / "hardmail.log.1")

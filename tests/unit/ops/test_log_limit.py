@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,32 @@ def test_session_events_are_limited_and_summarised(tmp_path: Path) -> None:
                        "peer": "2001:db8::/64", "count": 8, "seconds": 10.0}
 
 
-def test_accepted_messages_successful_logins_and_errors_are_never_limited(tmp_path: Path) -> None:
+def test_accepted_messages_and_successful_logins_are_never_limited(tmp_path: Path) -> None:
     target = configure(tmp_path, FakeClock(), burst=1)
     session = EventLogger(session="s1", peer="192.0.2.7")
     for _ in range(3):
         session.event("smtp.accept", size=10)
         session.event("smtp.auth", result="success")
-        session.event("smtp.error", level="error", error="X")
+        log_event("auth.login", account="ann@example.org", result="success", client_ip="192.0.2.7")
     assert len(lines(target)) == 9
+
+
+def test_errors_a_client_can_cause_again_and_again_are_limited_and_summarised_as_errors(tmp_path: Path) -> None:
+    target = configure(tmp_path, FakeClock(), burst=1)
+    session = EventLogger(session="s1", peer="192.0.2.7")
+    for _ in range(1000):  # e.g. a command that makes a handler raise
+        session.event("smtp.error", level="error", error="X", detail="x" * 300)
+    written = lines(target)
+    assert [(e["event"], e["level"], e.get("count")) for e in written] == [
+        ("smtp.error", "error", None), ("log.suppressed", "error", 999)]
+
+
+def test_login_failures_named_by_client_ip_are_limited(tmp_path: Path) -> None:
+    target = configure(tmp_path, FakeClock(), burst=2)
+    for _ in range(50):
+        log_event("auth.login", level="warning", account="ann@example.org", result="failure", client_ip="192.0.2.7")
+    assert [(e["event"], e.get("count")) for e in lines(target)] == [
+        ("auth.login", None), ("auth.login", None), ("log.suppressed", 48)]
 
 
 def test_a_logger_without_a_source_and_a_zero_burst_write_every_line(tmp_path: Path) -> None:
@@ -120,3 +139,19 @@ def test_any_event_naming_a_peer_is_limited_and_the_rest_are_not(tmp_path: Path)
     assert [(e["event"], e.get("count")) for e in lines(target)] == [
         ("access.refused", None), ("access.ban", None), ("access.ban", None), ("access.ban", None),
         ("log.suppressed", 2)]
+
+
+def test_a_forked_child_does_not_write_the_parents_counts_again(tmp_path: Path) -> None:
+    target = configure(tmp_path, FakeClock(), burst=1)
+    for _ in range(5):
+        log_event("smtp.helo", peer="192.0.2.7")
+    pid = os.fork()
+    if pid == 0:  # a worker: it configures logging again, which writes what is pending
+        try:
+            configure(tmp_path, FakeClock(), burst=1)
+            log.remove_configured_handler()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    summaries = [e for e in lines(target) if e["event"] == "log.suppressed"]
+    assert [s["count"] for s in summaries] == [4]
