@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,15 +20,13 @@ from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
 from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
-from hardmail.delivery.headers import (
-    SENDER_FIELDS,
-    from_header_addresses,
-    sender_header_problem,
-    split_header_block,
-    too_many_hops,
-)
+from hardmail.delivery.headers import too_many_hops
 from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
+from hardmail.mime.addresses import originator_addresses
+from hardmail.mime.headers import HEAD_LIMIT, HeaderBlock, parse_header_block, without_fields
+from hardmail.msgauth import workers
+from hardmail.msgauth.authres import verdict_fields
 from hardmail.ops.log import EventLogger
 from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
 from hardmail.policy.verdict import Verdict
@@ -49,7 +48,7 @@ from hardmail.proto.smtp.state import Phase, ServerConnection, SmtpOptions
 from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
-from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, without_header_fields
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
@@ -57,6 +56,8 @@ AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 REPLY_BATCH_LIMIT = 16 * 1024  # held reply bytes that are written at once, without waiting for a read
+HEADER_TOO_LARGE = Reply(552, "5.3.4", "Message header section too large")
+INLINE_PARSE_LIMIT = 8 * 1024  # a larger header block is parsed in a worker thread, off the event loop
 
 
 class Watchdog:
@@ -431,21 +432,23 @@ class SmtpSession:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
+        block = await self._header_block(event)
+        if block is None:
+            self.log.event("smtp.header_too_large", level="warning", sender=self.txn.sender)
+            return HEADER_TOO_LARGE
         if self.auth.account is not None:
-            problem = await self._originator_problem(event)
+            problem = await self._originator_problem(block)
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
-        chunks: tuple[bytes, ...] = event.chunks
-        if too_many_hops(split_header_block(message_head(chunks))[0]):  # RFC 5321 6.3: a mail loop
+        if too_many_hops(block):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
             return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
-        if self.kind != "smtp":
-            chunks = (self.ctx.acceptor.submission_headers(chunks), *chunks)
-        decision = await self._message_decision(chunks)
+        extra = self.ctx.acceptor.submission_headers(event.chunks) if self.kind != "smtp" else b""
+        decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
         if decision.reply is not None:
             return decision.reply
-        chunks = without_header_fields(chunks, decision.drop_headers)
+        chunks = self._without_fields(event.chunks, block, extra, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
@@ -455,6 +458,35 @@ class SmtpSession:
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
+
+    async def _header_block(self, event: MessageReceived) -> HeaderBlock | None:
+        """The header block of the message as received, parsed once (off the event loop when it is
+        large); None when it does not end within HEAD_LIMIT bytes (see mime.headers.HEAD_LIMIT)."""
+        head = message_head(event.chunks, HEAD_LIMIT)
+        if len(head) <= INLINE_PARSE_LIMIT:
+            block = parse_header_block(head)
+        else:
+            block = await workers.run(parse_header_block, head)
+        if block.complete:
+            return block
+        if event.size > len(head):
+            return None
+        return dataclasses.replace(block, complete=True)  # the whole message is its header section
+
+    def _without_fields(self, chunks: tuple[bytes, ...], block: HeaderBlock, extra: bytes,
+                        hook_drops: tuple[int, ...]) -> tuple[bytes, ...]:
+        """The message to store: ``extra`` (our submission fields) on top of ``chunks`` without the
+        fields the hooks asked to drop and without every field claiming to be a verdict of ours
+        (on every listener, whoever the client: RFC 8601 5). Hook positions count ``extra``'s
+        fields first; they are moved onto ``block``'s numbering."""
+        shift = len(parse_header_block(extra).fields) if extra else 0
+        forged = verdict_fields(block, [self.ctx.config.server.hostname, self.ctx.config.inbound.authserv_id])
+        if forged:
+            self.log.event("smtp.verdict_fields_removed", fields=len(forged),
+                           names=sorted({block.fields[i].name for i in forged}))
+        drop = {*forged, *(p - shift for p in hook_drops if p >= shift)}
+        kept = without_fields(chunks, drop, block)
+        return (extra, *kept) if extra else tuple(kept)
 
     async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
         """Run every hook's message check; headers add up, the first refusal or folder wins."""
@@ -474,14 +506,12 @@ class SmtpSession:
             drop.update(decision.drop_headers)
         return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)))
 
-    async def _originator_problem(self, event: MessageReceived) -> str | None:
+    async def _originator_problem(self, block: HeaderBlock) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""
-        head = message_head(event.chunks)
-        block, complete = split_header_block(head)
-        problem = sender_header_problem(block, complete or event.size <= len(head))
+        problem, addresses = await workers.run(originator_addresses, block)  # CPU-bound on hostile input
         if problem is not None:
             return problem
-        for text in from_header_addresses(block, SENDER_FIELDS):
+        for text in addresses:
             try:
                 address = parse_mailbox(text, utf8=True)
             except AddressError:

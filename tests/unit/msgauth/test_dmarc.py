@@ -10,7 +10,6 @@ from hardmail.msgauth.dmarc import (
     aligned,
     discover,
     evaluate,
-    header_from_domain,
     organizational_domain,
     parse_record,
 )
@@ -117,9 +116,3 @@ async def test_discovery_falls_back_to_the_organizational_domain() -> None:
     timeout = StaticResolver({("_dmarc.example.org", "TXT"): "TIMEOUT"})
     assert (await discover(timeout, "example.org"))[2] == "tempfail"
     assert (await discover(StaticResolver({}), "example.net"))[2] == "none"
-
-
-def test_header_from_domain() -> None:
-    assert header_from_domain(b"From: A <a@Example.COM>\r\nTo: b@x\r\n\r\nbody") == ("example.com", "")
-    assert header_from_domain(b"From: a@x.org\r\nFrom: b@y.org\r\n\r\n")[0] is None
-    assert header_from_domain(b"To: b@x\r\n\r\n")[0] is None
