@@ -192,3 +192,15 @@ async def test_mx_and_trusted_relays_strip_our_verdict_fields(
     assert head.count(b"Received-SPF:") == (0 if trusted else 1)  # ours only
     if not trusted:
         assert b"Received-SPF: pass (mail.example.test:" in head and b"X-Spam-Status: No, score=" in head
+
+
+def test_a_header_section_that_does_not_end_within_the_head_limit_is_refused(tmp_path: Path) -> None:
+    """A field past the 256 KiB the checks read (here a forged verdict) would reach the mailbox
+    unseen: such a message is refused on the MX port as on submission."""
+    padding = b"X-Pad: " + b"p" * 990 + b"\r\n"
+    message = b"From: <me@sender.example>\r\n" + padding * 300 + b"X-Spam-Status: No\r\n" + TAIL
+    with running_server(server_config(tmp_path / "data", smtp={"max_message_size": 2_000_000})) as server:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _send_mx(server, "me@sender.example", message)
+        assert server.messages(BOB) == []
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (552, b"5.3.4 Message header section too large")

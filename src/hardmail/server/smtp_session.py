@@ -433,14 +433,14 @@ class SmtpSession:
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
         block = await self._header_block(event)
-        if block is None:
-            self.log.event("smtp.header_too_large", level="warning", sender=self.txn.sender)
-            return HEADER_TOO_LARGE
         if self.auth.account is not None:
             problem = await self._originator_problem(block)
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
+        if not block.complete:  # fields past HEAD_LIMIT would be seen by no check (mime.headers.HEAD_LIMIT)
+            self.log.event("smtp.header_too_large", level="warning", sender=self.txn.sender)
+            return HEADER_TOO_LARGE
         if too_many_hops(block):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
             return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
@@ -459,18 +459,16 @@ class SmtpSession:
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
 
-    async def _header_block(self, event: MessageReceived) -> HeaderBlock | None:
+    async def _header_block(self, event: MessageReceived) -> HeaderBlock:
         """The header block of the message as received, parsed once (off the event loop when it is
-        large); None when it does not end within HEAD_LIMIT bytes (see mime.headers.HEAD_LIMIT)."""
+        large); not ``complete`` when it does not end within HEAD_LIMIT bytes."""
         head = message_head(event.chunks, HEAD_LIMIT)
         if len(head) <= INLINE_PARSE_LIMIT:
             block = parse_header_block(head)
         else:
             block = await workers.run(parse_header_block, head)
-        if block.complete:
+        if block.complete or event.size > len(head):
             return block
-        if event.size > len(head):
-            return None
         return dataclasses.replace(block, complete=True)  # the whole message is its header section
 
     def _without_fields(self, chunks: tuple[bytes, ...], block: HeaderBlock, extra: bytes,
