@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
@@ -57,6 +57,7 @@ ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 REPLY_BATCH_LIMIT = 16 * 1024  # held reply bytes that are written at once, without waiting for a read
 HEADER_TOO_LARGE = Reply(552, "5.3.4", "Message header section too large")
+_T = TypeVar("_T")
 INLINE_PARSE_LIMIT = 8 * 1024  # a larger header block is parsed in a worker thread, off the event loop
 
 
@@ -448,7 +449,7 @@ class SmtpSession:
         decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
         if decision.reply is not None:
             return decision.reply
-        chunks = self._without_fields(event.chunks, block, extra, decision.drop_headers)
+        chunks = await self._without_fields(event.chunks, block, extra, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
@@ -463,27 +464,25 @@ class SmtpSession:
         """The header block of the message as received, parsed once (off the event loop when it is
         large); not ``complete`` when it does not end within HEAD_LIMIT bytes."""
         head = message_head(event.chunks, HEAD_LIMIT)
-        if len(head) <= INLINE_PARSE_LIMIT:
-            block = parse_header_block(head)
-        else:
-            block = await workers.run(parse_header_block, head)
+        block = await _off_loop_if_large(len(head), parse_header_block, head)
         if block.complete or event.size > len(head):
             return block
         return dataclasses.replace(block, complete=True)  # the whole message is its header section
 
-    def _without_fields(self, chunks: tuple[bytes, ...], block: HeaderBlock, extra: bytes,
-                        hook_drops: tuple[int, ...]) -> tuple[bytes, ...]:
+    async def _without_fields(self, chunks: tuple[bytes, ...], block: HeaderBlock, extra: bytes,
+                              hook_drops: tuple[int, ...]) -> tuple[bytes, ...]:
         """The message to store: ``extra`` (our submission fields) on top of ``chunks`` without the
         fields the hooks asked to drop and without every field claiming to be a verdict of ours
         (on every listener, whoever the client: RFC 8601 5). Hook positions count ``extra``'s
         fields first; they are moved onto ``block``'s numbering."""
         shift = len(parse_header_block(extra).fields) if extra else 0
-        forged = verdict_fields(block, [self.ctx.config.server.hostname, self.ctx.config.inbound.authserv_id])
+        names = [self.ctx.config.server.hostname, self.ctx.config.inbound.authserv_id]
+        forged = await _off_loop_if_large(len(block.data), verdict_fields, block, names)
         if forged:
             self.log.event("smtp.verdict_fields_removed", fields=len(forged),
                            names=sorted({block.fields[i].name for i in forged}))
         drop = {*forged, *(p - shift for p in hook_drops if p >= shift)}
-        kept = without_fields(chunks, drop, block)
+        kept = await _off_loop_if_large(len(block.data), without_fields, chunks, drop, block) if drop else chunks
         return (extra, *kept) if extra else tuple(kept)
 
     async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
@@ -531,6 +530,14 @@ class SmtpSession:
                            enhanced=reply.enhanced, text=reply.lines[0], reason=reason)
         if self.conn.transaction is None:
             self.txn = None
+
+
+async def _off_loop_if_large(size: int, func: Callable[..., _T], *args: Any) -> _T:
+    """``func(*args)``: here for a header block of up to INLINE_PARSE_LIMIT bytes, else in a worker
+    thread, so that no hostile header block holds the event loop (the work is linear, but Python)."""
+    if size <= INLINE_PARSE_LIMIT:
+        return func(*args)
+    return await workers.run(func, *args)
 
 
 _HANDLERS: dict[type[Event], Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
