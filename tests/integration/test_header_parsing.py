@@ -162,11 +162,14 @@ def _assert_stripped(stored: bytes) -> None:
     assert stored.endswith(TAIL)
 
 
-def test_submission_to_a_local_mailbox_strips_our_verdict_fields(tmp_path: Path) -> None:
+@pytest.mark.parametrize("padding", [0, 40], ids=["small-header", "header-parsed-off-the-loop"])
+def test_submission_to_a_local_mailbox_strips_our_verdict_fields(tmp_path: Path, padding: int) -> None:
+    pad = (b"X-Pad: " + b"p" * 990 + b"\r\n") * padding  # past INLINE_PARSE_LIMIT: worker-thread path
     with running_server(server_config(tmp_path / "data")) as server:
-        _submit(server, b"From: alice@example.test\r\n" + FORGED + TAIL)
+        _submit(server, b"From: alice@example.test\r\n" + pad + FORGED + TAIL)
         [stored] = server.messages(BOB)
     _assert_stripped(stored)
+    assert stored.count(b"X-Pad: ") == padding
 
 
 def test_submission_to_a_remote_recipient_strips_our_verdict_fields(tmp_path: Path) -> None:

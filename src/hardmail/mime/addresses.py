@@ -86,17 +86,18 @@ def parse_address_list(value: str) -> ParsedAddresses:
     return ParsedAddresses(tuple(dict.fromkeys([*strict, *plain])), problem)
 
 
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].rstrip(".")
+def _dns_name(text: str) -> str:
+    """``text`` as a normalised DNS name (what DMARC can look up), or "" (an address literal, junk)."""
+    try:
+        name = normalize_domain(text)
+    except AddressError:
+        return ""
+    return "" if name.startswith("[") or "." not in name else name
 
 
 def _lenient_domains(values: list[str]) -> list[str]:
-    """Every domain-looking text after an ``@``: the domains a broken From: still names."""
-    found = []
-    for value in values:
-        for match in _LENIENT_DOMAIN.finditer(value):
-            found.append(_normalised("x", match.group(1).rstrip(".")).partition("@")[2])
-    return [d for d in found if d]
+    """Every domain name after an ``@``: the domains a broken From: still names."""
+    return [_dns_name(match.group(1)) for value in values for match in _LENIENT_DOMAIN.finditer(value)]
 
 
 def block_problem(block: HeaderBlock) -> str:
@@ -137,7 +138,7 @@ def author(block: HeaderBlock) -> Author:
     if not problem:
         parsed = parse_address_list(values[0])
         problem = parsed.problem or ("" if parsed.addresses else "From field without an address")
-        domains = [_domain_of(a) for a in parsed.addresses if "@" in a]
+        domains = [_dns_name(a.rpartition("@")[2]) for a in parsed.addresses]
     if problem:
         domains.extend(_lenient_domains(values))
     unique = tuple(dict.fromkeys(d for d in domains if d))

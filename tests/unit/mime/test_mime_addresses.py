@@ -95,3 +95,10 @@ def test_ambiguous_author_names_every_domain_present(block: bytes, domains: tupl
 def test_several_author_domains_in_one_well_formed_from() -> None:
     found = author(parse_header_block(b"From: me@a.example, ceo@bank.example\r\n\r\n"))
     assert (found.problem, found.domain, found.domains) == ("", None, ("a.example", "bank.example"))
+
+
+def test_only_dns_names_are_author_domains() -> None:
+    """An address literal or a junk "domain" is nothing DMARC could look up."""
+    assert author(parse_header_block(b"From: a@[192.0.2.1]\r\n\r\n")).domains == ()
+    junk = author(parse_header_block(b"From: x@bank.example, y@" + b"a" * 300 + b".example\r\nFrom: z@\r\n\r\n"))
+    assert junk.domains == ("bank.example",) and junk.problem
