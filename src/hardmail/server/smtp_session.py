@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
@@ -21,12 +20,11 @@ from hardmail.core.ids import new_id
 from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.headers import too_many_hops
-from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
+from hardmail.delivery.pipeline import ClientTrace, Envelope
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
 from hardmail.mime.addresses import originator_addresses
-from hardmail.mime.headers import HEAD_LIMIT, HeaderBlock, parse_header_block, without_fields
+from hardmail.mime.headers import HeaderBlock
 from hardmail.msgauth import workers
-from hardmail.msgauth.authres import verdict_fields
 from hardmail.ops.log import EventLogger
 from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
 from hardmail.policy.verdict import Verdict
@@ -49,6 +47,7 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
+from hardmail.server.message_headers import HEADER_TOO_LARGE, message_to_store, received_header_block
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
@@ -56,9 +55,6 @@ AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 ADDRESS_LITERAL_REFUSED = Reply(550, "5.1.2", "Address literals are not accepted as recipients; use a domain name")
 WRITE_HIGH_WATER = 64 * 1024  # unread reply bytes before the session stops taking commands
 REPLY_BATCH_LIMIT = 16 * 1024  # held reply bytes that are written at once, without waiting for a read
-HEADER_TOO_LARGE = Reply(552, "5.3.4", "Message header section too large")
-_T = TypeVar("_T")
-INLINE_PARSE_LIMIT = 8 * 1024  # a larger header block is parsed in a worker thread, off the event loop
 
 
 class Watchdog:
@@ -433,7 +429,7 @@ class SmtpSession:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
-        block = await self._header_block(event)
+        block = await received_header_block(event.chunks, event.size)
         if self.auth.account is not None:
             problem = await self._originator_problem(block)
             if problem is not None:
@@ -449,7 +445,7 @@ class SmtpSession:
         decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
         if decision.reply is not None:
             return decision.reply
-        chunks = await self._without_fields(event.chunks, block, extra, decision.drop_headers)
+        chunks = await message_to_store(self.ctx.config, self.log, event.chunks, block, extra, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
@@ -459,31 +455,6 @@ class SmtpSession:
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
-
-    async def _header_block(self, event: MessageReceived) -> HeaderBlock:
-        """The header block of the message as received, parsed once (off the event loop when it is
-        large); not ``complete`` when it does not end within HEAD_LIMIT bytes."""
-        head = message_head(event.chunks, HEAD_LIMIT)
-        block = await _off_loop_if_large(len(head), parse_header_block, head)
-        if block.complete or event.size > len(head):
-            return block
-        return dataclasses.replace(block, complete=True)  # the whole message is its header section
-
-    async def _without_fields(self, chunks: tuple[bytes, ...], block: HeaderBlock, extra: bytes,
-                              hook_drops: tuple[int, ...]) -> tuple[bytes, ...]:
-        """The message to store: ``extra`` (our submission fields) on top of ``chunks`` without the
-        fields the hooks asked to drop and without every field claiming to be a verdict of ours
-        (on every listener, whoever the client: RFC 8601 5). Hook positions count ``extra``'s
-        fields first; they are moved onto ``block``'s numbering."""
-        shift = len(parse_header_block(extra).fields) if extra else 0
-        names = [self.ctx.config.server.hostname, self.ctx.config.inbound.authserv_id]
-        forged = await _off_loop_if_large(len(block.data), verdict_fields, block, names)
-        if forged:
-            self.log.event("smtp.verdict_fields_removed", fields=len(forged),
-                           names=sorted({block.fields[i].name for i in forged}))
-        drop = {*forged, *(p - shift for p in hook_drops if p >= shift)}
-        kept = await _off_loop_if_large(len(block.data), without_fields, chunks, drop, block) if drop else chunks
-        return (extra, *kept) if extra else tuple(kept)
 
     async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
         """Run every hook's message check; headers add up, the first refusal or folder wins."""
@@ -530,14 +501,6 @@ class SmtpSession:
                            enhanced=reply.enhanced, text=reply.lines[0], reason=reason)
         if self.conn.transaction is None:
             self.txn = None
-
-
-async def _off_loop_if_large(size: int, func: Callable[..., _T], *args: Any) -> _T:
-    """``func(*args)``: here for a header block of up to INLINE_PARSE_LIMIT bytes, else in a worker
-    thread, so that no hostile header block holds the event loop (the work is linear, but Python)."""
-    if size <= INLINE_PARSE_LIMIT:
-        return func(*args)
-    return await workers.run(func, *args)
 
 
 _HANDLERS: dict[type[Event], Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
