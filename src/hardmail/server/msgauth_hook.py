@@ -242,8 +242,8 @@ class MsgAuthHook(SessionHook):
         dmarc_decision = self._dmarc_decision(facts, findings)
         if dmarc_decision is not None and dmarc_decision.reply is not None:
             return dmarc_decision
-        verdict = message_verdict(self.config.antispam, self._weights, [*session.findings, *session.mail_findings],
-                                  findings, raw)
+        verdict = await workers.run(message_verdict, self.config.antispam, self._weights,  # reads the header
+                                    [*session.findings, *session.mail_findings], findings, raw)
         if verdict.action != "accept":
             self._record(facts, "spam", verdict.action, score=verdict.score)
         if verdict.action == "reject":

@@ -47,7 +47,12 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
-from hardmail.server.message_headers import HEADER_TOO_LARGE, message_to_store, received_header_block
+from hardmail.server.message_headers import (
+    HEADER_TOO_LARGE,
+    message_to_store,
+    off_loop_if_large,
+    received_header_block,
+)
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
 
@@ -441,7 +446,9 @@ class SmtpSession:
         if too_many_hops(block):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
             return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
-        extra = self.ctx.acceptor.submission_headers(event.chunks) if self.kind != "smtp" else b""
+        extra = b""
+        if self.kind != "smtp":  # a missing Message-ID/Date, from the header block (off the loop when large)
+            extra = await off_loop_if_large(len(block.data), self.ctx.acceptor.submission_headers, event.chunks)
         decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
         if decision.reply is not None:
             return decision.reply
