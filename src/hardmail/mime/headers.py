@@ -152,12 +152,13 @@ def parse_header_block(message_start: bytes) -> HeaderBlock:
 
 def _kept(block: HeaderBlock, drop: set[int]) -> bytes:
     """The block without the fields at ``drop`` (continuation lines included); bad lines stay."""
+    data = memoryview(block.data)  # slices of a memoryview are not copies: the join is the one copy
     pieces, at = [], 0
     for index, field in enumerate(block.fields):
         if index in drop:
-            pieces.append(block.data[at:field.start])
+            pieces.append(data[at:field.start])
             at = field.end
-    pieces.append(block.data[at:])
+    pieces.append(data[at:])
     return b"".join(pieces)
 
 
@@ -200,8 +201,10 @@ def without_fields(chunks: Iterable[bytes], positions: Iterable[int], block: Hea
         return list(pieces)
     if block is None:
         head, last, used = _head_of(pieces, limit)
-        block = parse_header_block(bytes(head))
-        out = [_kept(block, drop), bytes(head[len(block.data):]), last[used:]]
+        data = bytes(head)
+        del head  # at most one copy of the head is held at a time
+        block = parse_header_block(data)
+        out = [_kept(block, drop), data[len(block.data):], last[used:]]
     else:
         out = [_kept(block, drop), _rest_after(pieces, len(block.data))]
     return [piece for piece in out if piece] + list(pieces)

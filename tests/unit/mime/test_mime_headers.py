@@ -3,6 +3,7 @@ that is linear in the message whatever its chunking."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -102,3 +103,21 @@ def test_head_limit_ends_the_header_block() -> None:
     message = b"X-Spam-Flag: YES\r\n" + b"X-Pad: p\r\n" * 200 + b"X-Spam-Flag: late\r\n\r\nbody"
     kept = b"".join(without_fields((message,), (0, 999), limit=200))
     assert kept == message[len(b"X-Spam-Flag: YES\r\n"):]
+
+
+@pytest.mark.parametrize("with_block", [False, True])
+def test_removal_reads_at_most_the_head_limit_of_a_header_that_never_ends(with_block: bool) -> None:
+    """2 MB of header lines with no empty line, in 2,000 chunks: only HEAD_LIMIT bytes are ever
+    read as the header block, so the extra memory stays a few times HEAD_LIMIT (joining every chunk
+    until an empty line, as before, held the whole 2 MB twice and copied it 2,000 times)."""
+    line = b"X-Pad: " + b"p" * 991 + b"\r\n"
+    chunks = [b"X-Spam-Status: No\r\n"] + [line] * 2000
+    block = parse_header_block(b"".join(chunks)[:HEAD_LIMIT]) if with_block else None
+    tracemalloc.start()
+    try:
+        kept = without_fields(chunks, (0,), block)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * HEAD_LIMIT
+    assert b"".join(kept) == b"".join(chunks[1:])
