@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from email import _header_value_parser as rfc5322_parser
 from email.errors import InvalidHeaderDefect
+from typing import Any
 
 from hardmail.core.address import AddressError, normalize_domain
 from hardmail.mime.headers import HeaderBlock, parse_header_block
@@ -45,18 +46,42 @@ def _normalised(local: str, domain: str) -> str:
 
 def _strict(value: str) -> tuple[list[str], str]:
     tree, rest = rfc5322_parser.get_address_list(value)
-    found, problem = [], "unparsable address" if rest else ""
+    found, problem = [], "unparsable address" if rest or _address_defect(tree) else ""
     for box in tree.all_mailboxes:
-        if box.token_type != "mailbox" or not box.local_part:
+        # the parser marks a mailbox invalid for a defect in its display name too: read the
+        # addr-spec itself (the defects outside display names were judged above)
+        spec = box if box.token_type == "mailbox" else _addr_spec(box)
+        if spec is None or not spec.local_part:
             problem = problem or "unparsable address"
-            continue
-        if not box.domain:
+        elif not spec.domain:
             problem = problem or "address without a domain"
-            continue
-        found.append(_normalised(box.local_part, box.domain))
-    if any(isinstance(defect, InvalidHeaderDefect) for defect in tree.all_defects):
-        problem = problem or "unparsable address"
+        else:
+            found.append(_normalised(spec.local_part, spec.domain))
     return found, problem
+
+
+def _addr_spec(token: rfc5322_parser.TokenList) -> Any:
+    """The first addr-spec below ``token`` outside display names, or None."""
+    for part in token:
+        if not isinstance(part, rfc5322_parser.TokenList) or part.token_type == "display-name":
+            continue
+        if part.token_type == "addr-spec":
+            return part
+        found = _addr_spec(part)
+        if found is not None:
+            return found
+    return None
+
+
+def _address_defect(token: rfc5322_parser.TokenList) -> bool:
+    """Whether the parser found invalid syntax outside display names (which are only display
+    text: a quoted encoded word there, common from some mail programs, is no reason to refuse)."""
+    if token.token_type == "display-name":
+        return False
+    if any(isinstance(defect, InvalidHeaderDefect) for defect in token.defects):
+        return True
+    return any(_address_defect(part) if isinstance(part, rfc5322_parser.TokenList)
+               else any(isinstance(d, InvalidHeaderDefect) for d in part.defects) for part in token)
 
 
 def _plain(value: str) -> list[str]:

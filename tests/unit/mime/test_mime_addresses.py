@@ -25,6 +25,8 @@ def _originators(block: bytes) -> tuple[str | None, tuple[str, ...]]:
         (b"From: =?utf-8?q?boss=40bank.example?= <me@example.org>\r\n", ("me@example.org",)),
         (b"FROM:\r\n Alice\r\n <alice@example.org>\r\n", ("alice@example.org",)),
         ("From: Jörg <jörg@bücher.de>\r\n".encode(), ("jörg@xn--bcher-kva.de",)),
+        # an encoded word in quotes (some mail programs write it) is a display-name defect only
+        (b'From: "=?utf-8?q?J=C3=B6rg?=" <jorg@example.org>\r\n', ("jorg@example.org",)),
         # RFC 2047 6.2: a decoded CR/LF is display text; the address is what is checked
         (b"From: =?utf-8?q?Bob=0D=0AX?= <alice@example.org>\r\nSender: =?utf-8?q?A=0D=0A?= <a@example.org>\r\n",
          ("alice@example.org", "a@example.org")),
