@@ -12,11 +12,8 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.errors import InvalidHeaderDefect
-from email.headerregistry import AddressHeader
-from email.policy import default as default_policy
 
-from hardmail.core.address import AddressError, normalize_domain
+from hardmail.mime.headers import HeaderBlock, parse_header_block, split_block
 
 MAX_LINE = 77  # RFC 5322 2.1.1: lines SHOULD be no more than 78 characters; we stay below
 MAX_HELO = 64
@@ -141,38 +138,12 @@ def fold_header(name: str, clauses: list[list[str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
-def split_header_block(message_start: bytes) -> tuple[bytes, bool]:
-    """The header block (each line with its CRLF, without the empty line) and whether it ended.
-
-    RFC 5322 2.1: the header section ends at the first empty line. Without one in
-    ``message_start``, all of it is returned with ``False``.
-    """
-    if message_start.startswith(b"\r\n"):
-        return b"", True
-    end = message_start.find(b"\r\n\r\n")
-    if end < 0:
-        return message_start, False
-    return message_start[: end + 2], True
-
-
-def header_names(header_block: bytes) -> set[str]:
-    """Lower-cased names of the fields in a header block; continuation lines are skipped."""
-    names = set()
-    for line in header_block.split(b"\r\n"):
-        if not line or line[:1] in (b" ", b"\t"):
-            continue  # RFC 5322 2.2.3: folded continuation of the previous field
-        name, colon, _ = line.partition(b":")
-        if colon:
-            names.add(name.strip().decode("ascii", "replace").lower())
-    return names
-
-
 def missing_submission_headers(header_block: bytes, *, hostname: str, when: float) -> bytes:
     """``Message-ID:`` and/or ``Date:`` lines to prepend when a submitted message lacks them.
 
     RFC 6409 8.2 and 8.3: a submission server may add a missing Date and Message-ID.
     """
-    present = header_names(header_block)
+    present = parse_header_block(header_block).names()
     lines = b""
     if "message-id" not in present:
         domain = _sanitize(hostname, _HELO_UNSAFE, MAX_NAME)
@@ -182,110 +153,16 @@ def missing_submission_headers(header_block: bytes, *, hostname: str, when: floa
     return lines
 
 
-# RFC 5322 2.2: field-name = 1*ftext (printable US-ASCII except ":"); RFC 5322 4.5.3 (obsolete
-# syntax) allows white space before the colon, which real mail software honours.
-_FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")
-SENDER_FIELDS = ("from", "sender", "resent-from", "resent-sender")
-
-
-def header_fields(header_block: bytes) -> list[tuple[str, str]] | None:
-    """Every field as (lower-cased name, unfolded value), or None when a line is neither a field
-    nor a folded continuation (such a block is read differently by different mail software).
-
-    Scanned by hand rather than with ``email.parser``: that parser silently skips a
-    ``From :`` line and stops at the first malformed line, which would hide later fields.
-    """
-    fields: list[tuple[str, bytes]] = []
-    for line in header_block.split(b"\r\n"):
-        if not line:
-            continue
-        if b"\r" in line or b"\n" in line:
-            return None
-        if line[:1] in (b" ", b"\t"):  # RFC 5322 2.2.3: folding
-            if not fields:
-                return None
-            fields[-1] = (fields[-1][0], fields[-1][1] + b" " + line.strip())
-            continue
-        name, colon, value = line.partition(b":")
-        name = name.rstrip(b" \t")
-        if not colon or not _FIELD_NAME.match(name):
-            return None
-        fields.append((name.decode("ascii").lower(), value))
-    return [(name, " ".join(value.decode("utf-8", "replace").split())) for name, value in fields]
-
-
-def sender_header_problem(header_block: bytes, complete: bool) -> str | None:
-    """Why the originator fields of a submitted message cannot be checked, or None.
-
-    RFC 5322 3.6: exactly one From field; the header section must be complete and well formed.
-    """
-    if not complete:
-        return "header section too large or not terminated"
-    fields = header_fields(header_block)
-    if fields is None:
-        return "malformed header line"
-    froms = sum(1 for name, _ in fields if name == "from")
-    if froms != 1:
-        return f"{froms} From: fields (exactly one required)"
-    return None
-
-
-def from_header_addresses(header_block: bytes, names: tuple[str, ...] = ("from",)) -> list[str]:
-    """Addresses of every field named in ``names`` (default From:), as ``local@domain``.
-
-    Groups are flattened and display names (encoded words included) dropped. To be safe for the
-    "sender owns its From:" check, each value is read by two parsers (``email.headerregistry``
-    and ``email.utils.getaddresses``) and every address either finds is returned; a field with
-    invalid syntax adds its raw text as one more entry, which matches no account. An empty list
-    means there is no usable field and must be treated as a failure; so is a malformed block.
-    """
-    fields = header_fields(header_block)
-    if fields is None:
-        return []
-    found: list[str] = []
-    for name, value in fields:
-        if name in names:
-            found.extend(_addresses_of_field(value))
-    return [address for address in dict.fromkeys(found) if address]
-
-
-def _addresses_of_field(raw: str) -> list[str]:
-    """Both parsers' addresses for one unfolded From: value (the raw text when it is invalid)."""
-    found = _from_plain_text(raw)
-    header = default_policy.header_factory("From", raw)
-    if isinstance(header, AddressHeader):
-        found.extend(_normalised(box.username, box.domain) for box in header.addresses)
-        defects = getattr(header, "defects", ())
-        if any(isinstance(defect, InvalidHeaderDefect) for defect in defects):
-            found.append(raw)
-    return found
-
-
-def _from_plain_text(value: str) -> list[str]:
-    found = []
-    for _, addr in email.utils.getaddresses([value]):
-        local, _, domain = addr.rpartition("@")
-        found.append(_normalised(local, domain) if local else addr)
-    return found
-
-
-def _normalised(local: str, domain: str) -> str:
-    if not domain:
-        return local
-    try:
-        return f"{local}@{normalize_domain(domain)}"
-    except AddressError:
-        return f"{local}@{domain.lower()}"
-
+split_header_block = split_block  # the name delivery.pipeline uses
 
 MAX_RECEIVED = 100  # RFC 5321 6.3: a hop count of 100 is a reasonable loop threshold
-_RECEIVED_FIELD = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
-def received_count(head: bytes) -> int:
+def received_count(head: bytes | HeaderBlock) -> int:
     """How many ``Received:`` fields the header block holds (RFC 5321 6.3 loop detection)."""
-    return len(_RECEIVED_FIELD.findall(head))
+    block = head if isinstance(head, HeaderBlock) else parse_header_block(head)
+    return len(block.named("received"))
 
 
-def too_many_hops(head: bytes) -> bool:
+def too_many_hops(head: bytes | HeaderBlock) -> bool:
     return received_count(head) > MAX_RECEIVED

@@ -11,6 +11,7 @@ from typing import Literal
 import dkim  # type: ignore[import-untyped]
 
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.mime.headers import HEAD_LIMIT, parse_header_block
 from hardmail.msgauth import workers
 from hardmail.msgauth.dkim import VERIFY_DEADLINE, txt_lookup
 from hardmail.msgauth.dns import Resolver
@@ -29,7 +30,7 @@ def verify_chain(message: bytes, resolver: Resolver, loop: asyncio.AbstractEvent
                  monotonic: Callable[[], float] | None = None) -> ArcResult:
     """RFC 8617 5.2: the chain validation status (call from a worker thread); no key look-up after
     ``deadline`` (a ``monotonic()`` time)."""
-    if b"arc-seal:" not in message.split(b"\r\n\r\n", 1)[0].lower():
+    if "arc-seal" not in parse_header_block(message[:HEAD_LIMIT]).names():
         return ArcResult("none", "message is not ARC signed")
     lookup = txt_lookup(resolver, loop, deadline, monotonic)
     status, results, reason = dkim.arc_verify(message, dnsfunc=lookup)

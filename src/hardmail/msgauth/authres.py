@@ -1,5 +1,6 @@
 """The trace fields we write: ``Authentication-Results`` (RFC 8601) and ``Received-SPF`` (RFC 7208 9.1),
-and finding incoming ``Authentication-Results`` fields that claim to come from us (RFC 8601 5)."""
+and finding the incoming fields that claim to be verdicts of ours (RFC 8601 5), which the SMTP
+session removes from every message on every listener."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hardmail.mime.headers import HeaderBlock, HeaderField
 from hardmail.msgauth.arc import ArcResult
 from hardmail.msgauth.dkim import DkimVerification
 from hardmail.msgauth.dmarc import DmarcResult
 from hardmail.msgauth.spf import SpfResult
 
-_FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[;()\"\\]")
 _TOKEN = re.compile(r'[^\x00-\x20()<>@,;:\\"/\[\]?=\x7f]+')  # RFC 2045 5.1 token
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')  # RFC 5322 3.2.4 quoted-string
@@ -86,16 +87,6 @@ def received_spf(result: SpfResult, receiver: str, client_ip: str, sender: str, 
     return f"Received-SPF: {result.result} {comment}\r\n\t{'; '.join(pairs)};\r\n".encode()
 
 
-def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The fields of a header block as (lower-case name, whole field including continuation lines)."""
-    starts = [m for m in _FIELD_START.finditer(head)]
-    fields = []
-    for index, match in enumerate(starts):
-        end = starts[index + 1].start() if index + 1 < len(starts) else len(head)
-        fields.append((match.group(1).lower(), head[match.start():end]))
-    return fields
-
-
 def _skip_cfws(text: str, at: int) -> int:
     """The position after folding white space and (nested) comments starting at ``at`` (RFC 5322 3.2.2)."""
     depth = 0
@@ -113,24 +104,43 @@ def _skip_cfws(text: str, at: int) -> int:
     return at
 
 
-def _authserv_id(field: bytes) -> str:
-    """RFC 8601 2.2: the authserv-id, a token or a quoted-string after optional CFWS, lower-cased.
+_ARC_INSTANCE = re.compile(r"[ \t]*i[ \t]*=[ \t]*[0-9]+[ \t]*;", re.IGNORECASE)  # RFC 8617 4.1.1
 
-    What follows it (an optional version number, then ";") does not matter: the id alone says who
-    claims to have written the field.
-    """
-    value = field.split(b":", 1)[1].decode("utf-8", "replace")
+
+def _authserv_id(value: str) -> str:
+    """RFC 8601 2.2: the authserv-id, a token or a quoted-string after optional CFWS, lower-cased,
+    a trailing dot removed. What follows it (a version, then ";") does not matter: the id alone
+    says who claims to have written the field."""
     start = _skip_cfws(value, 0)
     quoted = _QUOTED.match(value, start)
     if quoted is not None:
-        return re.sub(r"\\(.)", r"\1", quoted.group(1)).strip().lower()
+        return re.sub(r"\\(.)", r"\1", quoted.group(1)).strip().lower().rstrip(".")
     token = _TOKEN.match(value, start)
-    return token.group(0).lower() if token is not None else ""
+    return token.group(0).lower().rstrip(".") if token is not None else ""
 
 
-def forged_authres_indexes(head: bytes, our_names: Sequence[str]) -> tuple[int, ...]:
-    """RFC 8601 5: indexes of incoming Authentication-Results fields that claim one of our names
-    (compared case-insensitively, a trailing dot ignored)."""
+# Fields that only hardmail writes as verdicts, removed from every incoming message whoever sent
+# it: Received-SPF (RFC 7208 9.1; it names no author, so no incoming one can be trusted), the
+# SpamAssassin-style X-Spam-* fields of the spam verdict, and X-Hardmail-* fields.
+VERDICT_FIELDS = ("received-spf",)
+VERDICT_PREFIXES = ("x-spam-", "x-hardmail-")
+_CLAIMING = ("authentication-results", "arc-authentication-results")
+
+
+def _claims(block: HeaderBlock, field: HeaderField, names: set[str]) -> bool:
+    """Whether an (ARC-)Authentication-Results field claims one of ``names`` (RFC 8601 5, RFC 8617)."""
+    value = block.value(field)
+    if field.name == "arc-authentication-results":
+        instance = _ARC_INSTANCE.match(value)
+        value = value[instance.end():] if instance else value
+    return _authserv_id(value) in names
+
+
+def verdict_fields(block: HeaderBlock, our_names: Sequence[str]) -> tuple[int, ...]:
+    """Positions of the fields that claim to be verdicts of ours: (ARC-)Authentication-Results with
+    one of ``our_names`` as authserv-id (case-insensitive, trailing dot ignored), and every
+    :data:`VERDICT_FIELDS` and :data:`VERDICT_PREFIXES` field."""
     names = {n.lower().rstrip(".") for n in our_names if n}
-    return tuple(i for i, (name, field) in enumerate(header_fields(head))
-                 if name == b"authentication-results" and _authserv_id(field).rstrip(".") in names)
+    return tuple(i for i, field in enumerate(block.fields)
+                 if field.name in VERDICT_FIELDS or field.name.startswith(VERDICT_PREFIXES)
+                 or (field.name in _CLAIMING and _claims(block, field, names)))

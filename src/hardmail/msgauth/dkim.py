@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,6 +20,7 @@ from typing import Literal
 import dkim  # type: ignore[import-untyped]
 
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.mime.headers import HEAD_LIMIT, parse_header_block
 from hardmail.msgauth import workers
 from hardmail.msgauth.dns import DnsAnswer, Resolver
 
@@ -35,7 +37,6 @@ SIGNED_FIELDS = (
     "list-unsubscribe", "list-unsubscribe-post", "list-help", "list-subscribe", "list-post", "list-owner",
     "list-archive",
 )
-_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +99,10 @@ class _TxtLookup:
 
 def signed_header_list(message: bytes) -> list[bytes]:
     """The h= list: each SIGNED_FIELDS name once per occurrence and once more (RFC 6376 8.15)."""
-    head = message.split(b"\r\n\r\n", 1)[0]
-    present = [m.group(1).lower() for m in _FIELD_NAME.finditer(head)]
+    present = Counter(f.name for f in parse_header_block(message[:HEAD_LIMIT]).fields)
     names: list[bytes] = []
-    for name in (f.encode() for f in SIGNED_FIELDS):
-        names.extend([name] * (present.count(name) + 1))
+    for name in SIGNED_FIELDS:
+        names.extend([name.encode()] * (present[name] + 1))
     return names
 
 
@@ -124,8 +124,7 @@ async def sign(message: bytes, keys: Sequence[SigningKey]) -> bytes:
 
 
 def _signature_count(message: bytes) -> int:
-    head = message.split(b"\r\n\r\n", 1)[0]
-    return sum(1 for m in _FIELD_NAME.finditer(head) if m.group(1).lower() == b"dkim-signature")
+    return len(parse_header_block(message[:HEAD_LIMIT]).named("dkim-signature"))
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, lookup: _TxtLookup) -> DkimVerification:

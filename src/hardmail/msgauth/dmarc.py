@@ -7,9 +7,6 @@ The organizational domain comes from the public suffix list bundled with ``publi
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +14,7 @@ from typing import Literal
 
 from publicsuffixlist import PublicSuffixList  # type: ignore[import-untyped]
 
+from hardmail.mime.addresses import MAX_AUTHOR_DOMAINS, Author
 from hardmail.msgauth.dkim import DkimVerification
 from hardmail.msgauth.dns import Resolver
 from hardmail.msgauth.spf import SpfResult
@@ -42,6 +40,7 @@ class DmarcResult:
     policy: Policy = "none"  # the policy that applies to this message (RFC 7489 6.6.4 with pct)
     record_domain: str = ""  # where the record was found
     reason: str = ""
+    no_author: bool = False  # From: names no author domain (or too many): the message is refused
 
 
 @lru_cache(maxsize=1)
@@ -163,15 +162,43 @@ def evaluate(from_domain: str, record: DmarcRecord | None, record_domain: str, s
     return DmarcResult("fail", from_domain, policy, record_domain, "no aligned SPF or DKIM pass")
 
 
-def header_from_domain(message: bytes) -> tuple[str | None, str]:
-    """RFC 7489 6.6.1: the one domain of the From field, or (None, why not)."""
-    head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
-    fields = parsed.get_all("From") or []
-    if len(fields) != 1:
-        return None, f"{len(fields)} From fields"
-    addresses = email.utils.getaddresses([str(fields[0])])
-    domains = {address.rpartition("@")[2].strip().lower().rstrip(".") for _name, address in addresses if address}
-    if len(domains) != 1 or "" in domains:
-        return None, "From field without exactly one domain"
-    return domains.pop(), ""
+_STRICTNESS = {"reject": 0, "quarantine": 1, "none": 2}
+_RESULT_ORDER = {"fail": 0, "temperror": 1, "permerror": 2, "none": 2, "pass": 3}
+
+
+def _strictest(results: Sequence[DmarcResult]) -> DmarcResult:
+    """RFC 7489 6.6.1: of the results for several author domains, the failing one with the
+    strictest policy decides; then a temporary error; a pass only when every domain passed."""
+    return min(results, key=lambda r: (_RESULT_ORDER[r.result], _STRICTNESS[r.policy]))
+
+
+async def _author_domain_result(resolver: Resolver, domain: str, ambiguous: str, spf: SpfResult | None,
+                                dkim: Sequence[DkimVerification], sample: float) -> DmarcResult:
+    record, record_domain, status = await discover(resolver, domain)
+    if status == "tempfail":
+        return DmarcResult("temperror", domain, reason="DMARC record look-up failed")
+    if not ambiguous:
+        return evaluate(domain, record, record_domain, spf, dkim, sample)
+    forced = evaluate(domain, record, record_domain, None, (), sample)  # no pass can count
+    if forced.result == "none":
+        return DmarcResult("none", domain, reason=f"no DMARC record; {ambiguous}")
+    return DmarcResult("fail", domain, forced.policy, record_domain,
+                       f"{ambiguous}: treated as failing (RFC 7489 6.6.1)")
+
+
+async def evaluate_author(resolver: Resolver, author: Author, spf: SpfResult | None,
+                          dkim: Sequence[DkimVerification], sample: float) -> DmarcResult:
+    """The DMARC result of a message by what its From: field says (RFC 7489 6.6.1).
+
+    Exactly one author domain: the ordinary evaluation. Several domains in one well-formed From:
+    each is evaluated and the strictest failing policy applies. A From: that cannot be read one
+    way (several From fields, obsolete syntax, an unparsable value, a malformed header block): each
+    domain it names fails under its own policy. No domain at all, or too many: ``no_author``.
+    """
+    if not author.domains or len(author.domains) > MAX_AUTHOR_DOMAINS:
+        why = author.problem or "From field without an author domain"
+        return DmarcResult("permerror", "", reason=why if author.domains == () else "too many author domains",
+                           no_author=True)
+    results = [await _author_domain_result(resolver, domain, author.problem, spf, dkim, sample)
+               for domain in author.domains]
+    return _strictest(results)

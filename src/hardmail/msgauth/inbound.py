@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hardmail.msgauth import arc, dkim, dmarc
-from hardmail.msgauth.authres import Findings, authentication_results, forged_authres_indexes, received_spf
+from hardmail.mime.addresses import author_of
+from hardmail.mime.headers import HEAD_LIMIT
+from hardmail.msgauth import arc, dkim, dmarc, workers
+from hardmail.msgauth.authres import Findings, authentication_results, received_spf
 from hardmail.msgauth.dns import Resolver
 from hardmail.msgauth.spf import SpfResult
 
@@ -18,18 +19,12 @@ from hardmail.msgauth.spf import SpfResult
 class InboundReport:
     findings: Findings
     headers: bytes  # Authentication-Results and Received-SPF, CRLF-terminated
-    drop_headers: tuple[int, ...]  # incoming Authentication-Results fields claiming our name
 
 
 async def _dmarc_result(resolver: Resolver, message: bytes, spf: SpfResult | None,
                         signatures: list[dkim.DkimVerification]) -> dmarc.DmarcResult:
-    from_domain, why = dmarc.header_from_domain(message)
-    if from_domain is None:
-        return dmarc.DmarcResult("permerror", "", reason=why)
-    record, record_domain, status = await dmarc.discover(resolver, from_domain)
-    if status == "tempfail":
-        return dmarc.DmarcResult("temperror", from_domain, reason="DMARC record look-up failed")
-    return dmarc.evaluate(from_domain, record, record_domain, spf, signatures, sample=random.random())
+    found = await workers.run(author_of, message[:HEAD_LIMIT])  # CPU-bound on hostile input
+    return await dmarc.evaluate_author(resolver, found, spf, signatures, sample=random.random())
 
 
 async def check_message(resolver: Resolver, message: bytes, spf_helo: SpfResult | None,
@@ -44,13 +39,11 @@ async def check_message(resolver: Resolver, message: bytes, spf_helo: SpfResult 
     return Findings(spf_helo, spf_mailfrom, tuple(signatures), chain, verdict)
 
 
-def report(findings: Findings, message: bytes, authserv_id: str, client_ip: str, sender: str,
-           helo: str, our_names: Sequence[str] = ()) -> InboundReport:
-    """The trace fields to add and the forged ones to remove: incoming Authentication-Results that
-    claim ``authserv_id`` or any of ``our_names`` (RFC 8601 5)."""
+def report(findings: Findings, authserv_id: str, client_ip: str, sender: str, helo: str) -> InboundReport:
+    """The trace fields to add. (Incoming fields that claim to be ours are removed from every
+    message by the session: :func:`hardmail.msgauth.authres.verdict_fields`.)"""
     headers = authentication_results(authserv_id, findings, sender, helo)
     deciding = findings.spf_mailfrom or findings.spf_helo
     if deciding is not None:
         headers += received_spf(deciding, authserv_id, client_ip, sender, helo)
-    head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    return InboundReport(findings, headers, forged_authres_indexes(head, [authserv_id, *our_names]))
+    return InboundReport(findings, headers)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from hardmail.core.address import AddressError
 from hardmail.core.clock import Clock
+from hardmail.mime.addresses import author_of
+from hardmail.mime.headers import HEAD_LIMIT
 from hardmail.msgauth import workers
 from hardmail.msgauth.dkim import SigningKey, sign_message
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, Generation
-from hardmail.msgauth.dmarc import header_from_domain, organizational_domain
+from hardmail.msgauth.dmarc import organizational_domain
 from hardmail.msgauth.dns import Resolver
 from hardmail.ops.log import log_event
 
@@ -59,7 +61,7 @@ class DkimSigner:
             log_event("dkim.retire", domain=keys.domain, generation=name)
 
     async def signing_keys(self, message: bytes) -> list[SigningKey]:
-        from_domain, _why = header_from_domain(message)
+        from_domain = (await workers.run(author_of, message[:HEAD_LIMIT])).domain
         keys = self._keys_for(from_domain) if from_domain else None
         if keys is None:
             return []

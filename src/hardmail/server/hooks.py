@@ -10,8 +10,7 @@ wins. The decisions themselves live in policy/ and msgauth/ as pure functions; h
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hardmail.core.address import Address
@@ -38,27 +37,9 @@ class MessageDecision:
     reply: Reply | None = None  # a refusal; None accepts
     headers: bytes = b""  # CRLF-terminated header lines to prepend (Authentication-Results, ...)
     folder: str | None = None  # deliver local copies into this folder (e.g. "Junk") instead of INBOX
-    drop_headers: tuple[int, ...] = ()  # 0-based positions of received header fields to remove
-
-
-_FIELD_START = re.compile(rb"^[!-9;-~]+[ \t]*:", re.MULTILINE)
-
-
-def without_header_fields(chunks: Sequence[bytes], positions: Iterable[int]) -> tuple[bytes, ...]:
-    """``chunks`` with the header fields at ``positions`` (0-based, continuation lines included) removed."""
-    drop = set(positions)
-    if not drop:
-        return tuple(chunks)
-    joined, used = b"", 0
-    while used < len(chunks) and b"\r\n\r\n" not in joined:
-        joined += chunks[used]
-        used += 1
-    end = joined.find(b"\r\n\r\n")
-    head, rest = (joined[: end + 2], joined[end + 2:]) if end >= 0 else (joined, b"")
-    starts = [m.start() for m in _FIELD_START.finditer(head)]
-    bounds = zip(starts, [*starts[1:], len(head)], strict=True)
-    kept = b"".join(head[a:b] for index, (a, b) in enumerate(bounds) if index not in drop)
-    return (head[: starts[0] if starts else 0] + kept + rest, *chunks[used:])
+    # Header fields to remove: 0-based positions in ``hardmail.mime.headers.parse_header_block``'s
+    # numbering (``HeaderBlock.fields``) of the header block in ``MessageFacts.chunks``
+    drop_headers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

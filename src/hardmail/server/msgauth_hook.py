@@ -36,6 +36,8 @@ from hardmail.server.msgauth_scoring import message_verdict, weights_of
 from hardmail.store.ports_msgauth import GreylistStore
 
 DMARC_REJECTED = Reply(550, "5.7.1", "Message refused: it fails the sender domain's DMARC policy (p=reject)")
+NO_AUTHOR = Reply(550, "5.7.1", "Message refused: its From: field names no author domain "
+                             "(RFC 5322 3.6.2 requires one From: field with its author's address)")
 # RFC 7489 6.6.2 and 6.7: an aligned check had a temporary error, so the DMARC result may yet be pass
 DMARC_TEMPFAIL = Reply(451, "4.7.1", "DMARC check of the sender domain could not be completed "
                                      "(temporary DNS error); please try again later")
@@ -229,29 +231,26 @@ class MsgAuthHook(SessionHook):
         raw = b"".join(message.chunks)
         authserv_id = self.config.inbound.authserv_id or self.config.server.hostname
         findings = Findings(session.spf_helo, session.spf_mailfrom, (), None, None)
-        report = inbound.InboundReport(findings, b"", ())
+        report = inbound.InboundReport(findings, b"")
         if self.config.inbound.enabled:
             inbound_settings = self.config.inbound
             findings = await inbound.check_message(self.resolver, raw, session.spf_helo, session.spf_mailfrom,
                                                    inbound_settings.max_dkim_signatures,
                                                    inbound_settings.verify_deadline)
             self._log_findings(facts, findings)
-            report = inbound.report(findings, raw, authserv_id, facts.peer_ip, message.sender, facts.helo or "",
-                                    self._our_names())
-        if report.drop_headers:
-            self._record(facts, "authres", "removed_forged", fields=len(report.drop_headers))
+            report = inbound.report(findings, authserv_id, facts.peer_ip, message.sender, facts.helo or "")
         dmarc_decision = self._dmarc_decision(facts, findings)
         if dmarc_decision is not None and dmarc_decision.reply is not None:
             return dmarc_decision
-        verdict = message_verdict(self.config.antispam, self._weights, [*session.findings, *session.mail_findings],
-                                  findings, raw)
+        verdict = await workers.run(message_verdict, self.config.antispam, self._weights,  # reads the header
+                                    [*session.findings, *session.mail_findings], findings, raw)
         if verdict.action != "accept":
             self._record(facts, "spam", verdict.action, score=verdict.score)
         if verdict.action == "reject":
             return MessageDecision(reply=spam.SPAM_REFUSED)
         folder = (dmarc_decision.folder if dmarc_decision else None) or verdict.folder
         return MessageDecision(headers=report.headers + verdict.headers, folder=folder,
-                               drop_headers=tuple(sorted({*report.drop_headers, *verdict.drop_headers})))
+                               drop_headers=verdict.drop_headers)
 
     def _log_findings(self, facts: SessionFacts, findings: Findings) -> None:
         for signature in findings.dkim:
@@ -269,6 +268,9 @@ class MsgAuthHook(SessionHook):
         """RFC 7489 6.7: p=reject refused with 550 5.7.1, p=quarantine to Junk, unless set to mark only;
         a temporary error where the policy would be enforced is answered 451 4.7.1 (RFC 7489 6.6.2)."""
         result = findings.dmarc
+        if result is not None and result.no_author:  # RFC 5322 3.6: exactly one From, with an author
+            self._record(facts, "dmarc_policy", "no_author", reason=result.reason)
+            return MessageDecision(reply=NO_AUTHOR)
         if result is not None and result.result == "temperror" and self._enforced(result.policy):
             self._record(facts, "dmarc_policy", "defer", domain=result.from_domain)
             return MessageDecision(reply=DMARC_TEMPFAIL)

@@ -1,8 +1,9 @@
 """The spam verdict of a whole message: the session's findings plus the authentication results,
 turned into an action and the header changes it asks for (X-Spam-*, a tagged Subject, Junk).
 
-Incoming X-Spam-* fields are always removed (they are ours to write on the MX listener: a sender's
-``X-Spam-Status: No`` must not reach filters that trust it), whether or not scoring is on."""
+Incoming X-Spam-* fields are removed from every message by the session, whether or not scoring is
+on (:func:`hardmail.msgauth.authres.verdict_fields`): a sender's ``X-Spam-Status: No`` must not
+reach filters that trust it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hardmail.config.schema import AntispamSection
-from hardmail.msgauth.authres import Findings, header_fields
+from hardmail.mime.headers import HEAD_LIMIT, parse_header_block
+from hardmail.msgauth.authres import Findings
 from hardmail.policy import spam
-
-# the fields we write, and SpamAssassin's other customary ones that filters also act on
-SPAM_FIELDS = (b"x-spam-status", b"x-spam-score", b"x-spam-flag", b"x-spam-level")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,46 +41,37 @@ def _dkim_and_dmarc(findings: Findings, weights: spam.SpamWeights) -> list[spam.
     return spam.auth_findings(None, [d.result for d in findings.dkim], dmarc_word, weights)
 
 
-def _head(message: bytes) -> bytes:
-    return message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-
-
-def incoming_spam_fields(message: bytes) -> tuple[int, ...]:
-    """Positions of the message's own X-Spam-* fields (any letter case), to drop."""
-    return tuple(i for i, (name, _field) in enumerate(header_fields(_head(message))) if name in SPAM_FIELDS)
-
-
 def tagged_subject(message: bytes, tag: str) -> tuple[bytes, tuple[int, ...]]:
     """A new Subject field with ``tag`` in front, and the positions of the old ones to drop.
 
     Every Subject field is dropped (a second, untagged one could be the one a reader shows); the
     first one's text is kept, and ``tag`` is not put in front twice.
     """
-    subjects = [(i, field) for i, (name, field) in enumerate(header_fields(_head(message))) if name == b"subject"]
+    block = parse_header_block(message[:HEAD_LIMIT])
+    subjects = block.positions("subject")
     tag_bytes = tag.encode("utf-8")
     if not subjects:
         return b"Subject: " + tag_bytes + b"\r\n", ()
-    value = subjects[0][1].split(b":", 1)[1].strip()
+    first = block.fields[subjects[0]]
+    value = block.data[first.colon + 1:first.end].strip()
     if not value.startswith(tag_bytes):
         value = tag_bytes + b" " + value
-    return b"Subject: " + value + b"\r\n", tuple(i for i, _field in subjects)
+    return b"Subject: " + value + b"\r\n", subjects
 
 
 def message_verdict(section: AntispamSection, weights: spam.SpamWeights, session_findings: Sequence[spam.Finding],
                     findings: Findings, message: bytes) -> MessageVerdict:
     """The action, our X-Spam-* fields and the header changes for one message from the MX listener."""
-    forged = incoming_spam_fields(message)
     if not section.enabled:
-        return MessageVerdict("accept", 0, drop_headers=forged)
+        return MessageVerdict("accept", 0)
     every = [*session_findings, *_dkim_and_dmarc(findings, weights)]
     score = spam.total(every)
     action = spam.action(score, section.mark_threshold, section.reject_threshold)
     headers = spam.status_headers(score, action, every, section.mark_threshold)
     if action != "mark":
-        return MessageVerdict(action, score, headers, drop_headers=forged)
+        return MessageVerdict(action, score, headers)
     drop: tuple[int, ...] = ()
     if section.subject_tag:
         subject, drop = tagged_subject(message, section.subject_tag)
         headers += subject
-    return MessageVerdict(action, score, headers, "Junk" if section.junk_marked else None,
-                          tuple(sorted({*forged, *drop})))
+    return MessageVerdict(action, score, headers, "Junk" if section.junk_marked else None, drop)

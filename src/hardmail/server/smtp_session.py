@@ -27,15 +27,12 @@ from hardmail.core.replies import (
     Reply,
 )
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
-from hardmail.delivery.headers import (
-    SENDER_FIELDS,
-    from_header_addresses,
-    sender_header_problem,
-    split_header_block,
-    too_many_hops,
-)
-from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
+from hardmail.delivery.headers import too_many_hops
+from hardmail.delivery.pipeline import ClientTrace, Envelope
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
+from hardmail.mime.addresses import originator_addresses
+from hardmail.mime.headers import HeaderBlock
+from hardmail.msgauth import workers
 from hardmail.ops.log import EventLogger
 from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
 from hardmail.policy.verdict import Verdict
@@ -57,7 +54,13 @@ from hardmail.proto.smtp.state import Phase, ServerConnection, SmtpOptions
 from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
-from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, without_header_fields
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
+from hardmail.server.message_headers import (
+    HEADER_TOO_LARGE,
+    message_to_store,
+    off_loop_if_large,
+    received_header_block,
+)
 from hardmail.server.sessions import AuthenticatedSession
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.tls import describe_tls
@@ -484,21 +487,25 @@ class SmtpSession:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
+        block = await received_header_block(event.chunks, event.size)
         if self.auth.account is not None:
-            problem = await self._originator_problem(event)
+            problem = await self._originator_problem(block)
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
-        chunks: tuple[bytes, ...] = event.chunks
-        if too_many_hops(split_header_block(message_head(chunks))[0]):  # RFC 5321 6.3: a mail loop
+        if not block.complete:  # fields past HEAD_LIMIT would be seen by no check (mime.headers.HEAD_LIMIT)
+            self.log.event("smtp.header_too_large", level="warning", sender=self.txn.sender)
+            return HEADER_TOO_LARGE
+        if too_many_hops(block):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
             return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
-        if self.kind != "smtp":
-            chunks = (self.ctx.acceptor.submission_headers(chunks), *chunks)
-        decision = await self._message_decision(chunks)
+        extra = b""
+        if self.kind != "smtp":  # a missing Message-ID/Date, from the header block (off the loop when large)
+            extra = await off_loop_if_large(len(block.data), self.ctx.acceptor.submission_headers, event.chunks)
+        decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
         if decision.reply is not None:
             return decision.reply
-        chunks = without_header_fields(chunks, decision.drop_headers)
+        chunks = await message_to_store(self.ctx.config, self.log, event.chunks, block, extra, decision.drop_headers)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
@@ -528,14 +535,12 @@ class SmtpSession:
             drop.update(decision.drop_headers)
         return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)))
 
-    async def _originator_problem(self, event: MessageReceived) -> str | None:
+    async def _originator_problem(self, block: HeaderBlock) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""
-        head = message_head(event.chunks)
-        block, complete = split_header_block(head)
-        problem = sender_header_problem(block, complete or event.size <= len(head))
+        problem, addresses = await workers.run(originator_addresses, block)  # CPU-bound on hostile input
         if problem is not None:
             return problem
-        for text in from_header_addresses(block, SENDER_FIELDS):
+        for text in addresses:
             try:
                 address = parse_mailbox(text, utf8=True)
             except AddressError:

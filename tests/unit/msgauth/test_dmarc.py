@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from hardmail.mime.addresses import MAX_AUTHOR_DOMAINS, Author
 from hardmail.msgauth.dkim import DkimVerification
 from hardmail.msgauth.dmarc import (
     DmarcRecord,
     aligned,
     discover,
     evaluate,
-    header_from_domain,
+    evaluate_author,
     organizational_domain,
     parse_record,
 )
@@ -119,7 +120,40 @@ async def test_discovery_falls_back_to_the_organizational_domain() -> None:
     assert (await discover(StaticResolver({}), "example.net"))[2] == "none"
 
 
-def test_header_from_domain() -> None:
-    assert header_from_domain(b"From: A <a@Example.COM>\r\nTo: b@x\r\n\r\nbody") == ("example.com", "")
-    assert header_from_domain(b"From: a@x.org\r\nFrom: b@y.org\r\n\r\n")[0] is None
-    assert header_from_domain(b"To: b@x\r\n\r\n")[0] is None
+_POLICIES = StaticResolver({
+    ("_dmarc.bank.example", "TXT"): ['"v=DMARC1; p=reject"'],
+    ("_dmarc.shop.example", "TXT"): ['"v=DMARC1; p=quarantine"'],
+    ("_dmarc.slow.example", "TXT"): "TIMEOUT",
+})
+_BANK_SIGNED = (DkimVerification("pass", "bank.example", "s", "rsa-sha256"),)
+
+
+async def test_one_author_domain_is_evaluated_as_usual() -> None:
+    passed = await evaluate_author(_POLICIES, Author(("bank.example",)), None, _BANK_SIGNED, 0.0)
+    failed = await evaluate_author(_POLICIES, Author(("bank.example",)), None, (), 0.0)
+    assert (passed.result, failed.result, failed.policy) == ("pass", "fail", "reject")
+
+
+async def test_an_ambiguous_from_fails_under_the_strictest_policy_even_when_signed() -> None:
+    """RFC 7489 6.6.1: a From: that cannot be read one way is no pass, whatever aligns."""
+    ambiguous = Author(("shop.example", "bank.example", "nodmarc.example"), "2 From fields")
+    result = await evaluate_author(_POLICIES, ambiguous, None, _BANK_SIGNED, 0.0)
+    assert (result.result, result.policy, result.from_domain) == ("fail", "reject", "bank.example")
+    assert "2 From fields" in result.reason and not result.no_author
+
+
+async def test_several_domains_in_one_from_need_every_one_to_pass() -> None:
+    both = Author(("bank.example", "shop.example"))
+    result = await evaluate_author(_POLICIES, both, None, _BANK_SIGNED, 0.0)
+    assert (result.result, result.policy, result.from_domain) == ("fail", "quarantine", "shop.example")
+    signed_both = (*_BANK_SIGNED, DkimVerification("pass", "shop.example", "s", "rsa-sha256"))
+    assert (await evaluate_author(_POLICIES, both, None, signed_both, 0.0)).result == "pass"
+
+
+async def test_no_author_domain_or_too_many_is_refused_and_a_timeout_is_temperror() -> None:
+    assert (await evaluate_author(_POLICIES, Author((), "0 From fields"), None, (), 0.0)).no_author
+    many = Author(tuple(f"d{i}.example" for i in range(MAX_AUTHOR_DOMAINS + 1)), "many")
+    assert (await evaluate_author(StaticResolver({}), many, None, (), 0.0)).no_author
+    slow = await evaluate_author(_POLICIES, Author(("slow.example", "nodmarc.example")), None, (), 0.0)
+    assert slow.result == "temperror"
+    assert (await evaluate_author(_POLICIES, Author(("nodmarc.example",), "x"), None, (), 0.0)).result == "none"

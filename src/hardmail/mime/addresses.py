@@ -1,0 +1,199 @@
+"""Addresses in the originator fields of a header block (RFC 5322 3.4, 3.6.2): the author domain
+for DMARC (RFC 7489 6.6.1) and the addresses a submitted message claims to come from.
+
+Address lists are read by the stdlib's RFC 5322 parser (``email._header_value_parser``, the one
+behind ``email.headerregistry``) and, as a second opinion, by ``email.utils.getaddresses``: every
+address either finds counts, so that a value read one way by us and another way by a mail reader
+cannot slip through. Display names are never turned into ``Address`` objects, so an encoded word
+that decodes to CR/LF (``=?utf-8?q?Bob=0D=0AX?=``) is harmless display text, not an error (RFC
+2047 6.2: decoding is for display). Both stdlib parsers are quadratic (and recursive) on hostile
+input, so a value longer than a header line may be (RFC 5322 2.1.1: 998 characters) is not parsed
+but refused, and callers run these functions in a worker thread.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass
+from email import _header_value_parser as rfc5322_parser
+from email.errors import InvalidHeaderDefect
+from typing import Any
+
+from hardmail.core.address import AddressError, normalize_domain
+from hardmail.mime.headers import HeaderBlock, parse_header_block
+
+MAX_ADDRESS_FIELD = 998  # RFC 5322 2.1.1; longer values are refused unparsed (see module docstring)
+MAX_AUTHOR_DOMAINS = 8  # more distinct domains in From: than this is refused, not looked up
+ORIGINATOR_FIELDS = ("from", "sender", "resent-from", "resent-sender")
+MAX_ORIGINATOR_FIELDS = 8
+# anything after an "@" up to a delimiter: the domains a From: value names, however broken it is
+_LENIENT_DOMAIN = re.compile(r"@[ \t]*([^\s@<>()\[\]\\,;:\"']+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAddresses:
+    addresses: tuple[str, ...]  # ``local@domain`` (domain normalised), in order, each once
+    problem: str = ""  # why the value is not a clean address list, or ""
+
+
+def _normalised(local: str, domain: str) -> str:
+    try:
+        return f"{local}@{normalize_domain(domain)}"
+    except AddressError:
+        return f"{local}@{domain.lower()}"
+
+
+def _strict(value: str) -> tuple[list[str], str]:
+    tree, rest = rfc5322_parser.get_address_list(value)
+    found, problem = [], "unparsable address" if rest or _address_defect(tree) else ""
+    for box in tree.all_mailboxes:
+        # the parser marks a mailbox invalid for a defect in its display name too: read the
+        # addr-spec itself (the defects outside display names were judged above)
+        spec = box if box.token_type == "mailbox" else _addr_spec(box)
+        if spec is None or not spec.local_part:
+            problem = problem or "unparsable address"
+        elif not spec.domain:
+            problem = problem or "address without a domain"
+        else:
+            found.append(_normalised(spec.local_part, spec.domain))
+    return found, problem
+
+
+def _addr_spec(token: rfc5322_parser.TokenList) -> Any:
+    """The first addr-spec below ``token`` outside display names, or None."""
+    for part in token:
+        if not isinstance(part, rfc5322_parser.TokenList) or part.token_type == "display-name":
+            continue
+        if part.token_type == "addr-spec":
+            return part
+        found = _addr_spec(part)
+        if found is not None:
+            return found
+    return None
+
+
+def _address_defect(token: rfc5322_parser.TokenList) -> bool:
+    """Whether the parser found invalid syntax outside display names (which are only display
+    text: a quoted encoded word there, common from some mail programs, is no reason to refuse)."""
+    if token.token_type == "display-name":
+        return False
+    if any(isinstance(defect, InvalidHeaderDefect) for defect in token.defects):
+        return True
+    return any(_address_defect(part) if isinstance(part, rfc5322_parser.TokenList)
+               else any(isinstance(d, InvalidHeaderDefect) for d in part.defects) for part in token)
+
+
+def _plain(value: str) -> list[str]:
+    found = []
+    for _name, address in email.utils.getaddresses([value]):
+        local, at, domain = address.rpartition("@")
+        if at and local and domain:
+            found.append(_normalised(local, domain))
+        elif address:
+            found.append(address)
+    return found
+
+
+def parse_address_list(value: str) -> ParsedAddresses:
+    """The addresses of an address-list value (groups flattened, display names dropped)."""
+    if len(value) > MAX_ADDRESS_FIELD:
+        return ParsedAddresses((), "address field too long")
+    if not value.strip():
+        return ParsedAddresses(())
+    try:
+        strict, problem = _strict(value)
+        plain = _plain(value)
+    except Exception:
+        return ParsedAddresses((), "unparsable address")
+    if set(plain) - set(strict):
+        problem = problem or "address read differently by different parsers"
+    return ParsedAddresses(tuple(dict.fromkeys([*strict, *plain])), problem)
+
+
+def _dns_name(text: str) -> str:
+    """``text`` as a normalised DNS name (what DMARC can look up), or "" (an address literal, junk)."""
+    try:
+        name = normalize_domain(text)
+    except AddressError:
+        return ""
+    return "" if name.startswith("[") or "." not in name else name
+
+
+def _lenient_domains(values: list[str]) -> list[str]:
+    """Every domain name after an ``@``: the domains a broken From: still names."""
+    return [_dns_name(match.group(1)) for value in values for match in _LENIENT_DOMAIN.finditer(value)]
+
+
+def block_problem(block: HeaderBlock) -> str:
+    """Why the block cannot be read the same way by every mail reader, or ""."""
+    if block.bad_lines:
+        return f"malformed header line ({block.bad_lines[0].reason})"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """What the From: field says about the author domain (RFC 7489 6.6.1)."""
+
+    domains: tuple[str, ...]  # every domain found (at most MAX_AUTHOR_DOMAINS + 1), in order
+    problem: str = ""  # why the header block or the From: field cannot be read one way, or ""
+
+    @property
+    def domain(self) -> str | None:
+        """The one author domain, when there is exactly one and nothing is ambiguous."""
+        return self.domains[0] if not self.problem and len(self.domains) == 1 else None
+
+
+def _from_problem(block: HeaderBlock) -> str:
+    froms = block.named("from")
+    if len(froms) != 1:
+        return f"{len(froms)} From fields (RFC 5322 3.6: exactly one)"
+    if froms[0].obsolete:
+        return "From field in obsolete syntax (white space before the colon)"
+    return block_problem(block)
+
+
+def author(block: HeaderBlock) -> Author:
+    """The author domain(s) of a header block. With a problem, the domains are every domain any
+    From: field names, read leniently: each is judged as failing DMARC (RFC 7489 6.6.1)."""
+    values = [block.value(f) for f in block.named("from")]
+    problem = _from_problem(block)
+    domains: list[str] = []
+    if not problem:
+        parsed = parse_address_list(values[0])
+        problem = parsed.problem or ("" if parsed.addresses else "From field without an address")
+        domains = [_dns_name(a.rpartition("@")[2]) for a in parsed.addresses]
+    if problem:
+        domains.extend(_lenient_domains(values))
+    unique = tuple(dict.fromkeys(d for d in domains if d))
+    return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem)
+
+
+def author_of(message_start: bytes) -> Author:
+    """:func:`author` of the header block at the start of ``message_start``."""
+    return author(parse_header_block(message_start))
+
+
+def originator_addresses(block: HeaderBlock) -> tuple[str | None, tuple[str, ...]]:
+    """(why the originator fields of a submitted message are refused, or None; their addresses).
+
+    RFC 5322 3.6.2: exactly one From with at least one address; Sender and the Resent- fields
+    must name an address too. Obsolete syntax and malformed lines are refused: other software
+    would read such a block differently.
+    """
+    if not block.complete:
+        return "header section too large or not terminated", ()
+    problem = _from_problem(block)
+    fields = block.named(*ORIGINATOR_FIELDS)
+    if not problem and len(fields) > MAX_ORIGINATOR_FIELDS:
+        problem = "too many originator fields"
+    found: list[str] = []
+    for field in fields if not problem else ():
+        parsed = parse_address_list(block.value(field))
+        if field.obsolete or parsed.problem or not parsed.addresses:
+            reason = "obsolete syntax" if field.obsolete else parsed.problem or "no address"
+            problem = f"{field.name} field: {reason}"
+            break
+        found.extend(parsed.addresses)
+    return (problem or None), (() if problem else tuple(dict.fromkeys(found)))

@@ -1,0 +1,209 @@
+"""One header parser on every path, over real sockets: a From: that cannot be reduced to one author
+domain fails DMARC under the policy of the domains it names (RFC 7489 6.6.1) on the MX port, the
+submission port refuses a From: without an address, and the verdict fields hardmail writes are
+removed from every incoming message on every listener. DNS is a real DNS server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.dns_server import LoopbackDnsServer
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    BOB,
+    HOSTNAME,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
+
+ZONE: dict[tuple[str, str], Any] = {
+    ("client.example", "A"): ["127.0.0.1"],
+    ("1.0.0.127.in-addr.arpa", "PTR"): ["client.example."],
+    ("bank.example", "TXT"): ['"v=spf1 -all"'],
+    ("bank.example", "MX"): ["10 mx.bank.example."],
+    ("_dmarc.bank.example", "TXT"): ['"v=DMARC1; p=reject"'],
+    ("sender.example", "TXT"): ['"v=spf1 ip4:127.0.0.1 -all"'],  # the attacker's own, passing domain
+    ("sender.example", "MX"): ["10 mx.sender.example."],
+}
+TAIL = b"To: <bob@example.test>\r\nSubject: pay now\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\n\r\nHello\r\n"
+CEO = b"ceo@bank.example"
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LoopbackDnsServer]:
+    with LoopbackDnsServer(ZONE) as server:
+        yield server
+
+
+def _mx_config(tmp_path: Path, dns: LoopbackDnsServer, **sections: dict[str, Any]) -> Any:
+    settings: dict[str, dict[str, Any]] = {
+        "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5.0},
+        "inbound": {"enabled": True},
+        "antispam": {"enabled": True},
+    }
+    for name, values in sections.items():
+        settings.setdefault(name, {}).update(values)
+    return server_config(tmp_path / "data", **settings)
+
+
+def _send_mx(server: ServerThread, sender: str, message: bytes) -> None:
+    host, port = server.address("smtp")
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.sendmail(sender, [BOB], message)
+
+
+AMBIGUOUS = {
+    "obsolete-field-after": b"From: <" + CEO + b">\r\nX-Foo : bar\r\n" + TAIL,
+    "obsolete-field-before": b"X-Foo : bar\r\nFrom: <" + CEO + b">\r\n" + TAIL,
+    "obsolete-from": b"From : <" + CEO + b">\r\n" + TAIL,
+    "line-without-colon": b"From: <" + CEO + b">\r\nthis line has no colon\r\n" + TAIL,
+    "no-colon-line-first": b"X-junk\r\nFrom: <" + CEO + b">\r\n" + TAIL,
+    "two-from-fields": b"From: <me@sender.example>\r\nFrom: <" + CEO + b">\r\n" + TAIL,
+    "two-mailboxes": b"From: <me@sender.example>, <" + CEO + b">\r\n" + TAIL,
+    "unparsable-from": b"From: " + CEO + b" <\r\n" + TAIL,
+    "group-named-like-the-victim": b'From: "' + CEO + b'" :;\r\n' + TAIL,
+}
+NO_AUTHOR = {
+    "no-from": TAIL,
+    "empty-from": b"From:\r\n" + TAIL,
+    "empty-group": b"From: Undisclosed:;\r\n" + TAIL,
+}
+
+
+@pytest.fixture(scope="module")
+def mx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    with LoopbackDnsServer(ZONE) as dns, running_server(_mx_config(tmp_path_factory.mktemp("mx"), dns)) as server:
+        yield server
+
+
+@pytest.mark.parametrize("message", list(AMBIGUOUS.values()), ids=list(AMBIGUOUS))
+def test_from_that_is_not_one_author_domain_fails_dmarc_on_the_mx_port(mx_server: ServerThread,
+                                                                        message: bytes) -> None:
+    """RFC 7489 6.6.1: each variant was delivered to the inbox as dmarc=permerror before."""
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send_mx(mx_server, "me@sender.example", message)
+    assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1")
+    assert b"DMARC policy (p=reject)" in refused.value.smtp_error
+    assert mx_server.messages(BOB) == []
+
+
+@pytest.mark.parametrize("message", list(NO_AUTHOR.values()), ids=list(NO_AUTHOR))
+def test_from_without_any_author_domain_is_refused_on_the_mx_port(mx_server: ServerThread, message: bytes) -> None:
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send_mx(mx_server, "me@sender.example", message)
+    assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1")
+    assert b"no author domain" in refused.value.smtp_error
+    assert mx_server.messages(BOB) == []
+
+
+async def test_encoded_crlf_in_a_display_name_is_accepted_on_the_mx_port(
+        tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
+    message = b"From: =?utf-8?q?Bob=0D=0AX?= <me@sender.example>\r\n" + TAIL
+    with running_server(_mx_config(tmp_path, dns_server)) as server:
+        await asyncio.to_thread(_send_mx, server, "me@sender.example", message)
+        [stored] = server.messages(BOB)
+    assert b"dmarc=none" in stored and stored.endswith(message)
+
+
+def _submit(server: ServerThread, message: bytes, recipients: list[str] | None = None) -> None:
+    host, port = server.address("submissions")
+    with smtplib.SMTP_SSL(host, port, timeout=30, context=client_tls_context()) as client:
+        client.login(ALICE, ALICE_PASSWORD)
+        client.sendmail(ALICE, recipients or [BOB], message)
+
+
+@pytest.mark.parametrize("from_line", [
+    b"From:\r\n",
+    b"From: Undisclosed:;\r\n",
+    b'From: "alice@example.test" :;\r\n',
+    b"From: alice@example.test\r\nSender: undisclosed:;\r\n",
+])
+def test_submission_refuses_a_from_without_an_address(tmp_path: Path, from_line: bytes) -> None:
+    with running_server(server_config(tmp_path / "data")) as server:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _submit(server, from_line + TAIL)
+        assert server.messages(BOB) == []
+    assert refused.value.smtp_code == 553 and b"5.7.1" in refused.value.smtp_error
+
+
+def test_submission_accepts_an_encoded_crlf_in_a_display_name(tmp_path: Path) -> None:
+    message = (b"From: =?utf-8?q?Alice=0D=0ABcc=3A_x?= <alice@example.test>\r\n"
+               b"Sender: =?utf-8?q?A=0D=0A?= <alice@example.test>\r\n" + TAIL)
+    with running_server(server_config(tmp_path / "data")) as server:
+        _submit(server, message)
+        [stored] = server.messages(BOB)
+    assert stored.endswith(message)
+
+
+FORGED = (f"Authentication-Results: {HOSTNAME}; dkim=pass header.d=example.test\r\n"
+          f"ARC-Authentication-Results: i=1; {HOSTNAME.upper()}; dmarc=pass\r\n"
+          "Authentication-Results: other.example; spf=pass\r\n"
+          "X-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\nX-Spam-Score:\r\n -100\r\n"
+          "Received-SPF: pass (forged)\r\nX-Hardmail-Queue-ID: 123\r\n").encode()
+OUR_VERDICTS = (b"dkim=pass header.d=example.test", b"dmarc=pass", b"score=-100", b"-100", b"forged",
+                b"X-Spam-Flag", b"X-Hardmail-Queue-ID")
+
+
+def _assert_stripped(stored: bytes) -> None:
+    head = stored.split(b"\r\n\r\n", 1)[0]
+    for text in OUR_VERDICTS:
+        assert text not in head, text
+    assert b"Authentication-Results: other.example; spf=pass\r\n" in head  # another host's is kept
+    assert stored.endswith(TAIL)
+
+
+@pytest.mark.parametrize("padding", [0, 40], ids=["small-header", "header-parsed-off-the-loop"])
+def test_submission_to_a_local_mailbox_strips_our_verdict_fields(tmp_path: Path, padding: int) -> None:
+    pad = (b"X-Pad: " + b"p" * 990 + b"\r\n") * padding  # past INLINE_PARSE_LIMIT: worker-thread path
+    with running_server(server_config(tmp_path / "data")) as server:
+        _submit(server, b"From: alice@example.test\r\n" + pad + FORGED + TAIL)
+        [stored] = server.messages(BOB)
+    _assert_stripped(stored)
+    assert stored.count(b"X-Pad: ") == padding
+
+
+def test_submission_to_a_remote_recipient_strips_our_verdict_fields(tmp_path: Path) -> None:
+    with running_server(server_config(tmp_path / "data")) as server:
+        _submit(server, b"From: alice@example.test\r\n" + FORGED + TAIL, ["x@elsewhere.example"])
+        assert server.server is not None
+        queue = server.server.context.acceptor.queue
+        [row] = server.run(queue.store.list_queued())
+        _, spooled = queue.spool.load(row.queue_id)
+    _assert_stripped(spooled)
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["mx", "trusted-relay"])
+async def test_mx_and_trusted_relays_strip_our_verdict_fields(
+        tmp_path: Path, dns_server: LoopbackDnsServer, trusted: bool) -> None:
+    relay = {"trusted_networks": ["127.0.0.0/8"]} if trusted else {}
+    config = _mx_config(tmp_path, dns_server, relay=relay)
+    with running_server(config) as server:
+        await asyncio.to_thread(_send_mx, server, "me@sender.example", b"From: <me@sender.example>\r\n" + FORGED + TAIL)
+        [stored] = server.messages(BOB)
+    _assert_stripped(stored)
+    head = stored.split(b"\r\n\r\n", 1)[0]
+    assert head.count(b"Received-SPF:") == (0 if trusted else 1)  # ours only
+    if not trusted:
+        assert b"Received-SPF: pass (mail.example.test:" in head and b"X-Spam-Status: No, score=" in head
+
+
+def test_a_header_section_that_does_not_end_within_the_head_limit_is_refused(tmp_path: Path) -> None:
+    """A field past the 256 KiB the checks read (here a forged verdict) would reach the mailbox
+    unseen: such a message is refused on the MX port as on submission."""
+    padding = b"X-Pad: " + b"p" * 990 + b"\r\n"
+    message = b"From: <me@sender.example>\r\n" + padding * 300 + b"X-Spam-Status: No\r\n" + TAIL
+    with running_server(server_config(tmp_path / "data", smtp={"max_message_size": 2_000_000})) as server:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _send_mx(server, "me@sender.example", message)
+        assert server.messages(BOB) == []
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (552, b"5.3.4 Message header section too large")
