@@ -17,7 +17,18 @@ from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
-from hardmail.core.replies import LOCAL_ERROR, SENDER_NOT_OWNED, SHUTTING_DOWN, TIMEOUT, TLS_NOT_AVAILABLE, Reply
+from hardmail.core.replies import (
+    DISK_FULL,
+    HEADER_TOO_BIG,
+    INSUFFICIENT_STORAGE,
+    LOCAL_ERROR,
+    SENDER_NOT_OWNED,
+    SHUTTING_DOWN,
+    TIMEOUT,
+    TLS_NOT_AVAILABLE,
+    Reply,
+)
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.headers import (
     SENDER_FIELDS,
@@ -26,7 +37,8 @@ from hardmail.delivery.headers import (
     split_header_block,
     too_many_hops,
 )
-from hardmail.delivery.pipeline import ClientTrace, Envelope, message_head
+from hardmail.delivery.incoming import IncomingFile, is_disk_full
+from hardmail.delivery.pipeline import ClientTrace, Envelope
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
 from hardmail.ops.log import EventLogger
 from hardmail.policy.relay import ClientFacts, mail_from_verdict, owns_address, rcpt_verdict
@@ -149,7 +161,8 @@ class SmtpSession:
         self.kind = kind
         self.channel = channel
         self.id = new_id()
-        self.conn = ServerConnection(smtp_options(ctx.config, kind))
+        self.conn = ServerConnection(smtp_options(ctx.config, kind), content_sink=self._open_incoming)
+        self._incoming: IncomingFile | None = None  # the file of the message being received
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
         self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
@@ -186,6 +199,7 @@ class SmtpSession:
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
+            await self._release_incoming(force=True)
             for hook in self.ctx.hooks:
                 await hook.on_disconnect(self.facts())
             self.log.event("smtp.disconnect", commands=self.conn.commands, errors=self.conn.errors,
@@ -200,6 +214,8 @@ class SmtpSession:
                 await self._drain()  # a client that does not read its replies gets no more work done
             event = self.conn.next_event()
             if event is NEED_DATA:
+                if self._incoming is not None:
+                    await self._incoming.wait_writable()  # back-pressure: the socket waits for the disk
                 data = await self._read()
                 if not data:
                     return
@@ -209,6 +225,7 @@ class SmtpSession:
             reply = await self._decide(event)
             self._hold_reply(self.conn.send(reply))
             self._after_reply(event, reply)
+            await self._release_incoming()
             if self.conn.awaiting_tls and not await self._handshake():
                 return
         await self._drain()
@@ -286,6 +303,7 @@ class SmtpSession:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
+        await self._release_incoming()
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
@@ -425,43 +443,95 @@ class SmtpSession:
         self.txn.remote.extend(r for r in resolution.remote if r not in self.txn.remote)
 
     async def _on_data(self, event: DataStart) -> Reply:
+        if self.ctx.incoming_store().full:
+            return self._storage_refusal("DATA")
         return event.reply
+
+    def _storage_refusal(self, command: str) -> Reply:
+        store = self.ctx.incoming_store()
+        self.log.event("smtp.storage", level="warning", command=command, in_flight=store.in_flight,
+                       limit=store.max_bytes_in_flight, code="4.3.1")
+        return INSUFFICIENT_STORAGE
+
+    # ----- message content in its incoming file -------------------------------------------
+    def _open_incoming(self) -> IncomingFile | Reply:
+        """The core's content sink for a new message (or 452 4.3.1 when the process is full)."""
+        store = self.ctx.incoming_store()
+        if store.full:
+            return self._storage_refusal("BDAT")  # DATA was refused before its 354 already
+        self._incoming = store.open()
+        return self._incoming
+
+    async def _release_incoming(self, force: bool = False) -> None:
+        """Remove the incoming file once its message is done with (accepted, refused, reset)."""
+        incoming = self._incoming
+        if incoming is not None and (force or not self.conn.content_in_progress):
+            self._incoming = None
+            await incoming.discard()
+
+    async def _received_content(self) -> MessageContent | Reply:
+        """The message's content once all of it is in its file, or why it is refused."""
+        incoming = self._incoming
+        assert incoming is not None
+        try:
+            content = await incoming.finish()
+        except OSError as exc:
+            return self._write_failure(exc, "incoming")
+        return content
+
+    def _write_failure(self, exc: OSError, stage: str) -> Reply:
+        if not is_disk_full(exc):
+            raise exc
+        self.log.event("smtp.disk_full", level="error", stage=stage, error=exc.strerror or type(exc).__name__,
+                       code="4.3.1", hint="the disk holding the data directory is full")
+        return DISK_FULL
 
     async def _on_message(self, event: MessageReceived) -> Reply:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
+        content = await self._received_content()
+        if isinstance(content, Reply):
+            return content
+        complete = self._incoming is not None and not self._incoming.head_too_big
         if self.auth.account is not None:
-            problem = await self._originator_problem(event)
+            problem = await self._originator_problem(content.head, complete)
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
-        chunks: tuple[bytes, ...] = event.chunks
-        if too_many_hops(split_header_block(message_head(chunks))[0]):  # RFC 5321 6.3: a mail loop
+        if not complete:  # Exim's header_maxsize does the same; the head must hold the whole block
+            self.log.event("smtp.header_too_big", level="warning", limit=self.ctx.incoming_store().max_header_size)
+            return HEADER_TOO_BIG
+        if too_many_hops(split_header_block(content.head)[0]):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
             return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
         if self.kind != "smtp":
-            chunks = (self.ctx.acceptor.submission_headers(chunks), *chunks)
-        decision = await self._message_decision(chunks)
+            content = content.with_head(self.ctx.acceptor.submission_headers(content.head) + content.head)
+        decision = await self._message_decision(content)
         if decision.reply is not None:
             return decision.reply
-        chunks = without_header_fields(chunks, decision.drop_headers)
+        # Header fields are removed from the head only (it holds the whole header block).
+        head = b"".join(without_header_fields((content.head,), decision.drop_headers))
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
-        accepted = await self.ctx.acceptor.accept(envelope, self._trace(), (decision.headers, *chunks))
+        try:
+            accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
+                                                      content.with_head(decision.headers + head))
+        except OSError as exc:
+            return self._write_failure(exc, "accept")
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
 
-    async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
+    async def _message_decision(self, content: MessageContent) -> MessageDecision:
         """Run every hook's message check; headers add up, the first refusal or folder wins."""
         assert self.txn is not None
         message = MessageFacts(sender=self.txn.sender, recipients=tuple(self.txn.recipients),
                                mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
-                               chunks=chunks, size=sum(len(c) for c in chunks))
+                               content=content, size=content.size)
         headers, folder, drop = b"", None, set[int]()
         for hook in self.ctx.hooks:
             decision = await hook.on_message(self.facts(), message)
@@ -474,11 +544,12 @@ class SmtpSession:
             drop.update(decision.drop_headers)
         return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)))
 
-    async def _originator_problem(self, event: MessageReceived) -> str | None:
-        """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""
-        head = message_head(event.chunks)
-        block, complete = split_header_block(head)
-        problem = sender_header_problem(block, complete or event.size <= len(head))
+    async def _originator_problem(self, head: bytes, complete: bool) -> str | None:
+        """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2).
+
+        ``complete``: the head holds the whole header block (else it was longer than the limit)."""
+        block, _ended = split_header_block(head)
+        problem = sender_header_problem(block, complete)
         if problem is not None:
             return problem
         for text in from_header_addresses(block, SENDER_FIELDS):
