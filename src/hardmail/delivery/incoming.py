@@ -47,6 +47,7 @@ class IncomingStore:
         self.max_header_size = max_header_size
         self.in_flight = 0  # bytes taken by the messages being received now
         self.open_files = 0
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     @property
     def full(self) -> bool:
@@ -55,6 +56,21 @@ class IncomingStore:
 
     def open(self) -> IncomingFile:
         return IncomingFile(self)
+
+    async def wait_idle(self) -> None:
+        """Return once no message is being received (every incoming file is removed)."""
+        if self.open_files:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _closed_one(self) -> None:
+        self.open_files -= 1
+        if not self.open_files:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 class IncomingFile:
@@ -160,26 +176,26 @@ class IncomingFile:
     async def discard(self) -> None:
         """Drop the message: wait for a write in flight, then close and remove the file."""
         self.abandon()
+        if self._closed:
+            return
         try:
             while self._task is not None:
                 self._progress.clear()
                 await self._progress.wait()
-            await asyncio.to_thread(self._close)  # unlinking a big file frees many blocks
+            await asyncio.to_thread(self._remove_file)  # unlinking a big file frees many blocks
         finally:
-            self._close()  # cancelled (server stop): here, at once
+            self._remove_file()  # at once when cancelled (server stop); a no-op otherwise
+            self._closed = True
+            self.store.in_flight -= self._counted
+            self._counted = 0
+            self.store._closed_one()
 
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._fd is not None:
+    def _remove_file(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        remove_quietly(self.path)
-        self.store.in_flight -= self._counted
-        self._counted = 0
-        self.store.open_files -= 1
+                os.close(fd)
+            remove_quietly(self.path)
 
 
 def clear_leftovers(directory: Path) -> list[str]:
