@@ -1,11 +1,12 @@
 """Messages in progress: DATA and BDAT content streamed to a file per message as it arrives.
 
 The SMTP core hands each unstuffed piece to :meth:`IncomingFile.write` (never blocks: the piece is
-queued); one task per message writes the queue in batches in a worker thread
-(``asyncio.to_thread``), so no file system call runs on the event loop. The session stops reading
-its socket while more than WRITE_BUFFER bytes wait (:meth:`IncomingFile.wait_writable`), so memory
-per message is bounded by that buffer plus the head (the header block, at most ``[smtp]
-max_header_size``), whatever the message's size.
+queued). A message that stays within SPILL_SIZE never touches the disk here (most mail: no extra
+file per message); once it is larger, one task per message writes the queue in batches in a
+worker thread (``asyncio.to_thread``), so no file system call runs on the event loop. The session
+stops reading its socket while more than WRITE_BUFFER bytes wait
+(:meth:`IncomingFile.wait_writable`), so memory per message is bounded by that buffer plus the
+head (the header block, at most ``[smtp] max_header_size``), whatever the message's size.
 
 Files are ``<data_dir>/incoming/<pid>-<random>``, mode 0600, not fsync'd (the 250 waits for the
 copies in the spool and the Maildirs, which are); each is removed when its message is accepted or
@@ -30,6 +31,7 @@ from hardmail.delivery.content import MessageContent
 from hardmail.delivery.durable import FileRange, make_private_dir, remove_quietly, write_all
 
 WRITE_BUFFER = 1024 * 1024  # content bytes a session may hold while its file writes catch up
+SPILL_SIZE = 256 * 1024  # a message larger than this goes to its file; a smaller one stays in memory
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -92,6 +94,7 @@ class IncomingFile:
         self._progress = asyncio.Event()
         self._abandoned = False
         self._closed = False
+        self._spilled = False  # the content goes to the file (else it is small and stays in memory)
         store.open_files += 1
 
     # ----- the ContentSink side (called by the SMTP core; never blocks) -----------------
@@ -106,7 +109,9 @@ class IncomingFile:
         self._buffered += len(piece)
         self._counted += len(piece)
         self.store.in_flight += len(piece)
-        if self._task is None:
+        if self.size > SPILL_SIZE:
+            self._spilled = True
+        if self._spilled and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._write_queue())
 
     def abandon(self) -> None:
@@ -171,6 +176,8 @@ class IncomingFile:
             raise self.error
         head = bytes(self.head)
         rest = self.size - len(head)
+        if not self._spilled:
+            return MessageContent(head, body=b"".join(self._pending)[len(head):])
         return MessageContent(head, FileRange(str(self.path), len(head), rest) if rest else None)
 
     async def discard(self) -> None:

@@ -48,6 +48,19 @@ async def test_head_found_when_fed_one_byte_at_a_time(tmp_path: Path) -> None:
     await incoming.discard()
 
 
+async def test_a_small_message_stays_in_memory(tmp_path: Path) -> None:
+    incoming_store = store(tmp_path)
+    incoming = incoming_store.open()
+    incoming.write(HEAD)
+    incoming.write(b"short body\r\n")
+    content = await incoming.finish()
+    assert (content.head, content.body, content.rest) == (HEAD, b"short body\r\n", None)
+    assert content.parts() == [HEAD, b"short body\r\n"]
+    assert not incoming.path.exists() and incoming_store.in_flight == len(HEAD) + 12
+    await incoming.discard()
+    assert incoming_store.in_flight == 0
+
+
 async def test_a_message_without_a_body_is_all_head(tmp_path: Path) -> None:
     incoming = store(tmp_path).open()
     incoming.write(b"Subject: only\r\n")
@@ -66,21 +79,23 @@ async def test_a_message_with_no_header_fields_has_the_empty_line_as_head(tmp_pa
 
 
 async def test_a_header_block_over_the_limit_is_flagged_and_not_stored(tmp_path: Path) -> None:
-    incoming = store(tmp_path, header=16 * 1024).open()
-    for _ in range(100):
-        incoming.write(b"X-Pad: " + b"p" * 990 + b"\r\n")  # 100 KB of header, no empty line
+    incoming_store = store(tmp_path, header=16 * 1024)
+    incoming = incoming_store.open()
+    for _ in range(1000):
+        incoming.write(b"X-Pad: " + b"p" * 990 + b"\r\n")  # 1 MB of header, no empty line
     await incoming.finish()
     assert incoming.head_too_big
     assert len(incoming.head) == 16 * 1024
-    assert incoming.path.stat().st_size < 32 * 1024  # the rest was not written
+    assert incoming_store.in_flight < 32 * 1024  # the rest was neither kept nor written
+    assert not incoming.path.exists()
     await incoming.discard()
 
 
 async def test_discard_removes_the_file_and_gives_back_the_bytes(tmp_path: Path) -> None:
     incoming_store = store(tmp_path, cap=1000)
     incoming = incoming_store.open()
-    incoming.write(HEAD + b"x" * 2000)
-    assert incoming_store.full and incoming_store.in_flight == len(HEAD) + 2000
+    incoming.write(HEAD + b"x" * 300_000)
+    assert incoming_store.full and incoming_store.in_flight == len(HEAD) + 300_000
     await incoming.finish()
     assert incoming.path.exists()
     await incoming.discard()
@@ -120,7 +135,7 @@ async def test_a_full_disk_is_reported_by_finish(tmp_path: Path, monkeypatch: py
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("hardmail.delivery.incoming.write_all", no_space)
-    incoming.write(HEAD + b"body\r\n")
+    incoming.write(HEAD + b"body\r\n" * 50_000)
     with pytest.raises(OSError) as failure:
         await incoming.finish()
     assert is_disk_full(failure.value)
