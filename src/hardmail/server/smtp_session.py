@@ -479,11 +479,12 @@ class SmtpSession:
             return self._write_failure(exc, "incoming")
         return content
 
-    def _write_failure(self, exc: OSError, stage: str) -> Reply:
+    def _write_failure(self, exc: Exception, stage: str) -> Reply:
+        """452 4.3.1 for a full disk (RFC 3463 X.3.1), logged; any other error goes on up."""
         if not is_disk_full(exc):
             raise exc
-        self.log.event("smtp.disk_full", level="error", stage=stage, error=exc.strerror or type(exc).__name__,
-                       code="4.3.1", hint="the disk holding the data directory is full")
+        self.log.event("smtp.disk_full", level="error", stage=stage, error=type(exc).__name__, code="4.3.1",
+                       hint="the disk holding the data directory (or the database) is full")
         return DISK_FULL
 
     async def _on_message(self, event: MessageReceived) -> Reply:
@@ -518,7 +519,7 @@ class SmtpSession:
         try:
             accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
                                                       content.with_head(decision.headers + head))
-        except OSError as exc:
+        except Exception as exc:  # the spool, a Maildir or the queue's database row
             return self._write_failure(exc, "accept")
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,

@@ -174,3 +174,23 @@ def test_leftovers_of_dead_processes_are_removed(tmp_path: Path) -> None:
     (directory / "not-ours").write_bytes(b"x")
     assert clear_leftovers(directory) == ["999999999-dead"]
     assert sorted(p.name for p in directory.iterdir()) == sorted([f"{os.getpid()}-live", "not-ours"])
+
+
+def test_disk_full_is_recognised_through_wrappers() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not is_disk_full(OSError(errno.EIO, "I/O error"))
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # what sqlite3 sets for SQLITE_FULL
+    assert is_disk_full(OperationalError("INSERT ...", {}, full))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("the writer failed") from exc
+    except RuntimeError as wrapped:
+        assert is_disk_full(wrapped)
+    assert not is_disk_full(ValueError("no"))
