@@ -121,6 +121,33 @@ def test_a_submitted_message_is_queued_and_stored_byte_exact(big_server: ServerT
     assert queued.read_bytes() == local  # one Received: header, the same bytes in both copies
 
 
+def test_a_forged_field_is_removed_from_the_head_of_a_big_message(big_server: ServerThread) -> None:
+    forged = b"X-Spam-Status: No, score=-100 (forged)\r\n"
+    body = body_of(2 * 1024 * 1024)
+    client = RawClient(big_server.address("smtp"), timeout=60)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(stuffed(forged + HEADER + body) + b".\r\n")
+    assert client.read_reply()[0] == 250
+    client.close()
+    (stored,) = big_server.messages(BOB)
+    assert stored_body(stored) == HEADER + body  # the field is gone, the rest of the file follows
+    assert b"forged" not in stored
+
+
+def test_a_header_block_larger_than_the_limit_is_refused(big_server: ServerThread) -> None:
+    client = RawClient(big_server.address("smtp"), timeout=60)
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(b"X-Spam-Status: forged\r\n" + b"X-Pad: " + b"p" * 90 + b"\r\n" * 1
+                + (b"X-Pad: " + b"p" * 90 + b"\r\n") * 4000 + b".\r\n")  # 400 KB, no empty line
+    assert client.read_reply() == (552, ["5.3.4 Message header block too large"])
+    assert client.command("NOOP")[0] == 250
+    client.close()
+    wait_idle(big_server)
+    assert incoming_files(big_server) == [] and big_server.messages(BOB) == []
+
+
 def test_rset_after_a_bdat_chunk_removes_its_file(live_server: ServerThread) -> None:
     assert live_server.server is not None
     store = live_server.server.context.incoming_store()
