@@ -18,9 +18,7 @@ from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
 from hardmail.core.replies import (
-    DISK_FULL,
     HEADER_TOO_BIG,
-    INSUFFICIENT_STORAGE,
     LOCAL_ERROR,
     SENDER_NOT_OWNED,
     SHUTTING_DOWN,
@@ -37,7 +35,6 @@ from hardmail.delivery.headers import (
     split_header_block,
     too_many_hops,
 )
-from hardmail.delivery.incoming import IncomingFile, is_disk_full
 from hardmail.delivery.pipeline import ClientTrace, Envelope
 from hardmail.delivery.recipients import Resolution, owned_addresses, resolve_recipient
 from hardmail.ops.log import EventLogger
@@ -63,6 +60,7 @@ from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, without_header_fields
 from hardmail.server.smtp_auth import SmtpAuth
+from hardmail.server.smtp_intake import MessageIntake
 from hardmail.server.tls import describe_tls
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
@@ -161,10 +159,10 @@ class SmtpSession:
         self.kind = kind
         self.channel = channel
         self.id = new_id()
-        self.conn = ServerConnection(smtp_options(ctx.config, kind), content_sink=self._open_incoming)
-        self._incoming: IncomingFile | None = None  # the file of the message being received
+        self.conn = ServerConnection(smtp_options(ctx.config, kind), content_sink=lambda: self.intake.open())
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
+        self.intake = MessageIntake(lambda: ctx.incoming_store(), self.log)  # the message being received
         self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None
@@ -199,7 +197,7 @@ class SmtpSession:
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
-            await self._release_incoming(force=True)
+            await self.intake.release()
             for hook in self.ctx.hooks:
                 await hook.on_disconnect(self.facts())
             self.log.event("smtp.disconnect", commands=self.conn.commands, errors=self.conn.errors,
@@ -214,8 +212,7 @@ class SmtpSession:
                 await self._drain()  # a client that does not read its replies gets no more work done
             event = self.conn.next_event()
             if event is NEED_DATA:
-                if self._incoming is not None:
-                    await self._incoming.wait_writable()  # back-pressure: the socket waits for the disk
+                await self.intake.wait_writable()  # back-pressure
                 data = await self._read()
                 if not data:
                     return
@@ -225,7 +222,7 @@ class SmtpSession:
             reply = await self._decide(event)
             self._hold_reply(self.conn.send(reply))
             self._after_reply(event, reply)
-            await self._release_incoming()
+            await self.intake.release(self.conn.content_in_progress)
             if self.conn.awaiting_tls and not await self._handshake():
                 return
         await self._drain()
@@ -303,7 +300,7 @@ class SmtpSession:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
-        await self._release_incoming()
+        await self.intake.release()
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
@@ -443,65 +440,23 @@ class SmtpSession:
         self.txn.remote.extend(r for r in resolution.remote if r not in self.txn.remote)
 
     async def _on_data(self, event: DataStart) -> Reply:
-        if self.ctx.incoming_store().full:
-            return self._storage_refusal("DATA")
-        return event.reply
-
-    def _storage_refusal(self, command: str) -> Reply:
-        store = self.ctx.incoming_store()
-        self.log.event("smtp.storage", level="warning", command=command, in_flight=store.in_flight,
-                       limit=store.max_bytes_in_flight, code="4.3.1")
-        return INSUFFICIENT_STORAGE
-
-    # ----- message content in its incoming file -------------------------------------------
-    def _open_incoming(self) -> IncomingFile | Reply:
-        """The core's content sink for a new message (or 452 4.3.1 when the process is full)."""
-        store = self.ctx.incoming_store()
-        if store.full:
-            return self._storage_refusal("BDAT")  # DATA was refused before its 354 already
-        self._incoming = store.open()
-        return self._incoming
-
-    async def _release_incoming(self, force: bool = False) -> None:
-        """Remove the incoming file once its message is done with (accepted, refused, reset)."""
-        incoming = self._incoming
-        if incoming is not None and (force or not self.conn.content_in_progress):
-            self._incoming = None
-            await incoming.discard()
-
-    async def _received_content(self) -> MessageContent | Reply:
-        """The message's content once all of it is in its file, or why it is refused."""
-        incoming = self._incoming
-        assert incoming is not None
-        try:
-            content = await incoming.finish()
-        except OSError as exc:
-            return self._write_failure(exc, "incoming")
-        return content
-
-    def _write_failure(self, exc: Exception, stage: str) -> Reply:
-        """452 4.3.1 for a full disk (RFC 3463 X.3.1), logged; any other error goes on up."""
-        if not is_disk_full(exc):
-            raise exc
-        self.log.event("smtp.disk_full", level="error", stage=stage, error=type(exc).__name__, code="4.3.1",
-                       hint="the disk holding the data directory (or the database) is full")
-        return DISK_FULL
+        return self.intake.refusal("DATA") or event.reply
 
     async def _on_message(self, event: MessageReceived) -> Reply:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
-        content = await self._received_content()
+        content = await self.intake.content()
         if isinstance(content, Reply):
             return content
-        complete = self._incoming is not None and not self._incoming.head_too_big
+        complete = self.intake.head_complete
         if self.auth.account is not None:
             problem = await self._originator_problem(content.head, complete)
             if problem is not None:
                 self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
                 return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
         if not complete:  # Exim's header_maxsize does the same; the head must hold the whole block
-            self.log.event("smtp.header_too_big", level="warning", limit=self.ctx.incoming_store().max_header_size)
+            self.log.event("smtp.header_too_big", level="warning", limit=self.intake.store.max_header_size)
             return HEADER_TOO_BIG
         if too_many_hops(split_header_block(content.head)[0]):  # RFC 5321 6.3: a mail loop
             self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
@@ -520,7 +475,7 @@ class SmtpSession:
             accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
                                                       content.with_head(decision.headers + head))
         except Exception as exc:  # the spool, a Maildir or the queue's database row
-            return self._write_failure(exc, "accept")
+            return self.intake.write_failure(exc, "accept")
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
