@@ -449,18 +449,9 @@ class SmtpSession:
         content = await self.intake.content()
         if isinstance(content, Reply):
             return content
-        complete = self.intake.head_complete
-        if self.auth.account is not None:
-            problem = await self._originator_problem(content.head, complete)
-            if problem is not None:
-                self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
-                return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
-        if not complete:  # Exim's header_maxsize does the same; the head must hold the whole block
-            self.log.event("smtp.header_too_big", level="warning", limit=self.intake.store.max_header_size)
-            return HEADER_TOO_BIG
-        if too_many_hops(split_header_block(content.head)[0]):  # RFC 5321 6.3: a mail loop
-            self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
-            return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
+        refusal = await self._head_refusal(content.head)
+        if refusal is not None:
+            return refusal
         if self.kind != "smtp":
             content = content.with_head(self.ctx.acceptor.submission_headers(content.head) + content.head)
         decision = await self._message_decision(content)
@@ -481,6 +472,23 @@ class SmtpSession:
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
                        remote=len(envelope.remote), spool_id=accepted.spool_id, bdat=event.via_bdat)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
+
+    async def _head_refusal(self, head: bytes) -> Reply | None:
+        """The checks of the header block before any hook: originator (submission), size, loops."""
+        assert self.txn is not None
+        complete = self.intake.head_complete
+        if self.auth.account is not None:
+            problem = await self._originator_problem(head, complete)
+            if problem is not None:
+                self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
+                return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
+        if not complete:  # Exim's header_maxsize does the same; the head must hold the whole block
+            self.log.event("smtp.header_too_big", level="warning", limit=self.intake.store.max_header_size)
+            return HEADER_TOO_BIG
+        if too_many_hops(split_header_block(head)[0]):  # RFC 5321 6.3: a mail loop
+            self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
+            return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
+        return None
 
     async def _message_decision(self, content: MessageContent) -> MessageDecision:
         """Run every hook's message check; headers add up, the first refusal or folder wins."""
