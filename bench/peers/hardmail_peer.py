@@ -58,6 +58,8 @@ class HardmailPeer:
     submission_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     name: str = "hardmail"
+    settings: dict[str, dict[str, Any]] | None = None  # merged into the generated config, per section
+    env: dict[str, str] | None = None  # for the CLI and the server (e.g. PYTHONPATH of another checkout)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -74,7 +76,8 @@ class HardmailPeer:
 
     def _cli(self, *args: str, stdin: str | None = None) -> None:
         done = subprocess.run([str(HARDMAIL), *args, "--config", str(self.root / "hardmail.toml")],
-                              input=stdin, capture_output=True, text=True, timeout=120)
+                              input=stdin, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **(self.env or {})})
         if done.returncode != 0:
             raise RuntimeError(f"hardmail {' '.join(args)} failed: {done.stdout}{done.stderr}")
 
@@ -82,13 +85,15 @@ class HardmailPeer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port, self.submission_port = free_port(), free_port()
         config = _config(self.root / "data", self.port, self.submission_port, free_port())
+        for section, values in (self.settings or {}).items():
+            config.setdefault(section, {}).update(values)
         (self.root / "hardmail.toml").write_text(tomli_w.dumps(config))
         self._cli("domain", "add", self.domain)
         self._cli("account", "add", self.user, "--password-stdin", stdin=PASSWORD + "\n")
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
         self.prepare()
-        env = {**os.environ, **(extra_env or {})}
+        env = {**os.environ, **(self.env or {}), **(extra_env or {})}
         argv = [str(HARDMAIL), "serve", "--config", str(self.root / "hardmail.toml")]
         self.proc = self.group.start(argv, self.root / "hardmail.log", env=env, many_files=True)
         wait_for_greeting(*self.address, timeout=60, proc=self.proc)

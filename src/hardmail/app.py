@@ -16,6 +16,7 @@ from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
 from hardmail.delivery.assembly import DeliveryServices, build_runner, build_services
 from hardmail.delivery.group_commit import GroupCommit
+from hardmail.delivery.incoming import clear_leftovers
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.maildir_writer import MaildirWriterProcess
 from hardmail.delivery.pipeline import MessageAcceptor
@@ -63,6 +64,7 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     delivery = build_services(config, store, maildir, clock)
     if first:
         await _recover_spool(delivery)
+        _clear_incoming(config)
     acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir))
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                             acceptor=acceptor, clock=clock, delivery=delivery)
@@ -100,6 +102,11 @@ def _join_queue_wakes(server: RunningServer, worker: int, loop: asyncio.Abstract
         server.context.delivery.queue.on_enqueue(wake_queue_runner)
 
 
+def _clear_incoming(config: Config) -> None:
+    for name in clear_leftovers(config.incoming_dir):
+        log_event("incoming.recover", file=name, detail="removed a message a stopped process was receiving")
+
+
 async def _recover_spool(delivery: DeliveryServices) -> None:
     for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
         log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
@@ -115,6 +122,7 @@ async def prepare_for_workers(config: Config) -> None:
         await store.migrate()
         maildir = MaildirStore(config.maildir_root, config.server.hostname)
         await _recover_spool(build_services(config, store, maildir, SystemClock()))
+        _clear_incoming(config)
     finally:
         await store.close()
 

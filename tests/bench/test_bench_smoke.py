@@ -59,3 +59,16 @@ def test_profile_accept_reports_cpu_per_process_and_a_profile(tmp_path: Path) ->
     assert {"hardmail server", "hardmail Maildir writer"} <= set(hardmail)
     assert result["servers"]["aiosmtpd"]["messages_per_second"] > 0
     assert "tottime" in (tmp_path / "profile.txt").read_text()
+
+
+def test_hostile_data_reports_stall_and_memory_for_every_case(tmp_path: Path) -> None:
+    done = _run("hostile_data.py", "--label", "smoke", "--header-mb", "0.3", "--big-mb", "1", "--concurrent", "2",
+                "--gap-ms", "0", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "hostile_data.json").read_text())
+    cases = result["runs"]["smoke"]["results"]
+    assert set(cases) == {"header-removal", "header-removal+body", "concurrent-big"}
+    assert cases["concurrent-big"]["replies"] == ["250 2.0.0"]
+    assert cases["header-removal+body"]["replies"] == ["250 2.0.0"]
+    assert all(case["rss_peak_mb"] > 0 and case["probes"] > 0 for case in cases.values())
+    assert "event-loop stall" in (tmp_path / "hostile_data.md").read_text()

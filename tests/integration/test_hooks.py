@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from hardmail.core.address import Address
@@ -30,7 +31,7 @@ class ScriptedHook(SessionHook):
         return Reply(451, "4.7.1", "try later (test)") if recipient.local == "sales" else None
 
     async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
-        if b"REJECT-ME" in b"".join(message.chunks):
+        if b"REJECT-ME" in await asyncio.to_thread(message.content.read):
             return MessageDecision(reply=REFUSED)
         return MessageDecision(headers=b"X-Checked: yes\r\n")
 

@@ -115,6 +115,11 @@ SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenti
 UNKNOWN_RECIPIENT = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted; try again later")
+# RFC 5321 4.5.3.1.10, RFC 3463 3.4 (X.3.1: mail system full)
+INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+DISK_FULL = Reply(452, "4.3.1", "Insufficient system storage: the mail disk is full, message not accepted; "
+                                "try again later")
+HEADER_TOO_BIG = Reply(552, "5.3.4", "Message header section too large")  # RFC 3463 3.4 (X.3.4: too big)
 BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax")
 SMTPUTF8_REQUIRED = Reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter")

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hardmail.delivery.durable import Part
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.maildir_writer import MaildirWriterProcess, Outcome, commit_requests
 
@@ -33,7 +34,7 @@ MAX_IN_FLIGHT = 2  # batches written and fsync'd concurrently
 @dataclass(slots=True)
 class _Request:
     addresses: Sequence[str]
-    parts: Sequence[bytes]
+    parts: Sequence[Part]  # bytes, or ranges of the message's incoming file (sent as a path)
     folder: str | None
     future: asyncio.Future[list[Path]]
 
@@ -52,7 +53,7 @@ class GroupCommit:
         self._flushing = 0  # flush tasks running; each lowers it itself, in the turn it ends
         self._tasks: set[asyncio.Task[None]] = set()  # held so flush tasks are not garbage collected
 
-    async def deliver(self, addresses: Sequence[str], parts: Sequence[bytes], folder: str | None = None) -> list[Path]:
+    async def deliver(self, addresses: Sequence[str], parts: Sequence[Part], folder: str | None = None) -> list[Path]:
         """Like :meth:`MaildirStore.deliver`, sharing the fsyncs with concurrent callers."""
         future: asyncio.Future[list[Path]] = self.loop.create_future()
         self._waiting.append(_Request(addresses, parts, folder, future))

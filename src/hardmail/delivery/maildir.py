@@ -31,16 +31,18 @@ from pathlib import Path
 from hardmail.core.address import AddressError, normalize_domain
 from hardmail.delivery.durable import (
     Chunks,
+    Part,
     as_chunks,
     fsync_dir,
     make_private_dir,
+    part_size,
     remove_quietly,
+    write_all,
     write_new_file,
 )
 
 _SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
 _MAILDIR_SUBDIRS = ("tmp", "new", "cur")
-_IOV_MAX = 1024  # buffers per writev call (Linux UIO_MAXIOV)
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,99}$")
 
 
@@ -180,7 +182,7 @@ class MaildirStore:
         if not mailboxes:
             raise ValueError("no recipients to deliver to")
         chunks = list(as_chunks(message))
-        name = self._names.next(sum(len(chunk) for chunk in chunks))
+        name = self._names.next(sum(part_size(chunk) for chunk in chunks))
         return mailboxes, self._write_tmp_files(mailboxes, name, chunks, delivery)
 
     def _publish(self, mailboxes: list[Path], tmp_files: list[Path], delivery: _Delivery) -> list[Path]:
@@ -197,7 +199,7 @@ class MaildirStore:
         return finals
 
     def _write_tmp_files(
-        self, mailboxes: list[Path], name: str, chunks: list[bytes], delivery: _Delivery
+        self, mailboxes: list[Path], name: str, chunks: list[Part], delivery: _Delivery
     ) -> list[Path]:
         """The message in every mailbox's ``tmp/``: written once, then hard-linked (or copied)."""
         tmp_files: list[Path] = []
@@ -229,7 +231,7 @@ class MaildirStore:
                 write_new_file(marker, [b""])
 
 
-def _link_or_copy(source: Path, target: Path, chunks: list[bytes], delivery: _Delivery) -> None:
+def _link_or_copy(source: Path, target: Path, chunks: list[Part], delivery: _Delivery) -> None:
     """Hard-link ``source`` to ``target``; on another file system write a copy (fsync'd with the batch)."""
     try:
         os.link(source, target)
@@ -239,7 +241,7 @@ def _link_or_copy(source: Path, target: Path, chunks: list[bytes], delivery: _De
         delivery.unsynced.append((target, write_unsynced_file(target, chunks)))
 
 
-def write_unsynced_file(path: Path, chunks: list[bytes]) -> int:
+def write_unsynced_file(path: Path, chunks: list[Part]) -> int:
     """Create ``path`` (it must not exist) with ``chunks`` and return its open descriptor; the
     batch fsyncs and closes it before any rename.
 
@@ -253,19 +255,6 @@ def write_unsynced_file(path: Path, chunks: list[bytes]) -> int:
         remove_quietly(path)
         raise
     return fd
-
-
-def write_all(fd: int, chunks: list[bytes]) -> None:
-    """Write every chunk with as few system calls as the kernel allows (writev, then the rest)."""
-    pending = [memoryview(chunk) for chunk in chunks if chunk]
-    first = 0  # pending[first:] is still to be written
-    while first < len(pending):
-        written = os.writev(fd, pending[first:first + _IOV_MAX])
-        while first < len(pending) and written >= len(pending[first]):
-            written -= len(pending[first])
-            first += 1
-        if written:
-            pending[first] = pending[first][written:]
 
 
 def fsync_file(path: Path, fd: int) -> None:

@@ -30,12 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from hardmail.delivery.durable import Part
 from hardmail.delivery.maildir import MaildirStore
 
 FRAME = struct.Struct("!Q")  # the length of the pickle that follows
 STOP_WAIT_SECONDS = 10.0
 
-Request = tuple[Sequence[str], Sequence[bytes], str | None]  # addresses, message parts, folder
+# addresses, message parts, folder; a big message's body is a FileRange: its file's path, not its bytes
+Request = tuple[Sequence[str], Sequence[Part], str | None]
 Outcome = list[Path] | BaseException
 
 

@@ -3,7 +3,10 @@
 Runs after the client's final dot (or last BDAT chunk). The SMTP 250 is sent only after this
 returns: every local copy is fsync'd in its Maildir and every remote recipient is in the outbound
 queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant). File work
-runs in a thread, off the event loop.
+runs in a thread (or the Maildir writer process), off the event loop. The message comes as a
+:class:`MessageContent`: the new header lines and the head are written from memory, the rest is
+copied from the message's incoming file by the kernel, so acceptance holds no more of a big
+message in memory than its head.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.dsn import DsnRequest
+from hardmail.delivery.durable import Part, part_size
 from hardmail.delivery.group_commit import GroupCommit, group_commit_for
 from hardmail.delivery.headers import (
     missing_submission_headers,
@@ -93,18 +98,20 @@ class MessageAcceptor:
             authenticated=client.account, when=now,
         )
 
-    def submission_headers(self, chunks: Sequence[bytes]) -> bytes:
-        """A missing Message-ID: and Date: for a submitted message (RFC 6409 8.2, 8.3); added before
-        anything signs the message."""
-        head, _ = split_header_block(message_head(chunks))
+    def submission_headers(self, head: bytes) -> bytes:
+        """A missing Message-ID: and Date: for a submitted message (RFC 6409 8.2, 8.3), from its
+        head; added before anything signs the message."""
+        head, _ = split_header_block(head)
         return missing_submission_headers(head, hostname=self.hostname, when=self.clock.now())
 
-    async def accept(self, envelope: Envelope, client: ClientTrace, chunks: Sequence[bytes]) -> Accepted:
+    async def accept(self, envelope: Envelope, client: ClientTrace,
+                     message: MessageContent | Sequence[bytes]) -> Accepted:
         """Queue remote copies first, then local ones; a failure in between takes the queued copy back,
         so that the client's retry after our 4xx does not deliver twice."""
         message_id = new_id(self.clock.now())
-        parts = [self.trace_headers(envelope, client, message_id), *chunks]
-        size = sum(len(p) for p in parts)
+        body = message.parts() if isinstance(message, MessageContent) else list(message)
+        parts: list[Part] = [self.trace_headers(envelope, client, message_id), *body]
+        size = sum(part_size(p) for p in parts)
         spool_id = None
         if envelope.remote:
             spool_id = await self.queue.enqueue(
@@ -122,7 +129,7 @@ class MessageAcceptor:
             self.queue.notify()
         return Accepted(message_id, tuple(str(p) for p in written), spool_id, size)
 
-    async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[bytes],
+    async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[Part],
                              folder: str | None = None) -> list[Path]:
         if not mailboxes:
             return []

@@ -73,7 +73,7 @@ class DeliveryQueue:
         queue_id = await asyncio.to_thread(self.spool.enqueue, sender, list(recipients), message,
                                            origin_account=origin_account, meta=meta, queue_id=queue_id)
         try:
-            spooled, _ = await asyncio.to_thread(self.spool.load, queue_id)
+            spooled = await asyncio.to_thread(self.spool.entry, queue_id)  # not the message: it may be big
             await self.store.add_queued(new_entry(spooled, self.clock.now()))
         except BaseException:
             await asyncio.to_thread(self.spool.remove, queue_id)

@@ -151,6 +151,16 @@ class OutboundSpool:
         except (ValueError, KeyError, TypeError) as exc:
             raise SpoolError(f"spool entry {queue_id} has a damaged envelope: {exc}") from None
 
+    def entry(self, queue_id: str) -> SpoolEntry:
+        """The envelope of one entry, without reading the message; raises QueueIdNotFound."""
+        _check_queue_id(queue_id)
+        try:
+            return self._read_envelope(queue_id)
+        except FileNotFoundError:
+            raise QueueIdNotFound(f"no spooled message with queue id {queue_id}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SpoolError(f"spool entry {queue_id} has a damaged envelope: {exc}") from None
+
     def remove(self, queue_id: str) -> None:
         """Remove an entry (envelope first, so it is never listed half-removed); idempotent."""
         _check_queue_id(queue_id)

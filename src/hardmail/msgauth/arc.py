@@ -11,9 +11,9 @@ from typing import Literal
 import dkim  # type: ignore[import-untyped]
 
 from hardmail.core.clock import Clock, SystemClock
-from hardmail.mime.headers import HEAD_LIMIT, parse_header_block
+from hardmail.mime.headers import parse_header_block
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import VERIFY_DEADLINE, txt_lookup
+from hardmail.msgauth.dkim import VERIFY_DEADLINE, Message, bytes_of, head_of, txt_lookup
 from hardmail.msgauth.dns import Resolver
 
 ArcResultCode = Literal["pass", "fail", "none"]
@@ -26,19 +26,19 @@ class ArcResult:
     instances: int = 0
 
 
-def verify_chain(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
+def verify_chain(message: Message, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
                  monotonic: Callable[[], float] | None = None) -> ArcResult:
     """RFC 8617 5.2: the chain validation status (call from a worker thread); no key look-up after
     ``deadline`` (a ``monotonic()`` time)."""
-    if "arc-seal" not in parse_header_block(message[:HEAD_LIMIT]).names():
-        return ArcResult("none", "message is not ARC signed")
+    if "arc-seal" not in parse_header_block(head_of(message)).names():
+        return ArcResult("none", "message is not ARC signed")  # not even read from its file
     lookup = txt_lookup(resolver, loop, deadline, monotonic)
-    status, results, reason = dkim.arc_verify(message, dnsfunc=lookup)
+    status, results, reason = dkim.arc_verify(bytes_of(message), dnsfunc=lookup)
     code = status.decode() if isinstance(status, bytes) else "fail"  # None: the chain was already failed
     return ArcResult(code if code in ("pass", "fail", "none") else "fail", str(reason)[:200], len(results))  # type: ignore[arg-type]
 
 
-async def verify(message: bytes, resolver: Resolver, deadline: float = VERIFY_DEADLINE,
+async def verify(message: Message, resolver: Resolver, deadline: float = VERIFY_DEADLINE,
                  clock: Clock | None = None) -> ArcResult:
     """:func:`verify_chain` in the message-authentication pool, within ``deadline`` seconds from now."""
     loop = asyncio.get_running_loop()

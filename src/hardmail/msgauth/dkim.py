@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import dkim  # type: ignore[import-untyped]
 
@@ -37,6 +37,30 @@ SIGNED_FIELDS = (
     "list-unsubscribe", "list-unsubscribe-post", "list-help", "list-subscribe", "list-post", "list-owner",
     "list-archive",
 )
+
+
+class MessageSource(Protocol):
+    """A received message kept mostly on disk: its head (the header block) in memory, all of its
+    bytes on demand. Only the worker threads of this package call :meth:`read`, so that at most
+    ``[inbound] worker_threads`` whole messages are in memory at once."""
+
+    @property
+    def head(self) -> bytes: ...
+
+    def read(self) -> bytes: ...
+
+
+Message = bytes | MessageSource
+
+
+def head_of(message: Message) -> bytes:
+    """The header block of ``message`` (for a bytes message: all of it, callers split)."""
+    return message if isinstance(message, bytes) else message.head
+
+
+def bytes_of(message: Message) -> bytes:
+    """Every byte of ``message``: call from a worker thread only (it may read a file)."""
+    return message if isinstance(message, bytes) else message.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +130,10 @@ def signed_header_list(message: bytes) -> list[bytes]:
     return names
 
 
-def sign_message(message: bytes, keys: Sequence[SigningKey]) -> bytes:
-    """DKIM-Signature header lines (CRLF-terminated) for ``message``, one per key; relaxed/relaxed."""
+def sign_message(source: Message, keys: Sequence[SigningKey]) -> bytes:
+    """DKIM-Signature header lines (CRLF-terminated) for ``message``, one per key; relaxed/relaxed
+    (call from a worker thread: it reads the message)."""
+    message = bytes_of(source)
     headers = signed_header_list(message)
     lines = []
     for key in keys:
@@ -118,7 +144,7 @@ def sign_message(message: bytes, keys: Sequence[SigningKey]) -> bytes:
     return b"".join(reversed(lines))  # the first key's signature ends up on top
 
 
-async def sign(message: bytes, keys: Sequence[SigningKey]) -> bytes:
+async def sign(message: Message, keys: Sequence[SigningKey]) -> bytes:
     """:func:`sign_message` in the message-authentication thread pool."""
     return await workers.run(sign_message, message, keys)
 
@@ -172,25 +198,25 @@ def _not_verified(count: int, limit: int) -> DkimVerification:
     return DkimVerification("policy", "", "", "", f"{count} more signatures not verified (limit {limit})")
 
 
-def verify_message(message: bytes, resolver: Resolver, loop: asyncio.AbstractEventLoop,
+def verify_message(source: Message, resolver: Resolver, loop: asyncio.AbstractEventLoop,
                    limit: int = MAX_SIGNATURES, deadline: float | None = None,
                    monotonic: Callable[[], float] | None = None) -> list[DkimVerification]:
     """RFC 6376 6: the first ``limit`` DKIM-Signatures verified (call from a worker thread).
 
     ``deadline`` is a ``monotonic()`` time after which no key is looked up any more.
     """
-    count = _signature_count(message)
+    count = _signature_count(head_of(source))
     if count == 0:
-        return []
+        return []  # not even read from its file
     lookup = _TxtLookup(resolver, loop, deadline, monotonic)
-    verifier = dkim.DKIM(message, minkey=1024)  # parsed once for every signature
+    verifier = dkim.DKIM(bytes_of(source), minkey=1024)  # parsed once for every signature
     results = [_verify_one(verifier, index, lookup) for index in range(min(count, limit))]
     if count > limit:
         results.append(_not_verified(count - limit, limit))
     return results
 
 
-async def verify(message: bytes, resolver: Resolver, limit: int = MAX_SIGNATURES,
+async def verify(message: Message, resolver: Resolver, limit: int = MAX_SIGNATURES,
                  deadline: float = VERIFY_DEADLINE, clock: Clock | None = None) -> list[DkimVerification]:
     """:func:`verify_message` in the message-authentication pool, within ``deadline`` seconds from now
     (the time spent waiting for a free thread counts); an empty list when the message is not signed."""

@@ -27,7 +27,7 @@ async def _dmarc_result(resolver: Resolver, message: bytes, spf: SpfResult | Non
     return await dmarc.evaluate_author(resolver, found, spf, signatures, sample=random.random())
 
 
-async def check_message(resolver: Resolver, message: bytes, spf_helo: SpfResult | None,
+async def check_message(resolver: Resolver, message: dkim.Message, spf_helo: SpfResult | None,
                         spf_mailfrom: SpfResult | None, max_signatures: int = dkim.MAX_SIGNATURES,
                         deadline: float = dkim.VERIFY_DEADLINE) -> Findings:
     """DKIM (the first ``max_signatures`` signatures), ARC and DMARC for one received message; the
@@ -35,7 +35,7 @@ async def check_message(resolver: Resolver, message: bytes, spf_helo: SpfResult 
     signatures, chain = await asyncio.gather(dkim.verify(message, resolver, max_signatures, deadline),
                                              arc.verify(message, resolver, deadline))
     spf_for_dmarc = spf_mailfrom if spf_mailfrom is not None and spf_mailfrom.identity == "mailfrom" else None
-    verdict = await _dmarc_result(resolver, message, spf_for_dmarc, signatures)
+    verdict = await _dmarc_result(resolver, dkim.head_of(message), spf_for_dmarc, signatures)
     return Findings(spf_helo, spf_mailfrom, tuple(signatures), chain, verdict)
 
 

@@ -11,7 +11,7 @@ from hardmail.core.clock import Clock
 from hardmail.mime.addresses import author_of
 from hardmail.mime.headers import HEAD_LIMIT
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import SigningKey, sign_message
+from hardmail.msgauth.dkim import Message, SigningKey, head_of, sign_message
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, Generation
 from hardmail.msgauth.dmarc import organizational_domain
 from hardmail.msgauth.dns import Resolver
@@ -72,9 +72,10 @@ class DkimSigner:
             log_event("dkim.key_error", level="error", domain=keys.domain, detail=str(exc))
             return []
 
-    async def sign(self, message: bytes) -> tuple[bytes, list[SigningKey]]:
-        """The DKIM-Signature fields for ``message`` (empty when its From domain has no keys)."""
-        keys = await self.signing_keys(message)
+    async def sign(self, message: Message) -> tuple[bytes, list[SigningKey]]:
+        """The DKIM-Signature fields for ``message`` (empty when its From domain has no keys); a
+        file-backed message is read in the worker thread that signs it."""
+        keys = await self.signing_keys(head_of(message))
         if not keys:
             return b"", []
         return await workers.run(sign_message, message, keys), keys

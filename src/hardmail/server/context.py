@@ -8,6 +8,7 @@ from hardmail.auth.pool import HashPool
 from hardmail.config.schema import Config
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.delivery.assembly import DeliveryServices
+from hardmail.delivery.incoming import IncomingStore
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.server.hooks import SessionHook
 from hardmail.server.sessions import SessionRegistry
@@ -26,6 +27,13 @@ class ServerContext:
     delivery: DeliveryServices | None = None
     hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order
     sessions: SessionRegistry = field(default_factory=SessionRegistry)  # authenticated, by account
+    incoming: IncomingStore | None = None  # messages being received (made from the config on first use)
+
+    def incoming_store(self) -> IncomingStore:
+        if self.incoming is None:
+            smtp = self.config.smtp
+            self.incoming = IncomingStore(self.config.incoming_dir, smtp.max_bytes_in_flight, smtp.max_header_size)
+        return self.incoming
 
     @property
     def login_store(self) -> Store:

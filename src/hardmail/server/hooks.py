@@ -10,11 +10,11 @@ wins. The decisions themselves live in policy/ and msgauth/ as pure functions; h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hardmail.core.address import Address
 from hardmail.core.replies import Reply
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.recipients import Resolution
 from hardmail.proto.smtp.events import MailParams
 
@@ -48,8 +48,16 @@ class MessageFacts:
     recipients: tuple[str, ...]
     mailboxes: tuple[str, ...]  # local accounts
     remote: tuple[str, ...]
-    chunks: Sequence[bytes]  # the whole message as received (submission headers already added)
+    # The message as received (submission headers already added): its head (the header block) in
+    # memory, the rest in its incoming file. A check that needs every byte calls content.read() in
+    # a worker thread (msgauth.workers), never on the event loop.
+    content: MessageContent
     size: int
+
+    @property
+    def head(self) -> bytes:
+        """The header block, with the empty line that ends it (at most [smtp] max_header_size)."""
+        return self.content.head
 
 
 class SessionHook:

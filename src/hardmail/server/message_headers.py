@@ -14,14 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from hardmail.config.schema import Config
-from hardmail.core.replies import Reply
-from hardmail.delivery.pipeline import message_head
-from hardmail.mime.headers import HEAD_LIMIT, HeaderBlock, parse_header_block, without_fields
+from hardmail.mime.headers import HeaderBlock, parse_header_block, without_fields
 from hardmail.msgauth import workers
 from hardmail.msgauth.authres import verdict_fields
 from hardmail.ops.log import EventLogger
 
-HEADER_TOO_LARGE = Reply(552, "5.3.4", "Message header section too large")
 INLINE_PARSE_LIMIT = 8 * 1024  # a larger header block is parsed in a worker thread, off the event loop
 _T = TypeVar("_T")
 
@@ -33,15 +30,15 @@ async def off_loop_if_large(size: int, func: Callable[..., _T], *args: Any) -> _
     return await workers.run(func, *args)
 
 
-async def received_header_block(chunks: Sequence[bytes], size: int) -> HeaderBlock:
-    """The header block of the message as received; not ``complete`` when it does not end within
-    HEAD_LIMIT bytes (the session refuses such a message: fields past the limit would be seen by
-    no check)."""
-    head = message_head(chunks, HEAD_LIMIT)
+async def head_block(head: bytes, complete: bool) -> HeaderBlock:
+    """The header block of the message as received, parsed from its head (which holds at most
+    ``[smtp] max_header_size`` bytes). ``complete`` is False when the block did not end within that
+    limit (the session refuses such a message: fields past the limit would be seen by no check); a
+    message that is all header section, with no empty line, is complete."""
     block = await off_loop_if_large(len(head), parse_header_block, head)
-    if block.complete or size > len(head):
+    if block.complete == complete:
         return block
-    return dataclasses.replace(block, complete=True)  # the whole message is its header section
+    return dataclasses.replace(block, complete=complete)
 
 
 async def message_to_store(config: Config, log: EventLogger, chunks: Sequence[bytes], block: HeaderBlock,

@@ -221,21 +221,21 @@ class MsgAuthHook(SessionHook):
     async def _sign(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
         if not self.config.dkim.sign:
             return None
-        header, keys = await self.signer.sign(b"".join(message.chunks))
+        header, keys = await self.signer.sign(message.content)  # read in the signing worker thread
         if keys:
             self._record(facts, "dkim_sign", "signed", domain=keys[0].domain,
                          selectors=[k.selector for k in keys])
         return MessageDecision(headers=header) if header else None
 
     async def _inbound(self, facts: SessionFacts, session: _Session, message: MessageFacts) -> MessageDecision:
-        raw = b"".join(message.chunks)
+        raw = message.head  # checks of the header fields; DKIM and ARC read the file in their threads
         authserv_id = self.config.inbound.authserv_id or self.config.server.hostname
         findings = Findings(session.spf_helo, session.spf_mailfrom, (), None, None)
         report = inbound.InboundReport(findings, b"")
         if self.config.inbound.enabled:
             inbound_settings = self.config.inbound
-            findings = await inbound.check_message(self.resolver, raw, session.spf_helo, session.spf_mailfrom,
-                                                   inbound_settings.max_dkim_signatures,
+            findings = await inbound.check_message(self.resolver, message.content, session.spf_helo,
+                                                   session.spf_mailfrom, inbound_settings.max_dkim_signatures,
                                                    inbound_settings.verify_deadline)
             self._log_findings(facts, findings)
             report = inbound.report(findings, authserv_id, facts.peer_ip, message.sender, facts.helo or "")

@@ -18,6 +18,7 @@ from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
 from hardmail.core.ids import new_id
 from hardmail.core.replies import (
+    HEADER_TOO_BIG,
     LOCAL_ERROR,
     SENDER_NOT_OWNED,
     SESSION_TIME_LIMIT,
@@ -26,6 +27,7 @@ from hardmail.core.replies import (
     TLS_NOT_AVAILABLE,
     Reply,
 )
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.dsn import DsnRequest, RecipientDsn
 from hardmail.delivery.headers import too_many_hops
 from hardmail.delivery.pipeline import ClientTrace, Envelope
@@ -55,14 +57,10 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
-from hardmail.server.message_headers import (
-    HEADER_TOO_LARGE,
-    message_to_store,
-    off_loop_if_large,
-    received_header_block,
-)
+from hardmail.server.message_headers import head_block, message_to_store, off_loop_if_large
 from hardmail.server.sessions import AuthenticatedSession
 from hardmail.server.smtp_auth import SmtpAuth
+from hardmail.server.smtp_intake import MessageIntake
 from hardmail.server.tls import describe_tls
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
@@ -161,9 +159,10 @@ class SmtpSession:
         self.kind = kind
         self.channel = channel
         self.id = new_id()
-        self.conn = ServerConnection(smtp_options(ctx.config, kind))
+        self.conn = ServerConnection(smtp_options(ctx.config, kind), content_sink=lambda: self.intake.open())
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
+        self.intake = MessageIntake(lambda: ctx.incoming_store(), self.log)  # the message being received
         self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None
@@ -202,6 +201,7 @@ class SmtpSession:
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
+            await self.intake.release()
             for hook in self.ctx.hooks:
                 await hook.on_disconnect(self.facts())
             self.log.event("smtp.disconnect", commands=self.conn.commands, errors=self.conn.errors,
@@ -219,6 +219,7 @@ class SmtpSession:
                 await self._drain()  # a client that does not read its replies gets no more work done
             event = self.conn.next_event()
             if event is NEED_DATA:
+                await self.intake.wait_writable()  # back-pressure
                 data = await self._read()
                 if not data:
                     return
@@ -228,6 +229,7 @@ class SmtpSession:
             reply = await self._decide(event)
             self._hold_reply(self.conn.send(reply))
             self._after_reply(event, reply)
+            await self.intake.release(self.conn.content_in_progress)
             if self.conn.awaiting_tls and not await self._handshake():
                 return
         await self._drain()
@@ -333,6 +335,7 @@ class SmtpSession:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
+        await self.intake.release()
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
@@ -481,35 +484,36 @@ class SmtpSession:
         self.txn.remote.extend(r for r in resolution.remote if r not in self.txn.remote)
 
     async def _on_data(self, event: DataStart) -> Reply:
-        return event.reply
+        return self.intake.refusal("DATA") or event.reply
 
     async def _on_message(self, event: MessageReceived) -> Reply:
         assert self.txn is not None
         if self.channel.closing:  # nobody would read the 250: do not accept what the client will resend
             return LOCAL_ERROR
-        block = await received_header_block(event.chunks, event.size)
-        if self.auth.account is not None:
-            problem = await self._originator_problem(block)
-            if problem is not None:
-                self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
-                return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
-        if not block.complete:  # fields past HEAD_LIMIT would be seen by no check (mime.headers.HEAD_LIMIT)
-            self.log.event("smtp.header_too_large", level="warning", sender=self.txn.sender)
-            return HEADER_TOO_LARGE
-        if too_many_hops(block):  # RFC 5321 6.3: a mail loop
-            self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
-            return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
+        content = await self.intake.content()
+        if isinstance(content, Reply):
+            return content
+        block = await head_block(content.head, self.intake.head_complete)
+        refusal = await self._head_refusal(block)
+        if refusal is not None:
+            return refusal
         extra = b""
         if self.kind != "smtp":  # a missing Message-ID/Date, from the header block (off the loop when large)
-            extra = await off_loop_if_large(len(block.data), self.ctx.acceptor.submission_headers, event.chunks)
-        decision = await self._message_decision((extra, *event.chunks) if extra else event.chunks)
+            extra = await off_loop_if_large(len(block.data), self.ctx.acceptor.submission_headers, content.head)
+        decision = await self._message_decision(content.with_head(extra + content.head) if extra else content)
         if decision.reply is not None:
             return decision.reply
-        chunks = await message_to_store(self.ctx.config, self.log, event.chunks, block, extra, decision.drop_headers)
+        # Fields are removed from the head only: it holds the whole header block.
+        kept = await message_to_store(self.ctx.config, self.log, (content.head,), block, extra, decision.drop_headers)
+        head = b"".join(kept)
         envelope = Envelope(sender=self.txn.sender, mailboxes=tuple(self.txn.mailboxes),
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
-        accepted = await self.ctx.acceptor.accept(envelope, self._trace(), (decision.headers, *chunks))
+        try:
+            accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
+                                                      content.with_head(decision.headers + head))
+        except Exception as exc:  # the spool, a Maildir or the queue's database row
+            return self.intake.write_failure(exc, "accept")
         self.messages += 1
         self.log.event("smtp.accept", message_id=accepted.message_id, size=accepted.size, sender=envelope.sender,
                        recipients=len(envelope.recipients), local=len(envelope.mailboxes),
@@ -517,12 +521,28 @@ class SmtpSession:
                        folder=(envelope.folder or "INBOX") if envelope.mailboxes else None)
         return Reply(250, "2.0.0", f"OK: queued as {accepted.message_id}")
 
-    async def _message_decision(self, chunks: tuple[bytes, ...]) -> MessageDecision:
+    async def _head_refusal(self, block: HeaderBlock) -> Reply | None:
+        """The checks of the header block before any hook: originator (submission), size, loops."""
+        assert self.txn is not None
+        if self.auth.account is not None:
+            problem = await self._originator_problem(block)
+            if problem is not None:
+                self.log.event("smtp.originator", level="warning", account=self.auth.account, reason=problem)
+                return SENDER_NOT_OWNED.with_text("From: header missing, malformed or not yours")
+        if not block.complete:  # Exim's header_maxsize does the same: fields past it would be seen by no check
+            self.log.event("smtp.header_too_big", level="warning", limit=self.intake.store.max_header_size)
+            return HEADER_TOO_BIG
+        if too_many_hops(block):  # RFC 5321 6.3: a mail loop
+            self.log.event("smtp.loop", level="warning", sender=self.txn.sender)
+            return Reply(554, "5.4.6", "too many Received: headers: mail loop detected")
+        return None
+
+    async def _message_decision(self, content: MessageContent) -> MessageDecision:
         """Run every hook's message check; headers add up, the first refusal or folder wins."""
         assert self.txn is not None
         message = MessageFacts(sender=self.txn.sender, recipients=tuple(self.txn.recipients),
                                mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
-                               chunks=chunks, size=sum(len(c) for c in chunks))
+                               content=content, size=content.size)
         headers, folder, drop = b"", None, set[int]()
         for hook in self.ctx.hooks:
             decision = await hook.on_message(self.facts(), message)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from hardmail.delivery import maildir as maildir_module
+from hardmail.delivery import maildir_writer
+from hardmail.delivery.durable import FileRange
 from hardmail.delivery.group_commit import GroupCommit
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.maildir_writer import FRAME, MaildirWriterProcess, WriterStopped, serve
@@ -109,3 +111,22 @@ async def test_no_child_starts_after_close(tmp_path: Path, sample_message: bytes
     with pytest.raises(WriterStopped):
         await writer.commit([(["bob@example.org"], [sample_message], None)])
     assert writer._proc is None
+
+
+async def test_the_child_gets_a_file_range_not_the_bytes_and_copies_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    incoming = tmp_path / "incoming-message"
+    body = os.urandom(4 * 1024 * 1024)
+    incoming.write_bytes(b"Subject: big\r\n\r\n" + body)
+    sent: list[int] = []
+    dumps = pickle.dumps
+    monkeypatch.setattr(maildir_writer.pickle, "dumps", lambda *a: sent.append(len(dumps(*a))) or dumps(*a))
+    writer = MaildirWriterProcess(tmp_path / "mail", HOST)
+    try:
+        [paths] = await writer.commit([(["bob@example.org"], [b"Received: x\r\nSubject: big\r\n\r\n",
+                                                              FileRange(str(incoming), 16, len(body))], None)])
+    finally:
+        await writer.close()
+    assert isinstance(paths, list)
+    assert paths[0].read_bytes() == b"Received: x\r\nSubject: big\r\n\r\n" + body
+    assert sent and max(sent) < 4096  # the request named the file; 4 MB never went through the pipe

@@ -10,6 +10,7 @@ from typing import Any
 from hardmail.config.schema import Config
 from hardmail.core.address import parse_mailbox
 from hardmail.core.clock import FakeClock
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.recipients import Resolution
 from hardmail.mime.headers import parse_header_block, without_fields
 from hardmail.msgauth.authres import verdict_fields
@@ -60,7 +61,7 @@ async def _deliver(hook: MsgAuthHook, sender: str, message: bytes) -> Any:
     await hook.on_connect(FACTS)
     await hook.on_mail(FACTS, parse_mailbox(sender), MailParams())
     return await hook.on_message(FACTS, MessageFacts(sender, ("bob@example.test",), ("bob@example.test",), (),
-                                                     (message,), len(message)))
+                                                     MessageContent.in_memory(message), len(message)))
 
 
 async def test_dmarc_reject_with_an_aligned_key_look_up_failing_is_deferred_not_refused(tmp_path: Path) -> None:

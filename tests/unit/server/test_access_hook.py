@@ -12,6 +12,7 @@ import pytest
 from hardmail.config.schema import Config
 from hardmail.core.address import Address
 from hardmail.core.clock import FakeClock
+from hardmail.delivery.content import MessageContent
 from hardmail.delivery.recipients import Resolution
 from hardmail.ops.counters import value
 from hardmail.policy.access import IpRange
@@ -180,7 +181,7 @@ async def test_message_and_recipient_rates_per_account() -> None:
     hook, _, clock, _ = make_hook(limits={"messages_per_hour": 2, "recipients_per_hour": 3})
     alice = facts(account="alice@example.test")
     message = MessageFacts(sender="alice@example.test", recipients=("b@x.example",), mailboxes=(),
-                           remote=("b@x.example",), chunks=[b"x"], size=1)
+                           remote=("b@x.example",), content=MessageContent.in_memory(b"x"), size=1)
     rcpt = Address("b", "x.example")
     for _ in range(2):
         assert await hook.on_mail(alice, None, MailParams()) is None

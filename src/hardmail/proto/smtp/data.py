@@ -5,26 +5,61 @@ removed. RFC 5321 2.3.8: lines end in CRLF; a bare CR or LF anywhere in DATA mar
 refused (SMTP smuggling, CVE-2023-51764 class), but the reader still runs to the real end so that
 nothing after a fake end is taken as commands. Buffers are scanned with bytes.find/count rather
 than line by line.
+
+The readers keep no content themselves: each unstuffed piece goes to a :class:`ContentSink` as
+soon as it is known to be content (the server's sink streams it to a file in the data directory,
+so that memory per message stays bounded whatever its size); :class:`ChunkList`, the default, keeps
+the pieces in memory for tools and tests. A refused message (too big, bare CR/LF) is still read to
+its end, but nothing more goes to the sink and the sink is told to drop what it has.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
+
+from hardmail.core.replies import Reply
 
 _END_MARK = b"\r\n.\r\n"
 _MAX_PENDING = 64 * 1024  # longest stretch held back while waiting for a CRLF
 
 
+class ContentSink(Protocol):
+    """Where a reader hands message content, piece by piece, in order."""
+
+    def write(self, piece: bytes) -> None:
+        """Take the next piece; must not block (the server queues it for a writer thread)."""
+
+    def abandon(self) -> None:
+        """The message is refused: drop what was taken; no more pieces come."""
+
+
+class ChunkList:
+    """A sink that keeps the content in memory."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, piece: bytes) -> None:
+        self.chunks.append(piece)
+
+    def abandon(self) -> None:
+        self.chunks.clear()
+
+
 class DataReader:
     """Consumes DATA content; :meth:`feed` returns the bytes that follow the end marker."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None) -> None:
         self.max_size = max_size
-        self.chunks: list[bytes] = []
+        self.sink: ContentSink = sink or ChunkList()
+        self.refused = refused  # refused before it started (e.g. no room): read, keep nothing
         self.size = 0
         self.too_big = False
         self.bare_newline = False
         self.done = False
         self._pending = bytearray()  # the unfinished line; never holds a CRLF
         self._line_start = True
+        self._dropped = False
 
     def feed(self, data: bytes) -> bytes:
         """Take bytes; returns what is left after the end marker (empty until done).
@@ -69,8 +104,8 @@ class DataReader:
             self.bare_newline = True
         starts_line = self._line_start
         self._line_start = region.endswith(b"\r\n")
-        if self.bare_newline or self.too_big:
-            self.chunks.clear()
+        if self.bare_newline or self.too_big or self.refused:
+            self._drop()
             return
         if starts_line and region[:1] == b".":  # RFC 5321 4.5.2
             region = region[1:]
@@ -79,23 +114,31 @@ class DataReader:
         self.size += len(region)
         if self.size > self.max_size:
             self.too_big = True
-            self.chunks.clear()
+            self._drop()
             return
-        self.chunks.append(region)
+        self.sink.write(region)
+
+    def _drop(self) -> None:
+        """Tell the sink once that the message is refused."""
+        if not self._dropped:
+            self._dropped = True
+            self.sink.abandon()
 
 
 class BdatReader:
     """Consumes the octets of BDAT chunks (RFC 3030 2): no transparency, no end marker."""
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None) -> None:
         self.max_size = max_size
-        self.chunks: list[bytes] = []
+        self.sink: ContentSink = sink or ChunkList()
+        self.refused = refused  # refused at its first chunk (e.g. no room): read, keep nothing
         self.size = 0
         self.too_big = False
         self.bare_newline = False  # BINARYMIME is not offered: content must be CRLF text as in DATA
         self.remaining = 0
         self.last = False
         self._ends_with_cr = False
+        self._dropped = False
 
     def start_chunk(self, size: int, last: bool) -> None:
         self.remaining = size
@@ -109,9 +152,12 @@ class BdatReader:
         self._check_line_ends(part)
         if self.size > self.max_size or self.bare_newline:
             self.too_big = True
-            self.chunks.clear()
+        if self.too_big or self.refused:
+            if not self._dropped:
+                self._dropped = True
+                self.sink.abandon()
         elif part:
-            self.chunks.append(part)
+            self.sink.write(part)
         return rest
 
     def _check_line_ends(self, part: bytes) -> None:

@@ -98,7 +98,10 @@ class BdatChunk(Event):
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived(Event):
-    """A whole message is in: dot-unstuffed DATA content or the joined BDAT chunks."""
+    """A whole message is in: dot-unstuffed DATA content or the joined BDAT chunks.
+
+    ``chunks`` holds the content only when the connection kept it in memory (no content sink);
+    with a sink, the sink has it and ``chunks`` is empty."""
 
     chunks: tuple[bytes, ...] = field(repr=False)
     size: int = 0

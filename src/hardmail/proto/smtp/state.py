@@ -4,6 +4,11 @@ No asyncio, no sockets, no clock. The session feeds bytes with :meth:`receive_da
 from :meth:`next_event`, and answers each event with exactly one :meth:`send`, which applies the
 state transition and returns the wire bytes. RFC 5321 3 and 4 define the sequence rules; RFC 2920
 pipelining falls out of buffering: commands are taken one at a time from the buffer.
+
+Message content goes to a sink the session supplies (``content_sink``, called once per message when
+DATA's 354 is sent or at its first BDAT chunk); the sink may instead return a Reply, which refuses
+the message (its content is still read, and dropped). Without one, content is kept in memory and
+comes with :class:`MessageReceived` as ``chunks``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from hardmail.core.replies import (
     Reply,
 )
 from hardmail.proto.smtp import grammar
-from hardmail.proto.smtp.data import BdatReader, DataReader
+from hardmail.proto.smtp.data import BdatReader, ChunkList, ContentSink, DataReader
 from hardmail.proto.smtp.events import (
     NEED_DATA,
     Auth,
@@ -106,11 +111,15 @@ class Transaction:
     rejected_recipients: int = 0
 
 
+SinkFactory = Callable[[], ContentSink | Reply]
+
+
 class ServerConnection:
     """One SMTP server session's protocol state (RFC 5321 4.1.4 command order)."""
 
-    def __init__(self, options: SmtpOptions) -> None:
+    def __init__(self, options: SmtpOptions, content_sink: SinkFactory | None = None) -> None:
         self.options = options
+        self._content_sink = content_sink
         self.tls_active = options.tls_active
         self.phase = Phase.COMMAND
         self.helo: str | None = None
@@ -257,7 +266,7 @@ class ServerConnection:
 
     def _cmd_bdat(self, argument: str) -> Event | NeedData:
         size, last = grammar.parse_bdat(argument)
-        self._bdat = self._bdat or BdatReader(self.options.max_message_size)
+        self._bdat = self._bdat or BdatReader(self.options.max_message_size, *self._new_sink())
         self._bdat.start_chunk(size, last)
         self.phase = Phase.BDAT
         return self._read_bdat()
@@ -322,6 +331,16 @@ class ServerConnection:
         return AuthResponse(Reply(334, None, ""), data=line.strip())
 
     # ----- message content --------------------------------------------------------------
+    def _new_sink(self) -> tuple[ContentSink, Reply | None]:
+        """The sink for the next message, or an in-memory one and the refusal the factory gave."""
+        made = self._content_sink() if self._content_sink is not None else ChunkList()
+        return (ChunkList(), made) if isinstance(made, Reply) else (made, None)
+
+    @property
+    def content_in_progress(self) -> bool:
+        """True while a message's content is being read (DATA, or BDAT chunks before LAST)."""
+        return self._data is not None or self._bdat is not None
+
     def _read_data(self) -> Event | NeedData:
         reader = self._data
         assert reader is not None
@@ -337,7 +356,9 @@ class ServerConnection:
             return MessageRefused(BARE_LINEFEED, reason="bare CR or LF in DATA")
         if reader.too_big:
             return MessageRefused(MESSAGE_TOO_BIG, reason="message larger than the limit")
-        return MessageReceived(OK, chunks=tuple(reader.chunks), size=reader.size)
+        if reader.refused:
+            return MessageRefused(reader.refused, reason="refused before its content was read")
+        return MessageReceived(OK, chunks=_kept(reader.sink), size=reader.size)
 
     def _read_bdat(self) -> Event | NeedData:
         reader = self._bdat
@@ -354,15 +375,15 @@ class ServerConnection:
         problem = self._message_sequence_problem()
         if reader.last:
             reader.finish_message()
-        if problem is not None or reader.too_big or reader.bare_newline:
+        if problem is not None or reader.too_big or reader.bare_newline or reader.refused:
             self._bdat = None
             if problem is None:
-                problem = BARE_LINEFEED if reader.bare_newline else MESSAGE_TOO_BIG
+                problem = BARE_LINEFEED if reader.bare_newline else reader.refused or MESSAGE_TOO_BIG
             return MessageRefused(problem, reason="BDAT refused")
         if not reader.last:
             return BdatChunk(Reply(250, "2.0.0", f"{reader.size} octets received"), size=reader.size)
         self._bdat = None
-        return MessageReceived(OK, chunks=tuple(reader.chunks), size=reader.size, via_bdat=True)
+        return MessageReceived(OK, chunks=_kept(reader.sink), size=reader.size, via_bdat=True)
 
     # ----- output side ------------------------------------------------------------------
     def greeting(self, reply: Reply | None = None) -> bytes:
@@ -413,7 +434,7 @@ class ServerConnection:
 
     def _after_data_start(self, event: Event, reply: Reply) -> None:
         if reply.code == 354:
-            self._data = DataReader(self.options.max_message_size)
+            self._data = DataReader(self.options.max_message_size, *self._new_sink())
             self.phase = Phase.DATA
 
     def _after_message(self, event: Event, reply: Reply) -> None:
@@ -467,6 +488,11 @@ class ServerConnection:
     @property
     def awaiting_tls(self) -> bool:
         return self.phase is Phase.TLS_HANDSHAKE
+
+
+def _kept(sink: ContentSink) -> tuple[bytes, ...]:
+    """The content when it was kept in memory; empty when the session's sink took it."""
+    return tuple(sink.chunks) if isinstance(sink, ChunkList) else ()
 
 
 _COMMANDS: dict[str, Callable[[ServerConnection, str], Event | NeedData]] = {
