@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, load_cli_config, print_json
+from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, print_json
 from hardmail.admin.datadir import WHERE_HINT
 from hardmail.ops.runstate import lock_holder, read_statuses
 
@@ -57,7 +57,7 @@ def status_command(config: ConfigOption = None, data_dir: DataDirOption = None, 
     if as_json:
         print_json(status)
     elif not cfg.data_dir.is_dir():
-        typer.echo(f"no hardmail data directory at {cfg.data_dir}; {WHERE_HINT}", err=True)
+        fail(f"no hardmail data directory at {cfg.data_dir}; {WHERE_HINT}", code=NOT_RUNNING)
     elif not status["running"]:
         typer.echo(f"no server is running on {cfg.data_dir}")
     else:
