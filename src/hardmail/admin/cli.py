@@ -22,7 +22,7 @@ from hardmail.admin import (
     cli_serve,
     cli_status,
 )
-from hardmail.admin.cli_common import err_console, is_disk_full
+from hardmail.admin.cli_common import causes, err_console, is_disk_full
 
 app = typer.Typer(
     name="hardmail",
@@ -70,17 +70,6 @@ def main() -> None:
         # A command that met a full disk outside its store (writing a key, a certificate...).
         if not is_disk_full(exc):
             raise
-        where = next((f" ({c.filename})" for c in _oserrors(exc) if c.filename), "")
+        where = next((f" ({c.filename})" for c in causes(exc) if isinstance(c, OSError) and c.filename), "")
         err_console.print(f"[bold red]error:[/] the disk is full{where}; free space and retry", highlight=False)
         sys.exit(1)
-
-
-def _oserrors(exc: BaseException) -> list[OSError]:
-    found, current = [], exc
-    for _ in range(10):
-        if isinstance(current, OSError):
-            found.append(current)
-        if current.__cause__ is None and current.__context__ is None:
-            break
-        current = current.__cause__ or current.__context__  # type: ignore[assignment]
-    return found

@@ -137,7 +137,7 @@ _PG_DISK_FULL = "53100"  # PostgreSQL SQLSTATE disk_full
 _LOW_SPACE = 64 * 1024  # bytes free below which an I/O error on the data directory counts as "full"
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
+def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and everything it wraps: causes, contexts and SQLAlchemy's ``orig``."""
     seen: set[int] = set()
     stack = [exc]
@@ -156,7 +156,7 @@ def is_disk_full(exc: BaseException, data_dir: Path | None = None) -> bool:
     """Whether ``exc`` (or what it wraps) says the disk is full: ENOSPC/EDQUOT, SQLite's
     "database or disk is full", PostgreSQL's disk_full, or SQLite's "disk I/O error" while the
     file system holding ``data_dir`` has (next to) no space left."""
-    for cause in _causes(exc):
+    for cause in causes(exc):
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL:
@@ -182,8 +182,11 @@ def disk_full_message(data_dir: Path) -> str:
 
 def fail_if_disk_full(exc: BaseException, data_dir: Path) -> None:
     """Exit with the one-line disk-full message when ``exc`` is a full disk; else return."""
-    if is_disk_full(exc, data_dir):
-        fail(disk_full_message(data_dir))
+    if not is_disk_full(exc, data_dir):
+        return
+    if any(getattr(cause, "sqlstate", None) == _PG_DISK_FULL for cause in causes(exc)):
+        fail("the disk of the PostgreSQL server (storage.url) is full; free space there and retry")
+    fail(disk_full_message(data_dir))
 
 
 async def with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
