@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -143,3 +145,26 @@ def test_a_second_server_on_the_same_data_dir_is_refused(cwd: Path, workers: str
     # the lock went with the first server: a new one starts
     with serving(cwd=cwd, env=cli_env(**ONE_WORKER)) as third:
         assert json.loads(run_cli("status", "--json", cwd=cwd).stdout)["pid"] == third.pid
+
+
+def test_status_and_lists_as_a_user_who_cannot_read_the_data_dir() -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run status as an unprivileged user")
+    shared = Path(tempfile.mkdtemp(prefix="hardmail-status-"))
+    try:
+        shared.chmod(0o755)
+        data = shared / "data"
+        assert run_cli("domain", "add", "example.org", "-d", str(data), cwd=shared).returncode == 0
+        with serving("-d", str(data), cwd=shared, env=cli_env(**ONE_WORKER)):
+            result = run_cli("status", "-d", str(data), cwd=shared,
+                             prefix=("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"))
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert result.stderr.startswith(f"error: cannot read {data / 'hardmail.lock'}: permission denied for user "
+                                        "nobody")
+        assert "Traceback" not in result.stderr
+        listed = run_cli("domain", "list", "-d", str(data), cwd=shared,
+                         prefix=("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"))
+        assert listed.returncode == 1
+        assert listed.stderr == f"error: data directory {data} is not readable by user nobody\n"
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

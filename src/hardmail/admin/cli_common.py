@@ -46,7 +46,7 @@ ConfigOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", "-d", file_okay=False,
+    typer.Option("--data-dir", "-d", file_okay=False, readable=False,  # access is checked by datadir.py, per use
                  help="Data directory (default: server.data_dir, else $HARDMAIL_DATA_DIR, else ./hardmail-data)."),
 ]
 # How the running command uses the data directory; set by @read_only, "write" otherwise.

@@ -6,7 +6,8 @@ status file (listeners, open sessions, queue size, last error-level events). It 
 database and never creates anything.
 
 Exit status: 0 a server is running; 3 none is (as LSB init scripts' ``status``), including
-when the data directory does not exist; 1 the configuration cannot be loaded.
+when the data directory does not exist; 4 it cannot be told (the lock file is not readable by
+this user); 1 the configuration cannot be loaded.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import typer
 from rich.markup import escape
 
 from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, print_json
-from hardmail.admin.datadir import WHERE_HINT
-from hardmail.ops.runstate import lock_holder, read_statuses
+from hardmail.admin.datadir import WHERE_HINT, user_name
+from hardmail.ops.runstate import lock_holder, lock_path, read_statuses
 
 NOT_RUNNING = 3
+UNKNOWN = 4
 STALE_AFTER = 30.0  # seconds without an update after which a process's status is shown as stale
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the status as JSON.")]
@@ -53,7 +55,11 @@ def server_status(data_dir: Path, now: float) -> dict[str, Any]:
 def status_command(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonFlag = False) -> None:
     """Say whether a server is running on the data directory: since when, listeners, workers, queue, last errors."""
     cfg = load_cli_config(config, data_dir, use="none")
-    status = server_status(cfg.data_dir, time.time())
+    try:
+        status = server_status(cfg.data_dir, time.time())
+    except OSError as exc:
+        fail(f"cannot read {lock_path(cfg.data_dir)}: {(exc.strerror or str(exc)).lower()} for user {user_name()}",
+             "run `hardmail status` as the user the server runs as", code=UNKNOWN)
     if as_json:
         print_json(status)
     elif not cfg.data_dir.is_dir():

@@ -48,6 +48,8 @@ def require_initialised(config: Config, database: bool = True) -> None:
         return
     if not data_dir.is_dir():
         raise DataDirError(f"no hardmail data directory at {data_dir}; {WHERE_HINT}")
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise DataDirError(f"data directory {data_dir} is not readable by user {user_name()}")
     if database and database_file is not None and not database_file.is_file():
         raise DataDirError(f"the data directory {data_dir} is not initialised (no database {database_file.name} "
                            f"in it); {WHERE_HINT}")
