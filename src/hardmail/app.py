@@ -35,6 +35,7 @@ from hardmail.server.prefork import (
     worker_count,
 )
 from hardmail.server.sessions import AccountChangeMonitor, SessionCheckHook
+from hardmail.server.status_keeper import StatusKeeper
 from hardmail.server.tls import TlsManager
 from hardmail.store import open_store
 from hardmail.store.cache import CachedStore, cached_store
@@ -247,9 +248,13 @@ async def serve(config: Config, on_started: Callable[[RunningServer], None] | No
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, server)
     if worker is not None:
         _join_queue_wakes(server, worker, loop)
+    status = StatusKeeper(config.data_dir, worker, server.listeners, None if worker else server.context.store.queue)
+    await status.write_once()  # `hardmail status` knows this process once the start is announced
     if on_started is not None:
         on_started(server)
+    status.start()
     try:
         await stop.wait()
     finally:
+        await status.stop()
         await server.stop()

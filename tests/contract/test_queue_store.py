@@ -40,6 +40,14 @@ async def test_an_added_entry_reads_back_with_its_recipients(queue: QueueStore) 
     assert (found.sender, found.size, found.next_attempt_at, found.attempts) == ("alice@example.test", 123, NOW, 0)
 
 
+async def test_count_queued_counts_every_entry(queue: QueueStore) -> None:
+    assert await queue.count_queued() == 0
+    await queue.add_queued(_entry("Q0000000000001"))
+    await queue.add_queued(_entry("Q0000000000002"))
+    await queue.set_held("Q0000000000002", True)
+    assert await queue.count_queued() == 2
+
+
 async def test_a_queue_id_is_queued_once(queue: QueueStore) -> None:
     await queue.add_queued(_entry())
     with pytest.raises(AlreadyExists):

@@ -74,6 +74,8 @@ def test_domain_add_list_remove(cli: Cli) -> None:
 
 
 def test_empty_lists_say_so(cli: Cli) -> None:
+    _ok(cli("domain", "add", "example.org"))  # lists need an initialised data directory
+    _ok(cli("domain", "remove", "example.org"))
     assert "no domains" in _ok(cli("domain", "list"))
     assert json.loads(_ok(cli("account", "list", "--json"))) == []
 

@@ -19,6 +19,7 @@ from hardmail.admin.cli_common import (
     load_cli_config,
     print_json,
     print_table,
+    read_only,
     run_async,
     with_store,
 )
@@ -106,6 +107,7 @@ def _range_row(found: IpRange) -> dict[str, Any]:
 
 
 @range_app.command("list")
+@read_only
 def range_list(as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """List the IP ranges (stored and built-in), highest priority first."""
     found = _run(config, data_dir, lambda s: s.ranges())
@@ -126,6 +128,7 @@ def range_remove(name: str, config: ConfigOption = None, data_dir: DataDirOption
 
 
 @range_app.command("test")
+@read_only
 def range_test(ip: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Show which range an address falls in, what it allows, and whether it is banned."""
     found, bans = _run(config, data_dir, lambda s: s.test(ip))
@@ -147,6 +150,7 @@ def _ban_row(ban: Ban) -> dict[str, Any]:
 
 
 @ban_app.command("list")
+@read_only
 def ban_list(
     include_expired: Annotated[bool, typer.Option("--all", help="Also show bans that have ended.")] = False,
     as_json: JsonOption = False,
@@ -183,6 +187,7 @@ def ban_remove(ip: str, config: ConfigOption = None, data_dir: DataDirOption = N
 
 
 @ban_app.command("explain")
+@read_only
 def ban_explain(ip: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Say why an address is (or is not) refused."""
     for line in _run(config, data_dir, lambda s: s.explain(ip)):
@@ -190,6 +195,7 @@ def ban_explain(ip: str, config: ConfigOption = None, data_dir: DataDirOption = 
 
 
 @ban_app.command("export")
+@read_only
 def ban_export(
     nft: Annotated[bool, typer.Option("--nft", help="Write an nftables script (the only format so far).")] = False,
     table: Annotated[str, typer.Option(help="nftables table name (family inet).")] = "hardmail",
@@ -232,6 +238,7 @@ def _login_row(event: LoginEvent) -> dict[str, Any]:
             "tls_version": event.tls_version, "detail": event.detail}
 
 
+@read_only
 def account_logins(
     address: str,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="How many events, newest first.")] = 50,

@@ -21,6 +21,7 @@ from hardmail.admin.cli_common import (
     load_cli_config,
     print_json,
     print_table,
+    read_only,
     run_async,
     warn,
     with_store,
@@ -145,6 +146,7 @@ def domain_add(name: str, config: ConfigOption = None, data_dir: DataDirOption =
 
 
 @domain_app.command("list")
+@read_only
 def domain_list(
     as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -187,6 +189,7 @@ LegacyOption = Annotated[
 
 
 @account_app.command("list")
+@read_only
 def account_list(
     domain: DomainFilter = None,
     legacy: LegacyOption = False,
@@ -309,6 +312,7 @@ def alias_add(
 
 
 @alias_app.command("list")
+@read_only
 def alias_list(
     domain: DomainFilter = None,
     as_json: JsonOption = False,

@@ -1,12 +1,20 @@
-"""What every CLI command shares: the --config/--data-dir options, config loading, error exits."""
+"""What every CLI command shares: the --config/--data-dir options, config loading, the data
+directory (created by commands that write, required by the ``@read_only`` ones), the store, and
+error exits, including the one-line "disk is full" message for a full disk met anywhere.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import errno
+import functools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,12 +22,17 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
 from hardmail.store import open_store
 from hardmail.store.ports import Store
 
 T = TypeVar("T")
+P = ParamSpec("P")
+# "read": a read-only command of the database; "read-files": one that reads files of the data
+# directory only (DKIM keys); "write": creates the data directory when missing; "none": neither.
+DataDirUse = Literal["read", "read-files", "write", "none"]
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -33,8 +46,11 @@ ConfigOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", "-d", help="Data directory (overrides server.data_dir).", file_okay=False),
+    typer.Option("--data-dir", "-d", file_okay=False, readable=False,  # access is checked by datadir.py, per use
+                 help="Data directory (default: server.data_dir, else $HARDMAIL_DATA_DIR, else ./hardmail-data)."),
 ]
+# How the running command uses the data directory; set by @read_only, "write" otherwise.
+_data_dir_use: contextvars.ContextVar[DataDirUse] = contextvars.ContextVar("hardmail_data_dir_use", default="write")
 
 
 def print_json(value: Any) -> None:
@@ -55,12 +71,35 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
     console.print(table)
 
 
-def fail(message: str, hint: str = "") -> NoReturn:
-    """Print what was wrong (and what to do) on standard error and exit with status 1."""
+def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
+    """Print what was wrong (and what to do) on standard error and exit with status ``code``."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint:
         err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
+
+
+def _marked(use: DataDirUse, command: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = _data_dir_use.set(use)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _data_dir_use.reset(token)
+
+    return run
+
+
+def read_only(command: Callable[P, T]) -> Callable[P, T]:
+    """Mark a command that only reads the database: it refuses a missing or uninitialised data
+    directory instead of creating one (and an empty database) where the admin did not mean it."""
+    return _marked("read", command)
+
+
+def read_only_files(command: Callable[P, T]) -> Callable[P, T]:
+    """Mark a command that only reads files of the data directory: it refuses a missing one."""
+    return _marked("read-files", command)
 
 
 def warn(message: str) -> None:
@@ -69,23 +108,105 @@ def warn(message: str) -> None:
 
 
 def load_cli_config(
-    config: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None
+    config: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None,
+    use: DataDirUse | None = None,
 ) -> Config:
-    """Load the configuration for a command, or exit 1 with every problem listed."""
+    """Load the configuration for a command, or exit 1 with every problem listed; then make sure
+    the data directory serves the command (``use``, by default "read" under @read_only, else
+    "write"): created when missing for writes, required for reads, left alone for "none"."""
     try:
-        return load_config(config, data_dir=data_dir, overrides=overrides)
+        loaded = load_config(config, data_dir=data_dir, overrides=overrides)
     except ConfigError as exc:
         fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting")
+    prepare_cli_data_dir(loaded, use or _data_dir_use.get())
+    return loaded
+
+
+def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
+    try:
+        if use in ("read", "read-files"):
+            require_initialised(config, database=use == "read")
+        elif use == "write" and ensure_data_dir(config):
+            typer.echo(f"created data directory {config.data_dir}", err=True)
+    except DataDirError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail_if_disk_full(exc, config.data_dir)
+        fail(f"cannot create the data directory {config.data_dir}: {exc.strerror or exc}")
+
+
+# --- a full disk, wherever it is met ---------------------------------------------------------
+
+_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
+_PG_DISK_FULL = "53100"  # PostgreSQL SQLSTATE disk_full
+_LOW_SPACE = 64 * 1024  # bytes free below which an I/O error on the data directory counts as "full"
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts and SQLAlchemy's ``orig``."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for inner in (current.__cause__, current.__context__, getattr(current, "orig", None)):
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+
+
+def is_disk_full(exc: BaseException, data_dir: Path | None = None) -> bool:
+    """Whether ``exc`` (or what it wraps) says the disk is full: ENOSPC/EDQUOT, SQLite's
+    "database or disk is full", PostgreSQL's disk_full, or SQLite's "disk I/O error" while the
+    file system holding ``data_dir`` has (next to) no space left."""
+    for cause in causes(exc):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        if getattr(cause, "sqlstate", None) == _PG_DISK_FULL or "database or disk is full" in str(cause):
+            return True
+        if "disk I/O error" in str(cause) and data_dir is not None and _space_left(data_dir) < _LOW_SPACE:
+            return True
+    return False
+
+
+def _space_left(path: Path) -> int:
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return _LOW_SPACE
+    return found.f_bavail * found.f_frsize
+
+
+def disk_full_message(data_dir: Path) -> str:
+    return f"the disk holding {data_dir} is full; free space and retry"
+
+
+def fail_if_disk_full(exc: BaseException, data_dir: Path) -> None:
+    """Exit with the one-line disk-full message when ``exc`` is a full disk; else return."""
+    if not is_disk_full(exc, data_dir):
+        return
+    if any(getattr(cause, "sqlstate", None) == _PG_DISK_FULL for cause in causes(exc)):
+        fail("the disk of the PostgreSQL server (storage.url) is full; free space there and retry")
+    fail(disk_full_message(data_dir))
 
 
 async def with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store of ``config``, bring its schema up to date, run ``work`` on it, close it."""
-    store = await open_store(config.database_url)
+    """Open the store of ``config``, bring its schema up to date, run ``work`` on it, close it.
+    A full disk ends the command with one line saying so."""
     try:
-        await store.migrate()
-        return await work(store)
-    finally:
-        await store.close()
+        store = await open_store(config.database_url)
+        try:
+            await store.migrate()
+            return await work(store)
+        finally:
+            await store.close()
+    except Exception as exc:
+        fail_if_disk_full(exc, config.data_dir)
+        raise
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:

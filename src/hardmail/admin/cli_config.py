@@ -1,7 +1,9 @@
 """``hardmail config``: check the configuration (print every effective setting) and show an example.
 
-``config check`` exits 0 when the configuration is usable (insecure warnings do not fail it) and
-1 when it is not, listing every problem with the file, variable or option that caused it.
+``config check`` exits 0 when the configuration is usable and raises no warning, 1 when it is
+usable but prints a warning about an insecure setting (0 with ``--warnings-ok``), and 2 when it is
+not usable, listing every problem with the file, variable or option that caused it; so that
+scripts can gate on it. It neither needs nor creates the data directory.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from hardmail.admin.cli_common import (
     DataDirOption,
     err_console,
     fail,
-    load_cli_config,
 )
+from hardmail.config.load import ConfigError, load_config
 from hardmail.config.render import render_example, render_json, render_toml
 from hardmail.config.schema import Config
 from hardmail.config.warnings import insecure_warnings
@@ -28,6 +30,12 @@ CHECK_HEADER = (
     "(a database password is shown as ***)."
 )
 
+EXIT_WARNINGS = 1
+EXIT_INVALID = 2
+
+WarningsOkFlag = Annotated[
+    bool, typer.Option("--warnings-ok", help="Exit 0 even when insecure settings are warned about.")
+]
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print the effective configuration as JSON instead of TOML.")
 ]
@@ -38,15 +46,25 @@ config_app = typer.Typer(
 
 
 @config_app.command("check")
-def check(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonFlag = False) -> None:
-    """Validate the configuration, print every effective setting, then any insecure warnings."""
-    cfg = load_cli_config(config, data_dir)
+def check(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonFlag = False,
+          warnings_ok: WarningsOkFlag = False) -> None:
+    """Validate the configuration, print every effective setting, then any insecure warnings.
+    Exit status: 0 usable, 1 usable with warnings (0 with --warnings-ok), 2 not usable."""
+    try:
+        cfg = load_config(config, data_dir=data_dir)
+    except ConfigError as exc:
+        fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting", EXIT_INVALID)
     typer.echo(render_json(cfg) if as_json else render_toml(cfg, header=CHECK_HEADER), nl=False)
-    for warning in insecure_warnings(cfg):
+    warnings = insecure_warnings(cfg)
+    for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     problems = missing_files(cfg)
     if problems:
-        fail("\n".join(problems), "create the files or correct the paths, then run the check again")
+        fail("\n".join(problems), "create the files or correct the paths, then run the check again", EXIT_INVALID)
+    if warnings and not warnings_ok:
+        err_console.print(f"{len(warnings)} warning(s); exit status {EXIT_WARNINGS} "
+                          "(pass --warnings-ok to accept them)", highlight=False)
+        raise typer.Exit(EXIT_WARNINGS)
 
 
 @config_app.command("example")

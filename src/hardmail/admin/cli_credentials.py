@@ -25,6 +25,7 @@ from hardmail.admin.cli_common import (
     load_cli_config,
     print_json,
     print_table,
+    read_only,
     run_async,
     with_store,
 )
@@ -157,6 +158,7 @@ def _app_password_row(app_password: AppPassword) -> dict[str, str]:
 
 
 @app_password_app.command("list")
+@read_only
 def app_password_list(
     address: str, as_json: JsonOption = False, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:

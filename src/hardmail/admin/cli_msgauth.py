@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, run_async, warn
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    load_cli_config,
+    read_only_files,
+    run_async,
+    warn,
+)
 from hardmail.config.schema import Config
 from hardmail.core.address import AddressError
 from hardmail.msgauth import dnsadvice
@@ -63,6 +72,7 @@ def rotate(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDi
 
 
 @dkim_app.command("show")
+@read_only_files
 def show(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """List the DKIM key generations of DOMAIN and their states."""
     keys = _domain_keys(load_cli_config(config, data_dir), domain)
@@ -120,6 +130,7 @@ async def _check(config: Config, domain: str) -> int:
     return sum(1 for r in results if r.status != "ok")
 
 
+@read_only_files
 def dns(words: Annotated[list[str], typer.Argument(help="DOMAIN, or: check DOMAIN", show_default=False)],
         config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Print the DNS records DOMAIN needs (zone-file form); `hardmail dns check DOMAIN` verifies them."""

@@ -22,6 +22,7 @@ from hardmail.admin.cli_common import (
     load_cli_config,
     print_json,
     print_table,
+    read_only,
     run_async,
     with_store,
 )
@@ -114,6 +115,7 @@ def _state_of(entry: QueueEntry) -> str:
 
 
 @queue_app.command("list")
+@read_only
 def list_queue(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """List queued messages, oldest first."""
     entries = _run(config, data_dir, lambda admin: admin.list())
@@ -127,6 +129,7 @@ def list_queue(config: ConfigOption = None, data_dir: DataDirOption = None, as_j
 
 
 @queue_app.command("show")
+@read_only
 def show(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOption = None,
          as_json: JsonOption = False) -> None:
     """Show one queued message: its recipients' states and its headers."""
@@ -260,6 +263,7 @@ async def _routes(cfg: Config, pattern: str | None) -> list[Route]:
 
 
 @route_app.command("list")
+@read_only
 def list_routes(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """List routes (the password is never shown)."""
     cfg = load_cli_config(config, data_dir)

@@ -1,15 +1,33 @@
-"""``hardmail serve``: start the server, print where it listens and what it uses."""
+"""``hardmail serve``: start the server, print where it listens and what it uses.
+
+Start-up failures end with one line that names what failed and why (the address and the cause
+of a listener that cannot be opened, another server on the same data directory, a data
+directory the user cannot write, a full disk), never a traceback.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config
+from hardmail.admin.cli_common import (
+    ConfigOption,
+    DataDirOption,
+    console,
+    fail,
+    fail_if_disk_full,
+    load_cli_config,
+)
+from hardmail.admin.datadir import user_name
 from hardmail.app import RunningServer, run_serve
+from hardmail.config.schema import Config
 from hardmail.config.warnings import insecure_warnings
 from hardmail.ops.logfile import LogFileError
+from hardmail.ops.runstate import AnotherServerRunning, ServerLock
+from hardmail.server.listen_errors import ListenError
+from hardmail.server.listener import KINDS
+from hardmail.server.prefork import worker_count
 
 
 def _overrides(smtp: list[str] | None, submission: list[str] | None, submissions: list[str] | None) -> dict[str, Any]:
@@ -48,14 +66,41 @@ def serve_command(
 ) -> None:
     """Run the mail server in the foreground."""
     cfg = load_cli_config(config, data_dir, _overrides(listen_smtp, listen_submission, listen_submissions))
+    lock = _lock(cfg)
     try:
         run_serve(cfg, on_started=_print_started)
     except LogFileError as exc:  # its message says what is wrong with logging.file and what to do
         fail(f"cannot start: {exc}")
-    except OSError as exc:
-        fail(f"cannot start: {exc}", "is another program using that port? choose others with --listen-smtp etc.")
     except KeyboardInterrupt:
         pass
+    except ListenError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        _fail_start(cfg, exc)
+    finally:
+        lock.release()
+
+
+def _lock(cfg: Config) -> ServerLock:
+    """Hold the data directory for this server's lifetime, or exit: one server per directory."""
+    listeners = [f"{kind}={address}" for kind in KINDS for address in getattr(cfg.listen, kind)]
+    try:
+        return ServerLock.acquire(cfg.data_dir, {"workers": worker_count(cfg), "listeners": listeners})
+    except AnotherServerRunning as exc:
+        fail(str(exc))
+    except Exception as exc:
+        _fail_start(cfg, exc)
+
+
+def _fail_start(cfg: Config, exc: Exception) -> NoReturn:
+    """One line for a start-up failure; an unexpected one keeps its traceback (a bug to report)."""
+    fail_if_disk_full(exc, cfg.data_dir)
+    if isinstance(exc, PermissionError):
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot start: cannot write{where}: permission denied for user {user_name()}")
+    if isinstance(exc, OSError):
+        fail(f"cannot start: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
+    raise exc
 
 
 def register(app: typer.Typer) -> None:

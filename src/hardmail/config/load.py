@@ -1,6 +1,9 @@
 """Loading the configuration: TOML file, ``HARDMAIL_*`` environment, command line → Config.
 
-Precedence, later wins: schema defaults < file < environment < overrides < ``--data-dir``.
+Precedence, later wins: schema defaults < ``$HARDMAIL_DATA_DIR`` < file < environment
+(``HARDMAIL_SECTION__KEY``) < overrides < ``--data-dir``. ``$HARDMAIL_DATA_DIR`` thus only replaces
+the default data directory (``./hardmail-data``): a configuration that names one wins over it.
+The data directory is made absolute here, once, so every command and the server use one path.
 Every value is recorded with the place it came from, so that each problem is reported as
 ``<source>:<dotted.key>: what is wrong; allowed: what is accepted`` — all problems at once.
 Relative paths are resolved against the config file's directory (values from the file) or the
@@ -28,6 +31,7 @@ from hardmail.config.schema import Config
 
 ENV_PREFIX = "HARDMAIL_"
 CONFIG_ENV = "HARDMAIL_CONFIG"
+DATA_DIR_ENV = "HARDMAIL_DATA_DIR"
 DEFAULT_CONFIG_FILE = Path("hardmail.toml")
 # Settings whose values may hold a secret (a database password in a URL): never echoed.
 _UNSHOWN_KEYS = frozenset({("storage", "url")})
@@ -161,7 +165,7 @@ def _file_settings(path: Path, named_by: str) -> list[_Setting]:
 def _env_settings(environ: Mapping[str, str]) -> _Collected:
     collected = _Collected()
     for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_ENV:
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in (CONFIG_ENV, DATA_DIR_ENV):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         if "__" not in rest:
@@ -303,7 +307,8 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     file_path, named_by = _choose_file(path, environ)
-    settings = _file_settings(file_path, named_by) if file_path else []
+    settings = _default_data_dir(environ)
+    settings += _file_settings(file_path, named_by) if file_path else []
     env = _env_settings(environ)
     settings += env.settings
     settings += _override_settings(overrides or {}, override_names or {}, data_dir)
@@ -321,10 +326,21 @@ def load_config(
     return _with_absolute_data_dir(cfg)
 
 
+def _default_data_dir(environ: Mapping[str, str]) -> list[_Setting]:
+    """``$HARDMAIL_DATA_DIR`` in place of the built-in default (relative: to the current directory)."""
+    value = environ.get(DATA_DIR_ENV, "")
+    if not value:
+        return []
+    path = ("server", "data_dir")
+    return [_Setting(path, _absolutize(path, value, Path.cwd()), f"env {DATA_DIR_ENV}")]
+
+
 def _with_absolute_data_dir(cfg: Config) -> Config:
-    if cfg.server.data_dir.is_absolute():
+    """The data directory as one absolute, normalised path (``a/../b`` → ``b``, ``~`` expanded)."""
+    absolute = Path(os.path.normpath(Path.cwd() / cfg.server.data_dir.expanduser()))
+    if absolute == cfg.server.data_dir:
         return cfg
-    server = cfg.server.model_copy(update={"data_dir": Path.cwd() / cfg.server.data_dir})
+    server = cfg.server.model_copy(update={"data_dir": absolute})
     return cfg.model_copy(update={"server": server})
 
 

@@ -31,6 +31,7 @@ import os
 import select
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,6 +63,8 @@ _LEVEL_NAMES = {number: logging.getLevelName(number).lower() for number in set(L
 # One encoder for every line: json.dumps with a keyword argument would build a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 _encode_str = json.encoder.encode_basestring  # the string form _ENCODER (ensure_ascii=False) uses
+RECENT_ERRORS = 10  # error-level events this process remembers for `hardmail status`
+_recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
 
 _events = logging.getLogger(EVENTS_LOGGER_NAME)
 _root = logging.getLogger(ROOT_LOGGER_NAME)
@@ -166,6 +169,8 @@ def _emit(event: str, level: str, fields: Mapping[str, Any]) -> None:
         if not _events.isEnabledFor(numeric):
             return
         payload = build_event(event, _LEVEL_NAMES[numeric], fields)
+        if numeric >= logging.ERROR:
+            _recent_errors.append(payload)
         _handle(numeric, _ENCODER.encode(payload), payload)
     except Exception:  # logging must never break mail handling
         _report_failure(event)
@@ -184,6 +189,8 @@ def _emit_bound(event: str, level: str, bound: BoundFields, fields: Mapping[str,
         if clean:
             parts.append(_ENCODER.encode(clean)[1:-1])
         line = ", ".join(filter(None, parts)) + "}"
+        if numeric >= logging.ERROR:
+            _recent_errors.append({"ts": ts, "level": name, "event": text, **bound.clean, **clean})
         direct = _direct_handler(numeric)
         if direct is not None:
             direct.emit_line(line, numeric)
@@ -191,6 +198,11 @@ def _emit_bound(event: str, level: str, bound: BoundFields, fields: Mapping[str,
         _handle(numeric, line, {"ts": ts, "level": name, "event": text, **bound.clean, **clean})
     except Exception:  # logging must never break mail handling
         _report_failure(event)
+
+
+def recent_errors() -> list[dict[str, Any]]:
+    """The last error-level events of this process (already cleaned of secrets), oldest first."""
+    return list(_recent_errors)
 
 
 def _direct_handler(numeric: int) -> _TurnBatchingHandler | None:

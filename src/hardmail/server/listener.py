@@ -11,6 +11,7 @@ from hardmail.config.schema import parse_host_port
 from hardmail.ops.log import log_event
 from hardmail.server.channel import Channel
 from hardmail.server.context import ServerContext
+from hardmail.server.listen_errors import ListenError
 from hardmail.server.prefork import LISTEN_BACKLOG, ListeningSocket
 from hardmail.server.proxy_edge import accept_proxied
 from hardmail.server.smtp_session import SmtpSession
@@ -51,10 +52,13 @@ class Listeners:
     async def _listen(self, kind: str, host: str, port: int, proxied: bool = False) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server = await loop.create_server(
-            lambda: self._accept(kind, proxied), host or None, port, family=family, reuse_address=True,
-            backlog=LISTEN_BACKLOG,
-        )
+        try:
+            server = await loop.create_server(
+                lambda: self._accept(kind, proxied), host or None, port, family=family, reuse_address=True,
+                backlog=LISTEN_BACKLOG,
+            )
+        except OSError as exc:
+            raise ListenError(host, port, exc) from exc
         self._serving(kind, server)
 
     async def _adopt(self, kind: str, sock: socket.socket, proxied: bool) -> None:

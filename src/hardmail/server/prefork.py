@@ -36,6 +36,7 @@ from typing import Any
 
 from hardmail.config.schema import Config, parse_host_port
 from hardmail.ops.log import log_event
+from hardmail.server.listen_errors import ListenError
 
 MAX_AUTO_WORKERS = 4  # "0 = automatic" never starts more workers than this
 LISTEN_BACKLOG = 1024
@@ -62,14 +63,18 @@ def worker_count(config: Config) -> int:
 
 def bind_listeners(config: Config, kinds: tuple[str, ...]) -> list[ListeningSocket]:
     """Listening sockets for every configured address (a host name or an empty host gives one per
-    address it stands for, as asyncio's create_server does); closes what it opened when one fails."""
+    address it stands for, as asyncio's create_server does); closes what it opened when one fails,
+    raising :class:`ListenError` that names the address and the cause."""
     bound: list[ListeningSocket] = []
     try:
         for kind in kinds:
             for address in getattr(config.listen, kind):
                 host, port = parse_host_port(address)
-                for family, sockaddr in _passive_addresses(host, port):
-                    bound.append(ListeningSocket(kind, address, _listen(family, sockaddr)))
+                try:
+                    for family, sockaddr in _passive_addresses(host, port):
+                        bound.append(ListeningSocket(kind, address, _listen(family, sockaddr)))
+                except OSError as exc:
+                    raise ListenError(host, port, exc) from exc
     except BaseException:
         for listening in bound:
             listening.sock.close()

@@ -103,6 +103,10 @@ class QueueStore(Protocol):
         """Every entry, oldest first."""
         ...
 
+    async def count_queued(self) -> int:
+        """How many entries the queue holds (held ones included)."""
+        ...
+
     async def claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueueEntry]:
         """Claim up to ``limit`` entries that are due, not held and not claimed by a live lease.
 

@@ -54,18 +54,33 @@ def test_check_json(run: Callable[..., Result], tmp_path: Path) -> None:
     assert data["server"]["data_dir"] == str(tmp_path / "d")
 
 
-def test_check_warns_but_succeeds(run: Callable[..., Result], write_toml: Write) -> None:
+def test_check_warns_and_exits_one(run: Callable[..., Result], write_toml: Write) -> None:
     path = write_toml("[relay]\ntrusted_networks = ['0.0.0.0/0']\n")
     result = run("check", "-c", str(path))
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     stderr = flat(result.stderr)
     assert flat("warning: relay.trusted_networks contains 0.0.0.0/0") in stderr
+    assert flat("1 warning(s); exit status 1 (pass --warnings-ok to accept them)") in stderr
+    assert "max_recipients = 100" in result.stdout  # the settings are still printed
 
 
-def test_check_lists_every_problem_and_exits_one(run: Callable[..., Result], write_toml: Write) -> None:
+def test_check_warnings_ok_accepts_warnings(run: Callable[..., Result], write_toml: Write) -> None:
+    path = write_toml("[relay]\ntrusted_networks = ['0.0.0.0/0']\n")
+    result = run("check", "-c", str(path), "--warnings-ok")
+    assert result.exit_code == 0
+    assert flat("warning: relay.trusted_networks contains 0.0.0.0/0") in flat(result.stderr)
+
+
+def test_check_neither_needs_nor_creates_the_data_dir(run: Callable[..., Result], tmp_path: Path) -> None:
+    result = run("check", "--data-dir", str(tmp_path / "absent"))
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "absent").exists()
+
+
+def test_check_lists_every_problem_and_exits_two(run: Callable[..., Result], write_toml: Write) -> None:
     path = write_toml("[smtp]\nmax_recipients = 0\nmax_recipent = 1\n")
     result = run("check", "-c", str(path), env={"HARDMAIL_LOGGING__LEVEL": "loud"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     stderr = flat(result.stderr)
     assert flat("smtp.max_recipients: must be greater than 0") in stderr
     assert flat("smtp.max_recipent: unknown setting") in stderr
@@ -76,14 +91,14 @@ def test_check_reports_missing_certificate_files(run: Callable[..., Result], wri
     path = write_toml("[tls]\ncert_file = 'c.pem'\nkey_file = 'k.pem'\n")
     path.with_name("c.pem").write_text("not checked here")
     result = run("check", "-c", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     stderr = flat(result.stderr)
     assert flat("tls.key_file: file") in stderr and "tls.cert_file" not in stderr
 
 
 def test_missing_config_file_fails(run: Callable[..., Result]) -> None:
     result = run("check", "-c", "absent.toml")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert flat("does not exist") in flat(result.stderr)
 
 

@@ -246,3 +246,16 @@ def test_certificate_without_key_is_reported(workdir: Path, write_toml: Write) -
 def test_config_error_accepts_a_single_message() -> None:
     assert ConfigError("one problem").problems == ["one problem"]
     assert str(ConfigError(["a", "b"])) == "a\nb"
+
+
+def test_hardmail_data_dir_replaces_only_the_default(workdir: Path, write_toml: Write, tmp_path: Path) -> None:
+    env = {"HARDMAIL_DATA_DIR": "from-env"}
+    assert load_config(environ=env).server.data_dir == workdir / "from-env"
+    path = write_toml("[server]\ndata_dir = '/srv/file'\n")
+    assert load_config(path, environ=env).server.data_dir == Path("/srv/file")
+    assert load_config(path, environ=env, data_dir=tmp_path / "opt").server.data_dir == tmp_path / "opt"
+    assert load_config(environ={"HARDMAIL_DATA_DIR": ""}).server.data_dir == workdir / "hardmail-data"
+
+
+def test_the_data_dir_is_absolute_and_normalised(workdir: Path) -> None:
+    assert load_config(environ={}, data_dir=Path("a/../b/./c")).server.data_dir == workdir / "b" / "c"

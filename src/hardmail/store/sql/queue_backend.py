@@ -62,6 +62,10 @@ class SqlQueueStore:
     async def list_queued(self) -> list[QueueEntry]:
         return await self._select(None)
 
+    async def count_queued(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(queue_messages)) or 0)
+
     async def _select(self, condition: Any, conn: AsyncConnection | None = None) -> list[QueueEntry]:
         if conn is None:
             async with self._engine.connect() as own:
