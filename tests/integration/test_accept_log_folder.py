@@ -15,7 +15,7 @@ from support.live import BOB, ServerThread
 
 class JunkHook(SessionHook):
     async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
-        return MessageDecision(folder="Junk") if b"SPAMMY" in b"".join(message.chunks) else None
+        return MessageDecision(folder="Junk") if b"SPAMMY" in message.head else None
 
 
 def _accept_events(text: str) -> list[dict[str, object]]:

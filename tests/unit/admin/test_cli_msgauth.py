@@ -64,6 +64,7 @@ def test_dns_prints_the_records_of_what_is_served(tmp_path: Path) -> None:
 
 def test_dns_advises_srv_only_for_configured_submission_listeners(tmp_path: Path) -> None:
     config = _config(tmp_path, PUBLIC_HOST, "[listen]\nsubmission = []\n")
+    _run("dkim", "generate", "example.org", "-c", config)
     code, out = _run("dns", "example.org", "-c", config)
     assert code == 0, out
     assert "_submissions._tcp.example.org." in out and "_submission._tcp" not in out
