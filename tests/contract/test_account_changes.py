@@ -104,3 +104,15 @@ async def test_old_changes_are_pruned(hosted: Store) -> None:
     assert await _kinds_since(hosted, before) == [(ALICE, CHANGE_DISABLED)]
     assert await hosted.prune_account_changes(datetime.now(UTC) + timedelta(seconds=1)) >= 1
     assert await hosted.account_changes_since(before) == []
+
+
+async def test_ids_keep_increasing_after_every_change_was_pruned(hosted: Store) -> None:
+    """A server process remembers the newest id it applied: an id handed out again after a prune
+    that emptied the table would be taken for one already seen, and its change never applied."""
+    await hosted.set_account_enabled(ALICE, False)
+    await hosted.set_account_enabled(ALICE, True)
+    newest = await hosted.latest_account_change()
+    await hosted.prune_account_changes(datetime.now(UTC) + timedelta(seconds=1))
+    await hosted.set_account_frozen(ALICE, True, "after the prune")
+    [change] = await hosted.account_changes_since(newest)
+    assert change.id > newest and change.kind == CHANGE_FROZEN
