@@ -8,13 +8,17 @@ socket timeout is only a deadline that turns a missing reply into a failure inst
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 import os
 import smtplib
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -187,3 +191,51 @@ def _scram_session(server: ServerThread) -> smtplib.SMTP:
 
     assert client.auth("SCRAM-SHA-256", answer)[0] == 235
     return client
+
+
+def _registered(server: ServerThread) -> int:
+    assert server.server is not None
+    return len(server.server.context.sessions)
+
+
+def _until(server: ServerThread, condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Wait, on the server's loop, until ``condition`` holds (a deadline, not a measured time)."""
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+    server.run(wait(), timeout=timeout)
+
+
+def test_a_session_whose_client_does_not_read_its_replies_is_closed_all_the_same(tmp_path: Path) -> None:
+    """The client pipelines commands and never reads the replies: the session waits for it to take
+    them. Disabling the account must end it there too, not when the client reads again."""
+    config = server_config(tmp_path / "data", smtp={"allow_plaintext_auth": True, "max_commands": 1_000_000})
+    with running_server(config) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+        sock.settimeout(WAIT)
+        sock.connect(server.address("submission"))
+        with contextlib.closing(sock):
+            token = base64.b64encode(f"\0{ALICE}\0{ALICE_PASSWORD}".encode()).decode()
+            sock.sendall(f"EHLO client\r\nAUTH PLAIN {token}\r\n".encode())
+            received = b""
+            while b"235 " not in received:
+                received += sock.recv(4096)
+            session = server.server.context.sessions if server.server else None
+            assert session is not None and len(session) == 1
+            flood = threading.Thread(target=_send_quietly, args=(sock, b"HELP\r\n" * 200_000), daemon=True)
+            flood.start()
+            _until(server, lambda: _draining(server))  # the server waits for the client to read
+            cli(server, "account", "disable", ALICE)
+            _until(server, lambda: _registered(server) == 0)  # ended although the client reads nothing
+
+
+def _draining(server: ServerThread) -> bool:
+    assert server.server is not None
+    sessions = list(server.server.context.sessions._by_id.values())
+    return bool(sessions) and all(s.target.channel.must_drain for s in sessions)  # type: ignore[attr-defined]
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(data)

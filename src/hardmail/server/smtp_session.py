@@ -205,6 +205,8 @@ class SmtpSession:
                 break
             if self.channel.write_buffer_size() + self._held_size > WRITE_HIGH_WATER:
                 await self._drain()  # a client that does not read its replies gets no more work done
+                if self.ending is not None:
+                    continue  # ended while the client was taking its replies: no further command
             event = self.conn.next_event()
             if event is NEED_DATA:
                 data = await self._read()
@@ -256,6 +258,9 @@ class SmtpSession:
 
     async def _read(self) -> bytes:
         await self._drain()
+        if self.ending is not None:  # ended while the client was taking its replies
+            self._hold_reply(self.ending.to_bytes())
+            return b""
         timeouts = self.ctx.config.smtp.timeouts
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
         self.idle = self.conn.phase is Phase.COMMAND
@@ -277,12 +282,15 @@ class SmtpSession:
         command in progress."""
         self.ending = reply
         self.log.event("smtp.session_ended", account=self.auth.account, code=reply.enhanced)
-        if not self.reading:
+        draining = self.channel.must_drain  # the client does not read its replies: do not wait for it
+        if not (self.reading or draining):
             return
         self.conn.close()
         self._flush_replies()
         self.channel.write(reply.to_bytes())
-        self.channel.close()
+        self.channel.close()  # what is written goes out if the client reads within the linger time
+        if draining:
+            self.channel.interrupt(ConnectionAbortedError("session ended while the client was not reading"))
 
     def shut_down_if_idle(self) -> bool:
         """At server stop: an idle session gets 421 and is closed; True when that happened.
