@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 from scramp import ScramClient
 
@@ -239,3 +240,22 @@ def _draining(server: ServerThread) -> bool:
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):
         sock.sendall(data)
+
+
+def test_turning_totp_on_or_requiring_a_new_password_ends_the_main_password_sessions(server: ServerThread) -> None:
+    """From then on the main password alone is refused for mail: its open sessions end too; the app
+    passwords (what 2FA accounts use for mail) go on."""
+    phone = _app_password(server, "phone")
+    with signed_in(server) as with_password, signed_in(server, ALICE, phone) as on_phone:
+        cli(server, "account", "must-change", ALICE)
+        assert_ended(with_password)
+        assert_alive(on_phone)
+    cli(server, "account", "must-change", ALICE, "--clear")
+    assert server.server is not None
+    service = CredentialService(server.server.context.store, server.config.data_dir)
+    with signed_in(server) as with_password, signed_in(server, ALICE, phone) as on_phone:
+        enrolment = server.run(service.begin_two_factor(ALICE))
+        code = pyotp.TOTP(enrolment.secret).now()
+        server.run(service.confirm_two_factor(enrolment, code))
+        assert_ended(with_password)
+        assert_alive(on_phone)

@@ -34,8 +34,10 @@ from hardmail.store.ports import (
     CHANGE_APP_PASSWORD_REVOKED,
     CHANGE_DISABLED,
     CHANGE_FROZEN,
+    CHANGE_MUST_CHANGE,
     CHANGE_PASSWORD,
     CHANGE_REMOVED,
+    CHANGE_TWO_FACTOR_ON,
     AccountChange,
     Store,
 )
@@ -71,11 +73,12 @@ class AuthenticatedSession:
 
 def ends_session(change: AccountChange, session: AuthenticatedSession) -> bool:
     """Whether ``change`` ends ``session`` (of the same account): disabled, frozen or removed ends
-    every session; a new password ends those that logged in with the old one (password or SCRAM);
-    a revoked app password ends those that logged in with it."""
+    every session; a new password ends those that logged in with the old one (password or SCRAM),
+    and so does turning TOTP on or requiring a new password (the main password alone would be
+    refused now); a revoked app password ends those that logged in with it."""
     if change.kind in (CHANGE_DISABLED, CHANGE_FROZEN, CHANGE_REMOVED):
         return True
-    if change.kind == CHANGE_PASSWORD:
+    if change.kind in (CHANGE_PASSWORD, CHANGE_TWO_FACTOR_ON, CHANGE_MUST_CHANGE):
         return session.via != "app-password"
     if change.kind == CHANGE_APP_PASSWORD_REVOKED:
         return session.via == "app-password" and session.app_password_id == change.credential_id

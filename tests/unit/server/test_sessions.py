@@ -26,8 +26,10 @@ from hardmail.store.ports import (
     CHANGE_DISABLED,
     CHANGE_ENABLED,
     CHANGE_FROZEN,
+    CHANGE_MUST_CHANGE,
     CHANGE_PASSWORD,
     CHANGE_REMOVED,
+    CHANGE_TWO_FACTOR_ON,
     CHANGE_UNFROZEN,
     AccountChange,
 )
@@ -60,6 +62,11 @@ def _change(change_id: int, kind: str, credential_id: int | None = None, account
     (CHANGE_PASSWORD, "password", None, True),
     (CHANGE_PASSWORD, "scram", None, True),
     (CHANGE_PASSWORD, "app-password", None, False),  # the app password still works
+    (CHANGE_TWO_FACTOR_ON, "password", None, True),  # the main password alone no longer logs in
+    (CHANGE_TWO_FACTOR_ON, "scram", None, True),
+    (CHANGE_TWO_FACTOR_ON, "app-password", None, False),  # what 2FA accounts use for mail
+    (CHANGE_MUST_CHANGE, "password", None, True),
+    (CHANGE_MUST_CHANGE, "app-password", None, False),
     (CHANGE_APP_PASSWORD_REVOKED, "app-password", 7, True),
     (CHANGE_APP_PASSWORD_REVOKED, "app-password", 8, False),  # another app password
     (CHANGE_APP_PASSWORD_REVOKED, "password", 7, False),
