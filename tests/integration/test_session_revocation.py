@@ -259,3 +259,35 @@ def test_turning_totp_on_or_requiring_a_new_password_ends_the_main_password_sess
         server.run(service.confirm_two_factor(enrolment, code))
         assert_ended(with_password)
         assert_alive(on_phone)
+
+
+def test_a_cancelled_exchange_does_not_make_a_later_login_end_for_an_earlier_change(server: ServerThread) -> None:
+    """AUTH cancelled with "*", the password changed, then a login with the new one: that session
+    is the new password's and must go on (send a message: the check before it sees every change)."""
+    with smtplib.SMTP(*server.address("submission"), timeout=WAIT) as client:
+        client.starttls(context=client_tls_context())
+        client.ehlo()
+        assert client.docmd("AUTH", "PLAIN")[0] == 334
+        assert client.docmd("*")[0] == 501
+        cli(server, "account", "passwd", ALICE, "--password-stdin", stdin=NEW_PASSWORD + "\n")
+        client.login(ALICE, NEW_PASSWORD)
+        assert client.sendmail(ALICE, [BOB], b"From: alice@example.test\r\nSubject: new\r\n\r\nhi\r\n") == {}
+    assert len(server.messages(BOB)) == 1
+
+
+def test_a_login_again_after_starttls_leaves_no_entry_for_the_first_account(tmp_path: Path) -> None:
+    """AUTH in the clear (allowed here), STARTTLS (which forgets it), AUTH as another account: a
+    change of the first account must not end the session, nor keep it in memory after it ends."""
+    config = server_config(tmp_path / "data", smtp={"allow_plaintext_auth": True})
+    with running_server(config) as server:
+        with smtplib.SMTP(*server.address("submission"), timeout=WAIT) as client:
+            client.ehlo()
+            client.login(ALICE, ALICE_PASSWORD)
+            client.starttls(context=client_tls_context())
+            client.ehlo()
+            client.login(BOB, BOB_PASSWORD)
+            cli(server, "account", "disable", ALICE)
+            assert client.sendmail(BOB, [BOB], b"From: bob@example.test\r\nSubject: s\r\n\r\nhi\r\n") == {}
+        _until(server, lambda: _registered(server) == 0)
+        assert server.server is not None
+        assert server.server.context.sessions._by_account == {}

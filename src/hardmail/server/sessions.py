@@ -113,6 +113,7 @@ class SessionRegistry:
 
     def add(self, session: AuthenticatedSession) -> None:
         mark = self._login_marks.pop(session.session_id, self._applied)
+        self.remove(session.session_id)  # a login again (after STARTTLS): the new account only
         self._by_id[session.session_id] = session
         self._by_account.setdefault(session.account, {})[session.session_id] = session
         for number, change in self._recent:

@@ -315,6 +315,7 @@ class SmtpSession:
             self.log.event("smtp.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
+        self.ctx.sessions.remove(self.id)  # and any authentication
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
@@ -375,12 +376,15 @@ class SmtpSession:
         refusal = await self._first_refusal("before_auth", self.auth.mechanism.name if self.auth.mechanism else "")
         if refusal is not None:
             self.auth.mechanism = None  # the exchange ends unverified
+            self.ctx.sessions.login_failed(self.id)
             return refusal
         return await self._after_auth(await self.auth.respond(event))
 
     async def _after_auth(self, reply: Reply) -> Reply:
         outcome, self.auth.last_outcome = self.auth.last_outcome, None
         if outcome is None:
+            if self.auth.mechanism is None:  # the exchange ended unverified (cancelled, bad base64)
+                self.ctx.sessions.login_failed(self.id)
             return reply
         username, success, reason = outcome
         reply = await self._first_refusal("after_auth", username, success, reason) or reply
