@@ -291,3 +291,13 @@ def test_a_login_again_after_starttls_leaves_no_entry_for_the_first_account(tmp_
         _until(server, lambda: _registered(server) == 0)
         assert server.server is not None
         assert server.server.context.sessions._by_account == {}
+
+
+def test_freezing_holds_the_outgoing_mail_the_account_had_queued(server: ServerThread) -> None:
+    """A phished account's spam already queued must not leave after the freeze either."""
+    with signed_in(server) as alice, signed_in(server, BOB, BOB_PASSWORD) as bob:
+        alice.sendmail(ALICE, ["someone@remote.example"], b"From: alice@example.test\r\nSubject: x\r\n\r\nspam\r\n")
+        bob.sendmail(BOB, ["someone@remote.example"], b"From: bob@example.test\r\nSubject: y\r\n\r\nfine\r\n")
+    cli(server, "account", "freeze", ALICE, "--reason", "phished")
+    held = {row["origin_account"]: row["held"] for row in json.loads(cli(server, "queue", "list", "--json"))}
+    assert held == {ALICE: True, BOB: False}
