@@ -89,6 +89,7 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
     ("account", "freeze", ALICE, "--reason", "phished"),
     ("account", "passwd", ALICE, "--password-stdin"),
     ("account", "remove", ALICE),
+    ("account", "import-hash", ALICE, "--scheme", "hmailserver2", "--hash", "5f4dcc3b5aa765d61d8327deb882cf99"),
 ])
 def test_a_change_by_the_cli_ends_the_accounts_open_sessions(server: ServerThread, command: tuple[str, ...]) -> None:
     with signed_in(server) as alice, signed_in(server) as alice_again, signed_in(server, BOB, BOB_PASSWORD) as bob:
@@ -301,3 +302,17 @@ def test_freezing_holds_the_outgoing_mail_the_account_had_queued(server: ServerT
     cli(server, "account", "freeze", ALICE, "--reason", "phished")
     held = {row["origin_account"]: row["held"] for row in json.loads(cli(server, "queue", "list", "--json"))}
     assert held == {ALICE: True, BOB: False}
+
+
+def test_a_pipelined_bdat_message_after_the_change_is_refused(tmp_path: Path) -> None:
+    """MAIL, RCPT and BDAT LAST in one packet, sent after the change but before any poll."""
+    config = server_config(tmp_path / "data", auth={"session_check_seconds": 0})
+    with running_server(config) as server, signed_in(server) as alice:
+        cli(server, "account", "freeze", ALICE)
+        body = b"From: alice@example.test\r\nSubject: bdat\r\n\r\nhi\r\n"
+        alice.send(f"MAIL FROM:<{ALICE}>\r\nRCPT TO:<{BOB}>\r\nBDAT {len(body)} LAST\r\n".encode() + body)
+        replies = [alice.getreply() for _ in range(3)]
+        assert [code for code, _text in replies] == [250, 250, 421]
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            alice.getreply()
+        assert server.messages(BOB) == []
