@@ -316,3 +316,33 @@ def test_a_pipelined_bdat_message_after_the_change_is_refused(tmp_path: Path) ->
         with pytest.raises(smtplib.SMTPServerDisconnected):
             alice.getreply()
         assert server.messages(BOB) == []
+
+
+def _refusal(server: ServerThread, mechanism: str, user: str, password: str) -> tuple[int, bytes]:
+    with smtplib.SMTP(*server.address("submission"), timeout=WAIT) as client:
+        client.starttls(context=client_tls_context())
+        client.ehlo()
+        client.user, client.password = user, password
+        answer = {"PLAIN": client.auth_plain, "LOGIN": client.auth_login}.get(mechanism)
+        if answer is None:
+            scram = ScramClient(["SCRAM-SHA-256"], user, password)
+
+            def answer(challenge: bytes | None = None) -> str:
+                if challenge is None:
+                    return scram.get_client_first()
+                scram.set_server_first(challenge.decode())
+                return scram.get_client_final()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.auth(mechanism, answer, initial_response_ok=mechanism != "LOGIN")
+        return refused.value.smtp_code, refused.value.smtp_error
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "SCRAM-SHA-256"])
+def test_a_frozen_account_is_refused_on_every_mechanism_as_a_wrong_password_is(
+        server: ServerThread, mechanism: str) -> None:
+    phone = _app_password(server, "phone")
+    wrong = _refusal(server, mechanism, ALICE, "not the password of alice")
+    cli(server, "account", "freeze", ALICE, "--reason", "phished")
+    assert _refusal(server, mechanism, ALICE, ALICE_PASSWORD) == wrong
+    if mechanism != "SCRAM-SHA-256":  # app passwords are for PLAIN and LOGIN
+        assert _refusal(server, mechanism, ALICE, phone) == wrong
