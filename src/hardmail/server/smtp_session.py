@@ -366,6 +366,7 @@ class SmtpSession:
         return event.reply
 
     async def _on_auth(self, event: Auth) -> Reply:
+        self.ctx.sessions.login_failed(self.id)  # a new exchange: no mark left by an earlier one
         refusal = await self._first_refusal("before_auth", event.mechanism)
         if refusal is not None:
             return refusal
