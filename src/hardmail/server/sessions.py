@@ -168,7 +168,7 @@ class AccountChangeMonitor:
         self._last = 0  # the newest change id seen
         self._gaps: dict[int, float] = {}  # ids below _last not seen yet -> when first missed
         self._lock = asyncio.Lock()
-        self._waiting: asyncio.Future[None] | None = None
+        self._waiting: asyncio.Future[bool] | None = None  # the next poll, for callers that share it
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = float("-inf")  # the first poll prunes
         self._failures = 0  # polls failed in a row
@@ -200,17 +200,18 @@ class AccountChangeMonitor:
         """One poll that begins after this call (callers arriving together share it); whether the
         changes could be read."""
         if self._waiting is not None:
-            await asyncio.shield(self._waiting)
-            return self.last_poll_ok
+            return await asyncio.shield(self._waiting)
         waiting = self._waiting = asyncio.get_running_loop().create_future()
+        done = False
         try:
             async with self._lock:  # a poll in progress may have begun before our caller's change
                 self._waiting = None
                 await self._poll()
-        finally:
+                done = self.last_poll_ok
+        finally:  # a poll cut short (its caller cancelled) checked nothing for those sharing it
             self._waiting = None if self._waiting is waiting else self._waiting
-            waiting.set_result(None)
-        return self.last_poll_ok
+            waiting.set_result(done)
+        return done
 
     async def _poll(self) -> None:
         try:

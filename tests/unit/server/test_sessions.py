@@ -276,3 +276,20 @@ async def test_a_message_is_not_accepted_unchecked_while_the_changes_cannot_be_r
     assert refused is not None and refused.reply == CHECK_UNAVAILABLE and refused.reply.code == 451
     store.down = False
     assert await hook.on_message(facts, message) is None
+
+
+async def test_callers_sharing_a_poll_that_was_cut_short_are_told_nothing_was_checked() -> None:
+    store, registry, clock = FakeChanges(), SessionRegistry(), FakeClock()
+    monitor = _monitor(store, registry, clock)
+    await monitor.start()
+    store.gate = asyncio.Event()
+    running = asyncio.ensure_future(monitor.poll_now())
+    await asyncio.sleep(0)
+    first_waiter = asyncio.ensure_future(monitor.poll_now())  # shares the poll that waits for the lock
+    sharing = asyncio.ensure_future(monitor.poll_now())
+    await asyncio.sleep(0)
+    first_waiter.cancel()  # e.g. its session cancelled at shutdown, while its poll waited
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await running is True
+    assert await sharing is False
