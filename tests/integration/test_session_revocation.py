@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -346,3 +347,29 @@ def test_a_frozen_account_is_refused_on_every_mechanism_as_a_wrong_password_is(
     assert _refusal(server, mechanism, ALICE, ALICE_PASSWORD) == wrong
     if mechanism != "SCRAM-SHA-256":  # app passwords are for PLAIN and LOGIN
         assert _refusal(server, mechanism, ALICE, phone) == wrong
+
+
+def test_while_the_changes_cannot_be_read_messages_wait_and_the_poll_goes_on(server: ServerThread) -> None:
+    assert server.server is not None
+    store: Any = server.server.context.login_store
+    real = store.account_changes_since
+    down = threading.Event()
+    down.set()
+
+    async def unavailable(after_id: int, limit: int = 1000) -> list[Any]:
+        if down.is_set():
+            raise ConnectionRefusedError("database unavailable")
+        return list(await real(after_id, limit))
+
+    with signed_in(server) as alice:
+        store.account_changes_since = unavailable
+        try:
+            with pytest.raises(smtplib.SMTPDataError) as waiting:
+                alice.sendmail(ALICE, [BOB], b"From: alice@example.test\r\nSubject: s\r\n\r\nhi\r\n")
+            assert waiting.value.smtp_code == 451
+            down.clear()
+            cli(server, "account", "disable", ALICE)
+            assert_ended(alice)  # the poll survived the outage
+        finally:
+            del store.account_changes_since
+    assert server.messages(BOB) == []
