@@ -12,8 +12,10 @@ from hardmail.store.ports import (
     CHANGE_DISABLED,
     CHANGE_ENABLED,
     CHANGE_FROZEN,
+    CHANGE_MUST_CHANGE,
     CHANGE_PASSWORD,
     CHANGE_REMOVED,
+    CHANGE_TWO_FACTOR_ON,
     CHANGE_UNFROZEN,
     NotFound,
     Store,
@@ -104,3 +106,24 @@ async def test_old_changes_are_pruned(hosted: Store) -> None:
     assert await _kinds_since(hosted, before) == [(ALICE, CHANGE_DISABLED)]
     assert await hosted.prune_account_changes(datetime.now(UTC) + timedelta(seconds=1)) >= 1
     assert await hosted.account_changes_since(before) == []
+
+
+async def test_ids_keep_increasing_after_every_change_was_pruned(hosted: Store) -> None:
+    """A server process remembers the newest id it applied: an id handed out again after a prune
+    that emptied the table would be taken for one already seen, and its change never applied."""
+    await hosted.set_account_enabled(ALICE, False)
+    await hosted.set_account_enabled(ALICE, True)
+    newest = await hosted.latest_account_change()
+    await hosted.prune_account_changes(datetime.now(UTC) + timedelta(seconds=1))
+    await hosted.set_account_frozen(ALICE, True, "after the prune")
+    [change] = await hosted.account_changes_since(newest)
+    assert change.id > newest and change.kind == CHANGE_FROZEN
+
+
+async def test_turning_totp_on_and_requiring_a_new_password_are_signalled_not_their_undoing(hosted: Store) -> None:
+    before = await hosted.latest_account_change()
+    await hosted.credentials.set_totp(ALICE, "encrypted-secret", ["d1"])
+    await hosted.credentials.set_totp(ALICE, None, [])
+    await hosted.credentials.set_must_change(ALICE, True)
+    await hosted.credentials.set_must_change(ALICE, False)
+    assert await _kinds_since(hosted, before) == [(ALICE, CHANGE_TWO_FACTOR_ON), (ALICE, CHANGE_MUST_CHANGE)]

@@ -268,7 +268,7 @@ def account_freeze(
 ) -> None:
     """Freeze an account (e.g. phished): no login, no sending, open sessions end; mail is still received."""
     key = _run(config, data_dir, lambda service: service.freeze_account(address, reason))
-    typer.echo(f"account {key} frozen")
+    typer.echo(f"account {key} frozen; its queued outgoing mail is held (`hardmail queue list`)")
 
 
 @account_app.command("unfreeze")

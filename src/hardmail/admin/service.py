@@ -17,6 +17,7 @@ account or alias, unless the admin allows that (then it is a warning).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
@@ -207,7 +208,23 @@ class AdminService:
         reason = " ".join(reason.split())[:500]
         await self._call_on_account(key, self._store.set_account_frozen(key, True, reason))
         await record_admin_event(self._store.credentials, self._clock, key, "account-frozen", reason)
+        await self.hold_queued_mail(key)
         return key
+
+    async def hold_queued_mail(self, address: str) -> int:
+        """Hold the outgoing mail the account has queued (``hardmail queue release`` lets one go);
+        how many. Unfreezing releases nothing: what a thief queued is for the admin to review."""
+        key = _address_key(address)
+        held = 0
+        for entry in await self._store.queue.list_queued():
+            if entry.origin_account == key and not entry.held:
+                with contextlib.suppress(NotFound):  # delivered or removed meanwhile
+                    await self._store.queue.set_held(entry.queue_id, True)
+                    held += 1
+        if held:
+            await record_admin_event(self._store.credentials, self._clock, key, "queued-mail-held",
+                                     f"{held} message(s)")
+        return held
 
     async def unfreeze_account(self, address: str) -> str:
         key = _address_key(address)

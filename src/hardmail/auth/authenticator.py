@@ -176,6 +176,7 @@ async def _app_password_login(login: _Login, account: Account, app_password: App
         await login.pool.dummy_verify(login.lane)  # costs what a wrong password costs
         return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
     if refused := _refused_account(account):
+        await login.pool.dummy_verify()  # a right app password must not answer faster than a wrong one
         return await login.fail(account.address, refused)
     await audited("app-password-use",
                   login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip))

@@ -9,7 +9,9 @@ entries of the account and ends the affected sessions with ``421 4.7.0``: at onc
 waits for its client (also in the middle of DATA: that message is not accepted), else as soon as
 the command in progress is answered. Two checks close the gap between a change and the next
 poll: ``MAIL`` is refused for a session already ended, and a message is accepted only after a poll
-of its own (coalesced between the sessions that ask together) found its session still valid.
+of its own (coalesced between the sessions that ask together) found its session still valid;
+while the changes cannot be read (the database is unavailable) such a message gets ``451 4.3.0``,
+and the poll goes on (logged when the outage begins, every minute of it, and when it ends).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from hardmail.store.ports import (
     CHANGE_APP_PASSWORD_REVOKED,
     CHANGE_DISABLED,
     CHANGE_FROZEN,
+    CHANGE_MUST_CHANGE,
     CHANGE_PASSWORD,
     CHANGE_REMOVED,
+    CHANGE_TWO_FACTOR_ON,
     AccountChange,
     Store,
 )
@@ -41,6 +45,9 @@ from hardmail.store.ports import (
 # RFC 5321 3.8 / 4.2.5: 421 closes the channel. No reason: the client (maybe an attacker holding a
 # stolen session) learns only that it must log in again.
 SESSION_ENDED = Reply(421, "4.7.0", "Your session has ended; please sign in again")
+# The changes could not be read (the database is unavailable): a message of an authenticated
+# session is not accepted unchecked; the client tries again later (RFC 5321 4.2.5).
+CHECK_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure checking your session; try again later")
 RECENT_CHANGES = 1024  # changes kept for sessions whose login was under way while they were applied
 BATCH = 1000  # changes read per query
 GAP_SECONDS = 10.0  # how long a missing id is looked for (a PostgreSQL transaction committing late)
@@ -66,11 +73,12 @@ class AuthenticatedSession:
 
 def ends_session(change: AccountChange, session: AuthenticatedSession) -> bool:
     """Whether ``change`` ends ``session`` (of the same account): disabled, frozen or removed ends
-    every session; a new password ends those that logged in with the old one (password or SCRAM);
-    a revoked app password ends those that logged in with it."""
+    every session; a new password ends those that logged in with the old one (password or SCRAM),
+    and so does turning TOTP on or requiring a new password (the main password alone would be
+    refused now); a revoked app password ends those that logged in with it."""
     if change.kind in (CHANGE_DISABLED, CHANGE_FROZEN, CHANGE_REMOVED):
         return True
-    if change.kind == CHANGE_PASSWORD:
+    if change.kind in (CHANGE_PASSWORD, CHANGE_TWO_FACTOR_ON, CHANGE_MUST_CHANGE):
         return session.via != "app-password"
     if change.kind == CHANGE_APP_PASSWORD_REVOKED:
         return session.via == "app-password" and session.app_password_id == change.credential_id
@@ -105,6 +113,7 @@ class SessionRegistry:
 
     def add(self, session: AuthenticatedSession) -> None:
         mark = self._login_marks.pop(session.session_id, self._applied)
+        self.remove(session.session_id)  # a login again (after STARTTLS): the new account only
         self._by_id[session.session_id] = session
         self._by_account.setdefault(session.account, {})[session.session_id] = session
         for number, change in self._recent:
@@ -138,8 +147,12 @@ class SessionRegistry:
     def _apply_to(self, change: AccountChange, session: AuthenticatedSession) -> bool:
         if session.ended or not ends_session(change, session):
             return False
-        session.ended = True
-        session.target.end_session(SESSION_ENDED)
+        session.ended = True  # first: MAIL and the message check refuse it whatever happens below
+        try:
+            session.target.end_session(SESSION_ENDED)
+        except Exception as exc:  # one broken connection must not keep the others of the account open
+            log_event("auth.session_end_error", level="error", session=session.session_id,
+                      error=type(exc).__name__)
         return True
 
 
@@ -155,10 +168,11 @@ class AccountChangeMonitor:
         self._last = 0  # the newest change id seen
         self._gaps: dict[int, float] = {}  # ids below _last not seen yet -> when first missed
         self._lock = asyncio.Lock()
-        self._waiting: asyncio.Future[None] | None = None
+        self._waiting: asyncio.Future[bool] | None = None  # the next poll, for callers that share it
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = float("-inf")  # the first poll prunes
-        self._failing = False
+        self._failures = 0  # polls failed in a row
+        self.last_poll_ok = True
 
     async def start(self) -> None:
         """From the newest change on (older ones concern sessions of another run); then poll."""
@@ -175,23 +189,29 @@ class AccountChangeMonitor:
 
     async def _run(self) -> None:
         while True:
-            await self.poll_now()
-            await self._prune_if_due()
+            try:
+                await self.poll_now()
+                await self._prune_if_due()
+            except Exception as exc:  # never let the poll stop: sessions would outlive their changes
+                log_event("auth.change_poll_error", level="error", error=type(exc).__name__, detail=str(exc)[:300])
             await asyncio.sleep(self._interval)
 
-    async def poll_now(self) -> None:
-        """One poll that begins after this call (callers arriving together share it)."""
+    async def poll_now(self) -> bool:
+        """One poll that begins after this call (callers arriving together share it); whether the
+        changes could be read."""
         if self._waiting is not None:
-            await asyncio.shield(self._waiting)
-            return
+            return await asyncio.shield(self._waiting)
         waiting = self._waiting = asyncio.get_running_loop().create_future()
+        done = False
         try:
             async with self._lock:  # a poll in progress may have begun before our caller's change
                 self._waiting = None
                 await self._poll()
-        finally:
+                done = self.last_poll_ok
+        finally:  # a poll cut short (its caller cancelled) checked nothing for those sharing it
             self._waiting = None if self._waiting is waiting else self._waiting
-            waiting.set_result(None)
+            waiting.set_result(done)
+        return done
 
     async def _poll(self) -> None:
         try:
@@ -204,13 +224,22 @@ class AccountChangeMonitor:
                     break
                 after = changes[-1].id  # the next page
         except Exception as exc:  # the store is down: sessions stay as they are until it is back
-            if not self._failing:
-                log_event("auth.change_poll_error", level="error", error=type(exc).__name__, detail=str(exc)[:300])
-            self._failing = True
+            self._failed(exc)
             return
-        self._failing = False
+        if self._failures:
+            log_event("auth.change_poll_recovered", failures=self._failures)
+        self._failures, self.last_poll_ok = 0, True
         now = self._clock.monotonic()
         self._gaps = {gap: since for gap, since in self._gaps.items() if now - since < GAP_SECONDS}
+
+    def _failed(self, exc: Exception) -> None:
+        """Log the first failure of an outage, then one line every 120 failed polls (a minute at
+        the default interval), so that a long outage is seen without filling the log."""
+        self._failures += 1
+        self.last_poll_ok = False
+        if self._failures % 120 == 1:
+            log_event("auth.change_poll_error", level="error", error=type(exc).__name__, detail=str(exc)[:300],
+                      failures=self._failures)
 
     def _take(self, change: AccountChange) -> None:
         """Apply a change seen for the first time; ids are remembered so none is applied twice.
@@ -223,7 +252,8 @@ class AccountChangeMonitor:
                 self._gaps[missing] = now
             self._last = change.id
         if self._forget is not None:
-            self._forget(change.account)
+            with contextlib.suppress(Exception):  # a cache entry is dropped by its TTL anyway
+                self._forget(change.account)
         ended = self._registry.apply(change)
         if ended:
             log_event("auth.sessions_ended", account=change.account, change=change.kind, sessions=ended)
@@ -261,8 +291,10 @@ class SessionCheckHook(SessionHook):
     async def on_message(self, facts: SessionFacts, message: MessageFacts) -> MessageDecision | None:
         if not self.registry.is_registered(facts.session_id):
             return None  # not authenticated: nothing to re-check
-        await self.monitor.poll_now()
-        return MessageDecision(reply=SESSION_ENDED) if self.registry.is_ended(facts.session_id) else None
+        checked = await self.monitor.poll_now()
+        if self.registry.is_ended(facts.session_id):
+            return MessageDecision(reply=SESSION_ENDED)
+        return None if checked else MessageDecision(reply=CHECK_UNAVAILABLE)
 
     async def close(self) -> None:
         await self.monitor.close()

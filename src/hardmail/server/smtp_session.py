@@ -217,6 +217,8 @@ class SmtpSession:
                 break
             if self.channel.write_buffer_size() + self._held_size > WRITE_HIGH_WATER:
                 await self._drain()  # a client that does not read its replies gets no more work done
+                if self.ending is not None:
+                    continue  # ended while the client was taking its replies: no further command
             event = self.conn.next_event()
             if event is NEED_DATA:
                 await self.intake.wait_writable()  # back-pressure
@@ -275,6 +277,9 @@ class SmtpSession:
 
     async def _read(self) -> bytes:
         await self._drain()
+        if self.ending is not None:  # ended while the client was taking its replies
+            self._hold_reply(self.ending.to_bytes())
+            return b""
         timeouts = self.ctx.config.smtp.timeouts
         phase_timeout = timeouts.data_block if self.conn.phase in (Phase.DATA, Phase.BDAT) else timeouts.command
         seconds, at_limit = self._wait_limit(phase_timeout)
@@ -296,12 +301,15 @@ class SmtpSession:
         command in progress."""
         self.ending = reply
         self.log.event("smtp.session_ended", account=self.auth.account, code=reply.enhanced)
-        if not self.reading:
+        draining = self.channel.must_drain  # the client does not read its replies: do not wait for it
+        if not (self.reading or draining):
             return
         self.conn.close()
         self._flush_replies()
         self.channel.write(reply.to_bytes())
-        self.channel.close()
+        self.channel.close()  # what is written goes out if the client reads within the linger time
+        if draining:
+            self.channel.interrupt(ConnectionAbortedError("session ended while the client was not reading"))
 
     def _close_for_time(self, at_limit: bool) -> bytes:
         """421 saying which time ran out: the client's silence, or the session's total lifetime."""
@@ -336,6 +344,7 @@ class SmtpSession:
             return False
         self.conn.start_tls()  # RFC 3207 4.2: forget what was learnt in the clear
         await self.intake.release()
+        self.ctx.sessions.remove(self.id)  # and any authentication
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
         self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
@@ -388,6 +397,7 @@ class SmtpSession:
         return event.reply
 
     async def _on_auth(self, event: Auth) -> Reply:
+        self.ctx.sessions.login_failed(self.id)  # a new exchange: no mark left by an earlier one
         refusal = await self._first_refusal("before_auth", event.mechanism)
         if refusal is not None:
             return refusal
@@ -398,12 +408,15 @@ class SmtpSession:
         refusal = await self._first_refusal("before_auth", self.auth.mechanism.name if self.auth.mechanism else "")
         if refusal is not None:
             self.auth.mechanism = None  # the exchange ends unverified
+            self.ctx.sessions.login_failed(self.id)
             return refusal
         return await self._after_auth(await self.auth.respond(event))
 
     async def _after_auth(self, reply: Reply) -> Reply:
         outcome, self.auth.last_outcome = self.auth.last_outcome, None
         if outcome is None:
+            if self.auth.mechanism is None:  # the exchange ended unverified (cancelled, bad base64)
+                self.ctx.sessions.login_failed(self.id)
             return reply
         username, success, reason = outcome
         reply = await self._first_refusal("after_auth", username, success, reason) or reply

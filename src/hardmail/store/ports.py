@@ -69,6 +69,10 @@ CHANGE_UNFROZEN = "unfrozen"
 CHANGE_PASSWORD = "password"
 CHANGE_APP_PASSWORD_REVOKED = "app-password-revoked"
 CHANGE_REMOVED = "removed"
+# The main password is no longer accepted for mail logins (hardmail.policy.login): TOTP turned on,
+# or the password must be changed. Both end the sessions that logged in with it, as a new one does.
+CHANGE_TWO_FACTOR_ON = "two-factor-on"
+CHANGE_MUST_CHANGE = "must-change"
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,3 +235,34 @@ async def test_an_upgrade_never_undoes_a_password_change_made_meanwhile(
     assert (await _login(store, pool, clock, "a brand new passphrase here")).account == ALICE
     assert (await _login(store, pool, clock, "an old hmail password")).account is None
     assert ("legacy-hash-upgraded", "done") not in await _kinds(store)
+
+
+@pytest.mark.parametrize("refusal", ["disabled", "frozen"])
+async def test_a_right_app_password_of_a_refused_account_costs_what_a_wrong_password_costs(
+    store: Store, pool: HashPool, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Refused without a hash verification, a right app password would answer faster than a wrong
+    one: the timing would confirm it to whoever holds it."""
+    secret = await _add_app_password(store, {"smtp"})
+    if refusal == "disabled":
+        await store.set_account_enabled(ALICE, False)
+    else:
+        await store.set_account_frozen(ALICE, True, "phished")
+    hashed: list[str] = []
+    real_verify, real_dummy = pool.verify, pool.dummy_verify
+
+    async def verify(stored: str, password: str) -> object:
+        hashed.append("verify")
+        return await real_verify(stored, password)
+
+    async def dummy_verify() -> None:
+        hashed.append("dummy")
+        await real_dummy()
+
+    monkeypatch.setattr(pool, "verify", verify)
+    monkeypatch.setattr(pool, "dummy_verify", dummy_verify)
+    wrong = await _login(store, pool, clock, "not the password at all")
+    assert wrong.account is None and len(hashed) == 1
+    refused = await _login(store, pool, clock, secret)
+    assert (refused.account, refused.client_text) == (None, None)
+    assert len(hashed) == 2

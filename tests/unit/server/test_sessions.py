@@ -10,11 +10,14 @@ import pytest
 
 from hardmail.core.clock import FakeClock
 from hardmail.core.replies import Reply
+from hardmail.server.hooks import MessageFacts, SessionFacts
 from hardmail.server.sessions import (
+    CHECK_UNAVAILABLE,
     GAP_SECONDS,
     SESSION_ENDED,
     AccountChangeMonitor,
     AuthenticatedSession,
+    SessionCheckHook,
     SessionRegistry,
     ends_session,
 )
@@ -23,8 +26,10 @@ from hardmail.store.ports import (
     CHANGE_DISABLED,
     CHANGE_ENABLED,
     CHANGE_FROZEN,
+    CHANGE_MUST_CHANGE,
     CHANGE_PASSWORD,
     CHANGE_REMOVED,
+    CHANGE_TWO_FACTOR_ON,
     CHANGE_UNFROZEN,
     AccountChange,
 )
@@ -57,6 +62,11 @@ def _change(change_id: int, kind: str, credential_id: int | None = None, account
     (CHANGE_PASSWORD, "password", None, True),
     (CHANGE_PASSWORD, "scram", None, True),
     (CHANGE_PASSWORD, "app-password", None, False),  # the app password still works
+    (CHANGE_TWO_FACTOR_ON, "password", None, True),  # the main password alone no longer logs in
+    (CHANGE_TWO_FACTOR_ON, "scram", None, True),
+    (CHANGE_TWO_FACTOR_ON, "app-password", None, False),  # what 2FA accounts use for mail
+    (CHANGE_MUST_CHANGE, "password", None, True),
+    (CHANGE_MUST_CHANGE, "app-password", None, False),
     (CHANGE_APP_PASSWORD_REVOKED, "app-password", 7, True),
     (CHANGE_APP_PASSWORD_REVOKED, "app-password", 8, False),  # another app password
     (CHANGE_APP_PASSWORD_REVOKED, "password", 7, False),
@@ -197,3 +207,89 @@ async def test_many_changes_are_read_page_by_page() -> None:
     registry.add(_session())
     await monitor.poll_now()
     assert registry.is_ended("s1") and store.queries == 3
+
+
+class Broken(Target):
+    def end_session(self, reply: Reply) -> None:
+        raise ConnectionResetError("the transport went away")
+
+
+def test_a_session_that_cannot_be_ended_does_not_keep_the_others_open() -> None:
+    registry = SessionRegistry()
+    broken = AuthenticatedSession("s1", ALICE, "password", None, Broken())
+    registry.add(broken)
+    registry.add(_session("s2"))
+    assert registry.apply(_change(1, CHANGE_DISABLED)) == 2
+    assert registry.is_ended("s1") and registry.is_ended("s2")  # s1 is refused MAIL and messages all the same
+
+
+class Flaky(FakeChanges):
+    """Unavailable while ``down``; every query is announced on ``queried``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.queried: asyncio.Queue[bool] = asyncio.Queue()
+
+    async def account_changes_since(self, after_id: int, limit: int = 1000) -> list[AccountChange]:
+        self.queried.put_nowait(self.down)
+        if self.down:
+            raise ConnectionRefusedError("database unavailable")
+        return await super().account_changes_since(after_id, limit)
+
+
+async def test_the_poll_goes_on_and_logs_while_the_database_is_unavailable(caplog: pytest.LogCaptureFixture) -> None:
+    store, registry = Flaky(), SessionRegistry()
+    fake: Any = store
+    monitor = AccountChangeMonitor(fake, registry, FakeClock(), interval=0.001)
+    registry.add(_session())
+    store.down = True
+    await monitor.start()
+    try:
+        assert await store.queried.get() is True
+        assert await store.queried.get() is True  # the task polls again after a failure
+        store.down = False
+        store.rows.append(_change(1, CHANGE_DISABLED))
+        while await store.queried.get():
+            pass
+        await monitor.poll_now()
+        assert registry.is_ended("s1")
+    finally:
+        await monitor.close()
+    logged = caplog.text
+    assert "auth.change_poll_error" in logged and "auth.change_poll_recovered" in logged
+
+
+async def test_a_message_is_not_accepted_unchecked_while_the_changes_cannot_be_read() -> None:
+    store, registry = Flaky(), SessionRegistry()
+    fake: Any = store
+    monitor = AccountChangeMonitor(fake, registry, FakeClock(), interval=0)
+    await monitor.start()
+    hook = SessionCheckHook(registry, monitor)
+    registry.add(_session())
+    facts = SessionFacts(session_id="s1", listener="submission", peer_ip="127.0.0.1", peer_port=1, helo="x",
+                         tls=None, account=ALICE)
+    message = MessageFacts(sender=ALICE, recipients=("bob@example.org",), mailboxes=(), remote=(),
+                           chunks=(b"x",), size=1)
+    store.down = True
+    refused = await hook.on_message(facts, message)
+    assert refused is not None and refused.reply == CHECK_UNAVAILABLE and refused.reply.code == 451
+    store.down = False
+    assert await hook.on_message(facts, message) is None
+
+
+async def test_callers_sharing_a_poll_that_was_cut_short_are_told_nothing_was_checked() -> None:
+    store, registry, clock = FakeChanges(), SessionRegistry(), FakeClock()
+    monitor = _monitor(store, registry, clock)
+    await monitor.start()
+    store.gate = asyncio.Event()
+    running = asyncio.ensure_future(monitor.poll_now())
+    await asyncio.sleep(0)
+    first_waiter = asyncio.ensure_future(monitor.poll_now())  # shares the poll that waits for the lock
+    sharing = asyncio.ensure_future(monitor.poll_now())
+    await asyncio.sleep(0)
+    first_waiter.cancel()  # e.g. its session cancelled at shutdown, while its poll waited
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await running is True
+    assert await sharing is False

@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hardmail.auth.scram import ScramSecrets
 from hardmail.core.clock import Clock, SystemClock
-from hardmail.store.ports import CHANGE_APP_PASSWORD_REVOKED, CHANGE_PASSWORD, AlreadyExists, NotFound
+from hardmail.store.ports import (
+    CHANGE_APP_PASSWORD_REVOKED,
+    CHANGE_MUST_CHANGE,
+    CHANGE_PASSWORD,
+    CHANGE_TWO_FACTOR_ON,
+    AlreadyExists,
+    NotFound,
+)
 from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
 from hardmail.store.sql.changes import record_change
 from hardmail.store.sql.engine import for_writing
@@ -81,10 +88,13 @@ class SqlCredentialStore:
         if await conn.scalar(select(accounts.c.address).where(accounts.c.address == address)) is None:
             raise NotFound(f"account {address} not found")
 
-    async def _write_state(self, address: str, **values: Any) -> None:
+    async def _write_state(self, address: str, change: str | None = None, **values: Any) -> None:
+        """Upsert the state; ``change``: the account change recorded in the same transaction."""
         async with self._writer.begin() as conn:
             await self._require_account(conn, address)
             await conn.execute(_upsert_state(conn.dialect.name, address, values))
+            if change is not None:
+                await record_change(conn, address, change, self._now())
 
     # password facts
 
@@ -146,7 +156,7 @@ class SqlCredentialStore:
             await record_change(conn, address, CHANGE_PASSWORD, values["password_changed_at"])
 
     async def set_must_change(self, address: str, must_change: bool) -> None:
-        await self._write_state(address, must_change=must_change)
+        await self._write_state(address, CHANGE_MUST_CHANGE if must_change else None, must_change=must_change)
 
     async def most_common_scram_iterations(self) -> int | None:
         async with self._engine.connect() as conn:
@@ -180,6 +190,8 @@ class SqlCredentialStore:
             rows = [{"address": address, "digest": digest} for digest in dict.fromkeys(recovery_digests)]
             if rows:
                 await conn.execute(insert(recovery_codes), rows)
+            if encrypted_secret is not None:  # the main password alone no longer logs in
+                await record_change(conn, address, CHANGE_TWO_FACTOR_ON, self._now())
 
     async def claim_totp_step(self, address: str, step: int) -> bool:
         column = account_credentials.c.totp_last_step

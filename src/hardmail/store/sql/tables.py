@@ -123,6 +123,7 @@ account_changes = Table(
     Column("kind", String(32), nullable=False),
     Column("credential_id", Integer, nullable=True),
     Column("at", UtcDateTime, nullable=False, index=True),
+    sqlite_autoincrement=True,  # ids never reused, even once a prune emptied the table
 )
 
 aliases = Table(

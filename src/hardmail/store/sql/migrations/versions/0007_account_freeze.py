@@ -31,6 +31,9 @@ def upgrade() -> None:
         sa.Column("credential_id", sa.Integer(), nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_account_changes"),
+        # SQLite would hand out max(id) + 1, i.e. 1 again once a prune emptied the table: every
+        # server process would take the new changes for ones it had seen.
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_account_changes_at", "account_changes", ["at"])
 
