@@ -10,6 +10,7 @@ import pytest
 
 from hardmail.core.clock import FakeClock
 from hardmail.core.replies import Reply
+from hardmail.delivery.content import MessageContent
 from hardmail.server.hooks import MessageFacts, SessionFacts
 from hardmail.server.sessions import (
     CHECK_UNAVAILABLE,
@@ -270,7 +271,7 @@ async def test_a_message_is_not_accepted_unchecked_while_the_changes_cannot_be_r
     facts = SessionFacts(session_id="s1", listener="submission", peer_ip="127.0.0.1", peer_port=1, helo="x",
                          tls=None, account=ALICE)
     message = MessageFacts(sender=ALICE, recipients=("bob@example.org",), mailboxes=(), remote=(),
-                           chunks=(b"x",), size=1)
+                           content=MessageContent.in_memory(b"x"), size=1)
     store.down = True
     refused = await hook.on_message(facts, message)
     assert refused is not None and refused.reply == CHECK_UNAVAILABLE and refused.reply.code == 451
