@@ -72,6 +72,11 @@ AMBIGUOUS = {
     "two-mailboxes": b"From: <me@sender.example>, <" + CEO + b">\r\n" + TAIL,
     "unparsable-from": b"From: " + CEO + b" <\r\n" + TAIL,
     "group-named-like-the-victim": b'From: "' + CEO + b'" :;\r\n' + TAIL,
+    # too long to parse, read leniently: a comment between "@" and the domain must not hide it
+    "over-long-from-comment-in-domain": b"From: <me@sender.example>,"
+                                        + (b"\r\n (" + b"x" * 900 + b")") * 6 + b" ceo@(c)bank.example\r\n" + TAIL,
+    "many-comments-comment-in-domain": b"From: <me@sender.example>, " + b"(c)" * 70
+                                       + b" ceo@ (c) bank.example\r\n" + TAIL,
 }
 NO_AUTHOR = {
     "no-from": TAIL,
@@ -134,6 +139,17 @@ def test_submission_refuses_a_from_without_an_address(tmp_path: Path, from_line:
             _submit(server, from_line + TAIL)
         assert server.messages(BOB) == []
     assert refused.value.smtp_code == 553 and b"5.7.1" in refused.value.smtp_error
+
+
+def test_submission_accepts_a_from_folded_past_one_line_length(tmp_path: Path) -> None:
+    """RFC 5322 2.1.1 bounds a line at 998 characters, not a field: a long encoded display name
+    folded over many lines is ordinary mail and must not be refused."""
+    words = b"\r\n ".join([b"=?UTF-8?Q?Al=C3=AFce_Liddell_of_the_very_long_name?="] * 24)
+    message = b"From: " + words + b"\r\n <alice@example.test>\r\n" + TAIL
+    with running_server(server_config(tmp_path / "data")) as server:
+        _submit(server, message)
+        [stored] = server.messages(BOB)
+    assert stored.endswith(message)
 
 
 def test_submission_accepts_an_encoded_crlf_in_a_display_name(tmp_path: Path) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from hardmail.mime.addresses import MAX_ADDRESS_FIELD, author, originator_addresses, parse_address_list
+from hardmail.mime.addresses import (
+    MAX_ADDRESS_FIELD,
+    MAX_SPECIALS,
+    author,
+    originator_addresses,
+    parse_address_list,
+)
 from hardmail.mime.headers import parse_header_block
 
 
@@ -65,6 +71,17 @@ def test_a_from_read_differently_is_refused_or_names_every_candidate(block: byte
     assert problem is not None or "victim@bank.example" in addresses
 
 
+def test_a_from_longer_than_one_line_is_parsed() -> None:
+    """RFC 5322 2.1.1's 998 characters bound a line; a folded field may be longer."""
+    name = "=?utf-8?q?Al=C3=AFce_Liddell?= " * 40
+    assert len(name) > 998
+    assert parse_address_list(f"{name}<alice@example.org>") == parsed_ok("alice@example.org")
+
+
+def parsed_ok(*addresses: str) -> object:
+    return type(parse_address_list(""))(addresses)
+
+
 def test_encoded_crlf_in_a_display_name_raises_nothing() -> None:
     parsed = parse_address_list("=?utf-8?q?Bob=0D=0AX?= <bob@example.org>")
     assert parsed.addresses == ("bob@example.org",) and parsed.problem == ""
@@ -86,6 +103,9 @@ def test_one_author_domain(block: bytes, domain: str, domains: tuple[str, ...]) 
     (b"From: ceo@bank.example\r\nno colon line\r\n", ("bank.example",)),
     (b"From: ceo@bank.example <\r\n", ("bank.example",)),
     (b'From: "ceo@bank.example" :;\r\n', ("bank.example",)),
+    # read leniently (unparsed): a comment after the "@" does not hide the domain
+    (b"From: me@x.org, ceo@(c)bank.example " + b"x" * MAX_ADDRESS_FIELD + b"\r\n", ("x.org", "bank.example")),
+    (b"From: me@x.org, " + b"(c)" * MAX_SPECIALS + b" ceo@ ((n) c) bank.example\r\n", ("x.org", "bank.example")),
     (b"To: b@x\r\n", ()),
     (b"From: Undisclosed:;\r\n", ()),
 ])
