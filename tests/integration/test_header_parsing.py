@@ -102,6 +102,19 @@ def test_from_that_is_not_one_author_domain_fails_dmarc_on_the_mx_port(mx_server
     assert mx_server.messages(BOB) == []
 
 
+# "_dmarc." before this 250-character subdomain of bank.example is longer than a DNS name may be
+LONG_SUBDOMAIN = b".".join([b"a" * 63] * 3) + b".b" * 23 + b".bank.example"
+
+
+def test_a_subdomain_too_long_for_its_dmarc_name_gets_the_organizational_policy(mx_server: ServerThread) -> None:
+    """RFC 7489 6.6.3: no record can exist at such a name, so the organizational domain's policy
+    applies; the failed query was a temporary error before, and the message reached the inbox."""
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send_mx(mx_server, "me@sender.example", b"From: <ceo@" + LONG_SUBDOMAIN + b">\r\n" + TAIL)
+    assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
+    assert mx_server.messages(BOB) == []
+
+
 @pytest.mark.parametrize("message", list(NO_AUTHOR.values()), ids=list(NO_AUTHOR))
 def test_from_without_any_author_domain_is_refused_on_the_mx_port(mx_server: ServerThread, message: bytes) -> None:
     with pytest.raises(smtplib.SMTPDataError) as refused:
