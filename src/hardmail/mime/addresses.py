@@ -183,6 +183,13 @@ def _from_problem(block: HeaderBlock) -> str:
     return block_problem(block)
 
 
+def _from_like_lines(block: HeaderBlock) -> list[str]:
+    """The malformed lines that some mail reader may still take for a From field (`` From: x``
+    first in the block, ``From\x01: x``, ``From x``): their domains count as author domains too."""
+    lines = (block.data[bad.start:bad.end].decode("utf-8", "replace") for bad in block.bad_lines)
+    return [line for line in lines if line.lstrip(" \t").lower().startswith("from")]
+
+
 def author(block: HeaderBlock) -> Author:
     """The author domain(s) of a header block. With a problem, the domains are every domain any
     From: field names, read leniently: each is judged as failing DMARC (RFC 7489 6.6.1)."""
@@ -194,7 +201,7 @@ def author(block: HeaderBlock) -> Author:
         problem = parsed.problem or ("" if parsed.addresses else "From field without an address")
         domains = [_dns_name(a.rpartition("@")[2]) for a in parsed.addresses]
     if problem:
-        domains.extend(_lenient_domains(values))
+        domains.extend(_lenient_domains([*values, *_from_like_lines(block)]))
     unique = tuple(dict.fromkeys(d for d in domains if d))
     return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem)
 

@@ -108,6 +108,10 @@ def test_one_author_domain(block: bytes, domain: str, domains: tuple[str, ...]) 
     (b"From: me@x.org, " + b"(c)" * MAX_SPECIALS + b" ceo@ ((n) c) bank.example\r\n", ("x.org", "bank.example")),
     (b"To: b@x\r\n", ()),
     (b"From: Undisclosed:;\r\n", ()),
+    # malformed lines that a mail reader may still show as the From field
+    (b" From: ceo@bank.example\r\nFrom: me@x.org\r\n", ("x.org", "bank.example")),
+    (b"From: me@x.org\r\nFrom\x01: ceo@bank.example\r\n", ("x.org", "bank.example")),
+    (b"From: me@x.org\r\nFROM <ceo@bank.example>\r\n", ("x.org", "bank.example")),
 ])
 def test_ambiguous_author_names_every_domain_present(block: bytes, domains: tuple[str, ...]) -> None:
     found = author(parse_header_block(block + b"\r\n"))
