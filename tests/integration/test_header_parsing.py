@@ -33,6 +33,8 @@ ZONE: dict[tuple[str, str], Any] = {
     ("_dmarc.bank.example", "TXT"): ['"v=DMARC1; p=reject"'],
     ("sender.example", "TXT"): ['"v=spf1 ip4:127.0.0.1 -all"'],  # the attacker's own, passing domain
     ("sender.example", "MX"): ["10 mx.sender.example."],
+    ("_dmarc.quarantine.example", "TXT"): ['"v=DMARC1; p=quarantine"'],
+    ("_dmarc.subreject.example", "TXT"): ['"v=DMARC1; p=none; sp=reject"'],
 }
 TAIL = b"To: <bob@example.test>\r\nSubject: pay now\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\n\r\nHello\r\n"
 CEO = b"ceo@bank.example"
@@ -113,6 +115,38 @@ def test_a_subdomain_too_long_for_its_dmarc_name_gets_the_organizational_policy(
     applies; the failed query was a temporary error before, and the message reached the inbox."""
     with pytest.raises(smtplib.SMTPDataError) as refused:
         _send_mx(mx_server, "me@sender.example", b"From: <ceo@" + LONG_SUBDOMAIN + b">\r\n" + TAIL)
+    assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
+    assert mx_server.messages(BOB) == []
+
+
+def _junk(server: ServerThread, address: str) -> list[bytes]:
+    assert server.server is not None
+    path = server.server.context.acceptor.maildir.mailbox_path(address) / ".Junk" / "new"
+    return [p.read_bytes() for p in sorted(path.iterdir())] if path.exists() else []
+
+
+@pytest.mark.parametrize("from_line", [
+    b"From : <ceo@quarantine.example>\r\n",
+    b"From: <me@sender.example>, <ceo@quarantine.example>\r\n",
+], ids=["obsolete-from", "two-domains"])
+def test_an_ambiguous_from_of_a_quarantine_domain_goes_to_junk(tmp_path: Path, dns_server: LoopbackDnsServer,
+                                                                from_line: bytes) -> None:
+    with running_server(_mx_config(tmp_path, dns_server)) as server:
+        _send_mx(server, "me@sender.example", from_line + TAIL)
+        assert server.messages(BOB) == []
+        [stored] = _junk(server, BOB)
+    assert b"dmarc=fail" in stored and b"header.from=quarantine.example" in stored
+
+
+@pytest.mark.parametrize("from_line", [
+    b"From: <ceo@mail.subreject.example>\r\n",
+    b"From: <me@sender.example>, <ceo@mail.subreject.example>\r\n",
+    b"From : <me@sender.example>, <ceo@mail.subreject.example>\r\n",
+], ids=["one-domain", "two-domains", "ambiguous"])
+def test_the_subdomain_policy_applies_to_every_author_domain(mx_server: ServerThread, from_line: bytes) -> None:
+    """RFC 7489 6.6.3: sp= of the organizational record applies to a subdomain without a record."""
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _send_mx(mx_server, "me@sender.example", from_line + TAIL)
     assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
     assert mx_server.messages(BOB) == []
 
