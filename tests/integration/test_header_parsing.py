@@ -19,6 +19,7 @@ from support.live import (
     ALICE_PASSWORD,
     BOB,
     HOSTNAME,
+    RawClient,
     ServerThread,
     client_tls_context,
     running_server,
@@ -116,6 +117,42 @@ def test_a_subdomain_too_long_for_its_dmarc_name_gets_the_organizational_policy(
     with pytest.raises(smtplib.SMTPDataError) as refused:
         _send_mx(mx_server, "me@sender.example", b"From: <ceo@" + LONG_SUBDOMAIN + b">\r\n" + TAIL)
     assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
+    assert mx_server.messages(BOB) == []
+
+
+def _bdat_in_small_chunks(client: RawClient, message: bytes) -> tuple[int, list[str]]:
+    reply: tuple[int, list[str]] = (0, [])
+    for at in range(0, len(message), 7):
+        part = message[at:at + 7]
+        last = " LAST" if at + 7 >= len(message) else ""
+        client.send(f"BDAT {len(part)}{last}\r\n".encode() + part)
+        reply = client.read_reply()
+    return reply
+
+
+def _data_in_small_pieces(client: RawClient, message: bytes) -> tuple[int, list[str]]:
+    assert client.command("DATA")[0] == 354
+    data = message + b".\r\n"
+    for at in range(0, len(data), 3):
+        client.send(data[at:at + 3])
+    return client.read_reply()
+
+
+@pytest.mark.parametrize("send", [_bdat_in_small_chunks, _data_in_small_pieces], ids=["bdat", "data-pieces"])
+@pytest.mark.parametrize("message", [AMBIGUOUS["obsolete-from"], AMBIGUOUS["two-from-fields"],
+                                     b"From: <" + CEO + b">\r\n"], ids=["obsolete-from", "two-from", "no-blank-line"])
+def test_ambiguous_from_fails_dmarc_however_the_message_arrives(mx_server: ServerThread, send: Any,
+                                                                 message: bytes) -> None:
+    client = RawClient(mx_server.address("smtp"))
+    try:
+        client.read_reply()
+        assert client.command("EHLO client.example")[0] == 250
+        assert client.command("MAIL FROM:<me@sender.example>")[0] == 250
+        assert client.command(f"RCPT TO:<{BOB}>")[0] == 250
+        code, lines = send(client, message)
+    finally:
+        client.close()
+    assert code == 550 and "DMARC policy (p=reject)" in lines[0]
     assert mx_server.messages(BOB) == []
 
 
