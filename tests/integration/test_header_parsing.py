@@ -249,10 +249,11 @@ def test_submission_accepts_an_encoded_crlf_in_a_display_name(tmp_path: Path) ->
 
 FORGED = (f"Authentication-Results: {HOSTNAME}; dkim=pass header.d=example.test\r\n"
           f"ARC-Authentication-Results: i=1; {HOSTNAME.upper()}; dmarc=pass\r\n"
+          f"ARC-Authentication-Results: (c) i=2 (d); {HOSTNAME}.; arc=pass\r\n"
           "Authentication-Results: other.example; spf=pass\r\n"
           "X-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\nX-Spam-Score:\r\n -100\r\n"
           "Received-SPF: pass (forged)\r\nX-Hardmail-Queue-ID: 123\r\n").encode()
-OUR_VERDICTS = (b"dkim=pass header.d=example.test", b"dmarc=pass", b"score=-100", b"-100", b"forged",
+OUR_VERDICTS = (b"dkim=pass header.d=example.test", b"dmarc=pass", b"arc=pass", b"score=-100", b"-100", b"forged",
                 b"X-Spam-Flag", b"X-Hardmail-Queue-ID")
 
 
