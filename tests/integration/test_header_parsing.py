@@ -310,3 +310,23 @@ def test_a_header_section_that_does_not_end_within_the_head_limit_is_refused(tmp
             _send_mx(server, "me@sender.example", message)
         assert server.messages(BOB) == []
     assert (refused.value.smtp_code, refused.value.smtp_error) == (552, b"5.3.4 Message header section too large")
+
+
+LONG_FIELDS = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=sender.example; s=s; h=from:to;\r\n"
+               b" bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=; b=" + b"\r\n\t".join([b"A" * 70] * 40) + b"\r\n"
+               b"References: " + b"\r\n ".join(b"<message-%d@example.org>" % i for i in range(500)) + b"\r\n"
+               b"X-Long: " + b"x" * 990 + b"\r\n")
+
+
+async def test_long_ordinary_fields_are_not_refused(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
+    """A long folded References or DKIM-Signature, or a 998-character line, is ordinary mail."""
+    with running_server(_mx_config(tmp_path / "mx", dns_server)) as server:
+        message = b"From: <me@sender.example>\r\n" + LONG_FIELDS + TAIL
+        await asyncio.to_thread(_send_mx, server, "me@sender.example", message)
+        [stored] = server.messages(BOB)
+        assert stored.endswith(message)
+    with running_server(server_config(tmp_path / "submission")) as server:
+        message = b"From: alice@example.test\r\n" + LONG_FIELDS + TAIL
+        await asyncio.to_thread(_submit, server, message)
+        [stored] = server.messages(BOB)
+        assert message in stored
