@@ -286,6 +286,18 @@ def test_submission_to_a_remote_recipient_strips_our_verdict_fields(tmp_path: Pa
 
 
 @pytest.mark.parametrize("trusted", [False, True], ids=["mx", "trusted-relay"])
+async def test_a_verdict_forged_in_a_leading_continuation_line_is_removed(
+        tmp_path: Path, dns_server: LoopbackDnsServer, trusted: bool) -> None:
+    """(Submission refuses such a header block: a malformed line.)"""
+    forged = f" Authentication-Results: {HOSTNAME}; dmarc=pass\r\n X-Spam-Status: No\r\n".encode()
+    relay = {"trusted_networks": ["127.0.0.0/8"]} if trusted else {}
+    with running_server(_mx_config(tmp_path, dns_server, relay=relay)) as server:
+        await asyncio.to_thread(_send_mx, server, "me@sender.example", forged + b"From: <me@sender.example>\r\n" + TAIL)
+        [stored] = server.messages(BOB)
+    assert b"dmarc=pass" not in stored and b"X-Spam-Status: No\r\n" not in stored and stored.endswith(TAIL)
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["mx", "trusted-relay"])
 async def test_mx_and_trusted_relays_strip_our_verdict_fields(
         tmp_path: Path, dns_server: LoopbackDnsServer, trusted: bool) -> None:
     relay = {"trusted_networks": ["127.0.0.0/8"]} if trusted else {}
