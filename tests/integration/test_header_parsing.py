@@ -78,6 +78,7 @@ AMBIGUOUS = {
     # too long to parse, read leniently: a comment between "@" and the domain must not hide it
     "over-long-from-comment-in-domain": b"From: <me@sender.example>,"
                                         + (b"\r\n (" + b"x" * 900 + b")") * 6 + b" ceo@(c)bank.example\r\n" + TAIL,
+    "obsolete-route": b"From: <@bank.example:me@sender.example>\r\n" + TAIL,  # RFC 5322 4.4
     "from-like-continuation-first": b" From: <" + CEO + b">\r\nFrom: <me@sender.example>\r\n" + TAIL,
     "from-like-without-colon": b"From: <me@sender.example>\r\nFrom <" + CEO + b">\r\n" + TAIL,
     "many-comments-comment-in-domain": b"From: <me@sender.example>, " + b"(c)" * 70

@@ -85,6 +85,8 @@ def _address_defect(token: rfc5322_parser.TokenList) -> bool:
     text: a quoted encoded word there, common from some mail programs, is no reason to refuse)."""
     if token.token_type == "display-name":
         return False
+    if token.token_type == "obs-route":  # RFC 5322 4.4: a reader may show its domain as the author's
+        return True
     if any(isinstance(defect, InvalidHeaderDefect) for defect in token.defects):
         return True
     return any(_address_defect(part) if isinstance(part, rfc5322_parser.TokenList)

@@ -108,6 +108,7 @@ def test_one_author_domain(block: bytes, domain: str, domains: tuple[str, ...]) 
     (b"From: me@x.org, " + b"(c)" * MAX_SPECIALS + b" ceo@ ((n) c) bank.example\r\n", ("x.org", "bank.example")),
     (b"To: b@x\r\n", ()),
     (b"From: Undisclosed:;\r\n", ()),
+    (b"From: <@bank.example:me@x.org>\r\n", ("x.org", "bank.example")),  # RFC 5322 4.4 obs-route
     # malformed lines that a mail reader may still show as the From field
     (b" From: ceo@bank.example\r\nFrom: me@x.org\r\n", ("bank.example", "x.org")),
     (b"From: me@x.org\r\nFrom\x01: ceo@bank.example\r\n", ("x.org", "bank.example")),
