@@ -88,6 +88,9 @@ NO_AUTHOR = {
     "no-from": TAIL,
     "empty-from": b"From:\r\n" + TAIL,
     "empty-group": b"From: Undisclosed:;\r\n" + TAIL,
+    # beside a passing domain, an address whose "domain" no DMARC record can be found for
+    "junk-domain-beside-a-real-one": b"From: <me@sender.example>, <" + CEO + b"!>\r\n" + TAIL,
+    "ambiguous-with-junk-domain": "From : <me@sender.example>, <ceo@bank.example\u3002>\r\n".encode() + TAIL,
 }
 
 

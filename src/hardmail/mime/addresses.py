@@ -169,6 +169,9 @@ class Author:
 
     domains: tuple[str, ...]  # every domain found (at most MAX_AUTHOR_DOMAINS + 1), in order
     problem: str = ""  # why the header block or the From: field cannot be read one way, or ""
+    # a From: address names a domain that is no DNS name (``ceo@bank.example!``, an address
+    # literal): its reader sees an author no DMARC policy can be found for, so none can be skipped
+    undeterminable: bool = False
 
     @property
     def domain(self) -> str | None:
@@ -203,9 +206,12 @@ def author(block: HeaderBlock) -> Author:
         problem = parsed.problem or ("" if parsed.addresses else "From field without an address")
         domains = [_dns_name(a.rpartition("@")[2]) for a in parsed.addresses]
     if problem:
-        domains.extend(_lenient_domains([*values, *_from_like_lines(block)]))
+        domains.extend(_lenient_domains(values))
+    undeterminable = "" in domains
+    if problem:
+        domains.extend(_lenient_domains(_from_like_lines(block)))
     unique = tuple(dict.fromkeys(d for d in domains if d))
-    return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem)
+    return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem, undeterminable)
 
 
 def author_of(message_start: bytes) -> Author:

@@ -119,6 +119,16 @@ def test_ambiguous_author_names_every_domain_present(block: bytes, domains: tupl
     assert found.problem and found.domain is None and found.domains == domains
 
 
+@pytest.mark.parametrize("block", [
+    b"From: me@x.org, <ceo@bank.example!>\r\n",
+    b"From: me@x.org, ceo@[192.0.2.1]\r\n",
+    b"From : me@x.org, ceo@bank.example#\r\n",
+])
+def test_an_address_whose_domain_is_no_dns_name_makes_the_author_undeterminable(block: bytes) -> None:
+    found = author(parse_header_block(block + b"\r\n"))
+    assert found.undeterminable and found.domains == ("x.org",)
+
+
 def test_several_author_domains_in_one_well_formed_from() -> None:
     found = author(parse_header_block(b"From: me@a.example, ceo@bank.example\r\n\r\n"))
     assert (found.problem, found.domain, found.domains) == ("", None, ("a.example", "bank.example"))
