@@ -7,8 +7,8 @@ address either finds counts, so that a value read one way by us and another way 
 cannot slip through. Display names are never turned into ``Address`` objects, so an encoded word
 that decodes to CR/LF (``=?utf-8?q?Bob=0D=0AX?=``) is harmless display text, not an error (RFC
 2047 6.2: decoding is for display). Both stdlib parsers are quadratic (and recursive) on hostile
-input, so a value longer than a header line may be (RFC 5322 2.1.1: 998 characters) is not parsed
-but refused, and callers run these functions in a worker thread.
+input, so a value longer than MAX_ADDRESS_FIELD or with more than MAX_SPECIALS quoting characters
+is not parsed but refused, and callers run these functions in a worker thread.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from typing import Any
 from hardmail.core.address import AddressError, normalize_domain
 from hardmail.mime.headers import HeaderBlock, parse_header_block
 
-MAX_ADDRESS_FIELD = 998  # RFC 5322 2.1.1; longer values are refused unparsed (see module docstring)
+# Longer values are refused unparsed (see module docstring). Not RFC 5322 2.1.1's 998: that bounds
+# a line, and a From: folded over several lines (a long encoded display name) may be longer.
+MAX_ADDRESS_FIELD = 4096
+# The stdlib parsers' cost grows with the square of the quoted strings, escapes, comments and
+# groups in a value (16 KiB of '"' took 2.5 s); with at most this many of those characters, a
+# MAX_ADDRESS_FIELD value is parsed in about 0.1 s. An ordinary address list has a few.
+MAX_SPECIALS = 64
+_SPECIALS = re.compile(r'["\\(:]')
 MAX_AUTHOR_DOMAINS = 8  # more distinct domains in From: than this is refused, not looked up
 ORIGINATOR_FIELDS = ("from", "sender", "resent-from", "resent-sender")
 MAX_ORIGINATOR_FIELDS = 8
@@ -78,6 +85,8 @@ def _address_defect(token: rfc5322_parser.TokenList) -> bool:
     text: a quoted encoded word there, common from some mail programs, is no reason to refuse)."""
     if token.token_type == "display-name":
         return False
+    if token.token_type == "obs-route":  # RFC 5322 4.4: a reader may show its domain as the author's
+        return True
     if any(isinstance(defect, InvalidHeaderDefect) for defect in token.defects):
         return True
     return any(_address_defect(part) if isinstance(part, rfc5322_parser.TokenList)
@@ -99,6 +108,8 @@ def parse_address_list(value: str) -> ParsedAddresses:
     """The addresses of an address-list value (groups flattened, display names dropped)."""
     if len(value) > MAX_ADDRESS_FIELD:
         return ParsedAddresses((), "address field too long")
+    if len(_SPECIALS.findall(value)) > MAX_SPECIALS:
+        return ParsedAddresses((), "too many quoted strings, comments or groups in an address field")
     if not value.strip():
         return ParsedAddresses(())
     try:
@@ -120,9 +131,29 @@ def _dns_name(text: str) -> str:
     return "" if name.startswith("[") or "." not in name else name
 
 
+def _without_comments(value: str) -> str:
+    """``value`` with its (nested) comments removed, unbalanced ones to the end (RFC 5322 3.2.2).
+    One pass: a stdlib parser is not used here because this reads values it could not parse."""
+    kept, depth, escaped = [], 0, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and depth:
+            escaped = True
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif not depth:
+            kept.append(char)
+    return "".join(kept)
+
+
 def _lenient_domains(values: list[str]) -> list[str]:
-    """Every domain name after an ``@``: the domains a broken From: still names."""
-    return [_dns_name(match.group(1)) for value in values for match in _LENIENT_DOMAIN.finditer(value)]
+    """Every domain name after an ``@``, with and without the comments (``ceo@(x)bank.example``):
+    the domains a broken From: still names to some mail reader."""
+    texts = [text for value in values for text in (value, _without_comments(value))]
+    return [_dns_name(match.group(1)) for text in texts for match in _LENIENT_DOMAIN.finditer(text)]
 
 
 def block_problem(block: HeaderBlock) -> str:
@@ -138,6 +169,9 @@ class Author:
 
     domains: tuple[str, ...]  # every domain found (at most MAX_AUTHOR_DOMAINS + 1), in order
     problem: str = ""  # why the header block or the From: field cannot be read one way, or ""
+    # a From: address names a domain that is no DNS name (``ceo@bank.example!``, an address
+    # literal): its reader sees an author no DMARC policy can be found for, so none can be skipped
+    undeterminable: bool = False
 
     @property
     def domain(self) -> str | None:
@@ -154,6 +188,13 @@ def _from_problem(block: HeaderBlock) -> str:
     return block_problem(block)
 
 
+def _from_like_lines(block: HeaderBlock) -> list[str]:
+    """The malformed lines that some mail reader may still take for a From field (`` From: x``
+    first in the block, ``From\x01: x``, ``From x``): their domains count as author domains too."""
+    lines = (block.data[bad.start:bad.end].decode("utf-8", "replace") for bad in block.bad_lines)
+    return [line for line in lines if line.lstrip(" \t").lower().startswith("from")]
+
+
 def author(block: HeaderBlock) -> Author:
     """The author domain(s) of a header block. With a problem, the domains are every domain any
     From: field names, read leniently: each is judged as failing DMARC (RFC 7489 6.6.1)."""
@@ -166,8 +207,11 @@ def author(block: HeaderBlock) -> Author:
         domains = [_dns_name(a.rpartition("@")[2]) for a in parsed.addresses]
     if problem:
         domains.extend(_lenient_domains(values))
+    undeterminable = "" in domains
+    if problem:
+        domains.extend(_lenient_domains(_from_like_lines(block)))
     unique = tuple(dict.fromkeys(d for d in domains if d))
-    return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem)
+    return Author(unique[: MAX_AUTHOR_DOMAINS + 1], problem, undeterminable)
 
 
 def author_of(message_start: bytes) -> Author:

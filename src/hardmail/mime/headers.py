@@ -118,22 +118,25 @@ class _Builder:
 
     def _continuation(self, data: bytes, start: int, end: int) -> None:
         if self.open is None:
+            # not a field by RFC 5322 2.2.3, but a lenient reader may take it for one: it is read
+            # as a field too (so that a forged verdict or a From there is seen), and flagged
             self.bad.append(BadLine(start, end, "continuation line before any field"))
+            self._field_start(data, start, end, lenient=True)
             return
         if not data[start:end].strip(b" \t\r\n"):  # RFC 5322 4.2: obsolete; read by some as the end
             self.bad.append(BadLine(start, end, "line of white space only"))
         self.open = HeaderField(self.open.name, self.open.start, end, self.open.colon, self.open.obsolete)
 
-    def _field_start(self, data: bytes, start: int, end: int) -> None:
+    def _field_start(self, data: bytes, start: int, end: int, lenient: bool = False) -> None:
         colon = data.find(b":", start, end)
-        if colon < 0:
-            self.bad.append(BadLine(start, end, "line without a colon"))
+        name = data[start:colon].strip(b" \t") if lenient else data[start:colon].rstrip(b" \t")
+        if colon < 0 or not _FIELD_NAME.fullmatch(name):
+            if not lenient:
+                reason = "line without a colon" if colon < 0 else "invalid field name"
+                self.bad.append(BadLine(start, end, reason))
             return
-        name = data[start:colon].rstrip(b" \t")
-        if not _FIELD_NAME.fullmatch(name):
-            self.bad.append(BadLine(start, end, "invalid field name"))
-            return
-        self.open = HeaderField(name.decode("ascii").lower(), start, end, colon, colon - start != len(name))
+        obsolete = data[colon - 1] in _WSP
+        self.open = HeaderField(name.decode("ascii").lower(), start, end, colon, obsolete)
 
 
 def parse_header_block(message_start: bytes) -> HeaderBlock:

@@ -13,7 +13,15 @@ import dkim  # type: ignore[import-untyped]
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.mime.headers import parse_header_block
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import VERIFY_DEADLINE, Message, bytes_of, head_of, txt_lookup
+from hardmail.msgauth.dkim import (
+    MAX_SELECTION_WORK,
+    VERIFY_DEADLINE,
+    Message,
+    bytes_of,
+    head_of,
+    selection_work,
+    txt_lookup,
+)
 from hardmail.msgauth.dns import Resolver
 
 ArcResultCode = Literal["pass", "fail", "none"]
@@ -30,8 +38,11 @@ def verify_chain(message: Message, resolver: Resolver, loop: asyncio.AbstractEve
                  monotonic: Callable[[], float] | None = None) -> ArcResult:
     """RFC 8617 5.2: the chain validation status (call from a worker thread); no key look-up after
     ``deadline`` (a ``monotonic()`` time)."""
-    if "arc-seal" not in parse_header_block(head_of(message)).names():
+    block = parse_header_block(head_of(message))
+    if "arc-seal" not in block.names():
         return ArcResult("none", "message is not ARC signed")  # not even read from its file
+    if selection_work(block, block.named("arc-message-signature")) > MAX_SELECTION_WORK:  # quadratic in dkimpy
+        return ArcResult("fail", "ARC-Message-Signature lists too many header fields to verify")
     lookup = txt_lookup(resolver, loop, deadline, monotonic)
     status, results, reason = dkim.arc_verify(bytes_of(message), dnsfunc=lookup)
     code = status.decode() if isinstance(status, bytes) else "fail"  # None: the chain was already failed

@@ -104,9 +104,6 @@ def _skip_cfws(text: str, at: int) -> int:
     return at
 
 
-_ARC_INSTANCE = re.compile(r"[ \t]*i[ \t]*=[ \t]*[0-9]+[ \t]*;", re.IGNORECASE)  # RFC 8617 4.1.1
-
-
 def _authserv_id(value: str) -> str:
     """RFC 8601 2.2: the authserv-id, a token or a quoted-string after optional CFWS, lower-cased,
     a trailing dot removed. What follows it (a version, then ";") does not matter: the id alone
@@ -130,9 +127,9 @@ _CLAIMING = ("authentication-results", "arc-authentication-results")
 def _claims(block: HeaderBlock, field: HeaderField, names: set[str]) -> bool:
     """Whether an (ARC-)Authentication-Results field claims one of ``names`` (RFC 8601 5, RFC 8617)."""
     value = block.value(field)
-    if field.name == "arc-authentication-results":
-        instance = _ARC_INSTANCE.match(value)
-        value = value[instance.end():] if instance else value
+    if field.name == "arc-authentication-results":  # RFC 8617 4.1.1: "i=N;" then the A-R value;
+        # read both ways (with or without the instance tag, comments anywhere around it)
+        return _authserv_id(value) in names or _authserv_id(value.partition(";")[2]) in names
     return _authserv_id(value) in names
 
 

@@ -193,8 +193,12 @@ async def evaluate_author(resolver: Resolver, author: Author, spf: SpfResult | N
     Exactly one author domain: the ordinary evaluation. Several domains in one well-formed From:
     each is evaluated and the strictest failing policy applies. A From: that cannot be read one
     way (several From fields, obsolete syntax, an unparsable value, a malformed header block): each
-    domain it names fails under its own policy. No domain at all, or too many: ``no_author``.
+    domain it names fails under its own policy. No domain at all, too many, or an address whose
+    domain is no DNS name: ``no_author``.
     """
+    if author.undeterminable:  # RFC 7489 6.6.1: no author domain can be determined for one address
+        return DmarcResult("permerror", "", reason="From: names an address whose domain is no DNS name",
+                           no_author=True)
     if not author.domains or len(author.domains) > MAX_AUTHOR_DOMAINS:
         why = author.problem or "From field without an author domain"
         return DmarcResult("permerror", "", reason=why if author.domains == () else "too many author domains",

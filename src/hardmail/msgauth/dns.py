@@ -67,6 +67,11 @@ class DnsPythonResolver:
             answer = await self._resolver.resolve(_absolute(name), rdtype, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return DnsAnswer("nxdomain")
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
+            # RFC 1035 2.3.4: no such name can exist (e.g. "_dmarc." before a 250-character name):
+            # answered as a name that does not exist, never as a temporary error that could be
+            # retried and that would keep a policy at a parent domain from being applied
+            return DnsAnswer("nxdomain", detail=type(exc).__name__)
         except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as exc:
             return DnsAnswer("tempfail", detail=type(exc).__name__)
         except dns.exception.DNSException as exc:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from hardmail.mime.addresses import MAX_ADDRESS_FIELD, author, originator_addresses, parse_address_list
+from hardmail.mime.addresses import (
+    MAX_ADDRESS_FIELD,
+    MAX_SPECIALS,
+    author,
+    originator_addresses,
+    parse_address_list,
+)
 from hardmail.mime.headers import parse_header_block
 
 
@@ -65,6 +71,17 @@ def test_a_from_read_differently_is_refused_or_names_every_candidate(block: byte
     assert problem is not None or "victim@bank.example" in addresses
 
 
+def test_a_from_longer_than_one_line_is_parsed() -> None:
+    """RFC 5322 2.1.1's 998 characters bound a line; a folded field may be longer."""
+    name = "=?utf-8?q?Al=C3=AFce_Liddell?= " * 40
+    assert len(name) > 998
+    assert parse_address_list(f"{name}<alice@example.org>") == parsed_ok("alice@example.org")
+
+
+def parsed_ok(*addresses: str) -> object:
+    return type(parse_address_list(""))(addresses)
+
+
 def test_encoded_crlf_in_a_display_name_raises_nothing() -> None:
     parsed = parse_address_list("=?utf-8?q?Bob=0D=0AX?= <bob@example.org>")
     assert parsed.addresses == ("bob@example.org",) and parsed.problem == ""
@@ -86,12 +103,30 @@ def test_one_author_domain(block: bytes, domain: str, domains: tuple[str, ...]) 
     (b"From: ceo@bank.example\r\nno colon line\r\n", ("bank.example",)),
     (b"From: ceo@bank.example <\r\n", ("bank.example",)),
     (b'From: "ceo@bank.example" :;\r\n', ("bank.example",)),
+    # read leniently (unparsed): a comment after the "@" does not hide the domain
+    (b"From: me@x.org, ceo@(c)bank.example " + b"x" * MAX_ADDRESS_FIELD + b"\r\n", ("x.org", "bank.example")),
+    (b"From: me@x.org, " + b"(c)" * MAX_SPECIALS + b" ceo@ ((n) c) bank.example\r\n", ("x.org", "bank.example")),
     (b"To: b@x\r\n", ()),
     (b"From: Undisclosed:;\r\n", ()),
+    (b"From: <@bank.example:me@x.org>\r\n", ("x.org", "bank.example")),  # RFC 5322 4.4 obs-route
+    # malformed lines that a mail reader may still show as the From field
+    (b" From: ceo@bank.example\r\nFrom: me@x.org\r\n", ("bank.example", "x.org")),
+    (b"From: me@x.org\r\nFrom\x01: ceo@bank.example\r\n", ("x.org", "bank.example")),
+    (b"From: me@x.org\r\nFROM <ceo@bank.example>\r\n", ("x.org", "bank.example")),
 ])
 def test_ambiguous_author_names_every_domain_present(block: bytes, domains: tuple[str, ...]) -> None:
     found = author(parse_header_block(block + b"\r\n"))
     assert found.problem and found.domain is None and found.domains == domains
+
+
+@pytest.mark.parametrize("block", [
+    b"From: me@x.org, <ceo@bank.example!>\r\n",
+    b"From: me@x.org, ceo@[192.0.2.1]\r\n",
+    b"From : me@x.org, ceo@bank.example#\r\n",
+])
+def test_an_address_whose_domain_is_no_dns_name_makes_the_author_undeterminable(block: bytes) -> None:
+    found = author(parse_header_block(block + b"\r\n"))
+    assert found.undeterminable and found.domains == ("x.org",)
 
 
 def test_several_author_domains_in_one_well_formed_from() -> None:

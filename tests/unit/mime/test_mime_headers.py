@@ -45,6 +45,16 @@ def test_leading_continuation_and_unterminated_blocks() -> None:
     assert parse_header_block(b"\r\nbody").fields == () and parse_header_block(b"\r\nbody").complete
 
 
+def test_a_leading_continuation_line_is_also_read_as_a_field() -> None:
+    """A lenient reader may take `` X-Spam-Status: No`` first in the block for a field: it is one
+    (flagged as malformed), so that a forged verdict there is removed like any other."""
+    message = b" X-Spam-Status: No\r\n\tfolded\r\nFrom : a@example.org\r\n\r\nbody\r\n"
+    block = parse_header_block(message)
+    assert [(f.name, f.obsolete) for f in block.fields] == [("x-spam-status", False), ("from", True)]
+    assert block.raw(block.fields[0]) == b" X-Spam-Status: No\r\n\tfolded\r\n" and len(block.bad_lines) == 1
+    assert b"".join(without_fields([message[i:i + 1] for i in range(len(message))], (0,))) == message[29:]
+
+
 MESSAGE = (b"Received: from a\r\n\tby b\r\nX-Spam-Status: No\r\n  folded\r\nnot a field\r\n"
            b"Subject: kept\r\n\r\nX-Spam-Status: in the body\r\n")
 EXPECTED = b"Received: from a\r\n\tby b\r\nnot a field\r\nSubject: kept\r\n\r\nX-Spam-Status: in the body\r\n"

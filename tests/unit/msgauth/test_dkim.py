@@ -213,3 +213,43 @@ def test_the_pool_is_bounded_sized_from_configuration_and_shut_down() -> None:
     assert workers.executor() is not pool
     workers.configure(workers.DEFAULT_WORKERS)
     workers.shutdown()
+
+
+def _hostile_selection(signature_field: bytes) -> bytes:
+    """A message whose signature names 1,000 fields in h= over a block of 1,100 fields: dkimpy's
+    field selection would make 1.1 million comparisons (quadratic in the header block)."""
+    names = b":".join(b"x-absent-%d" % i for i in range(1000))
+    padding = b"".join(b"X-N%d: v\r\n" % i for i in range(1100))
+    return (signature_field + b": v=1; a=rsa-sha256; c=relaxed/relaxed; d=football.example.com; s=test;\r\n"
+            b" h=from:" + names + b"; bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=; b=AAAA\r\n"
+            + padding + MESSAGE)
+
+
+def _select_headers_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import dkim as dkimpy  # type: ignore[import-untyped]
+
+    calls: list[int] = []
+    real = dkimpy.select_headers
+
+    def spy(headers: Any, include: Any) -> Any:
+        calls.append(len(headers) * len(include))
+        return real(headers, include)
+
+    monkeypatch.setattr(dkimpy, "select_headers", spy)
+    return calls
+
+
+async def test_a_signature_whose_verification_would_be_quadratic_is_permerror(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _select_headers_spy(monkeypatch)
+    [result] = await verify(_hostile_selection(b"DKIM-Signature"), StaticResolver(_rfc8463_zone()))
+    assert (result.result, result.domain) == ("permerror", "football.example.com")
+    assert "too many header fields" in result.reason and calls == []
+
+
+async def test_an_arc_chain_whose_verification_would_be_quadratic_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _select_headers_spy(monkeypatch)
+    seal = b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=football.example.com; s=test; b=AAAA\r\n"
+    message = seal + _hostile_selection(b"ARC-Message-Signature: i=1;")
+    result = await arc.verify(message, StaticResolver(_rfc8463_zone()))
+    assert result.result == "fail" and "too many header fields" in result.reason and calls == []

@@ -152,6 +152,7 @@ async def test_several_domains_in_one_from_need_every_one_to_pass() -> None:
 
 async def test_no_author_domain_or_too_many_is_refused_and_a_timeout_is_temperror() -> None:
     assert (await evaluate_author(_POLICIES, Author((), "0 From fields"), None, (), 0.0)).no_author
+    assert (await evaluate_author(_POLICIES, Author(("x.org",), "", True), None, (), 0.0)).no_author
     many = Author(tuple(f"d{i}.example" for i in range(MAX_AUTHOR_DOMAINS + 1)), "many")
     assert (await evaluate_author(StaticResolver({}), many, None, (), 0.0)).no_author
     slow = await evaluate_author(_POLICIES, Author(("slow.example", "nodmarc.example")), None, (), 0.0)

@@ -85,6 +85,10 @@ def test_forged_authentication_results_are_found_and_removed() -> None:
     b'Authentication-Results: (a (nested) comment)\r\n "MX.Example.Test." 1 ; spf=pass\r\n',
     b"Authentication-Results: mx.example.test; none\r\n",
     b"Authentication-Results: AR.EXAMPLE.TEST 1; dkim=pass\r\n",  # the configured authserv-id
+    b"ARC-Authentication-Results: i=1; mx.example.test; dmarc=pass\r\n",
+    b"ARC-Authentication-Results: (c) i=1; mx.example.test; dmarc=pass\r\n",  # a comment before i=
+    b"ARC-Authentication-Results: i=1 (c); (d) MX.example.test.; dmarc=pass\r\n",
+    b"ARC-Authentication-Results: mx.example.test; dmarc=pass\r\n",  # no instance tag
 ])
 def test_forged_results_with_version_quotes_or_either_name_are_found(field: bytes) -> None:
     assert forged_authres_indexes(field, ["ar.example.test", "mx.example.test"]) == (0,)
@@ -92,6 +96,7 @@ def test_forged_results_with_version_quotes_or_either_name_are_found(field: byte
 
 def test_results_of_other_hosts_are_kept() -> None:
     head = (b"Authentication-Results: mx.example.test.evil 1; dkim=pass\r\n"
+            b"ARC-Authentication-Results: i=1; other.example; dkim=pass\r\n"
             b'Authentication-Results: "other.example"; spf=pass\r\n')
     assert forged_authres_indexes(head, ["mx.example.test", ""]) == ()
 
