@@ -44,7 +44,7 @@ class Lane:
 DEFAULT_LANE = Lane()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity (a waiting job is looked up in its queue)
 class _Job:
     function: Callable[..., object]
     args: tuple[str, ...]
@@ -185,6 +185,20 @@ class HashPool:
                 self._waiting[lane.priority].append(job)
         if start:
             self._start(job)
+        else:
+            job.future.add_done_callback(lambda _: self._drop_if_waiting(job))
+
+    def _drop_if_waiting(self, job: _Job) -> None:
+        """A waiting job whose caller gave up (cancelled, disconnected) frees its places at once
+        instead of holding them, and its source's share, until a thread reaches it."""
+        if not job.future.cancelled():
+            return
+        with self._lock:
+            queue = self._waiting[job.lane.priority]
+            if job not in queue:  # taken by a thread meanwhile (or dropped by close): done there
+                return
+            queue.remove(job)  # bounded by the lane's waiting places
+        self._job_done(job, ran=False)
 
     def _start(self, job: _Job) -> None:
         try:
