@@ -33,7 +33,7 @@ from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.core.clock import FakeClock
 from hardmail.ops.counters import value
-from hardmail.policy.bans import BanDecision
+from hardmail.policy.bans import Ban, BanDecision
 from hardmail.server.access_hook import AccessHook, access_hook_of
 from hardmail.store.sql.tables_access import access_auth_failures
 from support.live import (
@@ -370,3 +370,56 @@ def test_an_unreadable_store_answers_454(guarded: Guarded, monkeypatch: pytest.M
     monkeypatch.setattr(server.server.context.login_store, "get_account", _disk_full)
     assert _auth_reply(server, "127.0.0.32", ALICE, ALICE_PASSWORD) == (
         454, b"4.7.0 Temporary authentication failure, try again later")  # RFC 4954 6, not 451 4.3.0
+
+
+# review: a cached login, then the rules refuse it; an admin ban under a longer login ban ----------
+
+
+@pytest.mark.parametrize("refuse", ["must-change", "two-factor", "disabled"])
+def test_a_password_refused_after_it_was_cached_still_costs_a_full_check(guarded: Guarded, refuse: str) -> None:
+    """The owner logged in a minute ago (verify cache); then the admin sets must-change (the password
+    leaked), or 2FA is turned on, or the account disabled: the leaked password must not get a faster
+    535 than a wrong one, or the missing hash confirms it."""
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    store = server.server.context.store
+    assert _auth(server, "127.0.0.40", BOB, BOB_PASSWORD) == 235  # now in the verify cache
+    if refuse == "must-change":
+        server.run(store.credentials.set_must_change(BOB, True))
+    elif refuse == "two-factor":
+        server.run(store.credentials.set_totp(BOB, "encrypted-secret-token", []))
+    else:
+        server.run(store.set_account_enabled(BOB, False))
+    costs = []
+    for password in (BOB_PASSWORD, "a wrong password"):
+        spent = hasher.calls
+        assert _auth_reply(server, "127.0.0.41", BOB, password) == (535, b"5.7.8 Authentication credentials invalid")
+        costs.append(hasher.calls - spent)
+    assert costs == [1, 1]
+
+
+def test_an_admin_ban_of_a_known_address_is_not_hidden_by_a_longer_login_ban_of_its_subnet(
+    guarded: Guarded,
+) -> None:
+    """Stolen credentials used from 127.0.6.5: the admin bans that address (everything, for a
+    short while); a longer automatic login ban on its /24 must not make the look-up see only the
+    login ban, whose known-pair exemption would let the intruder back in."""
+    server, hook, hasher, _ = guarded
+    intruder = "127.0.6.5"
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235  # a known pair now
+    now = hook.clock.now()
+    server.run(hook.store.access.put_ban(Ban(intruder, "admin", "stolen password used", created_at=now,
+                                             expires_at=now + 600, by_admin=True)))
+    server.run(hook.store.access.put_ban(Ban("127.0.6.0/24", "subnet", "test", created_at=now,
+                                             expires_at=now + 3600)))
+    hook.forget_cached_bans()
+    spent = hasher.calls
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 421
+    mx = smtplib.SMTP(timeout=WAIT, source_address=(intruder, 0))
+    try:
+        code = mx.connect(*server.address("smtp"))[0]
+    except smtplib.SMTPConnectError as refused:
+        code = refused.smtp_code
+    mx.close()
+    assert code == 421  # an administrator's ban closes the MX port too
+    assert hasher.calls == spent
