@@ -70,6 +70,7 @@ from hardmail.policy.bans import (
     address_key,
     ban_subjects,
     decide_bans,
+    longest,
     new_ban,
     subnet_of,
     tarpit_delay,
@@ -425,8 +426,7 @@ class AccessHook(SessionHook):
             subjects = ban_subjects(ip)
         except ValueError:
             return None
-        found = active_bans(await self.store.access.get_bans(subjects), self.clock.now())
-        return max(found, key=lambda ban: ban.expires_at) if found else None
+        return longest(active_bans(await self.store.access.get_bans(subjects), self.clock.now()))
 
     async def ban(self, decision: BanDecision, source: str) -> Ban:
         return (await self._ban(decision, source))[0]
