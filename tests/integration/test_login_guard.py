@@ -423,3 +423,17 @@ def test_an_admin_ban_of_a_known_address_is_not_hidden_by_a_longer_login_ban_of_
     mx.close()
     assert code == 421  # an administrator's ban closes the MX port too
     assert hasher.calls == spent
+
+
+def test_a_full_disk_when_a_ban_is_written_still_answers_and_bans(
+    guarded: Guarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ban that a failed login earns cannot be written: the client still gets the ban's reply
+    (not 451 4.3.0), and the ban holds in this process; the failure is counted."""
+    server, hook, _, _ = guarded
+    monkeypatch.setattr(hook.store.access, "put_ban", _disk_full)
+    failed = value("auth.audit_write_failed")
+    codes = [_auth(server, "127.0.0.33", ALICE, f"wrong {n}") for n in range(hook.bans.failures)]
+    assert codes == [535] * (hook.bans.failures - 1) + [421]
+    assert _auth(server, "127.0.0.33", ALICE, ALICE_PASSWORD) == 421  # held in memory
+    assert value("auth.audit_write_failed") > failed
