@@ -28,6 +28,7 @@ from scramp import ScramClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from hardmail.admin.credentials import CredentialService
 from hardmail.auth.hashing import BoundHasher, VerifyResult
 from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
@@ -437,3 +438,19 @@ def test_a_full_disk_when_a_ban_is_written_still_answers_and_bans(
     assert codes == [535] * (hook.bans.failures - 1) + [421]
     assert _auth(server, "127.0.0.33", ALICE, ALICE_PASSWORD) == 421  # held in memory
     assert value("auth.audit_write_failed") > failed
+
+
+def test_a_valid_app_password_of_a_disabled_account_costs_what_a_wrong_password_costs(guarded: Guarded) -> None:
+    """A valid app password is found by its digest, with no hashing; when the account is disabled
+    the refusal must still cost one check, or the quick 535 confirms the stolen app password."""
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    service = CredentialService(server.server.context.store, server.config.data_dir)
+    _record, secret = server.run(service.add_app_password(BOB, "phone", ["smtp"]))
+    server.run(server.server.context.store.set_account_enabled(BOB, False))
+    costs = []
+    for password in (secret, "a wrong password"):
+        spent = hasher.calls
+        assert _auth_reply(server, "127.0.0.42", BOB, password) == (535, b"5.7.8 Authentication credentials invalid")
+        costs.append(hasher.calls - spent)
+    assert costs == [1, 1]

@@ -175,6 +175,7 @@ async def _app_password_login(login: _Login, account: Account, app_password: App
         await login.pool.dummy_verify(login.lane)  # costs what a wrong password costs
         return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
     if not account.enabled:
+        await login.pool.dummy_verify(login.lane)  # as above: a valid app password is not confirmed
         return await login.fail(account.address, "account disabled")
     await audited("app-password-use",
                   login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip))
