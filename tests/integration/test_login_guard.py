@@ -454,3 +454,46 @@ def test_a_valid_app_password_of_a_disabled_account_costs_what_a_wrong_password_
         assert _auth_reply(server, "127.0.0.42", BOB, password) == (535, b"5.7.8 Authentication credentials invalid")
         costs.append(hasher.calls - spent)
     assert costs == [1, 1]
+
+
+class DropObservedPool(HashPool):
+    """Tells the test when a check entered the pool and when a waiting one was dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admitted = threading.Semaphore(0)
+        self.dropped = threading.Semaphore(0)
+
+    def _admit(self, job: Any) -> None:
+        super()._admit(job)
+        self.admitted.release()
+
+    def _drop_if_waiting(self, job: Any) -> None:
+        super()._drop_if_waiting(job)
+        self.dropped.release()
+
+
+def test_a_client_that_disconnects_while_its_check_waits_frees_its_place(tmp_path: Path) -> None:
+    tiny = {**CHEAP, "hash_workers": 1, "max_pending": 4, "per_source": 3}
+    config = server_config(tmp_path / "data", auth={"argon2": tiny}, access={"limits": WIDE_LIMITS})
+    with running_server(config) as server:
+        held = HeldWrongPasswords(BoundHasher(config.auth.argon2))
+        pool = DropObservedPool(config.auth.argon2, hashing=held)
+        _guard(server, pool)
+        clients = []
+        for n in range(3):  # one holds the only thread, two wait: the source's whole share
+            client = _session(server, "127.0.0.3")
+            assert not isinstance(client, int)
+            client.send(f"AUTH {_plain(ALICE, f'wrong {n}')}\r\n")
+            assert pool.admitted.acquire(timeout=WAIT)
+            clients.append(client)
+        assert pool.in_flight == 3 and pool.waiting(False) == 2
+        for client in clients[1:]:
+            client.close()  # gone while their checks wait
+        for _ in clients[1:]:
+            assert pool.dropped.acquire(timeout=WAIT)
+        assert pool.in_flight == 1 and pool.waiting(False) == 0  # nothing is hashed for nobody
+        held.release.set()
+        assert clients[0].getreply()[0] == 535
+        clients[0].close()
+        pool.close()

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hardmail.auth.pool import CLIENT_GONE
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
@@ -168,6 +169,8 @@ class SmtpSession:
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
         self.log.event("smtp.connect", port=self.peer_port)
+        # This task's waiting password checks are dropped if the client goes (stand-ins may lack it).
+        CLIENT_GONE.set(getattr(self.channel, "lost", None))
         try:
             refusal = await self._first_refusal("on_connect")
             if refusal is not None:  # cheap: before any TLS or password work
