@@ -497,3 +497,38 @@ def test_a_client_that_disconnects_while_its_check_waits_frees_its_place(tmp_pat
         assert clients[0].getreply()[0] == 535
         clients[0].close()
         pool.close()
+
+
+def _login_mechanism(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    code, _ = client.docmd("AUTH", "LOGIN " + base64.b64encode(user.encode()).decode())
+    assert code == 334
+    return client.docmd(base64.b64encode(password.encode()).decode())
+
+
+def _scram_reply(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    scram = ScramClient(["SCRAM-SHA-256"], user, password)
+    first = base64.b64encode(scram.get_client_first().encode()).decode()
+    code, challenge = client.docmd("AUTH", "SCRAM-SHA-256 " + first)
+    assert code == 334
+    scram.set_server_first(base64.b64decode(challenge).decode())
+    return client.docmd(base64.b64encode(scram.get_client_final().encode()).decode())
+
+
+@pytest.mark.parametrize("mechanism", ["LOGIN", "SCRAM-SHA-256"])
+def test_login_and_scram_do_not_confirm_the_password_of_a_must_change_account(guarded: Guarded, mechanism: str) -> None:
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    assert _auth(server, "127.0.0.43", ALICE, ALICE_PASSWORD) == 235  # SCRAM secrets derived now
+    server.run(server.server.context.store.credentials.set_must_change(ALICE, True))
+    exchange = _login_mechanism if mechanism == "LOGIN" else _scram_reply
+    replies, costs, rows = [], [], []
+    for password in (ALICE_PASSWORD, "a wrong password"):
+        client = _session(server, "127.0.0.44")
+        assert not isinstance(client, int)
+        spent, before = hasher.calls, len(_history(server, ALICE))
+        replies.append(exchange(client, ALICE, password))
+        costs.append(hasher.calls - spent)
+        rows.append(len(_history(server, ALICE)) - before)
+        client.close()
+    assert replies == [(535, b"5.7.8 Authentication credentials invalid")] * 2
+    assert costs[0] == costs[1] and rows == [1, 1]
