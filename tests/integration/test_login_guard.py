@@ -532,3 +532,19 @@ def test_login_and_scram_do_not_confirm_the_password_of_a_must_change_account(gu
         client.close()
     assert replies == [(535, b"5.7.8 Authentication credentials invalid")] * 2
     assert costs[0] == costs[1] and rows == [1, 1]
+
+
+def test_an_admin_ban_made_elsewhere_refuses_a_known_address_at_once_despite_a_login_ban(guarded: Guarded) -> None:
+    """The server's snapshot holds a login ban of the /24; the CLI (another process) bans the
+    intruder's address for everything: the next AUTH asks the store and refuses, not 10 s later."""
+    server, hook, hasher, _ = guarded
+    intruder = "127.0.7.5"
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235
+    server.run(hook.ban(BanDecision("127.0.7.0/24", "subnet", "test"), "auto"))  # in the snapshot
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235  # the known pair through the login ban
+    now = hook.clock.now()
+    server.run(hook.store.access.put_ban(Ban(intruder, "admin", "stolen password used", created_at=now,
+                                             expires_at=now + 600, by_admin=True)))  # not in the snapshot
+    spent = hasher.calls
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 421
+    assert hasher.calls == spent

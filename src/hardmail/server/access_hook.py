@@ -339,7 +339,9 @@ class AccessHook(SessionHook):
         # made by another process applies here at once, not at the next snapshot.
         keys = self.keys_of(facts.peer_ip)
         try:
-            ban = await self.active_ban(facts.peer_ip) or await self._stored_ban(facts.peer_ip)
+            ban = await self.active_ban(facts.peer_ip)
+            if ban is None or ban.scope != "all":  # a ban for everything made elsewhere wins over a login ban
+                ban = longest(found for found in (ban, await self._stored_ban(facts.peer_ip)) if found is not None)
             refused = ban is not None and keys is not None and auth_refused_by_ban(
                 ban, await self.has_logged_in_from(keys[0]))
         except Exception as exc:  # the bans cannot be read: AUTH cannot go on (RFC 4954 6)
