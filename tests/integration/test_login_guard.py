@@ -548,3 +548,16 @@ def test_an_admin_ban_made_elsewhere_refuses_a_known_address_at_once_despite_a_l
     spent = hasher.calls
     assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 421
     assert hasher.calls == spent
+
+
+def test_ranges_that_cannot_be_read_at_auth_answer_454(guarded: Guarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The IP ranges are reloaded (every 10 s) when AUTH asks whether it needs TLS: a store that
+    cannot be read then is a temporary failure of AUTH, not 451 4.3.0."""
+    server, hook, _, _ = guarded
+    client = _session(server, "127.0.0.45")  # connected while the store could be read
+    assert not isinstance(client, int)
+    monkeypatch.setattr(hook.store.access, "list_ranges", _disk_full)
+    hook.forget_cached_ranges()
+    assert client.docmd("AUTH", _plain(ALICE, ALICE_PASSWORD)) == (
+        454, b"4.7.0 Temporary authentication failure, try again later")
+    client.close()

@@ -344,16 +344,16 @@ class AccessHook(SessionHook):
                 ban = longest(found for found in (ban, await self._stored_ban(facts.peer_ip)) if found is not None)
             refused = ban is not None and keys is not None and auth_refused_by_ban(
                 ban, await self.has_logged_in_from(keys[0]))
-        except Exception as exc:  # the bans cannot be read: AUTH cannot go on (RFC 4954 6)
+            found = await self.range_for(facts.peer_ip)
+        except Exception as exc:  # the bans or ranges cannot be read: AUTH cannot go on (RFC 4954 6)
             count("auth.unavailable")
-            log_event("auth.unavailable", level="error", session=facts.session_id, read="bans",
+            log_event("auth.unavailable", level="error", session=facts.session_id, read="bans or ranges",
                       error=type(exc).__name__)
             return AUTH_TEMP_FAILURE
         if refused and ban is not None:
             log_event("access.refused", session=facts.session_id, peer=facts.peer_ip, subject=ban.subject,
                       stage="auth")
             return BANNED
-        found = await self.range_for(facts.peer_ip)
         if found is not None and not found.builtin and found.tls_for_auth and facts.tls is None:
             return AUTH_ENCRYPTION_REQUIRED
         return None
