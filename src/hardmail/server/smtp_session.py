@@ -170,7 +170,7 @@ class SmtpSession:
     async def run(self) -> None:
         self.log.event("smtp.connect", port=self.peer_port)
         # This task's waiting password checks are dropped if the client goes (stand-ins may lack it).
-        CLIENT_GONE.set(getattr(self.channel, "lost", None))
+        gone = CLIENT_GONE.set(getattr(self.channel, "lost", None))
         try:
             refusal = await self._first_refusal("on_connect")
             if refusal is not None:  # cheap: before any TLS or password work
@@ -186,6 +186,7 @@ class SmtpSession:
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
+            CLIENT_GONE.reset(gone)
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()
