@@ -28,12 +28,13 @@ from scramp import ScramClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from hardmail.admin.credentials import CredentialService
 from hardmail.auth.hashing import BoundHasher, VerifyResult
 from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.core.clock import FakeClock
 from hardmail.ops.counters import value
-from hardmail.policy.bans import BanDecision
+from hardmail.policy.bans import Ban, BanDecision
 from hardmail.server.access_hook import AccessHook, access_hook_of
 from hardmail.store.sql.tables_access import access_auth_failures
 from support.live import (
@@ -370,3 +371,193 @@ def test_an_unreadable_store_answers_454(guarded: Guarded, monkeypatch: pytest.M
     monkeypatch.setattr(server.server.context.login_store, "get_account", _disk_full)
     assert _auth_reply(server, "127.0.0.32", ALICE, ALICE_PASSWORD) == (
         454, b"4.7.0 Temporary authentication failure, try again later")  # RFC 4954 6, not 451 4.3.0
+
+
+# review: a cached login, then the rules refuse it; an admin ban under a longer login ban ----------
+
+
+@pytest.mark.parametrize("refuse", ["must-change", "two-factor", "disabled"])
+def test_a_password_refused_after_it_was_cached_still_costs_a_full_check(guarded: Guarded, refuse: str) -> None:
+    """The owner logged in a minute ago (verify cache); then the admin sets must-change (the password
+    leaked), or 2FA is turned on, or the account disabled: the leaked password must not get a faster
+    535 than a wrong one, or the missing hash confirms it."""
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    store = server.server.context.store
+    assert _auth(server, "127.0.0.40", BOB, BOB_PASSWORD) == 235  # now in the verify cache
+    if refuse == "must-change":
+        server.run(store.credentials.set_must_change(BOB, True))
+    elif refuse == "two-factor":
+        server.run(store.credentials.set_totp(BOB, "encrypted-secret-token", []))
+    else:
+        server.run(store.set_account_enabled(BOB, False))
+    costs = []
+    for password in (BOB_PASSWORD, "a wrong password"):
+        spent = hasher.calls
+        assert _auth_reply(server, "127.0.0.41", BOB, password) == (535, b"5.7.8 Authentication credentials invalid")
+        costs.append(hasher.calls - spent)
+    assert costs == [1, 1]
+
+
+def test_an_admin_ban_of_a_known_address_is_not_hidden_by_a_longer_login_ban_of_its_subnet(
+    guarded: Guarded,
+) -> None:
+    """Stolen credentials used from 127.0.6.5: the admin bans that address (everything, for a
+    short while); a longer automatic login ban on its /24 must not make the look-up see only the
+    login ban, whose known-pair exemption would let the intruder back in."""
+    server, hook, hasher, _ = guarded
+    intruder = "127.0.6.5"
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235  # a known pair now
+    now = hook.clock.now()
+    server.run(hook.store.access.put_ban(Ban(intruder, "admin", "stolen password used", created_at=now,
+                                             expires_at=now + 600, by_admin=True)))
+    server.run(hook.store.access.put_ban(Ban("127.0.6.0/24", "subnet", "test", created_at=now,
+                                             expires_at=now + 3600)))
+    hook.forget_cached_bans()
+    spent = hasher.calls
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 421
+    mx = smtplib.SMTP(timeout=WAIT, source_address=(intruder, 0))
+    try:
+        code = mx.connect(*server.address("smtp"))[0]
+    except smtplib.SMTPConnectError as refused:
+        code = refused.smtp_code
+    mx.close()
+    assert code == 421  # an administrator's ban closes the MX port too
+    assert hasher.calls == spent
+
+
+def test_a_full_disk_when_a_ban_is_written_still_answers_and_bans(
+    guarded: Guarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ban that a failed login earns cannot be written: the client still gets the ban's reply
+    (not 451 4.3.0), and the ban holds in this process; the failure is counted."""
+    server, hook, _, _ = guarded
+    monkeypatch.setattr(hook.store.access, "put_ban", _disk_full)
+    failed = value("auth.audit_write_failed")
+    codes = [_auth(server, "127.0.0.33", ALICE, f"wrong {n}") for n in range(hook.bans.failures)]
+    assert codes == [535] * (hook.bans.failures - 1) + [421]
+    assert _auth(server, "127.0.0.33", ALICE, ALICE_PASSWORD) == 421  # held in memory
+    assert value("auth.audit_write_failed") > failed
+
+
+def test_a_valid_app_password_of_a_disabled_account_costs_what_a_wrong_password_costs(guarded: Guarded) -> None:
+    """A valid app password is found by its digest, with no hashing; when the account is disabled
+    the refusal must still cost one check, or the quick 535 confirms the stolen app password."""
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    service = CredentialService(server.server.context.store, server.config.data_dir)
+    _record, secret = server.run(service.add_app_password(BOB, "phone", ["smtp"]))
+    server.run(server.server.context.store.set_account_enabled(BOB, False))
+    costs = []
+    for password in (secret, "a wrong password"):
+        spent = hasher.calls
+        assert _auth_reply(server, "127.0.0.42", BOB, password) == (535, b"5.7.8 Authentication credentials invalid")
+        costs.append(hasher.calls - spent)
+    assert costs == [1, 1]
+
+
+class DropObservedPool(HashPool):
+    """Tells the test when a check entered the pool and when a waiting one was dropped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.admitted = threading.Semaphore(0)
+        self.dropped = threading.Semaphore(0)
+
+    def _admit(self, job: Any) -> None:
+        super()._admit(job)
+        self.admitted.release()
+
+    def _drop_if_waiting(self, job: Any) -> None:
+        super()._drop_if_waiting(job)
+        self.dropped.release()
+
+
+def test_a_client_that_disconnects_while_its_check_waits_frees_its_place(tmp_path: Path) -> None:
+    tiny = {**CHEAP, "hash_workers": 1, "max_pending": 4, "per_source": 3}
+    config = server_config(tmp_path / "data", auth={"argon2": tiny}, access={"limits": WIDE_LIMITS})
+    with running_server(config) as server:
+        held = HeldWrongPasswords(BoundHasher(config.auth.argon2))
+        pool = DropObservedPool(config.auth.argon2, hashing=held)
+        _guard(server, pool)
+        clients = []
+        for n in range(3):  # one holds the only thread, two wait: the source's whole share
+            client = _session(server, "127.0.0.3")
+            assert not isinstance(client, int)
+            client.send(f"AUTH {_plain(ALICE, f'wrong {n}')}\r\n")
+            assert pool.admitted.acquire(timeout=WAIT)
+            clients.append(client)
+        assert pool.in_flight == 3 and pool.waiting(False) == 2
+        for client in clients[1:]:
+            client.close()  # gone while their checks wait
+        for _ in clients[1:]:
+            assert pool.dropped.acquire(timeout=WAIT)
+        assert pool.in_flight == 1 and pool.waiting(False) == 0  # nothing is hashed for nobody
+        held.release.set()
+        assert clients[0].getreply()[0] == 535
+        clients[0].close()
+        pool.close()
+
+
+def _login_mechanism(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    code, _ = client.docmd("AUTH", "LOGIN " + base64.b64encode(user.encode()).decode())
+    assert code == 334
+    return client.docmd(base64.b64encode(password.encode()).decode())
+
+
+def _scram_reply(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    scram = ScramClient(["SCRAM-SHA-256"], user, password)
+    first = base64.b64encode(scram.get_client_first().encode()).decode()
+    code, challenge = client.docmd("AUTH", "SCRAM-SHA-256 " + first)
+    assert code == 334
+    scram.set_server_first(base64.b64decode(challenge).decode())
+    return client.docmd(base64.b64encode(scram.get_client_final().encode()).decode())
+
+
+@pytest.mark.parametrize("mechanism", ["LOGIN", "SCRAM-SHA-256"])
+def test_login_and_scram_do_not_confirm_the_password_of_a_must_change_account(guarded: Guarded, mechanism: str) -> None:
+    server, _, hasher, _ = guarded
+    assert server.server is not None
+    assert _auth(server, "127.0.0.43", ALICE, ALICE_PASSWORD) == 235  # SCRAM secrets derived now
+    server.run(server.server.context.store.credentials.set_must_change(ALICE, True))
+    exchange = _login_mechanism if mechanism == "LOGIN" else _scram_reply
+    replies, costs, rows = [], [], []
+    for password in (ALICE_PASSWORD, "a wrong password"):
+        client = _session(server, "127.0.0.44")
+        assert not isinstance(client, int)
+        spent, before = hasher.calls, len(_history(server, ALICE))
+        replies.append(exchange(client, ALICE, password))
+        costs.append(hasher.calls - spent)
+        rows.append(len(_history(server, ALICE)) - before)
+        client.close()
+    assert replies == [(535, b"5.7.8 Authentication credentials invalid")] * 2
+    assert costs[0] == costs[1] and rows == [1, 1]
+
+
+def test_an_admin_ban_made_elsewhere_refuses_a_known_address_at_once_despite_a_login_ban(guarded: Guarded) -> None:
+    """The server's snapshot holds a login ban of the /24; the CLI (another process) bans the
+    intruder's address for everything: the next AUTH asks the store and refuses, not 10 s later."""
+    server, hook, hasher, _ = guarded
+    intruder = "127.0.7.5"
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235
+    server.run(hook.ban(BanDecision("127.0.7.0/24", "subnet", "test"), "auto"))  # in the snapshot
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 235  # the known pair through the login ban
+    now = hook.clock.now()
+    server.run(hook.store.access.put_ban(Ban(intruder, "admin", "stolen password used", created_at=now,
+                                             expires_at=now + 600, by_admin=True)))  # not in the snapshot
+    spent = hasher.calls
+    assert _auth(server, intruder, ALICE, ALICE_PASSWORD) == 421
+    assert hasher.calls == spent
+
+
+def test_ranges_that_cannot_be_read_at_auth_answer_454(guarded: Guarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The IP ranges are reloaded (every 10 s) when AUTH asks whether it needs TLS: a store that
+    cannot be read then is a temporary failure of AUTH, not 451 4.3.0."""
+    server, hook, _, _ = guarded
+    client = _session(server, "127.0.0.45")  # connected while the store could be read
+    assert not isinstance(client, int)
+    monkeypatch.setattr(hook.store.access, "list_ranges", _disk_full)
+    hook.forget_cached_ranges()
+    assert client.docmd("AUTH", _plain(ALICE, ALICE_PASSWORD)) == (
+        454, b"4.7.0 Temporary authentication failure, try again later")
+    client.close()

@@ -42,7 +42,7 @@ from hardmail.config.schema import Config, PasswordPolicySection
 from hardmail.core.address import AddressError, parse_address_arg
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.ops.log import log_event
-from hardmail.policy.login import main_password_refusal
+from hardmail.policy.login import LoginRefusal, main_password_refusal
 from hardmail.store.ports import Account, Store
 from hardmail.store.ports_credentials import AppPassword, CredentialState, LoginEvent
 
@@ -176,7 +176,7 @@ async def _app_password_login(login: _Login, account: Account, app_password: App
         await login.pool.dummy_verify(login.lane)  # costs what a wrong password costs
         return await login.fail(account.address, f"app password {app_password.name!r} outside its scope or expired")
     if refused := _refused_account(account):
-        await login.pool.dummy_verify()  # a right app password must not answer faster than a wrong one
+        await login.pool.dummy_verify(login.lane)  # a right app password must not answer faster than a wrong one
         return await login.fail(account.address, refused)
     await audited("app-password-use",
                   login.store.credentials.touch_app_password(app_password.id, now, login.attempt.client_ip))
@@ -201,7 +201,10 @@ async def _main_password_login(
     login: _Login, account: Account, state: CredentialState, password: str
 ) -> AuthOutcome:
     cache = verify_cache_for(login.pool)
-    cached = cache.hit(account.address, account.password_hash, password, login.clock)
+    # An account the rules refuse now (disabled, 2FA turned on, must change, expired since it was
+    # cached) pays the full check like a wrong password: a fast refusal would confirm the password.
+    cached = _refusal(login, account, state) is None and cache.hit(
+        account.address, account.password_hash, password, login.clock)
     result = VerifyResult(ok=True) if cached else await login.pool.verify(account.password_hash, password, login.lane)
     if not result.ok:
         return await login.fail(account.address, "wrong password")
@@ -213,14 +216,22 @@ async def _main_password_login(
     return outcome
 
 
-async def finish_verified_login(login: _Login, account: Account, state: CredentialState, via: str) -> AuthOutcome:
-    """The rules after a verified main password or SCRAM proof: enabled, 2FA, must change, expiry."""
+def _refusal(login: _Login, account: Account, state: CredentialState) -> LoginRefusal | str | None:
+    """Why the rules refuse a verified main password or SCRAM proof now ("account disabled", "account
+    frozen", or the :class:`LoginRefusal`), None when they let it log in."""
     if refused := _refused_account(account):
-        return await login.fail(account.address, refused)
-    refusal = main_password_refusal(
+        return refused
+    return main_password_refusal(
         protocol=login.attempt.protocol, two_factor=state.two_factor, must_change=state.must_change,
         changed_at=state.password_changed_at, now=now_utc(login.clock), policy=login.rules.policy,
     )
+
+
+async def finish_verified_login(login: _Login, account: Account, state: CredentialState, via: str) -> AuthOutcome:
+    """The rules after a verified main password or SCRAM proof: enabled, 2FA, must change, expiry."""
+    refusal = _refusal(login, account, state)
+    if isinstance(refusal, str):
+        return await login.fail(account.address, refusal)
     if refusal is not None:  # answered like a wrong password; the reason is for the history only
         return await login.fail(account.address, refusal.reason, refusal.notice_text)
     await login.record(account.address, "success", via)

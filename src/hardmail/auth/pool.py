@@ -19,6 +19,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -30,6 +31,16 @@ T = TypeVar("T")
 
 class PoolSaturated(Exception):
     """Too many password checks are already waiting (or from this source); try again later."""
+
+
+class ClientGone(PoolSaturated):
+    """The client went away while its check waited for a thread: the check was dropped."""
+
+
+# Set by a protocol session to a future that is done once its client's connection is lost, so that
+# a check still waiting for a thread is dropped (its place and its source's share freed) rather
+# than hashed for nobody. A context variable: each connection's task has its own.
+CLIENT_GONE: ContextVar[asyncio.Future[None] | None] = ContextVar("hardmail_client_gone", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +55,7 @@ class Lane:
 DEFAULT_LANE = Lane()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity (a waiting job is looked up in its queue)
 class _Job:
     function: Callable[..., object]
     args: tuple[str, ...]
@@ -159,9 +170,18 @@ class HashPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, lane: Lane, function: Callable[..., T], *args: str) -> T:
+        gone = CLIENT_GONE.get()
+        if gone is not None and gone.done():
+            raise ClientGone("the client has gone")
         job = _Job(function, args, lane)
         self._admit(job)
-        result: T = await asyncio.wrap_future(job.future)  # type: ignore[arg-type]
+        waiter = asyncio.wrap_future(job.future)
+        if gone is not None:
+            await asyncio.wait((waiter, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done():  # cancels a waiting job (see _drop_if_waiting); a running one ends alone
+                waiter.cancel()
+                raise ClientGone("the client went away while its password check waited")
+        result: T = await waiter  # type: ignore[assignment]
         return result
 
     def _admit(self, job: _Job) -> None:
@@ -185,6 +205,20 @@ class HashPool:
                 self._waiting[lane.priority].append(job)
         if start:
             self._start(job)
+        else:
+            job.future.add_done_callback(lambda _: self._drop_if_waiting(job))
+
+    def _drop_if_waiting(self, job: _Job) -> None:
+        """A waiting job whose caller gave up (cancelled, disconnected) frees its places at once
+        instead of holding them, and its source's share, until a thread reaches it."""
+        if not job.future.cancelled():
+            return
+        with self._lock:
+            queue = self._waiting[job.lane.priority]
+            if job not in queue:  # taken by a thread meanwhile (or dropped by close): done there
+                return
+            queue.remove(job)  # bounded by the lane's waiting places
+        self._job_done(job, ran=False)
 
     def _start(self, job: _Job) -> None:
         try:

@@ -190,8 +190,10 @@ def active_bans(bans: Iterable[Ban], now: float) -> list[Ban]:
 
 
 def longest(bans: Iterable[Ban]) -> Ban | None:
-    """The ban that lasts longest, None when there is none."""
-    return max(bans, key=lambda ban: ban.expires_at, default=None)
+    """The ban that applies: one that refuses everything (scope ``all``) before one that refuses
+    logins only, then the one that lasts longest; None when there is none. A longer login ban on
+    the subnet must not hide an administrator's ban of the address itself."""
+    return max(bans, key=lambda ban: (ban.scope == "all", ban.expires_at), default=None)
 
 
 class BanIndex:
@@ -214,7 +216,7 @@ class BanIndex:
         self._by_subject[ban.subject] = ban
 
     def find(self, ip: str, now: float) -> Ban | None:
-        """The longest active ban on any subject of ``ip`` (see :func:`ban_subjects`); None when
+        """The active ban (see :func:`longest`) on any subject of ``ip`` (see :func:`ban_subjects`); None when
         there is none or ``ip`` is no address."""
         if not self._by_subject:
             return None

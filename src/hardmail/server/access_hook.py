@@ -70,6 +70,7 @@ from hardmail.policy.bans import (
     address_key,
     ban_subjects,
     decide_bans,
+    longest,
     new_ban,
     subnet_of,
     tarpit_delay,
@@ -338,19 +339,21 @@ class AccessHook(SessionHook):
         # made by another process applies here at once, not at the next snapshot.
         keys = self.keys_of(facts.peer_ip)
         try:
-            ban = await self.active_ban(facts.peer_ip) or await self._stored_ban(facts.peer_ip)
+            ban = await self.active_ban(facts.peer_ip)
+            if ban is None or ban.scope != "all":  # a ban for everything made elsewhere wins over a login ban
+                ban = longest(found for found in (ban, await self._stored_ban(facts.peer_ip)) if found is not None)
             refused = ban is not None and keys is not None and auth_refused_by_ban(
                 ban, await self.has_logged_in_from(keys[0]))
-        except Exception as exc:  # the bans cannot be read: AUTH cannot go on (RFC 4954 6)
+            found = await self.range_for(facts.peer_ip)
+        except Exception as exc:  # the bans or ranges cannot be read: AUTH cannot go on (RFC 4954 6)
             count("auth.unavailable")
-            log_event("auth.unavailable", level="error", session=facts.session_id, read="bans",
+            log_event("auth.unavailable", level="error", session=facts.session_id, read="bans or ranges",
                       error=type(exc).__name__)
             return AUTH_TEMP_FAILURE
         if refused and ban is not None:
             log_event("access.refused", session=facts.session_id, peer=facts.peer_ip, subject=ban.subject,
                       stage="auth")
             return BANNED
-        found = await self.range_for(facts.peer_ip)
         if found is not None and not found.builtin and found.tls_for_auth and facts.tls is None:
             return AUTH_ENCRYPTION_REQUIRED
         return None
@@ -425,8 +428,7 @@ class AccessHook(SessionHook):
             subjects = ban_subjects(ip)
         except ValueError:
             return None
-        found = active_bans(await self.store.access.get_bans(subjects), self.clock.now())
-        return max(found, key=lambda ban: ban.expires_at) if found else None
+        return longest(active_bans(await self.store.access.get_bans(subjects), self.clock.now()))
 
     async def ban(self, decision: BanDecision, source: str) -> Ban:
         return (await self._ban(decision, source))[0]
@@ -434,16 +436,31 @@ class AccessHook(SessionHook):
     async def _ban(self, decision: BanDecision, source: str) -> tuple[Ban, bool]:
         """The ban in force on the subject, and whether it was made now (not already active)."""
         now = self.clock.now()
-        found = await self.store.access.get_bans([decision.subject])
+        found = await self._previous_bans(decision.subject, source)
         previous = found[0] if found else None
         if source == "auto" and previous is not None and previous.expires_at > now:
             self._hold_own_ban(previous)  # already banned (by another process): no second offence
             return previous, False
         ban = new_ban(decision, previous, now, self.bans)
-        await self.store.access.put_ban(ban)
+        if source == "auto":  # a full disk must not turn a failed login into 451: the ban holds here
+            await audited("ban", self.store.access.put_ban(ban))
+        else:
+            await self.store.access.put_ban(ban)
         self._hold_own_ban(ban)
         log_ban(ban, source)
         return ban, True
+
+    async def _previous_bans(self, subject: str, source: str) -> list[Ban]:
+        """The stored bans of ``subject``; for an automatic ban, the ones this process holds when
+        the store cannot be read (the ban is still made, in this process)."""
+        try:
+            return await self.store.access.get_bans([subject])
+        except Exception as exc:  # degrade for automatic bans only; an admin's ban reports the error
+            if source != "auto":
+                raise
+            log_event("access.stats_error", level="error", read="bans", error=type(exc).__name__)
+            held = self._own_bans.get(subject)
+            return [held[1]] if held is not None else []
 
     def _hold_own_ban(self, ban: Ban) -> None:
         """Apply ``ban`` in this process at once, and through a snapshot load that began before
@@ -507,11 +524,11 @@ class SourceGate:
 
     async def admit(self, account: str) -> Admission:
         hook = self.hook
-        ban = await hook.active_ban(self.ip)
         try:
+            ban = await hook.active_ban(self.ip)
             known = bool(self.source and account) and await hook.store.access.is_known_source(account, self.source)
         except Exception as exc:  # the store cannot be read: AUTH cannot go on (454 4.7.0)
-            raise unavailable("known sources", exc) from None
+            raise unavailable("bans or known sources", exc) from None
         verdict = admission(ban=ban, known_pair=known, guarded=hook.guarded(account), rules=hook.bans)
         if verdict.delay > 0:
             log_event("auth.guard_delay", peer=self.ip, account=account, seconds=verdict.delay, reason=verdict.reason)

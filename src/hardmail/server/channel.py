@@ -46,6 +46,7 @@ class Channel(asyncio.Protocol):
         self._write_paused = False
         self._loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = self._loop.create_future()
+        self.lost: asyncio.Future[None] = self._loop.create_future()  # done once the connection is lost
         self._real_peer: tuple[str, int] | None = None  # the client named by a PROXY header
 
     # asyncio.Protocol callbacks ------------------------------------------------------
@@ -73,6 +74,8 @@ class Channel(asyncio.Protocol):
         return self.ssl_object() is None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
         self._eof = True
         self._wake_reader()
         self._wake_writer()

@@ -34,7 +34,7 @@ from hardmail.auth.authenticator import (
     scram_secrets,
 )
 from hardmail.auth.gate import LoginGate, OpenGate
-from hardmail.auth.pool import PoolSaturated
+from hardmail.auth.pool import ClientGone, PoolSaturated
 from hardmail.auth.scram import ScramSecrets, decoy_secrets
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.core.replies import (
@@ -214,6 +214,8 @@ class SmtpAuth:
                 self.ctx.login_store, self.ctx.hash_pool, credentials.authcid, credentials.password,
                 self._attempt(mechanism), rules=self._rules(), clock=self.ctx.clock, gate=self._gate(),
             )
+        except ClientGone:
+            return self._temp_failure(mechanism, "client went away while its password check waited")
         except PoolSaturated:
             return self._temp_failure(mechanism, "password hashing pool saturated")
         except AuthUnavailable:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hardmail.auth.pool import CLIENT_GONE
 from hardmail.config.schema import Config
 from hardmail.core.address import Address, AddressError, parse_mailbox
 from hardmail.core.errors import reply_for_error
@@ -130,6 +131,8 @@ class SmtpSession:
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
         self.log.event("smtp.connect", port=self.peer_port)
+        # This task's waiting password checks are dropped if the client goes (stand-ins may lack it).
+        gone = CLIENT_GONE.set(getattr(self.channel, "lost", None))
         try:
             refusal = await self._first_refusal("on_connect")
             if refusal is not None:  # cheap: before any TLS or password work
@@ -146,6 +149,7 @@ class SmtpSession:
             self.log.event("smtp.connection_error", level="warning", error=type(exc).__name__)
         finally:
             self.ctx.sessions.remove(self.id)
+            CLIENT_GONE.reset(gone)
             self._watchdog.stop()
             self._flush_replies()
             self.channel.close()

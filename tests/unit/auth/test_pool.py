@@ -188,3 +188,27 @@ async def test_known_pairs_have_places_of_their_own_and_go_first(
     assert all(task.result().ok for task in known)
     assert order == ["known", "known", "normal"]
     pool.close()
+
+
+async def test_a_cancelled_waiting_job_frees_its_places_and_its_sources_share_at_once(
+    params: PasswordHashSection, fake: BlockingHashing
+) -> None:
+    """A client that gives up (disconnects, its session is cancelled) while its check waits must not
+    keep the place, nor its source's share, until a thread reaches the job."""
+    pool = HashPool(params.model_copy(update={"hash_workers": 1}), max_pending=2, per_source=2, hashing=fake)
+    running = asyncio.create_task(pool.verify("x", "x", Lane("other")))
+    await _until_started(fake)
+    waiting = [asyncio.create_task(pool.verify("x", "x", Lane("attacker"))) for _ in range(2)]
+    await _let_tasks_submit()
+    assert pool.in_flight == 3 and pool.waiting(False) == 2
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert pool.in_flight == 1 and pool.waiting(False) == 0  # gone from the queue, not just marked
+    again = [asyncio.create_task(pool.verify("x", "x", Lane("attacker"))) for _ in range(2)]
+    await _let_tasks_submit()
+    assert pool.waiting(False) == 2  # the source has its whole share again
+    fake.release.set()
+    assert [r.ok for r in await asyncio.gather(running, *again)] == [True, True, True]
+    assert await asyncio.to_thread(pool.join, WAIT)  # a thread frees its place just after the result
+    pool.close()

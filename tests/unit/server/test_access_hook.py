@@ -16,6 +16,7 @@ from hardmail.delivery.content import MessageContent
 from hardmail.delivery.recipients import Resolution
 from hardmail.ops.counters import value
 from hardmail.policy.access import IpRange
+from hardmail.policy.bans import BanDecision
 from hardmail.proto.smtp.events import MailParams
 from hardmail.server.access_hook import BANNED, CONNECTION_DENIED, PEER_UNKNOWN, AccessHook
 from hardmail.server.hooks import MessageFacts, SessionFacts
@@ -325,3 +326,15 @@ async def test_failure_records_that_cannot_be_written_do_not_change_the_reply() 
     store.access.remember_source = full  # type: ignore[method-assign]
     assert await hook.after_auth(facts(), "alice@example.test", True, "ok") is None
     assert await hook.after_auth(facts(), "alice@example.test", False, "wrong password") is None
+
+
+async def test_an_ipv6_slash_64_is_one_source_for_the_pool_and_for_the_owner_exemption() -> None:
+    hook, _, _, _ = make_hook()
+    assert hook.gate_for("2001:db8:1:2::1").source == hook.gate_for("2001:db8:1:2:ffff::9").source
+    assert hook.gate_for("2001:db8:1:2::1").source != hook.gate_for("2001:db8:1:3::1").source
+    await hook.after_auth(facts("2001:db8:1:2::1"), "alice@example.test", True, "ok")
+    await hook.ban(BanDecision("2001:db8:1::/48", "subnet", "test"), "auto")
+    same_host = await hook.gate_for("2001:db8:1:2::77").admit("alice@example.test")
+    assert same_host.allowed and same_host.priority
+    neighbour = await hook.gate_for("2001:db8:1:3::1").admit("alice@example.test")
+    assert not neighbour.allowed  # the /48 ban holds for everybody else in it
