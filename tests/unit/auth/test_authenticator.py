@@ -251,13 +251,13 @@ async def test_a_right_app_password_of_a_refused_account_costs_what_a_wrong_pass
     hashed: list[str] = []
     real_verify, real_dummy = pool.verify, pool.dummy_verify
 
-    async def verify(stored: str, password: str) -> object:
+    async def verify(stored: str, password: str, lane: Lane = DEFAULT_LANE) -> object:
         hashed.append("verify")
-        return await real_verify(stored, password)
+        return await real_verify(stored, password, lane)
 
-    async def dummy_verify() -> None:
+    async def dummy_verify(lane: Lane = DEFAULT_LANE) -> None:
         hashed.append("dummy")
-        await real_dummy()
+        await real_dummy(lane)
 
     monkeypatch.setattr(pool, "verify", verify)
     monkeypatch.setattr(pool, "dummy_verify", dummy_verify)
