@@ -264,5 +264,5 @@ async def test_a_right_app_password_of_a_refused_account_costs_what_a_wrong_pass
     wrong = await _login(store, pool, clock, "not the password at all")
     assert wrong.account is None and len(hashed) == 1
     refused = await _login(store, pool, clock, secret)
-    assert (refused.account, refused.client_text) == (None, None)
+    assert (refused.account, refused.notice) == (None, None)
     assert len(hashed) == 2
