@@ -25,6 +25,7 @@ import contextlib
 import errno
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from hardmail.delivery.content import MessageContent
@@ -108,6 +109,10 @@ class IncomingFile:
         self._abandoned = False
         self._closed = False
         self._spilled = False  # the content goes to the file (else it is small and stays in memory)
+        # The descriptor is shared with the writer thread: it is never closed while that thread
+        # writes to it (the number could be reused by another file, which would get these bytes).
+        self._fd_lock = threading.Lock()
+        self._writing = False
         store.open_files += 1
 
     # ----- the ContentSink side (called by the SMTP core; never blocks) -----------------
@@ -167,10 +172,21 @@ class IncomingFile:
             self._progress.set()
 
     def _write_batch(self, batch: list[bytes]) -> None:
-        if self._fd is None:
-            make_private_dir(self.path.parent)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        write_all(self._fd, batch)
+        """Write one batch (in a worker thread); a file discarded meanwhile is closed and removed here."""
+        with self._fd_lock:
+            if self._closed:  # discarded while this batch waited for a thread (server stop)
+                return
+            if self._fd is None:
+                make_private_dir(self.path.parent)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd, self._writing = self._fd, True
+        try:
+            write_all(fd, batch)
+        finally:
+            with self._fd_lock:
+                self._writing = False
+                if self._closed:
+                    self._close_and_unlink()
 
     async def wait_writable(self, bound: int = WRITE_BUFFER) -> None:
         """Back-pressure: return once at most ``bound`` bytes wait to be written."""
@@ -204,13 +220,20 @@ class IncomingFile:
                 await self._progress.wait()
             await asyncio.to_thread(self._remove_file)  # unlinking a big file frees many blocks
         finally:
-            self._remove_file()  # at once when cancelled (server stop); a no-op otherwise
             self._closed = True
+            self._remove_file()  # at once when cancelled (server stop); a no-op otherwise
             self.store.in_flight -= self._counted
             self._counted = 0
             self.store._closed_one()
 
     def _remove_file(self) -> None:
+        with self._fd_lock:
+            if self._writing:  # cancelled mid-write: the writer thread closes it when its write ends
+                remove_quietly(self.path)
+            else:
+                self._close_and_unlink()
+
+    def _close_and_unlink(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -220,13 +243,16 @@ class IncomingFile:
 
 def clear_leftovers(directory: Path) -> list[str]:
     """Remove files of messages that a stopped process was receiving (at server start, before
-    any worker takes mail); returns their names."""
+    any worker takes mail); returns their names.
+
+    Called before this process receives anything, so files named with its own pid are leftovers
+    too: a server restarted in a container often gets the pid (1) its killed predecessor had."""
     if not directory.is_dir():
         return []
     removed = []
     for path in directory.iterdir():
         pid, dash, _rest = path.name.partition("-")
-        if dash and pid.isdigit() and not _alive(int(pid)):
+        if dash and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             remove_quietly(path)
             removed.append(path.name)
     return sorted(removed)
