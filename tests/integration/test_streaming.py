@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hardmail.core.replies import Reply
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, SessionHook
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -254,3 +256,121 @@ def test_a_full_disk_at_acceptance_gets_452_431(tmp_path: Path, caplog: pytest.L
         assert incoming_files(server) == []
         assert server.messages(BOB) == []
         assert '"event": "smtp.disk_full"' in caplog.text and '"stage": "accept"' in caplog.text
+
+
+# ----- every way a message ends gives back its file and its share of the cap -----------------
+
+CHUNK = 300_000  # over incoming.SPILL_SIZE: the message has its file on disk
+
+
+def in_flight(server: ServerThread) -> tuple[int, int]:
+    assert server.server is not None
+    store = server.server.context.incoming_store()
+    return store.open_files, store.in_flight
+
+
+def send_chunk(client: RawClient, size: int = CHUNK, last: bool = False) -> tuple[int, list[str]]:
+    client.send(f"BDAT {size}{' LAST' if last else ''}\r\n".encode() + HEADER + b"x" * (size - len(HEADER)))
+    return client.read_reply()
+
+
+class _Failing(SessionHook):
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def on_message(self, session: SessionFacts, message: MessageFacts) -> MessageDecision:
+        if self.mode == "raise":
+            raise RuntimeError("a hook failed")
+        return MessageDecision(reply=Reply(550, "5.7.1", "refused by policy"))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000,
+                                                      "max_bytes_in_flight": 3 * CHUNK})
+    with running_server(config) as live:
+        yield live
+
+
+@pytest.mark.parametrize("mode, code", [("raise", 451), ("refuse", 550)])
+def test_a_hook_that_fails_or_refuses_leaves_no_file(server: ServerThread, mode: str, code: int) -> None:
+    assert server.server is not None
+    server.server.context.hooks.append(_Failing(mode))
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert send_chunk(client, 2 * CHUNK, last=True)[0] == code
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    assert client.command("NOOP")[0] == 250
+    client.close()
+
+
+@pytest.mark.parametrize("ending", ["QUIT", "STARTTLS", "disconnect"])
+def test_a_session_ended_after_a_bdat_chunk_leaves_no_file(server: ServerThread, ending: str) -> None:
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert send_chunk(client)[0] == 250
+    assert in_flight(server) == (1, CHUNK)
+    if ending == "disconnect":
+        client.close()
+    else:
+        client.command(ending)
+    wait_idle(server)
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    client.close()
+
+
+def test_the_cap_is_given_back_by_every_aborted_message(server: ServerThread) -> None:
+    """Twenty aborted messages, each near the cap: no share of it leaks, the next one gets 354."""
+    for round_ in range(20):
+        client = RawClient(server.address("smtp"))
+        envelope(client)
+        assert send_chunk(client, 2 * CHUNK)[0] == 250
+        if round_ % 2:
+            client.command("RSET")
+        client.close()
+        wait_idle(server)
+    assert in_flight(server) == (0, 0)
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(HEADER + b"fine\r\n.\r\n")
+    assert client.read_reply()[0] == 250
+    client.close()
+
+
+def test_server_stop_with_a_message_in_progress_leaves_no_file(tmp_path: Path) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with running_server(config) as live:
+        client = RawClient(live.address("smtp"))
+        envelope(client)
+        assert send_chunk(client)[0] == 250
+        assert in_flight(live) == (1, CHUNK)  # on its way to its file
+    assert incoming_files(live) == []  # removed by the stop (or never created), not left for the next start
+    client.close()
+
+
+def submit(server: ServerThread, recipients: list[str], message: bytes) -> tuple[int, bytes]:
+    host, port = server.address("submission")
+    with smtplib.SMTP(host, port, timeout=60) as client:
+        client.starttls(context=client_tls_context())
+        client.login(ALICE, ALICE_PASSWORD)
+        try:
+            client.sendmail(ALICE, recipients, message)
+        except smtplib.SMTPDataError as exc:
+            assert client.noop()[0] == 250  # the session goes on
+            return exc.smtp_code, exc.smtp_error
+    return 250, b""
+
+
+@pytest.mark.parametrize("full", ["spool", "mail"])
+def test_a_full_spool_or_maildir_disk_gets_452_431(tmp_path: Path, full: str) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    target = config.spool_dir if full == "spool" else config.maildir_root
+    message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(1_500_000)
+    with tiny_tmpfs(target), running_server(config) as live:
+        code, text = submit(live, [BOB, ALICE, "carol@remote.example"], message)
+        assert (code, text[:6]) == (452, b"4.3.1 ")
+        wait_idle(live)
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0)
+        assert live.messages(BOB) == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert submit(live, [BOB, "carol@remote.example"], b"From: alice@example.test\r\n\r\nsmall\r\n")[0] == 250
