@@ -374,3 +374,20 @@ def test_a_full_spool_or_maildir_disk_gets_452_431(tmp_path: Path, full: str) ->
         assert incoming_files(live) == [] and in_flight(live) == (0, 0)
         assert live.messages(BOB) == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
         assert submit(live, [BOB, "carol@remote.example"], b"From: alice@example.test\r\n\r\nsmall\r\n")[0] == 250
+
+
+@pytest.mark.parametrize("other", ["spool", "mail"])
+def test_copies_to_another_file_system_are_byte_exact(tmp_path: Path, other: str) -> None:
+    """The spool or the Maildirs on another file system than incoming/: copy_file_range gives
+    EXDEV (or copies across), the fallback copies in blocks; both copies are whole."""
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    target = config.spool_dir if other == "spool" else config.maildir_root
+    message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(3_000_000)
+    with tiny_tmpfs(target, "40m"), running_server(config) as live:
+        assert submit(live, [BOB, ALICE, "carol@remote.example"], message) == (250, b"")
+        (local,) = live.messages(BOB)
+        assert local.endswith(message) and live.messages(ALICE) == [local]
+        (queued,) = [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert queued.read_bytes() == local
+        wait_idle(live)
+        assert incoming_files(live) == []
