@@ -391,3 +391,26 @@ def test_copies_to_another_file_system_are_byte_exact(tmp_path: Path, other: str
         assert queued.read_bytes() == local
         wait_idle(live)
         assert incoming_files(live) == []
+
+
+def test_messages_started_under_the_cap_cannot_stream_past_it(server: ServerThread) -> None:
+    """Every session may start its message while the process is under the cap; once their content
+    takes the process over it, a message that gets more content is refused at its end (452 4.3.1)
+    and stores no more: the bytes in flight stay within the cap and one piece per message."""
+    first, second = RawClient(server.address("smtp")), RawClient(server.address("smtp"))
+    envelope(first)
+    envelope(second)
+    assert send_chunk(first, 2 * CHUNK)[0] == 250
+    assert send_chunk(second, 2 * CHUNK)[0] == 250  # started under the cap (3 chunks), ends over it
+    assert in_flight(server)[1] <= 3 * CHUNK + 512 * 1024  # over by at most one received piece
+    for client in (first, second):
+        client.send(b"BDAT 2 LAST\r\n\r\n")
+        assert client.read_reply() == (452, ["4.3.1 Insufficient system storage, try again later"])
+    wait_idle(server)
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    assert server.messages(BOB) == []
+    assert second.command("MAIL FROM:<someone@remote.example>")[0] == 250  # the session goes on
+    assert second.command(f"RCPT TO:<{BOB}>")[0] == 250
+    assert send_chunk(second, 2 * CHUNK, last=True)[0] == 250  # the retry fits
+    first.close()
+    second.close()

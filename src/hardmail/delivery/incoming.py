@@ -15,7 +15,10 @@ next start (:func:`clear_leftovers`).
 
 :class:`IncomingStore` counts the bytes of every message this process is receiving (``[smtp]
 max_bytes_in_flight``): over it, a new message gets ``452 4.3.1`` before its content is read
-(RFC 5321 4.5.3.1.10, RFC 3463 3.4).
+(RFC 5321 4.5.3.1.10, RFC 3463 3.4). Messages that started under the cap may still take the
+process over it while they stream in: the piece that does so is the last one stored for that
+message, which is refused at its end (:class:`OverCap`), so bytes in flight exceed the cap by at
+most one piece per message, however many sessions started their messages at once.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return False
+
+
+class OverCap(Exception):
+    """The message took the process over ``[smtp] max_bytes_in_flight`` while it streamed in."""
 
 
 class IncomingStore:
@@ -100,6 +107,7 @@ class IncomingFile:
         self.head_done = False
         self.head_too_big = False  # no end of the header block within max_header_size
         self.error: OSError | None = None
+        self.over_cap = False  # its content took the process over the cap: refused at its end
         self._pending: list[bytes] = []
         self._buffered = 0  # bytes taken but not yet written (queued or being written)
         self._counted = 0  # bytes added to store.in_flight
@@ -121,12 +129,14 @@ class IncomingFile:
             return
         self._take_head(piece)
         self.size += len(piece)
-        if self.error is not None or self.head_too_big:
+        if self.error is not None or self.head_too_big or self.over_cap:
             return  # the message will be refused: keep counting, store nothing more
         self._pending.append(piece)
         self._buffered += len(piece)
         self._counted += len(piece)
         self.store.in_flight += len(piece)
+        if self.store.in_flight > self.store.max_bytes_in_flight:
+            self.over_cap = True  # this piece stays counted (new messages wait) until discard
         if self.size > SPILL_SIZE:
             self._spilled = True
         if self._spilled and self._task is None:
@@ -197,12 +207,14 @@ class IncomingFile:
     async def finish(self) -> MessageContent:
         """Wait until every piece is in the file; the message as head + file range.
 
-        Raises the OSError a write met (ENOSPC, EDQUOT, EIO, ...)."""
+        Raises the OSError a write met (ENOSPC, EDQUOT, EIO, ...), or OverCap."""
         while self._task is not None:
             self._progress.clear()
             await self._progress.wait()
         if self.error is not None:
             raise self.error
+        if self.over_cap:
+            raise OverCap(f"over the {self.store.max_bytes_in_flight} bytes in flight")
         head = bytes(self.head)
         rest = self.size - len(head)
         if not self._spilled:

@@ -12,7 +12,7 @@ import pytest
 
 from hardmail.delivery.content import MessageContent
 from hardmail.delivery.durable import FileRange, write_new_file
-from hardmail.delivery.incoming import IncomingStore, clear_leftovers, is_disk_full
+from hardmail.delivery.incoming import IncomingStore, OverCap, clear_leftovers, is_disk_full
 from hardmail.delivery.maildir import MaildirStore
 
 HEAD = b"From: a@example.org\r\nSubject: big\r\n\r\n"
@@ -96,8 +96,11 @@ async def test_discard_removes_the_file_and_gives_back_the_bytes(tmp_path: Path)
     incoming = incoming_store.open()
     incoming.write(HEAD + b"x" * 300_000)
     assert incoming_store.full and incoming_store.in_flight == len(HEAD) + 300_000
-    await incoming.finish()
-    assert incoming.path.exists()
+    with pytest.raises(OverCap):  # the piece that went over the cap is stored, then no more
+        await incoming.finish()
+    incoming.write(b"y" * 1000)
+    assert incoming_store.in_flight == len(HEAD) + 300_000
+    assert incoming.path.read_bytes() == HEAD + b"x" * 300_000
     await incoming.discard()
     assert not incoming.path.exists()
     assert (incoming_store.in_flight, incoming_store.open_files, incoming_store.full) == (0, 0, False)
