@@ -414,3 +414,24 @@ def test_messages_started_under_the_cap_cannot_stream_past_it(server: ServerThre
     assert send_chunk(second, 2 * CHUNK, last=True)[0] == 250  # the retry fits
     first.close()
     second.close()
+
+
+def test_a_full_disk_while_bdat_chunks_stream_in_gets_452_431(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with tiny_tmpfs(config.incoming_dir), running_server(config) as live:
+        caplog.set_level(logging.INFO)
+        client = RawClient(live.address("smtp"), timeout=60)
+        envelope(client)
+        for _ in range(6):  # 1.8 MB into a 1 MiB file system: each chunk is still read and answered
+            assert send_chunk(client)[0] == 250
+        client.send(b"BDAT 2 LAST\r\n\r\n")
+        code, text = client.read_reply()
+        assert (code, text[0][:6]) == (452, "4.3.1 ")
+        assert client.command("NOOP")[0] == 250
+        wait_idle(live)
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0) and live.messages(BOB) == []
+        assert client.command("MAIL FROM:<someone@remote.example>")[0] == 250
+        assert client.command(f"RCPT TO:<{BOB}>")[0] == 250
+        assert send_chunk(client, CHUNK, last=True)[0] == 250  # fits again
+        client.close()
+        assert "Traceback" not in caplog.text
