@@ -24,7 +24,17 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_open_relay(cfg),
         *_auth_on_mx(cfg),
         *_self_signed_on_public_listeners(cfg),
+        *_cap_below_message_size(cfg),
     ]
+
+
+def _cap_below_message_size(cfg: Config) -> Iterator[str]:
+    if cfg.smtp.max_bytes_in_flight < cfg.smtp.max_message_size:
+        yield (
+            f"smtp.max_bytes_in_flight ({cfg.smtp.max_bytes_in_flight}) is below smtp.max_message_size "
+            f"({cfg.smtp.max_message_size}): a message larger than the cap gets 452 4.3.1 at every try "
+            "and is bounced by its sender after days; keep the cap several times the message size."
+        )
 
 
 def _plaintext_auth(cfg: Config) -> Iterator[str]:
