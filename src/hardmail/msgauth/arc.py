@@ -12,7 +12,7 @@ import dkim  # type: ignore[import-untyped]
 
 from hardmail.core.clock import Clock, SystemClock
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import VERIFY_DEADLINE, Message, bytes_of, head_of, txt_lookup
+from hardmail.msgauth.dkim import VERIFY_DEADLINE, Message, bytes_of, head_of, size_of, txt_lookup
 from hardmail.msgauth.dns import Resolver
 
 ArcResultCode = Literal["pass", "fail", "none"]
@@ -29,7 +29,7 @@ def verify_chain(message: Message, resolver: Resolver, loop: asyncio.AbstractEve
                  monotonic: Callable[[], float] | None = None) -> ArcResult:
     """RFC 8617 5.2: the chain validation status (call from a worker thread); no key look-up after
     ``deadline`` (a ``monotonic()`` time)."""
-    if b"arc-seal:" not in head_of(message).split(b"\r\n\r\n", 1)[0].lower():
+    if not _sealed(message):
         return ArcResult("none", "message is not ARC signed")  # not even read from its file
     lookup = txt_lookup(resolver, loop, deadline, monotonic)
     status, results, reason = dkim.arc_verify(bytes_of(message), dnsfunc=lookup)
@@ -42,4 +42,9 @@ async def verify(message: Message, resolver: Resolver, deadline: float = VERIFY_
     """:func:`verify_chain` in the message-authentication pool, within ``deadline`` seconds from now."""
     loop = asyncio.get_running_loop()
     monotonic = (clock or SystemClock()).monotonic
-    return await workers.run(verify_chain, message, resolver, loop, monotonic() + deadline, monotonic)
+    async with workers.whole_message(size_of(message) if _sealed(message) else 0):
+        return await workers.run(verify_chain, message, resolver, loop, monotonic() + deadline, monotonic)
+
+
+def _sealed(message: Message) -> bool:
+    return b"arc-seal:" in head_of(message).split(b"\r\n\r\n", 1)[0].lower()

@@ -46,10 +46,17 @@ class MessageSource(Protocol):
     @property
     def head(self) -> bytes: ...
 
+    @property
+    def size(self) -> int: ...
+
     def read(self) -> bytes: ...
 
 
 Message = bytes | MessageSource
+
+
+def size_of(message: Message) -> int:
+    return len(message) if isinstance(message, bytes) else message.size
 
 
 def head_of(message: Message) -> bytes:
@@ -146,7 +153,8 @@ def sign_message(source: Message, keys: Sequence[SigningKey]) -> bytes:
 
 async def sign(message: Message, keys: Sequence[SigningKey]) -> bytes:
     """:func:`sign_message` in the message-authentication thread pool."""
-    return await workers.run(sign_message, message, keys)
+    async with workers.whole_message(size_of(message)):
+        return await workers.run(sign_message, message, keys)
 
 
 def _signature_count(message: bytes) -> int:
@@ -223,7 +231,10 @@ async def verify(message: Message, resolver: Resolver, limit: int = MAX_SIGNATUR
     (the time spent waiting for a free thread counts); an empty list when the message is not signed."""
     loop = asyncio.get_running_loop()
     monotonic = (clock or SystemClock()).monotonic
-    return await workers.run(verify_message, message, resolver, loop, limit, monotonic() + deadline, monotonic)
+    if _signature_count(head_of(message)) == 0:
+        return []  # not read whole: no share of the budget
+    async with workers.whole_message(size_of(message)):  # waiting here does not count in the deadline
+        return await workers.run(verify_message, message, resolver, loop, limit, monotonic() + deadline, monotonic)
 
 
 def txt_lookup(resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from hardmail.core.address import AddressError
 from hardmail.core.clock import Clock
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import Message, SigningKey, head_of, sign_message
+from hardmail.msgauth.dkim import Message, SigningKey, head_of, sign_message, size_of
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, Generation
 from hardmail.msgauth.dmarc import header_from_domain, organizational_domain
 from hardmail.msgauth.dns import Resolver
@@ -76,4 +76,5 @@ class DkimSigner:
         keys = await self.signing_keys(head_of(message))
         if not keys:
             return b"", []
-        return await workers.run(sign_message, message, keys), keys
+        async with workers.whole_message(size_of(message)):
+            return await workers.run(sign_message, message, keys), keys
