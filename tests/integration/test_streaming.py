@@ -435,3 +435,25 @@ def test_a_full_disk_while_bdat_chunks_stream_in_gets_452_431(tmp_path: Path, ca
         assert send_chunk(client, CHUNK, last=True)[0] == 250  # fits again
         client.close()
         assert "Traceback" not in caplog.text
+
+
+class _Truncating(SessionHook):
+    """Cuts the message's incoming file in half, as a failing disk or a stray process could."""
+
+    async def on_message(self, session: SessionFacts, message: MessageFacts) -> MessageDecision:
+        assert message.content.rest is not None
+        os.truncate(message.content.rest.path, message.content.rest.length // 2)
+        return MessageDecision()
+
+
+def test_an_incoming_file_cut_short_before_acceptance_is_never_stored_short(tmp_path: Path) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with running_server(config) as live:
+        assert live.server is not None
+        live.server.context.hooks.append(_Truncating())
+        message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(1_000_000)
+        code, _text = submit(live, [BOB, ALICE, "carol@remote.example"], message)
+        assert code == 451  # a local error, retried by the client; nothing half-stored
+        wait_idle(live)
+        assert live.all_mail_files() == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0)
