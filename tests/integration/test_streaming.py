@@ -457,3 +457,46 @@ def test_an_incoming_file_cut_short_before_acceptance_is_never_stored_short(tmp_
         wait_idle(live)
         assert live.all_mail_files() == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
         assert incoming_files(live) == [] and in_flight(live) == (0, 0)
+
+
+def test_a_stuck_disk_stops_the_session_reading_its_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-pressure: while the incoming file's writes do not return, the server takes no more
+    than its write buffer (1 MiB) and the socket's read buffer; the client's sends then block."""
+    import socket
+    import threading
+
+    from hardmail.delivery import incoming as incoming_module
+
+    stuck, writing = threading.Event(), threading.Event()
+    real_write_all = incoming_module.write_all
+
+    def slow_write_all(fd: int, parts: list[bytes]) -> None:
+        writing.set()
+        stuck.wait(60)
+        real_write_all(fd, parts)
+
+    monkeypatch.setattr(incoming_module, "write_all", slow_write_all)
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 50_000_000})
+    with running_server(config) as live:
+        client = RawClient(live.address("smtp"), timeout=60)
+        envelope(client)
+        assert client.command("DATA")[0] == 354
+        sock: socket.socket = client.sock
+        block, sent = body_of(64 * 1024), len(HEADER)
+        sock.sendall(HEADER)
+        while not writing.is_set() and sent < 40_000_000:  # until the first write to the file is stuck
+            sock.sendall(block)
+            sent += len(block)
+        sock.setblocking(False)
+        try:
+            while sent < 40_000_000:
+                sent += sock.send(block)
+        except BlockingIOError:
+            pass
+        assert sent < 40_000_000  # the client is blocked: the server stopped reading
+        assert in_flight(live)[1] <= 3 * 1024 * 1024
+        stuck.set()
+        sock.setblocking(True)
+        sock.sendall(block * 100 + b".\r\n")  # the message goes on once the disk does
+        assert client.read_reply()[0] == 250
+        client.close()
