@@ -65,7 +65,8 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     delivery = build_services(config, store, maildir, clock)
     if first:
         await _recover_spool(delivery)
-        _clear_incoming(config)
+    # Every worker, also one started again after it died: only files of dead processes go.
+    await asyncio.to_thread(_clear_incoming, config)
     acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir))
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                             acceptor=acceptor, clock=clock, delivery=delivery)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from hardmail.core.replies import Reply
+from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, SessionHook
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -254,3 +256,247 @@ def test_a_full_disk_at_acceptance_gets_452_431(tmp_path: Path, caplog: pytest.L
         assert incoming_files(server) == []
         assert server.messages(BOB) == []
         assert '"event": "smtp.disk_full"' in caplog.text and '"stage": "accept"' in caplog.text
+
+
+# ----- every way a message ends gives back its file and its share of the cap -----------------
+
+CHUNK = 300_000  # over incoming.SPILL_SIZE: the message has its file on disk
+
+
+def in_flight(server: ServerThread) -> tuple[int, int]:
+    assert server.server is not None
+    store = server.server.context.incoming_store()
+    return store.open_files, store.in_flight
+
+
+def send_chunk(client: RawClient, size: int = CHUNK, last: bool = False) -> tuple[int, list[str]]:
+    client.send(f"BDAT {size}{' LAST' if last else ''}\r\n".encode() + HEADER + b"x" * (size - len(HEADER)))
+    return client.read_reply()
+
+
+class _Failing(SessionHook):
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def on_message(self, session: SessionFacts, message: MessageFacts) -> MessageDecision:
+        if self.mode == "raise":
+            raise RuntimeError("a hook failed")
+        return MessageDecision(reply=Reply(550, "5.7.1", "refused by policy"))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000,
+                                                      "max_bytes_in_flight": 3 * CHUNK})
+    with running_server(config) as live:
+        yield live
+
+
+@pytest.mark.parametrize("mode, code", [("raise", 451), ("refuse", 550)])
+def test_a_hook_that_fails_or_refuses_leaves_no_file(server: ServerThread, mode: str, code: int) -> None:
+    assert server.server is not None
+    server.server.context.hooks.append(_Failing(mode))
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert send_chunk(client, 2 * CHUNK, last=True)[0] == code
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    assert client.command("NOOP")[0] == 250
+    client.close()
+
+
+@pytest.mark.parametrize("ending", ["QUIT", "STARTTLS", "disconnect"])
+def test_a_session_ended_after_a_bdat_chunk_leaves_no_file(server: ServerThread, ending: str) -> None:
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert send_chunk(client)[0] == 250
+    assert in_flight(server) == (1, CHUNK)
+    if ending == "disconnect":
+        client.close()
+    else:
+        client.command(ending)
+    wait_idle(server)
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    client.close()
+
+
+def test_the_cap_is_given_back_by_every_aborted_message(server: ServerThread) -> None:
+    """Twenty aborted messages, each near the cap: no share of it leaks, the next one gets 354."""
+    for round_ in range(20):
+        client = RawClient(server.address("smtp"))
+        envelope(client)
+        assert send_chunk(client, 2 * CHUNK)[0] == 250
+        if round_ % 2:
+            client.command("RSET")
+        client.close()
+        wait_idle(server)
+    assert in_flight(server) == (0, 0)
+    client = RawClient(server.address("smtp"))
+    envelope(client)
+    assert client.command("DATA")[0] == 354
+    client.send(HEADER + b"fine\r\n.\r\n")
+    assert client.read_reply()[0] == 250
+    client.close()
+
+
+def test_server_stop_with_a_message_in_progress_leaves_no_file(tmp_path: Path) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with running_server(config) as live:
+        client = RawClient(live.address("smtp"))
+        envelope(client)
+        assert send_chunk(client)[0] == 250
+        assert in_flight(live) == (1, CHUNK)  # on its way to its file
+    assert incoming_files(live) == []  # removed by the stop (or never created), not left for the next start
+    client.close()
+
+
+def submit(server: ServerThread, recipients: list[str], message: bytes) -> tuple[int, bytes]:
+    host, port = server.address("submission")
+    with smtplib.SMTP(host, port, timeout=60) as client:
+        client.starttls(context=client_tls_context())
+        client.login(ALICE, ALICE_PASSWORD)
+        try:
+            client.sendmail(ALICE, recipients, message)
+        except smtplib.SMTPDataError as exc:
+            assert client.noop()[0] == 250  # the session goes on
+            return exc.smtp_code, exc.smtp_error
+    return 250, b""
+
+
+@pytest.mark.parametrize("full", ["spool", "mail"])
+def test_a_full_spool_or_maildir_disk_gets_452_431(tmp_path: Path, full: str) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    target = config.spool_dir if full == "spool" else config.maildir_root
+    message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(1_500_000)
+    with tiny_tmpfs(target), running_server(config) as live:
+        code, text = submit(live, [BOB, ALICE, "carol@remote.example"], message)
+        assert (code, text[:6]) == (452, b"4.3.1 ")
+        wait_idle(live)
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0)
+        assert live.messages(BOB) == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert submit(live, [BOB, "carol@remote.example"], b"From: alice@example.test\r\n\r\nsmall\r\n")[0] == 250
+
+
+@pytest.mark.parametrize("other", ["spool", "mail"])
+def test_copies_to_another_file_system_are_byte_exact(tmp_path: Path, other: str) -> None:
+    """The spool or the Maildirs on another file system than incoming/: copy_file_range gives
+    EXDEV (or copies across), the fallback copies in blocks; both copies are whole."""
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    target = config.spool_dir if other == "spool" else config.maildir_root
+    message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(3_000_000)
+    with tiny_tmpfs(target, "40m"), running_server(config) as live:
+        assert submit(live, [BOB, ALICE, "carol@remote.example"], message) == (250, b"")
+        (local,) = live.messages(BOB)
+        assert local.endswith(message) and live.messages(ALICE) == [local]
+        (queued,) = [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert queued.read_bytes() == local
+        wait_idle(live)
+        assert incoming_files(live) == []
+
+
+def test_messages_started_under_the_cap_cannot_stream_past_it(server: ServerThread) -> None:
+    """Every session may start its message while the process is under the cap; once their content
+    takes the process over it, a message that gets more content is refused at its end (452 4.3.1)
+    and stores no more: the bytes in flight stay within the cap and one piece per message."""
+    first, second = RawClient(server.address("smtp")), RawClient(server.address("smtp"))
+    envelope(first)
+    envelope(second)
+    assert send_chunk(first, 2 * CHUNK)[0] == 250
+    assert send_chunk(second, 2 * CHUNK)[0] == 250  # started under the cap (3 chunks), ends over it
+    assert in_flight(server)[1] <= 3 * CHUNK + 512 * 1024  # over by at most one received piece
+    for client in (first, second):
+        client.send(b"BDAT 2 LAST\r\n\r\n")
+        assert client.read_reply() == (452, ["4.3.1 Insufficient system storage, try again later"])
+    wait_idle(server)
+    assert in_flight(server) == (0, 0) and incoming_files(server) == []
+    assert server.messages(BOB) == []
+    assert second.command("MAIL FROM:<someone@remote.example>")[0] == 250  # the session goes on
+    assert second.command(f"RCPT TO:<{BOB}>")[0] == 250
+    assert send_chunk(second, 2 * CHUNK, last=True)[0] == 250  # the retry fits
+    first.close()
+    second.close()
+
+
+def test_a_full_disk_while_bdat_chunks_stream_in_gets_452_431(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with tiny_tmpfs(config.incoming_dir), running_server(config) as live:
+        caplog.set_level(logging.INFO)
+        client = RawClient(live.address("smtp"), timeout=60)
+        envelope(client)
+        for _ in range(6):  # 1.8 MB into a 1 MiB file system: each chunk is still read and answered
+            assert send_chunk(client)[0] == 250
+        client.send(b"BDAT 2 LAST\r\n\r\n")
+        code, text = client.read_reply()
+        assert (code, text[0][:6]) == (452, "4.3.1 ")
+        assert client.command("NOOP")[0] == 250
+        wait_idle(live)
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0) and live.messages(BOB) == []
+        assert client.command("MAIL FROM:<someone@remote.example>")[0] == 250
+        assert client.command(f"RCPT TO:<{BOB}>")[0] == 250
+        assert send_chunk(client, CHUNK, last=True)[0] == 250  # fits again
+        client.close()
+        assert "Traceback" not in caplog.text
+
+
+class _Truncating(SessionHook):
+    """Cuts the message's incoming file in half, as a failing disk or a stray process could."""
+
+    async def on_message(self, session: SessionFacts, message: MessageFacts) -> MessageDecision:
+        assert message.content.rest is not None
+        os.truncate(message.content.rest.path, message.content.rest.length // 2)
+        return MessageDecision()
+
+
+def test_an_incoming_file_cut_short_before_acceptance_is_never_stored_short(tmp_path: Path) -> None:
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 5_000_000})
+    with running_server(config) as live:
+        assert live.server is not None
+        live.server.context.hooks.append(_Truncating())
+        message = b"From: alice@example.test\r\nSubject: big\r\n\r\n" + body_of(1_000_000)
+        code, _text = submit(live, [BOB, ALICE, "carol@remote.example"], message)
+        assert code == 451  # a local error, retried by the client; nothing half-stored
+        wait_idle(live)
+        assert live.all_mail_files() == [] and not [p for p in live.spool_files() if p.suffix == ".eml"]
+        assert incoming_files(live) == [] and in_flight(live) == (0, 0)
+
+
+def test_a_stuck_disk_stops_the_session_reading_its_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-pressure: while the incoming file's writes do not return, the server takes no more
+    than its write buffer (1 MiB) and the socket's read buffer; the client's sends then block."""
+    import socket
+    import threading
+
+    from hardmail.delivery import incoming as incoming_module
+
+    stuck, writing = threading.Event(), threading.Event()
+    real_write_all = incoming_module.write_all
+
+    def slow_write_all(fd: int, parts: list[bytes]) -> None:
+        writing.set()
+        stuck.wait(60)
+        real_write_all(fd, parts)
+
+    monkeypatch.setattr(incoming_module, "write_all", slow_write_all)
+    config = server_config(tmp_path / "data", smtp={"max_message_size": 50_000_000})
+    with running_server(config) as live:
+        client = RawClient(live.address("smtp"), timeout=60)
+        envelope(client)
+        assert client.command("DATA")[0] == 354
+        sock: socket.socket = client.sock
+        block, sent = body_of(64 * 1024), len(HEADER)
+        sock.sendall(HEADER)
+        while not writing.is_set() and sent < 40_000_000:  # until the first write to the file is stuck
+            sock.sendall(block)
+            sent += len(block)
+        sock.setblocking(False)
+        try:
+            while sent < 40_000_000:
+                sent += sock.send(block)
+        except BlockingIOError:
+            pass
+        assert sent < 40_000_000  # the client is blocked: the server stopped reading
+        assert in_flight(live)[1] <= 3 * 1024 * 1024
+        stuck.set()
+        sock.setblocking(True)
+        sock.sendall(block * 100 + b".\r\n")  # the message goes on once the disk does
+        assert client.read_reply()[0] == 250
+        client.close()

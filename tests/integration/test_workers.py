@@ -217,3 +217,21 @@ def test_mail_queued_by_any_worker_leaves_at_once(tmp_path: Path) -> None:
                     sink.got_mail.clear()
         finally:
             running.stop()
+
+
+def test_a_restarted_worker_removes_the_incoming_files_of_the_dead_one_only(
+    server: tuple[LoggedServer, int, list[int]], workers_config: Path
+) -> None:
+    """A worker killed mid-message leaves its files in incoming/: the worker started in its place
+    removes them (they could be 50 MB each, and a worker may die many times before the next server
+    start); the files of the live worker stay."""
+    running, _port, pids = server
+    incoming = workers_config.parent / "data" / "incoming"
+    incoming.mkdir(exist_ok=True)
+    (incoming / f"{pids[1]}-leftover").write_bytes(b"x" * 1000)
+    (incoming / f"{pids[0]}-in-progress").write_bytes(b"x")
+    os.kill(pids[1], signal.SIGKILL)
+    running.wait_for("server.worker_died", worker=1)
+    assert running.wait_for("incoming.recover")["file"] == f"{pids[1]}-leftover"
+    running.wait_for("server.start", worker=1)
+    assert sorted(p.name for p in incoming.iterdir()) == [f"{pids[0]}-in-progress"]

@@ -30,6 +30,7 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_log_file_modes(cfg),
         *_slow_session_check(cfg),
         *_unfair_hash_pool(cfg),
+        *_cap_below_message_size(cfg),
     ]
 
 
@@ -52,6 +53,15 @@ def _unfair_hash_pool(cfg: Config) -> Iterator[str]:
             f"auth.argon2.per_source ({argon2.per_source}) is not below the hashing pool's "
             f"{places} places: one client can fill the pool and keep every other login out "
             "(454 4.7.0); set it lower."
+        )
+
+
+def _cap_below_message_size(cfg: Config) -> Iterator[str]:
+    if cfg.smtp.max_bytes_in_flight < cfg.smtp.max_message_size:
+        yield (
+            f"smtp.max_bytes_in_flight ({cfg.smtp.max_bytes_in_flight}) is below smtp.max_message_size "
+            f"({cfg.smtp.max_message_size}): a message larger than the cap gets 452 4.3.1 at every try "
+            "and is bounced by its sender after days; keep the cap several times the message size."
         )
 
 

@@ -73,6 +73,11 @@ class GroupCommit:
             self._flushing -= 1
 
     async def _commit(self, batch: list[_Request]) -> None:
+        # A caller that went away (its session stopped) removed its incoming file and never says
+        # 250: storing its message would only fail the batch or deliver what the client resends.
+        batch = [request for request in batch if not request.future.done()]
+        if not batch:
+            return
         requests = [(request.addresses, request.parts, request.folder) for request in batch]
         try:
             if self.writer is not None:

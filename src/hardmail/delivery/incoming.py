@@ -15,7 +15,10 @@ next start (:func:`clear_leftovers`).
 
 :class:`IncomingStore` counts the bytes of every message this process is receiving (``[smtp]
 max_bytes_in_flight``): over it, a new message gets ``452 4.3.1`` before its content is read
-(RFC 5321 4.5.3.1.10, RFC 3463 3.4).
+(RFC 5321 4.5.3.1.10, RFC 3463 3.4). Messages that started under the cap may still take the
+process over it while they stream in: the piece that does so is the last one stored for that
+message, which is refused at its end (:class:`OverCap`), so bytes in flight exceed the cap by at
+most one piece per message, however many sessions started their messages at once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import contextlib
 import errno
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from hardmail.delivery.content import MessageContent
@@ -51,6 +55,10 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return False
+
+
+class OverCap(Exception):
+    """The message took the process over ``[smtp] max_bytes_in_flight`` while it streamed in."""
 
 
 class IncomingStore:
@@ -99,6 +107,7 @@ class IncomingFile:
         self.head_done = False
         self.head_too_big = False  # no end of the header block within max_header_size
         self.error: OSError | None = None
+        self.over_cap = False  # its content took the process over the cap: refused at its end
         self._pending: list[bytes] = []
         self._buffered = 0  # bytes taken but not yet written (queued or being written)
         self._counted = 0  # bytes added to store.in_flight
@@ -108,6 +117,10 @@ class IncomingFile:
         self._abandoned = False
         self._closed = False
         self._spilled = False  # the content goes to the file (else it is small and stays in memory)
+        # The descriptor is shared with the writer thread: it is never closed while that thread
+        # writes to it (the number could be reused by another file, which would get these bytes).
+        self._fd_lock = threading.Lock()
+        self._writing = False
         store.open_files += 1
 
     # ----- the ContentSink side (called by the SMTP core; never blocks) -----------------
@@ -116,12 +129,14 @@ class IncomingFile:
             return
         self._take_head(piece)
         self.size += len(piece)
-        if self.error is not None or self.head_too_big:
+        if self.error is not None or self.head_too_big or self.over_cap:
             return  # the message will be refused: keep counting, store nothing more
         self._pending.append(piece)
         self._buffered += len(piece)
         self._counted += len(piece)
         self.store.in_flight += len(piece)
+        if self.store.in_flight > self.store.max_bytes_in_flight:
+            self.over_cap = True  # this piece stays counted (new messages wait) until discard
         if self.size > SPILL_SIZE:
             self._spilled = True
         if self._spilled and self._task is None:
@@ -167,10 +182,21 @@ class IncomingFile:
             self._progress.set()
 
     def _write_batch(self, batch: list[bytes]) -> None:
-        if self._fd is None:
-            make_private_dir(self.path.parent)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        write_all(self._fd, batch)
+        """Write one batch (in a worker thread); a file discarded meanwhile is closed and removed here."""
+        with self._fd_lock:
+            if self._closed:  # discarded while this batch waited for a thread (server stop)
+                return
+            if self._fd is None:
+                make_private_dir(self.path.parent)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd, self._writing = self._fd, True
+        try:
+            write_all(fd, batch)
+        finally:
+            with self._fd_lock:
+                self._writing = False
+                if self._closed:
+                    self._close_and_unlink()
 
     async def wait_writable(self, bound: int = WRITE_BUFFER) -> None:
         """Back-pressure: return once at most ``bound`` bytes wait to be written."""
@@ -181,12 +207,14 @@ class IncomingFile:
     async def finish(self) -> MessageContent:
         """Wait until every piece is in the file; the message as head + file range.
 
-        Raises the OSError a write met (ENOSPC, EDQUOT, EIO, ...)."""
+        Raises the OSError a write met (ENOSPC, EDQUOT, EIO, ...), or OverCap."""
         while self._task is not None:
             self._progress.clear()
             await self._progress.wait()
         if self.error is not None:
             raise self.error
+        if self.over_cap:
+            raise OverCap(f"over the {self.store.max_bytes_in_flight} bytes in flight")
         head = bytes(self.head)
         rest = self.size - len(head)
         if not self._spilled:
@@ -204,13 +232,20 @@ class IncomingFile:
                 await self._progress.wait()
             await asyncio.to_thread(self._remove_file)  # unlinking a big file frees many blocks
         finally:
-            self._remove_file()  # at once when cancelled (server stop); a no-op otherwise
             self._closed = True
+            self._remove_file()  # at once when cancelled (server stop); a no-op otherwise
             self.store.in_flight -= self._counted
             self._counted = 0
             self.store._closed_one()
 
     def _remove_file(self) -> None:
+        with self._fd_lock:
+            if self._writing:  # cancelled mid-write: the writer thread closes it when its write ends
+                remove_quietly(self.path)
+            else:
+                self._close_and_unlink()
+
+    def _close_and_unlink(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -220,13 +255,16 @@ class IncomingFile:
 
 def clear_leftovers(directory: Path) -> list[str]:
     """Remove files of messages that a stopped process was receiving (at server start, before
-    any worker takes mail); returns their names."""
+    any worker takes mail); returns their names.
+
+    Called before this process receives anything, so files named with its own pid are leftovers
+    too: a server restarted in a container often gets the pid (1) its killed predecessor had."""
     if not directory.is_dir():
         return []
     removed = []
     for path in directory.iterdir():
         pid, dash, _rest = path.name.partition("-")
-        if dash and pid.isdigit() and not _alive(int(pid)):
+        if dash and pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
             remove_quietly(path)
             removed.append(path.name)
     return sorted(removed)

@@ -20,6 +20,7 @@ from hardmail.msgauth.dkim import (
     bytes_of,
     head_of,
     selection_work,
+    size_of,
     txt_lookup,
 )
 from hardmail.msgauth.dns import Resolver
@@ -54,4 +55,11 @@ async def verify(message: Message, resolver: Resolver, deadline: float = VERIFY_
     """:func:`verify_chain` in the message-authentication pool, within ``deadline`` seconds from now."""
     loop = asyncio.get_running_loop()
     monotonic = (clock or SystemClock()).monotonic
-    return await workers.run(verify_chain, message, resolver, loop, monotonic() + deadline, monotonic)
+    async with workers.whole_message(size_of(message) if _sealed(message) else 0):
+        return await workers.run(verify_chain, message, resolver, loop, monotonic() + deadline, monotonic)
+
+
+def _sealed(message: Message) -> bool:
+    """Whether the head may carry an ARC-Seal, to reserve the whole-message budget: a cheap search
+    that may say yes too often (never no wrongly); :func:`verify_chain` decides with the parser."""
+    return b"arc-seal:" in head_of(message).split(b"\r\n\r\n", 1)[0].lower()

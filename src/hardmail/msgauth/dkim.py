@@ -60,10 +60,17 @@ class MessageSource(Protocol):
     @property
     def head(self) -> bytes: ...
 
+    @property
+    def size(self) -> int: ...
+
     def read(self) -> bytes: ...
 
 
 Message = bytes | MessageSource
+
+
+def size_of(message: Message) -> int:
+    return len(message) if isinstance(message, bytes) else message.size
 
 
 def head_of(message: Message) -> bytes:
@@ -159,7 +166,8 @@ def sign_message(source: Message, keys: Sequence[SigningKey]) -> bytes:
 
 async def sign(message: Message, keys: Sequence[SigningKey]) -> bytes:
     """:func:`sign_message` in the message-authentication thread pool."""
-    return await workers.run(sign_message, message, keys)
+    async with workers.whole_message(size_of(message)):
+        return await workers.run(sign_message, message, keys)
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, lookup: _TxtLookup) -> DkimVerification:
@@ -245,10 +253,20 @@ async def verify(message: Message, resolver: Resolver, limit: int = MAX_SIGNATUR
     (the time spent waiting for a free thread counts); an empty list when the message is not signed."""
     loop = asyncio.get_running_loop()
     monotonic = (clock or SystemClock()).monotonic
-    return await workers.run(verify_message, message, resolver, loop, limit, monotonic() + deadline, monotonic)
+    if not _may_be_signed(head_of(message)):
+        return []  # not read whole: no share of the budget
+    async with workers.whole_message(size_of(message)):  # waiting here does not count in the deadline
+        return await workers.run(verify_message, message, resolver, loop, limit, monotonic() + deadline, monotonic)
 
 
 def txt_lookup(resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float | None = None,
                monotonic: Callable[[], float] | None = None) -> _TxtLookup:
     """A dkimpy ``dnsfunc`` on our Resolver (for ARC, which shares the key look-up)."""
     return _TxtLookup(resolver, loop, deadline, monotonic)
+
+
+def _may_be_signed(head: bytes) -> bool:
+    """Whether the head may carry a DKIM-Signature, to reserve the whole-message budget on the
+    event loop: a cheap search that may say yes too often (never no wrongly); the worker decides
+    with the parser."""
+    return b"dkim-signature" in head.lower()

@@ -11,7 +11,7 @@ from hardmail.core.clock import Clock
 from hardmail.mime.addresses import author_of
 from hardmail.mime.headers import HEAD_LIMIT
 from hardmail.msgauth import workers
-from hardmail.msgauth.dkim import Message, SigningKey, head_of, sign_message
+from hardmail.msgauth.dkim import Message, SigningKey, head_of, sign_message, size_of
 from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys, Generation
 from hardmail.msgauth.dmarc import organizational_domain
 from hardmail.msgauth.dns import Resolver
@@ -78,4 +78,5 @@ class DkimSigner:
         keys = await self.signing_keys(head_of(message))
         if not keys:
             return b"", []
-        return await workers.run(sign_message, message, keys), keys
+        async with workers.whole_message(size_of(message)):
+            return await workers.run(sign_message, message, keys), keys

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from hardmail.core.replies import DISK_FULL, INSUFFICIENT_STORAGE, Reply
 from hardmail.delivery.content import MessageContent
-from hardmail.delivery.incoming import IncomingFile, IncomingStore, is_disk_full
+from hardmail.delivery.incoming import IncomingFile, IncomingStore, OverCap, is_disk_full
 from hardmail.ops.log import EventLogger
 
 
@@ -31,6 +31,9 @@ class MessageIntake:
         """452 4.3.1 when this process already receives ``max_bytes_in_flight`` (RFC 5321 4.5.3.1.10)."""
         if not self.store.full:
             return None
+        return self._over_cap(command)
+
+    def _over_cap(self, command: str) -> Reply:
         self.log.event("smtp.storage", level="warning", command=command, in_flight=self.store.in_flight,
                        limit=self.store.max_bytes_in_flight, code="4.3.1")
         return INSUFFICIENT_STORAGE
@@ -64,6 +67,8 @@ class MessageIntake:
         assert self.current is not None
         try:
             return await self.current.finish()
+        except OverCap:  # started under the cap, went over it while it streamed in
+            return self._over_cap("end of data")
         except OSError as exc:
             return self.write_failure(exc, "incoming")
 

@@ -19,6 +19,13 @@ def test_defaults_are_quiet() -> None:
     assert insecure_warnings(Config()) == []
 
 
+def test_a_cap_on_bytes_in_flight_below_the_message_size_limit() -> None:
+    """Such a message could never be accepted: it would get 452 4.3.1 at every try."""
+    [warning] = insecure_warnings(config(smtp={"max_bytes_in_flight": 10_000_000, "max_message_size": 20_000_000}))
+    assert "smtp.max_bytes_in_flight" in warning and "smtp.max_message_size" in warning
+    assert insecure_warnings(config(smtp={"max_bytes_in_flight": 20_000_000, "max_message_size": 20_000_000})) == []
+
+
 def test_plaintext_auth() -> None:
     [warning] = insecure_warnings(config(smtp={"allow_plaintext_auth": True}))
     assert "smtp.allow_plaintext_auth" in warning and "set it to false" in warning

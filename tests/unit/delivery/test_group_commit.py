@@ -84,3 +84,17 @@ async def test_one_committer_per_store_and_loop(tmp_path: Path) -> None:
     store = MaildirStore(tmp_path / "mail", "mx.example.org")
     assert group_commit_for(store) is group_commit_for(store)
 
+
+
+async def test_a_caller_cancelled_before_its_batch_is_sent_is_not_stored(tmp_path: Path, sample_message: bytes) -> None:
+    """A session stopped (server stop, timeout) before its batch left has removed its incoming
+    file and will never send 250: its request is dropped, so it neither fails the batch of the
+    others (the writer could not open the file) nor is stored for a client that will resend it."""
+    store = CountingStore(tmp_path / "mail")
+    commit = GroupCommit(store, asyncio.get_running_loop())
+    gone = asyncio.ensure_future(commit.deliver(["gone@example.org"], [sample_message]))
+    await asyncio.sleep(0)  # queued; the flush task runs at the next turn
+    gone.cancel()
+    [path] = await commit.deliver(["stays@example.org"], [sample_message])
+    assert store.batches == [1] and path.read_bytes() == sample_message
+    assert not (tmp_path / "mail" / "example.org" / "gone").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from hardmail.delivery.content import MessageContent
 from hardmail.delivery.durable import FileRange, write_new_file
-from hardmail.delivery.incoming import IncomingStore, clear_leftovers, is_disk_full
+from hardmail.delivery.incoming import IncomingStore, OverCap, clear_leftovers, is_disk_full
 from hardmail.delivery.maildir import MaildirStore
 
 HEAD = b"From: a@example.org\r\nSubject: big\r\n\r\n"
@@ -96,8 +96,11 @@ async def test_discard_removes_the_file_and_gives_back_the_bytes(tmp_path: Path)
     incoming = incoming_store.open()
     incoming.write(HEAD + b"x" * 300_000)
     assert incoming_store.full and incoming_store.in_flight == len(HEAD) + 300_000
-    await incoming.finish()
-    assert incoming.path.exists()
+    with pytest.raises(OverCap):  # the piece that went over the cap is stored, then no more
+        await incoming.finish()
+    incoming.write(b"y" * 1000)
+    assert incoming_store.in_flight == len(HEAD) + 300_000
+    assert incoming.path.read_bytes() == HEAD + b"x" * 300_000
     await incoming.discard()
     assert not incoming.path.exists()
     assert (incoming_store.in_flight, incoming_store.open_files, incoming_store.full) == (0, 0, False)
@@ -169,11 +172,11 @@ def test_maildir_delivery_from_a_file_range(tmp_path: Path) -> None:
 def test_leftovers_of_dead_processes_are_removed(tmp_path: Path) -> None:
     directory = tmp_path / "incoming"
     directory.mkdir()
-    (directory / f"{os.getpid()}-live").write_bytes(b"x")
+    (directory / f"{os.getppid()}-live").write_bytes(b"x")
     (directory / "999999999-dead").write_bytes(b"x")
     (directory / "not-ours").write_bytes(b"x")
     assert clear_leftovers(directory) == ["999999999-dead"]
-    assert sorted(p.name for p in directory.iterdir()) == sorted([f"{os.getpid()}-live", "not-ours"])
+    assert sorted(p.name for p in directory.iterdir()) == sorted([f"{os.getppid()}-live", "not-ours"])
 
 
 def test_disk_full_is_recognised_through_wrappers() -> None:
@@ -194,3 +197,59 @@ def test_disk_full_is_recognised_through_wrappers() -> None:
     except RuntimeError as wrapped:
         assert is_disk_full(wrapped)
     assert not is_disk_full(ValueError("no"))
+
+
+def test_leftovers_named_with_the_starting_process_pid_are_removed(tmp_path: Path) -> None:
+    """A container restarts its server with the same pid (often 1): the files a killed process left
+    under that pid are leftovers too; those of another live process are kept."""
+    directory = tmp_path / "incoming"
+    directory.mkdir()
+    (directory / f"{os.getpid()}-before-restart").write_bytes(b"x")
+    (directory / f"{os.getppid()}-live-worker").write_bytes(b"x")
+    assert clear_leftovers(directory) == [f"{os.getpid()}-before-restart"]
+    assert [p.name for p in directory.iterdir()] == [f"{os.getppid()}-live-worker"]
+
+
+async def test_a_discard_cancelled_mid_write_leaves_the_writer_thread_its_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server stop cancels the session while a batch is written in a thread: the descriptor must not
+    be closed under that thread (its number could be reused by another file, which would get the
+    message's bytes); the thread closes it and the file is removed once its write ends."""
+    import asyncio
+    import threading
+
+    from hardmail.delivery import incoming as incoming_module
+
+    entered, release = threading.Event(), threading.Event()
+    seen: list[object] = []
+    real_write_all = incoming_module.write_all
+
+    def slow_write_all(fd: int, parts: list[bytes]) -> None:
+        entered.set()
+        release.wait(30)
+        try:
+            seen.append(os.fstat(fd).st_ino)
+        except OSError as exc:
+            seen.append(exc.errno)
+        real_write_all(fd, parts)
+
+    monkeypatch.setattr(incoming_module, "write_all", slow_write_all)
+    incoming_store = store(tmp_path)
+    incoming = incoming_store.open()
+    incoming.write(HEAD + b"w" * 300_000)
+    await asyncio.to_thread(entered.wait, 30)
+    inode = incoming.path.stat().st_ino
+    discard = asyncio.ensure_future(incoming.discard())
+    await asyncio.sleep(0)  # the discard waits for the write in flight
+    discard.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await discard
+    assert not incoming.path.exists()  # removed at once
+    release.set()
+    writer = incoming._task
+    if writer is not None:
+        await asyncio.wait({writer})
+    assert seen == [inode]  # the thread still had its own file
+    assert incoming._fd is None and list((tmp_path / "incoming").iterdir()) == []
+    assert (incoming_store.in_flight, incoming_store.open_files) == (0, 0)

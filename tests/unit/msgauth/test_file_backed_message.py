@@ -13,6 +13,7 @@ from hardmail.core.address import parse_mailbox
 from hardmail.core.clock import FakeClock
 from hardmail.delivery.content import MessageContent
 from hardmail.delivery.durable import FileRange
+from hardmail.msgauth import workers
 from hardmail.msgauth.dkim import sign, verify
 from hardmail.msgauth.dkim_keys import DomainKeys
 from hardmail.msgauth.dns import StaticResolver
@@ -33,13 +34,19 @@ class Watched:
 
     content: MessageContent
     readers: list[str] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # bytes of the whole-message budget held at each read
 
     @property
     def head(self) -> bytes:
         return self.content.head
 
+    @property
+    def size(self) -> int:
+        return self.content.size
+
     def read(self) -> bytes:
         self.readers.append(threading.current_thread().name)
+        self.held.append(sum(budget.used for budget in workers._BUDGETS.values()))
         return self.content.read()
 
 
@@ -81,6 +88,7 @@ async def test_a_signed_message_on_disk_verifies_reading_it_in_a_worker_thread(t
     assert decision is not None and decision.reply is None
     assert b"dkim=pass header.d=sender.example" in decision.headers
     assert message.readers and all(name.startswith("hardmail-msgauth") for name in message.readers)
+    assert message.held and all(held >= message.size for held in message.held)  # read within the budget
     hook.close()
 
 
@@ -103,6 +111,36 @@ async def test_a_submitted_message_on_disk_is_signed_over_every_byte(tmp_path: P
     decision = await hook.on_message(SUBMISSION_FACTS, facts_of(message))
     assert decision is not None and decision.headers.count(b"DKIM-Signature:") == 2
     assert message.readers and all(name.startswith("hardmail-msgauth") for name in message.readers)
+    assert message.held and all(held >= message.size for held in message.held)
     results = await verify(decision.headers + plain, StaticResolver(zone))
     assert [r.result for r in results] == ["pass", "pass"]
     hook.close()
+
+
+async def test_whole_message_reads_share_a_byte_budget_in_order(monkeypatch: Any) -> None:
+    """Eight hostile 50 MB messages with a DKIM-Signature would otherwise be read whole by every
+    thread of the pool at once: reads wait for their size of WHOLE_MESSAGE_BYTES, in order, and a
+    cancelled waiter gives its place up."""
+    import asyncio
+
+    monkeypatch.setattr(workers, "WHOLE_MESSAGE_BYTES", 100)
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def reader(name: str, size: int) -> None:
+        async with workers.whole_message(size):
+            order.append(name)
+            await gate.wait()
+
+    first = asyncio.create_task(reader("a", 60))
+    second = asyncio.create_task(reader("b", 60))
+    cancelled = asyncio.create_task(reader("x", 10))
+    third = asyncio.create_task(reader("c", 500))  # bigger than the budget: runs alone
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["a"]  # b waits (60 + 60 > 100), the others wait behind it
+    cancelled.cancel()
+    gate.set()
+    await asyncio.gather(first, second, third, return_exceptions=True)
+    assert order == ["a", "b", "c"]
+    assert sum(budget.used for budget in workers._BUDGETS.values()) == 0

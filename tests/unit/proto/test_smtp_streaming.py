@@ -146,3 +146,16 @@ def test_without_a_sink_the_content_comes_with_the_event(smtp: Callable[..., Dri
     driver.feed(b"DATA\r\n")
     (exchange,) = driver.feed(b"kept\r\n.\r\n")
     assert b"".join(exchange.event.chunks) == b"kept\r\n"
+
+
+def test_bdat_without_a_transaction_never_opens_a_sink(feed_mode: str) -> None:
+    """BDAT before MAIL (or after every RCPT failed) is read off the wire and refused: its content
+    must not go to the session's sink (a file on disk, counted against the bytes in flight)."""
+    sinks: list[Recorder] = []
+    driver = driver_with_sinks(feed_mode, sinks)
+    driver.feed(b"RSET\r\n")
+    exchanges = driver.feed(b"BDAT 20\r\n" + b"x" * 18 + b"\r\nNOOP\r\n")
+    assert [type(x.event) for x in exchanges] == [MessageRefused, Noop]
+    assert exchanges[0].reply.code == 503
+    assert sinks == []
+    assert not driver.conn.content_in_progress

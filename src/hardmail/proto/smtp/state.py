@@ -266,7 +266,10 @@ class ServerConnection:
 
     def _cmd_bdat(self, argument: str) -> Event | NeedData:
         size, last = grammar.parse_bdat(argument)
-        self._bdat = self._bdat or BdatReader(self.options.max_message_size, *self._new_sink())
+        if self._bdat is None:
+            problem = self._message_sequence_problem()  # no transaction: read the chunk, keep nothing
+            sink = (ChunkList(), problem) if problem is not None else self._new_sink()
+            self._bdat = BdatReader(self.options.max_message_size, *sink)
         self._bdat.start_chunk(size, last)
         self.phase = Phase.BDAT
         return self._read_bdat()
