@@ -17,6 +17,7 @@ from hardmail.admin.cli_access import last_logins
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    changes_stored,
     fail,
     load_cli_config,
     print_json,
@@ -157,6 +158,7 @@ def domain_list(
 
 
 @domain_app.command("remove")
+@changes_stored
 def domain_remove(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Stop hosting a domain (refused while it has accounts or aliases)."""
     removed = _run(config, data_dir, lambda service: service.remove_domain(name))
@@ -223,6 +225,7 @@ def _list_legacy(config: Path | None, data_dir: Path | None, as_json: bool) -> N
 
 
 @account_app.command("passwd")
+@changes_stored
 def account_passwd(
     address: str,
     password_stdin: PasswordStdinOption = False,
@@ -236,6 +239,7 @@ def account_passwd(
 
 
 @account_app.command("disable")
+@changes_stored
 def account_disable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -245,6 +249,7 @@ def account_disable(
 
 
 @account_app.command("enable")
+@changes_stored
 def account_enable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -254,6 +259,7 @@ def account_enable(
 
 
 @account_app.command("remove")
+@changes_stored
 def account_remove(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -296,6 +302,7 @@ def alias_list(
 
 
 @alias_app.command("remove")
+@changes_stored
 def alias_remove(source: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Delete an alias or catch-all."""
     removed = _run(config, data_dir, lambda service: service.remove_alias(source))

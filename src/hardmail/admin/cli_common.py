@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised
+from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised, user_name
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
 from hardmail.store import open_store
@@ -97,6 +97,13 @@ def read_only(command: Callable[P, T]) -> Callable[P, T]:
     return _marked("read", command)
 
 
+def changes_stored(command: Callable[P, T]) -> Callable[P, T]:
+    """Mark a command that changes what is already stored (remove, disable, passwd...): like
+    :func:`read_only`, it refuses a missing data directory rather than create an empty one in
+    which it could only fail ("no such account") after leaving a new database behind."""
+    return _marked("read", command)
+
+
 def read_only_files(command: Callable[P, T]) -> Callable[P, T]:
     """Mark a command that only reads files of the data directory: it refuses a missing one."""
     return _marked("read-files", command)
@@ -127,6 +134,9 @@ def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
         fail(str(exc))
     except OSError as exc:
         fail_if_disk_full(exc, config.data_dir)
+        if isinstance(exc, PermissionError):
+            fail(f"cannot use the data directory {config.data_dir}: permission denied for user {user_name()}",
+                 "run as the user that owns it, or let that user search its parent directories")
         fail(f"cannot create the data directory {config.data_dir}: {exc.strerror or exc}")
 
 

@@ -84,7 +84,7 @@ def _lock(cfg: Config) -> ServerLock:
     try:
         return ServerLock.acquire(cfg.data_dir, {"workers": worker_count(cfg), "listeners": listeners})
     except AnotherServerRunning as exc:
-        fail(str(exc))
+        fail(str(exc), "stop that server first (`hardmail status` shows it), or give this one another --data-dir")
     except Exception as exc:
         _fail_start(cfg, exc)
 
