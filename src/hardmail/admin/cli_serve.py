@@ -27,6 +27,7 @@ from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError
 from hardmail.server.listener import KINDS
 from hardmail.server.prefork import worker_count
+from hardmail.server.tls import TlsError
 
 
 def _overrides(smtp: list[str] | None, submission: list[str] | None, submissions: list[str] | None) -> dict[str, Any]:
@@ -70,8 +71,8 @@ def serve_command(
         run_serve(cfg, on_started=_print_started)
     except KeyboardInterrupt:
         pass
-    except ListenError as exc:
-        fail(str(exc))
+    except (ListenError, TlsError) as exc:
+        fail(f"cannot start: {exc}" if isinstance(exc, TlsError) else str(exc))
     except Exception as exc:
         _fail_start(cfg, exc)
     finally:
