@@ -81,3 +81,17 @@ def test_a_data_dir_behind_a_directory_the_user_cannot_search(unsearchable_cwd: 
     assert result.stderr == (f"error: cannot use the data directory {data}: permission denied for user nobody\n"
                              "hint: run as the user that owns it, or let that user search its parent "
                              "directories\n")
+
+
+@pytest.mark.parametrize("command", [("domain", "list"), ("config", "check")])
+def test_config_file_errors_get_the_hint_for_their_cause(tmp_path: Path, command: tuple[str, ...]) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nhostname = 'x'\n")
+    syntax = run_cli(*command, "-c", str(broken), cwd=tmp_path)
+    assert syntax.returncode in (1, 2) and "TOML syntax error at line 1" in syntax.stderr
+    assert "hint: fix the file at the line and column named above" in syntax.stderr
+    assert "fix the setting named above" not in syntax.stderr and "Traceback" not in syntax.stderr
+    missing = run_cli(*command, "-c", str(tmp_path / "none.toml"), cwd=tmp_path)
+    assert missing.returncode in (1, 2)
+    assert missing.stderr.startswith(f"error: {tmp_path / 'none.toml'}: configuration file does not exist")
+    assert "hint:" not in missing.stderr  # the error line itself says what to do

@@ -119,9 +119,20 @@ def load_cli_config(
     try:
         loaded = load_config(config, data_dir=data_dir, overrides=overrides)
     except ConfigError as exc:
-        fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting")
+        fail(str(exc), config_error_hint(exc))
     prepare_cli_data_dir(loaded, use or _data_dir_use.get())
     return loaded
+
+
+def config_error_hint(exc: ConfigError) -> str:
+    """What to do about ``exc``: the message of a missing file already says it; a TOML syntax
+    error is fixed at its line; anything else is a setting named in the message."""
+    text = str(exc)
+    if "configuration file does not exist" in text:
+        return ""
+    if "TOML syntax error" in text:
+        return "fix the file at the line and column named above (TOML: key = \"value\" under [section] headers)"
+    return "fix the setting named above; `hardmail config check` lists every setting"
 
 
 def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
