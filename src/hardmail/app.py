@@ -118,7 +118,9 @@ async def _recover_spool(delivery: DeliveryServices) -> None:
 async def prepare_for_workers(config: Config) -> None:
     """The start-up work done once before workers are forked: certificate, migrations, spool recovery."""
     prepare_data_dir(config)
-    TlsManager(config).ensure_certificate()
+    tls = TlsManager(config)
+    tls.ensure_certificate()
+    tls.context()  # a certificate that cannot be loaded stops the start here, not in every worker
     store = await open_store(config.database_url)
     try:
         await store.migrate()

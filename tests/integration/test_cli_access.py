@@ -61,6 +61,7 @@ def test_range_add_list_test_remove(cli: Cli) -> None:
      (("ban", "export"), "add --nft")],
 )
 def test_errors_say_what_to_do(cli: Cli, args: tuple[str, ...], problem: str) -> None:
+    assert cli("domain", "add", "example.org").exit_code == 0  # a data directory to change things in
     result = cli(*args)
     assert result.exit_code == 1 and problem in result.output
 

@@ -137,7 +137,9 @@ def test_a_second_server_on_the_same_data_dir_is_refused(cwd: Path, workers: str
         status = json.loads(run_cli("status", "--json", cwd=cwd).stdout)
     assert second.returncode == 1
     assert second.stderr == (f"error: another hardmail server (pid {first.pid}, started {holder['started']}) "
-                             f"is using {cwd / 'hardmail-data'}\n")
+                             f"is using {cwd / 'hardmail-data'}\n"
+                             "hint: stop that server first (`hardmail status` shows it), or give this one "
+                             "another --data-dir\n")
     assert "Traceback" not in second.stderr and second.stdout == ""
     assert status["pid"] == first.pid and status["workers"] == int(workers)
     announcing = status["processes"][0]  # the process that printed the start (a worker, with 2)

@@ -109,3 +109,23 @@ def test_a_data_dir_the_user_cannot_write(shared_dir: Path, command: str) -> Non
         result = run_cli("domain", "add", "example.org", "-d", str(data), cwd=shared_dir, prefix=prefix)
     assert _error_line(result) == f"error: data directory {data} is not writable by user {user}"
     assert list(data.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(("content", "cause"), [
+    (None, "cannot read certificate file {cert}: No such file or directory"),
+    ("not a certificate\n", "certificate file {cert} holds no PEM certificate"),
+])
+def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path, workers: str, content: str | None,
+                                                              cause: str) -> None:
+    """Before: one worker printed a traceback; with workers, each crashed and was restarted forever."""
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    if content is not None:
+        cert.write_text(content)
+        key.write_text(content)
+    env = cli_env(HARDMAIL_SERVER__WORKERS=workers, HARDMAIL_TLS__CERT_FILE=str(cert),
+                  HARDMAIL_TLS__KEY_FILE=str(key))
+    result = run_cli("serve", "--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
+                     "--listen-submissions", "127.0.0.1:0", "-d", str(tmp_path / "data"), cwd=tmp_path, env=env,
+                     timeout=60)
+    assert _error_line(result).startswith(f"error: cannot start: {cause.format(cert=cert)}")

@@ -15,6 +15,7 @@ from hardmail.admin.access_service import AccessService, RangeSpec, last_success
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    changes_stored,
     fail,
     load_cli_config,
     print_json,
@@ -121,6 +122,7 @@ def range_list(as_json: JsonOption = False, config: ConfigOption = None, data_di
 
 
 @range_app.command("remove")
+@changes_stored
 def range_remove(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Remove a stored IP range."""
     _run(config, data_dir, lambda s: s.remove_range(name))
@@ -180,6 +182,7 @@ def ban_add(
 
 
 @ban_app.command("remove")
+@changes_stored
 def ban_remove(ip: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Lift a ban (its offence count is forgotten too)."""
     subject = _run(config, data_dir, lambda s: s.remove_ban(ip))

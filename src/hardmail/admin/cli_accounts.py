@@ -17,6 +17,7 @@ from hardmail.admin.cli_access import last_logins
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    changes_stored,
     fail,
     load_cli_config,
     print_json,
@@ -160,6 +161,7 @@ def domain_list(
 
 
 @domain_app.command("remove")
+@changes_stored
 def domain_remove(name: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Stop hosting a domain (refused while it has accounts or aliases)."""
     removed = _run(config, data_dir, lambda service: service.remove_domain(name))
@@ -227,6 +229,7 @@ def _list_legacy(config: Path | None, data_dir: Path | None, as_json: bool) -> N
 
 
 @account_app.command("passwd")
+@changes_stored
 def account_passwd(
     address: str,
     password_stdin: PasswordStdinOption = False,
@@ -240,6 +243,7 @@ def account_passwd(
 
 
 @account_app.command("disable")
+@changes_stored
 def account_disable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -249,6 +253,7 @@ def account_disable(
 
 
 @account_app.command("enable")
+@changes_stored
 def account_enable(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -281,6 +286,7 @@ def account_unfreeze(
 
 
 @account_app.command("remove")
+@changes_stored
 def account_remove(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -329,6 +335,7 @@ def alias_list(
 
 
 @alias_app.command("remove")
+@changes_stored
 def alias_remove(source: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Delete an alias or catch-all."""
     removed = _run(config, data_dir, lambda service: service.remove_alias(source))

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised
+from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised, user_name
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
 from hardmail.store import open_store
@@ -97,6 +97,13 @@ def read_only(command: Callable[P, T]) -> Callable[P, T]:
     return _marked("read", command)
 
 
+def changes_stored(command: Callable[P, T]) -> Callable[P, T]:
+    """Mark a command that changes what is already stored (remove, disable, passwd...): like
+    :func:`read_only`, it refuses a missing data directory rather than create an empty one in
+    which it could only fail ("no such account") after leaving a new database behind."""
+    return _marked("read", command)
+
+
 def read_only_files(command: Callable[P, T]) -> Callable[P, T]:
     """Mark a command that only reads files of the data directory: it refuses a missing one."""
     return _marked("read-files", command)
@@ -117,9 +124,20 @@ def load_cli_config(
     try:
         loaded = load_config(config, data_dir=data_dir, overrides=overrides)
     except ConfigError as exc:
-        fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting")
+        fail(str(exc), config_error_hint(exc))
     prepare_cli_data_dir(loaded, use or _data_dir_use.get())
     return loaded
+
+
+def config_error_hint(exc: ConfigError) -> str:
+    """What to do about ``exc``: the message of a missing file already says it; a TOML syntax
+    error is fixed at its line; anything else is a setting named in the message."""
+    text = str(exc)
+    if "configuration file does not exist" in text:
+        return ""
+    if "TOML syntax error" in text:
+        return "fix the file at the line and column named above (TOML: key = \"value\" under [section] headers)"
+    return "fix the setting named above; `hardmail config check` lists every setting"
 
 
 def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
@@ -132,6 +150,9 @@ def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
         fail(str(exc))
     except OSError as exc:
         fail_if_disk_full(exc, config.data_dir)
+        if isinstance(exc, PermissionError):
+            fail(f"cannot use the data directory {config.data_dir}: permission denied for user {user_name()}",
+                 "run as the user that owns it, or let that user search its parent directories")
         fail(f"cannot create the data directory {config.data_dir}: {exc.strerror or exc}")
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    config_error_hint,
     err_console,
     fail,
 )
@@ -53,7 +54,7 @@ def check(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: 
     try:
         cfg = load_config(config, data_dir=data_dir)
     except ConfigError as exc:
-        fail(str(exc), "fix the setting named above; `hardmail config check` lists every setting", EXIT_INVALID)
+        fail(str(exc), config_error_hint(exc), EXIT_INVALID)
     typer.echo(render_json(cfg) if as_json else render_toml(cfg, header=CHECK_HEADER), nl=False)
     warnings = insecure_warnings(cfg)
     for warning in warnings:

@@ -20,6 +20,7 @@ from hardmail.admin.cli_accounts import JsonOption, account_app
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    changes_stored,
     err_console,
     fail,
     load_cli_config,
@@ -82,6 +83,7 @@ def _qr_text(uri: str) -> str:
 
 
 @two_factor_app.command("enable")
+@changes_stored
 def two_factor_enable(address: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Turn on TOTP: shows a QR code, asks for a first code, prints 10 one-time recovery codes."""
     cfg = load_cli_config(config, data_dir)
@@ -100,6 +102,7 @@ def two_factor_enable(address: str, config: ConfigOption = None, data_dir: DataD
 
 
 @two_factor_app.command("disable")
+@changes_stored
 def two_factor_disable(address: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Turn off TOTP (and delete the recovery codes); the main password works in mail programs again."""
     key = _run(load_cli_config(config, data_dir), lambda s: s.disable_two_factor(address))
@@ -107,6 +110,7 @@ def two_factor_disable(address: str, config: ConfigOption = None, data_dir: Data
 
 
 @two_factor_app.command("verify")
+@changes_stored
 def two_factor_verify(
     address: str,
     code: Annotated[str | None, typer.Option("--code", help="The code; prompted for when left out.")] = None,
@@ -129,6 +133,7 @@ ScopeOption = Annotated[
 
 
 @app_password_app.command("add")
+@changes_stored
 def app_password_add(
     address: str,
     name: Annotated[str, typer.Argument(help="What it is for, e.g. phone or laptop-thunderbird.")],
@@ -173,6 +178,7 @@ def app_password_list(
 
 
 @app_password_app.command("revoke")
+@changes_stored
 def app_password_revoke(
     address: str, name: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
@@ -184,6 +190,7 @@ def app_password_revoke(
 # hardmail account import-hash | must-change
 
 
+@changes_stored
 def import_hash(
     address: str,
     scheme: Annotated[str | None, typer.Option(
@@ -203,6 +210,7 @@ def import_hash(
     typer.echo(f"{done.scheme} hash imported for {done.address}; it becomes Argon2id at the first login")
 
 
+@changes_stored
 def import_hashes(
     file: Annotated[Path, typer.Argument(help="Dovecot passwd-file, or user:hash lines; - for standard input.",
                                          allow_dash=True, dir_okay=False)],
@@ -249,6 +257,7 @@ def _print_report(report: hash_batch.ImportReport) -> None:
                + ("; each imported hash becomes Argon2id at the account's first login" if report.imported else ""))
 
 
+@changes_stored
 def must_change(
     address: str,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the flag instead of setting it.")] = False,

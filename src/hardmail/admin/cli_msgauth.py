@@ -56,6 +56,7 @@ def generate(domain: DomainArgument, config: ConfigOption = None, data_dir: Data
 
 
 @dkim_app.command("rotate")
+@read_only_files
 def rotate(domain: DomainArgument, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Make new DKIM keys for DOMAIN; they sign once their DNS records are seen, the old ones retire."""
     loaded = load_cli_config(config, data_dir)

@@ -17,6 +17,7 @@ from rich.text import Text
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    changes_stored,
     console,
     fail,
     load_cli_config,
@@ -148,6 +149,7 @@ def show(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOpt
 
 
 @queue_app.command("retry")
+@changes_stored
 def retry(queue_id: Annotated[str | None, typer.Argument(help="Queue id; omit with --all.")] = None,
           all_messages: Annotated[bool, typer.Option("--all", help="Retry every queued message.")] = False,
           config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
@@ -159,6 +161,7 @@ def retry(queue_id: Annotated[str | None, typer.Argument(help="Queue id; omit wi
 
 
 @queue_app.command("hold")
+@changes_stored
 def hold(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Keep a message in the queue without trying to deliver it."""
     _run(config, data_dir, lambda admin: admin.hold(queue_id))
@@ -166,6 +169,7 @@ def hold(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOpt
 
 
 @queue_app.command("release")
+@changes_stored
 def release(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Let a held message be delivered again."""
     _run(config, data_dir, lambda admin: admin.release(queue_id))
@@ -173,6 +177,7 @@ def release(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDir
 
 
 @queue_app.command("delete")
+@changes_stored
 def delete(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Remove a message from the queue without telling its sender."""
     _run(config, data_dir, lambda admin: admin.delete(queue_id))
@@ -180,6 +185,7 @@ def delete(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirO
 
 
 @queue_app.command("bounce")
+@changes_stored
 def bounce(queue_id: QueueIdArg, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Return a message to its sender with a delivery failure notice, and remove it."""
     where = _run(config, data_dir, lambda admin: admin.bounce(queue_id))
@@ -283,6 +289,7 @@ def list_routes(config: ConfigOption = None, data_dir: DataDirOption = None, as_
 
 
 @route_app.command("remove")
+@changes_stored
 def remove_route(pattern: Annotated[str, typer.Argument(help="The route's pattern, as listed.")],
                  config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Remove a route; mail for those domains goes to their MX hosts again."""

@@ -28,6 +28,7 @@ from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError
 from hardmail.server.listener import KINDS
 from hardmail.server.prefork import worker_count
+from hardmail.server.tls import TlsError
 
 
 def _overrides(smtp: list[str] | None, submission: list[str] | None, submissions: list[str] | None) -> dict[str, Any]:
@@ -73,8 +74,8 @@ def serve_command(
         fail(f"cannot start: {exc}")
     except KeyboardInterrupt:
         pass
-    except ListenError as exc:
-        fail(str(exc))
+    except (ListenError, TlsError) as exc:
+        fail(f"cannot start: {exc}" if isinstance(exc, TlsError) else str(exc))
     except Exception as exc:
         _fail_start(cfg, exc)
     finally:
@@ -87,7 +88,7 @@ def _lock(cfg: Config) -> ServerLock:
     try:
         return ServerLock.acquire(cfg.data_dir, {"workers": worker_count(cfg), "listeners": listeners})
     except AnotherServerRunning as exc:
-        fail(str(exc))
+        fail(str(exc), "stop that server first (`hardmail status` shows it), or give this one another --data-dir")
     except Exception as exc:
         _fail_start(cfg, exc)
 

@@ -114,9 +114,18 @@ def _choose_file(path: Path | None, environ: Mapping[str, str]) -> tuple[Path | 
         return path, "--config"
     if environ.get(CONFIG_ENV):
         return Path(environ[CONFIG_ENV]), f"env {CONFIG_ENV}"
-    if DEFAULT_CONFIG_FILE.is_file():
+    if _default_file_visible():
         return DEFAULT_CONFIG_FILE, "default location"
     return None, ""
+
+
+def _default_file_visible() -> bool:
+    """Whether ./hardmail.toml is there for this user. A current directory the user may not
+    search (``sudo -u mail hardmail status`` run from /root) hides it: no file, not a crash."""
+    try:
+        return DEFAULT_CONFIG_FILE.is_file()
+    except PermissionError:
+        return False
 
 
 def _read_toml(path: Path, named_by: str) -> dict[str, Any]:

@@ -46,6 +46,12 @@ class ListenSection(Section):
     submission: list[str] = Field(["127.0.0.1:2587"], description="Submission listeners (587): STARTTLS, then AUTH, required.")
     submissions: list[str] = Field(["127.0.0.1:2465"], description="Submissions listeners (465): implicit TLS, AUTH required.")
 
+    @field_validator("smtp", "submission", "submissions", mode="before")
+    @classmethod
+    def _one_address_is_a_list(cls, value: object) -> object:
+        """``smtp = "0.0.0.0:25"`` (what a new admin writes) means the list of that one address."""
+        return [value] if isinstance(value, str) else value
+
     @field_validator("smtp", "submission", "submissions")
     @classmethod
     def _check_addresses(cls, values: list[str]) -> list[str]:

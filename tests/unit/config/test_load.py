@@ -259,3 +259,12 @@ def test_hardmail_data_dir_replaces_only_the_default(workdir: Path, write_toml: 
 
 def test_the_data_dir_is_absolute_and_normalised(workdir: Path) -> None:
     assert load_config(environ={}, data_dir=Path("a/../b/./c")).server.data_dir == workdir / "b" / "c"
+
+
+def test_one_listen_address_as_a_string_is_a_list_of_one(workdir: Path, write_toml: Write) -> None:
+    path = write_toml("[listen]\nsmtp = '0.0.0.0:25'\nsubmission = ['0.0.0.0:587', '[::]:587']\n")
+    cfg = load_config(path, environ={})
+    assert cfg.listen.smtp == ["0.0.0.0:25"]
+    assert cfg.listen.submission == ["0.0.0.0:587", "[::]:587"]
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        load_config(write_toml("[listen]\nsmtp = 'mail'\n"), environ={})
