@@ -61,3 +61,9 @@ def test_alias_to_a_local_address_that_does_not_exist(hardmail: Run) -> None:
     assert "warning: bob@example.org is not an account or alias yet" in " ".join(allowed.stderr.split())
     remote = hardmail("alias", "add", "out@example.org", "someone@elsewhere.example")
     assert remote.returncode == 0 and remote.stderr == ""
+
+
+def test_alias_targets_in_one_comma_separated_word_say_to_separate_them(hardmail: Run) -> None:
+    error = _refused(hardmail("alias", "add", "team@example.org", "alice@example.org,bob@example.org"))
+    assert "invalid target 'alice@example.org,bob@example.org'" in error
+    assert "hint: give several targets as separate arguments" in error

@@ -172,3 +172,21 @@ def test_import_hashes_shows_a_progress_bar_on_a_terminal(cli: Cli, monkeypatch:
     result = cli("account", "import-hashes", "-", stdin=f"{ALICE}:{forms['SSHA256']}\n")
     assert result.exit_code == 0, result.output
     assert "importing" in terminal.getvalue() and "1/1" in terminal.getvalue()
+
+
+@pytest.mark.parametrize("prefix", ["{PLAIN}", "{CLEAR}", "{plain-trim}"])
+def test_import_hash_of_a_dovecot_plaintext_says_to_set_it_as_the_password(cli: Cli, prefix: str) -> None:
+    result = cli("account", "import-hash", ALICE, "--hash", f"{prefix}not-a-hash-but-the-password")
+    assert _refused_cleanly(result), result.output
+    text = " ".join(result.output.split())
+    assert "holds the password itself, not a hash" in text
+    assert f"hint: set it as the password instead: `hardmail account passwd {ALICE} --password-stdin`" in text
+    assert "not-a-hash-but-the-password" not in result.output
+
+
+def test_import_hash_of_an_unsupported_scheme_says_what_to_do(cli: Cli) -> None:
+    result = cli("account", "import-hash", ALICE, "--hash", "{CRAM-MD5}e02d374fde0dc75a17a557039a3a5338")
+    assert _refused_cleanly(result), result.output
+    text = " ".join(result.output.split())
+    assert "unknown scheme {CRAM-MD5}" in text and "keep Dovecot's {SCHEME} prefix" not in text
+    assert f"set a new password with `hardmail account passwd {ALICE}`" in text

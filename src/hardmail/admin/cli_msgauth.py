@@ -99,19 +99,27 @@ def _advice(config: Config, domain: str) -> list[dnsadvice.Advice]:
     return dnsadvice.advise(keys.domain, config.server.hostname, records, served)
 
 
-def _host_name_warning(config: Config) -> str | None:
+def _host_name_warning(config: Config, domain: str) -> str | None:
     """The warning for a ``server.hostname`` that other servers cannot reach, or None."""
     problem = dnsadvice.host_name_problem(config.server.hostname)
     if problem is None:
         return None
+    example = _example_host_name(domain)
     return (f"the server's host name {config.server.hostname!r} is not a public name ({problem}): an MX record "
             "naming it would be wrong, so the MX, SPF and SRV records are left out and DMARC is advised at "
-            "p=none. Set the name that resolves to this machine, e.g. `[server] hostname = \"mail.example.org\"` "
-            "in hardmail.toml (or HARDMAIL_SERVER__HOSTNAME=mail.example.org), then run this again.")
+            f"p=none. Set the name that resolves to this machine, e.g. `[server] hostname = \"{example}\"` "
+            f"in hardmail.toml (or HARDMAIL_SERVER__HOSTNAME={example}), then run this again.")
+
+
+def _example_host_name(domain: str) -> str:
+    """``mail.DOMAIN`` when that would be a public name, else a placeholder: the example must
+    not be a name the same check refuses (mail.example.org is reserved)."""
+    candidate = f"mail.{domain.strip().rstrip('.').lower()}"
+    return candidate if dnsadvice.host_name_problem(candidate) is None else "mail.your-domain.tld"
 
 
 def _print_advice(config: Config, domain: str) -> None:
-    warning = _host_name_warning(config)
+    warning = _host_name_warning(config, domain)
     if warning is not None:
         warn(warning)
     for item in _advice(config, domain):
@@ -141,7 +149,7 @@ def dns(words: Annotated[list[str], typer.Argument(help="DOMAIN, or: check DOMAI
     if len(words) != 2 or words[0] != "check":
         raise typer.BadParameter("give DOMAIN, or `check DOMAIN`", param_hint="WORDS")
     loaded = load_cli_config(config, data_dir)
-    warning = _host_name_warning(loaded)
+    warning = _host_name_warning(loaded, words[1])
     if warning is not None:
         warn(warning)
     problems = run_async(lambda: _check(loaded, words[1]))

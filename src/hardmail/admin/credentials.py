@@ -22,7 +22,7 @@ from hardmail.admin.service import AdminError
 from hardmail.auth import totp
 from hardmail.auth.app_passwords import MAX_NAME_CHARS, app_password_digest, new_app_password, parse_scopes
 from hardmail.auth.events import now_utc, record_admin_event
-from hardmail.auth.hash_import import resolve_import
+from hardmail.auth.hash_import import UnsupportedScheme, resolve_import
 from hardmail.auth.legacy import SCHEME_NAMES, UnknownHashFormat, scheme_named
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.config.schema import TwoFactorSection
@@ -225,10 +225,7 @@ class CredentialService:
         try:
             known, stored = resolve_import(scheme, hash_text)
         except UnknownHashFormat as exc:
-            named = scheme_named(scheme) if scheme else None
-            hint = (f"give the hash as {named.example}" if named else
-                    f"keep Dovecot's {{SCHEME}} prefix, or name the scheme with --scheme ({', '.join(SCHEME_NAMES)})")
-            raise AdminError(f"hash refused: {exc}", hint) from None
+            raise AdminError(f"hash refused: {exc}", _import_hint(exc, scheme, key)) from None
         created = await self._credentials.get_credentials(key) is None
         if created:
             if not create:
@@ -269,3 +266,17 @@ class CredentialService:
 
 def expiry_text(moment: datetime | None) -> str:
     return moment.isoformat(timespec="minutes") if moment else "never"
+
+
+def _import_hint(exc: UnknownHashFormat, scheme: str | None, address: str) -> str:
+    """What to do about a refused imported hash (never quoting the hash)."""
+    if isinstance(exc, UnsupportedScheme) and exc.plaintext:
+        return (f"set it as the password instead: `hardmail account passwd {address} --password-stdin` "
+                "(it is stored as Argon2id)")
+    if isinstance(exc, UnsupportedScheme):
+        return (f"set a new password with `hardmail account passwd {address}`, or export the hash from the old "
+                "server in one of the accepted schemes")
+    named = scheme_named(scheme) if scheme else None
+    if named:
+        return f"give the hash as {named.example}"
+    return f"keep Dovecot's {{SCHEME}} prefix, or name the scheme with --scheme ({', '.join(SCHEME_NAMES)})"

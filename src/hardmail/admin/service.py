@@ -62,9 +62,10 @@ def _address_key(text: str, what: str = "address") -> str:
     try:
         return parse_address_arg(text).key
     except AddressError as exc:
-        raise AdminError(
-            f"invalid {what} {text!r}: {exc}", "give an address such as alice@example.org"
-        ) from None
+        hint = "give an address such as alice@example.org"
+        if what == "target" and ("," in text or ";" in text):
+            hint = "give several targets as separate arguments: `hardmail alias add SOURCE a@example.org b@example.org`"
+        raise AdminError(f"invalid {what} {text!r}: {exc}", hint) from None
 
 
 def _alias_source_key(text: str) -> str:

@@ -32,6 +32,17 @@ _CRYPT_SCHEMES = ("sha512-crypt", "sha256-crypt", "bcrypt", "md5-crypt")
 _BASE64_DIGESTS = ("ssha512", "ssha256", "ssha", "smd5", "sha512", "sha256", "sha1")  # stored as base64
 _HEX_DIGESTS = ("plain-md5",)  # stored as hex
 ACCEPTED_PREFIXES = ", ".join(f"{{{name}}}" for name in DOVECOT_SCHEMES)
+# Dovecot's schemes that store the password itself: not a hash to import (see UnsupportedScheme).
+PLAINTEXT_SCHEMES = frozenset({"PLAIN", "CLEAR", "CLEARTEXT", "PLAIN-TRIM"})
+
+
+class UnsupportedScheme(UnknownHashFormat):
+    """A ``{SCHEME}`` prefix that hardmail does not import; ``plaintext`` when it holds the
+    password itself ({PLAIN}, {CLEAR}), which is set as a new password instead."""
+
+    def __init__(self, message: str, plaintext: bool) -> None:
+        super().__init__(message)
+        self.plaintext = plaintext
 
 
 def split_prefix(text: str) -> tuple[str, str] | None:
@@ -60,8 +71,10 @@ def _reencode(scheme: str, encoding: str, body: str) -> str:
 def _from_prefix(name: str, body: str) -> tuple[ImportScheme, str]:
     base, _, encoding = name.partition(".")
     ours = DOVECOT_SCHEMES.get(base)
+    if base in PLAINTEXT_SCHEMES:
+        raise UnsupportedScheme(f"{{{name}}} holds the password itself, not a hash", plaintext=True)
     if ours is None:
-        raise UnknownHashFormat(f"unknown scheme {{{name}}}; accepted: {ACCEPTED_PREFIXES}")
+        raise UnsupportedScheme(f"unknown scheme {{{name}}}; accepted: {ACCEPTED_PREFIXES}", plaintext=False)
     if not ours:  # {CRYPT}: the modular-crypt prefix decides
         found = scheme_by_form(body)
         if found is None or found.name not in _CRYPT_SCHEMES:
