@@ -33,6 +33,7 @@ from hardmail.server.prefork import (
     bind_listeners,
     wake_queue_runner,
     worker_count,
+    worker_ready,
 )
 from hardmail.server.sessions import AccountChangeMonitor, SessionCheckHook
 from hardmail.server.status_keeper import StatusKeeper
@@ -255,6 +256,7 @@ async def serve(config: Config, on_started: Callable[[RunningServer], None] | No
     await status.write_once()  # `hardmail status` knows this process once the start is announced
     if on_started is not None:
         on_started(server)
+    worker_ready()  # to the supervisor, when this is a worker: from now on a death means a restart
     status.start()
     try:
         await stop.wait()

@@ -129,7 +129,8 @@ def server(workers_config: Path) -> Iterator[tuple[LoggedServer, int, list[int]]
     running = LoggedServer(workers_config)
     try:
         pids = running.wait_for("server.workers")["pids"]
-        running.wait_for("server.start", worker=0)
+        ready = {running.wait_for("server.worker_ready")["pid"] for _ in pids}
+        assert ready == set(pids)  # a worker killed before it was ready would stop the server
         port = int(tomllib.loads(workers_config.read_text())["listen"]["smtp"][0].rsplit(":", 1)[1])
         yield running, port, pids
     finally:

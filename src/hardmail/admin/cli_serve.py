@@ -17,6 +17,7 @@ from hardmail.admin.cli_common import (
     console,
     fail,
     fail_if_disk_full,
+    is_disk_full,
     load_cli_config,
 )
 from hardmail.admin.datadir import user_name
@@ -27,7 +28,7 @@ from hardmail.ops.logfile import LogFileError
 from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError
 from hardmail.server.listener import KINDS
-from hardmail.server.prefork import worker_count
+from hardmail.server.prefork import WorkerStartError, worker_count
 from hardmail.server.tls import TlsError
 
 
@@ -76,6 +77,8 @@ def serve_command(
         pass
     except (ListenError, TlsError) as exc:
         fail(f"cannot start: {exc}" if isinstance(exc, TlsError) else str(exc))
+    except WorkerStartError as exc:
+        _fail_worker_start(cfg, exc)
     except Exception as exc:
         _fail_start(cfg, exc)
     finally:
@@ -102,6 +105,19 @@ def _fail_start(cfg: Config, exc: Exception) -> NoReturn:
     if isinstance(exc, OSError):
         fail(f"cannot start: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
     raise exc
+
+
+def _fail_worker_start(cfg: Config, exc: WorkerStartError) -> NoReturn:
+    """One line for a worker that failed before it served: its error, mapped as in one process
+    when the worker's exception came along, else the worker's own one-line reason."""
+    cause = exc.__cause__
+    if isinstance(cause, (LogFileError, TlsError)):
+        fail(f"cannot start: {cause}")
+    if isinstance(cause, ListenError):
+        fail(str(cause))
+    if isinstance(cause, OSError) or (cause is not None and is_disk_full(cause, cfg.data_dir)):
+        _fail_start(cfg, cause)  # type: ignore[arg-type]  # an OSError or a full disk: never re-raised
+    fail(f"cannot start: {exc}")
 
 
 def register(app: typer.Typer) -> None:
