@@ -14,9 +14,11 @@ from hardmail.admin.cli_common import (
     console,
     fail,
     load_cli_config,
+    read_only,
     read_only_files,
     run_async,
     warn,
+    with_store,
 )
 from hardmail.config.schema import Config
 from hardmail.core.address import AddressError
@@ -139,16 +141,27 @@ async def _check(config: Config, domain: str) -> int:
     return sum(1 for r in results if r.status != "ok")
 
 
-@read_only_files
+def _require_hosted(config: Config, domain: str) -> None:
+    """Advice is for a domain this server hosts: any other is a typo or a missing `domain add`."""
+    name = _domain_keys(config, domain).domain
+    hosted = run_async(lambda: with_store(config, lambda store: store.get_domain(name)))
+    if hosted is None:
+        fail(f"{name} is not a domain of this server; add it with `hardmail domain add {name}`")
+
+
+@read_only
 def dns(words: Annotated[list[str], typer.Argument(help="DOMAIN, or: check DOMAIN", show_default=False)],
         config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Print the DNS records DOMAIN needs (zone-file form); `hardmail dns check DOMAIN` verifies them."""
     if len(words) == 1 and words[0] != "check":
-        _print_advice(load_cli_config(config, data_dir), words[0])
+        loaded = load_cli_config(config, data_dir)
+        _require_hosted(loaded, words[0])
+        _print_advice(loaded, words[0])
         return
     if len(words) != 2 or words[0] != "check":
         raise typer.BadParameter("give DOMAIN, or `check DOMAIN`", param_hint="WORDS")
     loaded = load_cli_config(config, data_dir)
+    _require_hosted(loaded, words[1])
     warning = _host_name_warning(loaded, words[1])
     if warning is not None:
         warn(warning)

@@ -40,6 +40,12 @@ def test_generate_rotate_show(tmp_path: Path) -> None:
 PUBLIC_HOST = "mail.hardmail-test.net"
 
 
+def _host(domain: str, *options: str) -> None:
+    """A domain hosted here, with DKIM keys: what `hardmail dns` advises records for."""
+    assert _run("domain", "add", domain, *options)[0] == 0
+    assert _run("dkim", "generate", domain, *options)[0] == 0
+
+
 def _config(tmp_path: Path, hostname: str, extra: str = "") -> str:
     config = tmp_path / "hardmail.toml"
     config.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\nhostname = "{hostname}"\n{extra}')
@@ -48,7 +54,7 @@ def _config(tmp_path: Path, hostname: str, extra: str = "") -> str:
 
 def test_dns_prints_the_records_of_what_is_served(tmp_path: Path) -> None:
     config = _config(tmp_path, PUBLIC_HOST)
-    _run("dkim", "generate", "example.org", "-c", config)
+    _host("example.org", "-c", config)
     code, out = _run("dns", "example.org", "-c", config)
     assert code == 0, out
     assert re.search(r"example\.org\.\s+3600\s+IN\s+MX\s+10 mail\.hardmail-test\.net\.", out)
@@ -65,7 +71,7 @@ def test_dns_prints_the_records_of_what_is_served(tmp_path: Path) -> None:
 
 def test_dns_advises_srv_only_for_configured_submission_listeners(tmp_path: Path) -> None:
     config = _config(tmp_path, PUBLIC_HOST, "[listen]\nsubmission = []\n")
-    _run("dkim", "generate", "example.org", "-c", config)
+    _host("example.org", "-c", config)
     code, out = _run("dns", "example.org", "-c", config)
     assert code == 0, out
     assert "_submissions._tcp.example.org." in out and "_submission._tcp" not in out
@@ -75,7 +81,7 @@ def test_dns_advises_srv_only_for_configured_submission_listeners(tmp_path: Path
                                       "mx.invalid", "box.localhost", "192.0.2.25", "mail.corp", "mail.example.org"])
 def test_dns_warns_about_a_host_name_that_is_not_public(tmp_path: Path, hostname: str) -> None:
     config = _config(tmp_path, hostname)
-    _run("dkim", "generate", "example.org", "-c", config)
+    _host("example.org", "-c", config)
     code, out = _run("dns", "example.org", "-c", config)
     text = " ".join(out.split())
     assert code == 0, out
@@ -98,7 +104,7 @@ def _zone_from(advice: list, skip: str = "") -> dict[tuple[str, str], list[str]]
 
 def test_dns_check_reports_ok_missing_and_wrong(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    _run("dkim", "generate", "example.org", "-d", str(data))
+    _host("example.org", "-d", str(data))
     keys = DomainKeys(data, "example.org")
     advice = advise("example.org", PUBLIC_HOST, [r for g in keys.generations() for r in keys.public_records(g)])
     zone = _zone_from(advice, skip="_dmarc.example.org")
@@ -123,7 +129,7 @@ def test_dns_check_reports_ok_missing_and_wrong(tmp_path: Path) -> None:
 
 def test_dns_check_fails_while_the_host_name_is_not_public(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    _run("dkim", "generate", "example.org", "-d", str(data))
+    _host("example.org", "-d", str(data))
     keys = DomainKeys(data, "example.org")
     advice = advise("example.org", "localhost", [r for g in keys.generations() for r in keys.public_records(g)])
     with LoopbackDnsServer(_zone_from(advice)) as server:
@@ -148,9 +154,26 @@ def test_host_name_problem(hostname: str, public: bool) -> None:
 
 def test_the_host_name_warning_suggests_a_public_name_in_the_domain(tmp_path: Path) -> None:
     config = _config(tmp_path, "localhost")
-    _run("dkim", "generate", "mydomain.net", "-c", config)
+    _host("mydomain.net", "-c", config)
     code, out = _run("dns", "mydomain.net", "-c", config)
     text = " ".join(out.split())
     assert code == 0, out
     assert '[server] hostname = "mail.mydomain.net"' in text and "HARDMAIL_SERVER__HOSTNAME=mail.mydomain.net" in text
     assert dnsadvice.host_name_problem("mail.mydomain.net") is None
+
+
+@pytest.mark.parametrize("words", [["example.com"], ["check", "example.com"]])
+def test_dns_refuses_a_domain_that_is_not_hosted_here(tmp_path: Path, words: list[str]) -> None:
+    config = _config(tmp_path, PUBLIC_HOST)
+    _host("example.org", "-c", config)
+    code, out = _run("dns", *words, "-c", config)
+    assert code == 1, out
+    assert " ".join(out.split()) == ("error: example.com is not a domain of this server; "
+                                     "add it with `hardmail domain add example.com`")
+
+
+def test_dns_needs_an_initialised_data_directory(tmp_path: Path) -> None:
+    config = _config(tmp_path, PUBLIC_HOST)
+    code, out = _run("dns", "example.org", "-c", config)
+    assert code == 1 and "no hardmail data directory" in out, out
+    assert not (tmp_path / "data").exists()
