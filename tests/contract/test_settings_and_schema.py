@@ -38,6 +38,18 @@ async def test_migrate_twice_keeps_data_and_version(store: Store) -> None:
     await store.migrate()
     assert [d.name for d in await store.list_domains()] == ["example.org"]
     assert await store.schema_version() == head_revision()  # type: ignore[attr-defined]
+    assert await store.schema_is_current()
+
+
+async def test_a_read_only_store_reads_a_current_schema(store: Store, store_url: str) -> None:
+    await store.add_domain("example.org")
+    reader = await open_store(store_url, read_only=True)
+    try:
+        await reader.migrate()  # current: nothing to write
+        assert await reader.schema_is_current()
+        assert [d.name for d in await reader.list_domains()] == ["example.org"]
+    finally:
+        await reader.close()
 
 
 async def test_a_second_store_on_the_same_database_sees_the_data(

@@ -51,6 +51,10 @@ DataDirOption = Annotated[
 ]
 # How the running command uses the data directory; set by @read_only, "write" otherwise.
 _data_dir_use: contextvars.ContextVar[DataDirUse] = contextvars.ContextVar("hardmail_data_dir_use", default="write")
+# Whether the running command only reads the database (@read_only): it never migrates the schema.
+_reads_only: contextvars.ContextVar[bool] = contextvars.ContextVar("hardmail_reads_only", default=False)
+SCHEMA_UPGRADE_HINT = ("the database needs an upgrade: run `hardmail serve` (or any command that changes data) "
+                       "as its owner")
 
 
 def print_json(value: Any) -> None:
@@ -79,13 +83,15 @@ def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _marked(use: DataDirUse, command: Callable[P, T]) -> Callable[P, T]:
+def _marked(use: DataDirUse, command: Callable[P, T], reads_only: bool = False) -> Callable[P, T]:
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         token = _data_dir_use.set(use)
+        reads = _reads_only.set(reads_only)
         try:
             return command(*args, **kwargs)
         finally:
+            _reads_only.reset(reads)
             _data_dir_use.reset(token)
 
     return run
@@ -93,8 +99,10 @@ def _marked(use: DataDirUse, command: Callable[P, T]) -> Callable[P, T]:
 
 def read_only(command: Callable[P, T]) -> Callable[P, T]:
     """Mark a command that only reads the database: it refuses a missing or uninitialised data
-    directory instead of creating one (and an empty database) where the admin did not mean it."""
-    return _marked("read", command)
+    directory instead of creating one (and an empty database) where the admin did not mean it,
+    and never writes the database, not even to migrate it (a user who can only read it can run
+    it; an out-of-date schema is refused with the command that upgrades it)."""
+    return _marked("read", command, reads_only=True)
 
 
 def changes_stored(command: Callable[P, T]) -> Callable[P, T]:
@@ -216,12 +224,15 @@ def fail_if_disk_full(exc: BaseException, data_dir: Path) -> None:
 
 
 async def with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store of ``config``, bring its schema up to date, run ``work`` on it, close it.
-    A full disk ends the command with one line saying so."""
+    """Open the store of ``config``, bring its schema up to date (a @read_only command: require it
+    to be), run ``work`` on it, close it. A full disk ends the command with one line saying so."""
     try:
-        store = await open_store(config.database_url)
+        store = await open_store(config.database_url, read_only=_reads_only.get())
         try:
-            await store.migrate()
+            if not _reads_only.get():
+                await store.migrate()
+            elif not await store.schema_is_current():
+                fail(SCHEMA_UPGRADE_HINT)
             return await work(store)
         finally:
             await store.close()

@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from hardmail.store.ports import Store
 
 
-async def open_store(url: str, *, clock: Clock | None = None) -> Store:
+async def open_store(url: str, *, clock: Clock | None = None, read_only: bool = False) -> Store:
     """Open the store at a SQLAlchemy URL (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://``).
 
-    It does not touch the schema: call ``await store.migrate()`` before use (idempotent).
+    It does not touch the schema: call ``await store.migrate()`` before use (idempotent; it only
+    reads when the schema is current). ``read_only``: for commands that only read; an SQLite file
+    is opened read-only (a user who may only read it can), and is never created.
     """
     from hardmail.store.sql.backend import SqlStore
     from hardmail.store.sql.engine import create_engine_for
 
-    return SqlStore(create_engine_for(url), clock=clock)
+    return SqlStore(create_engine_for(url, read_only=read_only), clock=clock)

@@ -187,6 +187,9 @@ class CachedStore:
     async def migrate(self) -> None:
         await self._write(self._inner.migrate())
 
+    async def schema_is_current(self) -> bool:
+        return await self._inner.schema_is_current()
+
     async def close(self) -> None:
         self._cache.clear()
         await self._inner.close()

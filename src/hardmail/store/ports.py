@@ -186,7 +186,11 @@ class Store(DomainStore, AccountStore, AliasStore, SettingsStore, Protocol):
     """Everything the server needs from its database, plus life-cycle."""
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest version (idempotent)."""
+        """Bring the schema to the newest version (idempotent; writes nothing when it is there)."""
+        ...
+
+    async def schema_is_current(self) -> bool:
+        """Whether the schema is at the newest version (reads only: a read-only user may ask)."""
         ...
 
     async def close(self) -> None: ...

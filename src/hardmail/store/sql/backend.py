@@ -114,8 +114,17 @@ class SqlStore:
     # life-cycle
 
     async def migrate(self) -> None:
+        """Upgrade the schema; a current one is only read (a read-only database file works)."""
         try:
+            if await self.schema_is_current():
+                return
             await migrations.upgrade_to_head(self._writer)
+        except (DBAPIError, OSError) as exc:
+            raise Unavailable(self._unavailable_text(exc)) from exc
+
+    async def schema_is_current(self) -> bool:
+        try:
+            return await migrations.current_revision(self._engine) == migrations.head_revision()
         except (DBAPIError, OSError) as exc:
             raise Unavailable(self._unavailable_text(exc)) from exc
 

@@ -5,6 +5,11 @@ keys, ``synchronous=NORMAL`` (durable at each checkpoint, safe with WAL) and a b
 every new connection; a file database keeps a pool of :data:`SQLITE_POOL_SIZE` connections open.
 A new SQLite database file is created readable by its owner only, since it holds password hashes.
 PostgreSQL URLs (``postgresql+asyncpg://``) are used unchanged.
+
+A read-only engine (for commands that only read, possibly as a user who may only read the file)
+opens an SQLite file with ``mode=ro`` and sets no pragma that writes; when that user could not
+create the WAL index next to the file and no ``-wal`` file shows a process using the database,
+it opens it ``immutable=1`` (SQLite then needs no lock and no index; nothing is writing).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
@@ -33,6 +39,7 @@ _SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
+_READ_ONLY_PRAGMAS = ("PRAGMA foreign_keys=ON", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def describe_url(url: str) -> str:
@@ -43,19 +50,31 @@ def describe_url(url: str) -> str:
         return url.partition("://")[0] + "://…"
 
 
-def create_engine_for(url: str) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets its parent directory and its pragmas."""
+def create_engine_for(url: str, read_only: bool = False) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets its parent directory and its pragmas.
+    ``read_only``: an SQLite file is opened read-only and never created (see the module text)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, pool_pre_ping=True)
     database = parsed.database or ""
     if _is_memory(database):
         engine = create_async_engine(parsed, poolclass=StaticPool)
+    elif read_only:
+        engine = create_async_engine(_read_only_url(parsed.drivername, Path(database)))
     else:
         _prepare_sqlite_file(Path(database))
         engine = create_async_engine(parsed, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
-    _install_sqlite_hooks(engine)
+    _install_sqlite_hooks(engine, _READ_ONLY_PRAGMAS if read_only else _SQLITE_PRAGMAS)
     return engine
+
+
+def _read_only_url(driver: str, path: Path) -> str:
+    """An SQLite URI filename (RFC 8089 form, as SQLite takes it) that opens ``path`` read-only."""
+    query = "mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    if not os.access(path.parent, os.W_OK) and not wal.exists():
+        query += "&immutable=1"  # the WAL index could not be created, and no process has the file open
+    return f"{driver}:///file:{quote(str(path.absolute()))}?{query}&uri=true"
 
 
 def _is_memory(database: str) -> bool:
@@ -72,7 +91,7 @@ def _prepare_sqlite_file(path: Path) -> None:
     os.close(fd)  # SQLite treats an empty file as a new, empty database
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine, pragmas: tuple[str, ...] = _SQLITE_PRAGMAS) -> None:
     # SQLAlchemy's documented recipe ("Serializable isolation / Savepoints / Transactional DDL"):
     # the sqlite3 module's own transaction handling does not BEGIN before DDL, so we emit BEGIN.
     @event.listens_for(engine.sync_engine, "connect")
@@ -80,7 +99,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in _SQLITE_PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
             cursor.close()
