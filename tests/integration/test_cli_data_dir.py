@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.cli_process import cli_env, run_cli, serving
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 CHEAP_ARGON2 = "[auth.argon2]\ntime_cost = 1\nmemory_cost = 8192\n"
 ONE_WORKER = {"HARDMAIL_SERVER__WORKERS": "1"}
@@ -150,8 +151,7 @@ def test_a_second_server_on_the_same_data_dir_is_refused(cwd: Path, workers: str
 
 
 def test_status_and_lists_as_a_user_who_cannot_read_the_data_dir() -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run status as an unprivileged user")
+    require_setpriv("to run status as an unprivileged user")
     shared = Path(tempfile.mkdtemp(prefix="hardmail-status-"))
     try:
         shared.chmod(0o755)
@@ -159,13 +159,13 @@ def test_status_and_lists_as_a_user_who_cannot_read_the_data_dir() -> None:
         assert run_cli("domain", "add", "example.org", "-d", str(data), cwd=shared).returncode == 0
         with serving("-d", str(data), cwd=shared, env=cli_env(**ONE_WORKER)):
             result = run_cli("status", "-d", str(data), cwd=shared,
-                             prefix=("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"))
+                             prefix=AS_NOBODY)
         assert result.returncode == 4, result.stdout + result.stderr
         assert result.stderr.startswith(f"error: cannot read {data / 'hardmail.lock'}: permission denied for user "
                                         "nobody")
         assert "Traceback" not in result.stderr
         listed = run_cli("domain", "list", "-d", str(data), cwd=shared,
-                         prefix=("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"))
+                         prefix=AS_NOBODY)
         assert listed.returncode == 1
         assert listed.stderr == f"error: data directory {data} is not readable by user nobody\n"
     finally:

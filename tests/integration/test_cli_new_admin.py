@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.cli_process import run_cli
-
-AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--")
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 
 @pytest.mark.parametrize("command", [
@@ -45,8 +44,7 @@ def test_commands_that_change_stored_things_refuse_a_missing_data_dir(tmp_path: 
 @pytest.fixture
 def unsearchable_cwd() -> Iterator[Path]:
     """A current directory ``nobody`` may not search (as /root is for ``sudo -u mail``)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the command as an unprivileged user")
+    require_setpriv("to run the command as an unprivileged user")
     shared = Path(tempfile.mkdtemp(prefix="hardmail-cwd-"))
     try:
         shared.chmod(0o755)

@@ -9,7 +9,6 @@ The database is made by root (a real ``hardmail domain add``), made world-readab
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sqlite3
 import tempfile
@@ -19,14 +18,12 @@ from pathlib import Path
 import pytest
 
 from support.cli_process import run_cli
-
-AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--")
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 
 @pytest.fixture
 def read_only_data() -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the CLI as a user who can only read the database")
+    require_setpriv("to run the CLI as a user who can only read the database")
     top = Path(tempfile.mkdtemp(prefix="hardmail-ro-"))
     top.chmod(0o755)
     data = top / "data"

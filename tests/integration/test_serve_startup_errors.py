@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from support.cli_process import cli_env, run_cli
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 IN_USE_HINT = "address already in use (is another program, or another hardmail, using that port?)"
-AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--")
 
 
 def _serve(*listen: str, data: Path, workers: str = "1",
@@ -68,8 +68,7 @@ def shared_dir() -> Iterator[Path]:
 
 
 def _require_setpriv() -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the server as an unprivileged user")
+    require_setpriv("to run the server as an unprivileged user")
 
 
 def _unprivileged_port_start() -> int:
