@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import queue
 import smtplib
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ import tomli_w
 from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.store import open_store
+from support.cli_process import LoggedServe, free_loopback_port
 from support.live import client_tls_context
 
 WAIT = 60.0
@@ -38,49 +35,9 @@ MAX_SESSIONS = 40  # both workers get one long before this (each connection goes
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Serve:
-    """``hardmail serve`` whose JSON log lines are collected as they come."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.proc = subprocess.Popen([HARDMAIL, "serve", "--config", str(config_path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._follow, daemon=True).start()
-
-    def _follow(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with contextlib.suppress(ValueError):
-                self.events.put(json.loads(line))
-
-    def wait_for(self, event: str) -> dict[str, Any]:
-        while True:
-            try:
-                found = self.events.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no {event} within {WAIT} s") from None
-            if found.get("event") == event:
-                return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=WAIT)
-
-
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[Serve, int, list[int], Path]]:
-    port = _port()
+def two_workers(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, list[int], Path]]:
+    port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
         "listen": {"smtp": ["127.0.0.1:0"], "submission": [f"127.0.0.1:{port}"], "submissions": ["127.0.0.1:0"]},
@@ -93,7 +50,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[Serve, int, list[int], Path]]:
     config_path = tmp_path / "hardmail.toml"
     config_path.write_text(tomli_w.dumps(raw))
     asyncio.run(_seed(Config.model_validate(raw)))
-    running = Serve(config_path)
+    running = LoggedServe(config_path, WAIT)
     try:
         pids = running.wait_for("server.workers")["pids"]
         started = 0
@@ -142,7 +99,7 @@ def _sign_in(port: int) -> smtplib.SMTP:
     return client
 
 
-def test_disabling_ends_the_sessions_on_every_worker(two_workers: tuple[Serve, int, list[int], Path]) -> None:
+def test_disabling_ends_the_sessions_on_every_worker(two_workers: tuple[LoggedServe, int, list[int], Path]) -> None:
     _running, port, pids, data_dir = two_workers
     sessions: list[smtplib.SMTP] = []
     try:

@@ -9,11 +9,7 @@ This asserts memory, not time: the sampler only looks while the messages are in 
 from __future__ import annotations
 
 import asyncio
-import json
-import queue
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,18 +21,13 @@ import tomli_w
 from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.store import open_store
+from support.cli_process import LoggedServe, free_loopback_port
 
 WAIT = 120.0
 SIZE = 40 * 1024 * 1024
 CONCURRENT = 4
 GROWTH_LIMIT = 64 * 1024 * 1024
 BOB = "bob@example.test"
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _tree(pid: int) -> list[int]:
@@ -63,42 +54,6 @@ def tree_pss(pid: int) -> int:
     return total
 
 
-class Server:
-    """``hardmail serve`` as a child process; its JSON log lines are followed by a thread."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hardmail", "serve", "--config", str(config_path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._follow, daemon=True).start()
-
-    def _follow(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-
-    def wait_for(self, event: str) -> dict[str, Any]:
-        while True:
-            try:
-                found = self.events.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no {event} within {WAIT} s") from None
-            if found.get("event") == event:
-                return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-
-
 async def _seed(config: Config) -> None:
     store = await open_store(config.database_url)
     try:
@@ -111,8 +66,8 @@ async def _seed(config: Config) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Server, int, Config]]:
-    port = _port()
+def server(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, Config]]:
+    port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 1},
         "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
@@ -127,7 +82,7 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, int, Config]]:
     path.write_text(tomli_w.dumps(raw))
     config = Config.model_validate(raw)
     asyncio.run(_seed(config))
-    running = Server(path)
+    running = LoggedServe(path, WAIT)
     try:
         running.wait_for("server.start")
         yield running, port, config
@@ -163,7 +118,7 @@ def message(size: int) -> bytes:
     return head + line * ((size - len(head)) // len(line))
 
 
-def test_four_concurrent_40_mb_messages_keep_the_server_memory_bounded(server: tuple[Server, int, Config]) -> None:
+def test_four_concurrent_40_mb_messages_keep_the_server_memory_bounded(server: tuple[LoggedServe, int, Config]) -> None:
     running, port, config = server
     codes: list[bytes] = []
     send(port, message(10_000), codes)  # warm-up: the worker's Maildir writer process is running now

@@ -8,16 +8,11 @@ waits for the events it expects, and waits for processes to end through pidfds, 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import queue
 import select
 import signal
 import smtplib
 import socket
-import subprocess
-import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,42 +25,11 @@ from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.server.prefork import MAX_AUTO_WORKERS, worker_count
 from hardmail.store import open_store
+from support.cli_process import LoggedServe, free_loopback_port
 from support.dns_server import LoopbackDnsServer
 from support.smtp_sink import Sink, free_port_on
 
 WAIT = 60.0
-
-
-class LoggedServer:
-    """``hardmail serve`` with its log lines collected as they come."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "hardmail", "serve", "--config", str(config_path)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._follow, daemon=True).start()
-
-    def _follow(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-
-    def wait_for(self, event: str, **fields: Any) -> dict[str, Any]:
-        while True:
-            try:
-                found = self.events.get(timeout=WAIT)
-            except queue.Empty:
-                raise AssertionError(f"no {event} {fields} within {WAIT} s") from None
-            if found.get("event") == event and all(found.get(k) == v for k, v in fields.items()):
-                return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=WAIT)
 
 
 def _wait_for_exit(pid: int) -> None:
@@ -81,12 +45,6 @@ def _wait_for_exit(pid: int) -> None:
         os.close(fd)
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def workers_config(tmp_path: Path) -> Path:
     return _write_config(tmp_path, {})
@@ -96,7 +54,7 @@ MX = "127.0.0.2"
 
 
 def _write_config(tmp_path: Path, more: dict[str, Any]) -> Path:
-    port = _port()
+    port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
         "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
@@ -125,8 +83,8 @@ async def _seed(config: Config) -> None:
 
 
 @pytest.fixture
-def server(workers_config: Path) -> Iterator[tuple[LoggedServer, int, list[int]]]:
-    running = LoggedServer(workers_config)
+def server(workers_config: Path) -> Iterator[tuple[LoggedServe, int, list[int]]]:
+    running = LoggedServe(workers_config, WAIT, kill=True)
     try:
         pids = running.wait_for("server.workers")["pids"]
         ready = {running.wait_for("server.worker_ready")["pid"] for _ in pids}
@@ -147,7 +105,7 @@ def _delivered(workers_config: Path) -> int:
     return len(list(new.iterdir())) if new.is_dir() else 0
 
 
-def test_two_workers_share_the_listener(server: tuple[LoggedServer, int, list[int]], workers_config: Path) -> None:
+def test_two_workers_share_the_listener(server: tuple[LoggedServe, int, list[int]], workers_config: Path) -> None:
     running, port, pids = server
     assert len(pids) == 2 and running.proc.pid not in pids
     for n in range(10):
@@ -155,7 +113,7 @@ def test_two_workers_share_the_listener(server: tuple[LoggedServer, int, list[in
     assert _delivered(workers_config) == 10
 
 
-def test_a_dead_worker_is_started_again(server: tuple[LoggedServer, int, list[int]], workers_config: Path) -> None:
+def test_a_dead_worker_is_started_again(server: tuple[LoggedServe, int, list[int]], workers_config: Path) -> None:
     running, port, pids = server
     os.kill(pids[1], signal.SIGKILL)
     died = running.wait_for("server.worker_died", worker=1)
@@ -165,7 +123,7 @@ def test_a_dead_worker_is_started_again(server: tuple[LoggedServer, int, list[in
     assert _delivered(workers_config) == 1
 
 
-def test_sigterm_stops_every_worker(server: tuple[LoggedServer, int, list[int]]) -> None:
+def test_sigterm_stops_every_worker(server: tuple[LoggedServe, int, list[int]]) -> None:
     running, _port_number, pids = server
     running.proc.send_signal(signal.SIGTERM)
     assert running.proc.wait(timeout=WAIT) == 0
@@ -173,7 +131,7 @@ def test_sigterm_stops_every_worker(server: tuple[LoggedServer, int, list[int]])
         _wait_for_exit(pid)
 
 
-def test_workers_die_with_a_killed_supervisor(server: tuple[LoggedServer, int, list[int]]) -> None:
+def test_workers_die_with_a_killed_supervisor(server: tuple[LoggedServe, int, list[int]]) -> None:
     running, port, pids = server
     running.proc.kill()
     running.proc.wait(timeout=WAIT)
@@ -204,7 +162,7 @@ def test_mail_queued_by_any_worker_leaves_at_once(tmp_path: Path) -> None:
             "outbound": {"port": sink_port, "refuse_non_public": False},
             "queue": {"poll_interval": 600.0},
         })
-        running = LoggedServer(config_path)
+        running = LoggedServe(config_path, WAIT, kill=True)
         try:
             started = {running.wait_for("server.start")["worker"] for _ in range(2)}
             assert started == {0, 1}
@@ -221,7 +179,7 @@ def test_mail_queued_by_any_worker_leaves_at_once(tmp_path: Path) -> None:
 
 
 def test_a_restarted_worker_removes_the_incoming_files_of_the_dead_one_only(
-    server: tuple[LoggedServer, int, list[int]], workers_config: Path
+    server: tuple[LoggedServe, int, list[int]], workers_config: Path
 ) -> None:
     """A worker killed mid-message leaves its files in incoming/: the worker started in its place
     removes them (they could be 50 MB each, and a worker may die many times before the next server

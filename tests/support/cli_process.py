@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 EPHEMERAL_LISTENERS = ("--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
                        "--listen-submissions", "127.0.0.1:0")
@@ -78,3 +83,49 @@ def _serve(args: Sequence[str], cwd: Path, env: dict[str, str], errors: IO[str])
         errors.seek(0)
         if served is not None:
             served.stderr = errors.read()
+
+
+class LoggedServe:
+    """``hardmail serve --config PATH`` whose JSON log lines (stderr) are collected by a thread as
+    they come, so a test waits for the events it expects instead of sleeping."""
+
+    def __init__(self, config_path: Path, wait: float = 60.0, *, kill: bool = False) -> None:
+        self.wait = wait
+        self._kill = kill
+        self.proc = subprocess.Popen(hardmail_command("serve", "--config", str(config_path)),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with contextlib.suppress(ValueError):
+                self.events.put(json.loads(line))
+
+    def wait_for(self, event: str, **fields: Any) -> dict[str, Any]:
+        """The next log line of ``event`` whose ``fields`` match, or AssertionError after ``wait``."""
+        while True:
+            try:
+                found = self.events.get(timeout=self.wait)
+            except queue.Empty:
+                raise AssertionError(f"no {event} {fields} within {self.wait} s") from None
+            if found.get("event") == event and all(found.get(k) == v for k, v in fields.items()):
+                return found
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL with ``kill``), then SIGKILL if it is still running after ``wait``."""
+        if self.proc.poll() is None:
+            (self.proc.kill if self._kill else self.proc.terminate)()
+        try:
+            self.proc.wait(timeout=self.wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=self.wait)
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
