@@ -22,7 +22,9 @@ from support.live import (
     RawClient,
     ServerThread,
     client_tls_context,
+    mx_config,
     running_server,
+    send_mx,
     server_config,
 )
 
@@ -45,24 +47,6 @@ CEO = b"ceo@bank.example"
 def dns_server() -> Iterator[LoopbackDnsServer]:
     with LoopbackDnsServer(ZONE) as server:
         yield server
-
-
-def _mx_config(tmp_path: Path, dns: LoopbackDnsServer, **sections: dict[str, Any]) -> Any:
-    settings: dict[str, dict[str, Any]] = {
-        "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5.0},
-        "inbound": {"enabled": True},
-        "antispam": {"enabled": True},
-    }
-    for name, values in sections.items():
-        settings.setdefault(name, {}).update(values)
-    return server_config(tmp_path / "data", **settings)
-
-
-def _send_mx(server: ServerThread, sender: str, message: bytes) -> None:
-    host, port = server.address("smtp")
-    with smtplib.SMTP(host, port, timeout=30) as client:
-        client.ehlo("client.example")
-        client.sendmail(sender, [BOB], message)
 
 
 AMBIGUOUS = {
@@ -96,7 +80,7 @@ NO_AUTHOR = {
 
 @pytest.fixture(scope="module")
 def mx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with LoopbackDnsServer(ZONE) as dns, running_server(_mx_config(tmp_path_factory.mktemp("mx"), dns)) as server:
+    with LoopbackDnsServer(ZONE) as dns, running_server(mx_config(tmp_path_factory.mktemp("mx"), dns)) as server:
         yield server
 
 
@@ -105,7 +89,7 @@ def test_from_that_is_not_one_author_domain_fails_dmarc_on_the_mx_port(mx_server
                                                                         message: bytes) -> None:
     """RFC 7489 6.6.1: each variant was delivered to the inbox as dmarc=permerror before."""
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        _send_mx(mx_server, "me@sender.example", message)
+        send_mx(mx_server, "me@sender.example", message)
     assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1")
     assert b"DMARC policy (p=reject)" in refused.value.smtp_error
     assert mx_server.messages(BOB) == []
@@ -119,7 +103,7 @@ def test_a_subdomain_too_long_for_its_dmarc_name_gets_the_organizational_policy(
     """RFC 7489 6.6.3: no record can exist at such a name, so the organizational domain's policy
     applies; the failed query was a temporary error before, and the message reached the inbox."""
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        _send_mx(mx_server, "me@sender.example", b"From: <ceo@" + LONG_SUBDOMAIN + b">\r\n" + TAIL)
+        send_mx(mx_server, "me@sender.example", b"From: <ceo@" + LONG_SUBDOMAIN + b">\r\n" + TAIL)
     assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
     assert mx_server.messages(BOB) == []
 
@@ -172,8 +156,8 @@ def _junk(server: ServerThread, address: str) -> list[bytes]:
 ], ids=["obsolete-from", "two-domains"])
 def test_an_ambiguous_from_of_a_quarantine_domain_goes_to_junk(tmp_path: Path, dns_server: LoopbackDnsServer,
                                                                 from_line: bytes) -> None:
-    with running_server(_mx_config(tmp_path, dns_server)) as server:
-        _send_mx(server, "me@sender.example", from_line + TAIL)
+    with running_server(mx_config(tmp_path, dns_server)) as server:
+        send_mx(server, "me@sender.example", from_line + TAIL)
         assert server.messages(BOB) == []
         [stored] = _junk(server, BOB)
     assert b"dmarc=fail" in stored and b"header.from=quarantine.example" in stored
@@ -187,7 +171,7 @@ def test_an_ambiguous_from_of_a_quarantine_domain_goes_to_junk(tmp_path: Path, d
 def test_the_subdomain_policy_applies_to_every_author_domain(mx_server: ServerThread, from_line: bytes) -> None:
     """RFC 7489 6.6.3: sp= of the organizational record applies to a subdomain without a record."""
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        _send_mx(mx_server, "me@sender.example", from_line + TAIL)
+        send_mx(mx_server, "me@sender.example", from_line + TAIL)
     assert refused.value.smtp_code == 550 and b"DMARC policy (p=reject)" in refused.value.smtp_error
     assert mx_server.messages(BOB) == []
 
@@ -195,7 +179,7 @@ def test_the_subdomain_policy_applies_to_every_author_domain(mx_server: ServerTh
 @pytest.mark.parametrize("message", list(NO_AUTHOR.values()), ids=list(NO_AUTHOR))
 def test_from_without_any_author_domain_is_refused_on_the_mx_port(mx_server: ServerThread, message: bytes) -> None:
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        _send_mx(mx_server, "me@sender.example", message)
+        send_mx(mx_server, "me@sender.example", message)
     assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.1")
     assert b"no author domain" in refused.value.smtp_error
     assert mx_server.messages(BOB) == []
@@ -204,8 +188,8 @@ def test_from_without_any_author_domain_is_refused_on_the_mx_port(mx_server: Ser
 async def test_encoded_crlf_in_a_display_name_is_accepted_on_the_mx_port(
         tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
     message = b"From: =?utf-8?q?Bob=0D=0AX?= <me@sender.example>\r\n" + TAIL
-    with running_server(_mx_config(tmp_path, dns_server)) as server:
-        await asyncio.to_thread(_send_mx, server, "me@sender.example", message)
+    with running_server(mx_config(tmp_path, dns_server)) as server:
+        await asyncio.to_thread(send_mx, server, "me@sender.example", message)
         [stored] = server.messages(BOB)
     assert b"dmarc=none" in stored and stored.endswith(message)
 
@@ -295,8 +279,8 @@ async def test_a_verdict_forged_in_a_leading_continuation_line_is_removed(
     """(Submission refuses such a header block: a malformed line.)"""
     forged = f" Authentication-Results: {HOSTNAME}; dmarc=pass\r\n X-Spam-Status: No\r\n".encode()
     relay = {"trusted_networks": ["127.0.0.0/8"]} if trusted else {}
-    with running_server(_mx_config(tmp_path, dns_server, relay=relay)) as server:
-        await asyncio.to_thread(_send_mx, server, "me@sender.example", forged + b"From: <me@sender.example>\r\n" + TAIL)
+    with running_server(mx_config(tmp_path, dns_server, relay=relay)) as server:
+        await asyncio.to_thread(send_mx, server, "me@sender.example", forged + b"From: <me@sender.example>\r\n" + TAIL)
         [stored] = server.messages(BOB)
     assert b"dmarc=pass" not in stored and b"X-Spam-Status: No\r\n" not in stored and stored.endswith(TAIL)
 
@@ -305,9 +289,9 @@ async def test_a_verdict_forged_in_a_leading_continuation_line_is_removed(
 async def test_mx_and_trusted_relays_strip_our_verdict_fields(
         tmp_path: Path, dns_server: LoopbackDnsServer, trusted: bool) -> None:
     relay = {"trusted_networks": ["127.0.0.0/8"]} if trusted else {}
-    config = _mx_config(tmp_path, dns_server, relay=relay)
+    config = mx_config(tmp_path, dns_server, relay=relay)
     with running_server(config) as server:
-        await asyncio.to_thread(_send_mx, server, "me@sender.example", b"From: <me@sender.example>\r\n" + FORGED + TAIL)
+        await asyncio.to_thread(send_mx, server, "me@sender.example", b"From: <me@sender.example>\r\n" + FORGED + TAIL)
         [stored] = server.messages(BOB)
     _assert_stripped(stored)
     head = stored.split(b"\r\n\r\n", 1)[0]
@@ -323,7 +307,7 @@ def test_a_header_section_that_does_not_end_within_the_head_limit_is_refused(tmp
     message = b"From: <me@sender.example>\r\n" + padding * 300 + b"X-Spam-Status: No\r\n" + TAIL
     with running_server(server_config(tmp_path / "data", smtp={"max_message_size": 2_000_000})) as server:
         with pytest.raises(smtplib.SMTPDataError) as refused:
-            _send_mx(server, "me@sender.example", message)
+            send_mx(server, "me@sender.example", message)
         assert server.messages(BOB) == []
     assert (refused.value.smtp_code, refused.value.smtp_error) == (552, b"5.3.4 Message header section too large")
 
@@ -336,9 +320,9 @@ LONG_FIELDS = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=sender.
 
 async def test_long_ordinary_fields_are_not_refused(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
     """A long folded References or DKIM-Signature, or a 998-character line, is ordinary mail."""
-    with running_server(_mx_config(tmp_path / "mx", dns_server)) as server:
+    with running_server(mx_config(tmp_path / "mx", dns_server)) as server:
         message = b"From: <me@sender.example>\r\n" + LONG_FIELDS + TAIL
-        await asyncio.to_thread(_send_mx, server, "me@sender.example", message)
+        await asyncio.to_thread(send_mx, server, "me@sender.example", message)
         [stored] = server.messages(BOB)
         assert stored.endswith(message)
     with running_server(server_config(tmp_path / "submission")) as server:

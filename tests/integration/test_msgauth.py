@@ -19,7 +19,17 @@ from hardmail.msgauth.dns import DnsPythonResolver, StaticResolver
 from hardmail.msgauth.spamfacts import Blocklist, dnsbl_findings
 from hardmail.server.msgauth_hook import MsgAuthHook
 from support.dns_server import LoopbackDnsServer
-from support.live import ALICE, ALICE_PASSWORD, BOB, HOSTNAME, ServerThread, client_tls_context, running_server
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    BOB,
+    HOSTNAME,
+    ServerThread,
+    client_tls_context,
+    mx_config,
+    running_server,
+    send_mx,
+)
 from support.live import server_config as base_config
 from support.msgauth_dns import txt_value
 
@@ -65,27 +75,9 @@ def dns_server(sender_keys: DomainKeys) -> Iterator[LoopbackDnsServer]:
         yield server
 
 
-def _config(tmp_path: Path, dns: LoopbackDnsServer, **sections: dict[str, Any]) -> Any:
-    settings: dict[str, dict[str, Any]] = {
-        "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5.0},
-        "inbound": {"enabled": True},
-        "antispam": {"enabled": True},
-    }
-    for name, values in sections.items():
-        settings.setdefault(name, {}).update(values)
-    return base_config(tmp_path / "data", **settings)
-
-
 def _hook(server: ServerThread) -> MsgAuthHook:
     assert server.server is not None
     return next(h for h in server.server.context.hooks if isinstance(h, MsgAuthHook))
-
-
-def _send_mx(server: ServerThread, sender: str, message: bytes) -> None:
-    host, port = server.address("smtp")
-    with smtplib.SMTP(host, port, timeout=30) as client:
-        client.ehlo("client.example")
-        client.sendmail(sender, [BOB], message)
 
 
 def _junk(server: ServerThread) -> list[bytes]:
@@ -99,11 +91,11 @@ async def test_inbound_results_dmarc_enforcement_and_forged_results(
     forged = f"Authentication-Results: {HOSTNAME}; dmarc=pass header.from=bank.example\r\n".encode()
     plain = _message("ceo@sender.example", "signed", forged)
     signed = await sign(plain, sender_keys.signing_keys()) + plain
-    with running_server(_config(tmp_path, dns_server)) as server:
-        await asyncio.to_thread(_send_mx, server, "ceo@sender.example", signed)
+    with running_server(mx_config(tmp_path, dns_server)) as server:
+        await asyncio.to_thread(send_mx, server, "ceo@sender.example", signed)
         with pytest.raises(smtplib.SMTPDataError) as refused:
-            await asyncio.to_thread(_send_mx, server, "ceo@bank.example", _message("ceo@bank.example", "phish"))
-        await asyncio.to_thread(_send_mx, server, "x@quarantine.example",
+            await asyncio.to_thread(send_mx, server, "ceo@bank.example", _message("ceo@bank.example", "phish"))
+        await asyncio.to_thread(send_mx, server, "x@quarantine.example",
                                 _message("x@quarantine.example", "doubtful"))
         [stored] = server.messages(BOB)
         [junk] = _junk(server)
@@ -122,17 +114,17 @@ async def test_inbound_results_dmarc_enforcement_and_forged_results(
 
 
 async def test_dmarc_mark_only_delivers_to_inbox(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
-    config = _config(tmp_path, dns_server, inbound={"dmarc_reject": "mark", "dmarc_quarantine": "mark"},
+    config = mx_config(tmp_path, dns_server, inbound={"dmarc_reject": "mark", "dmarc_quarantine": "mark"},
                      antispam={"enabled": False})
     with running_server(config) as server:
-        await asyncio.to_thread(_send_mx, server, "ceo@bank.example", _message("ceo@bank.example", "phish"))
+        await asyncio.to_thread(send_mx, server, "ceo@bank.example", _message("ceo@bank.example", "phish"))
         [stored] = server.messages(BOB)
     assert b"dmarc=fail" in stored and b"spf=fail" in stored
 
 
 async def test_dnsbl_listing_refuses_at_connect(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
     listed = {"zone": "dnsbl.test", "score": 20}
-    with running_server(_config(tmp_path, dns_server, antispam={"dnsbl": [listed]})) as server:
+    with running_server(mx_config(tmp_path, dns_server, antispam={"dnsbl": [listed]})) as server:
         host, port = server.address("smtp")
         with pytest.raises(smtplib.SMTPConnectError) as refused:
             await asyncio.to_thread(smtplib.SMTP, host, port, timeout=30)
@@ -149,18 +141,18 @@ async def test_dnsbl_answers_against_a_real_dns_server(dns_server: LoopbackDnsSe
 
 
 async def test_greylisting_defers_then_accepts_after_the_delay(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
-    config = _config(tmp_path, dns_server, greylist={"enabled": True, "bypass_spf_pass": False})
+    config = mx_config(tmp_path, dns_server, greylist={"enabled": True, "bypass_spf_pass": False})
     message = _message("ceo@sender.example", "grey")
     with running_server(config) as server:
         clock = FakeClock()
         _hook(server).clock = clock
         with pytest.raises(smtplib.SMTPRecipientsRefused) as deferred:
-            await asyncio.to_thread(_send_mx, server, "ceo@sender.example", message)
+            await asyncio.to_thread(send_mx, server, "ceo@sender.example", message)
         clock.advance(120)
         with pytest.raises(smtplib.SMTPRecipientsRefused):
-            await asyncio.to_thread(_send_mx, server, "ceo@sender.example", message)
+            await asyncio.to_thread(send_mx, server, "ceo@sender.example", message)
         clock.advance(200)
-        await asyncio.to_thread(_send_mx, server, "ceo@sender.example", message)
+        await asyncio.to_thread(send_mx, server, "ceo@sender.example", message)
         assert len(server.messages(BOB)) == 1
     code, text = deferred.value.recipients[BOB]
     assert code == 451 and text.startswith(b"4.7.1 Greylisted")
@@ -187,9 +179,9 @@ async def test_submitted_mail_is_dkim_signed(tmp_path: Path) -> None:
 
 
 async def test_marked_spam_gets_headers_tagged_subject_and_junk(tmp_path: Path, dns_server: LoopbackDnsServer) -> None:
-    config = _config(tmp_path, dns_server, antispam={"mark_threshold": 3, "subject_tag": "[SPAM]"})
+    config = mx_config(tmp_path, dns_server, antispam={"mark_threshold": 3, "subject_tag": "[SPAM]"})
     with running_server(config) as server:
-        await asyncio.to_thread(_send_mx, server, "ceo@bank.example", _message("x@nodmarc.example", "offer"))
+        await asyncio.to_thread(send_mx, server, "ceo@bank.example", _message("x@nodmarc.example", "offer"))
         [junk] = _junk(server)
         assert server.messages(BOB) == []
     head = junk.split(b"\r\n\r\n", 1)[0]

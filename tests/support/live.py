@@ -11,6 +11,7 @@ import contextlib
 import mailbox
 import os
 import shutil
+import smtplib
 import socket
 import ssl
 import threading
@@ -23,6 +24,7 @@ import pytest
 from hardmail.admin.service import AdminService
 from hardmail.app import RunningServer, start_server
 from hardmail.config.schema import Config
+from support.dns_server import LoopbackDnsServer
 
 T = TypeVar("T")
 
@@ -50,6 +52,18 @@ def server_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return Config.model_validate(raw)
+
+
+def mx_config(tmp_path: Path, dns: LoopbackDnsServer, **sections: dict[str, Any]) -> Config:
+    """server_config() under ``tmp_path/data`` with the MX checks on, resolving through ``dns``."""
+    settings: dict[str, dict[str, Any]] = {
+        "dns": {"nameservers": ["127.0.0.1"], "port": dns.port, "timeout": 5.0},
+        "inbound": {"enabled": True},
+        "antispam": {"enabled": True},
+    }
+    for name, values in sections.items():
+        settings.setdefault(name, {}).update(values)
+    return server_config(tmp_path / "data", **settings)
 
 
 class ServerThread:
@@ -193,3 +207,11 @@ def require_program(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed (apt-get install {name})")
     return path
+
+
+def send_mx(server: ServerThread, sender: str, message: bytes) -> None:
+    """Hand ``message`` for BOB to the server's MX port."""
+    host, port = server.address("smtp")
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.sendmail(sender, [BOB], message)
