@@ -8,7 +8,6 @@ and every session must get the unprompted 421 within the clients' socket deadlin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import smtplib
@@ -21,10 +20,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
-from hardmail.store import open_store
-from support.cli_process import LoggedServe, free_loopback_port
+from support.cli_process import LoggedServe, free_loopback_port, seed_account
 from support.live import client_tls_context
 
 WAIT = 60.0
@@ -49,7 +46,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, list[int], P
     }
     config_path = tmp_path / "hardmail.toml"
     config_path.write_text(tomli_w.dumps(raw))
-    asyncio.run(_seed(Config.model_validate(raw)))
+    seed_account(Config.model_validate(raw), ALICE, PASSWORD)
     running = LoggedServe(config_path, WAIT)
     try:
         pids = running.wait_for("server.workers")["pids"]
@@ -60,17 +57,6 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, list[int], P
         yield running, port, pids, tmp_path / "data"
     finally:
         running.stop()
-
-
-async def _seed(config: Config) -> None:
-    store = await open_store(config.database_url)
-    try:
-        await store.migrate()
-        admin = AdminService(store, config.auth.argon2)
-        await admin.add_domain("example.test")
-        await admin.add_account(ALICE, PASSWORD)
-    finally:
-        await store.close()
 
 
 def _worker_of(client: smtplib.SMTP, server_port: int, pids: list[int]) -> int | None:

@@ -8,7 +8,6 @@ This asserts memory, not time: the sampler only looks while the messages are in 
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,10 +17,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
-from hardmail.store import open_store
-from support.cli_process import LoggedServe, free_loopback_port
+from support.cli_process import LoggedServe, free_loopback_port, seed_account
 
 WAIT = 120.0
 SIZE = 40 * 1024 * 1024
@@ -54,17 +51,6 @@ def tree_pss(pid: int) -> int:
     return total
 
 
-async def _seed(config: Config) -> None:
-    store = await open_store(config.database_url)
-    try:
-        await store.migrate()
-        admin = AdminService(store, config.auth.argon2)
-        await admin.add_domain("example.test")
-        await admin.add_account(BOB, "correct horse battery staple 42")
-    finally:
-        await store.close()
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, Config]]:
     port = free_loopback_port()
@@ -81,7 +67,7 @@ def server(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, Config]]:
     path = tmp_path / "hardmail.toml"
     path.write_text(tomli_w.dumps(raw))
     config = Config.model_validate(raw)
-    asyncio.run(_seed(config))
+    seed_account(config, BOB, "correct horse battery staple 42")
     running = LoggedServe(path, WAIT)
     try:
         running.wait_for("server.start")

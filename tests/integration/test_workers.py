@@ -7,7 +7,6 @@ waits for the events it expects, and waits for processes to end through pidfds, 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import signal
@@ -21,11 +20,9 @@ from typing import Any
 import pytest
 import tomli_w
 
-from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.server.prefork import MAX_AUTO_WORKERS, worker_count
-from hardmail.store import open_store
-from support.cli_process import LoggedServe, free_loopback_port
+from support.cli_process import LoggedServe, free_loopback_port, seed_account
 from support.dns_server import LoopbackDnsServer
 from support.smtp_sink import Sink, free_port_on
 
@@ -67,19 +64,8 @@ def _write_config(tmp_path: Path, more: dict[str, Any]) -> Path:
     path = tmp_path / "hardmail.toml"
     path.write_text(tomli_w.dumps(raw))
     config = Config.model_validate(raw)
-    asyncio.run(_seed(config))
+    seed_account(config, "bob@example.test", "correct horse battery staple 42")
     return path
-
-
-async def _seed(config: Config) -> None:
-    store = await open_store(config.database_url)
-    try:
-        await store.migrate()
-        admin = AdminService(store, config.auth.argon2)
-        await admin.add_domain("example.test")
-        await admin.add_account("bob@example.test", "correct horse battery staple 42")
-    finally:
-        await store.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from hardmail.admin.service import AdminService
+from hardmail.config.schema import Config
+from hardmail.store import open_store
 
 EPHEMERAL_LISTENERS = ("--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
                        "--listen-submissions", "127.0.0.1:0")
@@ -129,3 +134,19 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def seed_account(config: Config, address: str, password: str) -> None:
+    """Migrate the database of ``config`` and add example.test with one account, before serving."""
+
+    async def seed() -> None:
+        store = await open_store(config.database_url)
+        try:
+            await store.migrate()
+            admin = AdminService(store, config.auth.argon2)
+            await admin.add_domain("example.test")
+            await admin.add_account(address, password)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
