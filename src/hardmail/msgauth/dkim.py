@@ -201,22 +201,23 @@ def _finding(verifier: dkim.DKIM, result: DkimResultCode, reason: str = "") -> D
     return DkimVerification(result, text(b"d").lower(), text(b"s"), text(b"a"), reason[:200], signature[:8])
 
 
-def _deadline_passed(verifier: dkim.DKIM, index: int) -> DkimVerification:
-    """A signature left unverified because the message's deadline passed: a temporary error."""
+def _unverified(verifier: dkim.DKIM, index: int, result: DkimResultCode, reason: str) -> DkimVerification:
+    """A signature reported without being verified (its tags parsed for the report only)."""
     try:
         verifier.verify_headerprep(index)  # only parses the signature's tags, for the report
     except dkim.DKIMException:
         verifier.signature_fields = {}
-    return _finding(verifier, "temperror", "verification deadline passed")
+    return _finding(verifier, result, reason)
+
+
+def _deadline_passed(verifier: dkim.DKIM, index: int) -> DkimVerification:
+    """A signature left unverified because the message's deadline passed: a temporary error."""
+    return _unverified(verifier, index, "temperror", "verification deadline passed")
 
 
 def _too_costly(verifier: dkim.DKIM, index: int) -> DkimVerification:
     """A signature not verified because checking it would be quadratic (MAX_SELECTION_WORK)."""
-    try:
-        verifier.verify_headerprep(index)  # only parses the signature's tags, for the report
-    except dkim.DKIMException:
-        verifier.signature_fields = {}
-    return _finding(verifier, "permerror", "signatures list too many header fields to verify")
+    return _unverified(verifier, index, "permerror", "signatures list too many header fields to verify")
 
 
 def _not_verified(count: int, limit: int) -> DkimVerification:
