@@ -22,7 +22,8 @@ from hardmail.admin import (
     cli_serve,
     cli_status,
 )
-from hardmail.admin.cli_common import causes, err_console, is_disk_full
+from hardmail.admin.cli_common import err_console
+from hardmail.core.diskfull import causes, is_disk_full
 
 app = typer.Typer(
     name="hardmail",

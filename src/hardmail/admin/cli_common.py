@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import errno
 import functools
 import json
-import os
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
@@ -25,6 +22,7 @@ from rich.text import Text
 from hardmail.admin.datadir import DataDirError, ensure_data_dir, require_initialised, user_name
 from hardmail.config.load import ConfigError, load_config
 from hardmail.config.schema import Config
+from hardmail.core.diskfull import POSTGRES_DISK_FULL, causes, is_disk_full
 from hardmail.store import open_store
 from hardmail.store.ports import Store
 
@@ -166,50 +164,6 @@ def prepare_cli_data_dir(config: Config, use: DataDirUse) -> None:
 
 # --- a full disk, wherever it is met ---------------------------------------------------------
 
-_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
-_PG_DISK_FULL = "53100"  # PostgreSQL SQLSTATE disk_full
-_LOW_SPACE = 64 * 1024  # bytes free below which an I/O error on the data directory counts as "full"
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it wraps: causes, contexts and SQLAlchemy's ``orig``."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for inner in (current.__cause__, current.__context__, getattr(current, "orig", None)):
-            if isinstance(inner, BaseException):
-                stack.append(inner)
-
-
-def is_disk_full(exc: BaseException, data_dir: Path | None = None) -> bool:
-    """Whether ``exc`` (or what it wraps) says the disk is full: ENOSPC/EDQUOT, SQLite's
-    "database or disk is full", PostgreSQL's disk_full, or SQLite's "disk I/O error" while the
-    file system holding ``data_dir`` has (next to) no space left."""
-    for cause in causes(exc):
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL:
-            return True
-        if getattr(cause, "sqlstate", None) == _PG_DISK_FULL or "database or disk is full" in str(cause):
-            return True
-        if "disk I/O error" in str(cause) and data_dir is not None and _space_left(data_dir) < _LOW_SPACE:
-            return True
-    return False
-
-
-def _space_left(path: Path) -> int:
-    try:
-        found = os.statvfs(path)
-    except OSError:
-        return _LOW_SPACE
-    return found.f_bavail * found.f_frsize
-
-
 def disk_full_message(data_dir: Path) -> str:
     return f"the disk holding {data_dir} is full; free space and retry"
 
@@ -218,7 +172,7 @@ def fail_if_disk_full(exc: BaseException, data_dir: Path) -> None:
     """Exit with the one-line disk-full message when ``exc`` is a full disk; else return."""
     if not is_disk_full(exc, data_dir):
         return
-    if any(getattr(cause, "sqlstate", None) == _PG_DISK_FULL for cause in causes(exc)):
+    if any(getattr(cause, "sqlstate", None) == POSTGRES_DISK_FULL for cause in causes(exc)):
         fail("the disk of the PostgreSQL server (storage.url) is full; free space there and retry")
     fail(disk_full_message(data_dir))
 

@@ -17,13 +17,13 @@ from hardmail.admin.cli_common import (
     console,
     fail,
     fail_if_disk_full,
-    is_disk_full,
     load_cli_config,
 )
 from hardmail.admin.datadir import user_name
 from hardmail.app import RunningServer, run_serve
 from hardmail.config.schema import Config
 from hardmail.config.warnings import insecure_warnings
+from hardmail.core.diskfull import is_disk_full
 from hardmail.ops.logfile import LogFileError
 from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError

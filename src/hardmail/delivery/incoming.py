@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import secrets
 import threading
@@ -36,27 +35,6 @@ from hardmail.delivery.durable import FileRange, make_private_dir, remove_quietl
 
 WRITE_BUFFER = 1024 * 1024  # content bytes a session may hold while its file writes catch up
 SPILL_SIZE = 256 * 1024  # a message larger than this goes to its file; a smaller one stays in memory
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-SQLITE_FULL = 13  # "database or disk is full" (sqlite3 errors carry it as sqlite_errorcode)
-POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full
-
-
-def is_disk_full(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (or what it wraps: SQLAlchemy's ``orig``, a cause) says the disk is full: a
-    file write (ENOSPC, EDQUOT) or the database (SQLite, PostgreSQL)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-            return True
-        if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
-            return True
-        if getattr(exc, "sqlstate", None) == POSTGRES_DISK_FULL:
-            return True
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
-    return False
-
-
 class OverCap(Exception):
     """The message took the process over ``[smtp] max_bytes_in_flight`` while it streamed in."""
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hardmail.core.diskfull import is_disk_full
 from hardmail.core.replies import DISK_FULL, INSUFFICIENT_STORAGE, Reply
 from hardmail.delivery.content import MessageContent
-from hardmail.delivery.incoming import IncomingFile, IncomingStore, OverCap, is_disk_full
+from hardmail.delivery.incoming import IncomingFile, IncomingStore, OverCap
 from hardmail.ops.log import EventLogger
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from hardmail.admin.cli_common import disk_full_message, is_disk_full
+from hardmail.admin.cli_common import disk_full_message
+from hardmail.core.diskfull import is_disk_full
 from hardmail.store.ports import StoreError
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from hardmail.core.diskfull import is_disk_full
 from hardmail.delivery.content import MessageContent
 from hardmail.delivery.durable import FileRange, write_new_file
-from hardmail.delivery.incoming import IncomingStore, OverCap, clear_leftovers, is_disk_full
+from hardmail.delivery.incoming import IncomingStore, OverCap, clear_leftovers
 from hardmail.delivery.maildir import MaildirStore
 
 HEAD = b"From: a@example.org\r\nSubject: big\r\n\r\n"
