@@ -1,1 +1,1 @@
-"""IMAP logic above the protocol core and below the server: SEARCH evaluation, the selected view."""
+"""Pure IMAP logic above the wire protocol: values, SEARCH evaluation, SORT and THREAD, the selected-mailbox view."""
