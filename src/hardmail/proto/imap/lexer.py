@@ -71,7 +71,11 @@ class Reader:
 
     def sp(self) -> None:
         if not self.take(b" "):
-            raise ParseError("Missing argument" if self.at_end() else "Expected a single space")
+            if self.at_end():
+                raise ParseError("Missing argument")
+            if self.peek() >= b"\x80":
+                raise ParseError("8-bit text must be in a quoted string or a literal")
+            raise ParseError("Expected a single space")
 
     def end(self) -> None:
         if not self.at_end():
