@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from enum import Enum
 
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.grammar import COMMANDS, UID_COMMANDS, parse_command
+from hardmail.proto.imap.grammar import COMMANDS, UID_COMMANDS, append_target, parse_command
 from hardmail.proto.imap.lexer import ParseError
 from hardmail.proto.imap.parser import Context
 from hardmail.proto.imap.state import ConnState, ImapOptions
@@ -296,11 +296,26 @@ class ImapServerConnection:
                                              "Non-synchronizing literals are limited to 4096 bytes (LITERAL-)")
             self._skip(size)
             return None
+        target = self._append_target() if sync and self._verb == "APPEND" else None
         self._literal_bytes += size
         self._parts += b"\r\n"
         self._pending = size
         self._phase = Phase.LITERAL
-        return c.ContinuationNeeded() if sync else None
+        return c.ContinuationNeeded(tag=self._tag or "*", size=size, append_mailbox=target) if sync else None
+
+    def _append_target(self) -> str | None:
+        ctx = Context(self._tag or "*", utf8=self.utf8_enabled, qresync=self.qresync_enabled)
+        try:
+            return append_target(bytes(self._parts), self._verb_end, ctx)
+        except Exception:  # only a hint for the session; the full parse decides
+            return None
+
+    def refuse_literal(self) -> None:
+        """Instead of ``+``: the session answers the command now (tagged NO/BAD) and the client,
+        still waiting for the continuation, sends no literal data (RFC 9051 7.5)."""
+        if self._phase is Phase.LITERAL:
+            self._reset_command()
+            self._phase = Phase.COMMAND
 
     def _skip(self, size: int) -> None:
         self._pending = size

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hardmail.imap.values import Atom, Run
+from hardmail.proto.imap.commands import BadCommand, LineTooLong, LiteralTooLarge
 from hardmail.proto.imap.mutf7 import mutf7_decode, mutf7_encode
 from hardmail.proto.imap.sequence import compress
 
 __all__ = ["Atom", "Literal8", "Run", "continuation", "encode_value", "fetch_response", "mutf7_decode",
-           "mutf7_encode", "tagged", "untagged"]
+           "mutf7_encode", "refusal", "tagged", "untagged"]
 
 MAX_QUOTED = 1000  # longer strings go as literals
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -216,3 +217,8 @@ def id_response(params: Sequence[tuple[str, str | None]] | None) -> bytes:
         return untagged("ID NIL")
     values: list[Any] = [v for pair in params for v in pair]
     return b"* ID " + encode_value(values) + CRLF
+
+
+def refusal(event: BadCommand | LiteralTooLarge | LineTooLong) -> bytes:
+    """The proposed answer to a refused command: ``tag BAD [code] text`` (``* BAD`` without a tag)."""
+    return tagged(event.tag, event.status, event.text, event.code)

@@ -151,3 +151,15 @@ def test_compress() -> None:
     assert compress([]) == ""
     assert compress([1]) == "1"
     assert compress([3, 1, 2, 2, 7, 9, 8, 11]) == "1:3,7:9,11"
+
+
+def test_refusals() -> None:
+    from hardmail.proto.imap import commands as c
+
+    assert e.refusal(c.BadCommand("a", "Unknown command FOO")) == b"a BAD Unknown command FOO\r\n"
+    assert e.refusal(c.BadCommand("*", "Invalid tag")) == b"* BAD Invalid tag\r\n"
+    assert e.refusal(c.LiteralTooLarge("a", 9, 1, True, "NO", "Message too large")) == \
+        b"a NO [TOOBIG] Message too large\r\n"
+    assert e.refusal(c.LineTooLong("b")) == b"b BAD [TOOBIG] Command line too long\r\n"
+    assert e.refusal(c.BadCommand("s", "x", "NO", "BADCHARSET (UTF-8 US-ASCII)")) == \
+        b"s NO [BADCHARSET (UTF-8 US-ASCII)] x\r\n"

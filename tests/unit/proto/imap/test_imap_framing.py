@@ -362,3 +362,17 @@ def test_samples_parse_whole_and_bytewise_alike() -> None:
     for sample in COMMAND_SAMPLES:
         event = parse_one(sample, SEL, enabled=("QRESYNC",))
         assert isinstance(event, c.Command), (sample, event)
+
+
+def test_append_continuation_names_the_target_and_can_be_refused(feeder: Make) -> None:
+    f = feeder(AUTH)
+    (event,) = f.feed(b'a1 APPEND "Dra&APw-fts" (\\Draft) " 1-Jan-2024 00:00:00 +0000" {310}\r\n')
+    assert isinstance(event, c.ContinuationNeeded)
+    assert (event.tag, event.size, event.append_mailbox) == ("a1", 310, "Draüfts")
+    f.conn.refuse_literal()  # the session answers "a1 NO [TRYCREATE]" instead of "+"
+    assert f.feed(b"a2 NOOP\r\n") == [c.Noop("a2")]
+    (first,) = f.feed(b"a3 APPEND {5}\r\n")
+    assert isinstance(first, c.ContinuationNeeded) and first.append_mailbox is None  # the name's literal
+    (second,) = f.feed(b"INBOX UTF8 (~{2}\r\n")
+    assert isinstance(second, c.ContinuationNeeded) and second.append_mailbox == "INBOX"
+    assert f.feed(b"hi)\r\n") == [c.Append("a3", "INBOX", message=b"hi", utf8=True)]
