@@ -23,6 +23,7 @@ from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.grammar import COMMANDS, UID_COMMANDS, append_target, parse_command
 from hardmail.proto.imap.lexer import ParseError
 from hardmail.proto.imap.parser import Context
+from hardmail.proto.imap.searchkeys import ModSeqKey, walk
 from hardmail.proto.imap.state import ConnState, ImapOptions
 
 # tag SP command-name; RFC 9051 9: tag = 1*<any ASTRING-CHAR except "+">
@@ -129,7 +130,9 @@ class ImapServerConnection:
 
     # ----- input ------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        if self._phase is not Phase.CLOSED:
+        """Buffer bytes from the client. Between the OK to STARTTLS and :meth:`start_tls` input is
+        dropped at once (it would be dropped by the handshake anyway, RFC 9051 6.2.1)."""
+        if self._phase not in (Phase.CLOSED, Phase.TLS):
             self._buf += data
 
     def next_event(self) -> c.Event | c.NeedData:
@@ -365,6 +368,8 @@ class ImapServerConnection:
             self._sasl_tag = command.tag
         elif isinstance(command, c.Idle):
             self._idle_tag = command.tag
+        if _enables_condstore(command):
+            self.enabled.add("CONDSTORE")
         return command
 
     def _enable(self, command: c.Enable) -> c.Enable:
@@ -378,3 +383,18 @@ class ImapServerConnection:
 
     def enabled_caps(self) -> Iterable[str]:
         return sorted(self.enabled)
+
+
+def _enables_condstore(command: c.Command) -> bool:
+    """RFC 7162 3.1: a "CONDSTORE enabling command" turns CONDSTORE on for the rest of the session."""
+    if isinstance(command, c.Select):
+        return command.condstore
+    if isinstance(command, c.Status):
+        return "HIGHESTMODSEQ" in command.items
+    if isinstance(command, c.Fetch):
+        return command.changedsince is not None or any(item.name == "MODSEQ" for item in command.items)
+    if isinstance(command, c.Store):
+        return command.unchangedsince is not None
+    if isinstance(command, c.Search):
+        return any(isinstance(node, ModSeqKey) for node in walk(command.key))
+    return False

@@ -158,7 +158,8 @@ def test_list_extended() -> None:
     assert p('a LIST "" % RETURN ()', AUTH) == c.List("a", "", ("%",), extended=True)
     assert p('a LIST (special-use remote) "" *', AUTH) == c.List(
         "a", "", ("*",), frozenset({"SPECIAL-USE", "REMOTE"}), extended=True)
-    bad('a LIST (RECURSIVEMATCH) "" %', AUTH)  # RFC 5258 3
+    bad('a LIST (RECURSIVEMATCH) "" %', AUTH)  # RFC 5258 3.1
+    bad('a LIST (RECURSIVEMATCH REMOTE) "" %', AUTH)
     bad('a LIST (FOO) "" %', AUTH)
     bad('a LIST "" % RETURN (FOO)', AUTH)
     bad('a LIST "" % RETURN (STATUS (BOGUS))', AUTH)

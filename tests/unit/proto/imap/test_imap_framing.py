@@ -376,3 +376,29 @@ def test_append_continuation_names_the_target_and_can_be_refused(feeder: Make) -
     (second,) = f.feed(b"INBOX UTF8 (~{2}\r\n")
     assert isinstance(second, c.ContinuationNeeded) and second.append_mailbox == "INBOX"
     assert f.feed(b"hi)\r\n") == [c.Append("a3", "INBOX", message=b"hi", utf8=True)]
+
+
+@pytest.mark.parametrize("line", [b"a SELECT INBOX (CONDSTORE)", b"a STATUS x (HIGHESTMODSEQ)", b"a FETCH 1 (MODSEQ)",
+                                  b"a FETCH 1 FLAGS (CHANGEDSINCE 4)", b"a STORE 1 (UNCHANGEDSINCE 4) FLAGS ()",
+                                  b"a SEARCH OR SEEN MODSEQ 3"])
+def test_condstore_enabling_commands(line: bytes) -> None:
+    conn = make_conn(SEL)
+    conn.receive_data(line + b"\r\n")
+    assert isinstance(conn.next_event(), c.Command)
+    assert conn.condstore_enabled  # RFC 7162 3.1
+
+
+def test_plain_commands_do_not_enable_condstore() -> None:
+    conn = make_conn(SEL)
+    conn.receive_data(b"a FETCH 1 FLAGS\r\nb SELECT x\r\nc STATUS x (MESSAGES)\r\n")
+    for _ in range(3):
+        assert isinstance(conn.next_event(), c.Command)
+    assert not conn.condstore_enabled
+
+
+def test_input_before_the_tls_handshake_is_not_buffered() -> None:
+    conn = make_conn()
+    conn.receive_data(b"a STARTTLS\r\n")
+    assert conn.next_event() == c.StartTls("a")
+    conn.receive_data(b"x" * 100_000)
+    assert conn.buffered == 0
