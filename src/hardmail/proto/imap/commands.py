@@ -43,6 +43,7 @@ class ContinuationNeeded(Event):
 
     text: str = "Ready for literal data"
     tag: str = field(default="*", compare=False)
+    verb: str = field(default="", compare=False)  # upper-cased command name ("UID" for UID commands)
     size: int = field(default=0, compare=False)
     append_mailbox: str | None = field(default=None, compare=False)
 

@@ -120,6 +120,11 @@ class ImapServerConnection:
         self.tls_active = True
         self._phase = Phase.COMMAND
 
+    def tls_refused(self) -> None:
+        """The session answered STARTTLS with NO/BAD after all: take commands again, in the clear."""
+        if self._phase is Phase.TLS:
+            self._phase = Phase.COMMAND
+
     def expect_sasl_response(self) -> None:
         """The session wrote a ``+`` challenge; the next line is a SaslResponse."""
         self._phase = Phase.SASL
@@ -304,7 +309,8 @@ class ImapServerConnection:
         self._parts += b"\r\n"
         self._pending = size
         self._phase = Phase.LITERAL
-        return c.ContinuationNeeded(tag=self._tag or "*", size=size, append_mailbox=target) if sync else None
+        return c.ContinuationNeeded(
+            tag=self._tag or "*", verb=self._verb, size=size, append_mailbox=target) if sync else None
 
     def _append_target(self) -> str | None:
         ctx = Context(self._tag or "*", utf8=self.utf8_enabled, qresync=self.qresync_enabled)

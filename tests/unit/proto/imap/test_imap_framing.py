@@ -402,3 +402,15 @@ def test_input_before_the_tls_handshake_is_not_buffered() -> None:
     assert conn.next_event() == c.StartTls("a")
     conn.receive_data(b"x" * 100_000)
     assert conn.buffered == 0
+
+
+def test_starttls_refused_by_the_session_resumes_in_the_clear(feeder: Make) -> None:
+    f = feeder()
+    assert f.feed(b"a STARTTLS\r\n") == [c.StartTls("a")]
+    f.conn.tls_refused()
+    assert f.feed(b"b NOOP\r\n") == [c.Noop("b")] and not f.conn.tls_active
+
+
+def test_continuation_says_which_command_waits(feeder: Make) -> None:
+    (event,) = feeder().feed(b"x1 LOGIN {5}\r\n")
+    assert isinstance(event, c.ContinuationNeeded) and (event.tag, event.verb, event.size) == ("x1", "LOGIN", 5)
