@@ -171,11 +171,9 @@ class Reader:
         self.expect(b")")
 
     # ----- composite values -------------------------------------------------------------------
-    def flag(self, *, keyword_only: bool = False) -> str:
+    def flag(self) -> str:
         """RFC 9051 9 ``flag``: a system flag (normalised spelling) or a keyword atom."""
         if self.take(b"\\"):
-            if keyword_only:
-                raise ParseError("Expected a keyword, not a system flag")
             name = "\\" + self.atom("a flag name")
             if name.upper() not in SYSTEM_FLAGS:
                 raise ParseError(f"Invalid system flag {name}")

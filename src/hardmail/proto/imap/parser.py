@@ -50,7 +50,7 @@ def decode_mailbox(raw: bytes, utf8: bool, *, inbox: bool = True) -> str:
         try:
             text = mutf7_decode(text)
         except Mutf7Error:
-            raise ParseError("Mailbox name is not valid modified UTF-7") from None
+            raise ParseError("Mailbox name is not valid modified UTF-7", status="NO") from None
     _no_controls(text)
     return "INBOX" if inbox and text.upper() == "INBOX" else text
 

@@ -77,7 +77,7 @@ def test_select_and_examine() -> None:
     assert p("a SELECT Entw&APw-rfe", AUTH) == c.Select("a", "Entwürfe")
     bad("a SELECT INBOX (FOO)", AUTH)
     bad("a SELECT INBOX ()", AUTH)
-    bad("a SELECT R&D", AUTH)
+    assert bad("a SELECT R&D", AUTH).status == "NO"  # a valid astring, not a valid name (as Dovecot)
     bad("a SELECT", AUTH)
 
 
@@ -301,7 +301,7 @@ def test_fetch_vanished_needs_qresync_uid_and_changedsince() -> None:
     bad("a UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)")
     bad("a FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)", SEL, q)
     bad("a UID FETCH 1 (FLAGS) (VANISHED)", SEL, q)
-    bad("a FETCH 1 FLAGS (CHANGEDSINCE 0)")
+    assert isinstance(p("a FETCH 1 FLAGS (CHANGEDSINCE 0)"), c.Fetch)  # lenient, as Dovecot
     bad("a FETCH 1 FLAGS (CHANGEDSINCE)")
     bad("a FETCH 1 FLAGS (FOO 1)")
     bad("a FETCH 1 FLAGS ()")

@@ -58,7 +58,7 @@ D = date(1994, 2, 1)
     ("SEEN", FlagKey("\\Seen")), ("UNSEEN", FlagKey("\\Seen", False)),
     ("RECENT", FlagKey("\\Recent")), ("UNRECENT", FlagKey("\\Recent", False)), ("OLD", FlagKey("\\Recent", False)),
     ("NEW", AndKey((FlagKey("\\Recent"), FlagKey("\\Seen", False)))),
-    ("KEYWORD $Forwarded", FlagKey("$Forwarded")), ("UNKEYWORD Junk", FlagKey("Junk", False)),
+    ("KEYWORD $Forwarded", FlagKey("$Forwarded")), ("KEYWORD \\seen", FlagKey("\\Seen")), ("UNKEYWORD Junk", FlagKey("Junk", False)),
     ("BCC joe", HeaderKey("Bcc", "joe")), ("CC \"a b\"", HeaderKey("Cc", "a b")),
     ("FROM smith", HeaderKey("From", "smith")), ("SUBJECT {5+}\r\nhi yo", HeaderKey("Subject", "hi yo")),
     ("TO \"\"", HeaderKey("To", "")),
@@ -89,11 +89,11 @@ def test_every_search_key(text: str, expected: SearchKey) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "", "FOO", "SEEN (", "(SEEN", "()", "NOT", "OR SEEN", "KEYWORD", "KEYWORD \\Seen", "BEFORE 30-Feb-2020",
+    "", "FOO", "SEEN (", "(SEEN", "()", "NOT", "OR SEEN", "KEYWORD", "KEYWORD \\Foo", "BEFORE 30-Feb-2020",
     "BEFORE 1-Feb-94", "ON 1-Fox-1994", "SINCE", "LARGER", "LARGER -1", "LARGER x", "SMALLER 99999999999999999999",
     "UID", "UID x", "0", "1:0", "HEADER", "HEADER X", "HEADER \"a:b\" x", "FROM", "SEEN  FLAGGED", "SEEN ",
     "MODSEQ", 'MODSEQ "/flags/x" bogus 1', 'MODSEQ "/other" all 1', "OLDER 0", "YOUNGER",
-    "CHARSET", "SEEN CHARSET UTF-8", "SUBJECT \"unterminated",
+    "CHARSET", "CHARSET ALL", "CHARSET KOI8-R", "SEEN CHARSET UTF-8", "SUBJECT \"unterminated",
 ])
 def test_bad_search_keys(text: str) -> None:
     bad(text)
