@@ -109,13 +109,14 @@ def test_oversized_non_sync_literal_is_skipped_then_bad(feeder: Make) -> None:
 
 def test_skipped_literal_is_not_kept_in_memory() -> None:
     conn = make_conn(max_literal=10)
-    conn.receive_data(b"a LOGIN {100000000+}\r\n")
+    conn.receive_data(b"a LOGIN {10000000+}\r\n")
     assert conn.next_event() is c.NEED_DATA
+    chunk = b"z" * 100_000
     for _ in range(100):
-        conn.receive_data(b"z" * 100_000)
+        conn.receive_data(chunk)
         assert conn.next_event() is c.NEED_DATA
         assert conn.buffered == 0
-    conn.receive_data(b"z" * 90_000_000 + b" x\r\n")
+    conn.receive_data(b" x\r\n")
     assert isinstance(conn.next_event(), c.LiteralTooLarge)
 
 
