@@ -290,9 +290,9 @@ class ImapServerConnection:
             return None
         limit = self._literal_limit
         if self._literal_bytes + size > limit:
-            refusal = c.LiteralTooLarge(
-                self._tag or "*", size, limit, sync, "NO" if self._verb == "APPEND" and sync else "BAD",
-                "Message too large" if self._verb == "APPEND" else "Literal too large")
+            append = self._verb == "APPEND"  # RFC 7889 4: an APPEND over APPENDLIMIT gets NO [TOOBIG]
+            refusal = c.LiteralTooLarge(self._tag or "*", size, limit, sync, "NO" if append else "BAD",
+                                        "Message too large" if append else "Literal too large")
             if sync:
                 self._reset_command()
                 return refusal

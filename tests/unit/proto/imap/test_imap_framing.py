@@ -415,3 +415,9 @@ def test_starttls_refused_by_the_session_resumes_in_the_clear(feeder: Make) -> N
 def test_continuation_says_which_command_waits(feeder: Make) -> None:
     (event,) = feeder().feed(b"x1 LOGIN {5}\r\n")
     assert isinstance(event, c.ContinuationNeeded) and (event.tag, event.verb, event.size) == ("x1", "LOGIN", 5)
+
+
+def test_oversized_non_sync_append_is_skipped_then_no_toobig(feeder: Make) -> None:
+    f = feeder(AUTH, append_limit=10)
+    events = f.feed(b"a APPEND INBOX {11+}\r\n" + b"m" * 11 + b"\r\nb NOOP\r\n")
+    assert events == [c.LiteralTooLarge("a", 11, 10, False, "NO", "Message too large"), c.Noop("b")]
