@@ -96,6 +96,16 @@ class SelectedView:
         return self._uids[-1] if self._uids else 0
 
     # ----- updates ---------------------------------------------------------------------------------
+    def apply(self, update: object, *, allow_expunge: bool = True) -> list[bytes]:
+        """The spec's single entry point: a FolderSnapshot-like value (``messages``, optional
+        ``recent_uids``) or a Changes-like one (``changed``, ``vanished``)."""
+        recent: Iterable[int] = getattr(update, "recent_uids", ())
+        if hasattr(update, "changed") and hasattr(update, "vanished"):
+            return self.apply_changes(update.changed, update.vanished, allow_expunge=allow_expunge, recent=recent)
+        if hasattr(update, "messages"):
+            return self.apply_snapshot(update.messages, allow_expunge=allow_expunge, recent=recent)
+        raise TypeError(f"not a snapshot or changes: {type(update).__name__}")
+
     def apply_snapshot(self, messages: Iterable[MessageLike], *, allow_expunge: bool = True,
                        recent: Iterable[int] = ()) -> list[bytes]:
         """Bring the view to ``messages`` (the folder's whole current state, any order)."""

@@ -124,3 +124,23 @@ def test_qresync_select_vanished_earlier() -> None:
     assert qresync_vanished([5, 3, 9], None, 10) == [3, 5, 9]
     assert qresync_vanished([5, 3, 9], SequenceSet(((1, 4),)), 10) == [3]
     assert qresync_vanished([], SequenceSet(((1, 4),)), 10) == []
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    messages: list[Rec]
+    recent_uids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Changes:
+    highestmodseq: int
+    changed: list[Rec]
+    vanished: list[int]
+
+
+def test_apply_takes_snapshots_and_changes() -> None:
+    view = SelectedView(recs(1, 2))
+    assert view.apply(Snapshot(recs(1, 2, 3), frozenset({3}))) == [b"* 3 EXISTS\r\n", b"* 1 RECENT\r\n"]
+    assert view.apply(Changes(9, [], [1]), allow_expunge=False) == []
+    assert view.apply(Changes(9, [], [])) == [b"* 1 EXPUNGE\r\n"]

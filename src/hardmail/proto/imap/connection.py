@@ -143,7 +143,12 @@ class ImapServerConnection:
     def next_event(self) -> c.Event | c.NeedData:
         """The next event; bad input always gives an event, never an exception."""
         while True:
-            event = self._step()
+            try:
+                event = self._step()
+            except Exception:  # a bug must not become a traceback: drop the command, answer BAD
+                self._reset_command()
+                self._phase = Phase.COMMAND if self._phase is not Phase.CLOSED else Phase.CLOSED
+                event = c.BadCommand("*", "Internal error reading the command")
             if event is not None:
                 return self._count(event)
 
