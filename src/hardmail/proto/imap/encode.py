@@ -127,14 +127,14 @@ def flags(values: Iterable[str]) -> list[Atom]:
 
 
 def date_time(moment: datetime) -> str:
-    """RFC 9051 9 date-time text: ``dd-Mon-yyyy hh:mm:ss +zzzz`` (space-padded day)."""
+    """RFC 9051 9 date-time text: ``dd-Mon-yyyy hh:mm:ss +zzzz`` (day as 2DIGIT, as Dovecot writes it)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     offset = moment.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
-    return (f"{moment.day:2d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} "
+    return (f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} "
             f"{moment:%H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}")
 
 

@@ -60,15 +60,16 @@ def test_fetch_response() -> None:
     wire = e.fetch_response(12, [("UID", 55), ("FLAGS", e.flags(["\\Seen", "$Junk"])),
                                  ("INTERNALDATE", e.date_time(when)), ("RFC822.SIZE", 4),
                                  ("BODY[]<0>", b"ab\r\n"), ("BINARY[1]", e.Literal8(b"\x00")), ("MODSEQ", [7])])
-    assert wire == (b'* 12 FETCH (UID 55 FLAGS (\\Seen $Junk) INTERNALDATE " 5-Mar-2024 09:08:07 -0500" '
+    assert wire == (b'* 12 FETCH (UID 55 FLAGS (\\Seen $Junk) INTERNALDATE "05-Mar-2024 09:08:07 -0500" '
                     b"RFC822.SIZE 4 BODY[]<0> {4}\r\nab\r\n BINARY[1] ~{1}\r\n\x00 MODSEQ (7))\r\n")
 
 
 def test_date_time_formats() -> None:
     assert e.date_time(datetime(2026, 12, 25, 23, 59, 59, tzinfo=UTC)) == "25-Dec-2026 23:59:59 +0000"
     assert e.date_time(datetime(2026, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=5, minutes=45)))) == \
-        " 1-Jan-2026 00:00:00 +0545"
-    assert e.date_time(datetime(2026, 1, 1)) == " 1-Jan-2026 00:00:00 +0000"
+        "01-Jan-2026 00:00:00 +0545"
+    assert e.date_time(datetime(2026, 1, 1)) == "01-Jan-2026 00:00:00 +0000"
+    assert e.date_time(datetime(2026, 1, 1, tzinfo=timezone(-timedelta(minutes=90)))) == "01-Jan-2026 00:00:00 -0130"
 
 
 def test_search_and_esearch_responses() -> None:
