@@ -9,6 +9,7 @@ literal (8-bit text is quoted only when UTF8=ACCEPT/IMAP4rev2 is in effect), :cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -110,16 +111,21 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
+_ATOM_CHARS = re.compile(r'[^(){ \x00-\x1f\x7f%*"\\\]\x80-\U0010ffff]+')
+
+
 def astring(value: str, *, utf8: bool = False) -> bytes:
-    """An atom when the text is a plain atom (``INBOX``), else a string."""
-    if value and value.isascii() and all(ch.isalnum() or ch in "-_./&+,:;=<>?@!#$'~^`|" for ch in value):
+    """RFC 9051 9 astring: an atom when every character is an ATOM-CHAR (``INBOX``, ``Sent``), else
+    a string; ``NIL`` is quoted so no parser takes it for nil, ``]`` so none takes it for a code's end."""
+    if _ATOM_CHARS.fullmatch(value) and value.upper() != "NIL":
         return value.encode("ascii")
     return string(value, utf8=utf8)
 
 
 def mailbox(name: str, *, utf8: bool = False) -> bytes:
-    """A mailbox name as sent to the client: modified UTF-7 unless UTF-8 is in effect (RFC 9051 5.1)."""
-    return string(name if utf8 else mutf7_encode(name), utf8=utf8)
+    """A mailbox name as sent to the client (an astring, as Dovecot writes it): modified UTF-7
+    unless UTF-8 is in effect (RFC 9051 5.1)."""
+    return astring(name if utf8 else mutf7_encode(name), utf8=utf8)
 
 
 def flags(values: Iterable[str]) -> list[Atom]:

@@ -82,15 +82,15 @@ def test_search_and_esearch_responses() -> None:
 
 
 def test_list_and_status_responses() -> None:
-    assert e.list_response(["\\HasNoChildren"], "/", "INBOX") == b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+    assert e.list_response(["\\HasNoChildren"], "/", "INBOX") == b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
     assert e.list_response([], None, "") == b'* LIST () NIL ""\r\n'
-    assert e.list_response(["\\Sent"], "/", "Envoyés") == b'* LIST (\\Sent) "/" "Envoy&AOk-s"\r\n'
+    assert e.list_response(["\\Sent"], "/", "Envoyés") == b'* LIST (\\Sent) "/" Envoy&AOk-s\r\n'
     assert e.list_response(["\\Sent"], "/", "Envoyés", utf8=True) == '* LIST (\\Sent) "/" "Envoyés"\r\n'.encode()
     assert e.list_response(["\\Subscribed"], "/", "Foo", extended=[("CHILDINFO", ["SUBSCRIBED"])]) == \
-        b'* LIST (\\Subscribed) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
-    assert e.list_response([], "/", "Foo", command="LSUB") == b'* LSUB () "/" "Foo"\r\n'
+        b'* LIST (\\Subscribed) "/" Foo ("CHILDINFO" ("SUBSCRIBED"))\r\n'
+    assert e.list_response([], "/", "Foo", command="LSUB") == b'* LSUB () "/" Foo\r\n'
     assert e.status_response("Été", [("MESSAGES", 3), ("SIZE", 1024)]) == \
-        b'* STATUS "&AMk-t&AOk-" (MESSAGES 3 SIZE 1024)\r\n'
+        b'* STATUS &AMk-t&AOk- (MESSAGES 3 SIZE 1024)\r\n'
 
 
 def test_other_responses() -> None:
@@ -103,6 +103,10 @@ def test_other_responses() -> None:
     assert e.id_response([("name", "hardmail"), ("version", None)]) == b'* ID ("name" "hardmail" "version" NIL)\r\n'
     assert e.id_response(None) == b"* ID NIL\r\n"
     assert e.astring("INBOX") == b"INBOX" and e.astring("a b") == b'"a b"'
+    for quoted in ("NIL", "nil", "a]b", "a%b", "a*b", "", "a(b", "{1}"):
+        assert e.astring(quoted).startswith(b'"'), quoted
+    assert e.mailbox("Archive/2024") == b"Archive/2024" and e.mailbox("&") == b"&-"
+    assert e.mailbox("é") == b"&AOk-" and e.mailbox("é", utf8=True) == '"é"'.encode()
 
 
 # ----- modified UTF-7 ------------------------------------------------------------------------------------
