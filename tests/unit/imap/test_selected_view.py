@@ -144,3 +144,20 @@ def test_apply_takes_snapshots_and_changes() -> None:
     assert view.apply(Snapshot(recs(1, 2, 3), frozenset({3}))) == [b"* 3 EXISTS\r\n", b"* 1 RECENT\r\n"]
     assert view.apply(Changes(9, [], [1]), allow_expunge=False) == []
     assert view.apply(Changes(9, [], [])) == [b"* 1 EXPUNGE\r\n"]
+
+
+def test_search_and_selected_modules_stay_pure() -> None:
+    """Like tests/unit/test_layering.py for proto/: the IMAP logic modules import no I/O."""
+    import ast
+    from pathlib import Path
+
+    import hardmail.imap.search as search_module
+    import hardmail.imap.selected as selected_module
+
+    forbidden = ("asyncio", "socket", "ssl", "selectors", "hardmail.server", "hardmail.store", "sqlalchemy",
+                 "hardmail.mailbox", "hardmail.delivery")
+    for module in (search_module, selected_module):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not [n for n in names if any(n == bad or n.startswith(bad + ".") for bad in forbidden)], module
