@@ -421,3 +421,33 @@ def test_oversized_non_sync_append_is_skipped_then_no_toobig(feeder: Make) -> No
     f = feeder(AUTH, append_limit=10)
     events = f.feed(b"a APPEND INBOX {11+}\r\n" + b"m" * 11 + b"\r\nb NOOP\r\n")
     assert events == [c.LiteralTooLarge("a", 11, 10, False, "NO", "Message too large"), c.Noop("b")]
+
+
+def _events_for(data: bytes, cuts: list[int]) -> list[c.Event]:
+    conn = ImapServerConnection(ImapOptions(max_line=120, max_literal=40))
+    conn.state = SEL
+    conn.enable("QRESYNC")
+    events: list[c.Event] = []
+    start = 0
+    for cut in [*cuts, len(data)]:
+        conn.receive_data(data[start:cut])
+        start = cut
+        while (e := conn.next_event()) is not c.NEED_DATA:
+            assert isinstance(e, c.Event)
+            events.append(e)
+    return events
+
+
+def test_random_chunking_never_changes_the_events() -> None:
+    rng = random.Random(7)
+    alphabet = b'aA1 ()[]{}<>"\\*%$:,.+-~\r\n'
+    for _ in range(1500):
+        pieces = [bytearray(rng.choice(COMMAND_SAMPLES)) for _ in range(rng.randrange(1, 4))]
+        for piece in pieces:
+            for _ in range(rng.randrange(0, 3)):
+                piece[rng.randrange(len(piece))] = rng.choice(alphabet)
+        data = b"".join(bytes(p) for p in pieces)
+        whole = _events_for(data, [])
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 12))))
+        assert _events_for(data, cuts) == whole, data
+        assert _events_for(data, list(range(1, len(data)))) == whole, data
