@@ -1,4 +1,4 @@
-"""Command streams recorded from real clients (imaplib, imapclient, aioimaplib) parse without a
+"""Command streams recorded from real clients (imaplib, imapclient, aioimaplib, fetchmail) parse without a
 single BAD, whole and byte by byte (see data/README.md)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def replay(stream: bytes, bytewise: bool) -> list[c.Event]:
     return events
 
 
-@pytest.mark.parametrize("name", ["imaplib", "imapclient", "aioimaplib"])
+@pytest.mark.parametrize("name", ["imaplib", "imapclient", "aioimaplib", "fetchmail"])
 def test_real_client_streams_parse(name: str, feed_mode: str) -> None:
     stream = (DATA / f"{name}.bin").read_bytes()
     events = replay(stream, feed_mode == "bytewise")
