@@ -161,3 +161,8 @@ def test_search_and_selected_modules_stay_pure() -> None:
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not [n for n in names if any(n == bad or n.startswith(bad + ".") for bad in forbidden)], module
+
+
+def test_highest_known_modseq() -> None:
+    assert SelectedView([Rec(1, 5), Rec(2, 9)]).highest_known_modseq() == 9
+    assert SelectedView([]).highest_known_modseq() == 0

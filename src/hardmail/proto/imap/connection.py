@@ -16,7 +16,6 @@ their sum however the client behaves; refused data is skipped as it arrives, nev
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from enum import Enum
 
 from hardmail.proto.imap import commands as c
@@ -391,9 +390,6 @@ class ImapServerConnection:
         if "QRESYNC" in self.enabled:
             self.enabled.add("CONDSTORE")
         return c.Enable(command.tag, command.caps, tuple(fresh))
-
-    def enabled_caps(self) -> Iterable[str]:
-        return sorted(self.enabled)
 
 
 def _enables_condstore(command: c.Command) -> bool:

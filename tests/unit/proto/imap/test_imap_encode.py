@@ -168,3 +168,11 @@ def test_refusals() -> None:
     assert e.refusal(c.LineTooLong("b")) == b"b BAD [TOOBIG] Command line too long\r\n"
     assert e.refusal(c.BadCommand("s", "x", "NO", "BADCHARSET (UTF-8 US-ASCII)")) == \
         b"s NO [BADCHARSET (UTF-8 US-ASCII)] x\r\n"
+
+
+def test_resolve_with_saved_and_plain_item_names() -> None:
+    from hardmail.proto.imap.commands import FetchItem
+
+    assert SequenceSet(((1, 2),), saved=True).resolve(10, saved=[5, 2, 11]) == [1, 2, 5]
+    assert SequenceSet(saved=True).resolve(10, saved=[3]) == [3]
+    assert FetchItem("RFC822.SIZE").response_name() == "RFC822.SIZE"

@@ -451,3 +451,16 @@ def test_random_chunking_never_changes_the_events() -> None:
         cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 12))))
         assert _events_for(data, cuts) == whole, data
         assert _events_for(data, list(range(1, len(data)))) == whole, data
+
+
+def test_preauth_starts_authenticated() -> None:
+    conn = ImapServerConnection(ImapOptions(preauth=True))
+    assert conn.state is AUTH
+    conn.receive_data(b"a LOGIN u p\r\nb SELECT INBOX\r\n")
+    assert isinstance(conn.next_event(), c.BadCommand)
+    assert isinstance(conn.next_event(), c.Select)
+
+
+def test_too_many_fetch_items_is_bad() -> None:
+    event = parse_one(b"a FETCH 1 (" + b" ".join([b"FLAGS"] * 300) + b")\r\n", SEL)
+    assert isinstance(event, c.BadCommand) and "Too many" in event.text
