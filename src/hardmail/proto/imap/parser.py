@@ -153,9 +153,9 @@ def _qresync(r: Reader) -> c.QresyncParams:
     """RFC 7162 3.2.5.1: SP "(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"."""
     r.sp()
     r.open()
-    uidvalidity = r.number(nonzero=True, what="a UIDVALIDITY")
-    r.sp()
-    modseq = r.number64(nonzero=True, what="a mod-sequence value")
+    uidvalidity = r.number(what="a UIDVALIDITY")  # 0 (no valid state) is taken as Dovecot does; it
+    r.sp()  # never matches, so the client just gets a full resync
+    modseq = r.number64(what="a mod-sequence value")
     known: SequenceSet | None = None
     seqs = uids = None
     if r.take(b" "):
