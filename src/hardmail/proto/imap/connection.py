@@ -3,7 +3,12 @@
 No asyncio, no sockets, no clock. The session feeds bytes with :meth:`receive_data` and takes events
 from :meth:`next_event` until it returns ``NEED_DATA``; it answers each event with bytes built by
 ``proto.imap.encode`` and tells the core about outcomes the core cannot know (a login succeeded:
-:meth:`authenticated`; a SELECT succeeded: :meth:`selected`).
+:meth:`authenticated`; a SELECT succeeded: :meth:`selected`). What follows from the command alone
+the core does itself: LOGOUT ends input; SELECT, EXAMINE, CLOSE and UNSELECT leave the selected
+state (RFC 9051 6.3.2); ENABLE turns on what it knows and offers (``Enable.enabled``); a CONDSTORE
+enabling command turns CONDSTORE on (RFC 7162 3.1); after STARTTLS input is held until
+:meth:`start_tls` (or :meth:`tls_refused`); AUTHENTICATE and IDLE lines are read after
+:meth:`expect_sasl_response` / :meth:`expect_idle_done`.
 
 Framing: a command is its first line plus, for each literal announced at a line end, the literal's
 data and the next line. A synchronizing literal ``{n}`` yields :class:`ContinuationNeeded` (the
