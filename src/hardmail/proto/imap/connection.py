@@ -66,6 +66,7 @@ class ImapServerConnection:
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self._buf = bytearray()
+        self._scanned = 0  # leading bytes of _buf known to hold no LF (a slow line is scanned once)
         self._phase = Phase.COMMAND
         self._discarding = False
         self._tail = b""
@@ -115,10 +116,12 @@ class ImapServerConnection:
         self.state = ConnState.LOGOUT
         self._phase = Phase.CLOSED
         self._buf.clear()
+        self._scanned = 0
 
     def start_tls(self) -> None:
         """The TLS handshake starts: drop whatever came in the clear after STARTTLS (RFC 9051 6.2.1)."""
         self._buf.clear()
+        self._scanned = 0
         self._reset_command()
         self._discarding = False
         self.tls_active = True
@@ -189,11 +192,13 @@ class ImapServerConnection:
     def _take_line(self) -> bytes | _TooLong | None:
         """The next line without its CRLF, _TOO_LONG for a skipped long one, None to wait."""
         buf = self._buf
-        newline = buf.find(b"\n")
+        newline = buf.find(b"\n", self._scanned)
+        self._scanned = len(buf) if newline < 0 else 0
         if self._discarding:
             piece = buf if newline < 0 else buf[:newline + 1]
             self._tail = (self._tail + bytes(piece))[-_TAIL_KEEP:]
             del buf[:len(piece)]
+            self._scanned = 0
             if newline < 0:
                 return None
             self._discarding = False
@@ -345,6 +350,7 @@ class ImapServerConnection:
         if self._phase is Phase.LITERAL:
             self._parts += self._buf[:take]
         del self._buf[:take]
+        self._scanned = 0
         self._pending -= take
         if self._pending:
             return c.NEED_DATA
