@@ -85,11 +85,13 @@ def _one_mailbox(cls: Callable[[str, str], c.Command]) -> Parser:
 # ----- not authenticated ------------------------------------------------------------------------
 def _login(r: Reader, ctx: Context) -> c.Command:
     r.sp()
-    user = decode_text(r.astring("a user name"), "user name")
+    user = r.astring("a user name")
     r.sp()
-    password = decode_text(r.astring("a password"), "password")
+    password = r.astring("a password")
     r.end()
-    return c.Login(ctx.tag, user, password)
+    # 8-bit that is not UTF-8 is valid syntax (a literal is *CHAR8): it must reach the login engine
+    # and fail there like any wrong password (and count toward bans), not get a BAD here.
+    return c.Login(ctx.tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
 
 
 def _authenticate(r: Reader, ctx: Context) -> c.Command:

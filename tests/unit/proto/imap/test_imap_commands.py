@@ -356,3 +356,8 @@ def test_sort_and_thread() -> None:
                    "a THREAD FOO UTF-8 ALL", "a THREAD REFERENCES UTF-8", "a SORT (DATE) UTF-8"):
         bad(broken)
     assert bad("a SORT (DATE) KOI8-R ALL").code == "BADCHARSET (UTF-8 US-ASCII)"
+
+
+def test_login_with_non_utf8_bytes_is_a_login_not_a_bad() -> None:
+    event = p(b"a LOGIN {4+}\r\nj\xf6rg {3+}\r\np\xe9w", NA)
+    assert event == c.Login("a", "j\ufffdrg", "p\ufffdw")
