@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from data.mime.imap_text import normalise, parse_fetch
 
+from data.mime.imap_text import normalise, parse_fetch
 from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
