@@ -17,6 +17,7 @@ from hardmail.mime.addresses import imap_addresses
 from hardmail.mime.headers import HeaderBlock
 from hardmail.mime.text import decode_header
 
+MAX_SUBJECT = 4096  # characters of a subject read for its base subject (bounds the work)
 SORT_KEYS = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
 MAX_DATE_FIELD = 256
 
@@ -25,7 +26,6 @@ MAX_DATE_FIELD = 256
 _BLOB = r"\[[^\[\]]*\][ \t]*"
 _REFWD_LEADER = re.compile(rf"(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:", re.I)
 _BLOB_PREFIX = re.compile(_BLOB)
-_TRAILER = re.compile(r"(?:[ \t]|\(fwd\))$", re.I)
 _WHITE = re.compile(r"[ \t\r\n]+")
 
 
@@ -62,11 +62,10 @@ def _strip_trailers(text: str) -> tuple[str, bool]:
     """RFC 5256 2.1 (2): trailing "(fwd)" and white space removed."""
     forwarded = False
     while True:
-        found = _TRAILER.search(text)
-        if found is None:
+        text = text.rstrip(" \t")
+        if text[-5:].lower() != "(fwd)":
             return text, forwarded
-        forwarded = forwarded or found.group() not in (" ", "\t")
-        text = text[:found.start()]
+        text, forwarded = text[:-5], True
 
 
 def _strip_leaders(text: str) -> tuple[str, bool]:
@@ -90,7 +89,7 @@ def _strip_leaders(text: str) -> tuple[str, bool]:
 def base_subject_and_reply(subject: str) -> tuple[str, bool]:
     """RFC 5256 2.1: the base subject of a decoded subject, and whether anything removed marked
     it as a reply or a forward (used by THREAD=REFERENCES's subject merging)."""
-    text = _WHITE.sub(" ", subject)  # (1): tabs and continuations as one space
+    text = _WHITE.sub(" ", subject[:MAX_SUBJECT])  # (1): tabs and continuations as one space
     reply = False
     while True:
         text, forwarded = _strip_trailers(text)  # (2)

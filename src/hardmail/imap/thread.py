@@ -37,6 +37,9 @@ class _Container(Generic[M]):
     children: list[_Container[M]] = field(default_factory=list)
 
     def is_ancestor_of(self, other: _Container[M]) -> bool:
+        """Whether ``other`` is this container or below it (a link would make a loop)."""
+        if not self.children:  # the usual case, without a walk up a long thread
+            return other is self
         node: _Container[M] | None = other
         while node is not None:
             if node is self:
@@ -114,7 +117,7 @@ def _build(messages: Sequence[M]) -> list[_Container[M]]:
 
 def _link_references(own: _Container[M], chain: list[_Container[M]]) -> None:
     for parent, child in itertools.pairwise(chain):  # (B): only where none is known
-        if child.parent is None and parent is not child and not child.is_ancestor_of(parent):
+        if child.parent is None and not child.is_ancestor_of(parent):
             child.link_under(parent)
     own.unlink()  # (C): the message's own References decide its parent
     if chain and chain[-1] is not own and not own.is_ancestor_of(chain[-1]):
