@@ -124,21 +124,36 @@ def _link_references(own: _Container[M], chain: list[_Container[M]]) -> None:
         own.link_under(chain[-1])
 
 
-def _prune(siblings: list[_Container[M]], at_root: bool) -> list[_Container[M]]:
-    """RFC 5256 4 (4): dummies without children go; a dummy's children take its place, except
-    a dummy at the root with several children."""
+def _preorder(roots: list[_Container[M]]) -> list[_Container[M]]:
+    """Every container below ``roots``, each before its children (no recursion: a thread may be
+    thousands of messages deep)."""
+    out: list[_Container[M]] = []
+    stack = list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(reversed(node.children))
+    return out
+
+
+def _pruned(siblings: list[_Container[M]], at_root: bool, parent: _Container[M] | None) -> list[_Container[M]]:
     out: list[_Container[M]] = []
     for node in siblings:
-        node.children = _prune(node.children, False)
-        for child in node.children:
-            child.parent = node
         if node.message is not None or (at_root and len(node.children) > 1):
             out.append(node)
-        elif node.children:
-            for child in node.children:
-                child.parent = None if at_root else node.parent
+        else:  # a dummy: gone, its (already pruned) children in its place
             out.extend(node.children)
+    for node in out:
+        node.parent = parent
     return out
+
+
+def _prune(roots: list[_Container[M]]) -> list[_Container[M]]:
+    """RFC 5256 4 (4): dummies without children go; a dummy's children take its place, except
+    a dummy at the root with several children. Children are pruned before their parent."""
+    for node in reversed(_preorder(roots)):
+        node.children = _pruned(node.children, False, node)
+    return _pruned(roots, True, None)
 
 
 def _subject(container: _Container[M]) -> tuple[str, bool]:
@@ -190,13 +205,16 @@ def _merge(held: _Container[M], root: _Container[M], reply: bool, held_reply: bo
         table[subject] = dummy
 
 
-def _nodes(containers: list[_Container[M]]) -> list[ThreadNode[M]]:
-    return [ThreadNode(c.message, _nodes(c.children)) for c in containers]
+def _nodes(roots: list[_Container[M]]) -> list[ThreadNode[M]]:
+    made: dict[int, ThreadNode[M]] = {}
+    for node in reversed(_preorder(roots)):
+        made[id(node)] = ThreadNode(node.message, [made[id(child)] for child in node.children])
+    return [made[id(root)] for root in roots]
 
 
 def thread_references(messages: Sequence[M]) -> list[ThreadNode[M]]:
     """THREAD=REFERENCES (RFC 5256 4)."""
-    roots = _prune(_build(messages), True)  # (2), (3), (4)
+    roots = _prune(_build(messages))  # (2), (3), (4)
     _sort_tree(roots)  # (5)
     roots = _merge_subjects(roots)  # (6)
     _sort_tree(roots)  # (7)
@@ -228,19 +246,27 @@ def thread_messages(algorithm: str, messages: Sequence[M]) -> list[ThreadNode[M]
     raise ValueError(f"unknown THREAD algorithm {algorithm[:40]!r}")
 
 
-def _members(node: ThreadNode[M], number: Callable[[M], int]) -> str:
+def _members(top: ThreadNode[M], number: Callable[[M], int]) -> str:
     """thread-members (RFC 5256 5): a chain of only children as ``a b c``, branches as
-    ``(b ...)(c ...)``; a dummy shows only its children."""
-    pieces: list[str] = []
-    while True:
-        if node.message is not None:
-            pieces.append(str(number(node.message)))
-        if len(node.children) != 1:
-            break
-        node = node.children[0]
-    if node.children:
-        pieces.append("".join(f"({_members(child, number)})" for child in node.children))
-    return " ".join(pieces)
+    ``(b ...)(c ...)``; a dummy shows only its children. Without recursion."""
+    out: list[str] = []
+    stack: list[ThreadNode[M] | str] = [top]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        node, pieces = item, []
+        while True:
+            if node.message is not None:
+                pieces.append(str(number(node.message)))
+            if len(node.children) != 1:
+                break
+            node = node.children[0]
+        out.append(" ".join(pieces) + (" " if pieces and node.children else ""))
+        for child in reversed(node.children):
+            stack += [")", child, "("]
+    return "".join(out)
 
 
 def thread_list(nodes: Sequence[ThreadNode[M]], number: Callable[[M], int]) -> str:

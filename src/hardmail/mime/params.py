@@ -47,7 +47,7 @@ def _skip_cfws(data: bytes, at: int) -> int:
 
 def _token(data: bytes, at: int) -> tuple[bytes, int]:
     start, size = at, len(data)
-    while at < size and data[at] > 0x20 and data[at] != 0x7F and data[at] not in _TSPECIALS:
+    while at < size and 0x20 < data[at] < 0x7F and data[at] not in _TSPECIALS:
         at += 1
     return data[start:at], at
 

@@ -126,15 +126,16 @@ class _Parser:
         return self._blank_at
 
     def _pattern(self, stack: list[bytes]) -> tuple[re.Pattern[bytes], dict[bytes, int]]:
-        """A pattern for the delimiter lines of ``stack`` (RFC 2046 5.1.1: ``--boundary`` or
-        ``--boundary--``, then only white space) and each boundary's level (the innermost one
+        """A pattern for the delimiter lines of ``stack`` (RFC 2046 5.1.1: ``--boundary`` then
+        only white space, or ``--boundary--``) and each boundary's level (the innermost one
         for a repeated boundary)."""
         key = tuple(stack)
         cached = self._patterns.get(key)
         if cached is None:
             levels = {boundary: level for level, boundary in enumerate(stack)}
             choices = b"|".join(re.escape(b) for b in sorted(levels, key=len, reverse=True))
-            pattern = re.compile(rb"^--(" + choices + rb")(--)?[ \t]*(?:\r?\n|\r?\Z)", re.M)
+            # a close delimiter may be followed by anything on its line (as Dovecot reads it)
+            pattern = re.compile(rb"^--(" + choices + rb")(?:(--)[^\r\n]*|[ \t]*)(?:\r?\n|\r?\Z)", re.M)
             cached = self._patterns[key] = (pattern, levels)
         return cached
 
