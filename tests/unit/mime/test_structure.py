@@ -69,7 +69,8 @@ def test_header_without_empty_line_ends_at_the_next_delimiter() -> None:
     data = mixed(b"Content-Type: text/html\r\nX-Other: y", b"\r\nsecond")
     root = parse_message(data)
     first = root.children[0]
-    assert first.content_type.value == "text/html" and [f.name for f in first.header.fields] == ["content-type", "x-other"]
+    assert first.content_type.value == "text/html"
+    assert [f.name for f in first.header.fields] == ["content-type", "x-other"]
     assert first.body_start == first.body_end
 
 
@@ -79,7 +80,8 @@ def test_message_rfc822_and_digest_default() -> None:
     data = mixed(b"Content-Type: message/rfc822\r\n\r\n" + inner, digest)
     root = parse_message(data)
     enclosed = root.children[0].message
-    assert enclosed is not None and enclosed.is_multipart and enclosed.header.value(enclosed.header.fields[0]) == "inner"
+    assert enclosed is not None and enclosed.is_multipart
+    assert enclosed.header.value(enclosed.header.fields[0]) == "inner"
     digest_part = root.children[1].children[0]
     assert digest_part.content_type.value == "message/rfc822" and digest_part.message is not None
     assert [p.content_type.value for p in root.walk()] == [
@@ -97,7 +99,8 @@ def test_bare_lf_and_crlf() -> None:
 
 
 def test_depth_limit_makes_deeper_parts_leaves() -> None:
-    data = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(MAX_DEPTH + 10))
+    level = b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n"
+    data = b"".join(level % (i, i) for i in range(MAX_DEPTH + 10))
     root = parse_message(data + b"\r\nend")
     parts = root.walk()
     assert len(parts) == MAX_DEPTH + 1 and parts[-1].overflow

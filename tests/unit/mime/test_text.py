@@ -23,7 +23,8 @@ def test_decode_header(raw: bytes, text: str) -> None:
 
 
 def test_html_and_folding() -> None:
-    assert " ".join(html_text("<style>p{}</style><p>Caf&eacute; <b>au</b> lait<script>x</script>").split()) == "Café au lait"
+    markup = "<style>p{}</style><p>Caf&eacute; <b>au</b> lait<script>x</script>"
+    assert " ".join(html_text(markup).split()) == "Café au lait"
     assert html_text("a <unclosed") == "a  " and html_text("<!-- never closed") == " "
     assert contains("GRÜSSE aus\r\n  Berlin", "grüße AUS berlin") and not contains("abc", "abd")
     assert fold("ǅ") == fold("ǆ")
