@@ -110,7 +110,7 @@ def _is_multipart(body: list[Any]) -> bool:
 def part_paths(body: list[Any], prefix: str = "") -> list[tuple[str, bool, bool]]:
     """(path, is a message/rfc822 part, is a multipart) of every part below ``body``."""
     out: list[tuple[str, bool, bool]] = []
-    children = [child for child in body if isinstance(child, list)] if _is_multipart(body) else [body]
+    children = [body]
     if _is_multipart(body):
         children = []
         for child in body:
@@ -120,7 +120,7 @@ def part_paths(body: list[Any], prefix: str = "") -> list[tuple[str, bool, bool]
     for number, child in enumerate(children, 1):
         path = f"{prefix}{number}"
         is_message = not _is_multipart(child) and child[0].lower() == b"message" and child[1].lower() in (
-            b"rfc822", b"global")
+            b"rfc822", b"global") and len(child) > 8 and isinstance(child[8], list)
         out.append((path, is_message, _is_multipart(child)))
         if _is_multipart(child):
             out.extend(part_paths(child, path + "."))

@@ -120,6 +120,14 @@ def test_sections_as_dovecot(name: str) -> None:
     assert compared >= 14
 
 
+def test_message_global_under_imap4rev2() -> None:
+    """RFC 9051 7.5.2: under IMAP4rev2 a message/global part has its envelope and body."""
+    data, root = load("eai_forward_global.eml")
+    part = normalise(body_structure(root, data, message_global=True))[1]
+    assert part[:2] == [b"message", b"global"] and part[7][1] == "Bücher für die Übergabe".encode()
+    assert part[8][:2] == [b"text", b"plain"] and part[9] == 9
+
+
 def test_on_purpose_differences_are_still_differences() -> None:
     """If Dovecot's answer and ours ever agree, the exception above is no longer needed."""
     data, root = load("header_only.eml")
