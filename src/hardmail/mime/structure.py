@@ -140,15 +140,23 @@ class _Parser:
         return cached
 
     def next_delimiter(self, pos: int, stack: list[bytes], limit: int = -1) -> _Delimiter | None:
-        """The first delimiter line of a boundary in ``stack`` starting at or after ``pos``
-        (and before ``limit``). The search runs in the regular expression engine, one pass."""
+        """The first delimiter line of a boundary in ``stack`` starting at or after ``pos`` (and
+        before ``limit``). The search runs in the regular expression engine, one pass."""
         if not stack:
             return None
         pattern, levels = self._pattern(stack)
-        found = pattern.search(self.data, pos)
-        if found is None or (0 <= limit <= found.start()):
-            return None
-        return _Delimiter(found.start(), found.end(), levels[found.group(1)], found.group(2) is not None)
+        endpos = self.size if limit < 0 else min(self.size, limit + MAX_BOUNDARY + 8)
+        while True:
+            found = pattern.search(self.data, pos, endpos)
+            if found is None or 0 <= limit <= found.start():
+                return None
+            if found.end() == endpos < self.size:  # the search stopped inside this line: read all of it
+                whole = pattern.match(self.data, found.start())
+                if whole is None:
+                    pos = found.start() + 1
+                    continue
+                found = whole
+            return _Delimiter(found.start(), found.end(), levels[found.group(1)], found.group(2) is not None)
 
     def end_before(self, delimiter: _Delimiter | None, floor: int) -> int:
         """Where the content before ``delimiter`` ends: its preceding line end belongs to it."""
@@ -159,35 +167,39 @@ class _Parser:
             at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
         return max(at, floor)
 
-    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int]:
-        """The part's header block, where it ends and where the body starts."""
+    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int, bool]:
+        """The part's header block, where it ends, where the body starts, and whether the part
+        ends there (an empty body). A delimiter before the empty line ends the header; the line
+        end before a delimiter is the delimiter's (RFC 2046 5.1.1), never the part's."""
         data = self.data
         if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
-            eol = 1 if data[start] == 0x0A else 2
-            if self.next_delimiter(start + eol, stack, start + eol + 1) is not None:
-                return parse_header_block(b""), start, start  # an empty part: that line end is the delimiter's
-            return parse_header_block(b"", bare_lf=True), start, start + eol
-        blank = self._blank_line(start)
-        header_end = self.size if blank < 0 else blank + 1
-        body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
-        cut = self.next_delimiter(start, stack, header_end)
-        if cut is not None:  # no empty line before the next delimiter: the header ends there
-            header_end = body_start = cut.start
+            header_end, body_start = start, start + (1 if data[start] == 0x0A else 2)
+        else:
+            blank = self._blank_line(start)
+            header_end = self.size if blank < 0 else blank + 1
+            body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
+        first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
+        part_end = self.end_before(first, start)
+        header_end, body_start = min(header_end, part_end), min(body_start, part_end)
+        empty = body_start >= part_end
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
-        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
+        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start, empty
 
     def part(self, start: int, stack: list[bytes], depth: int,
              default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
         """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
         self.parts += 1
-        block, header_end, body_start = self.header(start, stack)
-        content_type, explicit = _content_type(block, default)
+        block, header_end, body_start, empty = self.header(start, stack)
+        # an empty part in a digest is text/plain, not an empty message (as Dovecot reads it)
+        content_type, explicit = _content_type(block, DEFAULT_TYPE if empty else default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
         floor = body_start
         if part.maintype == "multipart" and nested and boundary:
             ended, floor = self.multipart(part, [*stack, boundary[:MAX_BOUNDARY]], depth)
+        elif part.maintype == "multipart" and nested:  # no boundary: a multipart without parts
+            ended = self.next_delimiter(body_start, stack)
         elif content_type.value in MESSAGE_TYPES and nested:
             part.message, ended = self.part(body_start, stack, depth + 1)
         else:

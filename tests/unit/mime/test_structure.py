@@ -58,11 +58,17 @@ def test_multipart_without_any_delimiter_shows_one_empty_text_part() -> None:
                              None, None, None, None]]
 
 
-def test_multipart_without_boundary_is_a_leaf() -> None:
+def test_multipart_without_boundary_has_no_parts() -> None:
     data = b"Content-Type: multipart/mixed\r\n\r\n--x\r\n\r\nbody\r\n"
     root = parse_message(data)
-    assert root.overflow and not root.is_multipart
-    assert body_structure(root, data, extended=False)[:2] == ["application", "octet-stream"]
+    assert root.is_multipart and root.children == [] and not root.overflow  # as Dovecot reads it
+    assert body_structure(root, data, extended=False)[1:] == ["mixed"]
+
+
+def test_empty_part_of_a_digest_is_text() -> None:
+    data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\ny\r\n--d--"
+    kinds = [p.content_type.value for p in parse_message(data).children]
+    assert kinds == ["text/plain", "message/rfc822"]
 
 
 def test_header_without_empty_line_ends_at_the_next_delimiter() -> None:
