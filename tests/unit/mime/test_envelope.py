@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
+from data.mime.imap_text import CORPUS, normalise, parse_fetch
 from hardmail.imap.values import Run
 from hardmail.mime.addresses import imap_addresses
 from hardmail.mime.envelope import envelope
@@ -25,7 +27,7 @@ from hardmail.mime.headers import parse_header_block
     (b'"quoted local"@example.com', [(None, None, b"quoted local", b"example.com")]),
     (b"<>", [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")]),
     (b"", []),
-    (b" , ,", []),
+    (b" , ,", [(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")] * 2),  # empty elements (Dovecot)
 ])
 def test_addresses(raw: bytes, expected: list[tuple[bytes | None, ...]]) -> None:
     assert imap_addresses(raw) == expected
@@ -52,3 +54,19 @@ def test_random_address_lists_never_raise() -> None:
     for _ in range(5000):
         imap_addresses(bytes(rng.choice(alphabet) for _ in range(rng.randrange(30))))
     imap_addresses(b"(" * 10000 + b'"' * 10000 + b"a@b," * 5000)  # one pass: long values are fine
+
+
+EXPECTED = json.loads((CORPUS / "expected_dovecot.json").read_text())["address_cases"]
+# Where hardmail reads a broken address differently from Dovecot 2.3, on purpose: an unclosed
+# domain literal is still a domain literal; in ``<@a,b:c@d>`` the route is refused, and so is
+# the address (Dovecot keeps "b" from inside the route as the mailbox)
+DIFFERENT = {"a@[1.2.3.4", "<@a,b:c@d>"}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_addresses_as_dovecot(case: str) -> None:
+    answer = EXPECTED[case]
+    answer = answer if answer.startswith("* ") else "* " + answer
+    theirs = next(iter(parse_fetch(answer.encode("latin-1")).values()))["ENVELOPE"][5]
+    ours = normalise(envelope(parse_header_block(b"To: " + case.encode() + b"\r\n\r\n")))[5]
+    assert (ours == theirs) != (case in DIFFERENT)
