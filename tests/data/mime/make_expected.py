@@ -8,13 +8,16 @@ in pre-authenticated mode on stdin/stdout, as the user nobody).
 For each corpus file: BODYSTRUCTURE, BODY, ENVELOPE, RFC822.SIZE, then every section of every
 part (BODY[p], [p.MIME], [p.HEADER]/[p.TEXT] for message parts, BINARY[p], BINARY.SIZE[p]) and a
 few partial and missing ones, each in its own command (a failing BINARY ends only its command).
-For the corpus as one mailbox and for threads/: SEARCH, SORT and THREAD answers.
+For the corpus as one mailbox and for threads/: SEARCH, SORT and THREAD answers. For
+address_cases.txt: the ENVELOPE of ``To: <case>``. For mutants/ (broken copies of the corpus that
+this script writes, the same every run): what it asks of each corpus file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -199,6 +202,48 @@ def address_cases() -> dict[str, str]:
     return {case: line.decode("latin-1") for case, line in zip(cases, lines, strict=True)}
 
 
+MUTANTS = 80
+
+
+def _mutated(data: bytes, rng: random.Random) -> bytes:
+    """``data`` with 1 to 3 of: a line deleted, a line repeated elsewhere, a line cut short, a
+    lone CR line put in, the rest of the message cut off."""
+    lines = data.split(b"\n")
+    for _ in range(rng.randrange(1, 4)):
+        if not lines:
+            break
+        operation, at = rng.randrange(5), rng.randrange(len(lines))
+        if operation == 0:
+            del lines[at]
+        elif operation == 1:
+            lines.insert(at, lines[rng.randrange(len(lines))])
+        elif operation == 2:
+            lines[at] = lines[at][: rng.randrange(len(lines[at]) + 1)]
+        elif operation == 3:
+            lines.insert(at, b"\r")
+        else:
+            lines = lines[:at]
+    return b"\n".join(lines)
+
+
+def mutants(corpus: list[Path]) -> dict[str, Any]:
+    """Write mutants/ (broken copies of the corpus, the same every run) and Dovecot's answers."""
+    folder = HERE / "mutants"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(7)
+    out = {}
+    for index in range(MUTANTS):
+        source = rng.choice(corpus)
+        path = folder / f"m{index:03}_{source.stem}.eml"
+        path.write_bytes(_mutated(source.read_bytes(), rng))
+        try:
+            out[path.name] = one_message(path)
+        except AssertionError:  # Dovecot gave up on it (it ended the session): not kept
+            path.unlink()
+    return out
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
@@ -208,6 +253,7 @@ def main() -> None:
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
+        "mutants": mutants(corpus),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
