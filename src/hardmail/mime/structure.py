@@ -167,10 +167,10 @@ class _Parser:
             at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
         return max(at, floor)
 
-    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int, bool]:
-        """The part's header block, where it ends, where the body starts, and whether the part
-        ends there (an empty body). A delimiter before the empty line ends the header; the line
-        end before a delimiter is the delimiter's (RFC 2046 5.1.1), never the part's."""
+    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int]:
+        """The part's header block, where it ends and where the body starts. A delimiter before
+        the empty line ends the header; the line end before a delimiter is the delimiter's
+        (RFC 2046 5.1.1), never the part's."""
         data = self.data
         if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
             header_end, body_start = start, start + (1 if data[start] == 0x0A else 2)
@@ -181,17 +181,15 @@ class _Parser:
         first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
         part_end = self.end_before(first, start)
         header_end, body_start = min(header_end, part_end), min(body_start, part_end)
-        empty = body_start >= part_end
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
-        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start, empty
+        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
 
     def part(self, start: int, stack: list[bytes], depth: int,
              default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
         """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
         self.parts += 1
-        block, header_end, body_start, empty = self.header(start, stack)
-        # an empty part in a digest is text/plain, not an empty message (as Dovecot reads it)
-        content_type, explicit = _content_type(block, DEFAULT_TYPE if empty else default)
+        block, header_end, body_start = self.header(start, stack)
+        content_type, explicit = _content_type(block, default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
@@ -216,6 +214,8 @@ class _Parser:
         default = DIGEST_DEFAULT if part.subtype == "digest" else DEFAULT_TYPE
         delimiter = self.next_delimiter(part.body_start, stack)
         while delimiter is not None and delimiter.level == own and not delimiter.close:
+            if delimiter.end == self.size and not self.data.endswith(b"\n"):
+                return None, part.body_start  # a last line cut after it: no part starts (Dovecot)
             if self.parts >= self.max_parts:
                 delimiter = self.next_delimiter(delimiter.end, stack[:own])
                 break

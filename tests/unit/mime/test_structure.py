@@ -65,10 +65,17 @@ def test_multipart_without_boundary_has_no_parts() -> None:
     assert body_structure(root, data, extended=False)[1:] == ["mixed"]
 
 
-def test_empty_part_of_a_digest_is_text() -> None:
-    data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\ny\r\n--d--"
+def test_empty_parts_of_a_digest_are_messages() -> None:
+    data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n--d\r\n\r\nSubject: x\r\n\r\ny\r\n--d--"
     kinds = [p.content_type.value for p in parse_message(data).children]
-    assert kinds == ["text/plain", "message/rfc822"]
+    assert kinds == ["message/rfc822", "message/rfc822"]  # RFC 2046 5.1.5, as Dovecot
+
+
+def test_a_delimiter_cut_at_the_end_starts_no_part() -> None:
+    head = b"Content-Type: multipart/mixed; boundary=d\r\n\r\n--d\r\n\r\nx\r\n--d"
+    assert len(parse_message(head).children) == 1  # as Dovecot reads it
+    assert len(parse_message(head + b"\r\n").children) == 2
+    assert len(parse_message(head + b"\r").children) == 1
 
 
 def test_header_without_empty_line_ends_at_the_next_delimiter() -> None:
