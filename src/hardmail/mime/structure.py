@@ -45,6 +45,9 @@ class Part:
     children: list[Part] = field(default_factory=list)  # a multipart's parts
     message: Part | None = None  # the message a message/rfc822 part encloses
     overflow: bool = False  # a multipart or message read as a leaf (MAX_DEPTH, MAX_PARTS)
+    # False for a message (the root, an enclosed one) without MIME-Version and Content-Type: its
+    # other Content-* fields are not shown in BODYSTRUCTURE (as Dovecot); BINARY still decodes
+    mime: bool = True
 
     @property
     def maintype(self) -> str:
@@ -184,13 +187,15 @@ class _Parser:
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
         return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
 
-    def part(self, start: int, stack: list[bytes], depth: int,
-             default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
-        """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
+    def part(self, start: int, stack: list[bytes], depth: int, default: ParamValue = DEFAULT_TYPE,
+             message: bool = True) -> tuple[Part, _Delimiter | None]:
+        """The part at ``start`` (a message's top when ``message``) and the delimiter (of a
+        boundary in ``stack``) that ended it."""
         self.parts += 1
         block, header_end, body_start = self.header(start, stack)
         content_type, explicit = _content_type(block, default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
+        part.mime = not message or bool(block.named("mime-version", "content-type"))
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
         floor = body_start
@@ -219,7 +224,7 @@ class _Parser:
             if self.parts >= self.max_parts:
                 delimiter = self.next_delimiter(delimiter.end, stack[:own])
                 break
-            child, delimiter = self.part(delimiter.end, stack, depth + 1, default)
+            child, delimiter = self.part(delimiter.end, stack, depth + 1, default, message=False)
             part.children.append(child)
         if delimiter is not None and delimiter.level == own:  # the close delimiter: the epilogue
             return self.next_delimiter(delimiter.end, stack[:own]), delimiter.end

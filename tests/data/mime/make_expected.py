@@ -202,7 +202,7 @@ def address_cases() -> dict[str, str]:
     return {case: line.decode("latin-1") for case, line in zip(cases, lines, strict=True)}
 
 
-MUTANTS = 80
+MUTANTS = 200
 
 
 def _mutated(data: bytes, rng: random.Random) -> bytes:

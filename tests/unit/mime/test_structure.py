@@ -158,3 +158,18 @@ def test_random_bytes_and_mutations_never_raise() -> None:
     for _ in range(300):
         data = bytes(rng.choice(alphabet) for _ in range(rng.randrange(200)))
         body_structure(parse_message(data), data)
+
+
+def test_message_without_mime_version_or_content_type_shows_no_content_fields() -> None:
+    """RFC 2045 4 (as Dovecot reads it): such a message is not MIME; BODYSTRUCTURE shows 7bit and
+    none of its Content-* fields, while BINARY still undoes its transfer encoding."""
+    from hardmail.mime import sections
+
+    data = b"Content-Transfer-Encoding: base64\r\nContent-ID: <x@y>\r\n\r\naGVsbG8=\r\n"
+    root = parse_message(data)
+    assert not root.mime
+    assert body_structure(root, data) == ["text", "plain", ["charset", "us-ascii"], None, None, "7bit", 10, 1,
+                                          None, None, None, None]
+    assert sections.binary_section(data, root, (1,)) == b"hello"
+    with_version = b"MIME-Version: 1.0\r\n" + data
+    assert body_structure(parse_message(with_version), with_version)[3:6] == [b"<x@y>", None, "base64"]
