@@ -168,7 +168,7 @@ def test_message_without_mime_version_or_content_type_shows_no_content_fields() 
     data = b"Content-Transfer-Encoding: base64\r\nContent-ID: <x@y>\r\n\r\naGVsbG8=\r\n"
     root = parse_message(data)
     assert not root.mime
-    assert body_structure(root, data) == ["text", "plain", ["charset", "us-ascii"], None, None, "7bit", 10, 1,
+    assert body_structure(root, data) == ["text", "plain", ["charset", b"us-ascii"], None, None, "7bit", 10, 1,
                                           None, None, None, None]
     assert sections.binary_section(data, root, (1,)) == b"hello"
     with_version = b"MIME-Version: 1.0\r\n" + data
