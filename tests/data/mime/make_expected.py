@@ -244,6 +244,54 @@ def mutants(corpus: list[Path]) -> dict[str, Any]:
     return out
 
 
+RANDOM_THREADS = 150
+_SUBJECTS = ["Budget 2025", "Lunch?", "Release notes", "=?utf-8?q?R=C3=A9union?=", "server down", "", "Urlaub",
+             "[list] weekly", "Invoice 42", "hello", "Re: ", "Pläne"]
+_NAMES = ["Alice <alice@example.com>", "bob@example.com", "=?utf-8?q?=C3=89milie?= <emilie@example.fr>",
+          '"Zed, Zoe" <zoe@example.com>', "carol@example.org (Carol)", "Dave <dave@example.net>", ""]
+
+
+def _random_message(index: int, rng: random.Random) -> bytes:
+    """A small message of a made-up busy folder: replies, forwards, lost parents, duplicate and
+    missing ids, loops, bad and missing dates, encoded subjects."""
+    subject = rng.choice(_SUBJECTS)
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        subject = rng.choice(["Re: ", "RE: ", "Fwd: ", "Fw: ", "[list] ", "Re[2]: "]) + subject
+    if rng.random() < 0.1:
+        subject += rng.choice([" (fwd)", "  ", " (FWD) "])
+    if rng.random() < 0.05:
+        subject = f"[fwd: {subject}]"
+    lines = [f"From: {rng.choice(_NAMES)}", f"To: {rng.choice(_NAMES)}", f"Subject: {subject}"]
+    roll = rng.random()
+    if roll < 0.9:
+        lines.append(f"Date: {1 + rng.randrange(28)} Feb 2024 {rng.randrange(24):02}:{rng.randrange(60):02}:00 "
+                     f"{rng.choice(['+0000', '+0100', '-0800'])}")
+    elif roll < 0.95:
+        lines.append("Date: not a date")
+    if rng.random() < 0.95:
+        number = index if rng.random() > 0.04 or index == 0 else rng.randrange(index)
+        lines.append(f"Message-ID: <r{number}@example.com>")
+    references = [f"<r{rng.randrange(index + 5)}@example.com>" for _ in range(rng.choice([0, 0, 1, 2, 3, 5]))]
+    if references and rng.random() < 0.3:
+        lines.append("In-Reply-To: " + references[-1])
+    elif references:
+        lines.append("References: " + " ".join(references))
+    return ("\r\n".join(lines) + "\r\n\r\n" + "x" * rng.randrange(200) + "\r\n").encode()
+
+
+def random_threads() -> list[Path]:
+    folder = HERE / "threads_random"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(11)
+    paths = []
+    for index in range(RANDOM_THREADS):
+        path = folder / f"r{index:03}.eml"
+        path.write_bytes(_random_message(index, rng))
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
@@ -253,6 +301,7 @@ def main() -> None:
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
+        "threads_random_mailbox": mailbox(random_threads(), ['SUBJECT "réunion"', 'FROM "zoe"']),
         "mutants": mutants(corpus),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
