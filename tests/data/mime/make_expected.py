@@ -59,6 +59,11 @@ SEARCHES = [
     'BODY "deep"', 'BODY "Straße"', 'BODY "こんにちは"', 'SUBJECT "rapport"', 'BODY "tout va bien"',
     'HEADER "Thread-Index" ""', 'TEXT "Rechnung"', 'BODY "Rechnung"', 'BODY "color"',
     'TEXT "Thomas.Keller"', 'SUBJECT "sale"', 'BODY "café"', 'BODY "caf"', 'TEXT "quarterly"',
+    'BODY "MsoNormal"', 'BODY "Heidi"', 'BODY "Anna"', 'TEXT "inner-alt-2"', 'BODY "Teilnehmerliste"',
+    'BODY "Content-Type"', 'TEXT "iVBORw0KGgo"', 'BODY "begin 644"', 'BODY "original text"', 'BODY "İletiyi"',
+    'BODY "Invoice 2024-118"', 'BODY "VCALENDAR"', 'BODY "user unknown"', 'BODY "nobody@example.net"',
+    'BODY "edge & case"', 'BODY "&amp;"', 'BODY "sent today"', 'BODY "fixes the crash"', 'TEXT "RFC822"',
+    'BODY "Job finished — 3"', 'BODY "B\\u00fccher"', 'BODY "hello from Bob"', 'TEXT "=?utf-8?"',
 ]
 SORTS = ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO",
          "REVERSE DATE", "REVERSE SUBJECT DATE", "FROM REVERSE SIZE"]
