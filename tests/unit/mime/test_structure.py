@@ -173,3 +173,28 @@ def test_message_without_mime_version_or_content_type_shows_no_content_fields() 
     assert sections.binary_section(data, root, (1,)) == b"hello"
     with_version = b"MIME-Version: 1.0\r\n" + data
     assert body_structure(parse_message(with_version), with_version)[3:6] == [b"<x@y>", None, "base64"]
+
+
+def test_line_end_before_a_delimiter_is_never_the_parts() -> None:
+    """RFC 2046 5.1.1: the CRLF before "--boundary" belongs to the delimiter, also when it ends a
+    header that has no empty line, or is the only thing in a part (as Dovecot reads it)."""
+    from hardmail.mime import sections
+
+    data = mixed(b"Content-Type: text/plain\r\nX-A: 1", b"", b"Content-Type: text/html\r\n")
+    root = parse_message(data)
+    first, empty, _third = root.children
+    assert data[first.start:first.body_start] == b"Content-Type: text/plain\r\nX-A: 1"
+    assert (empty.start, empty.body_start, empty.body_end) == (empty.start, empty.start, empty.start)
+    assert sections.fetch_section(data, root, _Spec((3,), "MIME")) == b"Content-Type: text/html\r\n"
+
+
+def test_long_close_delimiter_line_after_a_header() -> None:
+    data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX: y\r\n--b--" + b"x" * 500 + b"\r\nepilogue"
+    root = parse_message(data)
+    assert len(root.children) == 1 and root.children[0].header.fields[0].name == "x"
+    assert root.body_end == len(data)
+
+
+class _Spec:
+    def __init__(self, part: tuple[int, ...], text: str | None) -> None:
+        self.part, self.text, self.fields = part, text, ()
