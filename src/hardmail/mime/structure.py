@@ -228,7 +228,7 @@ class _Parser:
             part.children.append(child)
         if delimiter is not None and delimiter.level == own:  # the close delimiter: the epilogue
             return self.next_delimiter(delimiter.end, stack[:own]), delimiter.end
-        return delimiter, part.body_start
+        return delimiter, part.body_start  # no close delimiter: an enclosing one ends it
 
 
 def _content_type(block: HeaderBlock, default: ParamValue) -> tuple[ParamValue, bool]:

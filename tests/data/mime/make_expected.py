@@ -15,6 +15,7 @@ this script writes, the same every run): what it asks of each corpus file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -300,12 +301,21 @@ def random_threads() -> list[Path]:
     return paths
 
 
+def stdlib_messages() -> dict[str, Any]:
+    """stdlib/ (CPython's email test messages): as the corpus files, keyed ``stdlib/<name>``."""
+    out = {}
+    for path in sorted((HERE / "stdlib").glob("msg_*.txt")):
+        with contextlib.suppress(AssertionError):  # Dovecot ended the session on it (msg_39)
+            out[f"stdlib/{path.name}"] = one_message(path)
+    return out
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
     out: dict[str, Any] = {
         "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True).stdout.strip(),
-        "messages": {path.name: one_message(path) for path in corpus},
+        "messages": {path.name: one_message(path) for path in corpus} | stdlib_messages(),
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
