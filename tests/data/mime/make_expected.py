@@ -320,6 +320,9 @@ def main() -> None:
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
         "threads_random_mailbox": mailbox(random_threads(), ['SUBJECT "réunion"', 'FROM "zoe"']),
+        "stdlib_mailbox": mailbox(sorted((HERE / "stdlib").glob("msg_*.txt")), [
+            'BODY "the"', 'TEXT "python"', 'SUBJECT "test"', 'FROM "barry"', 'BODY "hello"', 'TO "python"',
+            'BODY "boundary"', 'TEXT "dingus"', 'CC "foo"', 'BODY "Bug"']),
         "mutants": mutants(corpus),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
