@@ -67,6 +67,9 @@ SEARCHES = [
     'BODY "Invoice 2024-118"', 'BODY "VCALENDAR"', 'BODY "user unknown"', 'BODY "nobody@example.net"',
     'BODY "edge & case"', 'BODY "&amp;"', 'BODY "sent today"', 'BODY "fixes the crash"', 'TEXT "RFC822"',
     'BODY "Job finished — 3"', 'BODY "B\\u00fccher"', 'BODY "hello from Bob"', 'TEXT "=?utf-8?"',
+    'TEXT "Teilnehmerliste"', 'TEXT "Teilnehmerliste Übersicht"', 'TEXT "winmail.dat"', 'TEXT "%C3%9Cberweisung"',
+    'TEXT "Überweisung"', 'TEXT "Photos de l’été"', 'HEADER "Content-Type" "multipart"', 'HEADER "X-MS-Has-Attach" ""',
+    'TEXT "Grüße"', 'BODY "Anna Berg"', 'TEXT "Anna Berg"', 'FROM "anna.berg@example.org"', 'TO "bob martin"',
 ]
 SORTS = ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO",
          "REVERSE DATE", "REVERSE SUBJECT DATE", "FROM REVERSE SIZE"]
