@@ -170,7 +170,7 @@ class _Parser:
             at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
         return max(at, floor)
 
-    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int]:
+    def header(self, start: int, stack: list[bytes], message: bool) -> tuple[HeaderBlock, int, int]:
         """The part's header block, where it ends and where the body starts. A delimiter before
         the empty line ends the header; the line end before a delimiter is the delimiter's
         (RFC 2046 5.1.1), never the part's."""
@@ -182,7 +182,10 @@ class _Parser:
             header_end = self.size if blank < 0 else blank + 1
             body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
         first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
-        part_end = self.end_before(first, start)
+        # the line end before that delimiter is the delimiter's; an enclosed message's header
+        # keeps it as its empty line (both as Dovecot reads them)
+        keeps = message and first is not None and first.start >= body_start
+        part_end = first.start if keeps and first is not None else self.end_before(first, start)
         header_end, body_start = min(header_end, part_end), min(body_start, part_end)
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
         return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
@@ -192,7 +195,7 @@ class _Parser:
         """The part at ``start`` (a message's top when ``message``) and the delimiter (of a
         boundary in ``stack``) that ended it."""
         self.parts += 1
-        block, header_end, body_start = self.header(start, stack)
+        block, header_end, body_start = self.header(start, stack, message)
         content_type, explicit = _content_type(block, default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
         part.mime = not message or bool(block.named("mime-version", "content-type"))
@@ -205,6 +208,7 @@ class _Parser:
             ended = self.next_delimiter(body_start, stack)
         elif content_type.value in MESSAGE_TYPES and nested:
             part.message, ended = self.part(body_start, stack, depth + 1)
+            floor = part.message.body_start  # its header's empty line may be the last line
         else:
             part.overflow = part.maintype == "multipart"
             ended = self.next_delimiter(body_start, stack)
