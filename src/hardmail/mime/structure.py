@@ -183,9 +183,8 @@ class _Parser:
             body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
         first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
         # the line end before that delimiter is the delimiter's; an enclosed message's header
-        # keeps it as its empty line (both as Dovecot reads them)
-        keeps = message and first is not None and first.start >= body_start
-        part_end = first.start if keeps and first is not None else self.end_before(first, start)
+        # keeps it (both as Dovecot reads them)
+        part_end = first.start if message and first is not None else self.end_before(first, start)
         header_end, body_start = min(header_end, part_end), min(body_start, part_end)
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
         return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
