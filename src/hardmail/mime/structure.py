@@ -2,14 +2,18 @@
 part's header and body start and end, its Content-* values, its children (multipart) or the
 message it encloses (message/rfc822, message/global).
 
-One pass, in document order: the lines that start with ``--`` are read once against the stack of
+One pass, in document order: delimiter lines are found by one regular expression per stack of
 open boundaries (innermost first, like Dovecot), and the empty line that ends each header block
 is found by one forward search whose result is reused, so the cost is linear in the message times
 the nesting depth, which is bounded (MAX_DEPTH); MAX_PARTS bounds the parts. Malformed input still
-gives a usable tree, as Dovecot reads it: a missing close delimiter ends the multipart where its
-enclosing one ends (or at the end of the message), a multipart without any delimiter has no
-children, a header block without an empty line ends at the next delimiter. A bare LF ends a line
-as a CRLF does. Every header block is read by :func:`hardmail.mime.headers.parse_header_block`.
+gives a usable tree, read as Dovecot 2.3 reads it (tests/data/mime: the corpus, its broken copies
+and random structures are compared with Dovecot's answers): a missing close delimiter ends the
+multipart where its enclosing one ends (or at the end of the message); a multipart without a
+boundary or without any delimiter has no children; a header block without an empty line ends at
+the next delimiter; a delimiter cut at the end of the message starts no part; a message without
+MIME-Version and Content-Type is not MIME (:attr:`Part.mime`). A bare LF ends a line as a CRLF
+does (but serve and parse :func:`crlf` of a stored message). Every header block is read by
+:func:`hardmail.mime.headers.parse_header_block`.
 """
 
 from __future__ import annotations
