@@ -180,8 +180,10 @@ def _block_text(block: HeaderBlock) -> str:
 
 
 def _leaf_text(data: bytes, part: Part) -> str:
+    # no more than this much of a part is decoded (base64 and quoted-printable grow by at most 3)
+    end = min(part.body_end, part.body_start + 3 * MAX_BODY_TEXT)
     try:
-        raw = decode_body(data[part.body_start:part.body_end], part.encoding)
+        raw = decode_body(data[part.body_start:end], part.encoding)
     except UnknownCte:
         return ""
     charset = (part.content_type.decoded("charset") or "").strip()
