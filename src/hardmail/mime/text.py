@@ -180,8 +180,8 @@ def _block_text(block: HeaderBlock) -> str:
 
 
 def _leaf_text(data: bytes, part: Part) -> str:
-    # no more than this much of a part is decoded (base64 and quoted-printable grow by at most 3)
-    end = min(part.body_end, part.body_start + 3 * MAX_BODY_TEXT)
+    # no more of a part is decoded than can make MAX_BODY_TEXT characters (4 bytes a character)
+    end = min(part.body_end, part.body_start + 4 * 3 * MAX_BODY_TEXT)  # QP: 3 bytes a byte
     try:
         raw = decode_body(data[part.body_start:end], part.encoding)
     except UnknownCte:
