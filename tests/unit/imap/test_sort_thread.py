@@ -125,3 +125,13 @@ def test_group_is_the_first_address_of_a_sort_key() -> None:
     messages = box("To: b@x", "To: Announce:;", "To: c@x")
     assert uids(sort_messages(messages, [C("TO")])) == [2, 1, 3]  # "announce" (as Dovecot)
     assert uids(sort_messages(messages, [C("DISPLAYTO")])) == [2, 1, 3]
+
+
+def test_thread_list_text_of_the_rfc_examples() -> None:
+    """RFC 5256 4: the two examples of thread-list syntax."""
+    def node(number: int | None, *children: ThreadNode[int]) -> ThreadNode[int]:
+        return ThreadNode(number, list(children))
+
+    threads = [node(2), node(3, node(6, node(4, node(23)), node(44, node(7, node(96)))))]
+    assert thread_list(threads, lambda n: n) == "(2)(3 6 (4 23)(44 7 96))"
+    assert thread_list([node(None, node(3), node(5))], lambda n: n) == "((3)(5))"  # a dummy parent
