@@ -80,13 +80,14 @@ def find_file(folder: Path, base: str, flags: Iterable[str], in_new: bool) -> Pa
     return None
 
 
-def settled(seen: DirStamp, now_ns: int) -> DirStamp:
-    """The stamp a scan may record: a directory changed less than :data:`DIRTY_NS` before the scan
-    may change again within the same timestamp tick without its mtime moving (as Dovecot, the
-    scan is then repeated next time): its time is recorded as :data:`DIRTY`, which never matches."""
-    def keep(mtime_ns: int) -> int:
-        return DIRTY if now_ns - mtime_ns < DIRTY_NS else mtime_ns
-    return DirStamp(keep(seen.new_mtime_ns), keep(seen.cur_mtime_ns))
+def settled(seen: DirStamp, now_ns: int, *, new: bool = True, cur: bool = True) -> DirStamp:
+    """The stamp a scan may record: a scanned directory changed less than :data:`DIRTY_NS` before
+    the scan may change again within the same timestamp tick without its mtime moving (as Dovecot,
+    the scan is then repeated next time): its time is recorded as :data:`DIRTY`, which never
+    matches. ``new``/``cur``: whether that directory was scanned."""
+    def keep(mtime_ns: int, scanned: bool) -> int:
+        return DIRTY if scanned and now_ns - mtime_ns < DIRTY_NS else mtime_ns
+    return DirStamp(keep(seen.new_mtime_ns, new), keep(seen.cur_mtime_ns, cur))
 
 
 def stamp(folder: Path) -> DirStamp:
@@ -269,7 +270,7 @@ def scan_folder(folder: Path, stored: DirStamp, entries: Sequence[SyncEntry], *,
     after = stamp(folder) if moved else before
     if not scan_cur:
         after = DirStamp(after.new_mtime_ns, after.cur_mtime_ns if moved else stored.cur_mtime_ns)
-    after = settled(after, time.time_ns())
+    after = settled(after, time.time_ns(), new=scan_new, cur=scan_cur)  # our own moves into cur/ are no scan
     added.sort(key=lambda item: item[0])
     result.added, result.removed = len(added), len(removed)
     result.found = len(cur_files) + len(new_files)

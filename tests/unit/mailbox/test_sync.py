@@ -230,3 +230,20 @@ def test_patching_a_message_list() -> None:
     assert cache.get(1) is None and cache.get(2) is not None
     cache.put(4, 5, [record(i) for i in range(9)])  # bigger than the whole cache: not kept
     assert cache.get(4) is None
+
+
+async def test_deliveries_do_not_make_every_sync_read_cur(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hardmail.delivery.maildir import MaildirStore
+
+    delivery = MaildirStore(env.root, "mx.example.org")
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    listed: list[Path] = []
+    original = files._list
+    monkeypatch.setattr(files, "_list", lambda directory: listed.append(directory) or original(directory))
+    for i in range(3):
+        paths = delivery.deliver([ACCOUNT], MESSAGE + bytes([65 + i]))
+        await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", paths)
+        assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == i + 2
+    assert {p.name for p in listed} == {"new"}  # new/ is read (it is small), cur/ never
