@@ -19,9 +19,11 @@ follows; every step is fsync'd before the next):
 Own changes record the directories' new mtimes in the same commit only when the index still held
 the mtimes seen just before the change (compare-and-set), so a change made behind our back is not
 hidden by ours. A scan of a directory changed less than 2 s before is repeated at the next sync
-(a same-tick change would not move its mtime), as Dovecot does. Every file change in a folder is made holding the folder's lock (an asyncio lock,
-then an ``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so
-two hardmail processes never interleave their changes in one folder. Local delivery writes to
+(a same-tick change would not move its mtime), as Dovecot does.
+
+Every file change in a folder is made holding the folder's lock (an asyncio lock, then an
+``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so two
+hardmail processes never interleave their changes in one folder. Local delivery writes to
 ``new/`` without the lock and indexes the files afterwards (:meth:`deliver_indexed`); a sync that
 sees them first indexes them by name, and delivery then finds their UIDs. The residual window: a
 change by another program within the same directory-timestamp tick as one of our own changes is
