@@ -220,7 +220,7 @@ class MailboxStore(FolderOps):
             return []
         directory = self.folder_dir(account, canonical)
         async with self.locked(directory):
-            entries = await self.index.sync_entries(row.id, uids)
+            entries = await self.index.sync_entries(row.id, uids, only_deleted=True)
             doomed = [e for e in entries if "\\Deleted" in e.flags]
             if not doomed:
                 return []

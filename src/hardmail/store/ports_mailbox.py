@@ -177,9 +177,9 @@ class MailboxIndex(Protocol):
         ...
 
     async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
-                           only_in_new: bool = False) -> list[SyncEntry]:
-        """Every message (or those of ``uids``, or those whose file is in new/) as a directory scan
-        compares them, in UID order."""
+                           only_in_new: bool = False, only_deleted: bool = False) -> list[SyncEntry]:
+        """Every message (or those of ``uids``; only those whose file is in new/; only those flagged
+        \\Deleted) as a directory scan compares them, in UID order."""
         ...
 
     async def changes_since(self, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:

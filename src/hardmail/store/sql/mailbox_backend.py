@@ -256,10 +256,12 @@ class SqlMailboxIndex:
         return int(row.first_recent_uid), int(row.uidnext)
 
     async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
-                           only_in_new: bool = False) -> list[SyncEntry]:
+                           only_in_new: bool = False, only_deleted: bool = False) -> list[SyncEntry]:
         query = select(*_SYNC_COLUMNS).where(messages_t.c.folder_id == folder_id).order_by(messages_t.c.uid)
         if only_in_new:
             query = query.where(messages_t.c.in_new.is_(True))
+        if only_deleted:  # a keyword is an atom: it never holds a backslash, so this finds the flag only
+            query = query.where(messages_t.c.flags.contains(DELETED, autoescape=True))
         async with self._engine.connect() as conn:
             if uids is None:
                 rows = list(await conn.execute(query))
