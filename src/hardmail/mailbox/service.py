@@ -303,6 +303,10 @@ class MailboxStore(FolderOps):
             raise FolderError("a quota cannot be negative")
         await self.index.set_limits(account, storage_bytes, messages)
 
+    async def reset_quota(self, account: str) -> None:
+        """The account follows the server's default limits again."""
+        await self.index.set_limits(account, None, None, custom=False)
+
     async def reindex(self, account: str, name: str | None = None) -> ReindexReport:
         if name is not None:
             rows = [(await self.row(account, name))[1]]

@@ -194,7 +194,10 @@ class MailboxIndex(Protocol):
 
     async def usage(self, account: str) -> AccountUsage: ...
 
-    async def set_limits(self, account: str, storage: int | None, messages: int | None) -> None: ...
+    async def set_limits(self, account: str, storage: int | None, messages: int | None, *,
+                         custom: bool = True) -> None:
+        """The account's own limits (None: unlimited); ``custom=False`` returns it to the defaults."""
+        ...
 
     async def recount_usage(self, account: str) -> AccountUsage:
         """Recompute the usage from the messages (after a re-index)."""

@@ -123,6 +123,8 @@ async def test_quota_refuses_append_and_copy(env: Env) -> None:
     await env.mailboxes.append(ACCOUNT, "INBOX", b"x")  # unlimited
     with pytest.raises(FolderError):
         await env.mailboxes.set_quota(ACCOUNT, -1, None)
+    await env.mailboxes.reset_quota(ACCOUNT)
+    assert (await env.mailboxes.quota(ACCOUNT)).messages_limit == 2  # the default again
 
 
 async def test_local_delivery_is_indexed_and_moved_to_cur_on_sync(env: Env) -> None:

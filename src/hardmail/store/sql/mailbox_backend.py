@@ -332,11 +332,13 @@ class SqlMailboxIndex:
         return AccountUsage(row.storage_used, row.messages_used, row.custom_limits, row.storage_limit,
                             row.messages_limit)
 
-    async def set_limits(self, account: str, storage: int | None, messages: int | None) -> None:
+    async def set_limits(self, account: str, storage: int | None, messages: int | None, *,
+                         custom: bool = True) -> None:
         async with self._writer.begin() as conn:
             await _lock_account(conn, account)
             await conn.execute(update(accounts_t).where(accounts_t.c.account == account).values(
-                custom_limits=True, storage_limit=storage, messages_limit=messages))
+                custom_limits=custom, storage_limit=storage if custom else None,
+                messages_limit=messages if custom else None))
 
     async def recount_usage(self, account: str) -> AccountUsage:
         async with self._writer.begin() as conn:
