@@ -117,7 +117,9 @@ class MailboxStore(FolderOps):
         directory = self.folder_dir(account, row.name)
         try:
             current = await asyncio.to_thread(files.stamp, directory)
-        except FileNotFoundError:  # removed behind our back: an empty folder again
+        except FileNotFoundError:  # removed behind our back: an empty folder again (unless deleted by us)
+            if await self.index.get_folder(account, row.name) is None:
+                raise FolderError("no such folder") from None
             await asyncio.to_thread(files.ensure_folder, directory)
             current, full = None, True
         if current == row.stamp and not full:
