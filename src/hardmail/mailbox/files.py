@@ -250,33 +250,38 @@ def scan_folder(folder: Path, stored: DirStamp, entries: Sequence[SyncEntry], *,
         return None
     if scan_cur and partial:
         raise NeedAllEntries
-    by_name = {entry.name: entry for entry in entries}
     new_files = _list(folder / "new") if scan_new else {}
     if not scan_cur and any(e.in_new and e.name not in new_files for e in entries):
         if partial:  # an indexed new/ file left new/ behind our back (or before a crash)
             raise NeedAllEntries
         scan_cur = True
     cur_files = _list(folder / "cur") if scan_cur else {}
-    result = ScanResult(FolderChange(), scan_cur)
+    by_name = {entry.name: entry for entry in entries}
+    result = ScanResult(FolderChange(), scan_cur, found=len(cur_files) + len(new_files))
     added: list[tuple[tuple[int, int, str], NewMessage]] = []
     updated: list[FlagUpdate] = []
     _compare_cur(folder, cur_files, by_name, added, updated, result)
     moved = _move_new(folder, new_files, cur_files, by_name, added, updated, result)
     removed = [e.uid for e in entries if e.name not in cur_files and e.name not in new_files
                and ((e.in_new and scan_new) or (not e.in_new and scan_cur)) and e.name not in moved]
+    added.sort(key=lambda item: item[0])
+    result.added, result.removed = len(added), len(removed)
+    after = _stamp_after(folder, stored, before, bool(moved), scan_new, scan_cur)
+    result.change = FolderChange(added=[m for _, m in added], updated=updated, removed=removed,
+                                 stamp_after=after, force_stamp=True)
+    return result
+
+
+def _stamp_after(folder: Path, stored: DirStamp, before: DirStamp, moved: bool, scan_new: bool,
+                 scan_cur: bool) -> DirStamp:
+    """What the scan records: the times seen before listing, or after our own moves (fsync'd here)."""
     if moved:
         fsync_dir(folder / "cur")
         fsync_dir(folder / "new")
     after = stamp(folder) if moved else before
     if not scan_cur:
         after = DirStamp(after.new_mtime_ns, after.cur_mtime_ns if moved else stored.cur_mtime_ns)
-    after = settled(after, time.time_ns(), new=scan_new, cur=scan_cur)  # our own moves into cur/ are no scan
-    added.sort(key=lambda item: item[0])
-    result.added, result.removed = len(added), len(removed)
-    result.found = len(cur_files) + len(new_files)
-    result.change = FolderChange(added=[m for _, m in added], updated=updated, removed=removed,
-                                 stamp_after=after, force_stamp=True)
-    return result
+    return settled(after, time.time_ns(), new=scan_new, cur=scan_cur)  # our own moves into cur/ are no scan
 
 
 def _compare_cur(folder: Path, cur_files: dict[str, str], by_name: dict[str, SyncEntry],
