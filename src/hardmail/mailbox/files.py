@@ -364,6 +364,8 @@ def delivered_messages(folder: Path, paths: Sequence[Path]) -> list[NewMessage |
     them already); None for a file that is gone."""
     found: list[NewMessage | None] = []
     for path in paths:
+        if path.parent.name not in ("new", "cur") or path.parent.parent.resolve() != folder.resolve():
+            raise ValueError(f"{path} is not a message file of {folder}")
         base, flags = split_name(path.name)
         located = path if path.exists() else find_file(folder, base, flags, True)
         if located is None:

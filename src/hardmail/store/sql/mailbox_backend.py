@@ -411,10 +411,13 @@ async def _charge(conn: AsyncConnection, account: str, size: int, count: int,
                   defaults: tuple[int | None, int | None] | None) -> None:
     if not size and not count:
         return
-    await _lock_account(conn, account)
-    row = (await conn.execute(update(accounts_t).where(accounts_t.c.account == account).values(
-        storage_used=accounts_t.c.storage_used + size, messages_used=accounts_t.c.messages_used + count)
-        .returning(*accounts_t.c))).one()
+    charge = update(accounts_t).where(accounts_t.c.account == account).values(
+        storage_used=accounts_t.c.storage_used + size, messages_used=accounts_t.c.messages_used + count
+    ).returning(*accounts_t.c)
+    row = (await conn.execute(charge)).first()
+    if row is None:  # an account without a usage row yet
+        await _lock_account(conn, account)
+        row = (await conn.execute(charge)).one()
     if defaults is None or (size <= 0 and count <= 0):
         return
     storage_limit, messages_limit = (row.storage_limit, row.messages_limit) if row.custom_limits else defaults
