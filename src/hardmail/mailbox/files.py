@@ -372,10 +372,11 @@ def stamps(*folders: Path) -> list[DirStamp]:
 
 def remove_new(folder: Path, messages: Sequence[NewMessage]) -> None:
     """Take back files this process just wrote into ``cur/`` (their commit failed)."""
-    for message in messages:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(expected_path(folder, message.name, message.flags, message.in_new))
-    fsync_dir(folder / "cur")
+    with contextlib.suppress(FileNotFoundError):  # the folder itself may be gone (deleted meanwhile)
+        for message in messages:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(expected_path(folder, message.name, message.flags, message.in_new))
+        fsync_dir(folder / "cur")
 
 
 def delivered_messages(folder: Path, paths: Sequence[Path]) -> list[NewMessage | None]:
