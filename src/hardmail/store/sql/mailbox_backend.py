@@ -354,6 +354,20 @@ class SqlMailboxIndex:
                                .values(storage_used=int(size), messages_used=int(count)))
         return await self.usage(account)
 
+    async def recount_folder(self, folder_id: int) -> FolderRow:
+        mine = messages_t.c.folder_id == folder_id
+        count = select(func.count()).where(mine).scalar_subquery()
+        size = select(func.coalesce(func.sum(messages_t.c.size), 0)).where(mine).scalar_subquery()
+        unseen = select(func.count()).where(and_(mine, ~messages_t.c.flags.contains(SEEN, autoescape=True)))
+        deleted = select(func.count()).where(and_(mine, messages_t.c.flags.contains(DELETED, autoescape=True)))
+        async with self._writer.begin() as conn:
+            row = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(
+                messages=count, size=size, unseen=unseen.scalar_subquery(), deleted=deleted.scalar_subquery())
+                .returning(*folders_t.c))).first()
+        if row is None:
+            raise NotFound("no such folder")
+        return _folder_row(row)
+
     # the change feed
 
     async def latest_change(self) -> int:
