@@ -178,7 +178,8 @@ class MailboxStore(FolderOps):
             new = await asyncio.to_thread(files.write_message, directory, self.names, message, wanted, internaldate)
             try:
                 after = await asyncio.to_thread(files.stamp, directory)
-                change = FolderChange(added=[new], stamp_before=before, stamp_after=after, check_quota=True)
+                change = FolderChange(added=[new], stamp_before=before, check_quota=True,
+                                      stamp_after=files.own_stamp(before, after, touched_new=False))
                 [result] = await self.apply(account, [(row, change)])
             except BaseException:
                 await asyncio.to_thread(files.remove_new, directory, [new])
@@ -211,8 +212,9 @@ class MailboxStore(FolderOps):
             renamed = {e.uid for e in renames} - set(missing)
             updates = [FlagUpdate(uid, new, False if uid in renamed else None)
                        for uid, new in todo.items() if uid not in missing]
-            [result] = await self.apply(account, [(row, FolderChange(updated=updates, stamp_before=before,
-                                                                     stamp_after=after))])
+            touched_new = any(e.in_new for e in renames)
+            [result] = await self.apply(account, [(row, FolderChange(
+                updated=updates, stamp_before=before, stamp_after=files.own_stamp(before, after, touched_new)))])
         changed, _ = await self.index.changes_since(row.id, result.modseq - 1)
         return StoreResult([m for m in changed if m.uid in todo and m.modseq == result.modseq], failed)
 
@@ -229,7 +231,8 @@ class MailboxStore(FolderOps):
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, doomed)
             after = await asyncio.to_thread(files.stamp, directory)
-            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before, stamp_after=after)
+            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before,
+                                  stamp_after=files.own_stamp(before, after, any(e.in_new for e in doomed)))
             await self.apply(account, [(row, change)])
         return sorted(e.uid for e in doomed)
 
@@ -255,10 +258,12 @@ class MailboxStore(FolderOps):
             done = await asyncio.to_thread(files.link_messages, src_dir, dest_dir, entries, self.names, move)
             src_after, dest_after = await asyncio.to_thread(files.stamps, src_dir, dest_dir)
             changes = [(dest_row, FolderChange(added=[m for _, m in done], stamp_before=dest_before,
-                                               stamp_after=dest_after, check_quota=not move))]
+                                               stamp_after=files.own_stamp(dest_before, dest_after, False),
+                                               check_quota=not move))]
             if move:
                 changes.append((src_row, FolderChange(removed=[uid for uid, _ in done], stamp_before=src_before,
-                                                      stamp_after=src_after)))
+                                                      stamp_after=files.own_stamp(
+                                                          src_before, src_after, any(e.in_new for e in entries)))))
             try:
                 results = await self.apply(account, changes)
             except QuotaExceeded:
@@ -274,8 +279,9 @@ class MailboxStore(FolderOps):
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, entries)
             after = await asyncio.to_thread(files.stamp, directory)
+            touched_new = any(e.in_new for e in entries)
             await self.apply(account, [(row, FolderChange(removed=[e.uid for e in entries], stamp_before=before,
-                                                          stamp_after=after))])
+                                                          stamp_after=files.own_stamp(before, after, touched_new)))])
 
     async def deliver_indexed(self, account: str, folder: str, paths: Sequence[Path]) -> list[int]:
         canonical = names.normalize(folder)

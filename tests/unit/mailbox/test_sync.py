@@ -263,3 +263,23 @@ async def test_files_named_by_other_programs_get_canonical_names(env: Env) -> No
     for message in snapshot.messages:
         assert await env.mailboxes.read_message(ACCOUNT, "INBOX", message.uid) == MESSAGE
     await assert_consistent(env.mailboxes, ACCOUNT, "INBOX")
+
+
+async def test_an_unindexed_delivery_is_not_hidden_by_our_own_changes(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery writes new/ without the folder lock: a file whose indexing never happened (a crash)
+    while we changed the folder must still be found afterwards."""
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    original = files.rename_flags
+
+    def rename_while_delivering(folder: Path, *args: object) -> list[int]:
+        missing = original(folder, *args)  # type: ignore[arg-type]
+        _drop(folder, "new", "1700000000.M1P1Q1.crashed")  # between our two looks at the directories
+        return missing
+
+    monkeypatch.setattr(files, "rename_flags", rename_while_delivering)
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
