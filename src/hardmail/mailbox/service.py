@@ -16,9 +16,10 @@ follows; every step is fsync'd before the next):
 - move: rename into the destination's ``cur/`` (the base name is unique, it is kept), fsync both,
   then commit both folders in one transaction; copy: hard links, fsync, commit.
 
-Own changes record the directories' new mtimes in the same commit only when the index still held
-the mtimes seen just before the change (compare-and-set), so a change made behind our back is not
-hidden by ours. A scan of a directory changed less than 2 s before is repeated at the next sync
+Own changes record cur/'s new mtime in the same commit only when the index still held the mtime
+seen just before the change (compare-and-set, each directory on its own), so a change made behind
+our back is not hidden by ours; new/'s mtime is only ever recorded by a scan, since local delivery
+writes there without the folder lock. A scan of a directory changed less than 2 s before is repeated at the next sync
 (a same-tick change would not move its mtime), as Dovecot does.
 
 Every file change in a folder is made holding the folder's lock (an asyncio lock, then an
