@@ -27,20 +27,35 @@ def say(line: str) -> None:
 
 
 async def crash_loop(mailboxes: MailboxStore, rng: random.Random) -> None:
+    """Before each operation ``I <kind> [<uid>]`` (the intent), after it the acknowledgement."""
     uids: list[int] = [m.uid for m in (await mailboxes.snapshot(ACCOUNT, "INBOX")).messages]
     while True:
         roll = rng.random()
-        if roll < 0.5 or not uids:
+        if roll < 0.45 or not uids:
             tag = rng.randrange(10**12)
+            say("I A")
             result = await mailboxes.append(ACCOUNT, "INBOX", b"Subject: %d\r\n\r\n" % tag
                                             + b"x" * rng.randrange(2000))
             uids.append(result.uid)
             say(f"A {result.uid} {tag}")
-        elif roll < 0.75:
+        elif roll < 0.7:
             uid, flag = rng.choice(uids), rng.choice(["\\Seen", "\\Flagged", "\\Deleted", "$Label"])
+            say(f"I F {uid}")
             await mailboxes.store_flags(ACCOUNT, "INBOX", [uid], "add", [flag])
             say(f"F {uid} {flag}")
+        elif roll < 0.8:
+            uid = rng.choice(uids)
+            say(f"I M {uid}")
+            moved = await mailboxes.move(ACCOUNT, "INBOX", [uid], rng.choice(["Archive", "Trash"]))
+            uids.remove(uid)
+            say("M " + " ".join(str(old) for old, _ in moved.pairs))
+        elif roll < 0.85:
+            uid = rng.choice(uids)
+            say(f"I C {uid}")
+            await mailboxes.copy(ACCOUNT, "INBOX", [uid], "Archive")
+            say(f"C {uid}")
         else:
+            say("I X")
             removed = await mailboxes.expunge(ACCOUNT, "INBOX")
             uids = [uid for uid in uids if uid not in removed]
             say("X " + " ".join(map(str, removed)))
