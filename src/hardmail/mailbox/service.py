@@ -336,12 +336,13 @@ class MailboxStore(FolderOps):
         """Index folder directories made behind our back; remove trash left by a crashed delete."""
         directory = self.account_dir(account)
         entries = await asyncio.to_thread(files.list_entries, directory)
+        known = {row.name for row in await self.index.list_folders(account)}
         for entry in entries:
             if is_trash_dir(entry):
                 await asyncio.to_thread(files.remove_tree, directory / entry)
                 continue
             name = names.name_of_dirname(entry)
-            if name is not None and await self.index.get_folder(account, name) is None:
+            if name is not None and name not in known:
                 try:
                     await self.new_folder(account, name, None)
                 except FolderError:
