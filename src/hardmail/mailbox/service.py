@@ -156,6 +156,19 @@ class MailboxStore(FolderOps):
         entry, directory = entries[0], self.folder_dir(account, canonical)
         return await asyncio.to_thread(files.find_file, directory, entry.name, entry.flags, entry.in_new)
 
+    async def message_paths(self, account: str, name: str, uids: Sequence[int]) -> dict[int, Path]:
+        """The current files of many messages at once (one index query, one thread); the UIDs of
+        messages that are gone are left out."""
+        canonical, row = await self.row(account, name)
+        entries = await self.index.sync_entries(row.id, uids)
+        directory = self.folder_dir(account, canonical)
+
+        def locate() -> dict[int, Path]:
+            found = {e.uid: files.find_file(directory, e.name, e.flags, e.in_new) for e in entries}
+            return {uid: path for uid, path in found.items() if path is not None}
+
+        return await asyncio.to_thread(locate)
+
     async def read_message(self, account: str, name: str, uid: int) -> bytes | None:
         for _attempt in range(3):  # a flag change may rename the file between finding and reading it
             path = await self.message_path(account, name, uid)
