@@ -1,0 +1,52 @@
+"""Where IMAP handlers find the mailbox store and the change notifier of the server process, and
+how folder names travel on the wire (RFC 9051 5.1: modified UTF-7 unless UTF8=ACCEPT or
+IMAP4rev2 is enabled; RFC 6855 3).
+
+The server context carries the process's MailboxStore and ChangeNotifier when the composition
+root made them; a context without them (an older build, some tests) gets one made here on first
+use, from the same configuration and index.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hardmail.mailbox import ChangeNotifier, MailboxStore, mutf7_encode
+from hardmail.proto.imap.encode import encode_value
+from hardmail.server.context import ServerContext
+
+if TYPE_CHECKING:
+    from hardmail.server.imap_session import ImapSession
+
+DELIMITER = "/"
+_MADE: dict[int, tuple[MailboxStore, ChangeNotifier | None]] = {}
+
+
+def mailboxes(ctx: ServerContext) -> MailboxStore:
+    found: MailboxStore | None = getattr(ctx, "mailboxes", None)
+    if found is not None:
+        return found
+    return _made(ctx)[0]
+
+
+def notifier(ctx: ServerContext) -> ChangeNotifier | None:
+    found: ChangeNotifier | None = getattr(ctx, "notifier", None)
+    if found is not None or getattr(ctx, "mailboxes", None) is not None:
+        return found
+    return _made(ctx)[1]
+
+
+def _made(ctx: ServerContext) -> tuple[MailboxStore, ChangeNotifier | None]:
+    made = _MADE.get(id(ctx))
+    if made is None:
+        index: Any = ctx.store.mailbox  # type: ignore[attr-defined]
+        change_notifier = ChangeNotifier(index, ctx.clock)
+        store = MailboxStore(ctx.config.maildir_root, index, ctx.config.server.hostname, ctx.clock,
+                             notifier=change_notifier)
+        made = _MADE[id(ctx)] = (store, change_notifier)
+    return made
+
+
+def wire_name(session: ImapSession, name: str) -> bytes:
+    """A folder name as a string value for LIST, STATUS, ... responses."""
+    return encode_value(name if session.utf8 else mutf7_encode(name))
