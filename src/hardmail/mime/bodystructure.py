@@ -1,0 +1,90 @@
+"""The IMAP BODY and BODYSTRUCTURE values of a message (RFC 9051 7.5.2, RFC 3501 7.4.2) from its
+MIME tree (:mod:`hardmail.mime.structure`): basic, text (with lines), message/rfc822 (with its
+envelope, body and lines) and multipart bodies, BODYSTRUCTURE with the extension data (md5,
+disposition, language, location; a multipart's parameters, disposition, language, location).
+
+Values are in the generic nested form of the IMAP encoder: None is NIL, int a number, str/bytes
+a string, lists are parenthesised, :class:`~hardmail.imap.values.Run` holds a multipart's bodies
+(written with no space between them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hardmail.imap.values import Run
+from hardmail.mime.envelope import envelope
+from hardmail.mime.params import ParamValue, parse_language
+from hardmail.mime.structure import Part
+
+
+def _params(value: ParamValue, skip: tuple[str, ...] = ()) -> list[Any] | None:
+    """body-fld-param: a list of name/value strings, or NIL when there are none."""
+    pairs: list[Any] = []
+    for name, text in value.params:
+        if name not in skip:
+            pairs.extend((name, text))
+    return pairs or None
+
+
+def _disposition(part: Part) -> list[Any] | None:
+    parsed = part.disposition
+    if parsed is None or not parsed.value:
+        return None
+    return [parsed.value, _params(parsed)]
+
+
+def _language(part: Part) -> Any:
+    value = part.field_value("content-language")
+    tags = parse_language(value) if value is not None else []
+    if not tags:
+        return None
+    return tags[0] if len(tags) == 1 else tags
+
+
+def _extension(part: Part) -> list[Any]:
+    """body-ext-1part after body-fld-md5, or body-ext-mpart after the parameters."""
+    return [_disposition(part), _language(part), part.field_value("content-location")]
+
+
+def _fields(part: Part) -> list[Any]:
+    """body-fields: parameters, id, description, encoding, size."""
+    return [
+        _params(part.content_type),
+        part.field_value("content-id"),
+        part.field_value("content-description"),
+        part.encoding,
+        part.body_size,
+    ]
+
+
+def body_structure(part: Part, data: bytes, *, extended: bool = True) -> list[Any]:
+    """BODYSTRUCTURE (``extended``) or BODY of ``part``, whose offsets index ``data``."""
+    if part.is_multipart:
+        return _multipart(part, data, extended)
+    # a multipart too deep to read is shown as an opaque leaf
+    kind = ["application", "octet-stream"] if part.overflow else [part.maintype, part.subtype]
+    out: list[Any] = [*kind, *_fields(part)]
+    if part.message is not None:
+        out += [envelope(part.message.header), body_structure(part.message, data, extended=extended),
+                part.lines]
+    elif part.maintype == "text" and not part.overflow:
+        out.append(part.lines)
+    if extended:
+        out += [part.field_value("content-md5"), *_extension(part)]
+    return out
+
+
+def _multipart(part: Part, data: bytes, extended: bool) -> list[Any]:
+    if part.children:
+        bodies = [body_structure(child, data, extended=extended) for child in part.children]
+    else:  # RFC 9051 7.5.2: at least one body; a multipart without parts shows an empty one
+        bodies = [_empty_text(extended)]
+    out: list[Any] = [Run(bodies), part.subtype]
+    if extended:
+        out += [_params(part.content_type), *_extension(part)]
+    return out
+
+
+def _empty_text(extended: bool) -> list[Any]:
+    out: list[Any] = ["text", "plain", ["charset", "us-ascii"], None, None, "7bit", 0, 0]
+    return [*out, None, None, None, None] if extended else out

@@ -1,0 +1,235 @@
+"""The MIME tree of a message (RFC 2045, RFC 2046) with the byte offsets IMAP needs: where each
+part's header and body start and end, its Content-* values, its children (multipart) or the
+message it encloses (message/rfc822, message/global).
+
+One pass, in document order: the lines that start with ``--`` are read once against the stack of
+open boundaries (innermost first, like Dovecot), and the empty line that ends each header block
+is found by one forward search whose result is reused, so the cost is linear in the message times
+the nesting depth, which is bounded (MAX_DEPTH); MAX_PARTS bounds the parts. Malformed input still
+gives a usable tree, as Dovecot reads it: a missing close delimiter ends the multipart where its
+enclosing one ends (or at the end of the message), a multipart without any delimiter has no
+children, a header block without an empty line ends at the next delimiter. A bare LF ends a line
+as a CRLF does. Every header block is read by :func:`hardmail.mime.headers.parse_header_block`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hardmail.mime.headers import HeaderBlock, parse_header_block
+from hardmail.mime.params import ParamValue, parse_content_type, parse_disposition
+
+MAX_DEPTH = 50  # nested multiparts and messages; deeper ones are leaves (Dovecot: 100)
+MAX_PARTS = 5000  # parts per message; the rest are inside the last leaf
+MAX_BOUNDARY = 200  # RFC 2046 5.1.1: at most 70; a longer one is still read, up to this
+_BLANK = re.compile(rb"\n\r?\n")
+DEFAULT_TYPE = ParamValue("text/plain", (("charset", b"us-ascii"),))
+DIGEST_DEFAULT = ParamValue("message/rfc822", ())
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+
+
+@dataclass(slots=True, eq=False)
+class Part:
+    """One MIME part. Offsets index the whole message given to :func:`parse_message`."""
+
+    start: int  # first byte of the header block (= where the part starts)
+    header_end: int  # after the last header line (before the empty line)
+    body_start: int  # after the empty line that ends the header block
+    body_end: int  # before the line end that belongs to the next delimiter (RFC 2046 5.1.1)
+    header: HeaderBlock
+    content_type: ParamValue  # the default (text/plain us-ascii, or message/rfc822 in a digest)
+    explicit_type: bool  # the header had a readable Content-Type
+    lines: int = 0  # LF-ended lines of the body, plus a last unended line
+    children: list[Part] = field(default_factory=list)  # a multipart's parts
+    message: Part | None = None  # the message a message/rfc822 part encloses
+    overflow: bool = False  # a multipart or message read as a leaf (MAX_DEPTH, MAX_PARTS)
+
+    @property
+    def maintype(self) -> str:
+        return self.content_type.value.partition("/")[0]
+
+    @property
+    def subtype(self) -> str:
+        return self.content_type.value.partition("/")[2]
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.maintype == "multipart" and not self.overflow
+
+    @property
+    def is_message(self) -> bool:
+        return self.message is not None
+
+    @property
+    def body_size(self) -> int:
+        return self.body_end - self.body_start
+
+    def field_value(self, name: str) -> bytes | None:
+        """The first ``name`` field's value, unfolded, as bytes; None if absent."""
+        found = self.header.named(name)
+        return self.header.raw_value(found[0]) if found else None
+
+    @property
+    def encoding(self) -> str:
+        """Content-Transfer-Encoding lower-cased; "7bit" when absent (RFC 2045 6.1)."""
+        value = self.field_value("content-transfer-encoding")
+        text = value.decode("ascii", "replace").strip().lower() if value else ""
+        return text or "7bit"
+
+    @property
+    def disposition(self) -> ParamValue | None:
+        value = self.field_value("content-disposition")
+        return None if value is None else parse_disposition(value)
+
+    def walk(self) -> list[Part]:
+        """This part and every part below it, in document order."""
+        out, stack = [], [self]
+        while stack:
+            part = stack.pop()
+            out.append(part)
+            below = part.children if part.message is None else [part.message]
+            stack.extend(reversed(below))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Delimiter:
+    start: int  # the first "-" of the line
+    end: int  # after the line's LF (or the end of the message)
+    level: int  # index in the boundary stack
+    close: bool
+
+
+class _Parser:
+    def __init__(self, data: bytes, max_depth: int, max_parts: int) -> None:
+        self.data = data
+        self.size = len(data)
+        self.max_depth = max_depth
+        self.max_parts = max_parts
+        self.parts = 0
+        self._blank_from = -1
+        self._blank_at = -1
+
+    def _blank_line(self, start: int) -> int:
+        """Offset of the LF ending the last header line of a block starting at ``start`` (-1: none).
+        Part starts only grow, so the last answer is reused while it lies ahead: one pass."""
+        if self._blank_from < 0 or start < self._blank_from or 0 <= self._blank_at < start:
+            found = _BLANK.search(self.data, start)
+            self._blank_from, self._blank_at = start, (found.start() if found else -1)
+        return self._blank_at
+
+    def _match(self, at: int, stack: list[bytes]) -> _Delimiter | None:
+        data = self.data
+        for level in range(len(stack) - 1, -1, -1):
+            boundary = stack[level]
+            if not data.startswith(boundary, at + 2):
+                continue
+            after = at + 2 + len(boundary)
+            close = data.startswith(b"--", after)
+            rest = after + 2 if close else after
+            while rest < self.size and data[rest] in (0x20, 0x09):
+                rest += 1
+            if close or rest >= self.size or data[rest] in (0x0D, 0x0A):
+                line_end = data.find(b"\n", after)
+                return _Delimiter(at, self.size if line_end < 0 else line_end + 1, level, close)
+        return None
+
+    def next_delimiter(self, pos: int, stack: list[bytes], limit: int = -1) -> _Delimiter | None:
+        """The first delimiter line of a boundary in ``stack`` starting at or after ``pos``."""
+        if not stack:
+            return None
+        data, limit = self.data, self.size if limit < 0 else limit
+        at = pos if (pos == 0 or data[pos - 1] == 0x0A) and data.startswith(b"--", pos) else -1
+        while True:
+            if at < 0:
+                found = data.find(b"\n--", max(pos - 1, 0), limit)
+                if found < 0:
+                    return None
+                at = found + 1
+            if at >= limit:
+                return None
+            delimiter = self._match(at, stack)
+            if delimiter is not None:
+                return delimiter
+            pos, at = at + 1, -1
+
+    def end_before(self, delimiter: _Delimiter | None, floor: int) -> int:
+        """Where the content before ``delimiter`` ends: its preceding line end belongs to it."""
+        if delimiter is None:
+            return self.size
+        at = delimiter.start
+        if at >= 1 and self.data[at - 1] == 0x0A:
+            at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
+        return max(at, floor)
+
+    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int]:
+        """The part's header block, where it ends and where the body starts."""
+        data = self.data
+        if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
+            return parse_header_block(b"", bare_lf=True), start, start + (1 if data[start] == 0x0A else 2)
+        blank = self._blank_line(start)
+        header_end = self.size if blank < 0 else blank + 1
+        body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
+        cut = self.next_delimiter(start, stack, header_end)
+        if cut is not None:  # no empty line before the next delimiter: the header ends there
+            header_end = body_start = cut.start
+        return parse_header_block(data[start:header_end], bare_lf=True), header_end, body_start
+
+    def part(self, start: int, stack: list[bytes], depth: int,
+             default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
+        """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
+        self.parts += 1
+        block, header_end, body_start = self.header(start, stack)
+        content_type, explicit = _content_type(block, default)
+        part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
+        nested = depth < self.max_depth and self.parts < self.max_parts
+        boundary = content_type.param("boundary")
+        if part.maintype == "multipart" and nested and boundary:
+            ended = self.multipart(part, [*stack, boundary[:MAX_BOUNDARY]], depth)
+        elif content_type.value in MESSAGE_TYPES and nested:
+            part.message, ended = self.part(body_start, stack, depth + 1)
+        else:
+            part.overflow = part.maintype == "multipart"
+            ended = self.next_delimiter(body_start, stack)
+        part.body_end = self.end_before(ended, body_start)
+        part.lines = _lines(self.data, part.body_start, part.body_end)
+        return part, ended
+
+    def multipart(self, part: Part, stack: list[bytes], depth: int) -> _Delimiter | None:
+        """Read the children; the delimiter of an enclosing boundary that ended the multipart."""
+        own = len(stack) - 1
+        default = DIGEST_DEFAULT if part.subtype == "digest" else DEFAULT_TYPE
+        delimiter = self.next_delimiter(part.body_start, stack)
+        while delimiter is not None and delimiter.level == own and not delimiter.close:
+            if self.parts >= self.max_parts:
+                delimiter = self.next_delimiter(delimiter.end, stack[:own])
+                break
+            child, delimiter = self.part(delimiter.end, stack, depth + 1, default)
+            part.children.append(child)
+        if delimiter is not None and delimiter.level == own:  # the close delimiter: the epilogue
+            delimiter = self.next_delimiter(delimiter.end, stack[:own])
+        return delimiter
+
+
+def _content_type(block: HeaderBlock, default: ParamValue) -> tuple[ParamValue, bool]:
+    found = block.named("content-type")
+    if not found:
+        return default, False
+    parsed = parse_content_type(block.raw_value(found[0]))
+    if not parsed.value:  # unreadable: RFC 2045 5.2 says text/plain; us-ascii
+        return DEFAULT_TYPE, False
+    return parsed, True
+
+
+def _lines(data: bytes, start: int, end: int) -> int:
+    lines = data.count(b"\n", start, end)
+    return lines + 1 if end > start and data[end - 1] != 0x0A else lines
+
+
+def parse_message(data: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) -> Part:
+    """The MIME tree of the message ``data`` (its root part spans the whole message)."""
+    parser = _Parser(data, max_depth, max_parts)
+    root, _ = parser.part(0, [], 0)
+    root.body_end = len(data)
+    return root
