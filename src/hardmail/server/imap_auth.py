@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.proto.imap import commands as c
 from hardmail.server.imap_common import Done, bad, no, ok
+from hardmail.server.imap_folders import mailboxes
 from hardmail.server.login import LoginDriver, LoginResult
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class ImapLogin:
                 return no("Too many sessions open for this account", "LIMIT")
             self.counted = result.account
             session.account = result.account
+            await mailboxes(session.ctx).ensure_account(result.account)  # INBOX and special-use folders
             session.conn.authenticated()
             session.conn.options = replace(session.conn.options, literal_plus=True)  # LITERAL+ once logged in
             return ok("Logged in", "CAPABILITY " + " ".join(_capabilities(session)))

@@ -11,18 +11,16 @@ the last (:meth:`ImapSession.send_large`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from hardmail.imap.values import Atom
 from hardmail.mailbox import MessageRecord
-from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
 from hardmail.mime.structure import Part, parse_message
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.encode import Literal8, fetch_response
+from hardmail.proto.imap.encode import Literal8, date_time, fetch_response
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
 from hardmail.server.imap_folders import mailboxes
 from hardmail.server.imap_select import send_vanished_earlier
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
 
 META_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"})
 LARGE_RESPONSE = 64 * 1024
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def header_only(item: c.FetchItem) -> bool:
@@ -47,9 +44,8 @@ def header_only(item: c.FetchItem) -> bool:
 
 
 def internaldate(record: MessageRecord) -> str:
-    """RFC 9051 9 date-time: ``"dd-Mon-yyyy hh:mm:ss +0000"``."""
-    when = record.internaldate.astimezone(UTC)
-    return f"{when.day:02d}-{MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"
+    """RFC 9051 9 date-time of the message's INTERNALDATE."""
+    return date_time(record.internaldate)
 
 
 def flag_atoms(session: ImapSession, record: MessageRecord) -> list[Any]:
@@ -105,6 +101,7 @@ _TEXT = c.Section(text="TEXT")
 def body_value(item: c.FetchItem, loaded: Loaded) -> Any:
     """The value of a BODY[...], BINARY[...], BINARY.SIZE[...] or RFC822* item; a section that
     names no part of this message is an empty string (as Dovecot answers)."""
+    from hardmail.mime import sections
     if item.name == "RFC822":
         return loaded.data
     section = {"RFC822.HEADER": _HEADER, "RFC822.TEXT": _TEXT}.get(item.name, item.section)
@@ -135,7 +132,7 @@ def item_value(session: ImapSession, item: c.FetchItem, record: MessageRecord, l
         return record.size
     assert loaded is not None
     if name == "ENVELOPE":
-        return envelope(parse_header_block(loaded.data) if not loaded.whole else loaded.part().header)
+        return envelope(parse_header_block(loaded.data, bare_lf=True) if not loaded.whole else loaded.part().header)
     if name in ("BODY", "BODYSTRUCTURE"):
         return body_structure(loaded.part(), loaded.data, extended=name == "BODYSTRUCTURE")
     return body_value(item, loaded)
@@ -182,6 +179,8 @@ async def _fetch_one(session: ImapSession, folder: SelectedFolder, seq: int, rec
         if loaded is None:
             return False
     record = await _mark_seen(session, folder, record, items)
+    from hardmail.mime import sections
+
     values: list[tuple[str, Any]] = []
     try:
         for item in items:
@@ -190,7 +189,7 @@ async def _fetch_one(session: ImapSession, folder: SelectedFolder, seq: int, rec
         raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from None
     if any(i.sets_seen for i in items) and all(i.name != "FLAGS" for i in items) and not folder.readonly:
         values.append(("FLAGS", flag_atoms(session, record)))  # RFC 9051 6.4.5: the \Seen change shows
-    response = fetch_response(seq, values)
+    response = fetch_response(seq, values, utf8=session.utf8)
     if len(response) > LARGE_RESPONSE:
         await session.send_large(response)
     else:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hardmail.mailbox import ChangeNotifier, MailboxStore, mutf7_encode
-from hardmail.proto.imap.encode import encode_value
+from hardmail.mailbox import ChangeNotifier, MailboxStore
+from hardmail.proto.imap.encode import mailbox
 from hardmail.server.context import ServerContext
 
 if TYPE_CHECKING:
@@ -49,4 +49,4 @@ def _made(ctx: ServerContext) -> tuple[MailboxStore, ChangeNotifier | None]:
 
 def wire_name(session: ImapSession, name: str) -> bytes:
     """A folder name as a string value for LIST, STATUS, ... responses."""
-    return encode_value(name if session.utf8 else mutf7_encode(name))
+    return mailbox(name, utf8=session.utf8)

@@ -67,9 +67,10 @@ async def _wait(session: ImapSession, folder: SelectedFolder | None, reader: asy
     if subscription is None:
         done, _ = await asyncio.wait({reader}, timeout=POLL_SECONDS)
     else:
-        changed = asyncio.ensure_future(subscription.changed.wait())
+        changed: asyncio.Future[Any] = asyncio.ensure_future(subscription.changed.wait())
         try:
-            done, _ = await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {reader, changed}
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not changed.done():
                 changed.cancel()

@@ -121,8 +121,8 @@ class SelectedFolder:
             self.told_exists = self.exists
 
     def flags_line(self, session: ImapSession, record: MessageRecord) -> bytes:
-        from hardmail.server.imap_fetch import flag_atoms  # noqa: PLC0415  # fetch imports this module
-        from hardmail.proto.imap.encode import fetch_response  # noqa: PLC0415
+        from hardmail.proto.imap.encode import fetch_response
+        from hardmail.server.imap_fetch import flag_atoms  # fetch imports this module
 
         items: list[tuple[str, Any]] = [("FLAGS", flag_atoms(session, record))]
         if session.qresync:

@@ -23,8 +23,8 @@ from hardmail.core.replies import Reply
 from hardmail.ops.log import EventLogger
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.connection import ImapServerConnection
-from hardmail.proto.imap.state import ConnState, ImapOptions
 from hardmail.proto.imap.encode import continuation, tagged, untagged
+from hardmail.proto.imap.state import ConnState, ImapOptions
 from hardmail.server import imap_auth, imap_fetch, imap_idle, imap_mailboxes, imap_search, imap_select, imap_store
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
@@ -55,8 +55,8 @@ def capabilities(session: ImapSession) -> list[str]:
         if not session.plaintext_refused:
             caps += [f"AUTH={name}" for name in imap_auth.MECHANISMS]
         return caps
-    return base + [
-        "IDLE", "UIDPLUS", "MOVE", "SPECIAL-USE", "CREATE-SPECIAL-USE", "NAMESPACE", "LITERAL+", "ENABLE",
+    return [
+        *base, "IDLE", "UIDPLUS", "MOVE", "SPECIAL-USE", "CREATE-SPECIAL-USE", "NAMESPACE", "LITERAL+", "ENABLE",
         "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "UNSELECT", "LIST-EXTENDED", "LIST-STATUS", "SASL-IR",
         "ID", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", f"APPENDLIMIT={session.append_limit}", "BINARY",
         "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CHILDREN", "STATUS=SIZE",
