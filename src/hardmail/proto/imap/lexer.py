@@ -189,17 +189,19 @@ class Reader:
 
     def sequence_set(self) -> SequenceSet:
         text = self._match(_SEQSET, "a sequence set")
-        if text == b"$":
-            return SequenceSet(saved=True)
         ranges: list[tuple[int, int]] = []
+        saved = False
         for piece in text.split(b","):
+            if piece == b"$":  # RFC 5182 3
+                saved = True
+                continue
             match = _SEQ_RANGE.match(piece)
             if match is None:
                 raise ParseError("Invalid sequence set")
             lo = _seq_number(match.group(1))
             hi = _seq_number(match.group(2)) if match.group(2) else lo
             ranges.append((lo, hi))
-        return SequenceSet(tuple(ranges))
+        return SequenceSet(tuple(ranges), saved)
 
     def date(self) -> date:
         """RFC 9051 9 ``date``: date-text or a quoted date-text."""

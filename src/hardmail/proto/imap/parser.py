@@ -46,13 +46,18 @@ Parser = Callable[[Reader, Context], c.Command]
 def decode_mailbox(raw: bytes, utf8: bool, *, inbox: bool = True) -> str:
     text = decode_text(raw, "mailbox name")
     if not utf8 and text.isascii():
+        _no_controls(text)
         try:
             text = mutf7_decode(text)
         except Mutf7Error:
             raise ParseError("Mailbox name is not valid modified UTF-7") from None
+    _no_controls(text)
+    return "INBOX" if inbox and text.upper() == "INBOX" else text
+
+
+def _no_controls(text: str) -> None:
     if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in text):
         raise ParseError("Control character in mailbox name")
-    return "INBOX" if inbox and text.upper() == "INBOX" else text
 
 
 def mailbox(r: Reader, ctx: Context) -> str:

@@ -17,7 +17,8 @@ MAX_NUMBER = 0xFFFFFFFF  # RFC 9051 9: nz-number is a 32-bit value
 @dataclass(frozen=True, slots=True)
 class SequenceSet:
     """``ranges`` are (low, high) pairs as sent (``STAR`` = 0 stands for ``*``), reversed ranges kept
-    as sent; ``saved`` is the ``$`` of RFC 5182 (the last ``SEARCH RETURN (SAVE)`` result)."""
+    as sent; ``saved`` is the ``$`` of RFC 5182 (the last ``SEARCH RETURN (SAVE)`` result), alone or
+    after ranges (RFC 5182 3: ``sequence-set =/ seq-last-command`` inside the recursive rule)."""
 
     ranges: tuple[tuple[int, int], ...] = ()
     saved: bool = False
@@ -27,9 +28,7 @@ class SequenceSet:
         return cls(tuple((n, n) for n in numbers))
 
     def __str__(self) -> str:
-        if self.saved:
-            return "$"
-        return ",".join(_range_text(lo, hi) for lo, hi in self.ranges)
+        return ",".join([_range_text(lo, hi) for lo, hi in self.ranges] + (["$"] if self.saved else []))
 
     @property
     def uses_star(self) -> bool:
@@ -47,27 +46,25 @@ class SequenceSet:
         that is a client error (RFC 9051 9: ``seq-number`` must exist)."""
         return any(n != STAR and n > largest for pair in self.ranges for n in pair)
 
-    def contains(self, value: int, largest: int) -> bool:
-        return any(lo <= value <= hi for lo, hi in self.bounds(largest))
+    def contains(self, value: int, largest: int, saved: Sequence[int] = ()) -> bool:
+        return any(lo <= value <= hi for lo, hi in self.bounds(largest)) or (self.saved and value in saved)
 
     def resolve(self, largest: int, saved: Sequence[int] = ()) -> list[int]:
-        """Sorted distinct numbers 1..``largest`` in the set (``saved`` replaces ``$``)."""
-        if self.saved:
-            return sorted({n for n in saved if 1 <= n <= largest})
+        """Sorted distinct numbers 1..``largest`` in the set (``saved`` stands for ``$``)."""
         if largest <= 0:
             return []
         merged = _merge(sorted((max(lo, 1), min(hi, largest)) for lo, hi in self.bounds(largest)))
-        return [n for lo, hi in merged for n in range(lo, hi + 1)]
+        numbers = [n for lo, hi in merged for n in range(lo, hi + 1)]
+        if self.saved:
+            return sorted(set(numbers).union(n for n in saved if 1 <= n <= largest))
+        return numbers
 
     def filter(self, values: Sequence[int], saved: Sequence[int] = ()) -> list[int]:
         """The members of sorted ``values`` (e.g. the UIDs in a mailbox) that are in the set;
         ``*`` is the largest of ``values`` (RFC 9051 6.4.9: ``n:*`` always includes the last)."""
-        if self.saved:
-            wanted = set(saved)
-            return [v for v in values if v in wanted]
         if not values:
             return []
-        out: set[int] = set()
+        out: set[int] = set(saved).intersection(values) if self.saved else set()
         for lo, hi in self.bounds(values[-1]):
             start = bisect.bisect_left(values, lo)
             stop = bisect.bisect_right(values, hi)
