@@ -127,7 +127,7 @@ def test_folders_and_special_use(server: ServerThread) -> None:
         assert client.create("Projects/2026")[0] == "OK"
         assert client.create("Projects/2026")[0] == "NO"
         assert client.rename("Projects/2026", "Projects/Done")[0] == "OK"
-        status, lines = client.list("", "Projects/*")
+        status, lines = client.list('""', "Projects/*")
         assert any(b'"Projects/Done"' in line or b"Projects/Done" in line for line in lines)
         assert client.delete("Projects/Done")[0] == "OK"
         status, data = client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)")

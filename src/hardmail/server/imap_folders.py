@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hardmail.mailbox import ChangeNotifier, MailboxStore
+from hardmail.mailbox import ChangeNotifier, MailboxStore, Subscription
 from hardmail.proto.imap.encode import mailbox
 from hardmail.server.context import ServerContext
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DELIMITER = "/"
 _MADE: dict[int, tuple[MailboxStore, ChangeNotifier | None]] = {}
+_STARTED: set[int] = set()
 
 
 def mailboxes(ctx: ServerContext) -> MailboxStore:
@@ -29,11 +30,15 @@ def mailboxes(ctx: ServerContext) -> MailboxStore:
     return _made(ctx)[0]
 
 
-def notifier(ctx: ServerContext) -> ChangeNotifier | None:
+async def watch(ctx: ServerContext, account: str, folder: str) -> Subscription | None:
+    """A change subscription for the folder (None when the process has no notifier)."""
     found: ChangeNotifier | None = getattr(ctx, "notifier", None)
-    if found is not None or getattr(ctx, "mailboxes", None) is not None:
-        return found
-    return _made(ctx)[1]
+    if found is None and getattr(ctx, "mailboxes", None) is None:
+        found = _made(ctx)[1]
+        if found is not None and id(ctx) not in _STARTED:  # ours: started on first use
+            _STARTED.add(id(ctx))
+            await found.start()
+    return found.subscribe(account, folder) if found is not None else None
 
 
 def _made(ctx: ServerContext) -> tuple[MailboxStore, ChangeNotifier | None]:

@@ -21,7 +21,7 @@ from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscriptio
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.sequence import SequenceSet, compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes, notifier, wire_name
+from hardmail.server.imap_folders import mailboxes, watch, wire_name
 
 if TYPE_CHECKING:
     from hardmail.server.imap_session import ImapSession
@@ -172,8 +172,7 @@ async def select(session: ImapSession, command: c.Select) -> Done:
     if await store.folder(session.account, command.mailbox) is None:
         return no("No such mailbox", "NONEXISTENT")
     snapshot = await store.sync(session.account, command.mailbox, claim_recent=not command.readonly)
-    watch = notifier(session.ctx)
-    subscription = watch.subscribe(session.account, snapshot.info.name) if watch is not None else None
+    subscription = await watch(session.ctx, session.account, snapshot.info.name)
     folder = SelectedFolder(session.account, snapshot, command.readonly, subscription)
     session.selected = folder
     session.saved_uids = []
