@@ -66,7 +66,7 @@ def test_imaplib_starttls_and_imaps_login(server: ServerThread) -> None:
     with imaplib.IMAP4(host, port, timeout=20) as client:
         client.starttls(ssl_context=client_tls_context())
         assert client.login(ALICE, ALICE_PASSWORD)[0] == "OK"
-        status, data = client.select("INBOX")
+        status, _data = client.select("INBOX")
         assert status == "OK"
         client.logout()
     with imaps(server) as client:
@@ -152,7 +152,7 @@ def test_store_copy_move_expunge(server: ServerThread) -> None:
         status, data = client.expunge()
         assert status == "OK"
         status, data = client.copy("1", "Nowhere")
-        assert status == "NO" and b"TRYCREATE" in str(client.response("TRYCREATE")).encode() or status == "NO"
+        assert (status == "NO" and b"TRYCREATE" in str(client.response("TRYCREATE")).encode()) or status == "NO"
         status, data = client.select("Keep")
         assert int(data[0]) == 2
 

@@ -11,7 +11,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context
 
@@ -95,10 +95,8 @@ class RawImap:
             return False
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 @contextmanager
@@ -119,10 +117,8 @@ def imaps(server: ServerThread, user: str = ALICE, password: str = ALICE_PASSWOR
         client.login(user, password)
         yield client
     finally:
-        try:
+        with suppress(imaplib.IMAP4.error, OSError):
             client.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 def message(subject: str = "Hello", body: str = "Hi there.\r\n", sender: str = "bob@example.test") -> bytes:
