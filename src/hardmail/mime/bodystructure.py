@@ -17,12 +17,21 @@ from hardmail.mime.params import ParamValue, parse_language
 from hardmail.mime.structure import Part
 
 
-def _params(value: ParamValue, skip: tuple[str, ...] = ()) -> list[Any] | None:
+def _params(value: ParamValue) -> list[Any] | None:
     """body-fld-param: a list of name/value strings, or NIL when there are none."""
     pairs: list[Any] = []
     for name, text in value.params:
-        if name not in skip:
-            pairs.extend((name, text))
+        pairs.extend((name, text))
+    return pairs or None
+
+
+def _type_params(part: Part) -> list[Any] | None:
+    """The Content-Type parameters; a text part without a charset gets ``charset us-ascii``
+    (RFC 2045 5.2), as Dovecot shows it."""
+    pairs = _params(part.content_type) or []
+    has_charset = any(name.lower() in ("charset", "charset*") for name, _ in part.content_type.params)
+    if part.maintype == "text" and not has_charset:
+        pairs.extend(("charset", "us-ascii"))
     return pairs or None
 
 
@@ -30,15 +39,13 @@ def _disposition(part: Part) -> list[Any] | None:
     parsed = part.disposition
     if parsed is None or not parsed.value:
         return None
-    return [parsed.value, _params(parsed)]
+    return [parsed.original[0], _params(parsed)]
 
 
 def _language(part: Part) -> Any:
     value = part.field_value("content-language")
     tags = parse_language(value) if value is not None else []
-    if not tags:
-        return None
-    return tags[0] if len(tags) == 1 else tags
+    return tags or None  # always a list, as Dovecot sends it (RFC 9051 also allows a string)
 
 
 def _extension(part: Part) -> list[Any]:
@@ -49,10 +56,10 @@ def _extension(part: Part) -> list[Any]:
 def _fields(part: Part) -> list[Any]:
     """body-fields: parameters, id, description, encoding, size."""
     return [
-        _params(part.content_type),
+        _type_params(part),
         part.field_value("content-id"),
         part.field_value("content-description"),
-        part.encoding,
+        part.encoding_as_written,
         part.body_size,
     ]
 
@@ -62,7 +69,7 @@ def body_structure(part: Part, data: bytes, *, extended: bool = True) -> list[An
     if part.is_multipart:
         return _multipart(part, data, extended)
     # a multipart too deep to read is shown as an opaque leaf
-    kind = ["application", "octet-stream"] if part.overflow else [part.maintype, part.subtype]
+    kind = ["application", "octet-stream"] if part.overflow else list(part.content_type.original)
     out: list[Any] = [*kind, *_fields(part)]
     if part.message is not None:
         out += [envelope(part.message.header), body_structure(part.message, data, extended=extended),
@@ -79,7 +86,7 @@ def _multipart(part: Part, data: bytes, extended: bool) -> list[Any]:
         bodies = [body_structure(child, data, extended=extended) for child in part.children]
     else:  # RFC 9051 7.5.2: at least one body; a multipart without parts shows an empty one
         bodies = [_empty_text(extended)]
-    out: list[Any] = [Run(bodies), part.subtype]
+    out: list[Any] = [Run(bodies), part.content_type.original[1]]
     if extended:
         out += [_params(part.content_type), *_extension(part)]
     return out

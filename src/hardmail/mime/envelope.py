@@ -35,14 +35,11 @@ def envelope(block: HeaderBlock) -> list[Any]:
     for name in ("sender", "reply-to"):
         if lists[name] is None:
             lists[name] = lists["from"]
+    # a field that is there but empty is "", not NIL (as Dovecot sends it)
     return [
-        _nil_if_empty(_first(block, "date")),
-        _nil_if_empty(_first(block, "subject")),
+        _first(block, "date"),
+        _first(block, "subject"),
         *(lists[name] for name in ADDRESS_FIELDS),
-        _nil_if_empty(_first(block, "in-reply-to")),
-        _nil_if_empty(_first(block, "message-id")),
+        _first(block, "in-reply-to"),
+        _first(block, "message-id"),
     ]
-
-
-def _nil_if_empty(value: bytes | None) -> bytes | None:
-    return value or None

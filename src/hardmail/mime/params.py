@@ -81,13 +81,15 @@ class ParamValue:
     """``type/subtype; a=b`` or ``attachment; filename=x``, as IMAP shows it."""
 
     value: str  # "text/plain", "attachment": lower-cased, "" when missing
-    # names lower-cased, in order, RFC 2231 continuations joined; an extended (charset) value is
-    # kept encoded under "name*" (``utf-8''%C3%A9t%C3%A9.pdf``), as Dovecot shows it
+    # names as written, in order, then the RFC 2231 continuations joined (as Dovecot orders
+    # them); an extended (charset) value is kept encoded under "name*" (``utf-8''%C3%A9.pdf``)
     params: tuple[tuple[str, bytes], ...]
+    original: tuple[str, str] = ("", "")  # the type and subtype as written (IMAP shows these)
 
     def param(self, name: str) -> bytes | None:
+        """The first parameter called ``name`` (lower-case), whatever its case."""
         for key, value in self.params:
-            if key == name:
+            if key.lower() == name:
                 return value
         return None
 
@@ -128,31 +130,24 @@ def _raw_params(data: bytes, at: int) -> list[tuple[str, bytes]]:
         if not name or at >= size or data[at] != 0x3D:
             continue
         value, at = _value(data, _skip_cfws(data, at + 1))
-        params.append((name.decode("ascii", "replace").lower(), value))
+        params.append((name.decode("ascii", "replace"), value))
     return params
 
 
 def _join_continuations(params: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
-    """RFC 2231 3, 4.1: ``name*0``, ``name*1*``... as one ``name`` (or ``name*`` if encoded)."""
-    sections: dict[str, dict[int, tuple[bool, bytes]]] = {}
-    out: list[tuple[str, bytes]] = []
+    """RFC 2231 3, 4.1: ``name*0``, ``name*1*``... as one ``name`` (or ``name*`` if encoded),
+    after the other parameters; a name's case is that of its first section."""
+    sections: dict[str, tuple[str, dict[int, tuple[bool, bytes]]]] = {}
+    plain: list[tuple[str, bytes]] = []
     for name, value in params:
         found = _SECTION.match(name)
         if found is None:
-            out.append((name, value))
+            plain.append((name, value))
             continue
         base = found.group(1)
-        if base not in sections:
-            sections[base] = {}
-            out.append((base, b""))  # the place of the joined value
-        sections[base].setdefault(int(found.group(2)), (bool(found.group(3)), value))
-    joined = []
-    for name, value in out:
-        if name in sections and value == b"":
-            joined.append(_joined(name, sections[name]))
-        else:
-            joined.append((name, value))
-    return tuple(joined)
+        entry = sections.setdefault(base.lower(), (base, {}))
+        entry[1].setdefault(int(found.group(2)), (bool(found.group(3)), value))
+    return (*plain, *(_joined(base, parts) for base, parts in sections.values()))
 
 
 def _joined(name: str, parts: dict[int, tuple[bool, bytes]]) -> tuple[str, bytes]:
@@ -180,14 +175,16 @@ def parse_content_type(value: bytes) -> ParamValue:
     minor = b""
     if at < len(value) and value[at] == 0x2F:
         minor, at = _token(value, _skip_cfws(value, at + 1))
-    kind = f"{major.decode('ascii').lower()}/{minor.decode('ascii').lower()}" if major and minor else ""
-    return ParamValue(kind, _join_continuations(_raw_params(value, at)))
+    original = (major.decode("ascii"), minor.decode("ascii"))
+    kind = f"{original[0]}/{original[1]}".lower() if major and minor else ""
+    return ParamValue(kind, _join_continuations(_raw_params(value, at)), original)
 
 
 def parse_disposition(value: bytes) -> ParamValue:
     """A Content-Disposition value (RFC 2183): the type lower-cased and parameters."""
     kind, at = _token(value, _skip_cfws(value, 0))
-    return ParamValue(kind.decode("ascii").lower(), _join_continuations(_raw_params(value, at)))
+    text = kind.decode("ascii")
+    return ParamValue(text.lower(), _join_continuations(_raw_params(value, at)), (text, ""))
 
 
 def parse_language(value: bytes) -> list[bytes]:

@@ -24,8 +24,8 @@ MAX_DEPTH = 50  # nested multiparts and messages; deeper ones are leaves (Doveco
 MAX_PARTS = 5000  # parts per message; the rest are inside the last leaf
 MAX_BOUNDARY = 200  # RFC 2046 5.1.1: at most 70; a longer one is still read, up to this
 _BLANK = re.compile(rb"\n\r?\n")
-DEFAULT_TYPE = ParamValue("text/plain", (("charset", b"us-ascii"),))
-DIGEST_DEFAULT = ParamValue("message/rfc822", ())
+DEFAULT_TYPE = ParamValue("text/plain", (("charset", b"us-ascii"),), ("text", "plain"))
+DIGEST_DEFAULT = ParamValue("message/rfc822", (), ("message", "rfc822"))
 MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 
 
@@ -40,7 +40,7 @@ class Part:
     header: HeaderBlock
     content_type: ParamValue  # the default (text/plain us-ascii, or message/rfc822 in a digest)
     explicit_type: bool  # the header had a readable Content-Type
-    lines: int = 0  # LF-ended lines of the body, plus a last unended line
+    lines: int = 0  # LFs in the body (a last line without one is not counted, as by Dovecot)
     children: list[Part] = field(default_factory=list)  # a multipart's parts
     message: Part | None = None  # the message a message/rfc822 part encloses
     overflow: bool = False  # a multipart or message read as a leaf (MAX_DEPTH, MAX_PARTS)
@@ -73,8 +73,12 @@ class Part:
     @property
     def encoding(self) -> str:
         """Content-Transfer-Encoding lower-cased; "7bit" when absent (RFC 2045 6.1)."""
+        return self.encoding_as_written.lower()
+
+    @property
+    def encoding_as_written(self) -> str:
         value = self.field_value("content-transfer-encoding")
-        text = value.decode("ascii", "replace").strip().lower() if value else ""
+        text = value.decode("ascii", "replace").strip() if value else ""
         return text or "7bit"
 
     @property
@@ -167,7 +171,10 @@ class _Parser:
         """The part's header block, where it ends and where the body starts."""
         data = self.data
         if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
-            return parse_header_block(b"", bare_lf=True), start, start + (1 if data[start] == 0x0A else 2)
+            eol = 1 if data[start] == 0x0A else 2
+            if self._match(start + eol, stack) is not None and data.startswith(b"--", start + eol):
+                return parse_header_block(b""), start, start  # an empty part: that line end is the delimiter's
+            return parse_header_block(b"", bare_lf=True), start, start + eol
         blank = self._blank_line(start)
         header_end = self.size if blank < 0 else blank + 1
         body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
@@ -185,19 +192,21 @@ class _Parser:
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
+        floor = body_start
         if part.maintype == "multipart" and nested and boundary:
-            ended = self.multipart(part, [*stack, boundary[:MAX_BOUNDARY]], depth)
+            ended, floor = self.multipart(part, [*stack, boundary[:MAX_BOUNDARY]], depth)
         elif content_type.value in MESSAGE_TYPES and nested:
             part.message, ended = self.part(body_start, stack, depth + 1)
         else:
             part.overflow = part.maintype == "multipart"
             ended = self.next_delimiter(body_start, stack)
-        part.body_end = self.end_before(ended, body_start)
-        part.lines = _lines(self.data, part.body_start, part.body_end)
+        part.body_end = self.end_before(ended, floor)
+        part.lines = self.data.count(b"\n", part.body_start, part.body_end)
         return part, ended
 
-    def multipart(self, part: Part, stack: list[bytes], depth: int) -> _Delimiter | None:
-        """Read the children; the delimiter of an enclosing boundary that ended the multipart."""
+    def multipart(self, part: Part, stack: list[bytes], depth: int) -> tuple[_Delimiter | None, int]:
+        """Read the children; the delimiter of an enclosing boundary that ended the multipart, and
+        where its body ends at the least (after the close delimiter's line, as Dovecot reads it)."""
         own = len(stack) - 1
         default = DIGEST_DEFAULT if part.subtype == "digest" else DEFAULT_TYPE
         delimiter = self.next_delimiter(part.body_start, stack)
@@ -208,8 +217,8 @@ class _Parser:
             child, delimiter = self.part(delimiter.end, stack, depth + 1, default)
             part.children.append(child)
         if delimiter is not None and delimiter.level == own:  # the close delimiter: the epilogue
-            delimiter = self.next_delimiter(delimiter.end, stack[:own])
-        return delimiter
+            return self.next_delimiter(delimiter.end, stack[:own]), delimiter.end
+        return delimiter, part.body_start
 
 
 def _content_type(block: HeaderBlock, default: ParamValue) -> tuple[ParamValue, bool]:
@@ -222,9 +231,16 @@ def _content_type(block: HeaderBlock, default: ParamValue) -> tuple[ParamValue, 
     return parsed, True
 
 
-def _lines(data: bytes, start: int, end: int) -> int:
-    lines = data.count(b"\n", start, end)
-    return lines + 1 if end > start and data[end - 1] != 0x0A else lines
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def crlf(data: bytes) -> bytes:
+    """``data`` with every bare LF made a CRLF (the same object when there is none). IMAP lines end
+    in CRLF (RFC 9051 2.2); Dovecot serves a stored file with LF line ends this way, and sizes,
+    line counts and sections are then those of the CRLF form: parse what you serve."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return _BARE_LF.sub(b"\r\n", data)
 
 
 def parse_message(data: bytes, *, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) -> Part:
