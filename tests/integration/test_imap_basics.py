@@ -113,7 +113,7 @@ def test_append_select_fetch_round_trip(server: ServerThread) -> None:
         status, data = client.uid("FETCH", str(uid), "(FLAGS BODY.PEEK[] RFC822.SIZE)")
         assert status == "OK"
         assert data[0][1] == body
-        assert b"\\Flagged" in data[0][0] and b"RFC822.SIZE %d" % len(body) in data[0][0]
+        assert b"\\Flagged" in data[0][0] and b"RFC822.SIZE %d" % len(body) in data[0][0] + data[1]
         status, data = client.uid("FETCH", str(uid), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert data[0][1] == b"Subject: Round trip\r\n\r\n"
 

@@ -52,7 +52,7 @@ def test_idle_sees_an_append_by_another_client(server: ServerThread) -> None:
             assert other.append("INBOX", None, None, message("while idle"))[0] == "OK"
         assert _wait_for(watcher, b" EXISTS\r\n") == b"* %d EXISTS\r\n" % (exists + 1)
         watcher.send(b"DONE\r\n")
-        assert watcher.line().startswith(b"idle1 OK")
+        assert watcher.until("idle1")[1].startswith(b"idle1 OK")
 
 
 def test_idle_sees_flags_and_expunges_of_another_client(server: ServerThread) -> None:
@@ -70,7 +70,7 @@ def test_idle_sees_flags_and_expunges_of_another_client(server: ServerThread) ->
             other.expunge()
         assert _wait_for(watcher, b" EXPUNGE\r\n") == b"* %d EXPUNGE\r\n" % exists
         watcher.send(b"DONE\r\n")
-        assert _wait_for(watcher, b"\r\n").startswith((b"idle1 OK", b"* "))
+        assert watcher.until("idle1")[1].startswith(b"idle1 OK")
 
 
 def test_noop_reports_what_changed(server: ServerThread) -> None:
@@ -143,7 +143,7 @@ def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
     try:
         pids = running.wait_for("server.workers")["pids"]
         for _ in range(2):
-            running.wait_for("server.start")
+            running.wait_for("server.worker_ready")
         by_worker: dict[int | None, RawImap] = {}
         while len([p for p in by_worker if p is not None]) < 2:
             assert len(clients) < 40, "every connection went to the same worker"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.imap.values import Atom
 from hardmail.mailbox import MessageRecord
+from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
@@ -101,7 +102,6 @@ _TEXT = c.Section(text="TEXT")
 def body_value(item: c.FetchItem, loaded: Loaded) -> Any:
     """The value of a BODY[...], BINARY[...], BINARY.SIZE[...] or RFC822* item; a section that
     names no part of this message is an empty string (as Dovecot answers)."""
-    from hardmail.mime import sections
     if item.name == "RFC822":
         return loaded.data
     section = {"RFC822.HEADER": _HEADER, "RFC822.TEXT": _TEXT}.get(item.name, item.section)
@@ -179,8 +179,6 @@ async def _fetch_one(session: ImapSession, folder: SelectedFolder, seq: int, rec
         if loaded is None:
             return False
     record = await _mark_seen(session, folder, record, items)
-    from hardmail.mime import sections
-
     values: list[tuple[str, Any]] = []
     try:
         for item in items:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hardmail.imap import search as evaluator
 from hardmail.mailbox import MessageRecord
-from hardmail.mime.headers import HeaderBlock, parse_header_block
 from hardmail.mime.structure import parse_message
+from hardmail.mime.text import MessageText
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap import searchkeys as keys
 from hardmail.proto.imap.encode import esearch_response, search_response
@@ -34,15 +34,15 @@ if TYPE_CHECKING:
 
 CHARSETS = ("UTF-8", "US-ASCII")
 BATCH = 200  # messages evaluated per thread hop when files must be read
-HEADER_KEYS = (keys.HeaderKey,)
 
 
 class SearchMessage:
-    """One message as the search evaluator sees it (files read at most once, on first need)."""
+    """One message as the search evaluator sees it; its file read at most once, on first need
+    (the header block only, unless a key wants the text)."""
 
-    __slots__ = ("_block", "_data", "_path", "flags", "internaldate", "modseq", "seq", "size", "uid")
+    __slots__ = ("_path", "_text", "_whole", "flags", "internaldate", "modseq", "seq", "size", "uid")
 
-    def __init__(self, seq: int, record: MessageRecord, path: Path | None, recent: bool) -> None:
+    def __init__(self, seq: int, record: MessageRecord, path: Path | None, recent: bool, whole: bool) -> None:
         self.seq = seq
         self.uid = record.uid
         self.flags = record.flags | {"\\Recent"} if recent else record.flags
@@ -50,66 +50,32 @@ class SearchMessage:
         self.size = record.size
         self.modseq = record.modseq
         self._path = path
-        self._block: HeaderBlock | None = None
-        self._data: bytes | None = None
+        self._whole = whole
+        self._text: MessageText | None = None
 
-    def _header_block(self) -> HeaderBlock:
-        if self._block is None:
-            head = b""
-            if self._data is not None:
-                head = self._data
-            elif self._path is not None:
+    def _message(self) -> MessageText:
+        if self._text is None:
+            data = b""
+            if self._path is not None:
                 try:
-                    head = read_header_block(self._path)
-                except OSError:  # expunged meanwhile: it matches nothing that needs its header
-                    head = b""
-            self._block = parse_header_block(head, bare_lf=True)
-        return self._block
-
-    def _whole(self) -> bytes:
-        if self._data is None:
-            try:
-                self._data = self._path.read_bytes() if self._path is not None else b""
-            except OSError:
-                self._data = b""
-            self._block = None
-        return self._data
+                    data = self._path.read_bytes() if self._whole else read_header_block(self._path)
+                except OSError:  # expunged meanwhile: it matches nothing that needs its content
+                    data = b""
+            self._text = MessageText(data, parse_message(data))
+        return self._text
 
     def header(self, name: str) -> list[str]:
-        from hardmail.mime import text as mimetext
-
-        block = self._header_block()
-        return [mimetext.decode_header(block.raw_value(f)) for f in block.named(name.lower())]
+        return self._message().header(name)
 
     def headers_text(self) -> str:
-        from hardmail.mime import text as mimetext
-
-        block = self._header_block()
-        return "\n".join(f"{f.name}: {mimetext.decode_header(block.raw_value(f))}" for f in block.fields)
+        return self._message().headers_text()
 
     def body_text(self) -> str:
-        from hardmail.mime import text as mimetext
-
-        data = self._whole()
-        return mimetext.body_text(data, parse_message(data))
+        return self._message().body_text()
 
     def sent_date(self) -> date | None:
         values = self.header("date")
-        if not values:
-            return None
-        try:
-            return parsedate_to_datetime(values[0]).date()  # RFC 9051 6.4.4: the date, zone ignored
-        except (TypeError, ValueError, IndexError):
-            return None
-
-
-def _needs(key: keys.SearchKey) -> tuple[bool, bool]:
-    """(header, body): whether any file must be read for ``key``."""
-    nodes = keys.walk(key)
-    body = any(isinstance(n, keys.TextKey) for n in nodes)
-    header = body or any(isinstance(n, keys.HeaderKey) or (isinstance(n, keys.DateKey) and n.field == "sent")
-                         for n in nodes)
-    return header, body
+        return evaluator.parse_sent_date(values[0]) if values else None
 
 
 def _check_charset(charset: str | None) -> None:
@@ -125,14 +91,14 @@ def _selected(session: ImapSession) -> SelectedFolder:
 
 async def matching(session: ImapSession, key: keys.SearchKey) -> list[SearchMessage]:
     """The messages of the selected folder that ``key`` matches, in order."""
-    from hardmail.imap import search as evaluator
     folder = _selected(session)
-    if any(isinstance(n, keys.ModSeqKey) for n in keys.walk(key)):
+    if evaluator.uses_modseq(key):
         session.condstore = True  # RFC 7162 3.1
-    header, _body = _needs(key)
+    whole = evaluator.needs_body(key)
+    files = whole or evaluator.needs_headers(key)
     context = evaluator.SearchContext(
         max_seq=folder.exists, max_uid=folder.uids[-1] if folder.uids else 0,
-        saved_uids=tuple(session.saved_uids), now=datetime.fromtimestamp(session.ctx.clock.now()).astimezone())
+        saved_uids=frozenset(session.saved_uids), now=datetime.fromtimestamp(session.ctx.clock.now(), UTC))
     found: list[SearchMessage] = []
     pending: list[SearchMessage] = []
     store = mailboxes(session.ctx)
@@ -140,9 +106,9 @@ async def matching(session: ImapSession, key: keys.SearchKey) -> list[SearchMess
         record = folder.records.get(uid)
         if record is None:
             continue
-        path = await store.message_path(folder.account, folder.name, uid) if header else None
-        message = SearchMessage(seq, record, path, uid in folder.recent)
-        if not header:
+        path = await store.message_path(folder.account, folder.name, uid) if files else None
+        message = SearchMessage(seq, record, path, uid in folder.recent, whole)
+        if not files:
             if evaluator.evaluate(key, message, context):
                 found.append(message)
             continue
@@ -155,9 +121,8 @@ async def matching(session: ImapSession, key: keys.SearchKey) -> list[SearchMess
     return found
 
 
-async def _in_thread(key: keys.SearchKey, messages: list[SearchMessage], context: Any) -> list[SearchMessage]:
-    from hardmail.imap import search as evaluator
-
+async def _in_thread(key: keys.SearchKey, messages: list[SearchMessage],
+                     context: evaluator.SearchContext) -> list[SearchMessage]:
     def run() -> list[SearchMessage]:
         return [m for m in messages if evaluator.evaluate(key, m, context)]
 
@@ -173,39 +138,22 @@ async def search(session: ImapSession, command: c.Search) -> Done:
     _check_charset(command.charset)
     found = await matching(session, command.key)
     numbers = _numbers(found, command.uid)
-    modseq = max((m.modseq for m in found), default=None)
-    uses_modseq = any(isinstance(n, keys.ModSeqKey) for n in keys.walk(command.key))
+    modseq = max((m.modseq for m in found), default=None) if evaluator.uses_modseq(command.key) else None
     returns = command.returns
     if returns is None and session.rev2:
-        returns = ("ALL",)  # RFC 9051 7.3.4: IMAP4rev2 answers with ESEARCH
+        returns = ()  # RFC 9051 7.3.4: IMAP4rev2 answers with ESEARCH (ALL)
     if returns is None:
-        session.send(search_response(numbers, modseq if uses_modseq and found else None))
+        session.send(search_response(numbers, modseq))
         return ok("SEARCH completed")
-    options = set(returns) or {"ALL"}
-    if "SAVE" in options:  # RFC 5182 2.1
-        session.saved_uids = [m.uid for m in found]
-        options.discard("SAVE")
-        if not options:
-            return ok("SEARCH completed, result saved")
-    session.send(esearch_response(command.tag, command.uid, _esearch_items(numbers, options, modseq, uses_modseq)))
+    result = evaluator.esearch_result(returns, list(zip(numbers, (m.uid for m in found), strict=True)))
+    if result.saved_uids is not None:  # RFC 5182 2.1
+        session.saved_uids = sorted(result.saved_uids)
+    if result.send:
+        items = list(result.items)
+        if modseq is not None and numbers:  # RFC 7162 3.1.5
+            items.append(("MODSEQ", modseq))
+        session.send(esearch_response(command.tag, command.uid, items))
     return ok("SEARCH completed")
-
-
-def _esearch_items(numbers: list[int], options: set[str], modseq: int | None,
-                   uses_modseq: bool) -> list[tuple[str, Any]]:
-    """RFC 4731 3.1: MIN MAX ALL COUNT, each only when there are matches (COUNT always)."""
-    items: list[tuple[str, Any]] = []
-    if numbers and "MIN" in options:
-        items.append(("MIN", min(numbers)))
-    if numbers and "MAX" in options:
-        items.append(("MAX", max(numbers)))
-    if numbers and "ALL" in options:
-        items.append(("ALL", sorted(numbers)))
-    if "COUNT" in options:
-        items.append(("COUNT", len(numbers)))
-    if numbers and uses_modseq and modseq is not None:  # RFC 7162 3.1.5
-        items.append(("MODSEQ", modseq))
-    return items
 
 
 async def sort(session: ImapSession, command: c.Sort) -> Done:

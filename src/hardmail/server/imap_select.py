@@ -13,10 +13,10 @@ that may carry them.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hardmail.imap.selected import SelectedView, expunge_allowed
 from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscription
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.sequence import SequenceSet, compress
@@ -31,26 +31,26 @@ NO_UPDATES_AFTER = frozenset({"LOGOUT", "SELECT", "EXAMINE", "IDLE", "CLOSE", "U
 
 
 def defers_expunge(command: c.Command) -> bool:
-    """RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE, SEARCH (and SORT, THREAD, COPY) by
+    """RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE, SEARCH (and SORT, THREAD) by
     message number; the UID forms may carry them."""
-    kinds = (c.Fetch, c.Store, c.Search, c.Sort, c.Thread, c.Copy)
-    return isinstance(command, kinds) and not getattr(command, "uid", False)
+    return not expunge_allowed(command)
 
 
 class SelectedFolder:
-    def __init__(self, account: str, snapshot: FolderSnapshot, readonly: bool,
+    """The selected folder: the view (numbers, what the client was told) and each message's record."""
+
+    def __init__(self, session: ImapSession, snapshot: FolderSnapshot, readonly: bool,
                  subscription: Subscription | None) -> None:
-        self.account = account
+        assert session.account is not None
+        self.account = session.account
         self.name = snapshot.info.name
         self.readonly = readonly
         self.uidvalidity = snapshot.info.uidvalidity
         self.highestmodseq = snapshot.info.highestmodseq
-        self.uids = [record.uid for record in snapshot.messages]
+        self.view = SelectedView(snapshot.messages, condstore=session.condstore, qresync=session.qresync,
+                                 recent=snapshot.recent_uids, rev1=not session.rev2)
         self.records = {record.uid: record for record in snapshot.messages}
-        self.recent = set(snapshot.recent_uids)
-        self.pending: set[int] = set()  # expunged elsewhere, not yet told (the numbers stay)
         self.subscription = subscription
-        self.told_exists = len(self.uids)
 
     def close(self) -> None:
         if self.subscription is not None:
@@ -60,37 +60,48 @@ class SelectedFolder:
     # ----- numbers --------------------------------------------------------------------------------
     @property
     def exists(self) -> int:
-        return len(self.uids)
+        return self.view.exists
+
+    @property
+    def uids(self) -> Sequence[int]:
+        return self.view.uids
+
+    @property
+    def recent(self) -> set[int]:
+        return self.view.recent
 
     def seq_of(self, uid: int) -> int | None:
-        at = bisect.bisect_left(self.uids, uid)
-        return at + 1 if at < len(self.uids) and self.uids[at] == uid else None
+        return self.view.seq_of(uid)
 
     def resolve(self, session: ImapSession, numbers: SequenceSet, uid: bool) -> list[tuple[int, MessageRecord]]:
         """(sequence number, record) of the messages a command names, in order."""
+        uids = self.view.uids
         if uid:
-            chosen = numbers.filter(self.uids, saved=session.saved_uids)
-            return [(self.seq_of(u) or 0, self.records[u]) for u in chosen]
-        if not numbers.saved and numbers.exceeds(self.exists):  # RFC 9051 9: seq-number must exist
+            chosen = numbers.filter(uids, saved=sorted(session.saved_uids))
+            return [(self.view.seq_of(u) or 0, self.records[u]) for u in chosen if u in self.records]
+        if not numbers.saved and numbers.exceeds(len(uids)):  # RFC 9051 9: seq-number must exist
             raise CommandFailed(bad("Invalid message sequence number"))
-        saved = [s for s in (self.seq_of(u) for u in session.saved_uids) if s is not None]
-        return [(seq, self.records[self.uids[seq - 1]]) for seq in numbers.resolve(self.exists, saved)]
+        saved = [s for s in (self.view.seq_of(u) for u in session.saved_uids) if s is not None]
+        return [(seq, self.records[uids[seq - 1]]) for seq in numbers.resolve(len(uids), saved)]
 
     def note(self, records: Iterable[MessageRecord]) -> None:
-        """Records this session changed itself (it told the client already, or will)."""
+        """Records this session changed itself (it tells the client, or did)."""
         for record in records:
             if record.uid in self.records:
                 self.records[record.uid] = record
+                self.view.note(record)
 
     # ----- updates ---------------------------------------------------------------------------------
-    def wants_refresh(self) -> bool:
-        sub = self.subscription
-        return sub is None or sub.changed.is_set() or bool(self.pending)
+    def _modes(self, session: ImapSession) -> None:
+        """CONDSTORE may be turned on after SELECT by a CONDSTORE-enabling command (RFC 7162 3.1)."""
+        self.view.condstore = self.view.condstore or session.condstore
 
     async def send_updates(self, session: ImapSession, *, expunges: bool = True) -> None:
         """After a command: what changed meanwhile, when the subscription says something did."""
-        if self.subscription is not None and (self.subscription.changed.is_set() or self.pending):
+        if self.subscription is not None and self.subscription.changed.is_set():
             await self.refresh(session, expunges=expunges)
+        elif expunges:
+            self._send(session, self.view.flush_expunges())
 
     async def refresh(self, session: ImapSession, *, expunges: bool = True) -> None:
         if self.subscription is not None:
@@ -99,54 +110,35 @@ class SelectedFolder:
         self.apply(session, changes, expunges=expunges)
 
     def apply(self, session: ImapSession, changes: Changes, *, expunges: bool = True) -> None:
-        vanished = {uid for uid in changes.vanished if uid in self.records}
-        self.pending |= vanished
+        self._modes(session)
+        top = self.view.max_uid
         for record in changes.changed:
-            if record.uid in self.pending:
-                continue
-            known = self.records.get(record.uid)
-            if known is None:
-                bisect.insort(self.uids, record.uid)
-                self.recent.add(record.uid)
+            if record.uid in self.records or record.uid > top:
                 self.records[record.uid] = record
-            elif known.modseq < record.modseq:
-                self.records[record.uid] = record
-                if known.flags != record.flags or session.condstore:
-                    session.send(self.flags_line(session, record))
+        arrivals = [r.uid for r in changes.changed if r.uid > top]
+        lines = self.view.apply_changes(changes.changed, changes.vanished, allow_expunge=expunges, recent=arrivals)
         self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
-        if expunges and self.pending:
-            self.tell_expunged(session, sorted(self.pending))
-        if self.exists != self.told_exists:
-            session.send_untagged(f"{self.exists} EXISTS")
-            self.told_exists = self.exists
+        self._forget_gone(changes.vanished)
+        self._send(session, lines)
+
+    def _forget_gone(self, uids: Iterable[int]) -> None:
+        for uid in uids:
+            if uid in self.records and self.view.known(uid) is None:
+                del self.records[uid]
+
+    @staticmethod
+    def _send(session: ImapSession, lines: list[bytes]) -> None:
+        for line in lines:
+            session.send(line)
 
     def flags_line(self, session: ImapSession, record: MessageRecord) -> bytes:
-        from hardmail.proto.imap.encode import fetch_response
-        from hardmail.server.imap_fetch import flag_atoms  # fetch imports this module
-
-        items: list[tuple[str, Any]] = [("FLAGS", flag_atoms(session, record))]
-        if session.qresync:
-            items.insert(0, ("UID", record.uid))  # RFC 7162 3.2.4
-        if session.condstore:
-            items.append(("MODSEQ", [record.modseq]))
-        return fetch_response(self.seq_of(record.uid) or 0, items)
+        self._modes(session)
+        return self.view.flags_fetch(self.view.seq_of(record.uid) or 0, record.uid)
 
     def tell_expunged(self, session: ImapSession, uids: list[int]) -> None:
-        """EXPUNGE (numbers, each after the ones before are gone) or, under QRESYNC, one VANISHED."""
-        gone = [uid for uid in uids if uid in self.records]
-        if session.qresync and gone:  # RFC 7162 3.2.10
-            session.send_untagged("VANISHED " + compress(gone))
-        for uid in gone:
-            seq = self.seq_of(uid)
-            if seq is None:
-                continue
-            del self.uids[seq - 1]
-            self.records.pop(uid, None)
-            self.recent.discard(uid)
-            if not session.qresync:
-                session.send_untagged(f"{seq} EXPUNGE")
-        self.pending.difference_update(uids)
-        self.told_exists = self.exists
+        """The session's own EXPUNGE or MOVE: EXPUNGE (or VANISHED under QRESYNC) at once."""
+        self._send(session, self.view.expunged_by_self(uids))
+        self._forget_gone(uids)
 
 
 # ----- SELECT / EXAMINE -------------------------------------------------------------------------
@@ -173,7 +165,7 @@ async def select(session: ImapSession, command: c.Select) -> Done:
         return no("No such mailbox", "NONEXISTENT")
     snapshot = await store.sync(session.account, command.mailbox, claim_recent=not command.readonly)
     subscription = await watch(session.ctx, session.account, snapshot.info.name)
-    folder = SelectedFolder(session.account, snapshot, command.readonly, subscription)
+    folder = SelectedFolder(session, snapshot, command.readonly, subscription)
     session.selected = folder
     session.saved_uids = []
     _opening_responses(session, folder, snapshot)
