@@ -21,8 +21,10 @@ _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
 class RawImap:
     """An IMAP client that sends lines as written and reads responses as the server sent them."""
 
-    def __init__(self, address: tuple[str, int], *, tls: bool = False, timeout: float = 20) -> None:
-        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(address, timeout=timeout)
+    def __init__(self, address: tuple[str, int], *, tls: bool = False, timeout: float = 20,
+                 source: str | None = None) -> None:
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            address, timeout=timeout, source_address=(source, 0) if source else None)
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock, server_hostname="localhost")
         self.buffer = b""
