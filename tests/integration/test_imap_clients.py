@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from support.imap import imaps, message
-from support.live import ALICE, ALICE_PASSWORD, BOB, ServerThread, client_tls_context, require_program, running_server, \
-    server_config
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    BOB,
+    ServerThread,
+    client_tls_context,
+    require_program,
+    running_server,
+    server_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +99,9 @@ def test_swaks_message_read_back_byte_for_byte(server: ServerThread) -> None:
     [stored] = server.messages(BOB) or [p.read_bytes() for p in _bob_files(server)]
     with imaps(server, BOB, "another long passphrase 42") as client:
         client.select("INBOX")
-        status, data = client.search(None, "SUBJECT", marker)
+        _status, data = client.search(None, "SUBJECT", marker)
         [number] = data[0].split()
-        status, fetched = client.fetch(number, "(BODY.PEEK[])")
+        _status, fetched = client.fetch(number, "(BODY.PEEK[])")
         assert fetched[0][1] == stored
         assert email.message_from_bytes(fetched[0][1])["Subject"] == marker
 

@@ -22,8 +22,16 @@ from hardmail.auth import totp
 from hardmail.auth.hashing import BoundHasher
 from hardmail.auth.pool import CountingHasher, HashPool
 from support.imap import RawImap
-from support.live import ALICE, ALICE_PASSWORD, BOB, BOB_PASSWORD, ServerThread, client_tls_context, running_server, \
-    server_config
+from support.live import (
+    ALICE,
+    ALICE_PASSWORD,
+    BOB,
+    BOB_PASSWORD,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
 
 FAILED = b"NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
 REFUSED = b"refused at connect"
@@ -142,8 +150,9 @@ def test_disabling_the_account_ends_an_idle_imap_session(server: ServerThread) -
         client.command("SELECT INBOX")
         client.send(b"i IDLE\r\n")
         assert client.line().startswith(b"+ ")
-        done = subprocess.run([HARDMAIL, "account", "disable", ALICE, "--data-dir", str(server.config.data_dir)],
-                              capture_output=True, text=True, timeout=120, check=False, cwd=server.config.data_dir.parent)
+        data_dir = server.config.data_dir
+        done = subprocess.run([HARDMAIL, "account", "disable", ALICE, "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, timeout=120, check=False, cwd=data_dir.parent)
         assert done.returncode == 0, done.stderr
         line = client.line()
         while not line.startswith(b"* BYE"):
