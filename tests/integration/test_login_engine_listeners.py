@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hardmail.app import prepare_for_workers, start_server
 from hardmail.core.ids import new_id
 from hardmail.core.replies import Reply
 from hardmail.ops.log import EventLogger
@@ -23,8 +24,9 @@ from hardmail.server.access_hook import access_hook_of
 from hardmail.server.channel import Channel
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
-from hardmail.server.listener import IMPLICIT_TLS_KINDS, KINDS, SESSION_FACTORIES, session_factories
+from hardmail.server.listener import IMPLICIT_TLS_KINDS, KINDS, SESSION_FACTORIES, served_kinds, session_factories
 from hardmail.server.login import LoginDriver
+from hardmail.server.prefork import bind_listeners
 from support.cli_process import run_cli, serving
 from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context, running_server, server_config
 
@@ -190,3 +192,25 @@ def test_serve_prints_and_reports_every_listener_kind(tmp_path: Path) -> None:
     for words in printed:
         port = int(words[1].rsplit(":", 1)[1])
         assert (port == 0) == ("served:" in words)  # an unserved kind shows its configured address
+
+
+def test_sockets_bound_before_a_fork_serve_every_kind(tmp_path: Path, stand_in_sessions: None) -> None:
+    """What a worker process gets from the supervisor: sockets bound for every served kind."""
+    config = server_config(tmp_path / "data")
+    sockets = bind_listeners(config, served_kinds())
+    assert {s.kind for s in sockets} == set(KINDS)
+    thread = ServerThread(config)
+    thread.thread.start()
+    try:
+        thread.run(prepare_for_workers(config))  # what the supervisor does before it forks
+        thread.server = thread.run(start_server(config, sockets, worker=1))
+        for kind in MAILBOX_KINDS:
+            client = LineClient(thread.address(kind), tls=kind in IMPLICIT_TLS_KINDS)
+            try:
+                assert client.line() == f"HELLO {kind}"
+            finally:
+                client.close()
+    finally:
+        thread.stop()
+        for listening in sockets:
+            listening.sock.close()

@@ -38,6 +38,10 @@ class Known:
     flags: frozenset[str]
 
 
+def _frozen(flags: Iterable[str]) -> frozenset[str]:
+    return flags if isinstance(flags, frozenset) else frozenset(flags)
+
+
 def expunge_allowed(command: c.Command | None) -> bool:
     """RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE or SEARCH; their UID forms allow it (the
     client does not depend on message numbers then). ``None`` is "between commands" (IDLE, NOOP)."""
@@ -54,11 +58,11 @@ class SelectedView:
         self.condstore = condstore or qresync
         self.qresync = qresync
         self.rev1 = rev1  # send * n RECENT (RFC 3501 7.3.2); IMAP4rev2 has no \Recent
-        self._uids: list[int] = []
-        self._known: dict[int, Known] = {}
-        for msg in sorted(messages, key=lambda m: m.uid):
-            self._uids.append(msg.uid)
-            self._known[msg.uid] = Known(msg.uid, msg.modseq, frozenset(msg.flags))
+        items = list(messages)
+        if any(items[i].uid > items[i + 1].uid for i in range(len(items) - 1)):
+            items.sort(key=lambda m: m.uid)
+        self._uids: list[int] = [m.uid for m in items]
+        self._known: dict[int, tuple[int, frozenset[str]]] = {m.uid: (m.modseq, _frozen(m.flags)) for m in items}
         self._gone: set[int] = set()  # expunged in the folder, not yet announced
         self.recent: set[int] = set(recent) & set(self._uids)
 
@@ -80,7 +84,8 @@ class SelectedView:
         return index + 1 if index < len(self._uids) and self._uids[index] == uid else None
 
     def known(self, uid: int) -> Known | None:
-        return self._known.get(uid)
+        entry = self._known.get(uid)
+        return None if entry is None else Known(uid, entry[0], entry[1])
 
     def is_expunged(self, uid: int) -> bool:
         """In the view but gone from the folder (a deferred EXPUNGE, RFC 9051 7.5.1)."""
@@ -91,6 +96,16 @@ class SelectedView:
         return self._uids[-1] if self._uids else 0
 
     # ----- updates ---------------------------------------------------------------------------------
+    def apply(self, update: object, *, allow_expunge: bool = True) -> list[bytes]:
+        """The spec's single entry point: a FolderSnapshot-like value (``messages``, optional
+        ``recent_uids``) or a Changes-like one (``changed``, ``vanished``)."""
+        recent: Iterable[int] = getattr(update, "recent_uids", ())
+        if hasattr(update, "changed") and hasattr(update, "vanished"):
+            return self.apply_changes(update.changed, update.vanished, allow_expunge=allow_expunge, recent=recent)
+        if hasattr(update, "messages"):
+            return self.apply_snapshot(update.messages, allow_expunge=allow_expunge, recent=recent)
+        raise TypeError(f"not a snapshot or changes: {type(update).__name__}")
+
     def apply_snapshot(self, messages: Iterable[MessageLike], *, allow_expunge: bool = True,
                        recent: Iterable[int] = ()) -> list[bytes]:
         """Bring the view to ``messages`` (the folder's whole current state, any order)."""
@@ -144,28 +159,30 @@ class SelectedView:
             self.recent.discard(uid)
 
     def _flag_changes(self, records: list[MessageLike]) -> list[bytes]:
-        out = []
-        for msg in sorted(records, key=lambda m: m.uid):
+        changed = []
+        for msg in records:  # linear: a snapshot of a big folder mostly holds unchanged messages
             old = self._known.get(msg.uid)
             if old is None or msg.uid in self._gone:
                 continue
-            new_flags = frozenset(msg.flags)
-            if new_flags == old.flags and (not self.condstore or msg.modseq == old.modseq):
+            if msg.flags == old[1] and (not self.condstore or msg.modseq == old[0]):
                 continue
-            self._known[msg.uid] = Known(msg.uid, msg.modseq, new_flags)
-            seq = self.seq_of(msg.uid)
+            self._known[msg.uid] = (msg.modseq, _frozen(msg.flags))
+            changed.append(msg.uid)
+        out = []
+        for uid in sorted(changed):
+            seq = self.seq_of(uid)
             assert seq is not None
-            out.append(self.flags_fetch(seq, msg.uid))
+            out.append(self.flags_fetch(seq, uid))
         return out
 
     def _arrivals(self, records: list[MessageLike], recent: set[int]) -> list[bytes]:
         top = self.max_uid
-        fresh = sorted((m for m in records if m.uid > top and m.uid not in self._known), key=lambda m: m.uid)
+        fresh = sorted((m for m in records if m.uid > top), key=lambda m: m.uid)
         if not fresh:
             return []
         for msg in fresh:
             self._uids.append(msg.uid)
-            self._known[msg.uid] = Known(msg.uid, msg.modseq, frozenset(msg.flags))
+            self._known[msg.uid] = (msg.modseq, _frozen(msg.flags))
         self.recent.update(uid for uid in recent if uid in self._known)
         out = [b"* %d EXISTS\r\n" % self.exists]
         if self.rev1:
@@ -175,19 +192,19 @@ class SelectedView:
     def flags_fetch(self, seq: int, uid: int) -> bytes:
         """``* n FETCH (FLAGS (...))`` with UID under QRESYNC (RFC 7162 3.2.4) and MODSEQ under CONDSTORE
         (RFC 7162 3.1.4.2); ``\\Recent`` added for rev1 sessions that hold the message as recent."""
-        known = self._known[uid]
-        names = sorted(known.flags) + (["\\Recent"] if self.rev1 and uid in self.recent else [])
+        modseq, known_flags = self._known[uid]
+        names = sorted(known_flags) + (["\\Recent"] if self.rev1 and uid in self.recent else [])
         parts = [b"FLAGS " + encode_value(flags(names))]
         if self.qresync:
             parts.insert(0, b"UID %d" % uid)
         if self.condstore:
-            parts.append(b"MODSEQ (%d)" % known.modseq)
+            parts.append(b"MODSEQ (%d)" % modseq)
         return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
 
     def note(self, msg: MessageLike) -> None:
         """The session itself told the client about ``msg`` (its own STORE): no update later."""
         if msg.uid in self._known:
-            self._known[msg.uid] = Known(msg.uid, msg.modseq, frozenset(msg.flags))
+            self._known[msg.uid] = (msg.modseq, _frozen(msg.flags))
 
     def expunged_by_self(self, uids: Iterable[int]) -> list[bytes]:
         """The session's own EXPUNGE / UID EXPUNGE / MOVE removed ``uids``: announce them now
@@ -196,7 +213,7 @@ class SelectedView:
         return self.flush_expunges()
 
     def highest_known_modseq(self) -> int:
-        return max((k.modseq for k in self._known.values()), default=0)
+        return max((modseq for modseq, _ in self._known.values()), default=0)
 
 
 

@@ -255,6 +255,9 @@ _ADDRESS_SPECIALS = frozenset(b'()<>@,;:\\"[]')
 _ADDRESS_WSP = frozenset(b" \t\r\n")
 MISSING_MAILBOX = b"MISSING_MAILBOX"  # Dovecot's placeholders for an address without them
 MISSING_DOMAIN = b"MISSING_DOMAIN"
+SYNTAX_ERROR = b"SYNTAX_ERROR"
+INVALID_ROUTE = b"INVALID_ROUTE"
+_EMPTY_ADDRESS: ImapAddress = (None, None, MISSING_MAILBOX, MISSING_DOMAIN)
 
 
 def _address_tokens(value: bytes) -> list[tuple[str, bytes]]:
@@ -368,34 +371,58 @@ def _local_part(words: list[tuple[str, bytes]]) -> bytes:
     return b"".join(text for _, text in words)
 
 
+def _domain(reader: _AddressReader) -> bytes:
+    """The domain after "@": one dot-atom or domain literal; MISSING_DOMAIN when it is empty or
+    has an empty label (``example.``), as Dovecot shows it."""
+    if reader.peek() not in ("word", "literal"):
+        return MISSING_DOMAIN
+    domain = reader.take()
+    if domain.startswith(b"[") or (not domain.startswith(b".") and not domain.endswith(b".") and b".." not in domain):
+        return domain
+    return MISSING_DOMAIN
+
+
 def _angle_address(reader: _AddressReader, name: bytes | None) -> ImapAddress:
     reader.take()  # "<"
     adl = reader.route()
-    local = _local_part(reader.phrase())
-    host = None
-    if reader.peek() == "@":
-        reader.take()
-        host = reader.domain()
-    while reader.peek() not in ("", ">", ",", ";"):
-        reader.take()
+    if adl is not None and reader.tokens[reader.at - 1][0] != ":":  # a route without its ":"
+        _skip_to_separator(reader, (">", ",", ";"))
+        adl, local, host = INVALID_ROUTE, b"", MISSING_DOMAIN
+    else:
+        local = _local_part(reader.phrase())
+        host = MISSING_DOMAIN
+        if reader.peek() == "@":
+            reader.take()
+            host = _domain(reader)
+    _skip_to_separator(reader, (">", ",", ";"))
     if reader.peek() == ">":
         reader.take()
-    return name, adl, local or MISSING_MAILBOX, host or MISSING_DOMAIN
+    else:
+        host = SYNTAX_ERROR  # no ">" (as Dovecot shows it)
+    return name, adl, local or MISSING_MAILBOX, host
 
 
 def _mailbox(reader: _AddressReader) -> ImapAddress | None:
+    """One mailbox. Read as Dovecot does: an addr-spec is one word or quoted string before "@";
+    one word alone is a mailbox without domain; several words or a quoted string alone are a
+    display name without address."""
     reader.comment = None
     words = reader.phrase()
     if reader.peek() == "<":
         return _angle_address(reader, _phrase_text(words) or None)
-    host = None
+    if not words and reader.peek() == "@":  # "@domain": a domain without a mailbox
+        reader.take()
+        return None, None, MISSING_MAILBOX, _domain(reader)
+    if not words:
+        return None
+    if len(words) > 1 or (reader.peek() != "@" and words[0][0] != "word"):
+        return _phrase_text(words), None, MISSING_MAILBOX, MISSING_DOMAIN
+    host = MISSING_DOMAIN
     if reader.peek() == "@":
         reader.take()
-        host = reader.domain()
+        host = _domain(reader)
     reader.peek()  # a trailing comment: the display name when there is none (Dovecot)
-    if not words and host is None:
-        return None
-    return reader.comment, None, _local_part(words) or MISSING_MAILBOX, host or MISSING_DOMAIN
+    return reader.comment, None, words[0][1], host
 
 
 def _skip_to_separator(reader: _AddressReader, separators: tuple[str, ...]) -> None:
@@ -418,21 +445,29 @@ def imap_addresses(value: bytes) -> list[ImapAddress]:
         else:
             reader.at = start
             address = _mailbox(reader)
+            _skip_to_separator(reader, (",",))
+            if address is None and reader.peek() == ",":
+                address = _EMPTY_ADDRESS  # an empty element before a comma (as Dovecot shows it)
             if address is not None:
                 out.append(address)
-            _skip_to_separator(reader, (",",))
         if reader.peek() in (",", ";"):
             reader.take()
     return out
 
 
 def _group_members(reader: _AddressReader, out: list[ImapAddress]) -> None:
+    comma = False
     while reader.peek() not in ("", ";") and len(out) < MAX_IMAP_ADDRESSES:
         address = _mailbox(reader)
+        _skip_to_separator(reader, (",", ";"))
+        if address is None and (reader.peek() == "," or comma):
+            address = _EMPTY_ADDRESS  # an empty element between commas (as Dovecot shows it)
         if address is not None:
             out.append(address)
-        _skip_to_separator(reader, (",", ";"))
         if reader.peek() == ",":
             reader.take()
+            comma = True
+            if reader.peek() == ";":
+                out.append(_EMPTY_ADDRESS)
     if reader.peek() == ";":
         reader.take()

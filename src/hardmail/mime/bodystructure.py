@@ -64,16 +64,20 @@ def _fields(part: Part) -> list[Any]:
     ]
 
 
-def body_structure(part: Part, data: bytes, *, extended: bool = True) -> list[Any]:
-    """BODYSTRUCTURE (``extended``) or BODY of ``part``, whose offsets index ``data``."""
+def body_structure(part: Part, data: bytes, *, extended: bool = True, message_global: bool = False) -> list[Any]:
+    """BODYSTRUCTURE (``extended``) or BODY of ``part``, whose offsets index ``data``.
+
+    ``message_global``: a message/global part is a message body, with its envelope and body
+    (IMAP4rev2: RFC 9051 7.5.2 media-message); without it, a basic body (IMAP4rev1: RFC 3501
+    7.4.2 knows only message/rfc822 there), as Dovecot 2.3 shows it to every client."""
     if part.is_multipart:
-        return _multipart(part, data, extended)
+        return _multipart(part, data, extended, message_global)
     # a multipart too deep to read is shown as an opaque leaf
     kind = ["application", "octet-stream"] if part.overflow else list(part.content_type.original)
     out: list[Any] = [*kind, *_fields(part)]
-    if part.message is not None:
-        out += [envelope(part.message.header), body_structure(part.message, data, extended=extended),
-                part.lines]
+    if part.message is not None and (message_global or part.subtype == "rfc822"):
+        inner = body_structure(part.message, data, extended=extended, message_global=message_global)
+        out += [envelope(part.message.header), inner, part.lines]
     elif part.maintype == "text" and not part.overflow:
         out.append(part.lines)
     if extended:
@@ -81,9 +85,10 @@ def body_structure(part: Part, data: bytes, *, extended: bool = True) -> list[An
     return out
 
 
-def _multipart(part: Part, data: bytes, extended: bool) -> list[Any]:
+def _multipart(part: Part, data: bytes, extended: bool, message_global: bool) -> list[Any]:
     if part.children:
-        bodies = [body_structure(child, data, extended=extended) for child in part.children]
+        bodies = [body_structure(child, data, extended=extended, message_global=message_global)
+                  for child in part.children]
     else:  # RFC 9051 7.5.2: at least one body; a multipart without parts shows an empty one
         bodies = [_empty_text(extended)]
     out: list[Any] = [Run(bodies), part.content_type.original[1]]

@@ -19,11 +19,10 @@ def _first(block: HeaderBlock, name: str) -> bytes | None:
     return block.raw_value(found[0]) if found else None
 
 
-def _addresses(value: bytes | None) -> list[Any] | None:
-    """An env-* address list: NIL when absent or empty (RFC 9051 7.5.2)."""
-    if value is None:
-        return None
-    found = imap_addresses(value)
+def _addresses(block: HeaderBlock, name: str) -> list[Any] | None:
+    """An env-* address list: the addresses of every ``name`` field (as Dovecot joins them);
+    NIL when there are none (RFC 9051 7.5.2)."""
+    found = [address for field in block.named(name) for address in imap_addresses(block.raw_value(field))]
     return [Run(list(address) for address in found)] if found else None
 
 
@@ -31,7 +30,7 @@ def envelope(block: HeaderBlock) -> list[Any]:
     """The ENVELOPE of the message whose header block is ``block``.
 
     RFC 9051 7.5.2: Sender and Reply-To default to From when absent (or empty)."""
-    lists = {name: _addresses(_first(block, name)) for name in ADDRESS_FIELDS}
+    lists = {name: _addresses(block, name) for name in ADDRESS_FIELDS}
     for name in ("sender", "reply-to"):
         if lists[name] is None:
             lists[name] = lists["from"]

@@ -77,8 +77,8 @@ class HeaderBlock:
     def raw_value(self, field: HeaderField) -> bytes:
         """The value unfolded and stripped, as bytes (8-bit kept as it is)."""
         raw = self.data[field.colon + 1:field.end].replace(b"\r\n", b"")
-        if self.bare_lf:
-            raw = raw.replace(b"\n", b"")
+        if self.bare_lf:  # a last line may end in a CR without its LF (a cut message)
+            return raw.replace(b"\n", b"").strip(b" \t\r")
         return raw.strip(b" \t")
 
     def named(self, *names: str) -> list[HeaderField]:

@@ -47,13 +47,14 @@ def _skip_cfws(data: bytes, at: int) -> int:
 
 def _token(data: bytes, at: int) -> tuple[bytes, int]:
     start, size = at, len(data)
-    while at < size and data[at] > 0x20 and data[at] != 0x7F and data[at] not in _TSPECIALS:
+    while at < size and 0x20 < data[at] < 0x7F and data[at] not in _TSPECIALS:
         at += 1
     return data[start:at], at
 
 
 def _quoted(data: bytes, at: int) -> tuple[bytes, int]:
-    """The content of the quoted string at ``at`` (which is '"'), escapes removed, folds undone."""
+    """The content of the quoted string at ``at`` (which is '"'), escapes removed, folds undone;
+    the offset after it, or -1 when it is not closed."""
     out = bytearray()
     at += 1
     size = len(data)
@@ -63,7 +64,7 @@ def _quoted(data: bytes, at: int) -> tuple[bytes, int]:
         if data[at] not in (0x0D, 0x0A):
             out.append(data[at])
         at += 1
-    return bytes(out), at + 1
+    return bytes(out), (at + 1 if at < size else -1)
 
 
 def _value(data: bytes, at: int) -> tuple[bytes, int]:
@@ -130,6 +131,8 @@ def _raw_params(data: bytes, at: int) -> list[tuple[str, bytes]]:
         if not name or at >= size or data[at] != 0x3D:
             continue
         value, at = _value(data, _skip_cfws(data, at + 1))
+        if at < 0:  # an unclosed quoted string: the parameter is dropped (as Dovecot does)
+            break
         params.append((name.decode("ascii", "replace"), value))
     return params
 
@@ -195,6 +198,7 @@ def parse_language(value: bytes) -> list[bytes]:
         at = _skip_cfws(value, at)
         if at < size and value[at] == 0x22:
             tag, at = _quoted(value, at)
+            at = size if at < 0 else at
         else:
             start = at
             while at < size and value[at] not in _WSP and value[at] not in b",(":

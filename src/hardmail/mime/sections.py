@@ -91,12 +91,22 @@ def section_range(root: Part, section: SectionSpec) -> tuple[int, int]:
 
 
 def _header_fields(data: bytes, root: Part, section: SectionSpec, exclude: bool) -> bytes:
-    """RFC 9051 6.4.5: the fields named (or all but them), in message order, and the empty line."""
+    """RFC 9051 6.4.5 HEADER.FIELDS: the fields named, in message order, each ending in a line
+    end, then the empty line. HEADER.FIELDS.NOT: the header as it is without the fields named
+    (lines that are no field stay), and its empty line if it has one (both as Dovecot sends)."""
     message = _message_of(root, section.part)
     names = {name.lower() for name in section.fields}
     block = message.header
-    kept = [block.raw(f) for f in block.fields if (f.name in names) != exclude]
-    return b"".join(kept) + b"\r\n"
+    if not exclude:
+        kept = [block.raw(f) for f in block.fields if f.name in names]
+        return b"".join(line if line.endswith(b"\n") else line + b"\r\n" for line in kept) + b"\r\n"
+    pieces, at = [], message.start
+    for item in block.fields:
+        if item.name in names:
+            pieces.append(data[at:message.start + item.start])
+            at = message.start + item.end
+    pieces.append(data[at:message.body_start])
+    return b"".join(pieces)
 
 
 def _cut(value: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -155,7 +165,8 @@ def _binary_header(data: bytes, part: Part) -> bytes:
     """The part's header for BINARY of an enclosing part: as it is when its content is not
     encoded, else without its Content-Transfer-Encoding field and with
     ``Content-Transfer-Encoding: binary`` last (as Dovecot writes it)."""
-    if part.is_multipart or part.message is not None or part.encoding in IDENTITY_ENCODINGS:
+    if (part.is_multipart or part.message is not None or part.encoding in IDENTITY_ENCODINGS
+            or part.body_start == part.body_end == len(data)):  # a cut message: as Dovecot, kept
         return data[part.start:part.body_start]
     block = part.header
     kept = [block.raw(f) for f in block.fields if f.name != "content-transfer-encoding"]

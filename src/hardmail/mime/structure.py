@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hardmail.mime.headers import HeaderBlock, parse_header_block
+from hardmail.mime.headers import HEAD_LIMIT, HeaderBlock, parse_header_block
 from hardmail.mime.params import ParamValue, parse_content_type, parse_disposition
 
-MAX_DEPTH = 50  # nested multiparts and messages; deeper ones are leaves (Dovecot: 100)
+MAX_DEPTH = 25  # nested multiparts and messages; deeper ones are leaves (real mail: < 10)
 MAX_PARTS = 5000  # parts per message; the rest are inside the last leaf
+MAX_HEADER = HEAD_LIMIT  # bytes of a header block read as fields (its span is all of it)
 MAX_BOUNDARY = 200  # RFC 2046 5.1.1: at most 70; a longer one is still read, up to this
 _BLANK = re.compile(rb"\n\r?\n")
 DEFAULT_TYPE = ParamValue("text/plain", (("charset", b"us-ascii"),), ("text", "plain"))
@@ -114,6 +115,7 @@ class _Parser:
         self.parts = 0
         self._blank_from = -1
         self._blank_at = -1
+        self._patterns: dict[tuple[bytes, ...], tuple[re.Pattern[bytes], dict[bytes, int]]] = {}
 
     def _blank_line(self, start: int) -> int:
         """Offset of the LF ending the last header line of a block starting at ``start`` (-1: none).
@@ -123,40 +125,38 @@ class _Parser:
             self._blank_from, self._blank_at = start, (found.start() if found else -1)
         return self._blank_at
 
-    def _match(self, at: int, stack: list[bytes]) -> _Delimiter | None:
-        data = self.data
-        for level in range(len(stack) - 1, -1, -1):
-            boundary = stack[level]
-            if not data.startswith(boundary, at + 2):
-                continue
-            after = at + 2 + len(boundary)
-            close = data.startswith(b"--", after)
-            rest = after + 2 if close else after
-            while rest < self.size and data[rest] in (0x20, 0x09):
-                rest += 1
-            if close or rest >= self.size or data[rest] in (0x0D, 0x0A):
-                line_end = data.find(b"\n", after)
-                return _Delimiter(at, self.size if line_end < 0 else line_end + 1, level, close)
-        return None
+    def _pattern(self, stack: list[bytes]) -> tuple[re.Pattern[bytes], dict[bytes, int]]:
+        """A pattern for the delimiter lines of ``stack`` (RFC 2046 5.1.1: ``--boundary`` then
+        only white space, or ``--boundary--``) and each boundary's level (the innermost one
+        for a repeated boundary)."""
+        key = tuple(stack)
+        cached = self._patterns.get(key)
+        if cached is None:
+            levels = {boundary: level for level, boundary in enumerate(stack)}
+            choices = b"|".join(re.escape(b) for b in sorted(levels, key=len, reverse=True))
+            # a close delimiter may be followed by anything on its line (as Dovecot reads it)
+            pattern = re.compile(rb"^--(" + choices + rb")(?:(--)[^\r\n]*|[ \t]*)(?:\r?\n|\r?\Z)", re.M)
+            cached = self._patterns[key] = (pattern, levels)
+        return cached
 
     def next_delimiter(self, pos: int, stack: list[bytes], limit: int = -1) -> _Delimiter | None:
-        """The first delimiter line of a boundary in ``stack`` starting at or after ``pos``."""
+        """The first delimiter line of a boundary in ``stack`` starting at or after ``pos`` (and
+        before ``limit``). The search runs in the regular expression engine, one pass."""
         if not stack:
             return None
-        data, limit = self.data, self.size if limit < 0 else limit
-        at = pos if (pos == 0 or data[pos - 1] == 0x0A) and data.startswith(b"--", pos) else -1
+        pattern, levels = self._pattern(stack)
+        endpos = self.size if limit < 0 else min(self.size, limit + MAX_BOUNDARY + 8)
         while True:
-            if at < 0:
-                found = data.find(b"\n--", max(pos - 1, 0), limit)
-                if found < 0:
-                    return None
-                at = found + 1
-            if at >= limit:
+            found = pattern.search(self.data, pos, endpos)
+            if found is None or 0 <= limit <= found.start():
                 return None
-            delimiter = self._match(at, stack)
-            if delimiter is not None:
-                return delimiter
-            pos, at = at + 1, -1
+            if found.end() == endpos < self.size:  # the search stopped inside this line: read all of it
+                whole = pattern.match(self.data, found.start())
+                if whole is None:
+                    pos = found.start() + 1
+                    continue
+                found = whole
+            return _Delimiter(found.start(), found.end(), levels[found.group(1)], found.group(2) is not None)
 
     def end_before(self, delimiter: _Delimiter | None, floor: int) -> int:
         """Where the content before ``delimiter`` ends: its preceding line end belongs to it."""
@@ -167,34 +167,39 @@ class _Parser:
             at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
         return max(at, floor)
 
-    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int]:
-        """The part's header block, where it ends and where the body starts."""
+    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int, bool]:
+        """The part's header block, where it ends, where the body starts, and whether the part
+        ends there (an empty body). A delimiter before the empty line ends the header; the line
+        end before a delimiter is the delimiter's (RFC 2046 5.1.1), never the part's."""
         data = self.data
         if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
-            eol = 1 if data[start] == 0x0A else 2
-            if self._match(start + eol, stack) is not None and data.startswith(b"--", start + eol):
-                return parse_header_block(b""), start, start  # an empty part: that line end is the delimiter's
-            return parse_header_block(b"", bare_lf=True), start, start + eol
-        blank = self._blank_line(start)
-        header_end = self.size if blank < 0 else blank + 1
-        body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
-        cut = self.next_delimiter(start, stack, header_end)
-        if cut is not None:  # no empty line before the next delimiter: the header ends there
-            header_end = body_start = cut.start
-        return parse_header_block(data[start:header_end], bare_lf=True), header_end, body_start
+            header_end, body_start = start, start + (1 if data[start] == 0x0A else 2)
+        else:
+            blank = self._blank_line(start)
+            header_end = self.size if blank < 0 else blank + 1
+            body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
+        first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
+        part_end = self.end_before(first, start)
+        header_end, body_start = min(header_end, part_end), min(body_start, part_end)
+        empty = body_start >= part_end
+        fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
+        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start, empty
 
     def part(self, start: int, stack: list[bytes], depth: int,
              default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
         """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
         self.parts += 1
-        block, header_end, body_start = self.header(start, stack)
-        content_type, explicit = _content_type(block, default)
+        block, header_end, body_start, empty = self.header(start, stack)
+        # an empty part in a digest is text/plain, not an empty message (as Dovecot reads it)
+        content_type, explicit = _content_type(block, DEFAULT_TYPE if empty else default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
         floor = body_start
         if part.maintype == "multipart" and nested and boundary:
             ended, floor = self.multipart(part, [*stack, boundary[:MAX_BOUNDARY]], depth)
+        elif part.maintype == "multipart" and nested:  # no boundary: a multipart without parts
+            ended = self.next_delimiter(body_start, stack)
         elif content_type.value in MESSAGE_TYPES and nested:
             part.message, ended = self.part(body_start, stack, depth + 1)
         else:

@@ -25,8 +25,8 @@ MAX_HEADER_TEXT = 256 * 1024
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(rb"[ \t\r\n]+")
 _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
-_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.S | re.I)
-_BLOCK_TAG = re.compile(r"<(?:br|p|div|tr|li|h[1-6])\b[^>]*>", re.I)
+_BLOCK_TAGS = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6"})
+_TAG_NAME = re.compile(r"/?([a-zA-Z][a-zA-Z0-9]*)")
 _SPACES = re.compile(r"[ \t\r\n]+")
 
 
@@ -72,10 +72,40 @@ def decode_header(raw: bytes) -> str:
     return "".join(out)
 
 
+def _tag_end(markup: str, at: int, lower: str) -> tuple[int, str]:
+    """Where the markup item at ``at`` ("<") ends, and the text it stands for ("" or a line end).
+    Scripts, styles and comments go with their content; an unclosed one ends the text."""
+    if markup.startswith("<!--", at):
+        end = markup.find("-->", at + 4)
+        return (len(markup) if end < 0 else end + 3), " "
+    name_match = _TAG_NAME.match(markup, at + 1)
+    name = name_match.group(1).lower() if name_match else ""
+    end = markup.find(">", at + 1)
+    if end < 0:
+        return len(markup), " "
+    if name in ("script", "style") and not markup.startswith("/", at + 1):
+        close = lower.find("</" + name, end)
+        if close < 0:
+            return len(markup), " "
+        end = markup.find(">", close)
+        return (len(markup) if end < 0 else end + 1), " "
+    return end + 1, "\n" if name in _BLOCK_TAGS else " "
+
+
 def html_text(markup: str) -> str:
-    """HTML roughly as text: scripts, styles, comments and tags removed, entities decoded."""
-    spaced = _BLOCK_TAG.sub("\n", markup)
-    return html.unescape(_TAG.sub(" ", spaced))
+    """HTML roughly as text: scripts, styles, comments and tags removed, entities decoded. One
+    pass (each search starts where the last one ended)."""
+    lower = markup.lower()
+    pieces, at = [], 0
+    while True:
+        start = markup.find("<", at)
+        if start < 0:
+            pieces.append(markup[at:])
+            break
+        pieces.append(markup[at:start])
+        at, replacement = _tag_end(markup, start, lower)
+        pieces.append(replacement)
+    return html.unescape("".join(pieces))
 
 
 def fold(text: str) -> str:

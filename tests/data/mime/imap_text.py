@@ -4,9 +4,16 @@ nested Python values, and hardmail's generic values into the same form to compar
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from hardmail.imap.values import Atom, Run
+from hardmail.mime.headers import HeaderBlock, parse_header_block
+from hardmail.mime.structure import crlf
+
+CORPUS = Path(__file__).resolve().parent
 
 _ATOM = re.compile(rb"[^\s()\[\]{}\"]+")
 _NAME = re.compile(rb"[A-Z0-9.]+(\[[^\]]*\])?(<\d+>)?", re.I)
@@ -98,3 +105,39 @@ def lower_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [lower_strings(item) for item in value]
     return value
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A corpus message as the mailbox Dovecot was given held it (for SORT, THREAD, SEARCH)."""
+
+    seq: int
+    uid: int
+    internaldate: datetime
+    size: int
+    headers: HeaderBlock
+    name: str
+    data: bytes
+
+
+def mailbox_messages(expected: dict[str, Any], box: str) -> list[StoredMessage]:
+    """The messages of ``expected[box]`` in Dovecot's sequence order, found by INTERNALDATE
+    (make_expected.py gives the n-th file the n-th hour after ``internaldate_base``)."""
+    entry = expected[box]
+    folder = CORPUS / "threads" if box == "threads_mailbox" else CORPUS
+    info = parse_fetch(entry["answers"]["FETCH 1:* (INTERNALDATE RFC822.SIZE)"].encode("latin-1"))
+    out = []
+    for seq, items in sorted(info.items()):
+        when = datetime.strptime(items["INTERNALDATE"].decode(), "%d-%b-%Y %H:%M:%S %z")
+        name = entry["files"][int((when.timestamp() - entry["internaldate_base"]) // 3600)]
+        data = crlf((folder / name).read_bytes())
+        assert len(data) == items["RFC822.SIZE"], name
+        out.append(StoredMessage(seq, seq, when, len(data), parse_header_block(data, bare_lf=True), name, data))
+    return out
+
+
+def untagged(answer: str, name: str) -> str:
+    """The text after ``* NAME`` in a response (UTF-8)."""
+    found = re.search(rf"\* {name} ?(.*)\r\n", answer.encode("latin-1").decode("utf-8"))
+    assert found, answer
+    return found.group(1)

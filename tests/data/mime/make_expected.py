@@ -110,7 +110,7 @@ def _is_multipart(body: list[Any]) -> bool:
 def part_paths(body: list[Any], prefix: str = "") -> list[tuple[str, bool, bool]]:
     """(path, is a message/rfc822 part, is a multipart) of every part below ``body``."""
     out: list[tuple[str, bool, bool]] = []
-    children = [child for child in body if isinstance(child, list)] if _is_multipart(body) else [body]
+    children = [body]
     if _is_multipart(body):
         children = []
         for child in body:
@@ -120,7 +120,7 @@ def part_paths(body: list[Any], prefix: str = "") -> list[tuple[str, bool, bool]
     for number, child in enumerate(children, 1):
         path = f"{prefix}{number}"
         is_message = not _is_multipart(child) and child[0].lower() == b"message" and child[1].lower() in (
-            b"rfc822", b"global")
+            b"rfc822", b"global") and len(child) > 8 and isinstance(child[8], list)
         out.append((path, is_message, _is_multipart(child)))
         if _is_multipart(child):
             out.extend(part_paths(child, path + "."))
@@ -176,6 +176,29 @@ def mailbox(files: list[Path], searches: list[str]) -> dict[str, Any]:
         shutil.rmtree(root)
 
 
+def address_cases() -> dict[str, str]:
+    """Dovecot's ENVELOPE for ``To: <case>`` of each line of address_cases.txt (a mailbox of one
+    small message per case, in order)."""
+    cases = [line for line in (HERE / "address_cases.txt").read_text("utf-8").split("\n") if line]
+    folder = Path(tempfile.mkdtemp(prefix="hardmail-cases-"))
+    try:
+        files = []
+        for index, case in enumerate(cases):
+            path = folder / f"{index:04}.eml"
+            path.write_bytes(b"To: " + case.encode() + b"\r\nSubject: x\r\n\r\nbody\r\n")
+            files.append(path)
+        root = make_root(files)
+        try:
+            answer = run_session(root, ["SELECT INBOX", "FETCH 1:* (ENVELOPE)"])[1]
+        finally:
+            shutil.rmtree(root)
+    finally:
+        shutil.rmtree(folder)
+    lines = answer.split(b"\r\n* ")
+    assert len(lines) == len(cases), "one FETCH line per case"
+    return {case: line.decode("latin-1") for case, line in zip(cases, lines, strict=True)}
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
@@ -184,6 +207,7 @@ def main() -> None:
         "messages": {path.name: one_message(path) for path in corpus},
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
+        "address_cases": address_cases(),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 

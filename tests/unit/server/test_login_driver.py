@@ -5,6 +5,7 @@ registry that ends a session when its account changes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -116,14 +117,16 @@ def _context(config: Config, store: Store, pool: CountingPool, clock: FakeClock,
 class FakeSession:
     """What an IMAP or POP3 session gives the driver: its facts, and an end for account changes."""
 
-    def __init__(self, ctx: Any, kind: str, *, peer: str = PEER, tls: bool = True) -> None:
+    def __init__(self, ctx: Any, kind: str, *, peer: str = PEER, tls: bool = True,
+                 client_gone: asyncio.Future[None] | None = None) -> None:
         self.id = new_id()
         self.kind = kind
         self.peer = peer
         self.tls = {"version": "TLSv1.3"} if tls else None
         self.ended: list[Reply] = []
         protocol = "imap" if kind.startswith("imap") else "pop3"
-        self.login = LoginDriver(ctx, EventLogger(session=self.id), protocol=protocol, facts=self.facts)
+        self.login = LoginDriver(ctx, EventLogger(session=self.id), protocol=protocol, facts=self.facts,
+                                 client_gone=client_gone)
 
     def facts(self) -> SessionFacts:
         return SessionFacts(session_id=self.id, listener=self.kind, peer_ip=self.peer, peer_port=40000, helo=None,
@@ -305,3 +308,14 @@ async def test_log_events_are_named_by_protocol_and_hold_no_password(
     assert '"code"' not in text  # SMTP's enhanced codes stay in SMTP's events
     for secret in (PASSWORD, WRONG, base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()):
         assert secret not in text
+
+
+async def test_a_client_that_went_away_gets_no_password_check(
+    config: Config, store: Store, pool: CountingPool, clock: FakeClock
+) -> None:
+    ctx = _context(config, store, pool, clock)
+    gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    gone.set_result(None)
+    session = FakeSession(ctx, "imaps", client_gone=gone)
+    assert await session.login.password_login(ALICE, PASSWORD, "LOGIN") == LoginResult("tempfail")
+    assert await _history(store) == [] and not ctx.sessions.is_registered(session.id)

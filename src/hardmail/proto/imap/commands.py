@@ -36,9 +36,16 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ContinuationNeeded(Event):
-    """A synchronizing literal ``{n}`` was announced: write ``continuation(text)`` (``+ text``)."""
+    """A synchronizing literal ``{n}`` was announced: write ``continuation(text)`` (``+ text``), or
+    refuse it with ``refuse_literal()`` and a tagged NO (e.g. APPEND to a missing mailbox: ``NO
+    [TRYCREATE]``, over quota: ``NO [OVERQUOTA]``; the client then sends no data). For APPEND's
+    message literal, ``append_mailbox`` is the target (decoded), else None."""
 
     text: str = "Ready for literal data"
+    tag: str = field(default="*", compare=False)
+    verb: str = field(default="", compare=False)  # upper-cased command name ("UID" for UID commands)
+    size: int = field(default=0, compare=False)
+    append_mailbox: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

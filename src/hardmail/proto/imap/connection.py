@@ -16,13 +16,13 @@ their sum however the client behaves; refused data is skipped as it arrives, nev
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from enum import Enum
 
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.grammar import COMMANDS, UID_COMMANDS, parse_command
+from hardmail.proto.imap.grammar import COMMANDS, UID_COMMANDS, append_target, parse_command
 from hardmail.proto.imap.lexer import ParseError
 from hardmail.proto.imap.parser import Context
+from hardmail.proto.imap.searchkeys import ModSeqKey, walk
 from hardmail.proto.imap.state import ConnState, ImapOptions
 
 # tag SP command-name; RFC 9051 9: tag = 1*<any ASTRING-CHAR except "+">
@@ -119,6 +119,11 @@ class ImapServerConnection:
         self.tls_active = True
         self._phase = Phase.COMMAND
 
+    def tls_refused(self) -> None:
+        """The session answered STARTTLS with NO/BAD after all: take commands again, in the clear."""
+        if self._phase is Phase.TLS:
+            self._phase = Phase.COMMAND
+
     def expect_sasl_response(self) -> None:
         """The session wrote a ``+`` challenge; the next line is a SaslResponse."""
         self._phase = Phase.SASL
@@ -129,13 +134,20 @@ class ImapServerConnection:
 
     # ----- input ------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        if self._phase is not Phase.CLOSED:
+        """Buffer bytes from the client. Between the OK to STARTTLS and :meth:`start_tls` input is
+        dropped at once (it would be dropped by the handshake anyway, RFC 9051 6.2.1)."""
+        if self._phase not in (Phase.CLOSED, Phase.TLS):
             self._buf += data
 
     def next_event(self) -> c.Event | c.NeedData:
         """The next event; bad input always gives an event, never an exception."""
         while True:
-            event = self._step()
+            try:
+                event = self._step()
+            except Exception:  # a bug must not become a traceback: drop the command, answer BAD
+                self._reset_command()
+                self._phase = Phase.COMMAND if self._phase is not Phase.CLOSED else Phase.CLOSED
+                event = c.BadCommand("*", "Internal error reading the command")
             if event is not None:
                 return self._count(event)
 
@@ -282,9 +294,9 @@ class ImapServerConnection:
             return None
         limit = self._literal_limit
         if self._literal_bytes + size > limit:
-            refusal = c.LiteralTooLarge(
-                self._tag or "*", size, limit, sync, "NO" if self._verb == "APPEND" and sync else "BAD",
-                "Message too large" if self._verb == "APPEND" else "Literal too large")
+            append = self._verb == "APPEND"  # RFC 7889 4: an APPEND over APPENDLIMIT gets NO [TOOBIG]
+            refusal = c.LiteralTooLarge(self._tag or "*", size, limit, sync, "NO" if append else "BAD",
+                                        "Message too large" if append else "Literal too large")
             if sync:
                 self._reset_command()
                 return refusal
@@ -296,11 +308,27 @@ class ImapServerConnection:
                                              "Non-synchronizing literals are limited to 4096 bytes (LITERAL-)")
             self._skip(size)
             return None
+        target = self._append_target() if sync and self._verb == "APPEND" else None
         self._literal_bytes += size
         self._parts += b"\r\n"
         self._pending = size
         self._phase = Phase.LITERAL
-        return c.ContinuationNeeded() if sync else None
+        return c.ContinuationNeeded(
+            tag=self._tag or "*", verb=self._verb, size=size, append_mailbox=target) if sync else None
+
+    def _append_target(self) -> str | None:
+        ctx = Context(self._tag or "*", utf8=self.utf8_enabled, qresync=self.qresync_enabled)
+        try:
+            return append_target(bytes(self._parts), self._verb_end, ctx)
+        except Exception:  # only a hint for the session; the full parse decides
+            return None
+
+    def refuse_literal(self) -> None:
+        """Instead of ``+``: the session answers the command now (tagged NO/BAD) and the client,
+        still waiting for the continuation, sends no literal data (RFC 9051 7.5)."""
+        if self._phase is Phase.LITERAL:
+            self._reset_command()
+            self._phase = Phase.COMMAND
 
     def _skip(self, size: int) -> None:
         self._pending = size
@@ -350,6 +378,8 @@ class ImapServerConnection:
             self._sasl_tag = command.tag
         elif isinstance(command, c.Idle):
             self._idle_tag = command.tag
+        if _enables_condstore(command):
+            self.enabled.add("CONDSTORE")
         return command
 
     def _enable(self, command: c.Enable) -> c.Enable:
@@ -361,5 +391,17 @@ class ImapServerConnection:
             self.enabled.add("CONDSTORE")
         return c.Enable(command.tag, command.caps, tuple(fresh))
 
-    def enabled_caps(self) -> Iterable[str]:
-        return sorted(self.enabled)
+
+def _enables_condstore(command: c.Command) -> bool:
+    """RFC 7162 3.1: a "CONDSTORE enabling command" turns CONDSTORE on for the rest of the session."""
+    if isinstance(command, c.Select):
+        return command.condstore
+    if isinstance(command, c.Status):
+        return "HIGHESTMODSEQ" in command.items
+    if isinstance(command, c.Fetch):
+        return command.changedsince is not None or any(item.name == "MODSEQ" for item in command.items)
+    if isinstance(command, c.Store):
+        return command.unchangedsince is not None
+    if isinstance(command, c.Search):
+        return any(isinstance(node, ModSeqKey) for node in walk(command.key))
+    return False

@@ -9,16 +9,18 @@ literal (8-bit text is quoted only when UTF8=ACCEPT/IMAP4rev2 is in effect), :cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from hardmail.imap.values import Atom, Run
+from hardmail.proto.imap.commands import BadCommand, LineTooLong, LiteralTooLarge
 from hardmail.proto.imap.mutf7 import mutf7_decode, mutf7_encode
 from hardmail.proto.imap.sequence import compress
 
 __all__ = ["Atom", "Literal8", "Run", "continuation", "encode_value", "fetch_response", "mutf7_decode",
-           "mutf7_encode", "tagged", "untagged"]
+           "mutf7_encode", "refusal", "tagged", "untagged"]
 
 MAX_QUOTED = 1000  # longer strings go as literals
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -109,16 +111,21 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
+_ATOM_CHARS = re.compile(r'[^(){ \x00-\x1f\x7f%*"\\\]\x80-\U0010ffff]+')
+
+
 def astring(value: str, *, utf8: bool = False) -> bytes:
-    """An atom when the text is a plain atom (``INBOX``), else a string."""
-    if value and value.isascii() and all(ch.isalnum() or ch in "-_./&+,:;=<>?@!#$'~^`|" for ch in value):
+    """RFC 9051 9 astring: an atom when every character is an ATOM-CHAR (``INBOX``, ``Sent``), else
+    a string; ``NIL`` is quoted so no parser takes it for nil, ``]`` so none takes it for a code's end."""
+    if _ATOM_CHARS.fullmatch(value) and value.upper() != "NIL":
         return value.encode("ascii")
     return string(value, utf8=utf8)
 
 
 def mailbox(name: str, *, utf8: bool = False) -> bytes:
-    """A mailbox name as sent to the client: modified UTF-7 unless UTF-8 is in effect (RFC 9051 5.1)."""
-    return string(name if utf8 else mutf7_encode(name), utf8=utf8)
+    """A mailbox name as sent to the client (an astring, as Dovecot writes it): modified UTF-7
+    unless UTF-8 is in effect (RFC 9051 5.1)."""
+    return astring(name if utf8 else mutf7_encode(name), utf8=utf8)
 
 
 def flags(values: Iterable[str]) -> list[Atom]:
@@ -126,14 +133,14 @@ def flags(values: Iterable[str]) -> list[Atom]:
 
 
 def date_time(moment: datetime) -> str:
-    """RFC 9051 9 date-time text: ``dd-Mon-yyyy hh:mm:ss +zzzz`` (space-padded day)."""
+    """RFC 9051 9 date-time text: ``dd-Mon-yyyy hh:mm:ss +zzzz`` (day as 2DIGIT, as Dovecot writes it)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     offset = moment.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
-    return (f"{moment.day:2d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} "
+    return (f"{moment.day:02d}-{_MONTHS[moment.month - 1]}-{moment.year:04d} "
             f"{moment:%H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}")
 
 
@@ -216,3 +223,8 @@ def id_response(params: Sequence[tuple[str, str | None]] | None) -> bytes:
         return untagged("ID NIL")
     values: list[Any] = [v for pair in params for v in pair]
     return b"* ID " + encode_value(values) + CRLF
+
+
+def refusal(event: BadCommand | LiteralTooLarge | LineTooLong) -> bytes:
+    """The proposed answer to a refused command: ``tag BAD [code] text`` (``* BAD`` without a tag)."""
+    return tagged(event.tag, event.status, event.text, event.code)

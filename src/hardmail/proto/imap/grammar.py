@@ -5,6 +5,7 @@ RFC 9051 6.4, RFC 4315 UID EXPUNGE, RFC 6851 MOVE, RFC 5256 SORT/THREAD).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -143,6 +144,29 @@ COMMANDS: dict[str, Entry] = {
     "UID": Entry(_uid, p.SELECTED),
     **{verb: Entry(_plain(sub), p.SELECTED) for verb, sub in UID_COMMANDS.items()},
 }
+
+
+_MESSAGE_LITERAL = re.compile(rb"~?\{[0-9]{1,20}\+?\}")
+
+
+def append_target(data: bytes, start: int, ctx: p.Context) -> str | None:
+    """The mailbox of an APPEND whose text so far (``data``) ends with the message literal's
+    header, or None when that literal is not the message (the mailbox name itself, say)."""
+    r = Reader(data)
+    r.pos = start
+    try:
+        name = p.mailbox(r, ctx)
+        r.sp()
+        if r.peek() == b"(":
+            r.flag_list()
+            r.sp()
+        if r.peek() == b'"':
+            r.date_time()
+            r.sp()
+        r.take(b"UTF8 (")
+    except ParseError:
+        return None
+    return name if _MESSAGE_LITERAL.fullmatch(data, r.pos) else None
 
 
 def parse_command(data: bytes, verb: str, start: int, ctx: p.Context) -> c.Command:

@@ -71,7 +71,11 @@ class Reader:
 
     def sp(self) -> None:
         if not self.take(b" "):
-            raise ParseError("Missing argument" if self.at_end() else "Expected a single space")
+            if self.at_end():
+                raise ParseError("Missing argument")
+            if self.peek() >= b"\x80":
+                raise ParseError("8-bit text must be in a quoted string or a literal")
+            raise ParseError("Expected a single space")
 
     def end(self) -> None:
         if not self.at_end():
@@ -167,11 +171,9 @@ class Reader:
         self.expect(b")")
 
     # ----- composite values -------------------------------------------------------------------
-    def flag(self, *, keyword_only: bool = False) -> str:
+    def flag(self) -> str:
         """RFC 9051 9 ``flag``: a system flag (normalised spelling) or a keyword atom."""
         if self.take(b"\\"):
-            if keyword_only:
-                raise ParseError("Expected a keyword, not a system flag")
             name = "\\" + self.atom("a flag name")
             if name.upper() not in SYSTEM_FLAGS:
                 raise ParseError(f"Invalid system flag {name}")

@@ -140,8 +140,8 @@ def fetch_modifiers(r: Reader) -> tuple[int | None, bool]:
     while True:
         name = r.keyword("a FETCH modifier")
         if name == "CHANGEDSINCE" and changedsince is None:
-            r.sp()
-            changedsince = r.number64(nonzero=True, what="a mod-sequence value")
+            r.sp()  # mod-sequence-value is 1 or more; 0 is taken as Dovecot does (everything changed)
+            changedsince = r.number64(what="a mod-sequence value")
         elif name == "VANISHED" and not vanished:
             vanished = True
         else:

@@ -128,7 +128,8 @@ def _text(p: SearchParser, name: str, depth: int) -> SearchKey:
 
 
 def _keyword(p: SearchParser, name: str, depth: int) -> SearchKey:
-    return FlagKey(p._arg().flag(keyword_only=True), name == "KEYWORD")
+    """KEYWORD flag-keyword; a system flag (``KEYWORD \\Seen``) is taken too, as Dovecot does."""
+    return FlagKey(p._arg().flag(), name == "KEYWORD")
 
 
 def _date(p: SearchParser, name: str, depth: int) -> SearchKey:
@@ -188,6 +189,8 @@ def charset_name(r: Reader) -> str:
     """``charset = atom / quoted``; only UTF-8 and US-ASCII are known (else NO [BADCHARSET])."""
     raw = r.quoted().decode("ascii", "replace") if r.peek() == b'"' else r.atom("a charset")
     name = raw.upper()
+    if r.at_end():
+        raise ParseError("Missing search key")
     if name not in CHARSETS:
         raise ParseError(f"Unsupported charset {raw}", status="NO", code=BADCHARSET)
     return name

@@ -50,7 +50,7 @@ def decode_mailbox(raw: bytes, utf8: bool, *, inbox: bool = True) -> str:
         try:
             text = mutf7_decode(text)
         except Mutf7Error:
-            raise ParseError("Mailbox name is not valid modified UTF-7") from None
+            raise ParseError("Mailbox name is not valid modified UTF-7", status="NO") from None
     _no_controls(text)
     return "INBOX" if inbox and text.upper() == "INBOX" else text
 
@@ -223,8 +223,8 @@ def _list(r: Reader, ctx: Context) -> c.Command:
     extended = r.peek() == b"("
     if extended:
         selection = _options(r, LIST_SELECT, "selection")
-        if "RECURSIVEMATCH" in selection and len(selection) == 1:
-            raise ParseError("RECURSIVEMATCH needs another selection option")
+        if "RECURSIVEMATCH" in selection and not set(selection) - {"RECURSIVEMATCH", "REMOTE"}:
+            raise ParseError("RECURSIVEMATCH needs another selection option")  # RFC 5258 3.1
         r.sp()
     reference = decode_mailbox(r.astring("a reference name"), ctx.utf8, inbox=False)
     r.sp()

@@ -109,13 +109,14 @@ def test_oversized_non_sync_literal_is_skipped_then_bad(feeder: Make) -> None:
 
 def test_skipped_literal_is_not_kept_in_memory() -> None:
     conn = make_conn(max_literal=10)
-    conn.receive_data(b"a LOGIN {100000000+}\r\n")
+    conn.receive_data(b"a LOGIN {10000000+}\r\n")
     assert conn.next_event() is c.NEED_DATA
+    chunk = b"z" * 100_000
     for _ in range(100):
-        conn.receive_data(b"z" * 100_000)
+        conn.receive_data(chunk)
         assert conn.next_event() is c.NEED_DATA
         assert conn.buffered == 0
-    conn.receive_data(b"z" * 90_000_000 + b" x\r\n")
+    conn.receive_data(b" x\r\n")
     assert isinstance(conn.next_event(), c.LiteralTooLarge)
 
 
@@ -362,3 +363,104 @@ def test_samples_parse_whole_and_bytewise_alike() -> None:
     for sample in COMMAND_SAMPLES:
         event = parse_one(sample, SEL, enabled=("QRESYNC",))
         assert isinstance(event, c.Command), (sample, event)
+
+
+def test_append_continuation_names_the_target_and_can_be_refused(feeder: Make) -> None:
+    f = feeder(AUTH)
+    (event,) = f.feed(b'a1 APPEND "Dra&APw-fts" (\\Draft) " 1-Jan-2024 00:00:00 +0000" {310}\r\n')
+    assert isinstance(event, c.ContinuationNeeded)
+    assert (event.tag, event.size, event.append_mailbox) == ("a1", 310, "Draüfts")
+    f.conn.refuse_literal()  # the session answers "a1 NO [TRYCREATE]" instead of "+"
+    assert f.feed(b"a2 NOOP\r\n") == [c.Noop("a2")]
+    (first,) = f.feed(b"a3 APPEND {5}\r\n")
+    assert isinstance(first, c.ContinuationNeeded) and first.append_mailbox is None  # the name's literal
+    (second,) = f.feed(b"INBOX UTF8 (~{2}\r\n")
+    assert isinstance(second, c.ContinuationNeeded) and second.append_mailbox == "INBOX"
+    assert f.feed(b"hi)\r\n") == [c.Append("a3", "INBOX", message=b"hi", utf8=True)]
+
+
+@pytest.mark.parametrize("line", [b"a SELECT INBOX (CONDSTORE)", b"a STATUS x (HIGHESTMODSEQ)", b"a FETCH 1 (MODSEQ)",
+                                  b"a FETCH 1 FLAGS (CHANGEDSINCE 4)", b"a STORE 1 (UNCHANGEDSINCE 4) FLAGS ()",
+                                  b"a SEARCH OR SEEN MODSEQ 3"])
+def test_condstore_enabling_commands(line: bytes) -> None:
+    conn = make_conn(SEL)
+    conn.receive_data(line + b"\r\n")
+    assert isinstance(conn.next_event(), c.Command)
+    assert conn.condstore_enabled  # RFC 7162 3.1
+
+
+def test_plain_commands_do_not_enable_condstore() -> None:
+    conn = make_conn(SEL)
+    conn.receive_data(b"a FETCH 1 FLAGS\r\nb SELECT x\r\nc STATUS x (MESSAGES)\r\n")
+    for _ in range(3):
+        assert isinstance(conn.next_event(), c.Command)
+    assert not conn.condstore_enabled
+
+
+def test_input_before_the_tls_handshake_is_not_buffered() -> None:
+    conn = make_conn()
+    conn.receive_data(b"a STARTTLS\r\n")
+    assert conn.next_event() == c.StartTls("a")
+    conn.receive_data(b"x" * 100_000)
+    assert conn.buffered == 0
+
+
+def test_starttls_refused_by_the_session_resumes_in_the_clear(feeder: Make) -> None:
+    f = feeder()
+    assert f.feed(b"a STARTTLS\r\n") == [c.StartTls("a")]
+    f.conn.tls_refused()
+    assert f.feed(b"b NOOP\r\n") == [c.Noop("b")] and not f.conn.tls_active
+
+
+def test_continuation_says_which_command_waits(feeder: Make) -> None:
+    (event,) = feeder().feed(b"x1 LOGIN {5}\r\n")
+    assert isinstance(event, c.ContinuationNeeded) and (event.tag, event.verb, event.size) == ("x1", "LOGIN", 5)
+
+
+def test_oversized_non_sync_append_is_skipped_then_no_toobig(feeder: Make) -> None:
+    f = feeder(AUTH, append_limit=10)
+    events = f.feed(b"a APPEND INBOX {11+}\r\n" + b"m" * 11 + b"\r\nb NOOP\r\n")
+    assert events == [c.LiteralTooLarge("a", 11, 10, False, "NO", "Message too large"), c.Noop("b")]
+
+
+def _events_for(data: bytes, cuts: list[int]) -> list[c.Event]:
+    conn = ImapServerConnection(ImapOptions(max_line=120, max_literal=40))
+    conn.state = SEL
+    conn.enable("QRESYNC")
+    events: list[c.Event] = []
+    start = 0
+    for cut in [*cuts, len(data)]:
+        conn.receive_data(data[start:cut])
+        start = cut
+        while (e := conn.next_event()) is not c.NEED_DATA:
+            assert isinstance(e, c.Event)
+            events.append(e)
+    return events
+
+
+def test_random_chunking_never_changes_the_events() -> None:
+    rng = random.Random(7)
+    alphabet = b'aA1 ()[]{}<>"\\*%$:,.+-~\r\n'
+    for _ in range(1500):
+        pieces = [bytearray(rng.choice(COMMAND_SAMPLES)) for _ in range(rng.randrange(1, 4))]
+        for piece in pieces:
+            for _ in range(rng.randrange(0, 3)):
+                piece[rng.randrange(len(piece))] = rng.choice(alphabet)
+        data = b"".join(bytes(p) for p in pieces)
+        whole = _events_for(data, [])
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 12))))
+        assert _events_for(data, cuts) == whole, data
+        assert _events_for(data, list(range(1, len(data)))) == whole, data
+
+
+def test_preauth_starts_authenticated() -> None:
+    conn = ImapServerConnection(ImapOptions(preauth=True))
+    assert conn.state is AUTH
+    conn.receive_data(b"a LOGIN u p\r\nb SELECT INBOX\r\n")
+    assert isinstance(conn.next_event(), c.BadCommand)
+    assert isinstance(conn.next_event(), c.Select)
+
+
+def test_too_many_fetch_items_is_bad() -> None:
+    event = parse_one(b"a FETCH 1 (" + b" ".join([b"FLAGS"] * 300) + b")\r\n", SEL)
+    assert isinstance(event, c.BadCommand) and "Too many" in event.text
