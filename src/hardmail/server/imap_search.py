@@ -12,13 +12,16 @@ and holds at most one batch of messages in memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hardmail.imap import search as evaluator
+from hardmail.imap import sort as sorting
+from hardmail.imap import thread as threading
 from hardmail.mailbox import MessageRecord
+from hardmail.mime.headers import HeaderBlock
 from hardmail.mime.structure import parse_message
 from hardmail.mime.text import MessageText
 from hardmail.proto.imap import commands as c
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from hardmail.server.imap_select import SelectedFolder
     from hardmail.server.imap_session import ImapSession
 
+T = TypeVar("T")
 CHARSETS = ("UTF-8", "US-ASCII")
 BATCH = 200  # messages evaluated per thread hop when files must be read
 
@@ -64,6 +68,11 @@ class SearchMessage:
             self._text = MessageText(data, parse_message(data))
         return self._text
 
+    @property
+    def headers(self) -> HeaderBlock:
+        """The header block (SORT and THREAD keys, :mod:`hardmail.imap.sort`)."""
+        return self._message().headers
+
     def header(self, name: str) -> list[str]:
         return self._message().header(name)
 
@@ -89,13 +98,14 @@ def _selected(session: ImapSession) -> SelectedFolder:
     return session.selected
 
 
-async def matching(session: ImapSession, key: keys.SearchKey) -> list[SearchMessage]:
-    """The messages of the selected folder that ``key`` matches, in order."""
+async def matching(session: ImapSession, key: keys.SearchKey, *, headers: bool = False) -> list[SearchMessage]:
+    """The messages of the selected folder that ``key`` matches, in order (``headers``: with a
+    path to their file for the header block, as SORT and THREAD need)."""
     folder = _selected(session)
     if evaluator.uses_modseq(key):
         session.condstore = True  # RFC 7162 3.1
     whole = evaluator.needs_body(key)
-    files = whole or evaluator.needs_headers(key)
+    files = whole or headers or evaluator.needs_headers(key)
     context = evaluator.SearchContext(
         max_seq=folder.exists, max_uid=folder.uids[-1] if folder.uids else 0,
         saved_uids=frozenset(session.saved_uids), now=datetime.fromtimestamp(session.ctx.clock.now(), UTC))
@@ -158,26 +168,31 @@ async def search(session: ImapSession, command: c.Search) -> Done:
 
 async def sort(session: ImapSession, command: c.Sort) -> Done:
     _check_charset(command.charset)
-    from hardmail.imap import sort as sorting
-
-    found = await matching(session, command.key)
-    ordered = await _heavy_list(sorting.sort_messages, found, command.criteria)
-    session.send(b"* SORT" + b"".join(b" %d" % n for n in _numbers(ordered, command.uid)) + b"\r\n")
+    if any(criterion.key not in sorting.SORT_KEYS for criterion in command.criteria):
+        return bad("Unknown sort key")
+    found = await matching(session, command.key, headers=True)
+    ordered = await _off_loop(sorting.sort_messages, found, command.criteria)
+    session.send(b"* SORT" + b"".join(b" %d" % n for n in _numbers(ordered, command.uid)) + b"\r\n")  # RFC 5256 4
     return ok("SORT completed")
 
 
 async def thread(session: ImapSession, command: c.Thread) -> Done:
     _check_charset(command.charset)
-    from hardmail.imap import thread as threading
+    if command.algorithm not in threading.THREAD_ALGORITHMS:
+        return bad("Unknown threading algorithm")
+    found = await matching(session, command.key, headers=True)
+    nodes = await _off_loop(threading.thread_messages, command.algorithm, found)
 
-    found = await matching(session, command.key)
-    number = (lambda m: m.uid) if command.uid else (lambda m: m.seq)
-    tree = await _heavy_list(threading.thread_messages, found, command.algorithm)
-    session.send(b"* THREAD " + threading.encode_threads(tree, number) + b"\r\n")
+    def number(message: SearchMessage) -> int:
+        return message.uid if command.uid else message.seq
+
+    text = threading.thread_list(nodes, number)
+    session.send(b"* THREAD" + (b" " + text.encode() if text else b"") + b"\r\n")  # RFC 5256 4
     return ok("THREAD completed")
 
 
-async def _heavy_list(function: Any, *args: Any) -> Any:
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """SORT keys and THREAD links read every message's header block: a worker thread does it."""
     async with _semaphore():
         return await asyncio.to_thread(function, *args)
 
