@@ -122,8 +122,8 @@ class MailboxSection(Section):
     # 10 GiB: well above what nearly every real mailbox holds, so nobody meets it by surprise, yet one
     # runaway mailbox (a mail loop, a forgotten account collecting spam) cannot fill the disk that every
     # other account shares; a full disk would refuse mail for all of them (452 4.3.1).
-    default_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Storage quota in bytes given to a mailbox when it is set up (account add, or its first delivery); 0 means unlimited. Existing mailboxes keep theirs: change them with `hardmail mailbox quota`.")
-    default_quota_messages: int = Field(0, ge=0, description="Message-count quota given to a mailbox when it is set up; 0 means unlimited.")
+    default_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Storage quota in bytes of every mailbox without limits of its own (set with `hardmail mailbox quota`); 0 means unlimited.")
+    default_quota_messages: int = Field(0, ge=0, description="Message-count quota of every mailbox without limits of its own; 0 means unlimited.")
     over_quota: Literal["defer", "bounce"] = Field("defer", description="Mail for a full mailbox: defer (452 4.2.2, the sender retries and the owner has time to clean up) or bounce (552 5.2.2, refused for good).")
     append_limit: int = Field(0, ge=0, description="Largest message in bytes a client may APPEND (IMAP APPENDLIMIT, RFC 7889); 0 means the same as smtp.max_message_size.")
 

@@ -2,7 +2,9 @@
 
 Runs after the client's final dot (or last BDAT chunk). The SMTP 250 is sent only after this
 returns: every local copy is fsync'd in its Maildir and every remote recipient is in the outbound
-queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant). File work
+queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant); local
+copies are then recorded in the mailbox index (:mod:`hardmail.delivery.local_index`), so that
+IMAP and POP3 clients see them with the next UID. File work
 runs in a thread (or the Maildir writer process), off the event loop. The message comes as a
 :class:`MessageContent`: the new header lines and the head are written from memory, the rest is
 copied from the message's incoming file by the kernel, so acceptance holds no more of a big
@@ -27,6 +29,7 @@ from hardmail.delivery.headers import (
     split_header_block,
     with_protocol,
 )
+from hardmail.delivery.local_index import DeliveryIndexer, delivered_files
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.queue import DeliveryQueue
 from hardmail.delivery.spool import OutboundSpool
@@ -75,8 +78,9 @@ def message_head(chunks: Sequence[bytes], limit: int = 256 * 1024) -> bytes:
 
 class MessageAcceptor:
     def __init__(self, maildir: MaildirStore, queue: DeliveryQueue, hostname: str, clock: Clock,
-                 committer: GroupCommit | None = None) -> None:
+                 committer: GroupCommit | None = None, indexer: DeliveryIndexer | None = None) -> None:
         self.maildir = maildir
+        self.indexer = indexer  # None: no mailbox index (files only; a sync indexes them later)
         self.queue = queue
         self.hostname = hostname
         self.clock = clock
@@ -125,6 +129,9 @@ class MessageAcceptor:
             if spool_id is not None:
                 await self.queue.remove(spool_id)
             raise
+        if written and self.indexer is not None:  # after the files are durable, before the 250
+            delivered = delivered_files(envelope.mailboxes, written, envelope.folder, self.maildir.mailbox_path)
+            await self.indexer.index(delivered, envelope.folder)
         if spool_id is not None:
             self.queue.notify()
         return Accepted(message_id, tuple(str(p) for p in written), spool_id, size)
