@@ -63,7 +63,8 @@ class MailboxService:
         try:
             key = parse_address_arg(address).key
         except AddressError as exc:
-            raise AdminError(f"invalid address {address!r}: {exc}", "give an address such as alice@example.org") from None
+            raise AdminError(f"invalid address {address!r}: {exc}",
+                             "give an address such as alice@example.org") from None
         if await self._store.get_account(key) is None:
             raise AdminError(f"no account {key}", "`hardmail account list` shows the accounts")
         if set_up:
