@@ -69,7 +69,7 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     notifier = ChangeNotifier(raw_store.mailbox, clock)
     await notifier.start()
     mailboxes = build_mailbox_store(config, raw_store, clock, notifier)
-    indexer = DeliveryIndexer(mailboxes)
+    indexer = DeliveryIndexer(mailboxes, config.mailbox.over_quota)
     delivery = build_services(config, store, maildir, clock, indexer)
     if first:
         await _recover_spool(delivery)
@@ -77,7 +77,7 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     # Every worker, also one started again after it died: only files of dead processes go.
     await asyncio.to_thread(_clear_incoming, config)
     acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir),
-                               indexer=indexer)
+                               indexer=indexer, notices=delivery.notices)
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
                             acceptor=acceptor, clock=clock, delivery=delivery, mailboxes=mailboxes, notifier=notifier)
     context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from hardmail.config.schema import Config
 from hardmail.core.clock import Clock
 from hardmail.ops.log import log_event
+from hardmail.policy.quota import OverQuota, over_quota_reason
 from hardmail.store.ports import Store
 
 if TYPE_CHECKING:
@@ -54,8 +55,9 @@ async def set_up_mailbox(mailboxes: MailboxStore, account: str) -> bool:
 class DeliveryIndexer:
     """One per server process, shared by SMTP acceptance and local delivery notices."""
 
-    def __init__(self, mailboxes: MailboxStore) -> None:
+    def __init__(self, mailboxes: MailboxStore, over_quota: OverQuota = "defer") -> None:
         self.mailboxes = mailboxes
+        self.over_quota = over_quota  # [mailbox] over_quota
         self._ready: set[str] = set()
 
     async def ready(self, account: str) -> None:
@@ -71,6 +73,27 @@ class DeliveryIndexer:
     async def quota(self, account: str) -> Quota:
         await self.ready(account)
         return await self.mailboxes.quota(account)
+
+    async def without_room(self, accounts: Sequence[str], size: int) -> tuple[str, ...]:
+        """The accounts of ``accounts`` that a message of ``size`` bytes must not go to, at delivery
+        (after the end of DATA, for a message accepted for several recipients): in "bounce" mode
+        the full ones; in "defer" mode none (SMTP has one reply for all recipients and local
+        delivery has no queue to wait in, so a mailbox that had room at RCPT takes this one
+        message over its limit, like Dovecot's quota_grace; the next message is refused at RCPT)."""
+        full = []
+        for account in accounts:
+            try:
+                reason = over_quota_reason(await self.quota(account), size)
+            except Exception as exc:  # delivery goes on: the quota protects the disk, not the message
+                log_event("mailbox.quota_unknown", level="warning", account=account, stage="delivery",
+                          error=type(exc).__name__, detail=str(exc)[:200])
+                continue
+            if reason is None:
+                continue
+            log_event("mailbox.over_quota", account=account, stage="delivery", size=size, reason=reason,
+                      action="bounced" if self.over_quota == "bounce" else "delivered over the limit")
+            full.append(account)
+        return tuple(full) if self.over_quota == "bounce" else ()
 
     async def index(self, delivered: Sequence[tuple[str, Path]], folder: str | None) -> None:
         """Index each (account, file in new/) just delivered; failures are logged, never raised."""
