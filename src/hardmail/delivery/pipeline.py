@@ -151,7 +151,7 @@ class MessageAcceptor:
         ([mailbox] over_quota = "bounce"); the message itself was accepted for the others."""
         if self.notices is None:
             return
-        now = self.clock.now().timestamp()
+        now = self.clock.now()
         entry = QueueEntry(message_id, envelope.sender, (), size, None, now, now, ret="HDRS")
         reports = [RecipientReport(account, "failed", "5.2.2", "552 5.2.2 Mailbox full", last_attempt=now)
                    for account in full]
