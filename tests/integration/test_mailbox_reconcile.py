@@ -1,0 +1,69 @@
+"""The start-up reconcile (issue 12, point 6): a file put into a Maildir while the server was stopped
+has an index entry once it has started again, and an entry whose file vanished is dropped; the
+messages that stayed keep their UIDs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from hardmail.mailbox import MailboxStore
+from support.live import ALICE, ServerThread, running_server, server_config
+
+SENDER = "someone@elsewhere.example"
+
+
+def _mailboxes(server: ServerThread) -> MailboxStore:
+    assert server.server is not None and server.server.context.mailboxes is not None
+    return server.server.context.mailboxes
+
+
+def _send(server: ServerThread, subject: str) -> None:
+    with smtplib.SMTP(*server.address("smtp"), timeout=30) as client:
+        client.sendmail(SENDER, [ALICE], f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+
+
+def _uids_by_subject(server: ServerThread) -> dict[str, int]:
+    mailboxes = _mailboxes(server)
+    found = {}
+    for record in server.run(mailboxes.snapshot(ALICE, "INBOX")).messages:
+        data = server.run(mailboxes.read_message(ALICE, "INBOX", record.uid))
+        assert data is not None
+        subject = next(line for line in data.split(b"\r\n") if line.startswith(b"Subject: "))
+        found[subject[9:].decode()] = record.uid
+    return found
+
+
+def _file_of(maildir: Path, subject: str) -> Path:
+    for path in [*(maildir / "new").iterdir(), *(maildir / "cur").iterdir()]:
+        if f"Subject: {subject}\r\n".encode() in path.read_bytes():
+            return path
+    raise AssertionError(f"no file with subject {subject}")
+
+
+def test_start_indexes_files_added_and_drops_entries_of_files_removed_while_stopped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = server_config(tmp_path / "data")
+    with running_server(config) as server:
+        for subject in ("one", "two", "three"):
+            _send(server, subject)
+        assert _uids_by_subject(server) == {"one": 1, "two": 2, "three": 3}
+        maildir = server.server.context.acceptor.maildir.mailbox_path(ALICE)  # type: ignore[union-attr]
+    # stopped: another program delivers one message and deletes another
+    (maildir / "new" / "1700000000.M1P1Q1.other.host,S=30").write_bytes(b"Subject: by hand\r\n\r\nbody\r\n")
+    _file_of(maildir, "two").unlink()
+    caplog.set_level(logging.INFO)
+    again = ServerThread(config)
+    again.start()
+    try:
+        assert _uids_by_subject(again) == {"one": 1, "three": 3, "by hand": 4}
+        info = again.run(_mailboxes(again).folder(ALICE, "INBOX"))
+        assert info is not None and info.messages == 3
+    finally:
+        again.stop()
+    events = [json.loads(line[line.index("{"):]) for line in caplog.text.splitlines() if "mailbox.reconcile" in line]
+    assert any(event.get("result") == "success" and event.get("folders", 0) >= 1 for event in events)
