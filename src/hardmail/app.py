@@ -122,9 +122,12 @@ def _clear_incoming(config: Config) -> None:
 
 async def reconcile_mailboxes(mailboxes: MailboxStore) -> int:
     """Start-up, first process only: index files put into a Maildir while the server was stopped
-    (or left by a crash between a file and its index entry) and drop entries whose file is gone."""
+    (or left by a crash between a file and its index entry) and drop entries whose file is gone;
+    one ``mailbox.repaired`` line per folder that changed, then a summary."""
     try:
+        before = await _folder_states(mailboxes)
         repaired = await mailboxes.reconcile_all()
+        _log_repaired(before, await _folder_states(mailboxes))
     except Exception as exc:  # the server still starts: each folder is synced when a client opens it
         log_event("mailbox.reconcile", level="error", result="failure", error=type(exc).__name__,
                   detail=str(exc)[:300], hint="folders are synced when a client opens them; "
@@ -132,6 +135,30 @@ async def reconcile_mailboxes(mailboxes: MailboxStore) -> int:
         return 0
     log_event("mailbox.reconcile", result="success", folders=repaired)
     return repaired
+
+
+FolderState = tuple[str, str, int, int, int]  # account, folder, HIGHESTMODSEQ, messages, UIDNEXT
+
+
+async def _folder_states(mailboxes: MailboxStore) -> dict[int, FolderState]:
+    """Every folder of the index by id (read in batches, as reconcile_all reads them)."""
+    states: dict[int, FolderState] = {}
+    after = 0
+    while batch := await mailboxes.index.all_folders(after):
+        for row in batch:
+            states[row.id] = (row.account, row.name, row.highestmodseq, row.messages, row.uidnext)
+            after = row.id
+    return states
+
+
+def _log_repaired(before: dict[int, FolderState], after: dict[int, FolderState]) -> None:
+    for folder_id, (account, name, modseq, messages, uidnext) in before.items():
+        now = after.get(folder_id)
+        if now is None:
+            log_event("mailbox.repaired", account=account, folder=name, detail="its directory is gone: index dropped")
+        elif now[2:] != (modseq, messages, uidnext):
+            log_event("mailbox.repaired", account=account, folder=name, messages_before=messages,
+                      messages=now[3], new_uids=now[4] - uidnext)
 
 
 async def _recover_spool(delivery: DeliveryServices) -> None:

@@ -65,5 +65,9 @@ def test_start_indexes_files_added_and_drops_entries_of_files_removed_while_stop
         assert info is not None and info.messages == 3
     finally:
         again.stop()
-    events = [json.loads(line[line.index("{"):]) for line in caplog.text.splitlines() if "mailbox.reconcile" in line]
-    assert any(event.get("result") == "success" and event.get("folders", 0) >= 1 for event in events)
+    events = [json.loads(line[line.index("{"):]) for line in caplog.text.splitlines() if '"mailbox.' in line]
+    assert any(event["event"] == "mailbox.reconcile" and event.get("result") == "success"
+               and event.get("folders", 0) >= 1 for event in events)
+    repaired = [event for event in events if event["event"] == "mailbox.repaired"]
+    assert [(e["account"], e["folder"], e["messages_before"], e["messages"], e["new_uids"]) for e in repaired] == [
+        (ALICE, "INBOX", 3, 3, 1)]

@@ -73,7 +73,10 @@ class MailboxService:
 
     async def list_folders(self, address: str) -> list[FolderInfo]:
         """Read only: an account whose mailbox was never set up has no folders yet."""
-        return await self._mailboxes.list_folders(await self.account(address, set_up=False))
+        key = await self.account(address, set_up=False)
+        if not await self._store.mailbox.list_folders(key):  # asked of the index: nothing is made here
+            return []
+        return await self._mailboxes.list_folders(key)
 
     async def quota(self, address: str) -> Quota:
         """Read only."""

@@ -45,11 +45,9 @@ def build_mailbox_store(config: Config, store: Store, clock: Clock,
                         quota_defaults=defaults)
 
 
-async def set_up_mailbox(mailboxes: MailboxStore, account: str) -> bool:
-    """Make sure ``account`` has its INBOX and special-use folders; True when its INBOX was new."""
-    new = await mailboxes.folder(account, INBOX) is None
+async def set_up_mailbox(mailboxes: MailboxStore, account: str) -> None:
+    """Make sure ``account`` has its INBOX and special-use folders, subscribed (idempotent)."""
     await mailboxes.ensure_account(account)
-    return new
 
 
 class DeliveryIndexer:
@@ -64,8 +62,7 @@ class DeliveryIndexer:
         """Set the account's mailbox up unless this process already did (or saw it was)."""
         if account in self._ready:
             return
-        if await set_up_mailbox(self.mailboxes, account):
-            log_event("mailbox.created", account=account, detail="INBOX and special-use folders")
+        await set_up_mailbox(self.mailboxes, account)
         if len(self._ready) >= MAX_KNOWN_READY:
             self._ready.clear()
         self._ready.add(account)
