@@ -178,7 +178,7 @@ def _counts(report: ReindexReport) -> str:
 
 
 SpecialUseOption = Annotated[str | None, typer.Option(
-    "--special-use", help="Mark it as \\Sent, \\Drafts, \\Trash, \\Junk, \\Archive, \\All or \\Flagged "
+    "--special-use", help="Mark it as \\Sent, \\Drafts, \\Trash, \\Junk or \\Archive "
     "(RFC 6154; the backslash may be left out).", show_default=False)]
 
 

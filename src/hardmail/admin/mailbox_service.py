@@ -14,11 +14,11 @@ import re
 from hardmail.admin.service import AdminError
 from hardmail.core.address import AddressError, parse_address_arg
 from hardmail.delivery.local_index import set_up_mailbox
-from hardmail.mailbox import FolderError, FolderInfo, MailboxStore, Quota, ReindexReport
+from hardmail.mailbox import SPECIAL_USE_DEFAULTS, FolderError, FolderInfo, MailboxStore, Quota, ReindexReport
 from hardmail.store.ports import Store
 
-# RFC 6154 2 (and \All, \Flagged): the special uses a folder may be created with
-SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
+# RFC 6154 2: the special uses a folder may be created with (the virtual \All and \Flagged are not)
+SPECIAL_USES = tuple(sorted(use for _, use in SPECIAL_USE_DEFAULTS))
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
