@@ -68,7 +68,7 @@ class DeliveryIndexer:
         self._ready.add(account)
 
     async def quota(self, account: str) -> Quota:
-        await self.ready(account)
+        """Usage and limits (index only: nothing is set up for a mail that may never come)."""
         return await self.mailboxes.quota(account)
 
     async def without_room(self, accounts: Sequence[str], size: int) -> tuple[str, ...]:
