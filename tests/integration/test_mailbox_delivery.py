@@ -5,13 +5,15 @@ end of DATA."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hardmail.mailbox import MailboxStore
+from hardmail.mailbox import MailboxStore, Subscription
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts, SessionHook
 from support.live import ALICE, BOB, RawClient, ServerThread, running_server, server_config
 
@@ -184,3 +186,41 @@ def test_a_mailbox_full_at_delivery_is_bounced_the_others_get_the_message(bounci
     queued = bouncing_server.run(bouncing_server.server.context.store.queue.list_queued())
     notices = [entry for entry in queued if entry.sender == ""]
     assert [r.address for entry in notices for r in entry.recipients] == [SENDER]
+
+
+# a client with the folder open, and a failing index
+
+
+def test_a_delivery_wakes_a_session_waiting_on_the_folder(live_server: ServerThread) -> None:
+    assert live_server.server is not None and live_server.server.context.notifier is not None
+    notifier = live_server.server.context.notifier
+    _send(live_server, [ALICE], _message("before"))
+
+    async def subscribe() -> Subscription:
+        return notifier.subscribe(ALICE, "INBOX")
+
+    subscription = live_server.run(subscribe())
+    try:
+        _send(live_server, [ALICE], _message("while connected"))
+        live_server.run(asyncio.wait_for(subscription.changed.wait(), 10))
+    finally:
+        subscription.close()
+    assert _subjects(live_server, ALICE, "INBOX") == [(1, "before"), (2, "while connected")]
+
+
+def test_an_index_failure_keeps_the_message_and_a_sync_indexes_it(
+        live_server: ServerThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    _send(live_server, [ALICE], _message("indexed"))
+
+    async def broken(*_args: object) -> list[int]:
+        raise OSError("database unavailable")
+
+    mailboxes = _mailboxes(live_server)
+    monkeypatch.setattr(mailboxes, "deliver_indexed", broken)
+    caplog.set_level(logging.INFO)
+    _send(live_server, [ALICE], _message("not indexed"))  # still 250: the file is durable in new/
+    assert '"mailbox.index_failed"' in caplog.text
+    assert [subject for _, subject in _subjects(live_server, ALICE, "INBOX")] == ["indexed"]
+    monkeypatch.undo()
+    live_server.run(mailboxes.sync(ALICE, "INBOX"))
+    assert _subjects(live_server, ALICE, "INBOX") == [(1, "indexed"), (2, "not indexed")]
