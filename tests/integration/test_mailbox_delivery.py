@@ -224,3 +224,11 @@ def test_an_index_failure_keeps_the_message_and_a_sync_indexes_it(
     monkeypatch.undo()
     live_server.run(mailboxes.sync(ALICE, "INBOX"))
     assert _subjects(live_server, ALICE, "INBOX") == [(1, "indexed"), (2, "not indexed")]
+
+
+def test_a_delivery_notice_to_a_local_sender_is_indexed(live_server: ServerThread) -> None:
+    assert live_server.server is not None and live_server.server.context.delivery is not None
+    local = live_server.server.context.delivery.notices.local
+    assert local is not None
+    assert live_server.run(local(ALICE, b"Subject: notice\r\n\r\nyour message bounced\r\n"))
+    assert _subjects(live_server, ALICE, "INBOX") == [(1, "notice")]
