@@ -122,6 +122,16 @@ class StorageSection(Section):
     maildir_writer: Literal["process", "thread"] = Field("process", description="Where Maildir files are written and fsync'd: a child process of each server process (its file system calls never slow the event loop down), or a thread of it.")
 
 
+class MailboxSection(Section):
+    # 10 GiB: well above what nearly every real mailbox holds, so nobody meets it by surprise, yet one
+    # runaway mailbox (a mail loop, a forgotten account collecting spam) cannot fill the disk that every
+    # other account shares; a full disk would refuse mail for all of them (452 4.3.1).
+    default_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Storage quota in bytes of every mailbox without limits of its own (set with `hardmail mailbox quota`); 0 means unlimited.")
+    default_quota_messages: int = Field(0, ge=0, description="Message-count quota of every mailbox without limits of its own; 0 means unlimited.")
+    over_quota: Literal["defer", "bounce"] = Field("defer", description="Mail for a full mailbox: defer (452 4.2.2, the sender retries and the owner has time to clean up) or bounce (552 5.2.2, refused for good).")
+    append_limit: int = Field(0, ge=0, description="Largest message in bytes a client may APPEND (IMAP APPENDLIMIT, RFC 7889); 0 means the same as smtp.max_message_size.")
+
+
 class PasswordHashSection(Section):
     # OWASP's Argon2id recommendation: m=19 MiB, t=2, p=1 is the floor; we default higher.
     time_cost: int = Field(3, ge=1, description="Argon2id iterations.")
@@ -351,6 +361,7 @@ class Config(Section):
     inbound: InboundSection = InboundSection()
     greylist: GreylistSection = GreylistSection()
     antispam: AntispamSection = AntispamSection()
+    mailbox: MailboxSection = MailboxSection()
     imap: ImapSection = ImapSection()
 
     @property
@@ -362,6 +373,11 @@ class Config(Section):
         if self.storage.url:
             return self.storage.url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'hardmail.db').resolve()}"
+
+    @property
+    def append_limit(self) -> int:
+        """[mailbox] append_limit, or smtp.max_message_size when that is 0."""
+        return self.mailbox.append_limit or self.smtp.max_message_size
 
     @property
     def maildir_root(self) -> Path:
