@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import smtplib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,8 @@ import tomli_w
 from hardmail.config.schema import Config
 from support.cli_process import LoggedServe, seed_account
 from support.imap import RawImap, imaps, message, raw
-from support.live import EPHEMERAL_LISTEN, ServerThread, running_server, server_config
+from support.live import ALICE, BOB, BOB_PASSWORD, EPHEMERAL_LISTEN, ServerThread, client_tls_context, \
+    running_server, server_config
 
 WAIT = 60.0
 
@@ -73,6 +75,29 @@ def test_idle_sees_flags_and_expunges_of_another_client(server: ServerThread) ->
         assert watcher.until("idle1")[1].startswith(b"idle1 OK")
 
 
+def test_idle_sees_a_delivery_through_submission(server: ServerThread) -> None:
+    with raw(server) as watcher:
+        watcher.login()
+        exists = _idle(watcher)
+        _submit(server.address("submission"), "delivered while idle")
+        assert _wait_for(watcher, b" EXISTS\r\n") == b"* %d EXISTS\r\n" % (exists + 1)
+        watcher.send(b"DONE\r\n")
+        assert watcher.until("idle1")[1].startswith(b"idle1 OK")
+        untagged, _ = watcher.command(f"FETCH {exists + 1} (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"Subject: delivered while idle" in untagged[0]
+
+
+def _submit(address: tuple[str, int], subject: str, client: smtplib.SMTP | None = None) -> None:
+    smtp = client or smtplib.SMTP(*address, timeout=WAIT)
+    try:
+        if client is None:
+            smtp.starttls(context=client_tls_context())
+            smtp.login(BOB, BOB_PASSWORD)
+        smtp.sendmail(BOB, [ALICE], message(subject))
+    finally:
+        smtp.close()
+
+
 def test_noop_reports_what_changed(server: ServerThread) -> None:
     with raw(server) as watcher:
         watcher.login()
@@ -122,14 +147,31 @@ def _worker_of(sock: Any, server_port: int, pids: list[int]) -> int | None:
     return None
 
 
+def seed_more(config: Config) -> None:
+    """Bob, the sender of the submitted messages."""
+    import asyncio
+
+    from hardmail.admin.service import AdminService
+    from hardmail.store import open_store
+
+    async def seed() -> None:
+        store = await open_store(config.database_url)
+        try:
+            await AdminService(store, config.auth.argon2).add_account(BOB, BOB_PASSWORD)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+
+
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
     from support.cli_process import free_loopback_port
 
-    port = free_loopback_port()
+    port, submission = free_loopback_port(), free_loopback_port()
     settings: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
-        "listen": {**EPHEMERAL_LISTEN, "imaps": [f"127.0.0.1:{port}"]},
+        "listen": {**EPHEMERAL_LISTEN, "imaps": [f"127.0.0.1:{port}"], "submission": [f"127.0.0.1:{submission}"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "logging": {"format": "json"},
         "inbound": {"enabled": False}, "antispam": {"enabled": False}, "queue": {"run_delivery": False},
@@ -138,6 +180,7 @@ def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
     config_path.write_text(tomli_w.dumps(settings))
     password = "correct horse battery staple"
     seed_account(Config.model_validate(settings), "alice@example.test", password)
+    seed_more(Config.model_validate(settings))
     running = LoggedServe(config_path, WAIT)
     clients: list[RawImap] = []
     try:
@@ -159,6 +202,16 @@ def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
         appender.send(b"a1 APPEND INBOX {%d+}\r\n" % len(data) + data + b"\r\n")
         assert b" OK [APPENDUID " in appender.until("a1")[1]
         assert _wait_for(watcher, b" EXISTS\r\n") == b"* %d EXISTS\r\n" % (exists + 1)
+        other = next(pid for pid in pids if by_worker[pid] is appender)
+        for _ in range(40):  # a submission session on the worker that is not the watcher's
+            smtp = smtplib.SMTP("127.0.0.1", submission, timeout=WAIT)
+            if _worker_of(smtp.sock, submission, pids) == other:
+                break
+            smtp.close()
+        smtp.starttls(context=client_tls_context())
+        smtp.login(BOB, BOB_PASSWORD)
+        _submit(("127.0.0.1", submission), "delivered by the other worker", smtp)
+        assert _wait_for(watcher, b" EXISTS\r\n") == b"* %d EXISTS\r\n" % (exists + 2)
     finally:
         for client in clients:
             client.close()

@@ -9,7 +9,7 @@ use, from the same configuration and index.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hardmail.mailbox import ChangeNotifier, MailboxStore, Subscription
 from hardmail.proto.imap.encode import mailbox
@@ -24,16 +24,15 @@ _STARTED: set[int] = set()
 
 
 def mailboxes(ctx: ServerContext) -> MailboxStore:
-    found: MailboxStore | None = getattr(ctx, "mailboxes", None)
-    if found is not None:
-        return found
+    if ctx.mailboxes is not None:
+        return ctx.mailboxes
     return _made(ctx)[0]
 
 
 async def watch(ctx: ServerContext, account: str, folder: str) -> Subscription | None:
     """A change subscription for the folder (None when the process has no notifier)."""
-    found: ChangeNotifier | None = getattr(ctx, "notifier", None)
-    if found is None and getattr(ctx, "mailboxes", None) is None:
+    found = ctx.notifier
+    if found is None and ctx.mailboxes is None:
         found = _made(ctx)[1]
         if found is not None and id(ctx) not in _STARTED:  # ours: started on first use
             _STARTED.add(id(ctx))
@@ -44,7 +43,7 @@ async def watch(ctx: ServerContext, account: str, folder: str) -> Subscription |
 def _made(ctx: ServerContext) -> tuple[MailboxStore, ChangeNotifier | None]:
     made = _MADE.get(id(ctx))
     if made is None:
-        index: Any = ctx.store.mailbox  # type: ignore[attr-defined]
+        index = ctx.store.mailbox
         change_notifier = ChangeNotifier(index, ctx.clock)
         store = MailboxStore(ctx.config.maildir_root, index, ctx.config.server.hostname, ctx.clock,
                              notifier=change_notifier)
