@@ -117,17 +117,22 @@ def test_sort_and_thread(lab: RawImap) -> None:
     assert untagged == [b"* THREAD (3)(1 2)\r\n"]
 
 
+def _code_number(lines: list[bytes], code: bytes) -> int:
+    line = next(line for line in lines if b"[" + code + b" " in line)
+    return int(line.split(code + b" ")[1].split(b"]")[0])
+
+
 def test_condstore_and_qresync(server: ServerThread) -> None:
     with raw(server) as client:
         client.login()
         client.command("ENABLE QRESYNC")
         untagged, done = client.command("SELECT Lab")
         assert done.startswith(b"t3 OK [READ-WRITE]")
-        uidvalidity = next(int(l.split(b"UIDVALIDITY ")[1].split(b"]")[0]) for l in untagged if b"UIDVALIDITY" in l)
-        modseq = next(int(l.split(b"HIGHESTMODSEQ ")[1].split(b"]")[0]) for l in untagged if b"HIGHESTMODSEQ" in l)
+        uidvalidity = _code_number(untagged, b"UIDVALIDITY")
+        modseq = _code_number(untagged, b"HIGHESTMODSEQ")
         untagged, done = client.command(f"UID STORE 1:3 (UNCHANGEDSINCE {modseq}) +FLAGS.SILENT (\\Seen)")
         assert done.startswith(b"t4 OK")
-        untagged, done = client.command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % modseq)
+        untagged, done = client.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq})")
         assert len(untagged) == 3 and all(b"MODSEQ (" in line for line in untagged)
         _, done = client.command(f"UID STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Flagged)")
         assert done.startswith(b"t6 OK [MODIFIED 1]")

@@ -17,8 +17,16 @@ import tomli_w
 from hardmail.config.schema import Config
 from support.cli_process import LoggedServe, seed_account
 from support.imap import RawImap, imaps, message, raw
-from support.live import ALICE, BOB, BOB_PASSWORD, EPHEMERAL_LISTEN, ServerThread, client_tls_context, \
-    running_server, server_config
+from support.live import (
+    ALICE,
+    BOB,
+    BOB_PASSWORD,
+    EPHEMERAL_LISTEN,
+    ServerThread,
+    client_tls_context,
+    running_server,
+    server_config,
+)
 
 WAIT = 60.0
 
