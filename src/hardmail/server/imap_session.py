@@ -240,8 +240,9 @@ class ImapSession:
                 self.send_untagged("BYE [UNAVAILABLE] Server shutting down, try again later")
                 break
             if self.channel.write_buffer_size() + self._held_size > WRITE_HIGH_WATER:
-                await self.drain()  # a client that does not read its responses gets no more work done
-                continue
+                # a client that does not read its responses gets no more work done: wait while
+                # the transport holds more than its own high-water mark (64 KiB, 512 KiB with TLS)
+                await self.drain()
             event = self.conn.next_event()
             if isinstance(event, c.NeedData):
                 data = await self.read()
@@ -320,6 +321,11 @@ class ImapSession:
             if isinstance(event, c.StartTls) and done.status == "OK":
                 return await self._handshake()  # RFC 9051 6.2.1: right after the OK
         elif isinstance(event, c.ContinuationNeeded):
+            refusal = await self._literal_refusal(event)
+            if refusal is not None:  # RFC 9051 7.5: answered now, the client sends no data
+                self.conn.refuse_literal()
+                self.send(tagged(event.tag, refusal.status, refusal.text, refusal.code))
+                return True
             self.send(continuation(event.text))
             self.flush()
         elif isinstance(event, c.BadCommand | c.LiteralTooLarge | c.LineTooLong):
@@ -327,6 +333,17 @@ class ImapSession:
         else:  # a SASL line or DONE outside their exchange: the core should not give them
             self.send(untagged("BAD Unexpected input"))
         return True
+
+    async def _literal_refusal(self, event: c.ContinuationNeeded) -> Done | None:
+        """Before ``+`` for an APPEND's message: a missing folder or a full quota is said at once."""
+        if event.append_mailbox is None or self.account is None:
+            return None
+        try:
+            return await imap_store.append_refusal(self, event.append_mailbox, event.size)
+        except Exception as exc:  # the APPEND itself will say what is wrong
+            self.log.event("imap.error", level="error", command="APPEND", error=type(exc).__name__,
+                           detail=str(exc)[:300])
+            return None
 
     def _refused(self, event: c.BadCommand | c.LiteralTooLarge | c.LineTooLong) -> None:
         self.bad_commands += 1

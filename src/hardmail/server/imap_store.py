@@ -110,6 +110,21 @@ async def copy(session: ImapSession, command: c.Copy | c.Move) -> Done:
     return ok("MOVE completed")
 
 
+async def append_refusal(session: ImapSession, mailbox: str, size: int) -> Done | None:
+    """What an APPEND of ``size`` bytes to ``mailbox`` gets before its data is sent, when it cannot
+    succeed: TRYCREATE for a missing folder (RFC 9051 6.3.12), OVERQUOTA (RFC 9208 4.3)."""
+    assert session.account is not None
+    store_ = mailboxes(session.ctx)
+    if await store_.folder(session.account, mailbox) is None:
+        return no("No such mailbox", "TRYCREATE")
+    quota = await store_.quota(session.account)
+    if quota.storage_limit is not None and quota.storage_used + size > quota.storage_limit:
+        return no("Over quota: the message does not fit in the mailbox", "OVERQUOTA")
+    if quota.messages_limit is not None and quota.messages_used + 1 > quota.messages_limit:
+        return no("Over quota: too many messages in the mailbox", "OVERQUOTA")
+    return None
+
+
 async def append(session: ImapSession, command: c.Append) -> Done:
     assert session.account is not None
     if len(command.message) > session.append_limit:
