@@ -60,6 +60,10 @@ _CODES = (
     ("cannot", "CANNOT"),
     ("too many", "LIMIT"),
     ("too long", "LIMIT"),
+    ("too deep", "LIMIT"),
+    ("special use", "USEATTR"),  # RFC 6154 5.3
+    ("children", "CANNOT"),
+    ("not valid", "CANNOT"),
 )
 
 

@@ -29,7 +29,7 @@ from hardmail.server import imap_auth, imap_fetch, imap_idle, imap_mailboxes, im
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
-from hardmail.server.imap_common import Done, bad, ok
+from hardmail.server.imap_common import CommandFailed, Done, bad, ok
 from hardmail.server.imap_limits import CommandPacer, ConnectionCounts, connection_counts
 from hardmail.server.listener import register_session
 from hardmail.server.tls import describe_tls
@@ -364,6 +364,8 @@ class ImapSession:
             done = bad("Command not supported") if handler is None else await handler(self, command)
             if self.selected is not None and name not in imap_select.NO_UPDATES_AFTER:
                 await self.selected.send_updates(self, expunges=not imap_select.defers_expunge(command))
+        except CommandFailed as failed:
+            done = failed.done
         except ConnectionError:
             raise
         except Exception as exc:  # one catch per command: a clear NO, the cause in the log
