@@ -349,7 +349,7 @@ class ImapSession:
         self.bad_commands += 1
         self.log.event("imap.bad", level="info", tag_present=event.tag != "*", text=event.text)
         self.send(tagged(event.tag, event.status, event.text, event.code))
-        if getattr(event, "fatal", False) or self.bad_commands >= MAX_BAD_COMMANDS:
+        if getattr(event, "fatal", False):  # the core counts bad commands in a row (max_bad_commands)
             self.send_untagged("BYE Too many errors, closing connection")
             self.conn.logged_out()
 
