@@ -3,7 +3,8 @@ are set up on first use, and quota usage is read for the RCPT and DATA checks.
 
 Order of a local delivery (DESIGN.md data-safety invariant): the Maildir files are written and
 fsync'd (:mod:`hardmail.delivery.group_commit`), then :meth:`DeliveryIndexer.index` records them in
-the index (:meth:`hardmail.mailbox.MailboxStore.deliver_indexed`, one transaction per mailbox),
+the index (:meth:`hardmail.mailbox.MailboxStore.deliver_indexed`, one transaction per folder for
+the deliveries that arrive together),
 then the client gets its 250. Indexing never fails a delivery: the file is on disk in ``new/``, and
 the next sync of the folder (an IMAP SELECT, POP3 login, ``hardmail mailbox reindex``) or the
 start-up reconcile (:meth:`MailboxStore.reconcile_all`) indexes it, so the message is never lost;
