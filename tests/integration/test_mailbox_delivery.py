@@ -251,3 +251,13 @@ def test_concurrent_deliveries_to_one_folder_each_get_their_own_uid(live_server:
     assert sorted(subject for _, subject in found) == sorted(f"{n}-{m}" for n in range(8) for m in range(5))
     for number in range(8):  # each session's messages in the order it sent them
         assert [s for _, s in found if s.startswith(f"{number}-")] == [f"{number}-{m}" for m in range(5)]
+
+
+def test_with_defer_a_mailbox_full_only_at_delivery_takes_this_one_message(live_server: ServerThread) -> None:
+    _limit(live_server, ALICE, 3000)
+    _send(live_server, ["sales@example.test"], _message("big", 4000))  # no SIZE=: alice had room at RCPT
+    assert [subject for _, subject in _subjects(live_server, ALICE, "INBOX")] == ["big"]
+    assert [subject for _, subject in _subjects(live_server, BOB, "INBOX")] == ["big"]
+    client, codes = _transaction(live_server, f"MAIL FROM:<{SENDER}>", [ALICE])  # now over: the next is refused
+    client.close()
+    assert codes == [452]
