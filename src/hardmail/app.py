@@ -69,7 +69,8 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     notifier = ChangeNotifier(raw_store.mailbox, clock)
     await notifier.start()
     mailboxes = build_mailbox_store(config, raw_store, clock, notifier)
-    indexer = DeliveryIndexer(mailboxes, config.mailbox.over_quota)
+    indexer = DeliveryIndexer(mailboxes, config.mailbox.over_quota, cache_seconds=config.storage.cache_seconds,
+                              clock=clock)
     delivery = build_services(config, store, maildir, clock, indexer)
     if first:
         await _recover_spool(delivery)

@@ -114,8 +114,6 @@ def test_create_folder(data: Path) -> None:
     assert wrong_use.returncode == 1 and "not a special use" in wrong_use.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="MailboxStore.create_folder compares special_use.capitalize() "
-                   "('\\archive') with '\\Archive' and refuses every special use; to be fixed in the mailbox store")
 def test_create_folder_with_special_use(data: Path) -> None:
     assert "folder Receipts (\\Archive) created" in ok(data, "mailbox", "create", ADDRESS, "Receipts",
                                                          "--special-use", "Archive")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,3 +233,31 @@ def test_a_delivery_notice_to_a_local_sender_is_indexed(live_server: ServerThrea
     assert local is not None
     assert live_server.run(local(ALICE, b"Subject: notice\r\n\r\nyour message bounced\r\n"))
     assert _subjects(live_server, ALICE, "INBOX") == [(1, "notice")]
+
+
+def test_concurrent_deliveries_to_one_folder_each_get_their_own_uid(live_server: ServerThread) -> None:
+    def session(number: int) -> None:
+        with smtplib.SMTP(*live_server.address("smtp"), timeout=30) as client:
+            for message in range(5):
+                client.sendmail(SENDER, [ALICE], _message(f"{number}-{message}"))
+
+    threads = [threading.Thread(target=session, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    found = _subjects(live_server, ALICE, "INBOX")
+    assert [uid for uid, _ in found] == list(range(1, 41))
+    assert sorted(subject for _, subject in found) == sorted(f"{n}-{m}" for n in range(8) for m in range(5))
+    for number in range(8):  # each session's messages in the order it sent them
+        assert [s for _, s in found if s.startswith(f"{number}-")] == [f"{number}-{m}" for m in range(5)]
+
+
+def test_with_defer_a_mailbox_full_only_at_delivery_takes_this_one_message(live_server: ServerThread) -> None:
+    _limit(live_server, ALICE, 3000)
+    _send(live_server, ["sales@example.test"], _message("big", 4000))  # no SIZE=: alice had room at RCPT
+    assert [subject for _, subject in _subjects(live_server, ALICE, "INBOX")] == ["big"]
+    assert [subject for _, subject in _subjects(live_server, BOB, "INBOX")] == ["big"]
+    client, codes = _transaction(live_server, f"MAIL FROM:<{SENDER}>", [ALICE])  # now over: the next is refused
+    client.close()
+    assert codes == [452]

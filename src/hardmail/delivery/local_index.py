@@ -3,7 +3,8 @@ are set up on first use, and quota usage is read for the RCPT and DATA checks.
 
 Order of a local delivery (DESIGN.md data-safety invariant): the Maildir files are written and
 fsync'd (:mod:`hardmail.delivery.group_commit`), then :meth:`DeliveryIndexer.index` records them in
-the index (:meth:`hardmail.mailbox.MailboxStore.deliver_indexed`, one transaction per mailbox),
+the index (:meth:`hardmail.mailbox.MailboxStore.deliver_indexed`, one transaction per folder for
+the deliveries that arrive together),
 then the client gets its 250. Indexing never fails a delivery: the file is on disk in ``new/``, and
 the next sync of the folder (an IMAP SELECT, POP3 login, ``hardmail mailbox reindex``) or the
 start-up reconcile (:meth:`MailboxStore.reconcile_all`) indexes it, so the message is never lost;
@@ -17,12 +18,14 @@ it, so a changed default counts for them at the next start).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hardmail.config.schema import Config
-from hardmail.core.clock import Clock
+from hardmail.core.clock import Clock, SystemClock
 from hardmail.ops.log import log_event
 from hardmail.policy.quota import OverQuota, over_quota_reason
 from hardmail.store.ports import Store
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from hardmail.mailbox import ChangeNotifier, MailboxStore, Quota
 
 INBOX = "INBOX"
-MAX_KNOWN_READY = 100_000  # accounts this process remembers as set up (then it asks the index again)
+MAX_KNOWN = 100_000  # accounts this process remembers as set up, or quotas (then it asks the index again)
 
 
 def build_mailbox_store(config: Config, store: Store, clock: Clock,
@@ -51,25 +54,52 @@ async def set_up_mailbox(mailboxes: MailboxStore, account: str) -> None:
 
 
 class DeliveryIndexer:
-    """One per server process, shared by SMTP acceptance and local delivery notices."""
+    """One per server process, shared by SMTP acceptance, the quota hook and local delivery notices.
 
-    def __init__(self, mailboxes: MailboxStore, over_quota: OverQuota = "defer") -> None:
+    Deliveries to the same folder that arrive together are indexed in one ``deliver_indexed`` call
+    (one transaction), like group commit does for the files. Quota usage is read from the index at
+    most every ``cache_seconds`` per account ([storage] cache_seconds) and this process's own
+    deliveries are added to it at once; deliveries by other processes and limits changed with the
+    CLI count within that time."""
+
+    def __init__(self, mailboxes: MailboxStore, over_quota: OverQuota = "defer", *,
+                 cache_seconds: float = 5.0, clock: Clock | None = None) -> None:
         self.mailboxes = mailboxes
         self.over_quota = over_quota  # [mailbox] over_quota
+        self.cache_seconds = cache_seconds
+        self.clock = clock or SystemClock()
         self._ready: set[str] = set()
+        self._quotas: dict[str, tuple[float, Quota]] = {}  # account -> (read at, quota)
+        self._waiting: dict[tuple[str, str], list[tuple[Path, asyncio.Future[None]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # held so running index tasks are not collected
 
     async def ready(self, account: str) -> None:
         """Set the account's mailbox up unless this process already did (or saw it was)."""
         if account in self._ready:
             return
         await set_up_mailbox(self.mailboxes, account)
-        if len(self._ready) >= MAX_KNOWN_READY:
+        if len(self._ready) >= MAX_KNOWN:
             self._ready.clear()
         self._ready.add(account)
 
     async def quota(self, account: str) -> Quota:
         """Usage and limits (index only: nothing is set up for a mail that may never come)."""
-        return await self.mailboxes.quota(account)
+        now = self.clock.now()
+        cached = self._quotas.get(account)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            return cached[1]
+        quota = await self.mailboxes.quota(account)
+        if len(self._quotas) >= MAX_KNOWN:
+            self._quotas.clear()
+        self._quotas[account] = (now, quota)
+        return quota
+
+    def _count_delivery(self, account: str, size: int) -> None:
+        cached = self._quotas.get(account)
+        if cached is not None:
+            quota = cached[1]
+            self._quotas[account] = (cached[0], replace(quota, storage_used=quota.storage_used + size,
+                                                        messages_used=quota.messages_used + 1))
 
     async def without_room(self, accounts: Sequence[str], size: int) -> tuple[str, ...]:
         """The accounts of ``accounts`` that a message of ``size`` bytes must not go to, at delivery
@@ -92,18 +122,58 @@ class DeliveryIndexer:
             full.append(account)
         return tuple(full) if self.over_quota == "bounce" else ()
 
-    async def index(self, delivered: Sequence[tuple[str, Path]], folder: str | None) -> None:
-        """Index each (account, file in new/) just delivered; failures are logged, never raised."""
+    async def index(self, delivered: Sequence[tuple[str, Path]], folder: str | None, size: int = 0) -> None:
+        """Index each (account, file in new/) just delivered (``size``: the file's); failures are
+        logged, never raised."""
         name = folder or INBOX
         for account, path in delivered:
             try:
                 await self.ready(account)
-                await self.mailboxes.deliver_indexed(account, name, [path])
+                await self._indexed(account, name, path)
+                self._count_delivery(account, size)
             except Exception as exc:  # the message is safe in new/: the next sync or start indexes it
                 self._ready.discard(account)
                 log_event("mailbox.index_failed", level="error", account=account, folder=name, file=path.name,
                           error=type(exc).__name__, detail=str(exc)[:200],
                           hint="the message is stored; it gets its UID at the folder's next sync or the next start")
+
+    async def _indexed(self, account: str, folder: str, path: Path) -> None:
+        """Wait for ``path`` to be in the index. One task per folder indexes, in one call, every file
+        that arrived for the folder while its previous call ran; a caller that goes away (its
+        session ended) cancels only its own wait, never the indexing of the others."""
+        key = (account, folder)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            waiting.append((path, future))
+        else:
+            self._waiting[key] = [(path, future)]
+            task = asyncio.get_running_loop().create_task(self._drain(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await future
+
+    async def _drain(self, key: tuple[str, str]) -> None:
+        try:
+            while batch := self._waiting[key]:
+                self._waiting[key] = []
+                await self._index_batch(key[0], key[1], batch)
+        finally:
+            for _, future in self._waiting.pop(key, []):  # only when the loop itself is stopped
+                if not future.done():
+                    future.set_exception(RuntimeError("the server stopped before indexing"))
+
+    async def _index_batch(self, account: str, folder: str, batch: list[tuple[Path, asyncio.Future[None]]]) -> None:
+        try:
+            await self.mailboxes.deliver_indexed(account, folder, [path for path, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
 
 def delivered_files(accounts: Sequence[str], written: Sequence[Path], folder: str | None,

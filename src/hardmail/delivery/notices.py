@@ -69,7 +69,7 @@ class LocalNotices:
             written = await asyncio.to_thread(self.maildir.deliver, resolution.mailboxes, notice)
             if self.indexer is not None:
                 await self.indexer.index(delivered_files(resolution.mailboxes, written, None,
-                                                         self.maildir.mailbox_path), None)
+                                                         self.maildir.mailbox_path), None, len(notice))
         else:
             log_event("dsn.dropped", level="warning", recipient=address, detail=f"local sender is {resolution.kind}")
         return True

@@ -138,7 +138,7 @@ class MessageAcceptor:
             raise
         if written and self.indexer is not None:  # after the files are durable, before the 250
             delivered = delivered_files(local, written, envelope.folder, self.maildir.mailbox_path)
-            await self.indexer.index(delivered, envelope.folder)
+            await self.indexer.index(delivered, envelope.folder, size)
         if spool_id is not None:
             self.queue.notify()
         if full:

@@ -48,8 +48,16 @@ def _language(part: Part) -> Any:
     return tags or None  # always a list, as Dovecot sends it (RFC 9051 also allows a string)
 
 
+def _field(part: Part, name: str) -> bytes | None:
+    """A Content-* field's value; none of a message that is not MIME (no MIME-Version and no
+    Content-Type: RFC 2045 4), as Dovecot shows it."""
+    return part.field_value(name) if part.mime else None
+
+
 def _extension(part: Part) -> list[Any]:
     """body-ext-1part after body-fld-md5, or body-ext-mpart after the parameters."""
+    if not part.mime:
+        return [None, None, None]
     return [_disposition(part), _language(part), part.field_value("content-location")]
 
 
@@ -57,9 +65,9 @@ def _fields(part: Part) -> list[Any]:
     """body-fields: parameters, id, description, encoding, size."""
     return [
         _type_params(part),
-        part.field_value("content-id"),
-        part.field_value("content-description"),
-        part.encoding_as_written,
+        _field(part, "content-id"),
+        _field(part, "content-description"),
+        part.encoding_as_written if part.mime else "7bit",
         part.body_size,
     ]
 
@@ -81,7 +89,7 @@ def body_structure(part: Part, data: bytes, *, extended: bool = True, message_gl
     elif part.maintype == "text" and not part.overflow:
         out.append(part.lines)
     if extended:
-        out += [part.field_value("content-md5"), *_extension(part)]
+        out += [_field(part, "content-md5"), *_extension(part)]
     return out
 
 

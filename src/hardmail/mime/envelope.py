@@ -15,8 +15,9 @@ ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
 
 def _first(block: HeaderBlock, name: str) -> bytes | None:
+    """The first ``name`` field's value as it is: unfolded, white space at its start removed."""
     found = block.named(name)
-    return block.raw_value(found[0]) if found else None
+    return block.raw_value(found[0], strip_end=False) if found else None
 
 
 def _addresses(block: HeaderBlock, name: str) -> list[Any] | None:

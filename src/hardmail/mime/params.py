@@ -171,7 +171,7 @@ def _percent(value: bytes) -> bytes:
 
 
 def parse_content_type(value: bytes) -> ParamValue:
-    """A Content-Type value: ``type/subtype`` lower-cased ("" if unreadable) and parameters."""
+    """A Content-Type value: ``type/subtype`` lower-cased ("" if there is no type) and parameters."""
     at = _skip_cfws(value, 0)
     major, at = _token(value, at)
     at = _skip_cfws(value, at)
@@ -179,7 +179,8 @@ def parse_content_type(value: bytes) -> ParamValue:
     if at < len(value) and value[at] == 0x2F:
         minor, at = _token(value, _skip_cfws(value, at + 1))
     original = (major.decode("ascii"), minor.decode("ascii"))
-    kind = f"{original[0]}/{original[1]}".lower() if major and minor else ""
+    # a type without its subtype is kept ("messa" / ""), as Dovecot shows it
+    kind = f"{original[0]}/{original[1]}".lower() if major else ""
     return ParamValue(kind, _join_continuations(_raw_params(value, at)), original)
 
 

@@ -16,9 +16,15 @@ def test_type_parameters_quoting_comments_and_case() -> None:
     assert value.param("charset") == b"utf-8" and value.param("missing") is None
 
 
-@pytest.mark.parametrize("raw", [b"", b"text", b"text/", b"/plain", b"(only a comment)", b"\xff/\xfe"])
+@pytest.mark.parametrize("raw", [b"", b"/plain", b"(only a comment)", b"\xff/\xfe"])
 def test_unreadable_type_is_empty(raw: bytes) -> None:
     assert parse_content_type(raw).value == ""
+
+
+@pytest.mark.parametrize("raw", [b"text", b"Text/", b"text (c) ; charset=x"])
+def test_type_without_subtype_is_kept(raw: bytes) -> None:
+    value = parse_content_type(raw)  # as Dovecot shows it: ("text" "")
+    assert (value.value, value.original[1]) == ("text/", "")
 
 
 def test_rfc2231_continuations_and_charsets() -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from data.mime.imap_text import normalise, parse_fetch
+from data.mime.imap_text import Spec, normalise, ours_for, parse_fetch, theirs_for
 from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
@@ -54,55 +52,6 @@ def test_bodystructure_envelope_as_dovecot(name: str) -> None:
     for item, value in ours.items():
         if (name, item) not in ON_PURPOSE:
             assert value == theirs[item], item
-
-
-@dataclass(frozen=True)
-class Spec:
-    part: tuple[int, ...]
-    text: str | None
-    fields: tuple[str, ...]
-
-
-_ITEM = re.compile(r"(BODY\.PEEK|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?")
-_SECTION = re.compile(r"([\d.]*?)\.?((?:HEADER\.FIELDS(?:\.NOT)?|HEADER|TEXT|MIME).*)?")
-
-
-def spec(text: str) -> Spec:
-    found = _SECTION.fullmatch(text)
-    assert found
-    numbers, name = found.group(1), found.group(2)
-    fields: tuple[str, ...] = ()
-    if name and " (" in name:
-        name, listed = name.split(" (", 1)
-        fields = tuple(listed.rstrip(")").split())
-    return Spec(tuple(int(n) for n in numbers.split(".") if n), name, fields)
-
-
-def ours_for(data: bytes, root: Any, item: str) -> Any:
-    found = _ITEM.fullmatch(item)
-    assert found
-    kind, section, origin, count = found.groups()
-    partial = (int(origin), int(count)) if origin else None
-    wanted = spec(section)
-    try:
-        if kind == "BODY.PEEK":
-            return sections.fetch_section(data, root, wanted, partial)
-        if kind == "BINARY.PEEK":
-            return sections.binary_section(data, root, wanted.part, partial)
-        return sections.binary_size(data, root, wanted.part)
-    except sections.UnknownCte:
-        return "UNKNOWN-CTE"
-
-
-def theirs_for(answer: str) -> Any:
-    raw = answer.encode("latin-1")
-    tagged = raw.rsplit(b"\r\n", 2)[-2]
-    if b"[UNKNOWN-CTE]" in tagged:
-        return "UNKNOWN-CTE"
-    assert b" OK " in tagged, tagged
-    values = list(parse_fetch(raw).get(1, {}).values())
-    assert len(values) == 1
-    return values[0]
 
 
 @pytest.mark.parametrize("name", FILES)
