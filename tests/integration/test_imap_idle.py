@@ -198,7 +198,7 @@ def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
         by_worker: dict[int | None, RawImap] = {}
         while len([p for p in by_worker if p is not None]) < 2:
             assert len(clients) < 40, "every connection went to the same worker"
-            client = RawImap(("127.0.0.1", port), tls=True)
+            client = RawImap(("127.0.0.1", port), tls=True, timeout=WAIT)
             clients.append(client)
             client.line()
             assert client.login("alice@example.test", password).startswith(b"t1 OK")
@@ -220,7 +220,19 @@ def test_idle_sees_an_append_made_in_another_worker(tmp_path: Path) -> None:
         smtp.login(BOB, BOB_PASSWORD)
         _submit(("127.0.0.1", submission), "delivered by the other worker", smtp)
         assert _wait_for(watcher, b" EXISTS\r\n") == b"* %d EXISTS\r\n" % (exists + 2)
+    except BaseException as exc:  # say what the server logged: a failure here is otherwise opaque
+        running.stop()
+        raise AssertionError(f"{exc!r}; server said: {_server_events(running)}") from exc
     finally:
         for client in clients:
             client.close()
         running.stop()
+
+
+def _server_events(running: LoggedServe) -> list[dict[str, Any]]:
+    events = []
+    while not running.events.empty():
+        event = running.events.get()
+        if event.get("event", "").startswith(("imap.", "server.", "smtp.")) or event.get("level") != "info":
+            events.append(event)
+    return events[-40:]

@@ -45,7 +45,7 @@ def test_literal_limits(server: ServerThread) -> None:
         assert client.line().startswith(b"b NO [TOOBIG]")
         client.send(b"c APPEND Nowhere {10}\r\n")
         assert client.line().startswith(b"c NO [TRYCREATE]")
-        untagged, done = client.command("CAPABILITY")
+        untagged, _ = client.command("CAPABILITY")
         assert b" APPENDLIMIT=100000 " in untagged[0]
 
 
