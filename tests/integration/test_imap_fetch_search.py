@@ -145,3 +145,37 @@ def test_condstore_and_qresync(server: ServerThread) -> None:
         assert done.startswith(b"t10 OK [READ-WRITE]")
         untagged, done = client.command("SELECT INBOX")
         assert untagged[0] == b"* OK [CLOSED] Previous mailbox closed\r\n"
+
+
+def test_imap4rev2_and_utf8_names(server: ServerThread) -> None:
+    with raw(server) as client:
+        client.login()
+        _, done = client.command("CREATE &AMk-t&AOk-")  # "Été" in modified UTF-7 (RFC 3501 5.1.3)
+        assert b" OK " in done
+        untagged, _ = client.command('LIST "" "&AMk-t&AOk-"')
+        assert untagged == [b'* LIST (\\HasNoChildren) "/" "&AMk-t&AOk-"\r\n'] or \
+            untagged == [b'* LIST (\\HasNoChildren) "/" &AMk-t&AOk-\r\n']
+        untagged, _ = client.command("ENABLE IMAP4rev2")
+        assert untagged == [b"* ENABLED IMAP4REV2\r\n"] or untagged[0].startswith(b"* ENABLED IMAP4")
+        untagged, _ = client.command('LIST "" "%t%"')
+        assert any("Été".encode() in line for line in untagged)
+        untagged, done = client.command("SELECT Lab")
+        assert not any(line.endswith(b" RECENT\r\n") for line in untagged)  # RFC 9051: no \Recent
+        assert any(line.startswith(b'* LIST () "/" ') for line in untagged)
+        untagged, _ = client.command("SEARCH ALL")
+        assert untagged[0].startswith(b'* ESEARCH (TAG "t7") ALL ')
+
+
+def test_unknown_transfer_encoding_in_binary(server: ServerThread) -> None:
+    odd = (b"From: a@example.test\r\nSubject: odd\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+           b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\nend\r\n")
+    with raw(server) as client:
+        client.login()
+        client.command("CREATE Odd")
+        client.send(b"a APPEND Odd {%d+}\r\n" % len(odd) + odd + b"\r\n")
+        client.until("a")
+        client.command("EXAMINE Odd")
+        _, done = client.command("FETCH 1 BINARY.PEEK[1]")
+        assert done.startswith(b"t4 NO [UNKNOWN-CTE]")
+        untagged, done = client.command("FETCH 1 BODY.PEEK[1]")  # the raw section is always there
+        assert done.startswith(b"t5 OK") and b"begin 644 x" in untagged[0]
