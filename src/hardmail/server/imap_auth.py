@@ -58,7 +58,11 @@ class ImapLogin:
                 return no("Too many sessions open for this account", "LIMIT")
             self.counted = result.account
             session.account = result.account
-            await mailboxes(session.ctx).ensure_account(result.account)  # INBOX and special-use folders
+            try:
+                await mailboxes(session.ctx).ensure_account(result.account)  # INBOX and special-use folders
+            except Exception as exc:  # the session goes on: SELECT says what is missing
+                session.log.event("imap.error", level="error", command="LOGIN", error=type(exc).__name__,
+                                  detail=str(exc)[:300])
             session.conn.authenticated()
             session.conn.options = replace(session.conn.options, literal_plus=True)  # LITERAL+ once logged in
             return ok("Logged in", "CAPABILITY " + " ".join(_capabilities(session)))

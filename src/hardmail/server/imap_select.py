@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hardmail.imap.selected import SelectedView, expunge_allowed
 from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscription
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.sequence import SequenceSet, compress
+from hardmail.proto.imap.sequence import STAR, SequenceSet, compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
 from hardmail.server.imap_folders import mailboxes, watch, wire_name
 
@@ -34,6 +34,12 @@ def defers_expunge(command: c.Command) -> bool:
     """RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE, SEARCH (and SORT, THREAD) by
     message number; the UID forms may carry them."""
     return not expunge_allowed(command)
+
+
+def _beyond(numbers: SequenceSet, exists: int) -> bool:
+    """A message number past the last one, outside a range that ends in ``*``: ``1:*`` of an
+    empty folder is no message (as Dovecot answers it), ``5`` of a folder of 3 is an error."""
+    return any(n > exists for lo, hi in numbers.ranges if STAR not in (lo, hi) for n in (lo, hi))
 
 
 class SelectedFolder:
@@ -79,7 +85,7 @@ class SelectedFolder:
         if uid:
             chosen = numbers.filter(uids, saved=sorted(session.saved_uids))
             return [(self.view.seq_of(u) or 0, self.records[u]) for u in chosen if u in self.records]
-        if not numbers.saved and numbers.exceeds(len(uids)):  # RFC 9051 9: seq-number must exist
+        if not numbers.saved and _beyond(numbers, len(uids)):  # RFC 9051 9: seq-number must exist
             raise CommandFailed(bad("Invalid message sequence number"))
         saved = [s for s in (self.view.seq_of(u) for u in session.saved_uids) if s is not None]
         return [(seq, self.records[uids[seq - 1]]) for seq in numbers.resolve(len(uids), saved)]
