@@ -95,7 +95,11 @@ def test_kill_9_during_appends_loses_no_acknowledged_message(served: tuple[Path,
     again = LoggedServe(config_path, WAIT)
     try:
         again.wait_for("server.start")
-        client = _client(port)
+        try:
+            client = _client(port)
+        except OSError as exc:
+            again.stop()
+            raise AssertionError(f"{exc!r}; server said: {_events(again)}") from exc
         untagged, _ = client.command("SELECT INBOX")
         exists = next(int(line.split()[1]) for line in untagged if line.endswith(b" EXISTS\r\n"))
         assert exists >= len(acknowledged)
@@ -111,6 +115,15 @@ def test_kill_9_during_appends_loses_no_acknowledged_message(served: tuple[Path,
         client.close()
     finally:
         again.stop()
+
+
+def _events(running: LoggedServe) -> list[dict[str, Any]]:
+    found = []
+    while not running.events.empty():
+        event = running.events.get()
+        if event.get("event", "").startswith(("imap.", "server.", "mailbox.")) or event.get("level") != "info":
+            found.append(event)
+    return found[-30:]
 
 
 @pytest.fixture
