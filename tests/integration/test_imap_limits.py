@@ -18,7 +18,7 @@ from support.imap import RawImap, message, raw
 from support.live import ALICE, ServerThread, client_tls_context, running_server, server_config
 
 LIMITS = {"max_line": 2048, "max_literal": 100_000, "connections_per_account": 3, "connections_per_ip": 6,
-          "commands_per_second": 20}
+          "commands_per_second": 20, "login_timeout": 3}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,7 @@ def test_connections_per_address(server: ServerThread) -> None:
 
 def test_a_fast_client_is_slowed_not_refused(server: ServerThread) -> None:
     with raw(server) as client:
+        assert client.login().startswith(b"t1 OK")  # logged in: login_timeout no longer applies
         client.send(b"".join(b"n%d NOOP\r\n" % n for n in range(100)))  # five times the pace
         answers = [client.until(f"n{n}")[1] for n in range(100)]
         assert all(b" OK " in answer for answer in answers)
@@ -151,6 +152,26 @@ def test_a_client_that_never_reads_cannot_grow_the_servers_buffers(server: Serve
 
 async def _buffered(session: ImapSession) -> int:
     return session.channel.write_buffer_size() + session._held_size + session.conn.buffered
+
+
+def test_login_timeout_is_not_renewed_by_commands(server: ServerThread) -> None:
+    with raw(server) as client:
+        lines = []
+        while True:  # NOOPs keep coming; the server says BYE once login_timeout is over all the same
+            client.send(b"n NOOP\r\n")
+            line = client.line()
+            lines.append(line)
+            if line.startswith(b"* BYE"):
+                break
+            if line.startswith(b"n OK"):
+                _wait_readable(client, 0.5)
+        assert lines[-1] == b"* BYE Autologout; idle for too long\r\n"
+        assert client.closed_by_server()
+
+
+def _wait_readable(client: RawImap, seconds: float) -> None:
+    """Pace the client: wait up to ``seconds`` for the server to say something unasked."""
+    select.select([client.sock], [], [], seconds)
 
 
 def test_commands_in_the_wrong_state_get_bad(server: ServerThread) -> None:

@@ -340,7 +340,7 @@ class ImapSection(Section):
     connections_per_ip: int = Field(20, ge=1, description="IMAP connections open at once from one client address, in each server process ([access.limits] counts every protocol together).")
     connections_per_account: int = Field(20, ge=1, description="IMAP sessions one account may have open at once, in each server process; one more gets NO [LIMIT] at login.")
     idle_timeout: float = Field(1800.0, ge=60, description="Seconds an authenticated client may stay silent (also in IDLE) before the server says BYE (RFC 9051 5.4 and RFC 2177: at least 30 minutes).")
-    login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting (and between commands before login).")
+    login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting, all its commands before login included; then BYE.")
     allow_plaintext_login: bool = Field(False, description="Allow LOGIN and AUTHENTICATE PLAIN before TLS on the STARTTLS listener. Sends passwords readable on the network: only for a trusted link.")
 
 

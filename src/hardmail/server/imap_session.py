@@ -93,6 +93,7 @@ class ImapSession:
         self._pacer = CommandPacer(self.settings.commands_per_second)
         self._counts: ConnectionCounts = connection_counts(ctx)
         self._counted_ip = False
+        self.login_deadline = time.monotonic() + self.settings.login_timeout
 
     # ----- state --------------------------------------------------------------------------------
     @property
@@ -260,7 +261,9 @@ class ImapSession:
         await self.drain()
         if self.ending is not None:
             return b""
-        seconds = self.settings.login_timeout if self.account is None else self.settings.idle_timeout
+        seconds = self.settings.idle_timeout
+        if self.account is None:  # the whole time before login, not each wait (a NOOP does not renew it)
+            seconds = max(0.0, self.login_deadline - time.monotonic())
         self.idle = self.conn.buffered == 0
         self.reading = True
         try:
