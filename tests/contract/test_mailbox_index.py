@@ -186,6 +186,9 @@ async def test_sync_entries_and_in_new(index: MailboxIndex) -> None:
     await index.apply([(folder, FolderChange(updated=[FlagUpdate(1, frozenset(), in_new=False)]))])
     assert await index.sync_entries(folder, only_in_new=True) == []
     assert [e.uid for e in await index.sync_entries(folder, [2, 7])] == [2]
+    await index.apply([(folder, FolderChange(updated=[FlagUpdate(2, frozenset({"\\Deleted", "$x_%"}))]))])
+    assert [e.uid for e in await index.sync_entries(folder, only_deleted=True)] == [2]
+    assert await index.sync_entries(folder, [1], only_deleted=True) == []
 
 
 async def test_rename_delete_and_subscriptions(index: MailboxIndex) -> None:

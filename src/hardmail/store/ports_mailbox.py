@@ -177,9 +177,9 @@ class MailboxIndex(Protocol):
         ...
 
     async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
-                           only_in_new: bool = False) -> list[SyncEntry]:
-        """Every message (or those of ``uids``, or those whose file is in new/) as a directory scan
-        compares them, in UID order."""
+                           only_in_new: bool = False, only_deleted: bool = False) -> list[SyncEntry]:
+        """Every message (or those of ``uids``; only those whose file is in new/; only those flagged
+        \\Deleted) as a directory scan compares them, in UID order."""
         ...
 
     async def changes_since(self, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
@@ -194,7 +194,10 @@ class MailboxIndex(Protocol):
 
     async def usage(self, account: str) -> AccountUsage: ...
 
-    async def set_limits(self, account: str, storage: int | None, messages: int | None) -> None: ...
+    async def set_limits(self, account: str, storage: int | None, messages: int | None, *,
+                         custom: bool = True) -> None:
+        """The account's own limits (None: unlimited); ``custom=False`` returns it to the defaults."""
+        ...
 
     async def recount_usage(self, account: str) -> AccountUsage:
         """Recompute the usage from the messages (after a re-index)."""

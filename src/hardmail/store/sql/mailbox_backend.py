@@ -26,6 +26,7 @@ from hardmail.store.ports_mailbox import (
     AccountUsage,
     ApplyResult,
     DirStamp,
+    FlagUpdate,
     FolderChange,
     FolderRow,
     MailboxChange,
@@ -256,10 +257,12 @@ class SqlMailboxIndex:
         return int(row.first_recent_uid), int(row.uidnext)
 
     async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
-                           only_in_new: bool = False) -> list[SyncEntry]:
+                           only_in_new: bool = False, only_deleted: bool = False) -> list[SyncEntry]:
         query = select(*_SYNC_COLUMNS).where(messages_t.c.folder_id == folder_id).order_by(messages_t.c.uid)
         if only_in_new:
             query = query.where(messages_t.c.in_new.is_(True))
+        if only_deleted:  # a keyword is an atom: it never holds a backslash, so this finds the flag only
+            query = query.where(messages_t.c.flags.contains(DELETED, autoescape=True))
         async with self._engine.connect() as conn:
             if uids is None:
                 rows = list(await conn.execute(query))
@@ -330,11 +333,13 @@ class SqlMailboxIndex:
         return AccountUsage(row.storage_used, row.messages_used, row.custom_limits, row.storage_limit,
                             row.messages_limit)
 
-    async def set_limits(self, account: str, storage: int | None, messages: int | None) -> None:
+    async def set_limits(self, account: str, storage: int | None, messages: int | None, *,
+                         custom: bool = True) -> None:
         async with self._writer.begin() as conn:
             await _lock_account(conn, account)
             await conn.execute(update(accounts_t).where(accounts_t.c.account == account).values(
-                custom_limits=True, storage_limit=storage, messages_limit=messages))
+                custom_limits=custom, storage_limit=storage if custom else None,
+                messages_limit=messages if custom else None))
 
     async def recount_usage(self, account: str) -> AccountUsage:
         async with self._writer.begin() as conn:
@@ -449,8 +454,23 @@ async def _update(conn: AsyncConnection, folder_id: int, modseq: int, change: Fo
                                           messages_t.c.in_new).where(
             and_(messages_t.c.folder_id == folder_id, messages_t.c.uid.in_(part))))
         old.update({int(uid): (flag_set(flags), size, in_new) for uid, flags, size, in_new in found})
+    rows = _flag_rows(folder_id, modseq, change.updated, old, counters)
+    bumped = [r for r in rows if r["modseq"] is not None]
+    moved = [r for r in rows if r["modseq"] is None]
+    where = and_(messages_t.c.folder_id == bindparam("f"), messages_t.c.uid == bindparam("u"))
+    if bumped:
+        await conn.execute(update(messages_t).where(where).values(
+            flags=bindparam("flags"), in_new=bindparam("in_new"), modseq=bindparam("modseq")), bumped)
+    if moved:
+        await conn.execute(update(messages_t).where(where).values(in_new=bindparam("in_new")),
+                           [{k: v for k, v in r.items() if k in ("f", "u", "in_new")} for r in moved])
+
+
+def _flag_rows(folder_id: int, modseq: int, updates: Sequence[FlagUpdate],
+               old: dict[int, tuple[frozenset[str], int, bool]], counters: _Counters) -> list[dict[str, Any]]:
+    """The UPDATE parameters of the updates that change something; a flag change gets ``modseq``."""
     rows = []
-    for item in change.updated:
+    for item in updates:
         if item.uid not in old:
             continue
         flags, size, in_new = old[item.uid]
@@ -464,15 +484,7 @@ async def _update(conn: AsyncConnection, folder_id: int, modseq: int, change: Fo
         rows.append({"f": folder_id, "u": item.uid, "flags": flags_text(item.flags), "in_new": new_in_new,
                      "modseq": modseq if bump else None})
         old[item.uid] = (item.flags, size, new_in_new)
-    bumped = [r for r in rows if r["modseq"] is not None]
-    moved = [r for r in rows if r["modseq"] is None]
-    where = and_(messages_t.c.folder_id == bindparam("f"), messages_t.c.uid == bindparam("u"))
-    if bumped:
-        await conn.execute(update(messages_t).where(where).values(
-            flags=bindparam("flags"), in_new=bindparam("in_new"), modseq=bindparam("modseq")), bumped)
-    if moved:
-        await conn.execute(update(messages_t).where(where).values(in_new=bindparam("in_new")),
-                           [{k: v for k, v in r.items() if k in ("f", "u", "in_new")} for r in moved])
+    return rows
 
 
 async def _remove(conn: AsyncConnection, folder_id: int, modseq: int, uids: Sequence[int],
