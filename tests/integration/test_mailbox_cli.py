@@ -86,6 +86,8 @@ def test_quota_shows_the_default_and_sets_limits(data: Path) -> None:
     assert "of unlimited" in ok(data, "mailbox", "quota", ADDRESS, "--unlimited")
     gone = json.loads(ok(data, "mailbox", "quota", ADDRESS, "--json"))
     assert (gone["storage_limit"], gone["messages_limit"]) == (None, None)
+    back = json.loads(ok(data, "mailbox", "quota", ADDRESS, "--default", "--json"))
+    assert (back["storage_limit"], back["messages_limit"]) == (10 * 1024**3, None)
 
 
 def test_quota_refuses_bad_values_saying_what_to_give(data: Path) -> None:
@@ -93,6 +95,8 @@ def test_quota_refuses_bad_values_saying_what_to_give(data: Path) -> None:
     assert bad.returncode == 1 and "not a size" in bad.stderr and "--storage 1G" in bad.stderr
     both = hardmail(data, "mailbox", "quota", ADDRESS, "--unlimited", "--storage", "1G")
     assert both.returncode == 1 and "--unlimited" in both.stderr
+    clash = hardmail(data, "mailbox", "quota", ADDRESS, "--unlimited", "--default")
+    assert clash.returncode == 1 and "give one of --unlimited, --default" in " ".join(clash.stderr.split())
 
 
 def test_unknown_account_is_refused(data: Path) -> None:
@@ -159,3 +163,15 @@ def test_reindex_keeps_uids_of_messages_that_stayed(data: Path) -> None:
 def test_reindex_of_an_unknown_folder_is_refused(data: Path) -> None:
     done = hardmail(data, "mailbox", "reindex", ADDRESS, "--folder", "Nope")
     assert done.returncode == 1 and "has no folder 'Nope'" in done.stderr
+
+
+def test_reindex_adopts_a_folder_directory_made_by_hand(data: Path) -> None:
+    folder = inbox_dir(data) / ".Imported"
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True)
+    _put(folder, "1700000009.M1P1Q9.host", "imported")
+    done = hardmail(data, "mailbox", "reindex", ADDRESS)
+    assert done.returncode == 0, done.stderr
+    assert "Imported: 1 added, 0 removed, 0 renamed" in done.stderr  # progress, one line per folder
+    assert "re-indexed 7 folders: 1 added, 0 removed, 0 renamed" in done.stdout
+    assert [record.uid for record in index_of(data, "Imported")] == [1]
