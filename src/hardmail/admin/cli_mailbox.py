@@ -110,7 +110,6 @@ DefaultOption = Annotated[bool, typer.Option(
 
 
 @mailbox_app.command("quota")
-@changes_stored
 def mailbox_quota(address: AddressArg, storage: StorageOption = None, messages: MessagesOption = None,
                   unlimited: UnlimitedOption = False, default: DefaultOption = False, as_json: JsonOption = False,
                   config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
@@ -133,7 +132,9 @@ def mailbox_quota(address: AddressArg, storage: StorageOption = None, messages: 
         return await service.set_quota(address, current.storage_limit if storage_bytes is None else storage_bytes,
                                        current.messages_limit if messages is None else messages)
 
-    quota = _run(config, data_dir, work)
+    # showing only reads (also a database this user cannot write); setting changes what is stored
+    marked = changes_stored if changing else read_only
+    quota = marked(_run)(config, data_dir, work)
     if as_json:
         print_json(_quota_row(quota))
         return
