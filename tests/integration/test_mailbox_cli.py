@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.mailbox import MessageRecord
 from hardmail.store import open_store
-from support.cli_process import run_cli
+from support.cli_process import cli_env, run_cli
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 ADDRESS = "alice@example.test"
 PASSWORD = "a long enough passphrase 9"
@@ -175,3 +178,25 @@ def test_reindex_adopts_a_folder_directory_made_by_hand(data: Path) -> None:
     assert "Imported: 1 added, 0 removed, 0 renamed" in done.stderr  # progress, one line per folder
     assert "re-indexed 7 folders: 1 added, 0 removed, 0 renamed" in done.stdout
     assert [record.uid for record in index_of(data, "Imported")] == [1]
+
+
+def test_list_and_quota_read_a_database_this_user_cannot_write(tmp_path: Path) -> None:
+    require_setpriv("to run the CLI as a user who can only read the database")
+    top = Path(tempfile.mkdtemp(prefix="hardmail-ro-"))
+    try:
+        top.chmod(0o755)
+        data = top / "data"
+        assert run_cli("domain", "add", "example.test", "-d", str(data), cwd=top).returncode == 0
+        added = run_cli("account", "add", ADDRESS, "--password-stdin", "-d", str(data), cwd=top,
+                        stdin=PASSWORD + "\n", env=cli_env(HARDMAIL_AUTH__ARGON2__MEMORY_COST="8192"))
+        assert added.returncode == 0, added.stderr
+        data.chmod(0o755)
+        (data / "hardmail.db").chmod(0o444)
+        before = (data / "hardmail.db").read_bytes()
+        for command in (("list", ADDRESS, "--json"), ("quota", ADDRESS, "--json")):
+            done = run_cli("mailbox", *command, "-d", str(data), cwd=top, prefix=AS_NOBODY)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert json.loads(done.stdout)
+        assert (data / "hardmail.db").read_bytes() == before
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
