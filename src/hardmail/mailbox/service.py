@@ -318,6 +318,7 @@ class MailboxStore(FolderOps):
         report = ReindexReport(folders=len(rows))
         for row in rows:
             _, result = await self._sync_row(account, row, full=True)
+            await self.index.recount_folder(row.id)
             if result is not None:
                 report = ReindexReport(report.folders, report.added + result.added,
                                        report.removed + result.removed, report.renamed + result.renamed)

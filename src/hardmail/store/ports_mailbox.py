@@ -203,6 +203,10 @@ class MailboxIndex(Protocol):
         """Recompute the usage from the messages (after a re-index)."""
         ...
 
+    async def recount_folder(self, folder_id: int) -> FolderRow:
+        """Recompute the folder's counters (messages, size, unseen, deleted) from its messages."""
+        ...
+
     async def latest_change(self) -> int:
         """The id of the newest change-feed row, 0 when there is none."""
         ...
