@@ -34,7 +34,7 @@ from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
 from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.mailbox import FolderInfo, Quota, ReindexReport
-from hardmail.store.ports import StoreError
+from hardmail.store.ports import Store, StoreError
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ def _run(config: Path | None, data_dir: Path | None, work: Callable[[MailboxServ
              "check that server.data_dir and its mail directory are readable and writable by this user")
 
 
-def _service(cfg: Config, store: Any) -> MailboxService:
+def _service(cfg: Config, store: Store) -> MailboxService:
     return MailboxService(store, build_mailbox_store(cfg, store, SystemClock()))
 
 
