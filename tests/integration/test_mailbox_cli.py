@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.mailbox import MessageRecord
 from hardmail.store import open_store
-from support.cli_process import run_cli
+from support.cli_process import cli_env, run_cli
+from support.unprivileged import AS_NOBODY, require_setpriv
 
 ADDRESS = "alice@example.test"
 PASSWORD = "a long enough passphrase 9"
@@ -86,6 +89,8 @@ def test_quota_shows_the_default_and_sets_limits(data: Path) -> None:
     assert "of unlimited" in ok(data, "mailbox", "quota", ADDRESS, "--unlimited")
     gone = json.loads(ok(data, "mailbox", "quota", ADDRESS, "--json"))
     assert (gone["storage_limit"], gone["messages_limit"]) == (None, None)
+    back = json.loads(ok(data, "mailbox", "quota", ADDRESS, "--default", "--json"))
+    assert (back["storage_limit"], back["messages_limit"]) == (10 * 1024**3, None)
 
 
 def test_quota_refuses_bad_values_saying_what_to_give(data: Path) -> None:
@@ -93,6 +98,8 @@ def test_quota_refuses_bad_values_saying_what_to_give(data: Path) -> None:
     assert bad.returncode == 1 and "not a size" in bad.stderr and "--storage 1G" in bad.stderr
     both = hardmail(data, "mailbox", "quota", ADDRESS, "--unlimited", "--storage", "1G")
     assert both.returncode == 1 and "--unlimited" in both.stderr
+    clash = hardmail(data, "mailbox", "quota", ADDRESS, "--unlimited", "--default")
+    assert clash.returncode == 1 and "give one of --unlimited, --default" in " ".join(clash.stderr.split())
 
 
 def test_unknown_account_is_refused(data: Path) -> None:
@@ -159,3 +166,37 @@ def test_reindex_keeps_uids_of_messages_that_stayed(data: Path) -> None:
 def test_reindex_of_an_unknown_folder_is_refused(data: Path) -> None:
     done = hardmail(data, "mailbox", "reindex", ADDRESS, "--folder", "Nope")
     assert done.returncode == 1 and "has no folder 'Nope'" in done.stderr
+
+
+def test_reindex_adopts_a_folder_directory_made_by_hand(data: Path) -> None:
+    folder = inbox_dir(data) / ".Imported"
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True)
+    _put(folder, "1700000009.M1P1Q9.host", "imported")
+    done = hardmail(data, "mailbox", "reindex", ADDRESS)
+    assert done.returncode == 0, done.stderr
+    assert "Imported: 1 added, 0 removed, 0 renamed" in done.stderr  # progress, one line per folder
+    assert "re-indexed 7 folders: 1 added, 0 removed, 0 renamed" in done.stdout
+    assert [record.uid for record in index_of(data, "Imported")] == [1]
+
+
+def test_list_and_quota_read_a_database_this_user_cannot_write(tmp_path: Path) -> None:
+    require_setpriv("to run the CLI as a user who can only read the database")
+    top = Path(tempfile.mkdtemp(prefix="hardmail-ro-"))
+    try:
+        top.chmod(0o755)
+        data = top / "data"
+        assert run_cli("domain", "add", "example.test", "-d", str(data), cwd=top).returncode == 0
+        added = run_cli("account", "add", ADDRESS, "--password-stdin", "-d", str(data), cwd=top,
+                        stdin=PASSWORD + "\n", env=cli_env(HARDMAIL_AUTH__ARGON2__MEMORY_COST="8192"))
+        assert added.returncode == 0, added.stderr
+        data.chmod(0o755)
+        (data / "hardmail.db").chmod(0o444)
+        before = (data / "hardmail.db").read_bytes()
+        for command in (("list", ADDRESS, "--json"), ("quota", ADDRESS, "--json")):
+            done = run_cli("mailbox", *command, "-d", str(data), cwd=top, prefix=AS_NOBODY)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert json.loads(done.stdout)
+        assert (data / "hardmail.db").read_bytes() == before
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -261,3 +261,16 @@ def test_with_defer_a_mailbox_full_only_at_delivery_takes_this_one_message(live_
     client, codes = _transaction(live_server, f"MAIL FROM:<{SENDER}>", [ALICE])  # now over: the next is refused
     client.close()
     assert codes == [452]
+
+
+def test_an_alias_is_refused_at_rcpt_only_when_every_mailbox_is_full(live_server: ServerThread) -> None:
+    _limit(live_server, ALICE, None, 1)
+    _limit(live_server, BOB, None, 1)  # before any check: a server reads limits every storage.cache_seconds
+    _send(live_server, [ALICE], _message("alice is full now"))
+    client, codes = _transaction(live_server, f"MAIL FROM:<{SENDER}>", ["sales@example.test"])
+    client.close()
+    assert codes == [250]  # bob still has room
+    _send(live_server, [BOB], _message("bob is full now"))
+    client, codes = _transaction(live_server, f"MAIL FROM:<{SENDER}>", ["sales@example.test"])
+    client.close()
+    assert codes == [452]

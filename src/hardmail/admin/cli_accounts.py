@@ -293,7 +293,7 @@ def account_unfreeze(
 def account_remove(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
-    """Delete an account (stored mail on disk is left in place)."""
+    """Delete an account (its mail and mailbox index are left in place: adding it again gives them back)."""
     removed = _run(config, data_dir, lambda service: service.remove_account(address))
     typer.echo(f"account {removed} removed")
 

@@ -34,7 +34,7 @@ from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
 from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.mailbox import FolderInfo, Quota, ReindexReport
-from hardmail.store.ports import StoreError
+from hardmail.store.ports import Store, StoreError
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ def _run(config: Path | None, data_dir: Path | None, work: Callable[[MailboxServ
              "check that server.data_dir and its mail directory are readable and writable by this user")
 
 
-def _service(cfg: Config, store: Any) -> MailboxService:
+def _service(cfg: Config, store: Store) -> MailboxService:
     return MailboxService(store, build_mailbox_store(cfg, store, SystemClock()))
 
 
@@ -104,30 +104,37 @@ StorageOption = Annotated[str | None, typer.Option(
 MessagesOption = Annotated[int | None, typer.Option("--messages", min=1, help="Set the message-count limit.",
                                                     show_default=False)]
 UnlimitedOption = Annotated[bool, typer.Option("--unlimited", help="Remove both limits.")]
+DefaultOption = Annotated[bool, typer.Option(
+    "--default", help="Follow the server's default limits again ([mailbox] default_quota_bytes and "
+    "default_quota_messages).")]
 
 
 @mailbox_app.command("quota")
-@changes_stored
 def mailbox_quota(address: AddressArg, storage: StorageOption = None, messages: MessagesOption = None,
-                  unlimited: UnlimitedOption = False, as_json: JsonOption = False,
+                  unlimited: UnlimitedOption = False, default: DefaultOption = False, as_json: JsonOption = False,
                   config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """Show an account's quota and usage; with --storage, --messages or --unlimited, set it first."""
-    if unlimited and (storage is not None or messages is not None):
-        fail("--unlimited removes both limits: it cannot be given with --storage or --messages",
-             "give either --unlimited, or --storage and/or --messages")
+    """Show an account's quota and usage; with --storage, --messages, --unlimited or --default, set it first."""
+    for flag, given in (("--unlimited", unlimited), ("--default", default)):
+        if given and (storage is not None or messages is not None or (unlimited and default)):
+            fail(f"{flag} sets both limits: it cannot be given with --storage, --messages or the other of "
+                 "--unlimited and --default", "give one of --unlimited, --default, or --storage and/or --messages")
     storage_bytes = _storage_arg(storage)
-    changing = unlimited or storage is not None or messages is not None
+    changing = unlimited or default or storage is not None or messages is not None
 
     async def work(service: MailboxService) -> Quota:
         if not changing:
             return await service.quota(address)
+        if default:
+            return await service.reset_quota(address)
         current = await service.quota(address)
         if unlimited:
             return await service.set_quota(address, None, None)
         return await service.set_quota(address, current.storage_limit if storage_bytes is None else storage_bytes,
                                        current.messages_limit if messages is None else messages)
 
-    quota = _run(config, data_dir, work)
+    # showing only reads (also a database this user cannot write); setting changes what is stored
+    marked = changes_stored if changing else read_only
+    quota = marked(_run)(config, data_dir, work)
     if as_json:
         print_json(_quota_row(quota))
         return
@@ -158,12 +165,15 @@ def mailbox_reindex(address: AddressArg, folder: FolderOption = None, as_json: J
                     config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Re-read the Maildir of an account changed behind the server's back (files added, removed or
     renamed); existing messages keep their UIDs."""
+    def progress(name: str, report: ReindexReport) -> None:
+        if not as_json:
+            err_console.print(f"{name}: {_counts(report)}", highlight=False, markup=False)
+
     async def work(service: MailboxService) -> ReindexReport:
         if not as_json:
-            count = 1 if folder else await service.folder_count(address)
-            err_console.print(f"re-indexing {folder or f'{count} folders'} (a big folder takes a while: "
-                              "every file is looked at)...", highlight=False, markup=False)
-        return await service.reindex(address, folder)
+            err_console.print("re-indexing, one folder after the other (a big folder takes a while: every file "
+                              "is looked at)...", highlight=False, markup=False)
+        return await service.reindex(address, folder, progress)
 
     total = _run(config, data_dir, work)
     if as_json:

@@ -9,12 +9,18 @@ shown by :func:`human_size`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 from hardmail.admin.service import AdminError
 from hardmail.core.address import AddressError, parse_address_arg
 from hardmail.delivery.local_index import set_up_mailbox
 from hardmail.mailbox import SPECIAL_USE_DEFAULTS, FolderError, FolderInfo, MailboxStore, Quota, ReindexReport
+from hardmail.mailbox.names import name_of_dirname
 from hardmail.store.ports import Store
 
 # RFC 6154 2: the special uses a folder may be created with (the virtual \All and \Flagged are not)
@@ -88,6 +94,12 @@ class MailboxService:
         await self._mailboxes.set_quota(key, storage, messages)
         return await self._mailboxes.quota(key)
 
+    async def reset_quota(self, address: str) -> Quota:
+        """The account follows the server's default limits ([mailbox]) again."""
+        key = await self.account(address)
+        await self._mailboxes.reset_quota(key)
+        return await self._mailboxes.quota(key)
+
     async def create_folder(self, address: str, name: str, special_use: str | None = None) -> FolderInfo:
         key = await self.account(address)
         use = special_use_arg(special_use) if special_use else None
@@ -98,17 +110,46 @@ class MailboxService:
                              "`hardmail mailbox list ADDRESS` shows the folders; names use / between levels "
                              "and no level may contain a dot") from None
 
-    async def reindex(self, address: str, folder: str | None = None) -> ReindexReport:
-        """Re-index one folder, or every folder of the account (also folder directories made by
-        hand, which the index does not know yet)."""
+    async def reindex(self, address: str, folder: str | None = None,
+                      progress: Callable[[str, ReindexReport], None] | None = None) -> ReindexReport:
+        """Re-index one folder, or every folder of the account one after the other (also folder
+        directories made by hand, which the index does not know yet); ``progress`` hears of each."""
         key = await self.account(address)
         if folder and await self._mailboxes.folder(key, folder) is None:
             raise AdminError(f"{key} has no folder {folder!r}", "`hardmail mailbox list ADDRESS` shows the folders")
-        try:
-            return await self._mailboxes.reindex(key, folder)
-        except FolderError as exc:
-            raise AdminError(f"cannot re-index the mailbox of {key}: {exc}",
-                             "check that its directories exist and are readable by this user") from None
+        if folder is None:
+            await self._adopt_directories(key)
+        names = [folder] if folder else [info.name for info in await self._mailboxes.list_folders(key)]
+        total = ReindexReport()
+        for name in names:
+            try:
+                report = await self._mailboxes.reindex(key, name)
+            except FolderError as exc:
+                raise AdminError(f"cannot re-index folder {name!r} of {key}: {exc}",
+                                 "check that its directories exist and are readable by this user") from None
+            if progress is not None:
+                progress(name, report)
+            total = ReindexReport(total.folders + report.folders, total.added + report.added,
+                                  total.removed + report.removed, total.renamed + report.renamed)
+        return total
 
-    async def folder_count(self, address: str) -> int:
-        return len(await self._mailboxes.list_folders(await self.account(address)))
+    async def _adopt_directories(self, account: str) -> None:
+        """Index the folder directories (``.Name``) made behind the server's back."""
+        found = await asyncio.to_thread(_folder_directories, self._mailboxes.account_dir(account))
+        known = {info.name for info in await self._mailboxes.list_folders(account)}
+        for name in found:
+            if name not in known:
+                with contextlib.suppress(FolderError):  # made meanwhile, or a name the store refuses
+                    await self._mailboxes.create_folder(account, name)
+
+
+def _folder_directories(maildir: Path) -> list[str]:
+    """The folder names of the Maildir++ directories under ``maildir`` (those with a ``cur/``)."""
+    if not maildir.is_dir():
+        return []
+    found = []
+    for entry in sorted(os.listdir(maildir)):
+        name = name_of_dirname(entry)
+        if name is not None and (maildir / entry / "cur").is_dir():
+            found.append(name)
+    return found

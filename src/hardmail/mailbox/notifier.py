@@ -92,7 +92,7 @@ class ChangeNotifier:
         return len(rows)
 
     async def _run(self) -> None:
-        polls = 0
+        polls, failing = 0, False
         while True:
             try:
                 while await self.poll_once() >= 1000:
@@ -101,6 +101,11 @@ class ChangeNotifier:
                 if polls % PRUNE_EVERY == 0:
                     before = datetime.fromtimestamp(self._clock.now() - KEEP_SECONDS, UTC)
                     await self._index.prune_changes(before)
-            except Exception:  # the database is away for a moment: keep polling
-                _log.warning("mailbox change feed poll failed", exc_info=True)
+                if failing:
+                    _log.info("mailbox change feed readable again")
+                failing = False
+            except Exception:  # the database is away for a moment: keep polling, say so once
+                if not failing:
+                    _log.warning("mailbox change feed poll failed", exc_info=True)
+                failing = True
             await asyncio.sleep(self._poll_seconds)

@@ -27,9 +27,9 @@ def _params(value: ParamValue) -> list[Any] | None:
 
 def _type_params(part: Part) -> list[Any] | None:
     """The Content-Type parameters; a text part without a charset gets ``charset us-ascii``
-    (RFC 2045 5.2), as Dovecot shows it."""
+    (RFC 2045 5.2), as Dovecot shows it (a ``charset*`` does not count, as for Dovecot)."""
     pairs = _params(part.content_type) or []
-    has_charset = any(name.lower() in ("charset", "charset*") for name, _ in part.content_type.params)
+    has_charset = any(name.lower() == "charset" for name, _ in part.content_type.params)
     if part.maintype == "text" and not has_charset:
         pairs.extend(("charset", "us-ascii"))
     return pairs or None
@@ -82,8 +82,11 @@ def body_structure(part: Part, data: bytes, *, extended: bool = True, message_gl
         return _multipart(part, data, extended, message_global)
     # a multipart too deep to read is shown as an opaque leaf
     kind = ["application", "octet-stream"] if part.overflow else list(part.content_type.original)
+    shown_as_message = part.message is not None and (message_global or part.subtype == "rfc822")
+    if shown_as_message:
+        kind = ["message", part.subtype]  # in lower case whatever the header says (as Dovecot)
     out: list[Any] = [*kind, *_fields(part)]
-    if part.message is not None and (message_global or part.subtype == "rfc822"):
+    if shown_as_message and part.message is not None:
         inner = body_structure(part.message, data, extended=extended, message_global=message_global)
         out += [envelope(part.message.header), inner, part.lines]
     elif part.maintype == "text" and not part.overflow:

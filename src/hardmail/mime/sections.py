@@ -172,7 +172,7 @@ def _binary_header(data: bytes, part: Part) -> bytes:
     encoded, else without its Content-Transfer-Encoding field and with
     ``Content-Transfer-Encoding: binary`` last (as Dovecot writes it)."""
     if (part.is_multipart or part.message is not None or part.encoding in IDENTITY_ENCODINGS
-            or part.body_start == part.body_end == len(data)):  # a cut message: as Dovecot, kept
+            or (part.body_start == part.body_end and part.encoding == "base64")):  # as Dovecot does
         return data[part.start:part.body_start]
     kept = _header_without(data, part, {"content-transfer-encoding"})
     if kept and not kept.endswith(b"\n"):

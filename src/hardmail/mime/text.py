@@ -180,8 +180,10 @@ def _block_text(block: HeaderBlock) -> str:
 
 
 def _leaf_text(data: bytes, part: Part) -> str:
+    # no more of a part is decoded than can make MAX_BODY_TEXT characters (4 bytes a character)
+    end = min(part.body_end, part.body_start + 4 * 3 * MAX_BODY_TEXT)  # QP: 3 bytes a byte
     try:
-        raw = decode_body(data[part.body_start:part.body_end], part.encoding)
+        raw = decode_body(data[part.body_start:end], part.encoding)
     except UnknownCte:
         return ""
     charset = (part.content_type.decoded("charset") or "").strip()

@@ -6,9 +6,9 @@ it would take the mailbox over either limit; at RCPT the size is what MAIL FROM'
 (RFC 1870 4, 0 when none was given), so a mailbox already at or over its limit refuses any mail
 and one that still has room refuses a message declared too big for that room.
 
-The reply (RFC 3463 3.3 X.2.2 "Mailbox full"): ``452 4.2.2`` (``[mailbox] over_quota = "defer"``,
-the sender keeps the message and retries, RFC 5321 4.5.3.1.10 on 452 at RCPT) or ``552 5.2.2``
-(``"bounce"``: the sender gives up and tells its user, RFC 5321 4.2.2).
+The reply (RFC 3463 3.3 X.2.2 "Mailbox full"; RFC 5321 4.2.2 452 "insufficient system storage",
+552 "exceeded storage allocation"): ``452 4.2.2`` (``[mailbox] over_quota = "defer"``: the sender
+keeps the message and retries) or ``552 5.2.2`` (``"bounce"``: the sender gives up and tells its user).
 """
 
 from __future__ import annotations

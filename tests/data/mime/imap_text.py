@@ -125,7 +125,8 @@ def mailbox_messages(expected: dict[str, Any], box: str) -> list[StoredMessage]:
     """The messages of ``expected[box]`` in Dovecot's sequence order, found by INTERNALDATE
     (make_expected.py gives the n-th file the n-th hour after ``internaldate_base``)."""
     entry = expected[box]
-    folders = {"threads_mailbox": CORPUS / "threads", "threads_random_mailbox": CORPUS / "threads_random"}
+    folders = {"threads_mailbox": CORPUS / "threads", "threads_random_mailbox": CORPUS / "threads_random",
+               "stdlib_mailbox": CORPUS / "stdlib"}
     folder = folders.get(box, CORPUS)
     info = parse_fetch(entry["answers"]["FETCH 1:* (INTERNALDATE RFC822.SIZE)"].encode("latin-1"))
     out = []

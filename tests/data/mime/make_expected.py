@@ -9,12 +9,14 @@ For each corpus file: BODYSTRUCTURE, BODY, ENVELOPE, RFC822.SIZE, then every sec
 part (BODY[p], [p.MIME], [p.HEADER]/[p.TEXT] for message parts, BINARY[p], BINARY.SIZE[p]) and a
 few partial and missing ones, each in its own command (a failing BINARY ends only its command).
 For the corpus as one mailbox and for threads/: SEARCH, SORT and THREAD answers. For
-address_cases.txt: the ENVELOPE of ``To: <case>``. For mutants/ (broken copies of the corpus that
-this script writes, the same every run): what it asks of each corpus file.
+address_cases.txt: the ENVELOPE of ``To: <case>``. For mutants/ (broken copies of the corpus) and
+generated/ (random MIME structures), which this script writes, the same every run: what it asks
+of each corpus file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -66,6 +68,10 @@ SEARCHES = [
     'BODY "Invoice 2024-118"', 'BODY "VCALENDAR"', 'BODY "user unknown"', 'BODY "nobody@example.net"',
     'BODY "edge & case"', 'BODY "&amp;"', 'BODY "sent today"', 'BODY "fixes the crash"', 'TEXT "RFC822"',
     'BODY "Job finished — 3"', 'BODY "B\\u00fccher"', 'BODY "hello from Bob"', 'TEXT "=?utf-8?"',
+    'TEXT "Teilnehmerliste"', 'TEXT "Teilnehmerliste Übersicht"', 'TEXT "winmail.dat"', 'TEXT "%C3%9Cberweisung"',
+    'TEXT "Überweisung"', 'TEXT "Photos de l\u2019été"', 'HEADER "Content-Type" "multipart"',
+    'HEADER "X-MS-Has-Attach" ""',
+    'TEXT "Grüße"', 'BODY "Anna Berg"', 'TEXT "Anna Berg"', 'FROM "anna.berg@example.org"', 'TO "bob martin"',
 ]
 SORTS = ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO",
          "REVERSE DATE", "REVERSE SUBJECT DATE", "FROM REVERSE SIZE"]
@@ -300,17 +306,92 @@ def random_threads() -> list[Path]:
     return paths
 
 
+def stdlib_messages() -> dict[str, Any]:
+    """stdlib/ (CPython's email test messages): as the corpus files, keyed ``stdlib/<name>``."""
+    out = {}
+    for path in sorted((HERE / "stdlib").glob("msg_*.txt")):
+        with contextlib.suppress(AssertionError):  # Dovecot ended the session on it (msg_39)
+            out[f"stdlib/{path.name}"] = one_message(path)
+    return out
+
+
+GENERATED = 150
+_BOUNDARIES = ["b", "=_x", "----=_NextPart_{n}", "a b", "Apple-Mail=_{n}"]
+_LEAF_TYPES = ["text/plain", "text/html; charset=utf-8", "application/octet-stream; name=x.bin", "image/png", None,
+               "TEXT/Plain; Charset=ISO-8859-1"]
+_LEAF_BODIES = ["hello\r\n", "aGVsbG8gd29ybGQ=\r\n", "caf=C3=A9 =\r\nau lait\r\n", "", "line1\r\nline2", "\r\n\r\n"]
+
+
+def _generated_multipart(depth: int, rng: random.Random) -> str:
+    boundary = rng.choice(_BOUNDARIES).format(n=rng.randrange(99)) + f"{depth}{rng.randrange(3)}"
+    subtype = rng.choice(["mixed", "alternative", "related", "digest", "signed"])
+    children = [_generated_part(depth + 1, rng) for _ in range(rng.randrange(0, 4))]
+    body = rng.choice(["", "preamble\r\n"])
+    body += "".join(f"--{boundary}{rng.choice(['', ' ', '  '])}\r\n{child}\r\n" for child in children)
+    if rng.random() < 0.85:
+        body += f"--{boundary}--\r\n" + rng.choice(["", "epilogue\r\n", "\r\n"])
+    return f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n' + body
+
+
+def _generated_part(depth: int, rng: random.Random) -> str:
+    """A random MIME part: multiparts with odd boundaries and padding, missing close delimiters,
+    messages in messages, leaves with and without headers and encodings."""
+    roll = rng.random()
+    if depth < 4 and roll < 0.35:
+        return _generated_multipart(depth, rng)
+    if depth < 4 and roll < 0.45:
+        inner = f"Subject: inner {depth}\r\nFrom: a{depth}@x\r\n" + _generated_part(depth + 1, rng)
+        return "Content-Type: message/rfc822\r\n\r\n" + inner
+    header = []
+    kind = rng.choice(_LEAF_TYPES)
+    if kind:
+        header.append("Content-Type: " + kind)
+    encoding = rng.choice([None, "7bit", "base64", "quoted-printable", "8bit"])
+    if encoding:
+        header.append("Content-Transfer-Encoding: " + encoding)
+    if rng.random() < 0.2:
+        header.append(f'Content-Disposition: attachment; filename="f{rng.randrange(9)}.txt"')
+    if rng.random() < 0.1:
+        header.append("Content-Language: en")
+    body = rng.choice(_LEAF_BODIES)
+    if not header and rng.random() < 0.5:
+        return "\r\n" + body
+    return "\r\n".join(header) + "\r\n\r\n" + body
+
+
+def generated() -> dict[str, Any]:
+    """Write generated/ (random MIME structures, the same every run) and Dovecot's answers."""
+    folder = HERE / "generated"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(3)
+    out = {}
+    for index in range(GENERATED):
+        path = folder / f"g{index:03}.eml"
+        head = f"From: g{index}@x\r\nSubject: generated {index}\r\nMIME-Version: 1.0\r\n"
+        path.write_bytes((head + _generated_part(0, rng)).encode())
+        try:
+            out[path.name] = one_message(path)
+        except AssertionError:  # Dovecot ended the session on it: not kept
+            path.unlink()
+    return out
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
     out: dict[str, Any] = {
         "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True).stdout.strip(),
-        "messages": {path.name: one_message(path) for path in corpus},
+        "messages": {path.name: one_message(path) for path in corpus} | stdlib_messages(),
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
         "threads_random_mailbox": mailbox(random_threads(), ['SUBJECT "réunion"', 'FROM "zoe"']),
+        "stdlib_mailbox": mailbox(sorted((HERE / "stdlib").glob("msg_*.txt")), [
+            'BODY "the"', 'TEXT "python"', 'SUBJECT "test"', 'FROM "barry"', 'BODY "hello"', 'TO "python"',
+            'BODY "boundary"', 'TEXT "dingus"', 'CC "foo"', 'BODY "Bug"']),
         "mutants": mutants(corpus),
+        "generated": generated(),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 

@@ -217,3 +217,21 @@ async def test_an_existing_maildir_is_indexed_by_ensure_account(env: Env) -> Non
     await env.mailboxes.ensure_account(ACCOUNT)
     assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 1
     assert len((await env.mailboxes.sync(ACCOUNT, "Lists")).messages) == 1
+
+
+async def test_deliver_indexed_takes_only_files_of_that_folder(env: Env) -> None:
+    delivery = MaildirStore(env.root, "mx.example.org")
+    await env.mailboxes.ensure_account(ACCOUNT)
+    [path] = delivery.deliver([ACCOUNT], MESSAGE, folder="Junk")
+    with pytest.raises(ValueError):
+        await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", [path])
+
+
+async def test_message_paths_of_many_messages(env: Env) -> None:
+    for i in range(3):
+        await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE + bytes([48 + i]))
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [2], "add", ["\\Deleted"])
+    await env.mailboxes.expunge(ACCOUNT, "INBOX")
+    paths = await env.mailboxes.message_paths(ACCOUNT, "INBOX", [1, 2, 3, 9])
+    assert sorted(paths) == [1, 3] and paths[3].read_bytes() == MESSAGE + b"2"
+    assert await env.mailboxes.message_path(ACCOUNT, "INBOX", 1) == paths[1]

@@ -28,6 +28,12 @@ ON_PURPOSE = {
     # ("charset" "us-ascii") as if there were none
     ("rfc2231_params.eml", "BODYSTRUCTURE"): "RFC 2231 4 value without sections",
     ("rfc2231_params.eml", "BODY"): "RFC 2231 4 value without sections",
+    # a multipart without its close delimiter whose last part is a header without an empty line
+    # (a line "and " before the outer delimiter): Dovecot counts the line end before the outer
+    # delimiter in the multipart, hardmail gives it to the delimiter (RFC 2046 5.1.1)
+    ("stdlib/msg_38.txt", "BODY.PEEK[1]"): "line end before the delimiter",
+    ("stdlib/msg_38.txt", "BINARY.PEEK[1]"): "line end before the delimiter",
+    ("stdlib/msg_38.txt", "BINARY.SIZE[1]"): "line end before the delimiter",
 }
 # Dovecot answers BINARY.SIZE of every part of a message with NO [UNKNOWN-CTE] as soon as any
 # part of it has an unknown encoding; hardmail decodes only the part asked for (RFC 3516 4.2)
@@ -60,6 +66,8 @@ def test_sections_as_dovecot(name: str) -> None:
     compared = 0
     for item, answer in EXPECTED["messages"][name]["sections"].items():
         if (name, item) in ON_PURPOSE or (name in BINARY_SIZE_QUIRK and item.startswith("BINARY.SIZE")):
+            continue
+        if "NO [PARSE]" in answer:  # Dovecot refuses BINARY of bad base64; hardmail decodes leniently
             continue
         assert ours_for(data, root, item) == theirs_for(answer), item
         compared += 1

@@ -14,7 +14,7 @@ from hardmail.mime.text import MessageText, contains
 
 EXPECTED = json.loads((CORPUS / "expected_dovecot.json").read_text())
 _KEY = re.compile(r'SEARCH CHARSET UTF-8 (\w+) (?:"([^"]*)" )?"([^"]*)"')
-SEARCHES = [(box, command) for box in ("corpus_mailbox", "threads_mailbox", "threads_random_mailbox")
+SEARCHES = [(box, command) for box in ("corpus_mailbox", "threads_mailbox", "threads_random_mailbox", "stdlib_mailbox")
             for command in EXPECTED[box]["answers"] if command.startswith("SEARCH")]
 
 

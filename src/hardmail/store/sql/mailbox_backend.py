@@ -11,6 +11,7 @@ READ), so UIDNEXT and the message list agree.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from hardmail.store.sql.tables_mailbox import (
 )
 
 CHUNK = 500  # values per IN (...) list
+BIG_READ = 2000  # rows from which records are built in a thread
 SEEN, DELETED = "\\Seen", "\\Deleted"
 _MSG_COLUMNS = (messages_t.c.uid, messages_t.c.modseq, messages_t.c.flags, messages_t.c.internaldate,
                 messages_t.c.size, messages_t.c.name)
@@ -229,9 +231,9 @@ class SqlMailboxIndex:
             row = (await conn.execute(select(folders_t).where(folders_t.c.id == folder_id))).first()
             if row is None:
                 return None
-            rows = await conn.execute(select(*_MSG_COLUMNS).where(messages_t.c.folder_id == folder_id)
-                                      .order_by(messages_t.c.uid))
-            return _folder_row(row), message_records(rows)
+            rows = (await conn.execute(select(*_MSG_COLUMNS).where(messages_t.c.folder_id == folder_id)
+                                       .order_by(messages_t.c.uid))).all()
+        return _folder_row(row), await _records(rows)
 
     async def snapshot_since(self, folder_id: int, modseq: int
                              ) -> tuple[FolderRow, list[MessageRecord], list[int]] | None:
@@ -312,8 +314,7 @@ class SqlMailboxIndex:
         if counters.changed:
             values["highestmodseq"] = modseq
             await self._record(conn, row.account, row.name)
-        if change.stamp_after is not None and (change.force_stamp or change.stamp_before == row.stamp):
-            values.update(new_mtime_ns=change.stamp_after.new_mtime_ns, cur_mtime_ns=change.stamp_after.cur_mtime_ns)
+        values.update(_stamp_values(row.stamp, change))
         updated = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(**values)
                                       .returning(*folders_t.c))).one()
         result = ApplyResult(uids, modseq if counters.changed else row.highestmodseq, _folder_row(updated),
@@ -352,6 +353,20 @@ class SqlMailboxIndex:
                                .values(storage_used=int(size), messages_used=int(count)))
         return await self.usage(account)
 
+    async def recount_folder(self, folder_id: int) -> FolderRow:
+        mine = messages_t.c.folder_id == folder_id
+        count = select(func.count()).where(mine).scalar_subquery()
+        size = select(func.coalesce(func.sum(messages_t.c.size), 0)).where(mine).scalar_subquery()
+        unseen = select(func.count()).where(and_(mine, ~messages_t.c.flags.contains(SEEN, autoescape=True)))
+        deleted = select(func.count()).where(and_(mine, messages_t.c.flags.contains(DELETED, autoescape=True)))
+        async with self._writer.begin() as conn:
+            row = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(
+                messages=count, size=size, unseen=unseen.scalar_subquery(), deleted=deleted.scalar_subquery())
+                .returning(*folders_t.c))).first()
+        if row is None:
+            raise NotFound("no such folder")
+        return _folder_row(row)
+
     # the change feed
 
     async def latest_change(self) -> int:
@@ -370,13 +385,33 @@ class SqlMailboxIndex:
         return int(result.rowcount or 0)
 
 
+async def _records(rows: Sequence[Any]) -> list[MessageRecord]:
+    """The records of message rows; a big folder's are built in a thread, off the event loop."""
+    if len(rows) < BIG_READ:
+        return message_records(rows)
+    return await asyncio.to_thread(message_records, rows)
+
+
 async def _changes(conn: AsyncConnection, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
-    rows = await conn.execute(select(*_MSG_COLUMNS).where(
-        and_(messages_t.c.folder_id == folder_id, messages_t.c.modseq > modseq)).order_by(messages_t.c.uid))
-    changed = message_records(rows)
+    rows = (await conn.execute(select(*_MSG_COLUMNS).where(
+        and_(messages_t.c.folder_id == folder_id, messages_t.c.modseq > modseq)).order_by(messages_t.c.uid))).all()
+    changed = await _records(rows)
     vanished = list(await conn.scalars(select(vanished_t.c.uid).where(
         and_(vanished_t.c.folder_id == folder_id, vanished_t.c.modseq > modseq)).order_by(vanished_t.c.uid)))
     return changed, vanished
+
+
+def _stamp_values(stored: DirStamp, change: FolderChange) -> dict[str, int]:
+    """The directory times to record: each of new/ and cur/ compare-and-set on its own."""
+    after, before = change.stamp_after, change.stamp_before
+    if after is None or (before is None and not change.force_stamp):
+        return {}
+    values = {}
+    if change.force_stamp or (before is not None and before.new_mtime_ns == stored.new_mtime_ns):
+        values["new_mtime_ns"] = after.new_mtime_ns
+    if change.force_stamp or (before is not None and before.cur_mtime_ns == stored.cur_mtime_ns):
+        values["cur_mtime_ns"] = after.cur_mtime_ns
+    return values
 
 
 async def _folder_id(conn: AsyncConnection, account: str, name: str) -> int | None:
@@ -402,10 +437,13 @@ async def _charge(conn: AsyncConnection, account: str, size: int, count: int,
                   defaults: tuple[int | None, int | None] | None) -> None:
     if not size and not count:
         return
-    await _lock_account(conn, account)
-    row = (await conn.execute(update(accounts_t).where(accounts_t.c.account == account).values(
-        storage_used=accounts_t.c.storage_used + size, messages_used=accounts_t.c.messages_used + count)
-        .returning(*accounts_t.c))).one()
+    charge = update(accounts_t).where(accounts_t.c.account == account).values(
+        storage_used=accounts_t.c.storage_used + size, messages_used=accounts_t.c.messages_used + count
+    ).returning(*accounts_t.c)
+    row = (await conn.execute(charge)).first()
+    if row is None:  # an account without a usage row yet
+        await _lock_account(conn, account)
+        row = (await conn.execute(charge)).one()
     if defaults is None or (size <= 0 and count <= 0):
         return
     storage_limit, messages_limit = (row.storage_limit, row.messages_limit) if row.custom_limits else defaults
