@@ -165,3 +165,19 @@ def test_literal_limits(server: ServerThread, tmp_path: Path) -> None:
         assert client.line().startswith(b"a NO [TOOBIG]") or limit
         client.send(b"b LOGOUT\r\n")
         assert client.line().startswith(b"* BYE")
+
+
+def test_plaintext_login_when_the_admin_allows_it(tmp_path: Path) -> None:
+    config = server_config(tmp_path / "data", imap={"allow_plaintext_login": True})
+    with running_server(config) as live:
+        client = RawImap(live.address("imap"))
+        try:
+            greeting = client.line()
+            assert b"LOGINDISABLED" not in greeting and b"AUTH=PLAIN" in greeting and b"STARTTLS" in greeting
+            assert client.login().startswith(b"t1 OK [CAPABILITY ")
+        finally:
+            client.close()
+        host, port = live.address("imap")
+        with imaplib.IMAP4(host, port, timeout=20) as plain:
+            assert plain.login(ALICE, ALICE_PASSWORD)[0] == "OK"
+            plain.logout()
