@@ -160,8 +160,9 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
         if command.vanished:
             await send_vanished_earlier(session, folder, command.numbers, command.changedsince)
     items = list(command.items)
-    if session.condstore and command.changedsince is not None and not any(i.name == "MODSEQ" for i in items):
-        items.append(c.FetchItem("MODSEQ"))
+    names = {item.name for item in items}
+    if session.condstore and "MODSEQ" not in names and (command.changedsince is not None or "FLAGS" in names):
+        items.append(c.FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1: with FLAGS once CONDSTORE is on
     if all(item.name in META_ITEMS for item in items):  # the index alone: no file, no await per message
         await _fetch_meta(session, targets, items)
         return ok("FETCH completed")
