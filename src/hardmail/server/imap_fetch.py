@@ -11,6 +11,7 @@ the last (:meth:`ImapSession.send_large`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardmail.imap.values import Atom
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 META_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"})
 LARGE_RESPONSE = 64 * 1024
 META_BATCH = 500
+FILE_BATCH = 100
 
 
 def header_only(item: c.FetchItem) -> bool:
@@ -166,10 +168,14 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     if all(item.name in META_ITEMS for item in items):  # the index alone: no file, no await per message
         await _fetch_meta(session, targets, items)
         return ok("FETCH completed")
-    failures = 0
-    for seq, record in targets:
-        if not await _fetch_one(session, folder, seq, record, items):
-            failures += 1
+    if all(header_only(item) for item in items if item.name not in META_ITEMS):
+        failures = await _fetch_headers(session, folder, targets, items)
+    else:
+        failures = 0
+        for seq, record in targets:
+            loaded = await load(session, folder, record, whole=True)
+            if loaded is None or not await _respond(session, folder, seq, record, items, loaded):
+                failures += 1
     if failures:  # RFC 9051 7.5.2: messages expunged by another session while we read them
         return no("Some messages were expunged meanwhile and could not be fetched", "EXPUNGEISSUED")
     return ok("FETCH completed")
@@ -187,14 +193,39 @@ async def _fetch_meta(session: ImapSession, targets: list[tuple[int, MessageReco
         await session.pace()
 
 
-async def _fetch_one(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
-                     items: list[c.FetchItem]) -> bool:
-    loaded = None
-    needs = [item for item in items if item.name not in META_ITEMS]
-    if needs:
-        loaded = await load(session, folder, record, whole=not all(header_only(i) for i in needs))
-        if loaded is None:
-            return False
+async def _fetch_headers(session: ImapSession, folder: SelectedFolder, targets: list[tuple[int, MessageRecord]],
+                         items: list[c.FetchItem]) -> int:
+    """Items that need no more than each message's header block (a client listing a folder):
+    the files of FILE_BATCH messages found with one index query and read in one thread hop."""
+    failures = 0
+    store = mailboxes(session.ctx)
+    for start in range(0, len(targets), FILE_BATCH):
+        chunk = targets[start:start + FILE_BATCH]
+        paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
+        heads = await heavy(HEADER_HINT, _read_heads, paths)
+        for seq, record in chunk:
+            head = heads.get(record.uid)
+            if head is None:  # expunged (or renamed by a flag change) meanwhile: read it the slow way
+                loaded = await load(session, folder, record, whole=False)
+            else:
+                loaded = Loaded(head, False)
+            if loaded is None or not await _respond(session, folder, seq, record, items, loaded):
+                failures += 1
+    return failures
+
+
+def _read_heads(paths: dict[int, Path]) -> dict[int, bytes]:
+    heads = {}
+    for uid, path in paths.items():
+        try:
+            heads[uid] = read_header_block(path)
+        except OSError:
+            continue
+    return heads
+
+
+async def _respond(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
+                   items: list[c.FetchItem], loaded: Loaded) -> bool:
     record = await _mark_seen(session, folder, record, items)
     values: list[tuple[str, Any]] = []
     try:

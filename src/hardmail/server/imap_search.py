@@ -109,25 +109,17 @@ async def matching(session: ImapSession, key: keys.SearchKey, *, headers: bool =
     context = evaluator.SearchContext(
         max_seq=folder.exists, max_uid=folder.uids[-1] if folder.uids else 0,
         saved_uids=frozenset(session.saved_uids), now=datetime.fromtimestamp(session.ctx.clock.now(), UTC))
+    records = [(seq, folder.records[uid]) for seq, uid in enumerate(list(folder.uids), 1) if uid in folder.records]
+    if not files:
+        return [m for m in (SearchMessage(seq, r, None, r.uid in folder.recent, False) for seq, r in records)
+                if evaluator.evaluate(key, m, context)]
     found: list[SearchMessage] = []
-    pending: list[SearchMessage] = []
     store = mailboxes(session.ctx)
-    for seq, uid in enumerate(list(folder.uids), 1):
-        record = folder.records.get(uid)
-        if record is None:
-            continue
-        path = await store.message_path(folder.account, folder.name, uid) if files else None
-        message = SearchMessage(seq, record, path, uid in folder.recent, whole)
-        if not files:
-            if evaluator.evaluate(key, message, context):
-                found.append(message)
-            continue
-        pending.append(message)
-        if len(pending) >= BATCH:
-            found += await _in_thread(key, pending, context)
-            pending = []
-    if pending:
-        found += await _in_thread(key, pending, context)
+    for start in range(0, len(records), BATCH):  # one index query and one thread hop per batch
+        chunk = records[start:start + BATCH]
+        paths = await store.message_paths(folder.account, folder.name, [r.uid for _, r in chunk])
+        batch = [SearchMessage(seq, r, paths.get(r.uid), r.uid in folder.recent, whole) for seq, r in chunk]
+        found += await _in_thread(key, batch, context)
     return found
 
 
