@@ -36,6 +36,7 @@ META_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"}
 LARGE_RESPONSE = 64 * 1024
 META_BATCH = 500
 FILE_BATCH = 100
+WHOLE_BATCH_BYTES = 1024 * 1024  # bytes of whole messages read in one thread hop (memory per session)
 
 
 def header_only(item: c.FetchItem) -> bool:
@@ -171,11 +172,7 @@ async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     if all(header_only(item) for item in items if item.name not in META_ITEMS):
         failures = await _fetch_headers(session, folder, targets, items)
     else:
-        failures = 0
-        for seq, record in targets:
-            loaded = await load(session, folder, record, whole=True)
-            if loaded is None or not await _respond(session, folder, seq, record, items, loaded):
-                failures += 1
+        failures = await _fetch_whole(session, folder, targets, items)
     if failures:  # RFC 9051 7.5.2: messages expunged by another session while we read them
         return no("Some messages were expunged meanwhile and could not be fetched", "EXPUNGEISSUED")
     return ok("FETCH completed")
@@ -212,6 +209,49 @@ async def _fetch_headers(session: ImapSession, folder: SelectedFolder, targets: 
             if loaded is None or not await _respond(session, folder, seq, record, items, loaded):
                 failures += 1
     return failures
+
+
+async def _fetch_whole(session: ImapSession, folder: SelectedFolder, targets: list[tuple[int, MessageRecord]],
+                       items: list[c.FetchItem]) -> int:
+    """Items that need whole messages: the files of small messages found and read by batches of
+    at most FILE_BATCH messages and WHOLE_BATCH_BYTES (one index query, one thread hop), a big
+    one on its own; its MIME tree is parsed in a worker thread."""
+    failures = 0
+    store = mailboxes(session.ctx)
+    for chunk in _whole_batches(targets):
+        paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
+        datas = await heavy(HEADER_HINT, _read_all, paths)
+        for seq, record in chunk:
+            data = datas.get(record.uid)
+            if data is None:  # renamed by a flag change or expunged meanwhile: the slow way
+                loaded = await load(session, folder, record, whole=True)
+            else:
+                loaded = Loaded(data, True, await heavy(len(data), parse_message, data))
+            if loaded is None or not await _respond(session, folder, seq, record, items, loaded):
+                failures += 1
+    return failures
+
+
+def _whole_batches(targets: list[tuple[int, MessageRecord]]) -> list[list[tuple[int, MessageRecord]]]:
+    batches: list[list[tuple[int, MessageRecord]]] = [[]]
+    size = 0
+    for target in targets:
+        if batches[-1] and (len(batches[-1]) >= FILE_BATCH or size + target[1].size > WHOLE_BATCH_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append(target)
+        size += target[1].size
+    return [batch for batch in batches if batch]
+
+
+def _read_all(paths: dict[int, Path]) -> dict[int, bytes]:
+    datas = {}
+    for uid, path in paths.items():
+        try:
+            datas[uid] = path.read_bytes()
+        except OSError:
+            continue
+    return datas
 
 
 def _read_heads(paths: dict[int, Path]) -> dict[int, bytes]:
