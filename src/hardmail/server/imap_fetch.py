@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 META_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"})
 LARGE_RESPONSE = 64 * 1024
 META_BATCH = 500
+FILE_WORK = 1 << 30  # the "size" given to imap_work.heavy for file reads: always in a thread
 FILE_BATCH = 100
 WHOLE_BATCH_BYTES = 1024 * 1024  # bytes of whole messages read in one thread hop (memory per session)
 
@@ -89,14 +90,11 @@ async def load(session: ImapSession, folder: SelectedFolder, record: MessageReco
     if path is None:
         return None
     try:
-        head = await heavy(HEADER_HINT, read_header_block, path)
+        head = await heavy(FILE_WORK, read_header_block, path)
     except FileNotFoundError:  # renamed by a flag change between the look-up and the open
         data = await store.read_message(folder.account, folder.name, record.uid)
         return None if data is None else Loaded(data, True)
     return Loaded(head, False)
-
-
-HEADER_HINT = 1 << 30  # always in a thread: it opens a file
 
 
 _HEADER = c.Section(text="HEADER")
@@ -199,7 +197,7 @@ async def _fetch_headers(session: ImapSession, folder: SelectedFolder, targets: 
     for start in range(0, len(targets), FILE_BATCH):
         chunk = targets[start:start + FILE_BATCH]
         paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
-        heads = await heavy(HEADER_HINT, _read_heads, paths)
+        heads = await heavy(FILE_WORK, _read_heads, paths)
         for seq, record in chunk:
             head = heads.get(record.uid)
             if head is None:  # expunged (or renamed by a flag change) meanwhile: read it the slow way
@@ -220,7 +218,7 @@ async def _fetch_whole(session: ImapSession, folder: SelectedFolder, targets: li
     store = mailboxes(session.ctx)
     for chunk in _whole_batches(targets):
         paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
-        datas = await heavy(HEADER_HINT, _read_all, paths)
+        datas = await heavy(FILE_WORK, _read_all, paths)
         for seq, record in chunk:
             data = datas.get(record.uid)
             if data is None:  # renamed by a flag change or expunged meanwhile: the slow way
