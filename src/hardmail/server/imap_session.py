@@ -20,6 +20,7 @@ from typing import Any
 from hardmail.auth.pool import CLIENT_GONE
 from hardmail.core.ids import new_id
 from hardmail.core.replies import Reply
+from hardmail.mailbox import FolderError
 from hardmail.ops.log import EventLogger
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.connection import ImapServerConnection
@@ -29,7 +30,7 @@ from hardmail.server import imap_auth, imap_fetch, imap_idle, imap_mailboxes, im
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
-from hardmail.server.imap_common import CommandFailed, Done, bad, ok
+from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, ok
 from hardmail.server.imap_limits import CommandPacer, ConnectionCounts, connection_counts
 from hardmail.server.imap_tls import start_implicit_tls
 from hardmail.server.listener import register_session
@@ -374,6 +375,8 @@ class ImapSession:
                 await self.selected.send_updates(self, expunges=not imap_select.defers_expunge(command))
         except CommandFailed as failed:
             done = failed.done
+        except FolderError as exc:  # e.g. the selected folder was deleted by another session
+            done = folder_error_done(exc)
         except ConnectionError:
             raise
         except Exception as exc:  # one catch per command: a clear NO, the cause in the log
