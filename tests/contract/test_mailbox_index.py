@@ -166,7 +166,9 @@ async def test_directory_stamps_are_compare_and_set(index: MailboxIndex) -> None
     [result] = await index.apply([(folder, FolderChange(stamp_before=one, stamp_after=two))])
     assert result.folder.stamp == two
     [result] = await index.apply([(folder, FolderChange(stamp_before=one, stamp_after=three))])
-    assert result.folder.stamp == two  # someone else changed the directory in between: keep the old
+    assert result.folder.stamp == two  # someone else changed the directories in between: keep the old
+    [result] = await index.apply([(folder, FolderChange(stamp_before=DirStamp(9, 2), stamp_after=three))])
+    assert result.folder.stamp == DirStamp(2, 3)  # each directory on its own
 
 
 async def test_claim_recent_gives_each_message_to_one_caller(index: MailboxIndex) -> None:

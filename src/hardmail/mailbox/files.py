@@ -90,6 +90,13 @@ def settled(seen: DirStamp, now_ns: int, *, new: bool = True, cur: bool = True) 
     return DirStamp(keep(seen.new_mtime_ns, new), keep(seen.cur_mtime_ns, cur))
 
 
+def own_stamp(before: DirStamp, after: DirStamp, touched_new: bool) -> DirStamp:
+    """The stamp an own change records: cur/'s new time; new/'s old one when the change did not
+    touch new/ (local delivery writes there without the folder lock, so its time is only ever
+    taken by a scan), else :data:`DIRTY`, so that the next sync reads new/ (it is small)."""
+    return DirStamp(DIRTY if touched_new else before.new_mtime_ns, after.cur_mtime_ns)
+
+
 def stamp(folder: Path) -> DirStamp:
     return DirStamp(os.stat(folder / "new").st_mtime_ns, os.stat(folder / "cur").st_mtime_ns)
 

@@ -92,9 +92,10 @@ class FlagUpdate:
 class FolderChange:
     """One folder's part of an :meth:`MailboxIndex.apply`.
 
-    ``stamp_before``/``stamp_after``: the folder's directory times are set to ``stamp_after`` only
-    when the index still holds ``stamp_before`` (nobody changed the directories in between without
-    the index knowing); ``force_stamp`` sets ``stamp_after`` in any case (after a full scan).
+    ``stamp_before``/``stamp_after``: each of the folder's two directory times (new/, cur/) is set
+    to ``stamp_after``'s only when the index still holds ``stamp_before``'s (nobody changed that
+    directory in between without the index knowing); ``force_stamp`` sets both in any case (after
+    a scan).
     """
 
     added: Sequence[NewMessage] = ()

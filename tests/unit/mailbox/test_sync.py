@@ -11,6 +11,7 @@ import pytest
 
 from hardmail.mailbox import ChangeNotifier, files
 from hardmail.mailbox.notifier import Subscription
+from hardmail.store.ports_mailbox import MessageRecord
 from unit.mailbox.mailbox_helpers import ACCOUNT, MESSAGE, Env, assert_consistent, files_on_disk
 
 
@@ -263,3 +264,57 @@ async def test_files_named_by_other_programs_get_canonical_names(env: Env) -> No
     for message in snapshot.messages:
         assert await env.mailboxes.read_message(ACCOUNT, "INBOX", message.uid) == MESSAGE
     await assert_consistent(env.mailboxes, ACCOUNT, "INBOX")
+
+
+async def test_an_unindexed_delivery_is_not_hidden_by_our_own_changes(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery writes new/ without the folder lock: a file whose indexing never happened (a crash)
+    while we changed the folder must still be found afterwards."""
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    original = files.rename_flags
+
+    def rename_while_delivering(folder: Path, *args: object) -> list[int]:
+        missing = original(folder, *args)  # type: ignore[arg-type]
+        _drop(folder, "new", "1700000000.M1P1Q1.crashed")  # between our two looks at the directories
+        return missing
+
+    monkeypatch.setattr(files, "rename_flags", rename_while_delivering)
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
+
+
+async def test_sessions_woken_together_share_one_read(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    notifier = ChangeNotifier(env.store.mailbox, env.mailboxes.clock)
+    env.mailboxes.notifier = notifier
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    start = (await env.mailboxes.snapshot(ACCOUNT, "INBOX")).info.highestmodseq
+    subscriptions = [notifier.subscribe(ACCOUNT, "INBOX") for _ in range(50)]
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert all(s.changed.is_set() for s in subscriptions)
+    reads: list[int] = []
+    index = env.mailboxes.index
+    original = index.changes_since
+
+    async def counted(folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
+        reads.append(modseq)
+        return await original(folder_id, modseq)
+
+    monkeypatch.setattr(index, "changes_since", counted)
+    results = await asyncio.gather(*[env.mailboxes.changes_since(ACCOUNT, "inbox", start) for _ in subscriptions])
+    assert reads == [start] and all([m.uid for m in r.changed] == [2] for r in results)
+    results[0].changed.clear()  # each caller has its own lists
+    assert results[1].changed
+    first = asyncio.ensure_future(env.mailboxes.changes_since(ACCOUNT, "INBOX", start))
+    await asyncio.sleep(0)  # a turn of the loop: the first read has begun
+    assert env.mailboxes._reading
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)  # announced after it began: not shared
+    late = await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)
+    await first
+    assert len(reads) == 3 and [m.uid for m in late.changed] == [2, 3]
+    for subscription in subscriptions:
+        subscription.close()
+    await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)  # no subscribers: no sharing
+    assert len(reads) == 4

@@ -314,8 +314,7 @@ class SqlMailboxIndex:
         if counters.changed:
             values["highestmodseq"] = modseq
             await self._record(conn, row.account, row.name)
-        if change.stamp_after is not None and (change.force_stamp or change.stamp_before == row.stamp):
-            values.update(new_mtime_ns=change.stamp_after.new_mtime_ns, cur_mtime_ns=change.stamp_after.cur_mtime_ns)
+        values.update(_stamp_values(row.stamp, change))
         updated = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(**values)
                                       .returning(*folders_t.c))).one()
         result = ApplyResult(uids, modseq if counters.changed else row.highestmodseq, _folder_row(updated),
@@ -400,6 +399,19 @@ async def _changes(conn: AsyncConnection, folder_id: int, modseq: int) -> tuple[
     vanished = list(await conn.scalars(select(vanished_t.c.uid).where(
         and_(vanished_t.c.folder_id == folder_id, vanished_t.c.modseq > modseq)).order_by(vanished_t.c.uid)))
     return changed, vanished
+
+
+def _stamp_values(stored: DirStamp, change: FolderChange) -> dict[str, int]:
+    """The directory times to record: each of new/ and cur/ compare-and-set on its own."""
+    after, before = change.stamp_after, change.stamp_before
+    if after is None or (before is None and not change.force_stamp):
+        return {}
+    values = {}
+    if change.force_stamp or (before is not None and before.new_mtime_ns == stored.new_mtime_ns):
+        values["new_mtime_ns"] = after.new_mtime_ns
+    if change.force_stamp or (before is not None and before.cur_mtime_ns == stored.cur_mtime_ns):
+        values["cur_mtime_ns"] = after.cur_mtime_ns
+    return values
 
 
 async def _folder_id(conn: AsyncConnection, account: str, name: str) -> int | None:
