@@ -143,6 +143,26 @@ class MailboxStore(FolderOps):
             return applied.folder, result
 
     async def changes_since(self, account: str, name: str, modseq: int) -> Changes:
+        """Concurrent calls for the same folder and MODSEQ (every IDLE session woken by one delivery)
+        share one look at the index, unless a change was announced after that look began."""
+        canonical = names.normalize(name)
+        generation = None if self.notifier is None else self.notifier.generation(account, canonical)
+        if generation is None:
+            return await self._changes_since(account, canonical, modseq)
+        key = (account, canonical, modseq, generation)
+        task = self._reading.get(key)
+        if task is None:
+            task = self._reading[key] = asyncio.ensure_future(self._changes_since(account, canonical, modseq))
+            task.add_done_callback(lambda done: self._read_done(key, done))
+        found = await asyncio.shield(task)
+        return Changes(found.highestmodseq, list(found.changed), list(found.vanished))
+
+    def _read_done(self, key: tuple[str, str, int, int], done: asyncio.Future[Changes]) -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved, also when every caller was cancelled meanwhile
+
+    async def _changes_since(self, account: str, name: str, modseq: int) -> Changes:
         _canonical, row = await self.row(account, name)
         changed, vanished = await self.index.changes_since(row.id, modseq)
         highest = max([row.highestmodseq] + [m.modseq for m in changed])
