@@ -183,3 +183,18 @@ def test_plaintext_login_when_the_admin_allows_it(tmp_path: Path) -> None:
         with imaplib.IMAP4(host, port, timeout=20) as plain:
             assert plain.login(ALICE, ALICE_PASSWORD)[0] == "OK"
             plain.logout()
+
+
+def test_list_extended_subscribed_recursivematch(server: ServerThread) -> None:
+    with raw(server) as client:
+        client.login()
+        client.command("CREATE Tree/Leaf")
+        client.command("SUBSCRIBE Tree/Leaf")
+        client.command("UNSUBSCRIBE Tree")
+        untagged, done = client.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Tree%"')
+        assert b" OK " in done
+        assert b'* LIST () "/" Tree ("CHILDINFO" ("SUBSCRIBED"))\r\n' in untagged
+        untagged, _ = client.command('LIST (SUBSCRIBED) "" "Tree/*"')
+        assert untagged == [b'* LIST (\\HasNoChildren \\Subscribed) "/" Tree/Leaf\r\n']
+        untagged, _ = client.command('LIST "" "Tree" RETURN (CHILDREN)')
+        assert untagged == [b'* LIST (\\HasChildren) "/" Tree\r\n']

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.mailbox import FolderError, FolderInfo
 from hardmail.proto.imap import commands as c
+from hardmail.proto.imap.encode import list_response
 from hardmail.server.imap_common import Done, bad, folder_error_done, no, ok
 from hardmail.server.imap_folders import DELIMITER, mailboxes, wire_name
 
@@ -76,7 +77,21 @@ async def list_folders(session: ImapSession, command: c.List) -> Done:
         if info is not None and "STATUS" in command.returns and command.status_items:
             session.send(_status_line(session, info, command.status_items, 0))  # RFC 5819 2
         await session.pace()
+    if {"SUBSCRIBED", "RECURSIVEMATCH"} <= command.selection:
+        _childinfo(session, command, matchers, subscribed, folders)
     return ok("LIST completed")
+
+
+def _childinfo(session: ImapSession, command: c.List, matchers: list[re.Pattern[str]], subscribed: set[str],
+               folders: dict[str, FolderInfo]) -> None:
+    """RFC 5258 3.5: a matching folder that is not subscribed itself but has a subscribed folder
+    below it is listed with CHILDINFO ("SUBSCRIBED")."""
+    parents = {name.rsplit(DELIMITER, depth)[0] for name in subscribed for depth in range(1, name.count(DELIMITER) + 1)}
+    for name in sorted(parents - subscribed):
+        if any(m.match(name) for m in matchers):
+            attrs = [] if name in folders else ["\\NonExistent"]
+            session.send(list_response(attrs, DELIMITER, name, utf8=session.utf8,
+                                       extended=[("CHILDINFO", ["SUBSCRIBED"])]))
 
 
 async def lsub(session: ImapSession, command: c.Lsub) -> Done:
