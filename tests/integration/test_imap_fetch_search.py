@@ -80,9 +80,9 @@ def test_bodystructure_and_envelope(lab: RawImap) -> None:
 def test_sections_partials_and_binary(lab: RawImap) -> None:
     untagged, _ = lab.command("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[]<0.4> BINARY.PEEK[2] BINARY.SIZE[2])")
     [line] = untagged
-    assert b'BODY[1] "Caf=C3=A9 cr=C3=A8me, see the attachment."' in line
+    assert b"BODY[1] {41}\r\nCaf=C3=A9 cr=C3=A8me, see the attachment." in line
     assert b'BODY[2.MIME] {' in line and b"Content-Disposition: attachment" in line
-    assert b"BODY[]<0> \"From\"" in line
+    assert b"BODY[]<0> {4}\r\nFrom" in line
     assert b"BINARY[2] ~{256}\r\n" + bytes(range(256)) in line
     assert b"BINARY.SIZE[2] 256" in line
     untagged, done = lab.command("FETCH 1 (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[9])")

@@ -22,7 +22,7 @@ from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
 from hardmail.mime.structure import Part, parse_message
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.encode import Literal8, date_time, fetch_response
+from hardmail.proto.imap.encode import Literal8, date_time, encode_value, fetch_response
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
 from hardmail.server.imap_folders import mailboxes
 from hardmail.server.imap_select import send_vanished_earlier
@@ -151,6 +151,21 @@ def _check(session: ImapSession, command: c.Fetch) -> SelectedFolder:
     return folder
 
 
+def fetch_line(seq: int, values: list[tuple[str, Any]], *, utf8: bool) -> bytes:
+    """``* seq FETCH (...)`` with message data (BODY[...], RFC822...) always as a literal, as
+    Dovecot and Cyrus write it: clients that take the data of a short section from a literal only
+    (Python's imaplib users, scripts) get it the same way for every size."""
+    out = [b"* %d FETCH (" % seq]
+    for index, (name, value) in enumerate(values):
+        out.append((b" " if index else b"") + name.encode("ascii") + b" ")
+        if isinstance(value, bytes) and not isinstance(value, Literal8):
+            out.append(b"{%d}\r\n" % len(value) + value)
+        else:
+            out.append(encode_value(value, utf8=utf8))
+    out.append(b")\r\n")
+    return b"".join(out)
+
+
 async def fetch(session: ImapSession, command: c.Fetch) -> Done:
     folder = _check(session, command)
     if command.changedsince is not None or any(item.name == "MODSEQ" for item in command.items):
@@ -273,7 +288,7 @@ async def _respond(session: ImapSession, folder: SelectedFolder, seq: int, recor
         raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from None
     if any(i.sets_seen for i in items) and all(i.name != "FLAGS" for i in items) and not folder.readonly:
         values.append(("FLAGS", flag_atoms(session, record)))  # RFC 9051 6.4.5: the \Seen change shows
-    response = fetch_response(seq, values, utf8=session.utf8)
+    response = fetch_line(seq, values, utf8=session.utf8)
     if len(response) > LARGE_RESPONSE:
         await session.send_large(response)
     else:
