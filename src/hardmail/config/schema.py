@@ -336,7 +336,7 @@ class AntispamSection(Section):
 class ImapSection(Section):
     max_line: int = Field(8192, ge=1024, le=1_048_576, description="Longest command line in bytes (literals not counted); a longer line gets BAD and the connection is closed (RFC 9051 4: at least 8000 octets are recommended).")
     max_literal: int = Field(50 * 1024 * 1024, ge=65536, description="Largest APPEND literal in bytes; APPENDLIMIT (RFC 7889) is the smaller of this and [mailbox] append_limit, and a larger APPEND gets NO [TOOBIG] before its data. Literals of other commands are limited to 64 KiB.")
-    commands_per_second: float = Field(50.0, gt=0, description="Commands one connection may send per second on average (bursts of twice that pass); faster clients are slowed down (each command waits its turn), not refused.")
+    commands_per_second: float = Field(200.0, gt=0, description="Commands one connection may send per second on average (bursts of twice that pass); faster clients are slowed down (each command waits its turn), not refused.")
     connections_per_ip: int = Field(20, ge=1, description="IMAP connections open at once from one client address, in each server process ([access.limits] counts every protocol together).")
     connections_per_account: int = Field(20, ge=1, description="IMAP sessions one account may have open at once, in each server process; one more gets NO [LIMIT] at login.")
     idle_timeout: float = Field(1800.0, ge=60, description="Seconds an authenticated client may stay silent (also in IDLE) before the server says BYE (RFC 9051 5.4 and RFC 2177: at least 30 minutes).")
