@@ -29,6 +29,8 @@ from hardmail.admin.cli_common import (
 )
 from hardmail.admin.service import AdminError, AdminService
 from hardmail.config.schema import Config
+from hardmail.core.clock import SystemClock
+from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.store.ports import Account, Alias, Domain, StoreError
 
 T = TypeVar("T")
@@ -64,7 +66,8 @@ def register(app: typer.Typer) -> None:
 
 async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
     return await with_store(cfg, lambda store: work(
-        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator)))
+        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator,
+                     mailboxes=build_mailbox_store(cfg, store, SystemClock()))))
 
 
 def _run(
@@ -290,7 +293,7 @@ def account_unfreeze(
 def account_remove(
     address: str, config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
-    """Delete an account (stored mail on disk is left in place)."""
+    """Delete an account (its mail and mailbox index are left in place: adding it again gives them back)."""
     removed = _run(config, data_dir, lambda service: service.remove_account(address))
     typer.echo(f"account {removed} removed")
 

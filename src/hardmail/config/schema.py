@@ -122,6 +122,16 @@ class StorageSection(Section):
     maildir_writer: Literal["process", "thread"] = Field("process", description="Where Maildir files are written and fsync'd: a child process of each server process (its file system calls never slow the event loop down), or a thread of it.")
 
 
+class MailboxSection(Section):
+    # 10 GiB: well above what nearly every real mailbox holds, so nobody meets it by surprise, yet one
+    # runaway mailbox (a mail loop, a forgotten account collecting spam) cannot fill the disk that every
+    # other account shares; a full disk would refuse mail for all of them (452 4.3.1).
+    default_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Storage quota in bytes of every mailbox without limits of its own (set with `hardmail mailbox quota`); 0 means unlimited.")
+    default_quota_messages: int = Field(0, ge=0, description="Message-count quota of every mailbox without limits of its own; 0 means unlimited.")
+    over_quota: Literal["defer", "bounce"] = Field("defer", description="Mail for a full mailbox: defer (452 4.2.2, the sender retries and the owner has time to clean up) or bounce (552 5.2.2, refused for good).")
+    append_limit: int = Field(0, ge=0, description="Largest message in bytes a client may APPEND (IMAP APPENDLIMIT, RFC 7889); 0 means the same as smtp.max_message_size.")
+
+
 class PasswordHashSection(Section):
     # OWASP's Argon2id recommendation: m=19 MiB, t=2, p=1 is the floor; we default higher.
     time_cost: int = Field(3, ge=1, description="Argon2id iterations.")
@@ -323,6 +333,17 @@ class AntispamSection(Section):
     score_dmarc_fail: int = Field(3, description="DMARC result fail.")
 
 
+class ImapSection(Section):
+    max_line: int = Field(8192, ge=1024, le=1_048_576, description="Longest command line in bytes (literals not counted); a longer line gets BAD and the connection is closed (RFC 9051 4: at least 8000 octets are recommended).")
+    max_literal: int = Field(50 * 1024 * 1024, ge=65536, description="Largest APPEND literal in bytes; APPENDLIMIT (RFC 7889) is the smaller of this and [mailbox] append_limit, and a larger APPEND gets NO [TOOBIG] before its data. Literals of other commands are limited to 64 KiB.")
+    commands_per_second: float = Field(200.0, gt=0, description="Commands one connection may send per second on average (bursts of twice that pass); faster clients are slowed down (each command waits its turn), not refused.")
+    connections_per_ip: int = Field(20, ge=1, description="IMAP connections open at once from one client address, in each server process ([access.limits] counts every protocol together).")
+    connections_per_account: int = Field(20, ge=1, description="IMAP sessions one account may have open at once, in each server process; one more gets NO [LIMIT] at login.")
+    idle_timeout: float = Field(1800.0, ge=60, description="Seconds an authenticated client may stay silent (also in IDLE) before the server says BYE (RFC 9051 5.4 and RFC 2177: at least 30 minutes).")
+    login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting, all its commands before login included; then BYE.")
+    allow_plaintext_login: bool = Field(False, description="Allow LOGIN and AUTHENTICATE PLAIN before TLS on the STARTTLS listener. Sends passwords readable on the network: only for a trusted link.")
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     listen: ListenSection = ListenSection()
@@ -340,6 +361,8 @@ class Config(Section):
     inbound: InboundSection = InboundSection()
     greylist: GreylistSection = GreylistSection()
     antispam: AntispamSection = AntispamSection()
+    mailbox: MailboxSection = MailboxSection()
+    imap: ImapSection = ImapSection()
 
     @property
     def data_dir(self) -> Path:
@@ -350,6 +373,11 @@ class Config(Section):
         if self.storage.url:
             return self.storage.url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'hardmail.db').resolve()}"
+
+    @property
+    def append_limit(self) -> int:
+        """[mailbox] append_limit, or smtp.max_message_size when that is 0."""
+        return self.mailbox.append_limit or self.smtp.max_message_size
 
     @property
     def maildir_root(self) -> Path:

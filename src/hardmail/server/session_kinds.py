@@ -6,4 +6,5 @@ A new protocol adds one import line here; nothing else in the listener changes.
 
 from __future__ import annotations
 
+import hardmail.server.imap_session  # imap, imaps
 import hardmail.server.smtp_session  # noqa: F401  # smtp, submission, submissions
