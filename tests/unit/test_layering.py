@@ -10,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "hardmail"
 FORBIDDEN = ("asyncio", "socket", "ssl", "selectors", "hardmail.server", "hardmail.store.sql", "sqlalchemy",
              "hardmail.app", "hardmail.admin", "hardmail.delivery")
-PURE_PACKAGES = ("proto", "policy", "mime")
+PURE_PACKAGES = ("proto", "policy", "mime", "imap")
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hardmail.mailbox.names import mutf7_decode, mutf7_encode
 from hardmail.mailbox.types import (
     AppendResult,
     Changes,
@@ -25,6 +24,7 @@ from hardmail.mailbox.types import (
     ReindexReport,
     StoreResult,
 )
+from hardmail.proto.imap.mutf7 import mutf7_decode, mutf7_encode
 
 if TYPE_CHECKING:
     from hardmail.mailbox.notifier import ChangeNotifier, Subscription

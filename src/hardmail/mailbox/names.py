@@ -7,96 +7,22 @@ UTF-7. A level may not contain ``.`` (it would read back as two levels), nor con
 nor the LIST wildcards ``%`` and ``*``; levels may not be empty, and the directory name must fit
 in a file name, so no name can reach outside the account's directory.
 
-:func:`mutf7_encode` and :func:`mutf7_decode` are pure functions, shared by the IMAP core.
+Each level is encoded by :mod:`hardmail.proto.imap.mutf7`, the one modified UTF-7 codec.
 """
 
 from __future__ import annotations
 
-import base64
-import re
-
 from hardmail.mailbox.types import FolderError
+from hardmail.proto.imap.mutf7 import mutf7_decode, mutf7_encode
 
 DELIMITER = "/"
 INBOX = "INBOX"
 MAX_DIRNAME_BYTES = 250  # one directory entry per folder; file systems allow 255
 MAX_LEVELS = 16
-_B64_RUN = re.compile(r"[A-Za-z0-9+,]*")
 
 
 class InvalidName(FolderError):
     """The name is not a valid folder name; the text is safe to show to a client."""
-
-
-# RFC 3501 5.1.3 (RFC 9051 5.1.3): modified UTF-7
-
-
-def mutf7_encode(text: str) -> str:
-    """``text`` in IMAP modified UTF-7: printable ASCII as is (``&`` as ``&-``), other characters
-    as UTF-16BE in modified base64 (``,`` for ``/``, no padding) between ``&`` and ``-``."""
-    out: list[str] = []
-    pending: list[str] = []
-    for char in text:
-        if "\x20" <= char <= "\x7e":
-            if pending:
-                out.append(_encode_run("".join(pending)))
-                pending = []
-            out.append("&-" if char == "&" else char)
-        else:
-            pending.append(char)
-    if pending:
-        out.append(_encode_run("".join(pending)))
-    return "".join(out)
-
-
-def _encode_run(run: str) -> str:
-    encoded = base64.b64encode(run.encode("utf-16-be")).decode("ascii").rstrip("=")
-    return "&" + encoded.replace("/", ",") + "-"
-
-
-def mutf7_decode(text: str) -> str:
-    """The UTF-8 text of a modified UTF-7 name; raises ValueError for anything that is not its
-    one canonical encoding (8-bit or control characters, a bad or unterminated base64 run, a run
-    that encodes printable ASCII, two runs in a row, non-zero padding bits, lone surrogates)."""
-    out: list[str] = []
-    i, last_run_end = 0, -1
-    while i < len(text):
-        char = text[i]
-        if not "\x20" <= char <= "\x7e":
-            raise ValueError("modified UTF-7 holds printable ASCII only")
-        if char != "&":
-            out.append(char)
-            i += 1
-            continue
-        end = text.find("-", i + 1)
-        if end < 0:
-            raise ValueError("unterminated modified base64 run")
-        if end == i + 1:
-            out.append("&")
-        else:
-            if last_run_end == i:
-                raise ValueError("two modified base64 runs in a row")
-            out.append(_decode_run(text[i + 1:end]))
-            last_run_end = end + 1
-        i = end + 1
-    return "".join(out)
-
-
-def _decode_run(run: str) -> str:
-    if not _B64_RUN.fullmatch(run) or len(run) % 4 == 1:
-        raise ValueError("bad modified base64 run")
-    raw = base64.b64decode(run.replace(",", "/") + "=" * (-len(run) % 4))
-    if len(raw) % 2:
-        raise ValueError("modified base64 run is not UTF-16")
-    if base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") != run:
-        raise ValueError("modified base64 run has non-zero padding bits")
-    try:
-        decoded = raw.decode("utf-16-be")
-    except UnicodeDecodeError:
-        raise ValueError("modified base64 run is not valid UTF-16") from None
-    if any("\x20" <= char <= "\x7e" for char in decoded):
-        raise ValueError("modified base64 run encodes printable ASCII")
-    return decoded
 
 
 # folder names

@@ -32,7 +32,6 @@ from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, ok
 from hardmail.server.imap_limits import CommandPacer, ConnectionCounts, connection_counts
-from hardmail.server.imap_tls import start_implicit_tls
 from hardmail.server.listener import register_session
 from hardmail.server.tls import describe_tls
 from hardmail.server.watchdog import Watchdog
@@ -282,10 +281,7 @@ class ImapSession:
         try:
             await self.drain()
             context, timeout = self.ctx.tls.context(), self.ctx.config.smtp.timeouts.tls_handshake
-            if self.kind == "imaps":  # the ClientHello may already be in the channel (uvloop)
-                await start_implicit_tls(self.channel, context, timeout)
-            else:
-                await self.channel.start_tls(context, timeout)
+            await self.channel.start_tls(context, timeout)  # implicit TLS: keeps a ClientHello already read
         except (OSError, TimeoutError, ChannelClosed) as exc:
             self.log.event("imap.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
