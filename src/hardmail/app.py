@@ -24,7 +24,7 @@ from hardmail.delivery.runner import DeliveryRunner
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
-from hardmail.server.listener import KINDS, BoundAddress, Listeners
+from hardmail.server.listener import BoundAddress, Listeners, served_kinds, warn_unserved
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.prefork import (
     QUEUE_WAKE_SIGNAL,
@@ -217,7 +217,8 @@ def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None
         return
     configure_logging(config.logging)
     run_loop(prepare_for_workers(config))  # every thread it used is joined: safe to fork
-    sockets = bind_listeners(config, KINDS)
+    warn_unserved(config)
+    sockets = bind_listeners(config, served_kinds())
 
     def run_worker(index: int) -> int:
         run_loop(serve(config, on_started if index == 0 else None, sockets, index))

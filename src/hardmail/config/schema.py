@@ -45,14 +45,18 @@ class ListenSection(Section):
     smtp: list[str] = Field(["127.0.0.1:2525"], description="MX listeners (port 25 in production); STARTTLS offered.")
     submission: list[str] = Field(["127.0.0.1:2587"], description="Submission listeners (587): STARTTLS, then AUTH, required.")
     submissions: list[str] = Field(["127.0.0.1:2465"], description="Submissions listeners (465): implicit TLS, AUTH required.")
+    imap: list[str] = Field(["127.0.0.1:2143"], description="IMAP listeners (143): STARTTLS, no login before it (LOGINDISABLED).")
+    imaps: list[str] = Field(["127.0.0.1:2993"], description="IMAPS listeners (993): implicit TLS.")
+    pop3: list[str] = Field(["127.0.0.1:2110"], description="POP3 listeners (110): STLS, no login before it.")
+    pop3s: list[str] = Field(["127.0.0.1:2995"], description="POP3S listeners (995): implicit TLS.")
 
-    @field_validator("smtp", "submission", "submissions", mode="before")
+    @field_validator("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", mode="before")
     @classmethod
     def _one_address_is_a_list(cls, value: object) -> object:
         """``smtp = "0.0.0.0:25"`` (what a new admin writes) means the list of that one address."""
         return [value] if isinstance(value, str) else value
 
-    @field_validator("smtp", "submission", "submissions")
+    @field_validator("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
     @classmethod
     def _check_addresses(cls, values: list[str]) -> list[str]:
         for value in values:

@@ -57,6 +57,7 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
+from hardmail.server.listener import IMPLICIT_TLS_KINDS, register_session
 from hardmail.server.message_headers import head_block, message_to_store, off_loop_if_large
 from hardmail.server.sessions import AuthenticatedSession
 from hardmail.server.smtp_auth import SmtpAuth
@@ -80,7 +81,7 @@ def smtp_options(config: Config, kind: str) -> SmtpOptions:
         max_commands=smtp.max_commands,
         max_bad_commands=smtp.max_bad_commands,
         max_line_length=smtp.max_line_length,
-        starttls_available=kind != "submissions",
+        starttls_available=kind not in IMPLICIT_TLS_KINDS,
         tls_active=False,
         auth_mechanisms=AUTH_MECHANISMS if offers_auth else (),
         auth_requires_tls=not smtp.allow_plaintext_auth,
@@ -138,10 +139,10 @@ class SmtpSession:
             if refusal is not None:  # cheap: before any TLS or password work
                 self.log.event("smtp.reject", command="CONNECT", code=refusal.code, enhanced=refusal.enhanced,
                                text=refusal.lines[0])
-                if self.kind != "submissions":
+                if self.kind not in IMPLICIT_TLS_KINDS:
                     self.channel.write(self.conn.greeting(refusal))
                 return
-            if self.kind == "submissions" and not await self._handshake():
+            if self.kind in IMPLICIT_TLS_KINDS and not await self._handshake():
                 return
             self.channel.write(self.conn.greeting())
             await self._pump()
@@ -559,3 +560,7 @@ _HANDLERS: dict[type[Event], Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
     DataStart: SmtpSession._on_data,
     MessageReceived: SmtpSession._on_message,
 }
+
+
+for _kind in ("smtp", "submission", "submissions"):
+    register_session(_kind, SmtpSession)
