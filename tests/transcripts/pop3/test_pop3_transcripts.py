@@ -2,7 +2,7 @@
 
 Format as the SMTP transcripts (``tests/transcripts/test_transcripts.py``): ``C: text`` is sent
 with CRLF (consecutive C: lines in one write: pipelining), ``C!: text`` as written with backslash
-escapes, ``S: pattern`` matches one response line with shell-style wildcards, ``TLS:`` does the
+escapes, ``S: pattern`` matches one response line with ``*`` and ``?`` wildcards (``[`` is literal), ``TLS:`` does the
 client side of the handshake, ``CLOSED:`` expects the server to close, ``#`` is a comment. The
 first line may be ``LISTENER: pop3|pop3s``. Each transcript gets its own server, with three
 messages in alice's INBOX (see ``support.pop3.message``; sizes in ``SIZES``).
@@ -55,7 +55,8 @@ def run_transcript(server: ServerThread, path: Path) -> None:
             flush()
             if kind == "S":
                 line = client.read_line().decode("utf-8", "replace")
-                assert fnmatch.fnmatchcase(line, text), f"{path.name} step {number}: got {line!r}, want {text!r}"
+                pattern = text.replace("[", "[[]")  # "[AUTH]" is literal text, not a character class
+                assert fnmatch.fnmatchcase(line, pattern), f"{path.name} step {number}: got {line!r}, want {text!r}"
             elif kind == "TLS":
                 client.starttls()
             elif kind == "CLOSED":
