@@ -9,6 +9,7 @@ import base64
 import poplib
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,11 +61,11 @@ def guarded(tmp_path: Path) -> Iterator[tuple[ServerThread, AccessHook, Counting
 
 
 def _pop3_login(server: ServerThread, source: str, user: str, password: str) -> bytes:
-    """The answer to PASS (or to the greeting, when the connection is refused)."""
+    """The answer to PASS; b"closed" when the connection was refused (on pop3s, before TLS)."""
     try:
         client = SourcePop3(server.address("pop3s"), source)
-    except poplib.error_proto as refused:
-        return bytes(refused.args[0])
+    except (ssl.SSLError, ConnectionError):
+        return b"closed"
     try:
         client.user(user)
         return client.pass_(password)
@@ -72,6 +73,12 @@ def _pop3_login(server: ServerThread, source: str, user: str, password: str) -> 
         return bytes(failed.args[0])
     finally:
         client.close()
+
+
+def _greeting(server: ServerThread, source: str) -> bytes:
+    """The greeting of the pop3 (STLS) listener to ``source``."""
+    with socket.create_connection(server.address("pop3"), 30, source_address=(source, 0)) as sock:
+        return sock.makefile("rb").readline()
 
 
 def _smtp_auth(server: ServerThread, source: str, user: str, password: str) -> int:
@@ -89,8 +96,9 @@ def test_smtp_failures_ban_the_source_on_pop3_before_any_hashing(
     codes = [_smtp_auth(server, "127.0.0.5", ALICE, f"guess {n}") for n in range(5)]
     assert codes[-1] == 421
     spent = hasher.calls
-    answer = _pop3_login(server, "127.0.0.5", ALICE, ALICE_PASSWORD)
-    assert answer.startswith(b"-ERR [SYS/TEMP]") and hasher.calls == spent
+    assert _pop3_login(server, "127.0.0.5", ALICE, ALICE_PASSWORD) == b"closed"
+    assert _greeting(server, "127.0.0.5").startswith(b"-ERR [SYS/TEMP] Too many failed logins")
+    assert hasher.calls == spent
     assert _pop3_login(server, "127.0.0.6", ALICE, ALICE_PASSWORD).startswith(b"+OK")
 
 
@@ -98,10 +106,11 @@ def test_pop3_failures_count_toward_the_ban_on_smtp(guarded: tuple[ServerThread,
     server, _, hasher = guarded
     answers = [_pop3_login(server, "127.0.0.7", ALICE, f"guess {n}") for n in range(5)]
     assert answers[:4] == [b"-ERR [AUTH] Authentication failed."] * 4
+    assert answers[4] == b"-ERR [SYS/TEMP] Too many failed logins from your address; try again later."
     spent = hasher.calls
     with pytest.raises(smtplib.SMTPConnectError):
         _smtp_auth(server, "127.0.0.7", ALICE, ALICE_PASSWORD)
-    assert _pop3_login(server, "127.0.0.7", ALICE, ALICE_PASSWORD).startswith(b"-ERR")
+    assert _pop3_login(server, "127.0.0.7", ALICE, ALICE_PASSWORD) == b"closed"
     assert hasher.calls == spent
 
 
