@@ -112,6 +112,7 @@ class ApplyResult:
     uids: list[int]  # the UIDs given to ``added``, in order (an already indexed name keeps its UID)
     modseq: int  # the MODSEQ of this change (the folder's HIGHESTMODSEQ after it)
     folder: FolderRow
+    changed: bool = True  # False: nothing changed (no new MODSEQ, no change-feed row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +165,15 @@ class MailboxIndex(Protocol):
         """The folder row and all its messages in UID order, read consistently (one message query)."""
         ...
 
-    async def claim_recent(self, folder_id: int) -> int:
-        """Give the messages from the folder's first recent UID on to the caller: returns that UID and
-        moves it to UIDNEXT."""
+    async def claim_recent(self, folder_id: int) -> tuple[int, int]:
+        """Give the \\Recent messages to the caller: returns (first recent UID, UIDNEXT) and moves
+        the first recent UID to UIDNEXT, so the UIDs in between are recent for this caller only."""
         ...
 
-    async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None) -> list[SyncEntry]:
-        """Every message (or those of ``uids``) as a directory scan compares them, in UID order."""
+    async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
+                           only_in_new: bool = False) -> list[SyncEntry]:
+        """Every message (or those of ``uids``, or those whose file is in new/) as a directory scan
+        compares them, in UID order."""
         ...
 
     async def changes_since(self, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
