@@ -41,13 +41,13 @@ def _snapshot(server: ServerThread) -> object:
 def _retr(client: poplib.POP3, number: int) -> bytes:
     _response, lines, octets = client.retr(number)
     data = b"".join(line + b"\r\n" for line in lines)
-    assert octets == len(data) + sum(line.startswith(b".") for line in lines)  # poplib counts stuffed octets
+    assert octets == len(data)  # poplib counts the octets without the stuffing
     return data
 
 
 def test_stls_login_list_and_retr_byte_for_byte(live: ServerThread) -> None:
     client = stls_client(live)
-    assert b"USER" in b" ".join(client.capa())  # type: ignore[arg-type]
+    assert "USER" in client.capa()
     client.user(ALICE)
     client.pass_(ALICE_PASSWORD)
     count, total = client.stat()
@@ -132,9 +132,10 @@ def test_dot_stuffing_and_bare_lf_file(live: ServerThread) -> None:
     (inbox / "new" / "1.M1P1Q1.other-program").write_bytes(b"Subject: lf\n\nline\n.dot\n")
     client = pop3s_login(live)
     sizes = [int(line.split()[1]) for line in client.list()[1]]
-    bodies = [_retr(client, number) for number in (4, 5)]
+    bodies = [_retr(client, number) for number in range(1, len(sizes) + 1)]
+    assert [len(body) for body in bodies] == sizes
     lf_file = b"Subject: lf\r\n\r\nline\r\n.dot\r\n"
-    assert lf_file in bodies and sizes[3 + bodies.index(lf_file)] == len(lf_file)
+    assert lf_file in bodies
     assert any(b.endswith(b".leading dot\r\n..two dots\r\n.\r\n") for b in bodies)
     client.quit()
 
