@@ -26,7 +26,7 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def live(tmp_path: Path, ca: trustme.CA) -> Iterator[ServerThread]:
-    cert = ca.issue_cert(HOSTNAME, "127.0.0.1")
+    cert = ca.issue_cert(HOSTNAME, "127.0.0.1", common_name=HOSTNAME)  # fetchmail looks at the CN
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     for pem in cert.cert_chain_pems[1:]:
@@ -53,7 +53,7 @@ def test_swaks_submission_read_back_byte_for_byte(live: ServerThread) -> None:
     inbox = live.server.context.acceptor.maildir.mailbox_path(ALICE)  # type: ignore[union-attr]
     stored = [p.read_bytes() for p in [*inbox.glob("cur/*"), *inbox.glob("new/*")] if b"over pop3" in p.read_bytes()]
     assert stored == [retrieved]
-    assert retrieved.endswith(body.encode() + b"\r\n") and b"Subject: over pop3\r\n" in retrieved
+    assert body.encode() + b"\r\n" in retrieved and b"Subject: over pop3\r\n" in retrieved
 
 
 def _fetchmail(tmp_path: Path, live: ServerThread, ca: trustme.CA, kind: str, keep: bool) -> tuple[int, str]:
@@ -69,7 +69,7 @@ def _fetchmail(tmp_path: Path, live: ServerThread, ca: trustme.CA, kind: str, ke
         f'set no syslog\npoll 127.0.0.1 service {port} protocol POP3 uidl auth password\n'
         f'  user "{ALICE}" there with password "{ALICE_PASSWORD}" is "tester" here\n'
         f'  {ssl} sslcertck sslcertfile "{ca_file}" sslcommonname "{HOSTNAME}"\n'
-        f'  {"keep" if keep else "no keep"} fetchall mda "cat >> {out}"\n')
+        f'  {"keep" if keep else "no keep fetchall"} mda "cat >> {out}"\n')
     rc.chmod(0o600)
     env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home), "FETCHMAILUSER": "tester"}
     result = subprocess.run([require_program("fetchmail"), "-f", str(rc), "-v"],
