@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scramp import ScramClient
 
+from hardmail.admin.access_service import AccessService, RangeSpec
 from hardmail.admin.credentials import CredentialService
 from hardmail.auth import totp
 from hardmail.auth.hashing import BoundHasher
@@ -24,7 +26,7 @@ from hardmail.auth.pool import CountingHasher, HashPool
 from hardmail.core.clock import FakeClock
 from hardmail.server.access_hook import AccessHook, access_hook_of
 from support.live import ALICE, ALICE_PASSWORD, BOB, BOB_PASSWORD, ServerThread, client_tls_context
-from support.pop3 import pop3_server
+from support.pop3 import pop3_server, pop3s_login
 
 
 class SourcePop3(poplib.POP3_SSL):
@@ -156,3 +158,51 @@ def test_login_history_rows_have_protocol_pop3(live: ServerThread) -> None:
         [("pop3", "USER", "success"), ("pop3", "USER", "failure")],
         [("pop3", "USER", "failure"), ("pop3", "USER", "success")])
     assert all(e.tls_version.startswith("TLS") for e in rows[:2])
+
+
+def _auth_scram(client: poplib.POP3_SSL, user: str, password: str) -> bytes:
+    scram = ScramClient(["SCRAM-SHA-256"], user, password)
+    first = base64.b64encode(scram.get_client_first().encode()).decode()
+    server_first = client._shortcmd(f"AUTH SCRAM-SHA-256 {first}")
+    scram.set_server_first(base64.b64decode(server_first[2:]).decode())
+    final = client._shortcmd(base64.b64encode(scram.get_client_final().encode()).decode())
+    scram.set_server_final(base64.b64decode(final[2:]).decode())  # the server proved it knows the secrets
+    return client._shortcmd("")
+
+
+def test_scram_sha_256_over_pop3(live: ServerThread) -> None:
+    client = poplib.POP3_SSL(*live.address("pop3s"), context=client_tls_context(), timeout=30)
+    assert "SCRAM-SHA-256" in client.capa()["SASL"]
+    assert _auth_scram(client, BOB, BOB_PASSWORD).startswith(b"+OK Logged in")
+    assert client.stat() == (0, 0)
+    client.quit()
+    client = poplib.POP3_SSL(*live.address("pop3s"), context=client_tls_context(), timeout=30)
+    with pytest.raises(poplib.error_proto, match=r"-ERR \[AUTH\] Authentication failed\."):
+        _auth_scram(client, BOB, "not bob's password at all")
+    client.quit()
+    rows = live.run(live.server.context.store.credentials.list_login_events(BOB))  # type: ignore[union-attr]
+    assert [(e.protocol, e.mechanism, e.result) for e in rows[:2]] == [
+        ("pop3", "SCRAM-SHA-256", "failure"), ("pop3", "SCRAM-SHA-256", "success")]
+
+
+def test_disabling_the_account_ends_the_session_without_deleting(live: ServerThread) -> None:
+    client = pop3s_login(live)
+    client.dele(1)
+    live.run(live.admin.set_account_enabled(ALICE, False))
+    assert client.file.readline() == b"-ERR [AUTH] Your session has ended; please sign in again.\r\n"
+    assert client.file.readline() == b""
+    client.close()
+    live.run(live.admin.set_account_enabled(ALICE, True))
+    again = pop3s_login(live)
+    assert again.stat()[0] == 1
+    again.quit()
+
+
+def test_an_ip_range_without_pop3_refuses_the_connection(
+        guarded: tuple[ServerThread, AccessHook, CountingHasher]) -> None:
+    server, hook, _ = guarded
+    access = AccessService(server.server.context.store, server.config)  # type: ignore[union-attr]
+    server.run(access.add_range(RangeSpec("no-pop3", "127.0.0.12", protocols="smtp,imap")))
+    hook.forget_cached_ranges()
+    assert _greeting(server, "127.0.0.12").startswith(b"-ERR [SYS/PERM]")
+    assert _pop3_login(server, "127.0.0.13", ALICE, ALICE_PASSWORD).startswith(b"+OK")
