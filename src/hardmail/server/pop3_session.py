@@ -41,7 +41,6 @@ from hardmail.server.tls import describe_tls
 from hardmail.server.watchdog import Watchdog
 
 WRITE_HIGH_WATER = 64 * 1024  # unread response bytes before the session stops taking commands
-TLS_HANDSHAKE_TIMEOUT = 30.0
 TOO_MANY_CONNECTIONS = r.err("Too many connections from your address.", "SYS/TEMP")
 _OPEN_PER_IP: Counter[str] = Counter()  # this process's POP3 connections by client address
 
@@ -185,10 +184,10 @@ class Pop3Session:
             await asyncio.sleep(delay)  # the client is slowed down, never refused
 
     async def _answer(self, event: Event) -> None:
+        if isinstance(event, (Retr, Top)):
+            await self._send_message(event)  # answers by itself
+            return
         try:
-            if isinstance(event, (Retr, Top)):
-                await self._send_message(event)
-                return
             reply = await self._decide(event)
         except Exception as exc:  # a bug or a store failure costs this command a -ERR, never a traceback
             self.log.event("pop3.error", level="error", command=type(event).__name__, error=type(exc).__name__,
@@ -234,7 +233,7 @@ class Pop3Session:
     async def _handshake(self) -> bool:
         try:
             await self._drain()
-            await self.channel.start_tls(self.ctx.tls.context(), TLS_HANDSHAKE_TIMEOUT)
+            await self.channel.start_tls(self.ctx.tls.context(), self.ctx.config.smtp.timeouts.tls_handshake)
         except (OSError, TimeoutError, ChannelClosed) as exc:
             self.log.event("pop3.tls", level="warning", result="failure", error=type(exc).__name__)
             return False
@@ -353,22 +352,37 @@ class Pop3Session:
 
     # ----- RETR and TOP -----------------------------------------------------------------
     async def _send_message(self, event: Retr | Top) -> None:
-        assert self.account is not None
-        handle = None
-        for _ in range(2):  # a flag change by IMAP may rename the file between the look-up and the open
-            path = await mailbox_store(self.ctx).message_path(self.account, INBOX, event.uid)
-            handle = await asyncio.to_thread(open_file, path) if path is not None else None
-            if handle is not None or path is None:
-                break
-        if handle is None:  # expunged meanwhile by an IMAP session (RFC 2449 8.1.2 would say SYS/PERM)
+        try:
+            handle = await self._open_message(event.uid)
+        except Exception as exc:  # the index cannot be read now
+            self.log.event("pop3.error", level="error", command=type(event).__name__, error=type(exc).__name__,
+                           detail=str(exc)[:300])
+            self.channel.write(self.conn.send(r.TEMP_FAILURE))
+            return
+        if handle is None:  # expunged meanwhile by an IMAP session
             self.channel.write(self.conn.send(r.err("The message was removed by another session.")))
             return
+        self.channel.write(self.conn.send(event.reply))
         try:
-            self.channel.write(self.conn.send(event.reply))
             await self._stream(handle, MessageEncoder(event.lines if isinstance(event, Top) else None))
+        except OSError as exc:  # after the +OK no -ERR can follow: the client must see the cut
+            self.log.event("pop3.read_error", level="error", uid=event.uid, error=type(exc).__name__)
+            self.channel.abort()
+            raise ConnectionAbortedError("message file unreadable") from exc
         finally:
             await asyncio.to_thread(handle.close)
         self.retrieved += isinstance(event, Retr)
+
+    async def _open_message(self, uid: int) -> BinaryIO | None:
+        assert self.account is not None
+        for _ in range(2):  # a flag change by IMAP may rename the file between the look-up and the open
+            path = await mailbox_store(self.ctx).message_path(self.account, INBOX, uid)
+            if path is None:
+                return None
+            handle = await asyncio.to_thread(open_file, path)
+            if handle is not None:
+                return handle
+        return None
 
     async def _stream(self, handle: BinaryIO, encoder: MessageEncoder) -> None:
         while not encoder.done:
