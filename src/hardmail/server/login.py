@@ -36,9 +36,11 @@ checked (hashing pool full, store unreadable) the result is ``tempfail``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +57,7 @@ from hardmail.auth.authenticator import (
     scram_secrets,
 )
 from hardmail.auth.gate import LoginGate, OpenGate
-from hardmail.auth.pool import ClientGone, PoolSaturated
+from hardmail.auth.pool import CLIENT_GONE, ClientGone, PoolSaturated
 from hardmail.auth.scram import ScramSecrets, decoy_secrets
 from hardmail.auth.server_key import ServerKeyError, load_or_create_server_key
 from hardmail.core.replies import AUTH_ENCRYPTION_REQUIRED, Reply
@@ -130,11 +132,16 @@ class LoginDriver:
     history. ``target`` is what ``ctx.sessions`` ends when the account changes (an object with
     ``end_session(reply)``, see :class:`hardmail.server.sessions.Endable`); by default the owner of a
     bound ``facts`` method. Without one the login is not registered (tests of the exchange alone).
+    ``client_gone``: a future done once the client's connection is lost (``Channel.lost``); a
+    password check still waiting for the hashing pool is then dropped (SMTP sets this for its whole
+    session through :data:`hardmail.auth.pool.CLIENT_GONE` instead).
     """
 
     def __init__(self, ctx: ServerContext, log: EventLogger, *, protocol: str,
-                 facts: Callable[[], SessionFacts], target: Endable | None = None) -> None:
+                 facts: Callable[[], SessionFacts], target: Endable | None = None,
+                 client_gone: asyncio.Future[None] | None = None) -> None:
         self.ctx = ctx
+        self._client_gone = client_gone
         self.log = log
         self.protocol = protocol
         self._facts = facts
@@ -160,7 +167,8 @@ class LoginDriver:
         self.mechanism = sasl.new_mechanism(mechanism)
         if self.mechanism is None:  # the protocol offers only MECHANISMS; kept for safety
             return await self._finish(FAILURE)
-        return await self._finish(await self._step(initial))
+        with self._watching_client():
+            return await self._finish(await self._step(initial))
 
     async def respond(self, data: bytes) -> LoginResult:
         """The client's (decoded) response to the last challenge."""
@@ -173,7 +181,8 @@ class LoginDriver:
             self.mechanism = None  # the exchange ends unverified
             self._login_failed()
             return refusal
-        return await self._finish(await self._step(data))
+        with self._watching_client():
+            return await self._finish(await self._step(data))
 
     def cancel(self, reason: str = "cancelled by client") -> None:
         """End the exchange unverified: the client cancelled it, or sent what cannot be decoded."""
@@ -186,12 +195,25 @@ class LoginDriver:
         refusal = await self._before(mechanism)
         if refusal is not None:
             return refusal
-        return await self._finish(await self._verify(username, password, mechanism))
+        with self._watching_client():
+            return await self._finish(await self._verify(username, password, mechanism))
 
     @property
     def in_progress(self) -> bool:
         """Whether a SASL exchange waits for the client's response."""
         return self.mechanism is not None
+
+    @contextlib.contextmanager
+    def _watching_client(self) -> Iterator[None]:
+        """Password checks made inside drop out of the hashing pool's queue if the client goes."""
+        if self._client_gone is None:
+            yield
+            return
+        token = CLIENT_GONE.set(self._client_gone)
+        try:
+            yield
+        finally:
+            CLIENT_GONE.reset(token)
 
     # ----- hooks and the session registry ------------------------------------------------------
     def _new_exchange(self) -> None:
