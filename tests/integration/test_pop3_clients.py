@@ -150,3 +150,17 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(live: ServerThread)
         answers.append(failed.value.args[0])
         client.quit()
     assert answers == [b"-ERR [AUTH] Authentication failed."] * 2
+
+
+def test_a_message_expunged_by_another_client_meanwhile(live: ServerThread) -> None:
+    client = pop3s_login(live)
+    first = _snapshot(live).messages[0]  # type: ignore[attr-defined]
+    store = mailbox_store(live.server.context)  # type: ignore[union-attr]
+    live.run(store.store_flags(ALICE, "INBOX", [first.uid], "add", ["\\Deleted"]))
+    live.run(store.expunge(ALICE, "INBOX", [first.uid]))  # as an IMAP client would
+    with pytest.raises(poplib.error_proto, match="removed by another session"):
+        client.retr(1)
+    assert len(_retr(client, 2)) > 0
+    client.dele(1)
+    assert client.quit() == b"+OK Logging out, messages deleted."
+    assert len(_snapshot(live).messages) == 2  # type: ignore[attr-defined]
