@@ -20,7 +20,6 @@ from collections import Counter
 from pathlib import Path
 from typing import BinaryIO
 
-from hardmail.auth.pool import CLIENT_GONE
 from hardmail.core.ids import new_id
 from hardmail.core.replies import Reply
 from hardmail.mailbox import MailboxStore
@@ -94,7 +93,7 @@ class Pop3Session:
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
         self.tls_info: dict[str, str] | None = None
-        self.login = LoginDriver(ctx, self.log, protocol="pop3", facts=self.facts)
+        self.login = self._login_driver()
         self.account: str | None = None
         self.lock: MaildropLock | None = None
         self.pace = CommandPace(ctx.config.pop3.commands_per_second)
@@ -105,6 +104,11 @@ class Pop3Session:
         self.retrieved = 0
         self._watchdog = Watchdog(channel)
 
+    def _login_driver(self) -> LoginDriver:
+        # A password check waiting in the hashing queue is dropped when the client goes away.
+        return LoginDriver(self.ctx, self.log, protocol="pop3", facts=self.facts,
+                           client_gone=getattr(self.channel, "lost", None))
+
     def facts(self) -> SessionFacts:
         return SessionFacts(session_id=self.id, listener=self.kind, peer_ip=self.peer_ip, peer_port=self.peer_port,
                             helo=None, tls=self.tls_info, account=self.account)
@@ -112,7 +116,6 @@ class Pop3Session:
     # ----- the pump ---------------------------------------------------------------------
     async def run(self) -> None:
         self.log.event("pop3.connect", port=self.peer_port)
-        gone = CLIENT_GONE.set(getattr(self.channel, "lost", None))
         _OPEN_PER_IP[self.peer_ip] += 1
         try:
             refusal = await self._connect_refusal()
@@ -128,14 +131,13 @@ class Pop3Session:
         except (ConnectionError, TimeoutError) as exc:
             self.log.event("pop3.connection_error", level="warning", error=type(exc).__name__)
         finally:
-            await self._finish(gone)
+            await self._finish()
 
-    async def _finish(self, gone: object) -> None:
+    async def _finish(self) -> None:
         _OPEN_PER_IP[self.peer_ip] -= 1
         if _OPEN_PER_IP[self.peer_ip] <= 0:
             del _OPEN_PER_IP[self.peer_ip]
         self.ctx.sessions.remove(self.id)
-        CLIENT_GONE.reset(gone)  # type: ignore[arg-type]
         self._watchdog.stop()
         if self.lock is not None:
             self.lock.release()
@@ -239,7 +241,7 @@ class Pop3Session:
             return False
         self.conn.start_tls()  # RFC 2595 4: nothing from before the handshake survives
         self.tls_info = describe_tls(self.channel.ssl_object())
-        self.login = LoginDriver(self.ctx, self.log, protocol="pop3", facts=self.facts)
+        self.login = self._login_driver()
         self.log.event("pop3.tls", result="success", **self.tls_info)
         return True
 
