@@ -206,3 +206,9 @@ def test_an_ip_range_without_pop3_refuses_the_connection(
     hook.forget_cached_ranges()
     assert _greeting(server, "127.0.0.12").startswith(b"-ERR [SYS/PERM]")
     assert _pop3_login(server, "127.0.0.13", ALICE, ALICE_PASSWORD).startswith(b"+OK")
+
+
+def test_a_saturated_hashing_pool_is_a_temporary_failure(live: ServerThread) -> None:
+    assert live.server is not None
+    live.server.context.hash_pool = HashPool(live.config.auth.argon2, per_source=0)
+    assert _login(live, ALICE, ALICE_PASSWORD) == b"-ERR [SYS/TEMP] Temporary authentication failure, try again later."
