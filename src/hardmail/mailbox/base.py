@@ -14,6 +14,7 @@ from pathlib import Path
 from hardmail.core.clock import Clock
 from hardmail.delivery.maildir import MaildirStore, UniqueNames
 from hardmail.mailbox import files, names
+from hardmail.mailbox.cache import SnapshotCache
 from hardmail.mailbox.notifier import ChangeNotifier
 from hardmail.mailbox.types import FolderError, FolderInfo, QuotaExceeded
 from hardmail.store.ports import NotFound
@@ -40,6 +41,7 @@ class MailboxBase:
         self.quota_defaults = quota_defaults
         self.names = UniqueNames(hostname)
         self._maildirs = MaildirStore(self.root, hostname)
+        self.snapshots = SnapshotCache()
         self._locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # places

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from hardmail.mailbox import files, names
+from hardmail.mailbox.cache import patched
 from hardmail.mailbox.flags import apply_mode, clean_flags
 from hardmail.mailbox.folders import SPECIAL_USE_DEFAULTS, FolderOps, is_trash_dir
 from hardmail.mailbox.types import (
@@ -51,7 +52,7 @@ from hardmail.mailbox.types import (
     StoreResult,
 )
 from hardmail.store.ports import NotFound
-from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow
+from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow, MessageRecord
 
 StoreMode = Literal["add", "remove", "set"]
 __all__ = ["SPECIAL_USE_DEFAULTS", "MailboxStore", "StoreMode"]
@@ -76,10 +77,7 @@ class MailboxStore(FolderOps):
         first = upto = 0
         if claim_recent:
             first, upto = await self.index.claim_recent(row.id)
-        found = await self.index.snapshot(row.id)
-        if found is None:
-            raise FolderError("no such folder")
-        current, messages = found
+        current, messages = await self._messages(row.id)
         recent = []
         for message in reversed(messages):
             if message.uid < first:
@@ -87,6 +85,24 @@ class MailboxStore(FolderOps):
             if message.uid < upto:
                 recent.append(message.uid)
         return FolderSnapshot(await self.info_of(current), messages, frozenset(recent))
+
+    async def _messages(self, folder_id: int) -> tuple[FolderRow, list[MessageRecord]]:
+        """The folder's messages: the cached list brought up to date, or all of them read once."""
+        cached = self.snapshots.get(folder_id)
+        if cached is None:
+            found = await self.index.snapshot(folder_id)
+            if found is None:
+                raise FolderError("no such folder")
+            current, messages = found
+        else:
+            since = await self.index.snapshot_since(folder_id, cached[0])
+            if since is None:
+                self.snapshots.drop(folder_id)
+                raise FolderError("no such folder")
+            current, changed, vanished = since
+            messages = patched(cached[1], changed, vanished)
+        self.snapshots.put(folder_id, current.highestmodseq, messages)
+        return current, list(messages)  # the cached list itself is never handed out
 
     async def _sync_row(self, account: str, row: FolderRow, full: bool) -> tuple[FolderRow, files.ScanResult | None]:
         directory = self.folder_dir(account, row.name)
@@ -172,8 +188,9 @@ class MailboxStore(FolderOps):
         async with self.locked(directory):
             entries = await self.index.sync_entries(row.id, uids)
             failed = [e.uid for e in entries if unchanged_since is not None and e.modseq > unchanged_since]
-            wanted = {e.uid: apply_mode(e.flags, mode, given) for e in entries if e.uid not in failed}
-            todo = {uid: new for uid, new in wanted.items() if new != next(e.flags for e in entries if e.uid == uid)}
+            refused = set(failed)
+            todo = {e.uid: new for e in entries if e.uid not in refused
+                    and (new := apply_mode(e.flags, mode, given)) != e.flags}
             if not todo:
                 return StoreResult([], failed)
             renames = [e for e in entries if e.uid in todo and files.system(todo[e.uid]) != files.system(e.flags)]

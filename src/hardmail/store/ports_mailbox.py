@@ -165,6 +165,12 @@ class MailboxIndex(Protocol):
         """The folder row and all its messages in UID order, read consistently (one message query)."""
         ...
 
+    async def snapshot_since(self, folder_id: int, modseq: int
+                             ) -> tuple[FolderRow, list[MessageRecord], list[int]] | None:
+        """The folder row, the messages changed after ``modseq`` and the UIDs expunged after it, read
+        consistently (for bringing a cached snapshot up to date)."""
+        ...
+
     async def claim_recent(self, folder_id: int) -> tuple[int, int]:
         """Give the \\Recent messages to the caller: returns (first recent UID, UIDNEXT) and moves
         the first recent UID to UIDNEXT, so the UIDs in between are recent for this caller only."""

@@ -169,3 +169,41 @@ async def test_notifier_poll_reads_the_feed_once_for_every_subscriber(env: Env) 
     assert await notifier.poll_once() >= 1
     assert all(s.changed.is_set() for s in subscriptions)
     assert files_on_disk(env.folder_dir())
+
+
+async def test_a_cached_snapshot_follows_changes_made_elsewhere(env: Env) -> None:
+    for _ in range(4):
+        await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    first = await env.mailboxes.snapshot(ACCOUNT, "INBOX")  # now cached in this process
+    first.messages.clear()  # a caller's list is its own
+    other = env.other()
+    await other.store_flags(ACCOUNT, "INBOX", [2, 3], "add", ["\\Deleted", "$X"])
+    await other.expunge(ACCOUNT, "INBOX", [3])
+    await other.append(ACCOUNT, "INBOX", MESSAGE)
+    mine, theirs = await env.mailboxes.snapshot(ACCOUNT, "INBOX"), await other.snapshot(ACCOUNT, "INBOX")
+    assert mine.messages == theirs.messages
+    assert [(m.uid, "$X" in m.flags) for m in mine.messages] == [(1, False), (2, True), (4, False), (5, False)]
+    assert mine.info == theirs.info
+
+
+def test_patching_a_message_list() -> None:
+    from datetime import UTC, datetime
+
+    from hardmail.mailbox.cache import SnapshotCache, patched
+    from hardmail.store.ports_mailbox import MessageRecord
+
+    def record(uid: int, modseq: int = 1) -> MessageRecord:
+        return MessageRecord(uid, modseq, frozenset(), datetime(2024, 1, 1, tzinfo=UTC), 1, str(uid))
+
+    base = [record(1), record(2), record(5)]
+    assert patched(base, [], []) is base
+    assert [m.uid for m in patched(base, [record(7), record(8)], [])] == [1, 2, 5, 7, 8]
+    result = patched(base, [record(2, 9), record(6)], [1, 5])
+    assert [(m.uid, m.modseq) for m in result] == [(2, 9), (6, 1)]
+    cache = SnapshotCache(max_messages=4)
+    cache.put(1, 5, base)
+    cache.put(2, 5, [record(1)])
+    cache.put(3, 5, [record(1)])  # over the bound: folder 1 goes
+    assert cache.get(1) is None and cache.get(2) is not None
+    cache.put(4, 5, [record(i) for i in range(9)])  # bigger than the whole cache: not kept
+    assert cache.get(4) is None

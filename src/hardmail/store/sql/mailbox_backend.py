@@ -173,8 +173,9 @@ class SqlMailboxIndex:
             return [_folder_row(row) for row in rows]
 
     async def delete_folder(self, folder_id: int) -> None:
-        async with self._writer.begin() as conn:
-            row = (await conn.execute(select(folders_t).where(folders_t.c.id == folder_id))).first()
+        async with self._writer.begin() as conn:  # locks: the folder row, then the account (as apply)
+            row = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id)
+                                      .values(uidnext=folders_t.c.uidnext).returning(*folders_t.c))).first()
             if row is None:
                 raise NotFound("no such folder")
             await _lock_account(conn, row.account)
@@ -189,7 +190,6 @@ class SqlMailboxIndex:
     async def rename_folders(self, account: str, renames: Sequence[tuple[str, str]]) -> None:
         try:
             async with self._writer.begin() as conn:
-                await _lock_account(conn, account)
                 for old, new in renames:
                     if await _folder_id(conn, account, new) is not None:
                         raise AlreadyExists("folder exists")
@@ -232,6 +232,17 @@ class SqlMailboxIndex:
                                       .order_by(messages_t.c.uid))
             return _folder_row(row), message_records(rows)
 
+    async def snapshot_since(self, folder_id: int, modseq: int
+                             ) -> tuple[FolderRow, list[MessageRecord], list[int]] | None:
+        async with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            row = (await conn.execute(select(folders_t).where(folders_t.c.id == folder_id))).first()
+            if row is None:
+                return None
+            changed, vanished = await _changes(conn, folder_id, modseq)
+            return _folder_row(row), changed, vanished
+
     async def claim_recent(self, folder_id: int) -> tuple[int, int]:
         async with self._writer.begin() as conn:
             row = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id)
@@ -261,12 +272,9 @@ class SqlMailboxIndex:
 
     async def changes_since(self, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(*_MSG_COLUMNS).where(
-                and_(messages_t.c.folder_id == folder_id, messages_t.c.modseq > modseq)).order_by(messages_t.c.uid))
-            changed = message_records(rows)
-            vanished = list(await conn.scalars(select(vanished_t.c.uid).where(
-                and_(vanished_t.c.folder_id == folder_id, vanished_t.c.modseq > modseq)).order_by(vanished_t.c.uid)))
-        return changed, vanished
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            return await _changes(conn, folder_id, modseq)
 
     async def apply(self, changes: Sequence[tuple[int, FolderChange]],
                     quota_defaults: tuple[int | None, int | None] = (None, None)) -> list[ApplyResult]:
@@ -355,6 +363,15 @@ class SqlMailboxIndex:
         async with self._writer.begin() as conn:
             result = await conn.execute(delete(changes_t).where(changes_t.c.at < before))
         return int(result.rowcount or 0)
+
+
+async def _changes(conn: AsyncConnection, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
+    rows = await conn.execute(select(*_MSG_COLUMNS).where(
+        and_(messages_t.c.folder_id == folder_id, messages_t.c.modseq > modseq)).order_by(messages_t.c.uid))
+    changed = message_records(rows)
+    vanished = list(await conn.scalars(select(vanished_t.c.uid).where(
+        and_(vanished_t.c.folder_id == folder_id, vanished_t.c.modseq > modseq)).order_by(vanished_t.c.uid)))
+    return changed, vanished
 
 
 async def _folder_id(conn: AsyncConnection, account: str, name: str) -> int | None:
