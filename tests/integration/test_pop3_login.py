@@ -212,3 +212,14 @@ def test_a_saturated_hashing_pool_is_a_temporary_failure(live: ServerThread) -> 
     assert live.server is not None
     live.server.context.hash_pool = HashPool(live.config.auth.argon2, per_source=0)
     assert _login(live, ALICE, ALICE_PASSWORD) == b"-ERR [SYS/TEMP] Temporary authentication failure, try again later."
+
+
+def test_plaintext_login_only_when_the_admin_allows_it(tmp_path: Path) -> None:
+    with pop3_server(tmp_path / "data", messages=1, pop3={"allow_plaintext_login": True}) as server:
+        client = poplib.POP3(*server.address("pop3"), timeout=30)
+        assert "USER" in client.capa() and "STLS" in client.capa()
+        client.user(ALICE)
+        assert client.pass_(ALICE_PASSWORD).startswith(b"+OK Logged in")
+        client.quit()
+        rows = server.run(_credentials(server).login_history(ALICE))
+        assert (rows[0].protocol, rows[0].result, rows[0].tls_version) == ("pop3", "success", "")
