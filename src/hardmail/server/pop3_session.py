@@ -56,7 +56,8 @@ def reply_of(reply: Reply) -> Pop3Reply:
 
 
 def mailbox_store(ctx: ServerContext) -> MailboxStore:
-    """The process's MailboxStore (``ServerContext.mailboxes``), made here when the context lacks it."""
+    """The process's MailboxStore (``ServerContext.mailboxes``, set by app.py), made here and kept on
+    the context when a context has none (a build or a test context without that field)."""
     store = getattr(ctx, "mailboxes", None)
     if store is None:
         store = MailboxStore(ctx.config.maildir_root, ctx.store.mailbox, ctx.config.server.hostname, ctx.clock)
@@ -84,6 +85,8 @@ class CommandPace:
 
 
 class Pop3Session:
+    """One connection of listener kind "pop3" or "pop3s"; ``run()`` serves it to its end."""
+
     def __init__(self, ctx: ServerContext, kind: str, channel: Channel) -> None:
         self.ctx = ctx
         self.kind = kind
