@@ -18,13 +18,16 @@ follows; every step is fsync'd before the next):
 
 Own changes record the directories' new mtimes in the same commit only when the index still held
 the mtimes seen just before the change (compare-and-set), so a change made behind our back is not
-hidden by ours. Every file change in a folder is made holding the folder's lock (an asyncio lock,
-then an ``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so
-two hardmail processes never interleave their changes in one folder. Local delivery writes to
+hidden by ours. A scan of a directory changed less than 2 s before is repeated at the next sync
+(a same-tick change would not move its mtime), as Dovecot does.
+
+Every file change in a folder is made holding the folder's lock (an asyncio lock, then an
+``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so two
+hardmail processes never interleave their changes in one folder. Local delivery writes to
 ``new/`` without the lock and indexes the files afterwards (:meth:`deliver_indexed`); a sync that
-sees them first indexes them by name, and delivery then finds their UIDs. The residual window (as
-in Dovecot): a change by another program within the same directory-timestamp tick as one of ours
-is seen at the next re-index.
+sees them first indexes them by name, and delivery then finds their UIDs. The residual window: a
+change by another program within the same directory-timestamp tick as one of our own changes is
+seen at the next change it makes, or the next re-index.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ __all__ = ["SPECIAL_USE_DEFAULTS", "MailboxStore", "StoreMode"]
 class MailboxStore(FolderOps):
     """One per process: ``MailboxStore(maildir_root, index, hostname, clock, notifier=...,
     quota_defaults=(storage bytes, messages))``; a default of None is unlimited."""
+
+    async def ensure_account(self, account: str) -> None:
+        """INBOX and the special-use folders (subscribed) exist; folder directories already on
+        disk (an existing Maildir, mail delivered before the index existed) are indexed too."""
+        await super().ensure_account(account)
+        await self._adopt_directories(account)
 
     # reading
 

@@ -206,3 +206,12 @@ async def test_create_with_a_special_use(env: Env) -> None:
     assert info.special_use == "\\Archive"
     with pytest.raises(FolderError):
         await env.mailboxes.create_folder(ACCOUNT, "Everything", "\\All")  # virtual: not offered
+
+
+async def test_an_existing_maildir_is_indexed_by_ensure_account(env: Env) -> None:
+    delivery = MaildirStore(env.root, "mx.example.org")
+    delivery.deliver([ACCOUNT], MESSAGE)
+    delivery.deliver([ACCOUNT], MESSAGE, folder="Lists")  # mail that came before the index
+    await env.mailboxes.ensure_account(ACCOUNT)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 1
+    assert len((await env.mailboxes.sync(ACCOUNT, "Lists")).messages) == 1
