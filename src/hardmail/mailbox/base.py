@@ -106,7 +106,10 @@ class MailboxBase:
                 if lock is None:
                     lock = self._locks[directory] = asyncio.Lock()
                 await stack.enter_async_context(lock)
-                fd = await asyncio.to_thread(files.lock_folder, directory)
+                try:
+                    fd = await asyncio.to_thread(files.lock_folder, directory)
+                except FileNotFoundError:  # deleted meanwhile (or behind our back: a sync recreates it)
+                    raise FolderError("no such folder") from None
                 stack.callback(os.close, fd)
             yield
 

@@ -16,9 +16,10 @@ follows; every step is fsync'd before the next):
 - move: rename into the destination's ``cur/`` (the base name is unique, it is kept), fsync both,
   then commit both folders in one transaction; copy: hard links, fsync, commit.
 
-Own changes record the directories' new mtimes in the same commit only when the index still held
-the mtimes seen just before the change (compare-and-set), so a change made behind our back is not
-hidden by ours. A scan of a directory changed less than 2 s before is repeated at the next sync
+Own changes record cur/'s new mtime in the same commit only when the index still held the mtime
+seen just before the change (compare-and-set, each directory on its own), so a change made behind
+our back is not hidden by ours; new/'s mtime is only ever recorded by a scan, since local delivery
+writes there without the folder lock. A scan of a directory changed less than 2 s before is repeated at the next sync
 (a same-tick change would not move its mtime), as Dovecot does.
 
 Every file change in a folder is made holding the folder's lock (an asyncio lock, then an
@@ -117,7 +118,9 @@ class MailboxStore(FolderOps):
         directory = self.folder_dir(account, row.name)
         try:
             current = await asyncio.to_thread(files.stamp, directory)
-        except FileNotFoundError:  # removed behind our back: an empty folder again
+        except FileNotFoundError:  # removed behind our back: an empty folder again (unless deleted by us)
+            if await self.index.get_folder(account, row.name) is None:
+                raise FolderError("no such folder") from None
             await asyncio.to_thread(files.ensure_folder, directory)
             current, full = None, True
         if current == row.stamp and not full:
@@ -176,7 +179,8 @@ class MailboxStore(FolderOps):
             new = await asyncio.to_thread(files.write_message, directory, self.names, message, wanted, internaldate)
             try:
                 after = await asyncio.to_thread(files.stamp, directory)
-                change = FolderChange(added=[new], stamp_before=before, stamp_after=after, check_quota=True)
+                change = FolderChange(added=[new], stamp_before=before, check_quota=True,
+                                      stamp_after=files.own_stamp(before, after, touched_new=False))
                 [result] = await self.apply(account, [(row, change)])
             except BaseException:
                 await asyncio.to_thread(files.remove_new, directory, [new])
@@ -209,8 +213,9 @@ class MailboxStore(FolderOps):
             renamed = {e.uid for e in renames} - set(missing)
             updates = [FlagUpdate(uid, new, False if uid in renamed else None)
                        for uid, new in todo.items() if uid not in missing]
-            [result] = await self.apply(account, [(row, FolderChange(updated=updates, stamp_before=before,
-                                                                     stamp_after=after))])
+            touched_new = any(e.in_new for e in renames)
+            [result] = await self.apply(account, [(row, FolderChange(
+                updated=updates, stamp_before=before, stamp_after=files.own_stamp(before, after, touched_new)))])
         changed, _ = await self.index.changes_since(row.id, result.modseq - 1)
         return StoreResult([m for m in changed if m.uid in todo and m.modseq == result.modseq], failed)
 
@@ -220,14 +225,15 @@ class MailboxStore(FolderOps):
             return []
         directory = self.folder_dir(account, canonical)
         async with self.locked(directory):
-            entries = await self.index.sync_entries(row.id, uids)
+            entries = await self.index.sync_entries(row.id, uids, only_deleted=True)
             doomed = [e for e in entries if "\\Deleted" in e.flags]
             if not doomed:
                 return []
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, doomed)
             after = await asyncio.to_thread(files.stamp, directory)
-            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before, stamp_after=after)
+            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before,
+                                  stamp_after=files.own_stamp(before, after, any(e.in_new for e in doomed)))
             await self.apply(account, [(row, change)])
         return sorted(e.uid for e in doomed)
 
@@ -253,10 +259,12 @@ class MailboxStore(FolderOps):
             done = await asyncio.to_thread(files.link_messages, src_dir, dest_dir, entries, self.names, move)
             src_after, dest_after = await asyncio.to_thread(files.stamps, src_dir, dest_dir)
             changes = [(dest_row, FolderChange(added=[m for _, m in done], stamp_before=dest_before,
-                                               stamp_after=dest_after, check_quota=not move))]
+                                               stamp_after=files.own_stamp(dest_before, dest_after, False),
+                                               check_quota=not move))]
             if move:
                 changes.append((src_row, FolderChange(removed=[uid for uid, _ in done], stamp_before=src_before,
-                                                      stamp_after=src_after)))
+                                                      stamp_after=files.own_stamp(
+                                                          src_before, src_after, any(e.in_new for e in entries)))))
             try:
                 results = await self.apply(account, changes)
             except QuotaExceeded:
@@ -272,8 +280,9 @@ class MailboxStore(FolderOps):
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, entries)
             after = await asyncio.to_thread(files.stamp, directory)
+            touched_new = any(e.in_new for e in entries)
             await self.apply(account, [(row, FolderChange(removed=[e.uid for e in entries], stamp_before=before,
-                                                          stamp_after=after))])
+                                                          stamp_after=files.own_stamp(before, after, touched_new)))])
 
     async def deliver_indexed(self, account: str, folder: str, paths: Sequence[Path]) -> list[int]:
         canonical = names.normalize(folder)
@@ -303,6 +312,10 @@ class MailboxStore(FolderOps):
             raise FolderError("a quota cannot be negative")
         await self.index.set_limits(account, storage_bytes, messages)
 
+    async def reset_quota(self, account: str) -> None:
+        """The account follows the server's default limits again."""
+        await self.index.set_limits(account, None, None, custom=False)
+
     async def reindex(self, account: str, name: str | None = None) -> ReindexReport:
         if name is not None:
             rows = [(await self.row(account, name))[1]]
@@ -312,6 +325,7 @@ class MailboxStore(FolderOps):
         report = ReindexReport(folders=len(rows))
         for row in rows:
             _, result = await self._sync_row(account, row, full=True)
+            await self.index.recount_folder(row.id)
             if result is not None:
                 report = ReindexReport(report.folders, report.added + result.added,
                                        report.removed + result.removed, report.renamed + result.renamed)

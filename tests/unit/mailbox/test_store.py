@@ -123,6 +123,8 @@ async def test_quota_refuses_append_and_copy(env: Env) -> None:
     await env.mailboxes.append(ACCOUNT, "INBOX", b"x")  # unlimited
     with pytest.raises(FolderError):
         await env.mailboxes.set_quota(ACCOUNT, -1, None)
+    await env.mailboxes.reset_quota(ACCOUNT)
+    assert (await env.mailboxes.quota(ACCOUNT)).messages_limit == 2  # the default again
 
 
 async def test_local_delivery_is_indexed_and_moved_to_cur_on_sync(env: Env) -> None:
@@ -215,3 +217,11 @@ async def test_an_existing_maildir_is_indexed_by_ensure_account(env: Env) -> Non
     await env.mailboxes.ensure_account(ACCOUNT)
     assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 1
     assert len((await env.mailboxes.sync(ACCOUNT, "Lists")).messages) == 1
+
+
+async def test_deliver_indexed_takes_only_files_of_that_folder(env: Env) -> None:
+    delivery = MaildirStore(env.root, "mx.example.org")
+    await env.mailboxes.ensure_account(ACCOUNT)
+    [path] = delivery.deliver([ACCOUNT], MESSAGE, folder="Junk")
+    with pytest.raises(ValueError):
+        await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", [path])

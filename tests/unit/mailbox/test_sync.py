@@ -247,3 +247,39 @@ async def test_deliveries_do_not_make_every_sync_read_cur(env: Env, monkeypatch:
         await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", paths)
         assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == i + 2
     assert {p.name for p in listed} == {"new"}  # new/ is read (it is small), cur/ never
+
+
+async def test_files_named_by_other_programs_get_canonical_names(env: Env) -> None:
+    folder = env.folder_dir()
+    await env.mailboxes.ensure_account(ACCOUNT)
+    _drop(folder, "cur", "1700000000.M1P1Q1.x")  # no info at all
+    _drop(folder, "cur", "1700000000.M2P1Q1.x:2,SR")  # letters out of order
+    _drop(folder, "cur", "1700000000.M3P1Q1.x:2,Sa")  # a Dovecot keyword letter: left alone
+    snapshot = await env.mailboxes.sync(ACCOUNT, "INBOX")
+    assert [m.flags for m in snapshot.messages] == [
+        frozenset(), frozenset({"\\Seen", "\\Answered"}), frozenset({"\\Seen"})]
+    assert sorted(os.listdir(folder / "cur")) == [
+        "1700000000.M1P1Q1.x:2,", "1700000000.M2P1Q1.x:2,RS", "1700000000.M3P1Q1.x:2,Sa"]
+    for message in snapshot.messages:
+        assert await env.mailboxes.read_message(ACCOUNT, "INBOX", message.uid) == MESSAGE
+    await assert_consistent(env.mailboxes, ACCOUNT, "INBOX")
+
+
+async def test_an_unindexed_delivery_is_not_hidden_by_our_own_changes(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery writes new/ without the folder lock: a file whose indexing never happened (a crash)
+    while we changed the folder must still be found afterwards."""
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    original = files.rename_flags
+
+    def rename_while_delivering(folder: Path, *args: object) -> list[int]:
+        missing = original(folder, *args)  # type: ignore[arg-type]
+        _drop(folder, "new", "1700000000.M1P1Q1.crashed")  # between our two looks at the directories
+        return missing
+
+    monkeypatch.setattr(files, "rename_flags", rename_while_delivering)
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
