@@ -143,6 +143,26 @@ class MailboxStore(FolderOps):
             return applied.folder, result
 
     async def changes_since(self, account: str, name: str, modseq: int) -> Changes:
+        """Concurrent calls for the same folder and MODSEQ (every IDLE session woken by one delivery)
+        share one look at the index, unless a change was announced after that look began."""
+        canonical = names.normalize(name)
+        generation = None if self.notifier is None else self.notifier.generation(account, canonical)
+        if generation is None:
+            return await self._changes_since(account, canonical, modseq)
+        key = (account, canonical, modseq, generation)
+        task = self._reading.get(key)
+        if task is None:
+            task = self._reading[key] = asyncio.ensure_future(self._changes_since(account, canonical, modseq))
+            task.add_done_callback(lambda done: self._read_done(key, done))
+        found = await asyncio.shield(task)
+        return Changes(found.highestmodseq, list(found.changed), list(found.vanished))
+
+    def _read_done(self, key: tuple[str, str, int, int], done: asyncio.Future[Changes]) -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved, also when every caller was cancelled meanwhile
+
+    async def _changes_since(self, account: str, name: str, modseq: int) -> Changes:
         _canonical, row = await self.row(account, name)
         changed, vanished = await self.index.changes_since(row.id, modseq)
         highest = max([row.highestmodseq] + [m.modseq for m in changed])
@@ -155,6 +175,19 @@ class MailboxStore(FolderOps):
             return None
         entry, directory = entries[0], self.folder_dir(account, canonical)
         return await asyncio.to_thread(files.find_file, directory, entry.name, entry.flags, entry.in_new)
+
+    async def message_paths(self, account: str, name: str, uids: Sequence[int]) -> dict[int, Path]:
+        """The current files of many messages at once (one index query, one thread); the UIDs of
+        messages that are gone are left out."""
+        canonical, row = await self.row(account, name)
+        entries = await self.index.sync_entries(row.id, uids)
+        directory = self.folder_dir(account, canonical)
+
+        def locate() -> dict[int, Path]:
+            found = {e.uid: files.find_file(directory, e.name, e.flags, e.in_new) for e in entries}
+            return {uid: path for uid, path in found.items() if path is not None}
+
+        return await asyncio.to_thread(locate)
 
     async def read_message(self, account: str, name: str, uid: int) -> bytes | None:
         for _attempt in range(3):  # a flag change may rename the file between finding and reading it
@@ -336,12 +369,13 @@ class MailboxStore(FolderOps):
         """Index folder directories made behind our back; remove trash left by a crashed delete."""
         directory = self.account_dir(account)
         entries = await asyncio.to_thread(files.list_entries, directory)
+        known = {row.name for row in await self.index.list_folders(account)}
         for entry in entries:
             if is_trash_dir(entry):
                 await asyncio.to_thread(files.remove_tree, directory / entry)
                 continue
             name = names.name_of_dirname(entry)
-            if name is not None and await self.index.get_folder(account, name) is None:
+            if name is not None and name not in known:
                 try:
                     await self.new_folder(account, name, None)
                 except FolderError:

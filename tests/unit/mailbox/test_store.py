@@ -225,3 +225,13 @@ async def test_deliver_indexed_takes_only_files_of_that_folder(env: Env) -> None
     [path] = delivery.deliver([ACCOUNT], MESSAGE, folder="Junk")
     with pytest.raises(ValueError):
         await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", [path])
+
+
+async def test_message_paths_of_many_messages(env: Env) -> None:
+    for i in range(3):
+        await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE + bytes([48 + i]))
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [2], "add", ["\\Deleted"])
+    await env.mailboxes.expunge(ACCOUNT, "INBOX")
+    paths = await env.mailboxes.message_paths(ACCOUNT, "INBOX", [1, 2, 3, 9])
+    assert sorted(paths) == [1, 3] and paths[3].read_bytes() == MESSAGE + b"2"
+    assert await env.mailboxes.message_path(ACCOUNT, "INBOX", 1) == paths[1]

@@ -11,6 +11,7 @@ import pytest
 
 from hardmail.mailbox import ChangeNotifier, files
 from hardmail.mailbox.notifier import Subscription
+from hardmail.store.ports_mailbox import MessageRecord
 from unit.mailbox.mailbox_helpers import ACCOUNT, MESSAGE, Env, assert_consistent, files_on_disk
 
 
@@ -283,3 +284,37 @@ async def test_an_unindexed_delivery_is_not_hidden_by_our_own_changes(
     await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
     await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
     assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
+
+
+async def test_sessions_woken_together_share_one_read(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    notifier = ChangeNotifier(env.store.mailbox, env.mailboxes.clock)
+    env.mailboxes.notifier = notifier
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    start = (await env.mailboxes.snapshot(ACCOUNT, "INBOX")).info.highestmodseq
+    subscriptions = [notifier.subscribe(ACCOUNT, "INBOX") for _ in range(50)]
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert all(s.changed.is_set() for s in subscriptions)
+    reads: list[int] = []
+    index = env.mailboxes.index
+    original = index.changes_since
+
+    async def counted(folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
+        reads.append(modseq)
+        return await original(folder_id, modseq)
+
+    monkeypatch.setattr(index, "changes_since", counted)
+    results = await asyncio.gather(*[env.mailboxes.changes_since(ACCOUNT, "inbox", start) for _ in subscriptions])
+    assert reads == [start] and all([m.uid for m in r.changed] == [2] for r in results)
+    results[0].changed.clear()  # each caller has its own lists
+    assert results[1].changed
+    first = asyncio.ensure_future(env.mailboxes.changes_since(ACCOUNT, "INBOX", start))
+    await asyncio.sleep(0)  # a turn of the loop: the first read has begun
+    assert env.mailboxes._reading
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)  # announced after it began: not shared
+    late = await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)
+    await first
+    assert len(reads) == 3 and [m.uid for m in late.changed] == [2, 3]
+    for subscription in subscriptions:
+        subscription.close()
+    await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)  # no subscribers: no sharing
+    assert len(reads) == 4

