@@ -226,6 +226,8 @@ mail_location = maildir:{root}/mail/%d/%n
 mail_plugins = $mail_plugins quota
 mail_max_userip_connections = 100
 pop3_uidl_format = %08Xu%08Xv
+# files keep CRLF line ends, as hardmail's Maildir files do (messages are stored as received)
+mail_save_crlf = yes
 {_namespace()}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
