@@ -8,6 +8,7 @@ import imaplib
 import poplib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,10 @@ def test_imap_login_select_append_fetch_over_tls(dovecot: DovecotServer) -> None
         assert status == "OK" and b"APPENDUID" in data[0]
         status, fetched = client.fetch("1", "(FLAGS BODY.PEEK[])")
         assert status == "OK"
-        assert fetched[0][1] == MESSAGE and b"\\Flagged" in fetched[0][0]
-        assert any(b"\\Sent" in line for line in client.list()[1])
+        first: Any = fetched[0]
+        assert first[1] == MESSAGE and b"\\Flagged" in first[0]
+        folders: list[Any] = client.list()[1]
+        assert any(b"\\Sent" in line for line in folders)
         assert client.create("Work/Projects")[0] == "OK"
     finally:
         client.logout()

@@ -60,7 +60,8 @@ def hardmail() -> Iterator[HardmailServer]:
         yield server
 
 
-def _prepared(name: str, server: DovecotServer | HardmailServer, index: int, run: str) -> tuple[Target, tuple[int, int]]:
+def _prepared(name: str, server: DovecotServer | HardmailServer, index: int,
+              run: str) -> tuple[Target, tuple[int, int]]:
     """The target for scenario ``index``, its INBOX filled over IMAP."""
     ports = server.ports if isinstance(server, DovecotServer) else server
     target = Target(name, server.host, ports.imap, ports.imaps, server.client_context(),
