@@ -266,6 +266,10 @@ def prepare(root: Path, users: Mapping[str, str] | None = None, extra: str = "",
     """Write config, users, certificate and directories under ``root`` (nothing is started)."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # the login and auth processes run as other users and must reach their files
+    closed = [p for p in root.parents if os.geteuid() == 0 and not p.stat().st_mode & 0o001]
+    if closed:
+        raise PermissionError(f"{closed[0]} is not searchable by other users; Dovecot's auth and mail "
+                              f"processes (not root) could not reach {root}")
     for sub in ("run", "state", "log", "mail", "home"):
         (root / sub).mkdir(exist_ok=True)
     server = DovecotServer(root=root, ports=ports or Ports(), users=dict(users or DEFAULT_USERS))
