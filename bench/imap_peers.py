@@ -12,6 +12,7 @@ per-account limits raised, like the SMTP benchmarks' peer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from peers.procs import ProcessGroup, free_port, process_tree, pss_bytes, rss_bytes  # noqa: E402
+
 from support import dovecot as dovecot_support  # noqa: E402
 
 HARDMAIL = Path(sys.executable).with_name("hardmail")
@@ -281,10 +283,8 @@ class ImapClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError, ssl.SSLError):
             await self.writer.wait_closed()
-        except (OSError, ssl.SSLError):
-            pass
 
 
 # --- results -------------------------------------------------------------------------------
