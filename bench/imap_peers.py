@@ -106,7 +106,8 @@ class DovecotPeer:
         self.server = dovecot_support.prepare(root, users, DOVECOT_BENCH + extra)
 
     def maildir(self, user: str) -> Path:
-        return self.server.maildir(user)
+        path: Path = self.server.maildir(user)
+        return path
 
     def start(self) -> ImapServer:
         dovecot_support.start(self.server, timeout=60)
