@@ -59,7 +59,9 @@ def _target(name: str, server: DovecotServer | HardmailServer, index: int, run: 
 @pytest.mark.parametrize("index", range(len(SCENARIOS)), ids=[s.name for s in SCENARIOS])
 def test_scenario_on_dovecot(dovecot: DovecotServer, index: int) -> None:
     transcript = run_scenario(SCENARIOS[index], _target("dovecot", dovecot, index, "s"))
-    assert unexpected_statuses(transcript) == []
+    wrong = unexpected_statuses(transcript)
+    if wrong:
+        pytest.fail("\n".join(wrong), pytrace=False)
 
 
 @pytest.mark.parametrize("index", range(len(SCENARIOS)), ids=[s.name for s in SCENARIOS])
@@ -67,7 +69,9 @@ def test_hardmail_answers_like_dovecot(dovecot: DovecotServer, hardmail: Hardmai
     scenario: Scenario = SCENARIOS[index]
     theirs = run_scenario(scenario, _target("dovecot", dovecot, index, "d"))
     ours = run_scenario(scenario, _target("hardmail", hardmail, index, "d"))
-    assert compare(scenario, theirs, ours) == ""
+    difference = compare(scenario, theirs, ours)
+    if difference:
+        pytest.fail(difference, pytrace=False)
 
 
 def test_capabilities_outside_the_comparison_are_reported(dovecot: DovecotServer) -> None:
