@@ -9,6 +9,7 @@ status the script expects, so the scripts are known to be right whatever hardmai
 
 from __future__ import annotations
 
+import datetime
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from support.dovecot import DovecotServer, running_dovecot, unavailable_reason
 from support.hardmail_imap import HardmailServer, missing_imap_reason, running_hardmail
 from support.imap_diff import Scenario, Target, compare, run_scenario, unexpected_statuses
 from support.imap_diff_scenarios import scenarios
-from support.imap_normalise import capability_extras
+from support.imap_normalise import Context, capability_extras, collect_modseqs, normalise_command, parse_response
 
 SCENARIOS = scenarios()
 PASSWORD = "scenario password 1"
@@ -79,3 +80,33 @@ def test_capabilities_outside_the_comparison_are_reported(dovecot: DovecotServer
     transcript = run_scenario(SCENARIOS[0], _target("dovecot", dovecot, 0, "s"))
     extras = capability_extras(transcript.greetings[0].code or [])
     assert "LOGIN-REFERRALS" in extras and "IDLE" not in extras
+
+
+def _normal(*lines: bytes) -> list[str]:
+    responses = [parse_response(line) for line in lines]
+    ctx = Context(now=datetime.datetime.now(datetime.UTC))
+    collect_modseqs(responses, ctx)
+    return normalise_command(responses, ctx)
+
+
+def test_normaliser_equates_what_may_differ() -> None:
+    dovecot = _normal(b"* 1 FETCH (UID 4 FLAGS (\\Seen \\Recent) MODSEQ (17) BODY[HEADER.FIELDS (FROM)] {5}\r\nFrom:)\r\n",
+                      b"* OK [UIDVALIDITY 1796300424] UIDs valid\r\n", b'* LIST (\\HasNoChildren) "/" INBOX\r\n',
+                      b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n', b"* SEARCH 3 1 2\r\n",
+                      b"a1 OK [COPYUID 1796300424 1,2,3 4:6] Done (0.001 + 0.000 secs).\r\n")
+    hardmail = _normal(b'* 1 FETCH (MODSEQ (3) FLAGS (\\Recent \\Seen) UID 4 BODY[HEADER.FIELDS (From)] "From:")\r\n',
+                       b"* OK [UIDVALIDITY 42] Ok\r\n", b'* LIST (\\Sent \\HasNoChildren) "/" "Sent"\r\n',
+                       b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n', b"* SEARCH 1 2 3\r\n",
+                       b"a1 OK [COPYUID 42 1:3 4,5,6] COPY completed\r\n")
+    assert dovecot == hardmail
+
+
+def test_normaliser_keeps_real_differences() -> None:
+    assert _normal(b"* 1 FETCH (FLAGS (\\Seen))\r\n") != _normal(b"* 1 FETCH (FLAGS (\\Seen \\Flagged))\r\n")
+    assert _normal(b"a OK [READ-WRITE] x\r\n") != _normal(b"a OK [READ-ONLY] x\r\n")
+    assert _normal(b"* 2 EXISTS\r\n") != _normal(b"* 3 EXISTS\r\n")
+    assert _normal(b'* 1 FETCH (INTERNALDATE "01-Jan-2020 00:00:00 +0000")\r\n') != _normal(
+        b'* 1 FETCH (INTERNALDATE "01-Jan-2020 00:00:01 +0000")\r\n')
+    # the same instant written in another zone is the same INTERNALDATE
+    assert _normal(b'* 1 FETCH (INTERNALDATE "01-Jan-2020 01:00:00 +0100")\r\n') == _normal(
+        b'* 1 FETCH (INTERNALDATE "01-Jan-2020 00:00:00 +0000")\r\n')
