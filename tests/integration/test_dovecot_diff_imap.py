@@ -90,7 +90,8 @@ def _normal(*lines: bytes) -> list[str]:
 
 
 def test_normaliser_equates_what_may_differ() -> None:
-    dovecot = _normal(b"* 1 FETCH (UID 4 FLAGS (\\Seen \\Recent) MODSEQ (17) BODY[HEADER.FIELDS (FROM)] {5}\r\nFrom:)\r\n",
+    dovecot = _normal(b"* 1 FETCH (UID 4 FLAGS (\\Seen \\Recent) MODSEQ (17) "
+                      b"BODY[HEADER.FIELDS (FROM)] {5}\r\nFrom:)\r\n",
                       b"* OK [UIDVALIDITY 1796300424] UIDs valid\r\n", b'* LIST (\\HasNoChildren) "/" INBOX\r\n',
                       b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n', b"* SEARCH 3 1 2\r\n",
                       b"a1 OK [COPYUID 1796300424 1,2,3 4:6] Done (0.001 + 0.000 secs).\r\n")
