@@ -98,6 +98,7 @@ async def _round(server: ImapServer, plan: argparse.Namespace) -> dict[str, Any]
     waiters = [asyncio.ensure_future(_seen_exists(client, deadline)) for client in clients]
     sent = time.monotonic()
     await _deliver(server, users, not plan.plain)
+    appended = time.monotonic() - sent
     done, _ = await asyncio.wait(waiters, timeout=plan.notify_timeout)
     seen = sorted(w.result() - sent for w in done if not w.exception())
     for waiter in waiters:
@@ -110,7 +111,8 @@ async def _round(server: ImapServer, plan: argparse.Namespace) -> dict[str, Any]
         "pss_before_mb": round(before["pss"] / 2**20, 1), "pss_after_mb": round(after["pss"] / 2**20, 1),
         "rss_per_session_kb": round((after["rss"] - before["rss"]) / n / 1024, 1),
         "pss_per_session_kb": round((after["pss"] - before["pss"]) / n / 1024, 1),
-        "processes_after": after["processes"], "notified": len(seen),
+        "processes_after": after["processes"], "notified": len(seen), "append_s": round(appended, 3),
+        "first_notified_s": round(seen[0], 3) if seen else None,
         "all_notified_s": round(seen[-1], 3) if len(seen) == n else None,
         "median_notified_s": round(statistics.median(seen), 3) if seen else None,
     }
