@@ -37,10 +37,11 @@ from imap_peers import (
     ImapServer,
     accounts,
     hardmail_serves_imap,
+    imap_facts,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
-from report import facts_line, machine_facts, markdown_table, write_json
+from report import facts_line, markdown_table, write_json
 
 SOURCES = [f"127.0.0.{n}" for n in range(2, 52)]
 MESSAGE = b"From: bench@bench.test\r\nSubject: wake up\r\n\r\nA new message for every idler.\r\n"
@@ -179,7 +180,7 @@ def main() -> int:
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         plan.servers.remove("hardmail")
     raise_open_file_limit()
-    facts = machine_facts()
+    facts = imap_facts()
     results = _run(plan)
     write_json(plan.out / "imap_idle.json", {"facts": facts, "runs": results})
     text = _markdown(results, facts, plan)

@@ -290,6 +290,22 @@ class ImapClient:
 
 # --- results -------------------------------------------------------------------------------
 
+def imap_facts() -> dict[str, Any]:
+    """machine_facts() with the versions that matter here: hardmail, Dovecot, uvloop."""
+    from report import machine_facts
+
+    facts = machine_facts()
+    try:
+        done = subprocess.run([str(dovecot_support.DOVECOT), "--version"], capture_output=True, text=True,
+                              timeout=10, check=False)
+        dovecot = done.stdout.split()[0] if done.stdout else "unknown"
+    except OSError:
+        dovecot = "not installed"
+    versions = facts["versions"]
+    facts["versions"] = {"hardmail": versions["hardmail"], "dovecot": dovecot, "uvloop": versions["uvloop"]}
+    return facts
+
+
 README_SECTION_START = "## IMAP benchmarks"
 
 

@@ -34,10 +34,11 @@ from imap_peers import (
     ImapServer,
     accounts,
     hardmail_serves_imap,
+    imap_facts,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
-from report import facts_line, machine_facts, markdown_table, write_json
+from report import facts_line, markdown_table, write_json
 
 BASE_TIME = 1_780_000_000
 
@@ -174,7 +175,7 @@ def main() -> int:
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         plan.servers.remove("hardmail")
     raise_open_file_limit()
-    facts = machine_facts()
+    facts = imap_facts()
     result = _run(plan)
     result["facts"] = facts
     write_json(plan.out / "imap_select_large.json", result)

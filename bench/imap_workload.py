@@ -31,10 +31,11 @@ from imap_peers import (
     ImapServer,
     accounts,
     hardmail_serves_imap,
+    imap_facts,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
-from report import facts_line, machine_facts, markdown_table, write_json
+from report import facts_line, markdown_table, write_json
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "imap_diff").glob("*.eml"))
 
@@ -166,7 +167,7 @@ def main() -> int:
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         args.servers.remove("hardmail")
     raise_open_file_limit()
-    facts = machine_facts()
+    facts = imap_facts()
     result = _run(args)
     result["facts"] = facts
     write_json(args.out / "imap_workload.json", result)
