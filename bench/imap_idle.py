@@ -7,7 +7,8 @@ new message, Dovecot against hardmail, one server at a time, rounds alternating.
 For each server: start it, open and close a few sessions (warm-up), read its memory (the sum of
 RSS and the sum of PSS over all its processes), open N sessions (implicit TLS unless ``--plain``,
 LOGIN, SELECT INBOX, IDLE up to its ``+``; at most ``--connect-concurrency`` opening at once,
-spread over source addresses 127.0.0.2-51), read the memory again, then APPEND one message to the
+spread over source addresses 127.0.0.2-51, held by ``--client-processes`` client processes with
+an event loop each), read the memory again, then APPEND one message to the
 same INBOX over another connection and time until every idling session has received its
 ``* n EXISTS``. All sessions use ``--accounts`` accounts (round robin); the APPEND goes to each.
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +62,16 @@ async def _idler(server: ImapServer, user: str, password: str, tls: bool, source
     return client
 
 
-async def _open_all(server: ImapServer, users: list[tuple[str, str]], plan: argparse.Namespace) -> list[ImapClient]:
-    limit = asyncio.Semaphore(plan.connect_concurrency)
+async def _open_range(server: ImapServer, users: list[tuple[str, str]], plan: argparse.Namespace,
+                      first: int, count: int) -> list[ImapClient]:
+    limit = asyncio.Semaphore(max(1, plan.connect_concurrency // plan.client_processes))
 
     async def one(index: int) -> ImapClient:
         async with limit:
             user, password = users[index % len(users)]
             return await _idler(server, user, password, not plan.plain, SOURCES[index % len(SOURCES)])
 
-    return list(await asyncio.gather(*[one(n) for n in range(plan.sessions)]))
+    return list(await asyncio.gather(*[one(n) for n in range(first, first + count)]))
 
 
 async def _seen_exists(client: ImapClient, deadline: float) -> float:
@@ -86,25 +90,83 @@ async def _deliver(server: ImapServer, users: list[tuple[str, str]], tls: bool) 
         await client.close()
 
 
-async def _round(server: ImapServer, plan: argparse.Namespace) -> dict[str, Any]:
-    users = list(accounts(plan.accounts).items())
-    warm = await _open_all(server, users, argparse.Namespace(**{**vars(plan), "sessions": 20}))
-    await asyncio.gather(*[client.close() for client in warm])
-    before = server.memory()
-    started = time.monotonic()
-    clients = await _open_all(server, users, plan)
-    opened = time.monotonic() - started
-    after = server.memory()
+async def _client_main(server: ImapServer, users: list[tuple[str, str]], plan: argparse.Namespace,
+                       first: int, count: int, pipe: Connection) -> None:
+    """One client process: open its sessions, say "ready", arm on "go", report when each saw EXISTS
+    (time.monotonic() is the same clock in every process)."""
+    clients = await _open_range(server, users, plan, first, count)
+    pipe.send(("ready", len(clients)))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, pipe.recv)
     deadline = time.monotonic() + plan.notify_timeout
     waiters = [asyncio.ensure_future(_seen_exists(client, deadline)) for client in clients]
-    sent = time.monotonic()
-    await _deliver(server, users, not plan.plain)
-    appended = time.monotonic() - sent
+    pipe.send(("armed", 0))
     done, _ = await asyncio.wait(waiters, timeout=plan.notify_timeout)
-    seen = sorted(w.result() - sent for w in done if not w.exception())
+    pipe.send(("seen", [w.result() for w in done if not w.exception()]))
     for waiter in waiters:
         waiter.cancel()
     await asyncio.gather(*[client.close() for client in clients], return_exceptions=True)
+
+
+def _client_process(server: ImapServer, users: list[tuple[str, str]], plan: argparse.Namespace,
+                    first: int, count: int, pipe: Connection) -> None:
+    try:
+        asyncio.run(_client_main(server, users, plan, first, count, pipe))
+    except Exception as exc:  # reported to the parent, which fails the run
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _expect(pipes: list[Connection], what: str) -> list[Any]:
+    answers = []
+    for pipe in pipes:
+        kind, value = pipe.recv()
+        if kind != what:
+            raise RuntimeError(f"client process: {kind} {value}")
+        answers.append(value)
+    return answers
+
+
+def _round(server: ImapServer, plan: argparse.Namespace) -> dict[str, Any]:
+    users = list(accounts(plan.accounts).items())
+    asyncio.run(_warm_up(server, users, plan))
+    before = server.memory()
+    started = time.monotonic()
+    context = multiprocessing.get_context("fork")  # the server object (with its SSL context) is inherited
+    share = -(-plan.sessions // plan.client_processes)
+    pipes, processes = [], []
+    for first in range(0, plan.sessions, share):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_client_process, daemon=True,
+                                  args=(server, users, plan, first, min(share, plan.sessions - first), theirs))
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    try:
+        _expect(pipes, "ready")
+        opened = time.monotonic() - started
+        after = server.memory()
+        for pipe in pipes:
+            pipe.send("go")
+        _expect(pipes, "armed")
+        sent = time.monotonic()
+        asyncio.run(_deliver(server, users, not plan.plain))
+        appended = time.monotonic() - sent
+        seen = sorted(t - sent for times in _expect(pipes, "seen") for t in times)
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    return _result(server, plan, before, after, opened, appended, seen)
+
+
+async def _warm_up(server: ImapServer, users: list[tuple[str, str]], plan: argparse.Namespace) -> None:
+    warm = await _open_range(server, users, plan, 0, 20)
+    await asyncio.gather(*[client.close() for client in warm])
+
+
+def _result(server: ImapServer, plan: argparse.Namespace, before: dict[str, int], after: dict[str, int],
+            opened: float, appended: float, seen: list[float]) -> dict[str, Any]:
     n = plan.sessions
     return {
         "server": server.name, "sessions": n, "open_seconds": round(opened, 2),
@@ -139,7 +201,7 @@ def _run(plan: argparse.Namespace) -> list[dict[str, Any]]:
             for name in (plan.servers if number % 2 == 0 else plan.servers[::-1]):
                 peer, server = _start(name, root, users, group)
                 try:
-                    result = asyncio.run(_round(server, plan))
+                    result = _round(server, plan)
                 finally:
                     peer.stop()
                 result["round"] = number + 1
@@ -169,6 +231,8 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connect-concurrency", type=int, default=200)
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="client processes sharing the sessions (each its own event loop)")
     parser.add_argument("--notify-timeout", type=float, default=30.0)
     parser.add_argument("--plain", action="store_true", help="no TLS (hardmail needs imap.allow_plaintext_login)")
     parser.add_argument("--servers", default="dovecot,hardmail")
