@@ -35,7 +35,7 @@ from support import dovecot as dovecot_support  # noqa: E402
 
 HARDMAIL = Path(sys.executable).with_name("hardmail")
 DOMAIN = "bench.test"
-PASSWORD = "bench imap password 7715"
+PASSWORD = "orange kettle marble 4471 quiet"
 BIG = 10_000_000
 # Dovecot for 10,000+ sessions: login processes in "high-performance" mode (each serves many
 # connections and keeps proxying TLS), imap processes serving 250 sessions each (one process per
@@ -173,9 +173,10 @@ class HardmailImapPeer:
         for section, values in self.settings.items():
             config.setdefault(section, {}).update(values)
         (self.root / "hardmail.toml").write_text(tomli_w.dumps(config))
-        self._cli("domain", "add", DOMAIN)
-        for user, password in self.users.items():
-            self._cli("account", "add", user, "--password-stdin", stdin=password + "\n")
+        from hardmail.config.schema import Config
+        from support.hardmail_imap import seed_accounts
+
+        seed_accounts(Config.model_validate(config), self.users, DOMAIN)  # as `hardmail account add` does
 
     def start(self) -> ImapServer:
         self.ports = (free_port(), free_port())

@@ -70,13 +70,15 @@ class HardmailServer:
         return self.root / "data" / "mail" / domain / local
 
 
-def _seed(config: Config, accounts: Mapping[str, str]) -> None:
+def seed_accounts(config: Config, accounts: Mapping[str, str], domain: str = DOMAIN) -> None:
+    """Migrate the database of ``config``, add ``domain`` and the ``accounts`` (before serving)."""
+
     async def seed() -> None:
         store = await open_store(config.database_url)
         try:
             await store.migrate()
             admin = AdminService(store, config.auth.argon2)
-            await admin.add_domain(DOMAIN)
+            await admin.add_domain(domain)
             for address, password in accounts.items():
                 await admin.add_account(address, password)
         finally:
@@ -116,7 +118,7 @@ def running_hardmail(root: Path, accounts: Mapping[str, str],
     raw = _config(root, cert, key, settings or {})
     path = root / "hardmail.toml"
     path.write_text(tomli_w.dumps(raw))
-    _seed(Config.model_validate(raw), accounts)
+    seed_accounts(Config.model_validate(raw), accounts)
     ports = [free_loopback_port() for _ in IMAP_FLAGS]
     extra = [arg for flag, port in zip(IMAP_FLAGS, ports, strict=True) for arg in (flag, f"127.0.0.1:{port}")]
     serve = _Serve(path, extra)
