@@ -12,7 +12,7 @@ What is normalised, and why (everything else is compared as it is):
   only their order is defined (RFC 7162 3.1); each becomes ``M<rank>`` among the distinct values;
 - INTERNALDATE: converted to UTC; a date within ``NOW_WINDOW`` of the run is the server's "now"
   and becomes ``<now>``; dates given by the client must match exactly (as instants);
-- capability lists: sorted, keeping only the capabilities of ``COMPARED_CAPABILITIES`` (what
+- capability lists (answers to CAPABILITY; the optional ``[CAPABILITY]`` codes are dropped): sorted, keeping only the capabilities of ``COMPARED_CAPABILITIES`` (what
   issue 12 requires); the others are listed per server by :func:`capability_extras`;
 - the order of items inside a FETCH response, of flags and attributes, of LIST/LSUB/STATUS
   responses to one command, of SEARCH numbers, and the form of sequence sets (``1:3`` = ``1,2,3``);
@@ -40,6 +40,8 @@ COMPARED_CAPABILITIES = frozenset({
 # Informative response codes one correct server may send where another does not: RFC 9051 7.1
 # leaves them optional. The reason is kept next to each.
 DROPPED_CODES = {
+    "CAPABILITY": "optional in the greeting and in LOGIN/AUTHENTICATE replies (RFC 9051 7.1); the "
+                  "CAPABILITY command's answer is compared",
     "CLIENTBUG": "Dovecot's hint that a command was useless (e.g. STORE on no message)",
     "SERVERBUG": "server-internal",
     "ALERT": "free text for the user; servers differ in when they show one",
