@@ -12,8 +12,9 @@ What is normalised, and why (everything else is compared as it is):
   only their order is defined (RFC 7162 3.1); each becomes ``M<rank>`` among the distinct values;
 - INTERNALDATE: converted to UTC; a date within ``NOW_WINDOW`` of the run is the server's "now"
   and becomes ``<now>``; dates given by the client must match exactly (as instants);
-- capability lists (answers to CAPABILITY; the optional ``[CAPABILITY]`` codes are dropped): sorted, keeping only the capabilities of ``COMPARED_CAPABILITIES`` (what
-  issue 12 requires); the others are listed per server by :func:`capability_extras`;
+- answers to CAPABILITY (the optional ``[CAPABILITY]`` codes are dropped): sorted, keeping only
+  the capabilities of ``COMPARED_CAPABILITIES`` (what issue 12 requires); the others are listed
+  per server by :func:`capability_extras`;
 - the order of items inside a FETCH response, of flags and attributes, of LIST/LSUB/STATUS
   responses to one command, of SEARCH numbers, and the form of sequence sets (``1:3`` = ``1,2,3``);
 - ID responses (server identity), quota root names and limits (configuration);
