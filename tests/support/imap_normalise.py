@@ -302,6 +302,8 @@ def _code(code: list[Value], ctx: Context) -> list[Value] | None:
         return [Atom(name), Atom(ctx.modseq(str(args[0])))]
     if name == "PERMANENTFLAGS" and args:
         return [Atom(name), _sorted_flags(args[0])]
+    if name == "BADCHARSET":  # the list of supported charsets is optional (RFC 9051 7.1)
+        return [Atom(name)]
     if name == "MODIFIED" and args:
         return [Atom(name), Atom(sequence_set(str(args[0])))]
     return [Atom(name), *args]
