@@ -17,14 +17,16 @@ from hardmail.core.clock import SystemClock
 from hardmail.delivery.assembly import DeliveryServices, build_runner, build_services
 from hardmail.delivery.group_commit import GroupCommit
 from hardmail.delivery.incoming import clear_leftovers
+from hardmail.delivery.local_index import DeliveryIndexer, build_mailbox_store
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.maildir_writer import MaildirWriterProcess
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.delivery.runner import DeliveryRunner
+from hardmail.mailbox import ChangeNotifier, MailboxStore
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.context import ServerContext
-from hardmail.server.listener import KINDS, BoundAddress, Listeners
+from hardmail.server.listener import BoundAddress, Listeners, served_kinds, warn_unserved
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.prefork import (
     QUEUE_WAKE_SIGNAL,
@@ -35,6 +37,7 @@ from hardmail.server.prefork import (
     worker_count,
     worker_ready,
 )
+from hardmail.server.quota_hook import QuotaHook
 from hardmail.server.sessions import AccountChangeMonitor, SessionCheckHook
 from hardmail.server.status_keeper import StatusKeeper
 from hardmail.server.tls import TlsManager
@@ -63,15 +66,22 @@ async def build_context(config: Config, first: bool = True) -> ServerContext:
     # The server's look-ups go through a short read-through cache (the CLI keeps the raw store).
     store = cached_store(raw_store, clock, config.storage.cache_seconds, config.storage.cache_entries)
     maildir = MaildirStore(config.maildir_root, config.server.hostname)
-    delivery = build_services(config, store, maildir, clock)
+    notifier = ChangeNotifier(raw_store.mailbox, clock)
+    await notifier.start()
+    mailboxes = build_mailbox_store(config, raw_store, clock, notifier)
+    indexer = DeliveryIndexer(mailboxes, config.mailbox.over_quota)
+    delivery = build_services(config, store, maildir, clock, indexer)
     if first:
         await _recover_spool(delivery)
+        await reconcile_mailboxes(mailboxes)
     # Every worker, also one started again after it died: only files of dead processes go.
     await asyncio.to_thread(_clear_incoming, config)
-    acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir))
+    acceptor = MessageAcceptor(maildir, delivery.queue, config.server.hostname, clock, _committer(config, maildir),
+                               indexer=indexer, notices=delivery.notices)
     context = ServerContext(config=config, store=store, hash_pool=HashPool(config.auth.argon2), tls=tls,
-                            acceptor=acceptor, clock=clock, delivery=delivery)
+                            acceptor=acceptor, clock=clock, delivery=delivery, mailboxes=mailboxes, notifier=notifier)
     context.hooks.insert(0, AccessHook(store, config, clock))  # first: refuses cheaply before other checks
+    context.hooks.append(QuotaHook(indexer, config.mailbox))  # before the costly message checks
     enable_verify_cache(context.hash_pool, config.access.verify_cache_seconds)
     msgauth = build_msgauth_hook(config, store.msgauth, clock)
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
@@ -110,6 +120,47 @@ def _clear_incoming(config: Config) -> None:
         log_event("incoming.recover", file=name, detail="removed a message a stopped process was receiving")
 
 
+async def reconcile_mailboxes(mailboxes: MailboxStore) -> int:
+    """Start-up, first process only: index files put into a Maildir while the server was stopped
+    (or left by a crash between a file and its index entry) and drop entries whose file is gone;
+    one ``mailbox.repaired`` line per folder that changed, then a summary."""
+    try:
+        before = await _folder_states(mailboxes)
+        repaired = await mailboxes.reconcile_all()
+        _log_repaired(before, await _folder_states(mailboxes))
+    except Exception as exc:  # the server still starts: each folder is synced when a client opens it
+        log_event("mailbox.reconcile", level="error", result="failure", error=type(exc).__name__,
+                  detail=str(exc)[:300], hint="folders are synced when a client opens them; "
+                  "`hardmail mailbox reindex ADDRESS` repairs one mailbox")
+        return 0
+    log_event("mailbox.reconcile", result="success", folders=repaired)
+    return repaired
+
+
+FolderState = tuple[str, str, int, int, int]  # account, folder, HIGHESTMODSEQ, messages, UIDNEXT
+
+
+async def _folder_states(mailboxes: MailboxStore) -> dict[int, FolderState]:
+    """Every folder of the index by id (read in batches, as reconcile_all reads them)."""
+    states: dict[int, FolderState] = {}
+    after = 0
+    while batch := await mailboxes.index.all_folders(after):
+        for row in batch:
+            states[row.id] = (row.account, row.name, row.highestmodseq, row.messages, row.uidnext)
+            after = row.id
+    return states
+
+
+def _log_repaired(before: dict[int, FolderState], after: dict[int, FolderState]) -> None:
+    for folder_id, (account, name, modseq, messages, uidnext) in before.items():
+        now = after.get(folder_id)
+        if now is None:
+            log_event("mailbox.repaired", account=account, folder=name, detail="its directory is gone: index dropped")
+        elif now[2:] != (modseq, messages, uidnext):
+            log_event("mailbox.repaired", account=account, folder=name, messages_before=messages,
+                      messages=now[3], new_uids=now[4] - uidnext)
+
+
 async def _recover_spool(delivery: DeliveryServices) -> None:
     for orphan in await asyncio.to_thread(delivery.queue.spool.recover):
         log_event("spool.recover", queue_id=orphan, detail="removed an interrupted spool write")
@@ -117,7 +168,8 @@ async def _recover_spool(delivery: DeliveryServices) -> None:
 
 
 async def prepare_for_workers(config: Config) -> None:
-    """The start-up work done once before workers are forked: certificate, migrations, spool recovery."""
+    """The start-up work done once before workers are forked: certificate, migrations, spool recovery,
+    mailbox reconcile."""
     prepare_data_dir(config)
     tls = TlsManager(config)
     tls.ensure_certificate()
@@ -127,6 +179,7 @@ async def prepare_for_workers(config: Config) -> None:
         await store.migrate()
         maildir = MaildirStore(config.maildir_root, config.server.hostname)
         await _recover_spool(build_services(config, store, maildir, SystemClock()))
+        await reconcile_mailboxes(build_mailbox_store(config, store, SystemClock()))
         _clear_incoming(config)
     finally:
         await store.close()
@@ -165,6 +218,8 @@ class RunningServer:
                 await hook.close()  # its account-change poll
         self.context.hash_pool.close()
         await self.context.acceptor.close()
+        if self.context.notifier is not None:
+            await self.context.notifier.close()
         await self.context.store.close()
         log_event("server.stop")
 
@@ -183,6 +238,8 @@ async def start_server(config: Config, sockets: list[ListeningSocket] | None = N
             if isinstance(hook, SessionCheckHook):
                 await hook.close()
         context.hash_pool.close()
+        if context.notifier is not None:
+            await context.notifier.close()
         await context.store.close()
         raise
     log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir),
@@ -217,7 +274,8 @@ def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None
         return
     configure_logging(config.logging)
     run_loop(prepare_for_workers(config))  # every thread it used is joined: safe to fork
-    sockets = bind_listeners(config, KINDS)
+    warn_unserved(config)
+    sockets = bind_listeners(config, served_kinds())
 
     def run_worker(index: int) -> int:
         run_loop(serve(config, on_started if index == 0 else None, sockets, index))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from support.cli_process import cli_env, run_cli, serving
+from hardmail.server.listener import KINDS
+from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli, serving
 from support.unprivileged import AS_NOBODY, require_setpriv
 
 CHEAP_ARGON2 = "[auth.argon2]\ntime_cost = 1\nmemory_cost = 8192\n"
@@ -116,7 +117,8 @@ def test_serve_creates_the_data_dir_and_status_describes_the_running_server(cwd:
     assert status.returncode == 0, status.stderr
     found = json.loads(status.stdout)
     assert (found["running"], found["pid"], found["workers"], found["data_dir"]) == (True, server.pid, 1, str(data))
-    announced = {line.split()[0]: line.split()[1] for line in server.started if line.startswith("  s")}
+    announced = {line.split()[0]: line.split()[1] for line in server.started
+                 if line.split()[:1] and line.split()[0] in KINDS and "not served" not in line}
     assert {item["kind"]: item["address"] for item in found["listeners"]} == announced
     assert (found["queue_size"], found["sessions"], found["last_errors"]) == (0, 0, [])
     assert found["started"].endswith("Z") and [p["pid"] for p in found["processes"]] == [server.pid]
@@ -133,8 +135,7 @@ def test_a_second_server_on_the_same_data_dir_is_refused(cwd: Path, workers: str
     env = cli_env(HARDMAIL_SERVER__WORKERS=workers)
     with serving(cwd=cwd, env=env) as first:
         holder = json.loads((cwd / "hardmail-data" / "hardmail.lock").read_text())
-        second = run_cli("serve", "--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
-                         "--listen-submissions", "127.0.0.1:0", cwd=cwd, env=env)
+        second = run_cli("serve", *EPHEMERAL_LISTENERS, cwd=cwd, env=env)
         status = json.loads(run_cli("status", "--json", cwd=cwd).stdout)
     assert second.returncode == 1
     assert second.stderr == (f"error: another hardmail server (pid {first.pid}, started {holder['started']}) "

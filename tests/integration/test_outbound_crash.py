@@ -28,6 +28,7 @@ from hardmail.delivery.queue import DeliveryQueue
 from hardmail.delivery.spool import OutboundSpool
 from hardmail.store import open_store
 from support.dns_server import LoopbackDnsServer
+from support.live import EPHEMERAL_LISTEN
 from support.smtp_sink import Received, Sink, free_port_on
 
 MX = "127.0.0.2"
@@ -37,7 +38,7 @@ SUBJECTS = [f"crash {n}" for n in range(5)]
 def _config(tmp_path: Path, dns_port: int, port: int) -> Path:
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data")},
-        "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
+        "listen": EPHEMERAL_LISTEN,
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "dns": {"nameservers": ["127.0.0.1"], "port": dns_port, "timeout": 10},
         "outbound": {"port": port, "connect_timeout": 10, "command_timeout": 60, "data_timeout": 60,

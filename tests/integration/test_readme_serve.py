@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from hardmail.server.listener import KINDS
+from support.cli_process import EPHEMERAL_LISTENERS
 from support.live import RawClient, require_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,20 +35,23 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 def served(tmp_path: Path) -> Iterator[tuple[dict[str, int], Path, int]]:
     data = tmp_path / "data"
     process = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "serve"), "--data-dir", str(data), "--listen-smtp", "127.0.0.1:0",
-         "--listen-submission", "127.0.0.1:0", "--listen-submissions", "127.0.0.1:0"],
+        ["bash", str(ROOT / "scripts" / "serve"), "--data-dir", str(data), *EPHEMERAL_LISTENERS],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV,
     )
     ports: dict[str, int] = {}
+    printed: set[str] = set()
     assert process.stdout is not None
     for line in process.stdout:  # the start-up summary: one line per listener, then the data dir
-        match = re.match(r"\s+(smtp|submission|submissions)\s+127\.0\.0\.1:(\d+)", line)
+        match = re.match(r"\s+(smtp|submission|submissions|imap|imaps|pop3|pop3s)\s+127\.0\.0\.1:(\d+)", line)
         if match:
-            ports[match.group(1)] = int(match.group(2))
+            printed.add(match.group(1))
+            if "not served" not in line:
+                ports[match.group(1)] = int(match.group(2))
         if "data dir" in line:
             break
     try:
-        assert set(ports) == {"smtp", "submission", "submissions"}, f"start-up output lacked listeners: {ports}"
+        assert printed == set(KINDS), f"start-up output lacked listeners: {printed}"
+        assert {"smtp", "submission", "submissions"} <= set(ports), f"start-up output lacked listeners: {ports}"
         yield ports, data, process.pid  # scripts/serve execs hardmail: same process
     finally:
         process.send_signal(signal.SIGTERM)

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from support.cli_process import cli_env, run_cli
+from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli
 from support.unprivileged import AS_NOBODY, require_setpriv
 
+MAILBOX_LISTENERS = EPHEMERAL_LISTENERS[6:]  # imap, imaps, pop3, pop3s on ephemeral ports
 IN_USE_HINT = "address already in use (is another program, or another hardmail, using that port?)"
 
 
 def _serve(*listen: str, data: Path, workers: str = "1",
            prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    args = ["--listen-submission", "127.0.0.1:0", "--listen-submissions", "127.0.0.1:0", *listen]
+    args = ["--listen-submission", "127.0.0.1:0", "--listen-submissions", "127.0.0.1:0", *MAILBOX_LISTENERS, *listen]
     return run_cli("serve", *args, "-d", str(data), cwd=data.parent, prefix=prefix,
                    env=cli_env(HARDMAIL_SERVER__WORKERS=workers))
 
@@ -124,7 +125,6 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path, wor
         key.write_text(content)
     env = cli_env(HARDMAIL_SERVER__WORKERS=workers, HARDMAIL_TLS__CERT_FILE=str(cert),
                   HARDMAIL_TLS__KEY_FILE=str(key))
-    result = run_cli("serve", "--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
-                     "--listen-submissions", "127.0.0.1:0", "-d", str(tmp_path / "data"), cwd=tmp_path, env=env,
+    result = run_cli("serve", *EPHEMERAL_LISTENERS, "-d", str(tmp_path / "data"), cwd=tmp_path, env=env,
                      timeout=60)
     assert _error_line(result).startswith(f"error: cannot start: {cause.format(cert=cert)}")

@@ -22,7 +22,7 @@ import tomli_w
 
 from hardmail.config.schema import Config
 from support.cli_process import LoggedServe, free_loopback_port, seed_account
-from support.live import client_tls_context
+from support.live import EPHEMERAL_LISTEN, client_tls_context
 
 WAIT = 60.0
 HARDMAIL = str(Path(sys.executable).parent / "hardmail")
@@ -37,7 +37,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, list[int], P
     port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
-        "listen": {"smtp": ["127.0.0.1:0"], "submission": [f"127.0.0.1:{port}"], "submissions": ["127.0.0.1:0"]},
+        "listen": {**EPHEMERAL_LISTEN, "submission": [f"127.0.0.1:{port}"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "logging": {"format": "json"},
         "inbound": {"enabled": False},

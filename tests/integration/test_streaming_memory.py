@@ -19,6 +19,7 @@ import tomli_w
 
 from hardmail.config.schema import Config
 from support.cli_process import LoggedServe, free_loopback_port, seed_account
+from support.live import EPHEMERAL_LISTEN
 
 WAIT = 120.0
 SIZE = 40 * 1024 * 1024
@@ -56,7 +57,7 @@ def server(tmp_path: Path) -> Iterator[tuple[LoggedServe, int, Config]]:
     port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 1},
-        "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
+        "listen": {**EPHEMERAL_LISTEN, "smtp": [f"127.0.0.1:{port}"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "smtp": {"max_message_size": 50 * 1024 * 1024},
         "logging": {"format": "json"},

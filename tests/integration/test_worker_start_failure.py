@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.cli_process import cli_env
+from support.cli_process import EPHEMERAL_LISTENERS, cli_env
 
 BOUNDED = 90.0  # seconds; the server exits long before (the restart loop never would)
 
@@ -42,8 +42,7 @@ runpy.run_module("hardmail", run_name="__main__")
 def _serve_failing(tmp_path: Path, kind: str) -> subprocess.CompletedProcess[str]:
     data = tmp_path / "data"
     command = [sys.executable, "-c", LAUNCHER, kind, "serve", "-d", str(data),
-               "--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
-               "--listen-submissions", "127.0.0.1:0"]
+               *EPHEMERAL_LISTENERS]
     env = cli_env(HARDMAIL_SERVER__WORKERS="2", HARDMAIL_LOGGING__FORMAT="json")
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BOUNDED,
                           check=False)

@@ -24,6 +24,7 @@ from hardmail.config.schema import Config
 from hardmail.server.prefork import MAX_AUTO_WORKERS, worker_count
 from support.cli_process import LoggedServe, free_loopback_port, seed_account
 from support.dns_server import LoopbackDnsServer
+from support.live import EPHEMERAL_LISTEN
 from support.smtp_sink import Sink, free_port_on
 
 WAIT = 60.0
@@ -54,7 +55,7 @@ def _write_config(tmp_path: Path, more: dict[str, Any]) -> Path:
     port = free_loopback_port()
     raw: dict[str, Any] = {
         "server": {"hostname": "mail.example.test", "data_dir": str(tmp_path / "data"), "workers": 2},
-        "listen": {"smtp": [f"127.0.0.1:{port}"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
+        "listen": {**EPHEMERAL_LISTEN, "smtp": [f"127.0.0.1:{port}"]},
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "logging": {"format": "json"},
         "inbound": {"enabled": False},

@@ -23,8 +23,8 @@ from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.store import open_store
 
-EPHEMERAL_LISTENERS = ("--listen-smtp", "127.0.0.1:0", "--listen-submission", "127.0.0.1:0",
-                       "--listen-submissions", "127.0.0.1:0")
+EPHEMERAL_LISTENERS = tuple(item for kind in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+                            for item in (f"--listen-{kind}", "127.0.0.1:0"))
 STARTED_LINE = "Stop with Ctrl-C."
 
 

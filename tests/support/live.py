@@ -36,12 +36,16 @@ BOB_PASSWORD = "another long passphrase 42"
 CAROL_DISABLED = "carol@example.test"
 CAROL_PASSWORD = "disabled users long passphrase 7"
 HOSTNAME = "mail.example.test"
+# Every listener kind on an ephemeral loopback port (a test that names its own [listen] starts from it,
+# so that no default port, 2143 and the like, is bound by a test).
+EPHEMERAL_LISTEN: dict[str, list[str]] = {kind: ["127.0.0.1:0"] for kind in
+                                          ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")}
 
 
 def server_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
     raw: dict[str, Any] = {
         "server": {"hostname": HOSTNAME, "data_dir": str(data_dir)},
-        "listen": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"]},
+        "listen": dict(EPHEMERAL_LISTEN),
         "auth": {"argon2": {"time_cost": 1, "memory_cost": 8192}},
         "smtp": {"max_message_size": 200_000},
         "queue": {"run_delivery": False},  # tests never send mail to the Internet

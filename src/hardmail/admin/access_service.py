@@ -179,7 +179,7 @@ class AccessService:
         # Login bans stay out of the firewall: it would refuse the MX port and the owners whose
         # known addresses hardmail lets through; the server refuses their AUTH before any hashing.
         bans = [ban for ban in await self.bans() if ban.scope == "all"]
-        return nft_script(bans, self.clock.now(), table, _listener_ports(self.config))
+        return nft_script(bans, self.clock.now(), table, listener_ports(self.config))
 
     # login history
 
@@ -199,10 +199,14 @@ async def last_successful_login(store: Store, address: str, scan: int = 1000) ->
     return next((e.at for e in events if e.kind == "login" and e.result == "success"), None)
 
 
-def _listener_ports(config: Config) -> list[int]:
-    listen = config.listen
-    ports = {int(a.rpartition(":")[2]) for a in (*listen.smtp, *listen.submission, *listen.submissions)}
-    return sorted(p for p in ports if p)
+LISTEN_KINDS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def listener_ports(config: Config) -> list[int]:
+    """The ports of every configured listener (SMTP, IMAP and POP3 alike: a ban for everything
+    refuses them all)."""
+    addresses = [a for kind in LISTEN_KINDS for a in getattr(config.listen, kind)]
+    return sorted({port for port in (int(a.rpartition(":")[2]) for a in addresses) if port})
 
 
 def _elements(bans: Iterable[Ban], version: int, now: float) -> list[str]:

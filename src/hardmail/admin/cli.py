@@ -17,6 +17,7 @@ from hardmail.admin import (
     cli_accounts,
     cli_config,
     cli_credentials,
+    cli_mailbox,
     cli_msgauth,
     cli_queue,
     cli_serve,
@@ -41,6 +42,7 @@ cli_credentials.register(app)
 cli_queue.register(app)
 cli_access.register(app)
 cli_msgauth.register(app)
+cli_mailbox.register(app)
 
 
 def package_version() -> str:

@@ -29,6 +29,8 @@ from hardmail.admin.cli_common import (
 )
 from hardmail.admin.service import AdminError, AdminService
 from hardmail.config.schema import Config
+from hardmail.core.clock import SystemClock
+from hardmail.delivery.local_index import build_mailbox_store
 from hardmail.store.ports import Account, Alias, Domain, StoreError
 
 T = TypeVar("T")
@@ -64,7 +66,8 @@ def register(app: typer.Typer) -> None:
 
 async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
     return await with_store(cfg, lambda store: work(
-        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator)))
+        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator,
+                     mailboxes=build_mailbox_store(cfg, store, SystemClock()))))
 
 
 def _run(

@@ -27,14 +27,15 @@ from hardmail.core.diskfull import is_disk_full
 from hardmail.ops.logfile import LogFileError
 from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError
-from hardmail.server.listener import KINDS
+from hardmail.server.listener import PROTOCOL_OF_KIND, served_kinds, unserved_listeners
 from hardmail.server.prefork import WorkerStartError, worker_count
 from hardmail.server.tls import TlsError
 
 
-def _overrides(smtp: list[str] | None, submission: list[str] | None, submissions: list[str] | None) -> dict[str, Any]:
+def _overrides(listen: dict[str, list[str] | None]) -> dict[str, Any]:
+    """``--listen-KIND`` values (repeated, or comma-separated) replacing ``listen.KIND``."""
     overrides: dict[str, Any] = {}
-    for key, values in (("smtp", smtp), ("submission", submission), ("submissions", submissions)):
+    for key, values in listen.items():
         if values:
             overrides[f"listen.{key}"] = [v.strip() for item in values for v in item.split(",") if v.strip()]
     return overrides
@@ -45,6 +46,9 @@ def _print_started(server: RunningServer) -> None:
     console.print(f"[bold green]hardmail is running[/] as [bold]{config.server.hostname}[/]")
     for bound in server.bound:
         console.print(f"  {bound.kind:<12} {bound}")
+    for kind, address in unserved_listeners(config):
+        console.print(f"  {kind:<12} {address} [yellow](not served: this build has no "
+                      f"{PROTOCOL_OF_KIND[kind].upper()} server)[/]")
     console.print(f"  data dir     {config.data_dir}")
     console.print(f"  database     {config.database_url.split('@')[-1]}")
     for cert in server.context.tls.certificate_summary():
@@ -56,18 +60,31 @@ def _print_started(server: RunningServer) -> None:
     console.print("Stop with Ctrl-C. Add mail users with `hardmail domain add` and `hardmail account add`.")
 
 
+def _listen_option(flag: str, help_text: str) -> Any:
+    return typer.Option(flag, metavar="HOST:PORT", help=help_text)
+
+
+ListenValues = list[str] | None
+
+
 def serve_command(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
-    listen_smtp: Annotated[list[str] | None, typer.Option("--listen-smtp", metavar="HOST:PORT",
-                                                          help="MX listener(s), replaces listen.smtp.")] = None,
-    listen_submission: Annotated[list[str] | None, typer.Option("--listen-submission", metavar="HOST:PORT",
-                                                                help="Submission (STARTTLS) listener(s).")] = None,
-    listen_submissions: Annotated[list[str] | None, typer.Option("--listen-submissions", metavar="HOST:PORT",
-                                                                 help="Implicit-TLS listener(s).")] = None,
+    listen_smtp: Annotated[ListenValues, _listen_option(
+        "--listen-smtp", "MX listener(s), replaces listen.smtp.")] = None,
+    listen_submission: Annotated[ListenValues, _listen_option(
+        "--listen-submission", "Submission (STARTTLS) listener(s).")] = None,
+    listen_submissions: Annotated[ListenValues, _listen_option(
+        "--listen-submissions", "Implicit-TLS listener(s).")] = None,
+    listen_imap: Annotated[ListenValues, _listen_option("--listen-imap", "IMAP (STARTTLS) listener(s).")] = None,
+    listen_imaps: Annotated[ListenValues, _listen_option("--listen-imaps", "IMAP implicit-TLS listener(s).")] = None,
+    listen_pop3: Annotated[ListenValues, _listen_option("--listen-pop3", "POP3 (STLS) listener(s).")] = None,
+    listen_pop3s: Annotated[ListenValues, _listen_option("--listen-pop3s", "POP3 implicit-TLS listener(s).")] = None,
 ) -> None:
     """Run the mail server in the foreground."""
-    cfg = load_cli_config(config, data_dir, _overrides(listen_smtp, listen_submission, listen_submissions))
+    listen = {"smtp": listen_smtp, "submission": listen_submission, "submissions": listen_submissions,
+              "imap": listen_imap, "imaps": listen_imaps, "pop3": listen_pop3, "pop3s": listen_pop3s}
+    cfg = load_cli_config(config, data_dir, _overrides(listen))
     lock = _lock(cfg)
     try:
         run_serve(cfg, on_started=_print_started)
@@ -87,7 +104,7 @@ def serve_command(
 
 def _lock(cfg: Config) -> ServerLock:
     """Hold the data directory for this server's lifetime, or exit: one server per directory."""
-    listeners = [f"{kind}={address}" for kind in KINDS for address in getattr(cfg.listen, kind)]
+    listeners = [f"{kind}={address}" for kind in served_kinds() for address in getattr(cfg.listen, kind)]
     try:
         return ServerLock.acquire(cfg.data_dir, {"workers": worker_count(cfg), "listeners": listeners})
     except AnotherServerRunning as exc:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hardmail.auth.events import record_admin_event
 from hardmail.auth.hashing import hash_password
@@ -27,9 +28,13 @@ from hardmail.auth.scram import ScramSecrets, derive_secrets
 from hardmail.config.schema import AuthSection, PasswordHashSection
 from hardmail.core.address import AddressError, normalize_domain, parse_address_arg
 from hardmail.core.clock import Clock, SystemClock
+from hardmail.delivery.local_index import set_up_mailbox
 from hardmail.delivery.recipients import Edge, review_new_alias
 from hardmail.policy.passwords import check_new_password
 from hardmail.store.ports import Account, Alias, AlreadyExists, Domain, InUse, NotFound, Store
+
+if TYPE_CHECKING:
+    from hardmail.mailbox import MailboxStore
 
 
 class AdminError(Exception):
@@ -123,8 +128,10 @@ class AdminService:
         auth: AuthSection | None = None,
         clock: Clock | None = None,
         plus_separator: str = "+",
+        mailboxes: MailboxStore | None = None,
     ) -> None:
         self._store = store
+        self._mailboxes = mailboxes  # a new account's folders are made here (else at its first delivery)
         self._plus = plus_separator  # smtp.plus_separator: aliases are checked as delivery resolves them
         self._hash_params = hash_params
         self._auth = auth or AuthSection(argon2=hash_params)
@@ -180,6 +187,8 @@ class AdminService:
             raise _unknown_domain(key.rpartition("@")[2]) from None
         await self._call_on_account(key, self._store.credentials.set_password(key, password_hash, scram))
         await record_admin_event(self._store.credentials, self._clock, key, "password-set")
+        if self._mailboxes is not None:  # INBOX and the special-use folders (RFC 6154)
+            await set_up_mailbox(self._mailboxes, key)
         return account
 
     async def list_accounts(self, domain: str | None = None) -> list[Account]:

@@ -45,14 +45,18 @@ class ListenSection(Section):
     smtp: list[str] = Field(["127.0.0.1:2525"], description="MX listeners (port 25 in production); STARTTLS offered.")
     submission: list[str] = Field(["127.0.0.1:2587"], description="Submission listeners (587): STARTTLS, then AUTH, required.")
     submissions: list[str] = Field(["127.0.0.1:2465"], description="Submissions listeners (465): implicit TLS, AUTH required.")
+    imap: list[str] = Field(["127.0.0.1:2143"], description="IMAP listeners (143): STARTTLS, no login before it (LOGINDISABLED).")
+    imaps: list[str] = Field(["127.0.0.1:2993"], description="IMAPS listeners (993): implicit TLS.")
+    pop3: list[str] = Field(["127.0.0.1:2110"], description="POP3 listeners (110): STLS, no login before it.")
+    pop3s: list[str] = Field(["127.0.0.1:2995"], description="POP3S listeners (995): implicit TLS.")
 
-    @field_validator("smtp", "submission", "submissions", mode="before")
+    @field_validator("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", mode="before")
     @classmethod
     def _one_address_is_a_list(cls, value: object) -> object:
         """``smtp = "0.0.0.0:25"`` (what a new admin writes) means the list of that one address."""
         return [value] if isinstance(value, str) else value
 
-    @field_validator("smtp", "submission", "submissions")
+    @field_validator("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
     @classmethod
     def _check_addresses(cls, values: list[str]) -> list[str]:
         for value in values:
@@ -116,6 +120,16 @@ class StorageSection(Section):
     cache_seconds: float = Field(5.0, ge=0, description="Seconds the server remembers domain, account and alias look-ups (also \"not found\"); admin changes made by another process (the CLI) take effect within this time, changes made by the server itself at once; 0 turns the cache off.")
     cache_entries: int = Field(10000, ge=1, description="Most look-ups the cache holds (least recently used go first).")
     maildir_writer: Literal["process", "thread"] = Field("process", description="Where Maildir files are written and fsync'd: a child process of each server process (its file system calls never slow the event loop down), or a thread of it.")
+
+
+class MailboxSection(Section):
+    # 10 GiB: well above what nearly every real mailbox holds, so nobody meets it by surprise, yet one
+    # runaway mailbox (a mail loop, a forgotten account collecting spam) cannot fill the disk that every
+    # other account shares; a full disk would refuse mail for all of them (452 4.3.1).
+    default_quota_bytes: int = Field(10 * 1024**3, ge=0, description="Storage quota in bytes of every mailbox without limits of its own (set with `hardmail mailbox quota`); 0 means unlimited.")
+    default_quota_messages: int = Field(0, ge=0, description="Message-count quota of every mailbox without limits of its own; 0 means unlimited.")
+    over_quota: Literal["defer", "bounce"] = Field("defer", description="Mail for a full mailbox: defer (452 4.2.2, the sender retries and the owner has time to clean up) or bounce (552 5.2.2, refused for good).")
+    append_limit: int = Field(0, ge=0, description="Largest message in bytes a client may APPEND (IMAP APPENDLIMIT, RFC 7889); 0 means the same as smtp.max_message_size.")
 
 
 class PasswordHashSection(Section):
@@ -319,6 +333,17 @@ class AntispamSection(Section):
     score_dmarc_fail: int = Field(3, description="DMARC result fail.")
 
 
+class ImapSection(Section):
+    max_line: int = Field(8192, ge=1024, le=1_048_576, description="Longest command line in bytes (literals not counted); a longer line gets BAD and the connection is closed (RFC 9051 4: at least 8000 octets are recommended).")
+    max_literal: int = Field(50 * 1024 * 1024, ge=65536, description="Largest APPEND literal in bytes, advertised as APPENDLIMIT (RFC 7889); a larger one gets NO [TOOBIG]. Literals of other commands are limited to 64 KiB.")
+    commands_per_second: float = Field(50.0, gt=0, description="Commands one connection may send per second on average (bursts of twice that pass); faster clients are slowed down (each command waits its turn), not refused.")
+    connections_per_ip: int = Field(20, ge=1, description="IMAP connections open at once from one client address, in each server process ([access.limits] counts every protocol together).")
+    connections_per_account: int = Field(20, ge=1, description="IMAP sessions one account may have open at once, in each server process; one more gets NO [LIMIT] at login.")
+    idle_timeout: float = Field(1800.0, ge=60, description="Seconds an authenticated client may stay silent (also in IDLE) before the server says BYE (RFC 9051 5.4 and RFC 2177: at least 30 minutes).")
+    login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting (and between commands before login).")
+    allow_plaintext_login: bool = Field(False, description="Allow LOGIN and AUTHENTICATE PLAIN before TLS on the STARTTLS listener. Sends passwords readable on the network: only for a trusted link.")
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     listen: ListenSection = ListenSection()
@@ -336,6 +361,8 @@ class Config(Section):
     inbound: InboundSection = InboundSection()
     greylist: GreylistSection = GreylistSection()
     antispam: AntispamSection = AntispamSection()
+    mailbox: MailboxSection = MailboxSection()
+    imap: ImapSection = ImapSection()
 
     @property
     def data_dir(self) -> Path:
@@ -346,6 +373,11 @@ class Config(Section):
         if self.storage.url:
             return self.storage.url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'hardmail.db').resolve()}"
+
+    @property
+    def append_limit(self) -> int:
+        """[mailbox] append_limit, or smtp.max_message_size when that is 0."""
+        return self.mailbox.append_limit or self.smtp.max_message_size
 
     @property
     def maildir_root(self) -> Path:

@@ -23,6 +23,7 @@ def insecure_warnings(cfg: Config) -> list[str]:
     """Every insecure choice in ``cfg``, as sentences an administrator can act on."""
     return [
         *_plaintext_auth(cfg),
+        *_plaintext_mailbox_login(cfg),
         *_old_tls(cfg),
         *_open_relay(cfg),
         *_auth_on_mx(cfg),
@@ -73,6 +74,18 @@ def _plaintext_auth(cfg: Config) -> Iterator[str]:
         )
 
 
+def _plaintext_mailbox_login(cfg: Config) -> Iterator[str]:
+    """``[imap]`` / ``[pop3]`` ``allow_plaintext_login`` (read safely: those sections come with
+    the IMAP and POP3 servers and may be absent from a build)."""
+    for section, where in (("imap", "LOGIN and AUTHENTICATE"), ("pop3", "USER/PASS and AUTH")):
+        if getattr(getattr(cfg, section, None), "allow_plaintext_login", False) is True:
+            yield (
+                f"{section}.allow_plaintext_login is true: {where} are accepted on the {section} "
+                "listener before STARTTLS, so passwords can cross the network readable by anyone "
+                "on the path; set it to false."
+            )
+
+
 def _old_tls(cfg: Config) -> Iterator[str]:
     if cfg.tls.min_version in _OLD_TLS_VERSIONS:
         yield (
@@ -115,7 +128,9 @@ def _self_signed_on_public_listeners(cfg: Config) -> Iterator[str]:
 
 
 def _all_listeners(cfg: Config) -> list[str]:
-    return [*cfg.listen.smtp, *cfg.listen.submission, *cfg.listen.submissions]
+    listen = cfg.listen
+    return [*listen.smtp, *listen.submission, *listen.submissions, *listen.imap, *listen.imaps, *listen.pop3,
+            *listen.pop3s]
 
 
 def _is_loopback(address: str) -> bool:

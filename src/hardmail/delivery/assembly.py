@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from hardmail.auth.server_key import server_fernet
 from hardmail.config.schema import Config, parse_host_port
 from hardmail.core.clock import Clock
+from hardmail.delivery.local_index import DeliveryIndexer
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.notices import LocalNotices, NoticeSender
 from hardmail.delivery.outbound import OutboundDeliverer, OutboundSettings
@@ -34,10 +35,13 @@ class DeliveryServices:
     notices: NoticeSender
 
 
-def build_services(config: Config, store: Store, maildir: MaildirStore, clock: Clock) -> DeliveryServices:
+def build_services(config: Config, store: Store, maildir: MaildirStore, clock: Clock,
+                   indexer: DeliveryIndexer | None = None) -> DeliveryServices:
+    """``indexer``: records local notices in the mailbox index (the server gives one)."""
     queue = DeliveryQueue(store.queue, OutboundSpool(config.spool_dir), clock)
+    local = LocalNotices(store, maildir, config.smtp.plus_separator, indexer=indexer)
     notices = NoticeSender(queue, config.server.hostname, clock, full_limit=config.queue.bounce_full_message_limit,
-                           local=LocalNotices(store, maildir, config.smtp.plus_separator))
+                           local=local)
     return DeliveryServices(queue, notices)
 
 

@@ -81,8 +81,9 @@ def escape_hostname(hostname: str) -> str:
     return hostname.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
 
 
-class _UniqueNames:
-    """Maildir base names unique within this process: time, pid and a per-process counter."""
+class UniqueNames:
+    """Maildir base names unique within this process: time, pid and a per-process counter (also
+    used by the mailbox store, ``hardmail.mailbox``)."""
 
     def __init__(self, hostname: str) -> None:
         self._host = escape_hostname(hostname)
@@ -131,7 +132,7 @@ class MaildirStore:
 
     def __init__(self, root: Path, hostname: str) -> None:
         self.root = Path(root)
-        self._names = _UniqueNames(hostname)
+        self._names = UniqueNames(hostname)
         self._ready: set[Path] = set()  # maildirs known to have tmp/ new/ cur/ (forgotten on any error)
 
     def mailbox_path(self, address: str) -> Path:
@@ -217,18 +218,23 @@ class MaildirStore:
         return tmp_files
 
     def _ensure_maildir(self, mailbox: Path) -> None:
-        """Create ``tmp/ new/ cur/`` (mode 0700) on first delivery; new entries are fsync'd."""
-        if all((mailbox / sub).is_dir() for sub in _MAILDIR_SUBDIRS):
-            return
-        if mailbox.name.startswith("."):  # a Maildir++ subfolder: its parent maildir first
-            self._ensure_maildir(mailbox.parent)
-        make_private_dir(mailbox)
-        for sub in _MAILDIR_SUBDIRS:
-            make_private_dir(mailbox / sub)
-        if mailbox.name.startswith("."):
-            marker = mailbox / "maildirfolder"  # Maildir++: marks a subfolder (Courier, Dovecot)
-            with contextlib.suppress(FileExistsError):  # a concurrent delivery made it
-                write_new_file(marker, [b""])
+        ensure_maildir(mailbox)
+
+
+def ensure_maildir(mailbox: Path) -> None:
+    """Create ``tmp/ new/ cur/`` (mode 0700) when missing; new entries are fsync'd. A Maildir++
+    subfolder (``.Name``) gets its parent maildir first and the ``maildirfolder`` marker."""
+    if all((mailbox / sub).is_dir() for sub in _MAILDIR_SUBDIRS):
+        return
+    if mailbox.name.startswith("."):  # a Maildir++ subfolder: its parent maildir first
+        ensure_maildir(mailbox.parent)
+    make_private_dir(mailbox)
+    for sub in _MAILDIR_SUBDIRS:
+        make_private_dir(mailbox / sub)
+    if mailbox.name.startswith("."):
+        marker = mailbox / "maildirfolder"  # Maildir++: marks a subfolder (Courier, Dovecot)
+        with contextlib.suppress(FileExistsError):  # a concurrent delivery made it
+            write_new_file(marker, [b""])
 
 
 def _link_or_copy(source: Path, target: Path, chunks: list[Part], delivery: _Delivery) -> None:

@@ -23,6 +23,7 @@ from hardmail.delivery.dsn import (
     status_from_reply,
     wants_notice,
 )
+from hardmail.delivery.local_index import DeliveryIndexer, delivered_files
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.recipients import RecipientStore, resolve_recipient
 from hardmail.ops.log import log_event
@@ -49,10 +50,12 @@ def report_for(outcome: RecipientOutcome, action: str, now: float, default: str,
 class LocalNotices:
     """Delivers a notice to a sender in one of our domains; ``False`` for any other address."""
 
-    def __init__(self, store: RecipientStore, maildir: MaildirStore, plus_separator: str = "+") -> None:
+    def __init__(self, store: RecipientStore, maildir: MaildirStore, plus_separator: str = "+",
+                 indexer: DeliveryIndexer | None = None) -> None:
         self.store = store
         self.maildir = maildir
         self.plus_separator = plus_separator
+        self.indexer = indexer  # records the notice in the mailbox index (set by app.py)
 
     async def __call__(self, address: str, notice: bytes) -> bool:
         try:
@@ -63,7 +66,10 @@ class LocalNotices:
         if resolution.kind == "remote":
             return False
         if resolution.mailboxes:
-            await asyncio.to_thread(self.maildir.deliver, resolution.mailboxes, notice)
+            written = await asyncio.to_thread(self.maildir.deliver, resolution.mailboxes, notice)
+            if self.indexer is not None:
+                await self.indexer.index(delivered_files(resolution.mailboxes, written, None,
+                                                         self.maildir.mailbox_path), None)
         else:
             log_event("dsn.dropped", level="warning", recipient=address, detail=f"local sender is {resolution.kind}")
         return True

@@ -2,7 +2,9 @@
 
 Runs after the client's final dot (or last BDAT chunk). The SMTP 250 is sent only after this
 returns: every local copy is fsync'd in its Maildir and every remote recipient is in the outbound
-queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant). File work
+queue, its spool file fsync'd and its row committed (DESIGN.md data-safety invariant); local
+copies are then recorded in the mailbox index (:mod:`hardmail.delivery.local_index`), so that
+IMAP and POP3 clients see them with the next UID. File work
 runs in a thread (or the Maildir writer process), off the event loop. The message comes as a
 :class:`MessageContent`: the new header lines and the head are written from memory, the rest is
 copied from the message's incoming file by the kernel, so acceptance holds no more of a big
@@ -18,7 +20,7 @@ from pathlib import Path
 from hardmail.core.clock import Clock
 from hardmail.core.ids import new_id
 from hardmail.delivery.content import MessageContent
-from hardmail.delivery.dsn import DsnRequest
+from hardmail.delivery.dsn import DsnRequest, RecipientReport
 from hardmail.delivery.durable import Part, part_size
 from hardmail.delivery.group_commit import GroupCommit, group_commit_for
 from hardmail.delivery.headers import (
@@ -27,9 +29,13 @@ from hardmail.delivery.headers import (
     split_header_block,
     with_protocol,
 )
+from hardmail.delivery.local_index import DeliveryIndexer, delivered_files
 from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.notices import NoticeSender
 from hardmail.delivery.queue import DeliveryQueue
 from hardmail.delivery.spool import OutboundSpool
+from hardmail.ops.log import log_event
+from hardmail.store.ports_queue import QueueEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +81,11 @@ def message_head(chunks: Sequence[bytes], limit: int = 256 * 1024) -> bytes:
 
 class MessageAcceptor:
     def __init__(self, maildir: MaildirStore, queue: DeliveryQueue, hostname: str, clock: Clock,
-                 committer: GroupCommit | None = None) -> None:
+                 committer: GroupCommit | None = None, indexer: DeliveryIndexer | None = None,
+                 notices: NoticeSender | None = None) -> None:
         self.maildir = maildir
+        self.indexer = indexer  # None: no mailbox index (files only; a sync indexes them later)
+        self.notices = notices  # failure notices for mailboxes full at delivery (over_quota = "bounce")
         self.queue = queue
         self.hostname = hostname
         self.clock = clock
@@ -119,15 +128,39 @@ class MessageAcceptor:
                 origin_account=client.account, meta={"message_id": message_id}, queue_id=message_id,
                 notify=False, dsn=envelope.dsn,
             )
+        full = await self.indexer.without_room(envelope.mailboxes, size) if self.indexer and envelope.mailboxes else ()
+        local = tuple(account for account in envelope.mailboxes if account not in full)
         try:
-            written = await self._deliver_local(envelope.mailboxes, parts, envelope.folder)
+            written = await self._deliver_local(local, parts, envelope.folder)
         except BaseException:
             if spool_id is not None:
                 await self.queue.remove(spool_id)
             raise
+        if written and self.indexer is not None:  # after the files are durable, before the 250
+            delivered = delivered_files(local, written, envelope.folder, self.maildir.mailbox_path)
+            await self.indexer.index(delivered, envelope.folder)
         if spool_id is not None:
             self.queue.notify()
+        if full:
+            await self._bounce_full(envelope, full, parts, message_id, size)
         return Accepted(message_id, tuple(str(p) for p in written), spool_id, size)
+
+    async def _bounce_full(self, envelope: Envelope, full: tuple[str, ...], parts: list[Part], message_id: str,
+                           size: int) -> None:
+        """A failure notice (RFC 3464, 5.2.2) to the sender for mailboxes that were full at delivery
+        ([mailbox] over_quota = "bounce"); the message itself was accepted for the others."""
+        if self.notices is None:
+            return
+        now = self.clock.now()
+        entry = QueueEntry(message_id, envelope.sender, (), size, None, now, now, ret="HDRS")
+        reports = [RecipientReport(account, "failed", "5.2.2", "552 5.2.2 Mailbox full", last_attempt=now)
+                   for account in full]
+        head = b"".join(part for part in parts if isinstance(part, bytes))  # the header block is in memory
+        try:
+            await self.notices.send(entry, reports, head)
+        except Exception as exc:  # the others got the message; the sender is not told of these
+            log_event("dsn.failed", level="error", queue_id=message_id, recipients=len(full),
+                      error=type(exc).__name__, detail=str(exc)[:200])
 
     async def _deliver_local(self, mailboxes: tuple[str, ...], parts: list[Part],
                              folder: str | None = None) -> list[Path]:

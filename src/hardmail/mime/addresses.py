@@ -241,3 +241,233 @@ def originator_addresses(block: HeaderBlock) -> tuple[str | None, tuple[str, ...
             break
         found.extend(parsed.addresses)
     return (problem or None), (() if problem else tuple(dict.fromkeys(found)))
+
+
+# --- IMAP ENVELOPE addresses (RFC 9051 7.5.2, RFC 3501 7.4.2) ------------------------------------
+# A lenient one-pass reader of address lists as bytes, like Dovecot's message-address parser: the
+# text is kept as it is (encoded words not decoded, 8-bit UTF-8 of RFC 6532 kept), every address
+# yields (name, adl, mailbox, host), and a group is framed by (NIL, NIL, name, NIL) and
+# (NIL, NIL, NIL, NIL). Unlike the functions above, nothing is refused: IMAP shows what is there.
+
+ImapAddress = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
+MAX_IMAP_ADDRESSES = 1000
+_ADDRESS_SPECIALS = frozenset(b'()<>@,;:\\"[]')
+_ADDRESS_WSP = frozenset(b" \t\r\n")
+MISSING_MAILBOX = b"MISSING_MAILBOX"  # Dovecot's placeholders for an address without them
+MISSING_DOMAIN = b"MISSING_DOMAIN"
+SYNTAX_ERROR = b"SYNTAX_ERROR"
+INVALID_ROUTE = b"INVALID_ROUTE"
+_EMPTY_ADDRESS: ImapAddress = (None, None, MISSING_MAILBOX, MISSING_DOMAIN)
+
+
+def _address_tokens(value: bytes) -> list[tuple[str, bytes]]:
+    """("word" | "quoted" | "comment" | "literal" | a special character, text) in order."""
+    tokens: list[tuple[str, bytes]] = []
+    at, size = 0, len(value)
+    while at < size:
+        char = value[at]
+        if char in _ADDRESS_WSP:
+            at += 1
+        elif char == 0x22:
+            text, at = _delimited(value, at + 1, 0x22)
+            tokens.append(("quoted", text))
+        elif char == 0x28:
+            text, at = _comment(value, at + 1)
+            tokens.append(("comment", text))
+        elif char == 0x5B:
+            text, at = _delimited(value, at + 1, 0x5D)
+            tokens.append(("literal", b"[" + text + b"]"))
+        elif char in _ADDRESS_SPECIALS:
+            tokens.append((chr(char), bytes([char])))
+            at += 1
+        else:
+            start = at
+            while at < size and value[at] not in _ADDRESS_SPECIALS and value[at] not in _ADDRESS_WSP:
+                at += 1
+            tokens.append(("word", value[start:at]))
+    return tokens
+
+
+def _delimited(value: bytes, at: int, end: int) -> tuple[bytes, int]:
+    out, size = bytearray(), len(value)
+    while at < size and value[at] != end:
+        if value[at] == 0x5C and at + 1 < size:
+            at += 1
+        out.append(value[at])
+        at += 1
+    return bytes(out), at + 1
+
+
+def _comment(value: bytes, at: int) -> tuple[bytes, int]:
+    out, depth, size = bytearray(), 1, len(value)
+    while at < size:
+        char = value[at]
+        if char == 0x5C and at + 1 < size:
+            at += 1
+            char = value[at]
+        elif char == 0x28:
+            depth += 1
+        elif char == 0x29:
+            depth -= 1
+            if depth == 0:
+                return bytes(out), at + 1
+        out.append(char)
+        at += 1
+    return bytes(out), at
+
+
+class _AddressReader:
+    def __init__(self, tokens: list[tuple[str, bytes]]) -> None:
+        self.tokens = tokens
+        self.at = 0
+        self.comment: bytes | None = None
+
+    def peek(self) -> str:
+        while self.at < len(self.tokens) and self.tokens[self.at][0] == "comment":
+            self.comment = self.tokens[self.at][1]
+            self.at += 1
+        return self.tokens[self.at][0] if self.at < len(self.tokens) else ""
+
+    def take(self) -> bytes:
+        self.at += 1
+        return self.tokens[self.at - 1][1]
+
+    def phrase(self) -> list[tuple[str, bytes]]:
+        words = []
+        while self.peek() in ("word", "quoted", "literal", "."):
+            words.append(self.tokens[self.at])
+            self.at += 1
+        return words
+
+    def domain(self) -> bytes:
+        pieces = []
+        while self.peek() in ("word", "literal", "."):
+            pieces.append(self.take())
+        return b"".join(pieces)
+
+    def route(self) -> bytes | None:
+        """An obsolete route (RFC 5322 4.4) ``@a,@b:`` before the addr-spec, as IMAP's adl."""
+        hops = []
+        while self.peek() == "@":
+            self.take()
+            hops.append(b"@" + self.domain())
+            while self.peek() == ",":
+                self.take()
+        if hops and self.peek() == ":":
+            self.take()
+        return b",".join(hops) if hops else None
+
+
+def _phrase_text(words: list[tuple[str, bytes]]) -> bytes:
+    out = bytearray()
+    for index, (kind, text) in enumerate(words):
+        if index and kind != "." and words[index - 1][0] != ".":
+            out += b" "
+        out += text
+    return bytes(out)
+
+
+def _local_part(words: list[tuple[str, bytes]]) -> bytes:
+    return b"".join(text for _, text in words)
+
+
+def _domain(reader: _AddressReader) -> bytes:
+    """The domain after "@": one dot-atom or domain literal; MISSING_DOMAIN when it is empty or
+    has an empty label (``example.``), as Dovecot shows it."""
+    if reader.peek() not in ("word", "literal"):
+        return MISSING_DOMAIN
+    domain = reader.take()
+    if domain.startswith(b"[") or (not domain.startswith(b".") and not domain.endswith(b".") and b".." not in domain):
+        return domain
+    return MISSING_DOMAIN
+
+
+def _angle_address(reader: _AddressReader, name: bytes | None) -> ImapAddress:
+    reader.take()  # "<"
+    adl = reader.route()
+    if adl is not None and reader.tokens[reader.at - 1][0] != ":":  # a route without its ":"
+        _skip_to_separator(reader, (">", ",", ";"))
+        adl, local, host = INVALID_ROUTE, b"", MISSING_DOMAIN
+    else:
+        local = _local_part(reader.phrase())
+        host = MISSING_DOMAIN
+        if reader.peek() == "@":
+            reader.take()
+            host = _domain(reader)
+    _skip_to_separator(reader, (">", ",", ";"))
+    if reader.peek() == ">":
+        reader.take()
+    else:
+        host = SYNTAX_ERROR  # no ">" (as Dovecot shows it)
+    return name, adl, local or MISSING_MAILBOX, host
+
+
+def _mailbox(reader: _AddressReader) -> ImapAddress | None:
+    """One mailbox. Read as Dovecot does: an addr-spec is one word or quoted string before "@";
+    one word alone is a mailbox without domain; several words or a quoted string alone are a
+    display name without address."""
+    reader.comment = None
+    words = reader.phrase()
+    if reader.peek() == "<":
+        return _angle_address(reader, _phrase_text(words) or None)
+    if not words and reader.peek() == "@":  # "@domain": a domain without a mailbox
+        reader.take()
+        return None, None, MISSING_MAILBOX, _domain(reader)
+    if not words:
+        return None
+    if len(words) > 1 or (reader.peek() != "@" and words[0][0] != "word"):
+        return _phrase_text(words), None, MISSING_MAILBOX, MISSING_DOMAIN
+    host = MISSING_DOMAIN
+    if reader.peek() == "@":
+        reader.take()
+        host = _domain(reader)
+    reader.peek()  # a trailing comment: the display name when there is none (Dovecot)
+    return reader.comment, None, words[0][1], host
+
+
+def _skip_to_separator(reader: _AddressReader, separators: tuple[str, ...]) -> None:
+    while reader.peek() not in ("", *separators):
+        reader.take()
+
+
+def imap_addresses(value: bytes) -> list[ImapAddress]:
+    """The addresses of an address-list value for ENVELOPE, groups framed as IMAP frames them."""
+    reader = _AddressReader(_address_tokens(value))
+    out: list[ImapAddress] = []
+    while reader.peek() and len(out) < MAX_IMAP_ADDRESSES:
+        start = reader.at
+        words = reader.phrase()
+        if reader.peek() == ":":  # RFC 5322 3.4: group = display-name ":" [group-list] ";"
+            reader.take()
+            out.append((None, None, _phrase_text(words), None))
+            _group_members(reader, out)
+            out.append((None, None, None, None))
+        else:
+            reader.at = start
+            address = _mailbox(reader)
+            _skip_to_separator(reader, (",",))
+            if address is None and reader.peek() == ",":
+                address = _EMPTY_ADDRESS  # an empty element before a comma (as Dovecot shows it)
+            if address is not None:
+                out.append(address)
+        if reader.peek() in (",", ";"):
+            reader.take()
+    return out
+
+
+def _group_members(reader: _AddressReader, out: list[ImapAddress]) -> None:
+    comma = False
+    while reader.peek() not in ("", ";") and len(out) < MAX_IMAP_ADDRESSES:
+        address = _mailbox(reader)
+        _skip_to_separator(reader, (",", ";"))
+        if address is None and (reader.peek() == "," or comma):
+            address = _EMPTY_ADDRESS  # an empty element between commas (as Dovecot shows it)
+        if address is not None:
+            out.append(address)
+        if reader.peek() == ",":
+            reader.take()
+            comma = True
+            if reader.peek() == ";":
+                out.append(_EMPTY_ADDRESS)
+    if reader.peek() == ";":
+        reader.take()

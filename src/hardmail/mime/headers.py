@@ -56,11 +56,15 @@ class HeaderBlock:
     fields: tuple[HeaderField, ...]
     bad_lines: tuple[BadLine, ...]
     complete: bool  # an empty line ended the block within the bytes given (RFC 5322 2.1)
+    # lines may end in a bare LF (``parse_header_block(..., bare_lf=True)``: stored messages that
+    # IMAP reads as they are); the empty line that ended the block then is 1 or 2 bytes long
+    bare_lf: bool = False
+    separator: int = 2
 
     @property
     def body_offset(self) -> int:
         """Where the body starts in the bytes given (after the empty line), when complete."""
-        return len(self.data) + 2 if self.complete else len(self.data)
+        return len(self.data) + self.separator if self.complete else len(self.data)
 
     def raw(self, field: HeaderField) -> bytes:
         return self.data[field.start:field.end]
@@ -68,8 +72,14 @@ class HeaderBlock:
     def value(self, field: HeaderField) -> str:
         """The value unfolded (RFC 5322 2.2.3: each CRLF before white space removed), stripped, as
         text (RFC 6532: UTF-8; undecodable bytes replaced)."""
+        return self.raw_value(field).decode("utf-8", "replace")
+
+    def raw_value(self, field: HeaderField) -> bytes:
+        """The value unfolded and stripped, as bytes (8-bit kept as it is)."""
         raw = self.data[field.colon + 1:field.end].replace(b"\r\n", b"")
-        return raw.decode("utf-8", "replace").strip(" \t")
+        if self.bare_lf:  # a last line may end in a CR without its LF (a cut message)
+            return raw.replace(b"\n", b"").strip(b" \t\r")
+        return raw.strip(b" \t")
 
     def named(self, *names: str) -> list[HeaderField]:
         """The fields with one of ``names`` (lower-case), in order."""
@@ -80,6 +90,19 @@ class HeaderBlock:
 
     def names(self) -> set[str]:
         return {f.name for f in self.fields}
+
+
+_EMPTY_LINE_LF = re.compile(rb"\n\r?\n")
+
+
+def split_block_lf(message_start: bytes) -> tuple[bytes, bool, int]:
+    """:func:`split_block` where a line may end in a bare LF: also the length of the empty line."""
+    if message_start.startswith((b"\r\n", b"\n")):
+        return b"", True, 2 if message_start[0] == 0x0D else 1
+    found = _EMPTY_LINE_LF.search(message_start)
+    if found is None:
+        return message_start, False, 0
+    return message_start[: found.start() + 1], True, found.end() - found.start() - 1
 
 
 def split_block(message_start: bytes) -> tuple[bytes, bool]:
@@ -139,18 +162,26 @@ class _Builder:
         self.open = HeaderField(name.decode("ascii").lower(), start, end, colon, obsolete)
 
 
-def parse_header_block(message_start: bytes) -> HeaderBlock:
-    """The header block at the start of ``message_start`` (a whole message or its first bytes)."""
-    data, complete = split_block(message_start)
+def parse_header_block(message_start: bytes, *, bare_lf: bool = False) -> HeaderBlock:
+    """The header block at the start of ``message_start`` (a whole message or its first bytes).
+
+    With ``bare_lf``, a bare LF ends a line too (such lines are still reported as bad lines):
+    IMAP serves stored messages as they are, and some were written with LF line ends."""
+    separator = 2
+    if bare_lf:
+        data, complete, separator = split_block_lf(message_start)
+    else:
+        data, complete = split_block(message_start)
     builder = _Builder()
+    eol, eol_size = (b"\n", 1) if bare_lf else (b"\r\n", 2)
     at, size = 0, len(data)
     while at < size:
-        crlf = data.find(b"\r\n", at)
-        end = size if crlf < 0 else crlf + 2
+        crlf = data.find(eol, at)
+        end = size if crlf < 0 else crlf + eol_size
         builder.line(data, at, end)
         at = end
     builder.close()
-    return HeaderBlock(data, tuple(builder.fields), tuple(builder.bad), complete)
+    return HeaderBlock(data, tuple(builder.fields), tuple(builder.bad), complete, bare_lf, separator)
 
 
 def _kept(block: HeaderBlock, drop: set[int]) -> bytes:

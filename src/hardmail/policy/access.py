@@ -24,8 +24,9 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PROTOCOLS = ("smtp", "submission", "pop3", "imap")
-# The listener kinds of the SMTP server, mapped to the protocol permission they need.
-LISTENER_PROTOCOL = {"smtp": "smtp", "submission": "submission", "submissions": "submission"}
+# The listener kinds, mapped to the protocol permission (a range's protocol flag) they need.
+LISTENER_PROTOCOL = {"smtp": "smtp", "submission": "submission", "submissions": "submission",
+                     "imap": "imap", "imaps": "imap", "pop3": "pop3", "pop3s": "pop3"}
 
 
 class Direction(Enum):

@@ -68,17 +68,22 @@ def admission(*, ban: Ban | None, known_pair: bool, guarded: bool, rules: BanRul
     return OPEN
 
 
+# The listener kinds that take mail without a login: a login ban does not close them.
+MAIL_INTAKE_LISTENERS = frozenset({"smtp"})
+
+
 def connection_refused_by_ban(ban: Ban | None, listener: str, source_has_logins: bool) -> bool:
     """Whether ``ban`` refuses a new connection on ``listener``.
 
     The MX port ("smtp") takes mail from a source banned for login abuse; a ban for everything
-    refuses it there too. On the other ports a source with a successful login history for some
-    account is let in (its logins are then judged by :func:`admission`)."""
+    refuses it there too. On every other port (submission, submissions, imap, imaps, pop3,
+    pop3s: each exists to log in) a source with a successful login history for some account is
+    let in (its logins are then judged by :func:`admission`), any other banned source is not."""
     if ban is None:
         return False
     if ban.scope == "all":
         return True
-    return listener != "smtp" and not source_has_logins
+    return listener not in MAIL_INTAKE_LISTENERS and not source_has_logins
 
 
 def auth_refused_by_ban(ban: Ban | None, source_has_logins: bool) -> bool:

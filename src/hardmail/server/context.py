@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hardmail.auth.pool import HashPool
 from hardmail.config.schema import Config
@@ -14,6 +15,9 @@ from hardmail.server.hooks import SessionHook
 from hardmail.server.sessions import SessionRegistry
 from hardmail.server.tls import TlsManager
 from hardmail.store.ports import Store
+
+if TYPE_CHECKING:
+    from hardmail.mailbox import ChangeNotifier, MailboxStore
 
 
 @dataclass
@@ -28,6 +32,8 @@ class ServerContext:
     hooks: list[SessionHook] = field(default_factory=list)  # checks run by every session, in order
     sessions: SessionRegistry = field(default_factory=SessionRegistry)  # authenticated, by account
     incoming: IncomingStore | None = None  # messages being received (made from the config on first use)
+    mailboxes: MailboxStore | None = None  # folders and their index (IMAP, POP3, local delivery)
+    notifier: ChangeNotifier | None = None  # mailbox changes of this and the other server processes
 
     def incoming_store(self) -> IncomingStore:
         if self.incoming is None:

@@ -6,6 +6,12 @@ the reply is the greeting and closes the session). ``on_message`` may also add h
 pick a folder. Hooks run in the order they are listed in ``ServerContext.hooks``; the first refusal
 wins. The decisions themselves live in policy/ and msgauth/ as pure functions; hooks gather facts
 (look-ups, counters) and call them.
+
+IMAP and POP3 sessions call ``on_connect`` and ``on_disconnect`` too, and the login hooks through
+:class:`hardmail.server.login.LoginDriver`; the other methods are SMTP's. A refusal is an SMTP
+Reply whatever the protocol: the login driver maps it to a login result, a session of another
+protocol answers a refused connection in its own words. ``SessionFacts.listener`` says which kind
+the session is; checks meant for the MX port look for ``"smtp"``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ class SessionFacts:
     """What a hook may know about the session at the moment it is called."""
 
     session_id: str
-    listener: str  # "smtp", "submission" or "submissions"
+    listener: str  # the listener kind: "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"
     peer_ip: str
     peer_port: int
     helo: str | None

@@ -70,7 +70,7 @@ class WorkerStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class ListeningSocket:
-    kind: str  # "smtp", "submission" or "submissions"
+    kind: str  # a listener kind (hardmail.server.listener.KINDS)
     address: str  # as configured: "127.0.0.1:2525"
     sock: socket.socket
 

@@ -57,8 +57,8 @@ from hardmail.server.access_hook import relay_rules_for
 from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import MessageDecision, MessageFacts, SessionFacts
+from hardmail.server.listener import IMPLICIT_TLS_KINDS, register_session
 from hardmail.server.message_headers import head_block, message_to_store, off_loop_if_large
-from hardmail.server.sessions import AuthenticatedSession
 from hardmail.server.smtp_auth import SmtpAuth
 from hardmail.server.smtp_intake import MessageIntake
 from hardmail.server.tls import describe_tls
@@ -80,7 +80,7 @@ def smtp_options(config: Config, kind: str) -> SmtpOptions:
         max_commands=smtp.max_commands,
         max_bad_commands=smtp.max_bad_commands,
         max_line_length=smtp.max_line_length,
-        starttls_available=kind != "submissions",
+        starttls_available=kind not in IMPLICIT_TLS_KINDS,
         tls_active=False,
         auth_mechanisms=AUTH_MECHANISMS if offers_auth else (),
         auth_requires_tls=not smtp.allow_plaintext_auth,
@@ -112,7 +112,7 @@ class SmtpSession:
         self.peer_ip, self.peer_port = channel.peer()
         self.log = EventLogger(session=self.id, peer=self.peer_ip, listener=kind)
         self.intake = MessageIntake(lambda: ctx.incoming_store(), self.log)  # the message being received
-        self.auth = SmtpAuth(ctx, self.log, peer_ip=self.peer_ip)
+        self.auth = SmtpAuth(ctx, self.log, facts=self.facts, target=self)
         self.owned: frozenset[str] = frozenset()
         self.tls_info: dict[str, str] | None = None
         self.txn: SessionTransaction | None = None
@@ -138,10 +138,10 @@ class SmtpSession:
             if refusal is not None:  # cheap: before any TLS or password work
                 self.log.event("smtp.reject", command="CONNECT", code=refusal.code, enhanced=refusal.enhanced,
                                text=refusal.lines[0])
-                if self.kind != "submissions":
+                if self.kind not in IMPLICIT_TLS_KINDS:
                     self.channel.write(self.conn.greeting(refusal))
                 return
-            if self.kind == "submissions" and not await self._handshake():
+            if self.kind in IMPLICIT_TLS_KINDS and not await self._handshake():
                 return
             self.channel.write(self.conn.greeting())
             await self._pump()
@@ -299,7 +299,7 @@ class SmtpSession:
         self.ctx.sessions.remove(self.id)  # and any authentication
         self.txn = None
         self.tls_info = describe_tls(self.channel.ssl_object())
-        self.auth = SmtpAuth(self.ctx, self.log, peer_ip=self.peer_ip, tls_version=self.tls_info.get("version", ""))
+        self.auth = SmtpAuth(self.ctx, self.log, facts=self.facts, target=self)
         self.owned = frozenset()
         self.log.event("smtp.tls", result="success", **self.tls_info)
         return True
@@ -349,33 +349,10 @@ class SmtpSession:
         return event.reply
 
     async def _on_auth(self, event: Auth) -> Reply:
-        self.ctx.sessions.login_failed(self.id)  # a new exchange: no mark left by an earlier one
-        refusal = await self._first_refusal("before_auth", event.mechanism)
-        if refusal is not None:
-            return refusal
-        return await self._after_auth(await self.auth.start(event))
+        return await self.auth.start(event)  # the hooks and the session registry: server.login
 
     async def _on_auth_response(self, event: AuthResponse) -> Reply:
-        # A ban may have landed while the client sat at a prompt: ask again before any verification.
-        refusal = await self._first_refusal("before_auth", self.auth.mechanism.name if self.auth.mechanism else "")
-        if refusal is not None:
-            self.auth.mechanism = None  # the exchange ends unverified
-            self.ctx.sessions.login_failed(self.id)
-            return refusal
-        return await self._after_auth(await self.auth.respond(event))
-
-    async def _after_auth(self, reply: Reply) -> Reply:
-        outcome, self.auth.last_outcome = self.auth.last_outcome, None
-        if outcome is None:
-            if self.auth.mechanism is None:  # the exchange ended unverified (cancelled, bad base64)
-                self.ctx.sessions.login_failed(self.id)
-            return reply
-        username, success, reason = outcome
-        reply = await self._first_refusal("after_auth", username, success, reason) or reply
-        if success and reply.code == 235 and self.auth.account is not None:  # RFC 4954 6
-            self.ctx.sessions.add(AuthenticatedSession(self.id, self.auth.account, self.auth.via,
-                                                       self.auth.app_password_id, self))
-        return reply
+        return await self.auth.respond(event)
 
     def _facts(self) -> ClientFacts:
         return ClientFacts(ip=self.peer_ip, listener=self.kind, tls=self.conn.tls_active, account=self.auth.account)
@@ -559,3 +536,7 @@ _HANDLERS: dict[type[Event], Callable[[SmtpSession, Any], Awaitable[Reply]]] = {
     DataStart: SmtpSession._on_data,
     MessageReceived: SmtpSession._on_message,
 }
+
+
+for _kind in ("smtp", "submission", "submissions"):
+    register_session(_kind, SmtpSession)

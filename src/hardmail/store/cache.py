@@ -8,7 +8,7 @@ negative one ("no such domain"), is served for ``ttl`` seconds; so a change anot
 own changes immediately, and :meth:`CachedStore.forget_account` drops what is cached about one
 account when another process changed it (the server's account-change poll,
 ``hardmail.server.sessions``). Everything else (lists, settings, queue, access, greylisting,
-account changes) is passed through uncached.
+mailbox index, account changes) is passed through uncached.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hardmail.store.ports_credentials import (
     CredentialStore,
     LoginEvent,
 )
+from hardmail.store.ports_mailbox import MailboxIndex
 from hardmail.store.ports_msgauth import GreylistStore
 from hardmail.store.ports_queue import QueueStore
 
@@ -209,6 +210,10 @@ class CachedStore:
     @property
     def msgauth(self) -> GreylistStore:
         return self._inner.msgauth
+
+    @property
+    def mailbox(self) -> MailboxIndex:
+        return self._inner.mailbox
 
 
 class _InvalidatingCredentials:

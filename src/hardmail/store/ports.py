@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from hardmail.store.ports_access import AccessStore
     from hardmail.store.ports_credentials import CredentialStore
+    from hardmail.store.ports_mailbox import MailboxIndex
     from hardmail.store.ports_msgauth import GreylistStore
     from hardmail.store.ports_queue import QueueStore
 
@@ -213,4 +214,9 @@ class Store(DomainStore, AccountStore, AliasStore, SettingsStore, Protocol):
     @property
     def msgauth(self) -> GreylistStore:
         """Greylisting triplets and whitelisted networks (``hardmail.store.ports_msgauth``)."""
+        ...
+
+    @property
+    def mailbox(self) -> MailboxIndex:
+        """The mailbox index: folders, messages, usage, change feed (``hardmail.store.ports_mailbox``)."""
         ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from hardmail.admin.access_service import nft_script, normalise_subject
+from hardmail.admin.access_service import listener_ports, nft_script, normalise_subject
 from hardmail.admin.service import AdminError
+from hardmail.config.schema import Config
 from hardmail.policy.bans import Ban
 
 NOW = 1_700_000_000.0
@@ -45,3 +46,11 @@ def test_export_writes_only_parsed_networks() -> None:
     script = nft_script([ban("fe80::1%a;}x"), ban("2001:db8:1:2::/64"), ban("not an address")], NOW, "hardmail", [25])
     assert "%" not in script and "}x" not in script and "not an" not in script
     assert set_elements(script, "banned6") == "    elements = { 2001:db8:1:2::/64 timeout 3600s }"
+
+
+def test_the_export_drops_banned_sources_on_the_imap_and_pop3_ports_too() -> None:
+    config = Config.model_validate({"listen": {"smtp": ["0.0.0.0:25"], "submission": ["0.0.0.0:587"],
+                                               "submissions": ["0.0.0.0:465"], "imap": ["0.0.0.0:143"],
+                                               "imaps": ["0.0.0.0:993", "[::]:993"], "pop3": [],
+                                               "pop3s": ["0.0.0.0:995"]}})
+    assert listener_ports(config) == [25, 143, 465, 587, 993, 995]

@@ -39,6 +39,7 @@ from hardmail.store.sql import migrate as migrations
 from hardmail.store.sql.access_backend import SqlAccessStore
 from hardmail.store.sql.credentials_backend import SqlCredentialStore
 from hardmail.store.sql.engine import describe_url, for_writing
+from hardmail.store.sql.mailbox_backend import SqlMailboxIndex
 from hardmail.store.sql.msgauth_backend import SqlGreylistStore
 from hardmail.store.sql.queue_backend import SqlQueueStore
 from hardmail.store.sql.tables import accounts, addresses, alias_targets, aliases, domains, settings
@@ -76,6 +77,7 @@ class SqlStore:
         self._credentials: SqlCredentialStore | None = None
         self._msgauth: SqlGreylistStore | None = None
         self._access: SqlAccessStore | None = None
+        self._mailbox: SqlMailboxIndex | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({describe_url(str(self._engine.url))!r})"
@@ -107,6 +109,12 @@ class SqlStore:
         if self._access is None:
             self._access = SqlAccessStore(self._engine)
         return self._access
+
+    @property
+    def mailbox(self) -> SqlMailboxIndex:
+        if self._mailbox is None:
+            self._mailbox = SqlMailboxIndex(self._engine, self._clock)
+        return self._mailbox
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

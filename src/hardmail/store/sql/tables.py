@@ -163,5 +163,6 @@ settings = Table(
 # Feature tables share ``metadata``; importing them here makes every user of ``metadata`` see them.
 import hardmail.store.sql.tables_access  # noqa: E402
 import hardmail.store.sql.tables_credentials  # noqa: E402
+import hardmail.store.sql.tables_mailbox  # noqa: E402
 import hardmail.store.sql.tables_msgauth  # noqa: E402
 import hardmail.store.sql.tables_queue  # noqa: E402, F401

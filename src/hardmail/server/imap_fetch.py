@@ -1,0 +1,209 @@
+"""FETCH (RFC 9051 6.4.5, 7.5.2; CONDSTORE/QRESYNC RFC 7162 3.1.4, 3.2.6; BINARY RFC 3516): the
+response items of each message, built from the index and, only when an item needs it, the file.
+
+What is read per message: FLAGS, UID, MODSEQ, INTERNALDATE and RFC822.SIZE come from the index
+and open no file; ENVELOPE, RFC822.HEADER and BODY[HEADER...] of the message itself read only its
+header block; the other body items read the whole file (MIME parsing of a big message runs in a
+worker thread). Large responses are written in pieces, each after the client has taken enough of
+the last (:meth:`ImapSession.send_large`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hardmail.imap.values import Atom
+from hardmail.mailbox import MessageRecord
+from hardmail.mime import sections
+from hardmail.mime.bodystructure import body_structure
+from hardmail.mime.envelope import envelope
+from hardmail.mime.headers import parse_header_block
+from hardmail.mime.structure import Part, parse_message
+from hardmail.proto.imap import commands as c
+from hardmail.proto.imap.encode import Literal8, date_time, fetch_response
+from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
+from hardmail.server.imap_folders import mailboxes
+from hardmail.server.imap_select import send_vanished_earlier
+from hardmail.server.imap_work import heavy, read_header_block
+
+if TYPE_CHECKING:
+    from hardmail.server.imap_select import SelectedFolder
+    from hardmail.server.imap_session import ImapSession
+
+META_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ", "INTERNALDATE", "RFC822.SIZE"})
+LARGE_RESPONSE = 64 * 1024
+
+
+def header_only(item: c.FetchItem) -> bool:
+    """An item that needs no more of the file than the message's own header block."""
+    if item.name in ("ENVELOPE", "RFC822.HEADER"):
+        return True
+    section = item.section
+    return (item.name == "BODY[]" and section is not None and not section.part
+            and (section.text or "").startswith("HEADER"))
+
+
+def internaldate(record: MessageRecord) -> str:
+    """RFC 9051 9 date-time of the message's INTERNALDATE."""
+    return date_time(record.internaldate)
+
+
+def flag_atoms(session: ImapSession, record: MessageRecord) -> list[Any]:
+    flags = sorted(record.flags)
+    if session.selected is not None and not session.rev2 and record.uid in session.selected.recent:
+        flags.append("\\Recent")  # RFC 3501 2.3.2: rev1 clients only (RFC 9051 dropped it)
+    return [Atom(flag) for flag in flags]
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What was read of one message: the header block, or all of it, and its MIME tree."""
+
+    data: bytes
+    whole: bool
+    tree: Part | None = None
+
+    def part(self) -> Part:
+        if self.tree is None:
+            self.tree = parse_message(self.data)
+        return self.tree
+
+
+async def load(session: ImapSession, folder: SelectedFolder, record: MessageRecord, whole: bool) -> Loaded | None:
+    """The message's bytes (None when its file is gone: expunged by another session meanwhile)."""
+    store = mailboxes(session.ctx)
+    if whole:
+        data = await store.read_message(folder.account, folder.name, record.uid)
+        if data is None:
+            return None
+        loaded = Loaded(data, True)
+        if record.size > 0:
+            loaded.tree = await heavy(len(data), parse_message, data)
+        return loaded
+    path = await store.message_path(folder.account, folder.name, record.uid)
+    if path is None:
+        return None
+    try:
+        head = await heavy(HEADER_HINT, read_header_block, path)
+    except FileNotFoundError:  # renamed by a flag change between the look-up and the open
+        data = await store.read_message(folder.account, folder.name, record.uid)
+        return None if data is None else Loaded(data, True)
+    return Loaded(head, False)
+
+
+HEADER_HINT = 1 << 30  # always in a thread: it opens a file
+
+
+_HEADER = c.Section(text="HEADER")
+_TEXT = c.Section(text="TEXT")
+
+
+def body_value(item: c.FetchItem, loaded: Loaded) -> Any:
+    """The value of a BODY[...], BINARY[...], BINARY.SIZE[...] or RFC822* item; a section that
+    names no part of this message is an empty string (as Dovecot answers)."""
+    if item.name == "RFC822":
+        return loaded.data
+    section = {"RFC822.HEADER": _HEADER, "RFC822.TEXT": _TEXT}.get(item.name, item.section)
+    assert section is not None
+    try:
+        if item.name == "BINARY.SIZE[]":
+            return sections.binary_size(loaded.data, loaded.part(), section.part)
+        if item.name == "BINARY[]":
+            return Literal8(sections.binary_section(loaded.data, loaded.part(), section.part, item.partial))
+        return sections.fetch_section(loaded.data, loaded.part(), section, item.partial)
+    except sections.UnknownCte:
+        raise
+    except sections.SectionError:
+        return b""
+
+
+def item_value(session: ImapSession, item: c.FetchItem, record: MessageRecord, loaded: Loaded | None) -> Any:
+    name = item.name
+    if name == "FLAGS":
+        return flag_atoms(session, record)
+    if name == "UID":
+        return record.uid
+    if name == "MODSEQ":
+        return [record.modseq]  # RFC 7162 3.1.4.1: MODSEQ (n)
+    if name == "INTERNALDATE":
+        return internaldate(record)
+    if name == "RFC822.SIZE":
+        return record.size
+    assert loaded is not None
+    if name == "ENVELOPE":
+        return envelope(parse_header_block(loaded.data, bare_lf=True) if not loaded.whole else loaded.part().header)
+    if name in ("BODY", "BODYSTRUCTURE"):
+        return body_structure(loaded.part(), loaded.data, extended=name == "BODYSTRUCTURE")
+    return body_value(item, loaded)
+
+
+def _check(session: ImapSession, command: c.Fetch) -> SelectedFolder:
+    folder = session.selected
+    if folder is None:
+        raise CommandFailed(bad("No mailbox selected"))
+    if command.vanished and not session.qresync:  # RFC 7162 3.2.6
+        raise CommandFailed(bad("VANISHED needs ENABLE QRESYNC"))
+    if command.vanished and (not command.uid or command.changedsince is None):
+        raise CommandFailed(bad("VANISHED is only valid with UID FETCH and CHANGEDSINCE"))
+    return folder
+
+
+async def fetch(session: ImapSession, command: c.Fetch) -> Done:
+    folder = _check(session, command)
+    if command.changedsince is not None or any(item.name == "MODSEQ" for item in command.items):
+        session.condstore = True  # RFC 7162 3.1: CONDSTORE-enabling
+    targets = folder.resolve(session, command.numbers, command.uid)
+    if command.changedsince is not None:
+        targets = [(seq, rec) for seq, rec in targets if rec.modseq > command.changedsince]
+        if command.vanished:
+            await send_vanished_earlier(session, folder, command.numbers, command.changedsince)
+    items = list(command.items)
+    if session.condstore and command.changedsince is not None and not any(i.name == "MODSEQ" for i in items):
+        items.append(c.FetchItem("MODSEQ"))
+    failures = 0
+    for seq, record in targets:
+        if not await _fetch_one(session, folder, seq, record, items):
+            failures += 1
+    if failures:  # RFC 9051 7.5.2: messages expunged by another session while we read them
+        return no("Some messages were expunged meanwhile and could not be fetched", "EXPUNGEISSUED")
+    return ok("FETCH completed")
+
+
+async def _fetch_one(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
+                     items: list[c.FetchItem]) -> bool:
+    loaded = None
+    needs = [item for item in items if item.name not in META_ITEMS]
+    if needs:
+        loaded = await load(session, folder, record, whole=not all(header_only(i) for i in needs))
+        if loaded is None:
+            return False
+    record = await _mark_seen(session, folder, record, items)
+    values: list[tuple[str, Any]] = []
+    try:
+        for item in items:
+            values.append((item.response_name(), item_value(session, item, record, loaded)))
+    except sections.UnknownCte:  # RFC 3516 4.1
+        raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from None
+    if any(i.sets_seen for i in items) and all(i.name != "FLAGS" for i in items) and not folder.readonly:
+        values.append(("FLAGS", flag_atoms(session, record)))  # RFC 9051 6.4.5: the \Seen change shows
+    response = fetch_response(seq, values, utf8=session.utf8)
+    if len(response) > LARGE_RESPONSE:
+        await session.send_large(response)
+    else:
+        session.send(response)
+        await session.pace()
+    return True
+
+
+async def _mark_seen(session: ImapSession, folder: SelectedFolder, record: MessageRecord,
+                     items: list[c.FetchItem]) -> MessageRecord:
+    """BODY[...] without PEEK, RFC822 and RFC822.TEXT set \\Seen (RFC 9051 6.4.5) in read-write mode."""
+    if folder.readonly or "\\Seen" in record.flags or not any(item.sets_seen for item in items):
+        return record
+    result = await mailboxes(session.ctx).store_flags(folder.account, folder.name, [record.uid], "add", ["\\Seen"])
+    folder.note(result.changed)
+    return next((r for r in result.changed if r.uid == record.uid), record)
+
+
+HANDLERS: dict[type, Any] = {c.Fetch: fetch}
