@@ -342,6 +342,15 @@ class ImapSection(Section):
     idle_timeout: float = Field(1800.0, ge=60, description="Seconds an authenticated client may stay silent (also in IDLE) before the server says BYE (RFC 9051 5.4 and RFC 2177: at least 30 minutes).")
     login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting (and between commands before login).")
     allow_plaintext_login: bool = Field(False, description="Allow LOGIN and AUTHENTICATE PLAIN before TLS on the STARTTLS listener. Sends passwords readable on the network: only for a trusted link.")
+class Pop3Section(Section):
+    """The POP3 server (listeners ``[listen] pop3`` and ``pop3s``; docs/pop3.md)."""
+
+    max_line: int = Field(8192, ge=255, le=65536, description="Longest command line in octets, CRLF included (RFC 2449 4 asks for 255; longer user names and passwords are common); a longer line gets -ERR.")
+    commands_per_second: int = Field(200, ge=0, description="Commands one connection may send per second (a burst of twice as many is allowed); more are answered later, not refused. 0: no limit.")
+    connections_per_ip: int = Field(10, ge=1, description="POP3 connections open at once from one address, in each server process; more get -ERR [SYS/TEMP] and are closed.")
+    idle_timeout: float = Field(600.0, ge=600.0, description="Seconds a logged-in client may stay silent (RFC 1939 3: at least 10 minutes).")
+    login_timeout: float = Field(60.0, gt=0, description="Seconds a client has to log in after connecting.")
+    allow_plaintext_login: bool = Field(False, description="Allow USER/PASS and AUTH before STLS on the pop3 listener (passwords in the clear; only for trusted networks).")
 
 
 class Config(Section):
@@ -363,6 +372,7 @@ class Config(Section):
     antispam: AntispamSection = AntispamSection()
     mailbox: MailboxSection = MailboxSection()
     imap: ImapSection = ImapSection()
+    pop3: Pop3Section = Pop3Section()
 
     @property
     def data_dir(self) -> Path:

@@ -26,6 +26,7 @@ SPECIAL_USE_DEFAULTS: tuple[tuple[str, str], ...] = (
     ("Archive", "\\Archive"),
 )
 SPECIAL_USES = frozenset(use for _, use in SPECIAL_USE_DEFAULTS)  # RFC 6154 2 (virtual ones left out)
+_SPECIAL_USE_NAMES = {use.lower(): use for use in SPECIAL_USES}
 TRASH_PREFIX = "..DELETED-"
 
 
@@ -61,13 +62,14 @@ class FolderOps(MailboxBase):
         canonical = names.normalize(name)
         if canonical == names.INBOX:
             raise FolderError("folder exists")
-        if special_use is not None and special_use.capitalize() not in SPECIAL_USES:
+        use = None if special_use is None else _SPECIAL_USE_NAMES.get(special_use.lower())
+        if special_use is not None and use is None:
             raise FolderError("special use not supported")  # RFC 6154 5.3 USEATTR
         for parent in names.parent_names(canonical):
             if parent != names.INBOX and await self.index.get_folder(account, parent) is None:
                 with contextlib.suppress(FolderError):  # a concurrent CREATE made it
                     await self.new_folder(account, parent, None)
-        row = await self.new_folder(account, canonical, special_use.capitalize() if special_use else None)
+        row = await self.new_folder(account, canonical, use)
         return await self.info_of(row)
 
     async def delete_folder(self, account: str, name: str) -> None:

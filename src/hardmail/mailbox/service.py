@@ -188,8 +188,9 @@ class MailboxStore(FolderOps):
         async with self.locked(directory):
             entries = await self.index.sync_entries(row.id, uids)
             failed = [e.uid for e in entries if unchanged_since is not None and e.modseq > unchanged_since]
-            wanted = {e.uid: apply_mode(e.flags, mode, given) for e in entries if e.uid not in failed}
-            todo = {uid: new for uid, new in wanted.items() if new != next(e.flags for e in entries if e.uid == uid)}
+            refused = set(failed)
+            todo = {e.uid: new for e in entries if e.uid not in refused
+                    and (new := apply_mode(e.flags, mode, given)) != e.flags}
             if not todo:
                 return StoreResult([], failed)
             renames = [e for e in entries if e.uid in todo and files.system(todo[e.uid]) != files.system(e.flags)]

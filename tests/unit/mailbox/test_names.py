@@ -105,3 +105,13 @@ def test_no_name_leaves_the_account_directory() -> None:
 def test_parent_names() -> None:
     assert parent_names("a/b/c") == ["a", "a/b"]
     assert parent_names("a") == []
+
+
+def test_the_codec_imports_no_io() -> None:
+    """The IMAP core (sans-IO) imports the codec from here."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hardmail.mailbox.names, hardmail.mailbox; "
+            "print(sorted(m for m in ('asyncio', 'sqlalchemy', 'hardmail.delivery') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -199,3 +199,10 @@ async def test_subscriptions(env: Env) -> None:
     assert await env.mailboxes.subscriptions(ACCOUNT) == ["INBOX", "Later"]
     await env.mailboxes.set_subscribed(ACCOUNT, "Later", False)
     assert await env.mailboxes.subscriptions(ACCOUNT) == ["INBOX"]
+
+
+async def test_create_with_a_special_use(env: Env) -> None:
+    info = await env.mailboxes.create_folder(ACCOUNT, "Old mail", "\\archive")  # RFC 6154 CREATE-SPECIAL-USE
+    assert info.special_use == "\\Archive"
+    with pytest.raises(FolderError):
+        await env.mailboxes.create_folder(ACCOUNT, "Everything", "\\All")  # virtual: not offered

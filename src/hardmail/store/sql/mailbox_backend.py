@@ -173,8 +173,9 @@ class SqlMailboxIndex:
             return [_folder_row(row) for row in rows]
 
     async def delete_folder(self, folder_id: int) -> None:
-        async with self._writer.begin() as conn:
-            row = (await conn.execute(select(folders_t).where(folders_t.c.id == folder_id))).first()
+        async with self._writer.begin() as conn:  # locks: the folder row, then the account (as apply)
+            row = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id)
+                                      .values(uidnext=folders_t.c.uidnext).returning(*folders_t.c))).first()
             if row is None:
                 raise NotFound("no such folder")
             await _lock_account(conn, row.account)
@@ -189,7 +190,6 @@ class SqlMailboxIndex:
     async def rename_folders(self, account: str, renames: Sequence[tuple[str, str]]) -> None:
         try:
             async with self._writer.begin() as conn:
-                await _lock_account(conn, account)
                 for old, new in renames:
                     if await _folder_id(conn, account, new) is not None:
                         raise AlreadyExists("folder exists")

@@ -1,6 +1,6 @@
 """``kill -9`` at random points of appends, flag changes and expunges loses no acknowledged change
-and leaves index and files matching after ``reconcile_all``; several processes flagging and
-expunging one folder while mail is appended and delivered into it leave a consistent index."""
+and leaves index and files matching after ``reconcile_all``. (Several processes sharing a folder:
+tests/contract/test_mailbox_processes.py, on every backend.)"""
 
 from __future__ import annotations
 
@@ -97,29 +97,3 @@ async def test_kill_9_at_random_points_loses_nothing_acknowledged(tmp_path: Path
         finally:
             await store.close()
     assert live and expunged  # the rounds did both
-
-
-async def test_processes_flagging_and_expunging_while_mail_arrives(tmp_path: Path) -> None:
-    url, root = await _prepared(tmp_path)
-    procs = [_start(url, root, "append", 0, 80)] + [_start(url, root, "churn", seed, 40) for seed in (1, 2)]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()
-        outputs.append([line.split() for line in out.decode().splitlines()])
-    appended = [int(uid) for _, *uids in outputs[0] for uid in uids]
-    removed_by = [[int(uid) for _, *uids in output for uid in uids] for output in outputs[1:]]
-    assert len(appended) == 80 and len(set(appended)) == 80  # each delivery and append got its own UID
-    assert not set(removed_by[0]) & set(removed_by[1])  # one expunge removed each message
-    store = await open_store(url)
-    try:
-        mailboxes = MailboxStore(root, store.mailbox, "mx.example.org", SystemClock())
-        await mailboxes.sync(ACCOUNT, "INBOX")
-        await assert_consistent(mailboxes, ACCOUNT, "INBOX")
-        present = {m.uid for m in (await mailboxes.snapshot(ACCOUNT, "INBOX")).messages}
-        assert present | set(removed_by[0]) | set(removed_by[1]) == set(appended)
-        assert not present & (set(removed_by[0]) | set(removed_by[1]))
-        quota = await mailboxes.quota(ACCOUNT)
-        assert quota.messages_used == len(present)
-    finally:
-        await store.close()
