@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "
 LETTER_FLAGS = {letter: flag for flag, letter in FLAG_LETTERS.items()}
 SYSTEM_FLAGS = frozenset(FLAG_LETTERS)
 _DELIVERY_TIME = re.compile(r"^(\d{1,12})\.M(\d{1,6})")
+DIRTY = -1
+DIRTY_NS = 2_000_000_000  # covers file systems with 1 or 2 s timestamps, and clock steps
 TMP_MAX_AGE = 36 * 3600  # Maildir spec: tmp/ files older than 36 hours may be removed
 
 
@@ -75,6 +78,15 @@ def find_file(folder: Path, base: str, flags: Iterable[str], in_new: bool) -> Pa
                 if entry.name == base or entry.name.startswith(base + ":"):
                     return Path(entry.path)
     return None
+
+
+def settled(seen: DirStamp, now_ns: int) -> DirStamp:
+    """The stamp a scan may record: a directory changed less than :data:`DIRTY_NS` before the scan
+    may change again within the same timestamp tick without its mtime moving (as Dovecot, the
+    scan is then repeated next time): its time is recorded as :data:`DIRTY`, which never matches."""
+    def keep(mtime_ns: int) -> int:
+        return DIRTY if now_ns - mtime_ns < DIRTY_NS else mtime_ns
+    return DirStamp(keep(seen.new_mtime_ns), keep(seen.cur_mtime_ns))
 
 
 def stamp(folder: Path) -> DirStamp:
@@ -257,6 +269,7 @@ def scan_folder(folder: Path, stored: DirStamp, entries: Sequence[SyncEntry], *,
     after = stamp(folder) if moved else before
     if not scan_cur:
         after = DirStamp(after.new_mtime_ns, after.cur_mtime_ns if moved else stored.cur_mtime_ns)
+    after = settled(after, time.time_ns())
     added.sort(key=lambda item: item[0])
     result.added, result.removed = len(added), len(removed)
     result.found = len(cur_files) + len(new_files)

@@ -251,10 +251,10 @@ class LoginDriver:
             return result
         username, success, reason = outcome
         reply = await self._first_refusal("after_auth", username, success, reason)
-        if reply is not None:  # e.g. this failure made a ban
+        if reply is not None:  # e.g. this failure made a ban; the hooks after it were not asked
             if success:  # a check refused a verified login: it does not stand
                 self.account, self.via, self.app_password_id = None, "", None
-                self._login_failed()
+            self._login_failed()
             return hook_result(reply)
         if success and result.kind == "success" and self.account is not None and self._target is not None:
             self.ctx.sessions.add(AuthenticatedSession(self._facts().session_id, self.account, self.via,

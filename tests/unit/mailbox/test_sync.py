@@ -64,6 +64,7 @@ async def test_an_unchanged_folder_is_not_scanned(env: Env, monkeypatch: pytest.
         await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
     await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
     await env.mailboxes.expunge(ACCOUNT, "INBOX")
+    _age(env.folder_dir())  # changed long ago: a scan may trust the directories' times
     await env.mailboxes.sync(ACCOUNT, "INBOX")
     scans: list[Path] = []
     original = files.scan_folder
@@ -77,6 +78,24 @@ async def test_an_unchanged_folder_is_not_scanned(env: Env, monkeypatch: pytest.
     _drop(env.folder_dir(), "new", "1700000000.M1P1Q1.x")
     snapshot = await env.mailboxes.sync(ACCOUNT, "INBOX")
     assert scans == [env.folder_dir()] and len(snapshot.messages) == 5
+
+
+def _age(folder: Path, seconds: float = 60) -> None:
+    for sub in ("new", "cur"):
+        info = os.stat(folder / sub)
+        os.utime(folder / sub, ns=(info.st_atime_ns, info.st_mtime_ns - int(seconds * 1e9)))
+
+
+async def test_a_scan_of_a_just_changed_directory_is_repeated(env: Env) -> None:
+    """A file added in the same timestamp tick as the scan leaves the mtime as the scan saw it."""
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    folder = env.folder_dir()
+    _drop(folder, "cur", "1700000000.M1P1Q1.x:2,")
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    seen = os.stat(folder / "cur").st_mtime_ns
+    _drop(folder, "cur", "1700000000.M2P1Q1.x:2,")
+    os.utime(folder / "cur", ns=(seen, seen))  # the same tick
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
 
 
 async def test_a_flag_rename_without_its_commit_is_taken_from_the_file(env: Env) -> None:
@@ -116,6 +135,8 @@ async def test_reconcile_all_repairs_what_a_crash_left(env: Env) -> None:
     for _ in range(2):
         await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
     await env.mailboxes.append(ACCOUNT, "Sent", MESSAGE)
+    for info in await env.mailboxes.list_folders(ACCOUNT):
+        _age(env.folder_dir(info.name))
     await env.mailboxes.reconcile_all()  # new folders get their first scan
     assert await env.mailboxes.reconcile_all() == 0
     folder = env.folder_dir()
@@ -126,6 +147,8 @@ async def test_reconcile_all_repairs_what_a_crash_left(env: Env) -> None:
     (folder / "..DELETED-0123").mkdir()  # a folder delete that crashed after its rename
     os.rename(folder / ".Junk", folder / "..DELETED-4567")  # ... and before its commit
     assert await env.mailboxes.reconcile_all() == 2  # INBOX synced, Junk's row dropped
+    _age(folder)
+    await env.mailboxes.reconcile_all()
     assert [m.uid for m in (await env.mailboxes.snapshot(ACCOUNT, "INBOX")).messages] == [2, 3]
     assert os.listdir(folder / "tmp") == []
     assert not (folder / "..DELETED-0123").exists() and await env.mailboxes.folder(ACCOUNT, "Junk") is None

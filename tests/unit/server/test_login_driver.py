@@ -319,3 +319,18 @@ async def test_a_client_that_went_away_gets_no_password_check(
     session = FakeSession(ctx, "imaps", client_gone=gone)
     assert await session.login.password_login(ALICE, PASSWORD, "LOGIN") == LoginResult("tempfail")
     assert await _history(store) == [] and not ctx.sessions.is_registered(session.id)
+
+
+class RefusingAfterHook(SessionHook):
+    async def after_auth(self, facts: SessionFacts, username: str, success: bool, reason: str) -> Reply | None:
+        return AUTH_TEMP_FAILURE
+
+
+async def test_a_verified_login_a_check_refuses_does_not_stand(
+    config: Config, store: Store, pool: CountingPool, clock: FakeClock
+) -> None:
+    ctx = _context(config, store, pool, clock, RefusingAfterHook())
+    session = FakeSession(ctx, "pop3s")
+    result = await session.login.password_login(ALICE, PASSWORD, "USER")
+    assert result == LoginResult("tempfail", reply=AUTH_TEMP_FAILURE)
+    assert session.login.account is None and not ctx.sessions.is_registered(session.id)
