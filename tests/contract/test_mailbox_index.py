@@ -166,7 +166,9 @@ async def test_directory_stamps_are_compare_and_set(index: MailboxIndex) -> None
     [result] = await index.apply([(folder, FolderChange(stamp_before=one, stamp_after=two))])
     assert result.folder.stamp == two
     [result] = await index.apply([(folder, FolderChange(stamp_before=one, stamp_after=three))])
-    assert result.folder.stamp == two  # someone else changed the directory in between: keep the old
+    assert result.folder.stamp == two  # someone else changed the directories in between: keep the old
+    [result] = await index.apply([(folder, FolderChange(stamp_before=DirStamp(9, 2), stamp_after=three))])
+    assert result.folder.stamp == DirStamp(2, 3)  # each directory on its own
 
 
 async def test_claim_recent_gives_each_message_to_one_caller(index: MailboxIndex) -> None:
@@ -186,6 +188,9 @@ async def test_sync_entries_and_in_new(index: MailboxIndex) -> None:
     await index.apply([(folder, FolderChange(updated=[FlagUpdate(1, frozenset(), in_new=False)]))])
     assert await index.sync_entries(folder, only_in_new=True) == []
     assert [e.uid for e in await index.sync_entries(folder, [2, 7])] == [2]
+    await index.apply([(folder, FolderChange(updated=[FlagUpdate(2, frozenset({"\\Deleted", "$x_%"}))]))])
+    assert [e.uid for e in await index.sync_entries(folder, only_deleted=True)] == [2]
+    assert await index.sync_entries(folder, [1], only_deleted=True) == []
 
 
 async def test_rename_delete_and_subscriptions(index: MailboxIndex) -> None:
@@ -235,3 +240,15 @@ async def test_unknown_folder_is_not_found(index: MailboxIndex) -> None:
     with pytest.raises(NotFound):
         await index.apply([(999_999, FolderChange(added=[_msg("a")]))])
     assert await index.snapshot(999_999) is None
+
+
+async def test_recount_folder(index: MailboxIndex, store: Store) -> None:
+    folder = await _folder(index)
+    await index.apply([(folder, FolderChange(added=[_msg("a", frozenset({"\\Seen"}), 7),
+                                                    _msg("b", frozenset({"\\Deleted", "$k"}), 5)]))])
+    from sqlalchemy import update
+
+    async with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        await conn.execute(update(mailbox_folders).values(messages=99, size=1, unseen=0, deleted=7))
+    row = await index.recount_folder(folder)
+    assert (row.messages, row.size, row.unseen, row.deleted) == (2, 12, 1, 1)

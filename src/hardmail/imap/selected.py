@@ -117,8 +117,10 @@ class SelectedView:
                       allow_expunge: bool = True, recent: Iterable[int] = ()) -> list[bytes]:
         """Bring the view up to date from the changes since some MODSEQ (new and changed messages,
         expunged UIDs)."""
-        gone = sorted({uid for uid in vanished if uid in self._known})
-        return self._update(list(changed), gone, allow_expunge, set(recent))
+        expunged = set(vanished)
+        gone = sorted(uid for uid in expunged if uid in self._known)
+        live = [m for m in changed if m.uid not in expunged]  # arrived and expunged since: never shown
+        return self._update(live, gone, allow_expunge, set(recent))
 
     def _update(self, records: list[MessageLike], vanished: list[int], allow_expunge: bool,
                 recent: set[int]) -> list[bytes]:

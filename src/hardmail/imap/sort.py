@@ -6,7 +6,6 @@ I18NLEVEL=1: "Émilie" sorts between "Eve" and "Frank". Pure."""
 
 from __future__ import annotations
 
-import email.utils
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -118,29 +117,52 @@ def subject_of(block: HeaderBlock) -> str:
     return decode_header(raw) if raw is not None else ""
 
 
+_MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+# RFC 5322 4.3 obs-zone: the US zones; any other name (and military letters) means -0000
+_ZONES = {"ut": 0, "gmt": 0, "z": 0, "edt": -4, "est": -5, "cdt": -5, "cst": -6, "mdt": -6, "mst": -7,
+          "pdt": -7, "pst": -8}
+# RFC 5322 3.3 date-time (with 4.3's obsolete forms): [day ","] day month year hh:mm[:ss] zone
+_DATE = re.compile(rb"[ \t]*(?:[A-Za-z]+[ \t]*,[ \t]*)?(\d{1,2})[ \t]+([A-Za-z]{3})[A-Za-z]*[ \t]+(\d{2,4})[ \t]+"
+                   rb"(\d{1,2}):(\d{2})(?::(\d{2}))?[ \t]+([+-]\d{4}|[A-Za-z]+)")
+
+
+def parse_date(raw: bytes) -> float | None:
+    """A Date field value (RFC 5322 3.3, 4.3) as a UTC timestamp, or None when it is not one (as
+    strict as Dovecot: a zone after a space, hours and minutes; ``01 Jan 2001 00:01+0000`` is not
+    a date)."""
+    found = _DATE.match(raw[:MAX_DATE_FIELD])
+    if found is None:
+        return None
+    day, month_name, year_text, hour, minute, second, zone = found.groups()
+    month = _MONTHS.get(month_name.decode("ascii").lower())
+    year = int(year_text)
+    if len(year_text) < 4:  # RFC 5322 4.3: 2 digits are 1950-2049, 3 digits 1900 + n
+        year += 2000 if len(year_text) == 2 and year < 50 else 1900
+    if zone[:1] in b"+-":
+        offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * (-1 if zone[:1] == b"-" else 1)
+    else:
+        offset = _ZONES.get(zone.decode("ascii").lower(), 0) * 60
+    try:
+        when = datetime(year, month or 0, int(day), int(hour), int(minute), int(second or 0), tzinfo=UTC)
+    except ValueError:  # no such month, day or time
+        return None
+    return when.timestamp() - offset * 60
+
+
 def sent_date(message: SortableMessage) -> float:
     """RFC 5256 2.2: the Date field as a UTC timestamp, else the INTERNALDATE."""
     raw = _first(message.headers, "date")
-    if raw is not None and len(raw) <= MAX_DATE_FIELD:
-        try:
-            parsed = email.utils.parsedate_to_datetime(raw.decode("ascii", "replace"))
-        except (TypeError, ValueError, IndexError, OverflowError):
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
-    return message.internaldate.timestamp()
+    parsed = parse_date(raw) if raw is not None else None
+    return message.internaldate.timestamp() if parsed is None else parsed
 
 
 def _first_address(block: HeaderBlock, name: str) -> tuple[bytes | None, ...] | None:
     raw = _first(block, name)
     if raw is None:
         return None
-    for address in imap_addresses(raw):
-        if address[3] is not None:  # not a group marker
-            return address
-    return None
+    found = imap_addresses(raw)  # the first, a group's start too (its name is the mailbox, as Dovecot)
+    return found[0] if found else None
 
 
 def _mailbox_key(block: HeaderBlock, name: str) -> str:
@@ -159,7 +181,7 @@ def _display_key(block: HeaderBlock, name: str) -> str:
     display = decode_header(address[0]).strip() if address[0] else ""
     if display:
         return casemap(display)
-    return casemap(decode_header((address[2] or b"") + b"@" + (address[3] or b"")))
+    return casemap(decode_header((address[2] or b"") + (b"@" + address[3] if address[3] else b"")))
 
 
 _KEYS: dict[str, Callable[[SortableMessage], Any]] = {

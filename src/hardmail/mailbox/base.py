@@ -16,7 +16,7 @@ from hardmail.delivery.maildir import MaildirStore, UniqueNames
 from hardmail.mailbox import files, names
 from hardmail.mailbox.cache import SnapshotCache
 from hardmail.mailbox.notifier import ChangeNotifier
-from hardmail.mailbox.types import FolderError, FolderInfo, QuotaExceeded
+from hardmail.mailbox.types import Changes, FolderError, FolderInfo, QuotaExceeded
 from hardmail.store.ports import NotFound
 from hardmail.store.ports_mailbox import (
     ApplyResult,
@@ -42,6 +42,7 @@ class MailboxBase:
         self.names = UniqueNames(hostname)
         self._maildirs = MaildirStore(self.root, hostname)
         self.snapshots = SnapshotCache()
+        self._reading: dict[tuple[str, str, int, int], asyncio.Future[Changes]] = {}  # shared reads
         self._locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # places
@@ -106,7 +107,10 @@ class MailboxBase:
                 if lock is None:
                     lock = self._locks[directory] = asyncio.Lock()
                 await stack.enter_async_context(lock)
-                fd = await asyncio.to_thread(files.lock_folder, directory)
+                try:
+                    fd = await asyncio.to_thread(files.lock_folder, directory)
+                except FileNotFoundError:  # deleted meanwhile (or behind our back: a sync recreates it)
+                    raise FolderError("no such folder") from None
                 stack.callback(os.close, fd)
             yield
 

@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,13 +80,21 @@ def find_file(folder: Path, base: str, flags: Iterable[str], in_new: bool) -> Pa
     return None
 
 
-def settled(seen: DirStamp, now_ns: int) -> DirStamp:
-    """The stamp a scan may record: a directory changed less than :data:`DIRTY_NS` before the scan
-    may change again within the same timestamp tick without its mtime moving (as Dovecot, the
-    scan is then repeated next time): its time is recorded as :data:`DIRTY`, which never matches."""
-    def keep(mtime_ns: int) -> int:
-        return DIRTY if now_ns - mtime_ns < DIRTY_NS else mtime_ns
-    return DirStamp(keep(seen.new_mtime_ns), keep(seen.cur_mtime_ns))
+def settled(seen: DirStamp, now_ns: int, *, new: bool = True, cur: bool = True) -> DirStamp:
+    """The stamp a scan may record: a scanned directory changed less than :data:`DIRTY_NS` before
+    the scan may change again within the same timestamp tick without its mtime moving (as Dovecot,
+    the scan is then repeated next time): its time is recorded as :data:`DIRTY`, which never
+    matches. ``new``/``cur``: whether that directory was scanned."""
+    def keep(mtime_ns: int, scanned: bool) -> int:
+        return DIRTY if scanned and now_ns - mtime_ns < DIRTY_NS else mtime_ns
+    return DirStamp(keep(seen.new_mtime_ns, new), keep(seen.cur_mtime_ns, cur))
+
+
+def own_stamp(before: DirStamp, after: DirStamp, touched_new: bool) -> DirStamp:
+    """The stamp an own change records: cur/'s new time; new/'s old one when the change did not
+    touch new/ (local delivery writes there without the folder lock, so its time is only ever
+    taken by a scan), else :data:`DIRTY`, so that the next sync reads new/ (it is small)."""
+    return DirStamp(DIRTY if touched_new else before.new_mtime_ns, after.cur_mtime_ns)
 
 
 def stamp(folder: Path) -> DirStamp:
@@ -215,7 +223,7 @@ class ScanResult:
     added: int = 0
     removed: int = 0
     renamed: int = 0
-    notes: list[str] = field(default_factory=list)
+    canonicalized: int = 0  # files renamed to the canonical form of their name
 
 
 def _list(directory: Path) -> dict[str, str]:
@@ -249,40 +257,48 @@ def scan_folder(folder: Path, stored: DirStamp, entries: Sequence[SyncEntry], *,
         return None
     if scan_cur and partial:
         raise NeedAllEntries
-    by_name = {entry.name: entry for entry in entries}
     new_files = _list(folder / "new") if scan_new else {}
     if not scan_cur and any(e.in_new and e.name not in new_files for e in entries):
         if partial:  # an indexed new/ file left new/ behind our back (or before a crash)
             raise NeedAllEntries
         scan_cur = True
     cur_files = _list(folder / "cur") if scan_cur else {}
-    result = ScanResult(FolderChange(), scan_cur)
+    by_name = {entry.name: entry for entry in entries}
+    result = ScanResult(FolderChange(), scan_cur, found=len(cur_files) + len(new_files))
     added: list[tuple[tuple[int, int, str], NewMessage]] = []
     updated: list[FlagUpdate] = []
     _compare_cur(folder, cur_files, by_name, added, updated, result)
     moved = _move_new(folder, new_files, cur_files, by_name, added, updated, result)
     removed = [e.uid for e in entries if e.name not in cur_files and e.name not in new_files
                and ((e.in_new and scan_new) or (not e.in_new and scan_cur)) and e.name not in moved]
+    added.sort(key=lambda item: item[0])
+    result.added, result.removed = len(added), len(removed)
+    after = _stamp_after(folder, stored, before, bool(moved) or result.canonicalized > 0, scan_new, scan_cur)
+    result.change = FolderChange(added=[m for _, m in added], updated=updated, removed=removed,
+                                 stamp_after=after, force_stamp=True)
+    return result
+
+
+def _stamp_after(folder: Path, stored: DirStamp, before: DirStamp, moved: bool, scan_new: bool,
+                 scan_cur: bool) -> DirStamp:
+    """What the scan records: the times seen before listing, or after our own moves (fsync'd here)."""
     if moved:
         fsync_dir(folder / "cur")
         fsync_dir(folder / "new")
     after = stamp(folder) if moved else before
     if not scan_cur:
         after = DirStamp(after.new_mtime_ns, after.cur_mtime_ns if moved else stored.cur_mtime_ns)
-    after = settled(after, time.time_ns())
-    added.sort(key=lambda item: item[0])
-    result.added, result.removed = len(added), len(removed)
-    result.found = len(cur_files) + len(new_files)
-    result.change = FolderChange(added=[m for _, m in added], updated=updated, removed=removed,
-                                 stamp_after=after, force_stamp=True)
-    return result
+    return settled(after, time.time_ns(), new=scan_new, cur=scan_cur)  # our own moves into cur/ are no scan
 
 
 def _compare_cur(folder: Path, cur_files: dict[str, str], by_name: dict[str, SyncEntry],
                  added: list[tuple[tuple[int, int, str], NewMessage]], updated: list[FlagUpdate],
                  result: ScanResult) -> None:
-    for base, file_name in cur_files.items():
-        _, disk_flags = split_name(file_name)
+    for base, listed in cur_files.items():
+        _, disk_flags = split_name(listed)
+        file_name = _canonical(folder, base, listed, disk_flags, result)
+        if file_name is None:
+            continue
         entry = by_name.get(base)
         if entry is None:
             path = folder / "cur" / file_name
@@ -293,6 +309,22 @@ def _compare_cur(folder: Path, cur_files: dict[str, str], by_name: dict[str, Syn
         if flags != entry.flags or entry.in_new:
             updated.append(FlagUpdate(entry.uid, flags, in_new=False))
             result.renamed += flags != entry.flags
+
+
+def _canonical(folder: Path, base: str, file_name: str, flags: frozenset[str], result: ScanResult) -> str | None:
+    """Give a file with only standard info letters its canonical name (``:2,`` and the letters in
+    order), so that it is found where the index expects it; None when it is gone. A name with other
+    letters (another program's keywords) is left as it is."""
+    canonical = cur_name(base, flags)
+    info = file_name.partition(INFO_SEPARATOR)[2]
+    if file_name == canonical or ":" in base or not set(info) <= set(LETTER_FLAGS):
+        return file_name
+    try:
+        os.rename(folder / "cur" / file_name, folder / "cur" / canonical)
+    except FileNotFoundError:
+        return None
+    result.canonicalized += 1
+    return canonical
 
 
 def _move_new(folder: Path, new_files: dict[str, str], cur_files: dict[str, str],
@@ -347,10 +379,11 @@ def stamps(*folders: Path) -> list[DirStamp]:
 
 def remove_new(folder: Path, messages: Sequence[NewMessage]) -> None:
     """Take back files this process just wrote into ``cur/`` (their commit failed)."""
-    for message in messages:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(expected_path(folder, message.name, message.flags, message.in_new))
-    fsync_dir(folder / "cur")
+    with contextlib.suppress(FileNotFoundError):  # the folder itself may be gone (deleted meanwhile)
+        for message in messages:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(expected_path(folder, message.name, message.flags, message.in_new))
+        fsync_dir(folder / "cur")
 
 
 def delivered_messages(folder: Path, paths: Sequence[Path]) -> list[NewMessage | None]:
@@ -358,6 +391,8 @@ def delivered_messages(folder: Path, paths: Sequence[Path]) -> list[NewMessage |
     them already); None for a file that is gone."""
     found: list[NewMessage | None] = []
     for path in paths:
+        if path.parent.name not in ("new", "cur") or path.parent.parent.resolve() != folder.resolve():
+            raise ValueError(f"{path} is not a message file of {folder}")
         base, flags = split_name(path.name)
         located = path if path.exists() else find_file(folder, base, flags, True)
         if located is None:

@@ -32,11 +32,12 @@ TRASH_PREFIX = "..DELETED-"
 
 class FolderOps(MailboxBase):
     async def ensure_account(self, account: str) -> None:
-        if await self.index.get_folder(account, names.INBOX) is None:
+        known = {row.name for row in await self.index.list_folders(account)}  # one query when all is there
+        if names.INBOX not in known:
             await self.row(account, names.INBOX)
             await self.index.set_subscribed(account, names.INBOX, True)
         for name, special_use in SPECIAL_USE_DEFAULTS:
-            if await self.index.get_folder(account, name) is None:
+            if name not in known:
                 try:
                     await self.new_folder(account, name, special_use)
                 except FolderError:

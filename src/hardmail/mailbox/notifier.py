@@ -47,6 +47,7 @@ class ChangeNotifier:
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._subscriptions: defaultdict[tuple[str, str], set[Subscription]] = defaultdict(set)
+        self._generations: dict[tuple[str, str], int] = {}  # only of folders that have subscribers
         self._last_id = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -74,10 +75,23 @@ class ChangeNotifier:
             found.discard(subscription)
             if not found:
                 del self._subscriptions[subscription.key]
+                self._generations.pop(subscription.key, None)
 
     def notify_local(self, account: str, folder: str) -> None:
-        for subscription in self._subscriptions.get(_key(account, folder), ()):
+        key = _key(account, folder)
+        found = self._subscriptions.get(key)
+        if not found:
+            return
+        self._generations[key] = self._generations.get(key, 0) + 1
+        for subscription in found:
             subscription.changed.set()
+
+    def generation(self, account: str, folder: str) -> int | None:
+        """How many changes of a folder with subscribers this process has heard of (None for a folder
+        without subscribers): two reads of the folder made under the same generation may share one
+        look at the index, since a change after it started wakes the subscribers again."""
+        key = _key(account, folder)
+        return self._generations.get(key, 0) if key in self._subscriptions else None
 
     @property
     def subscriber_count(self) -> int:
@@ -92,7 +106,7 @@ class ChangeNotifier:
         return len(rows)
 
     async def _run(self) -> None:
-        polls = 0
+        polls, failing = 0, False
         while True:
             try:
                 while await self.poll_once() >= 1000:
@@ -101,6 +115,11 @@ class ChangeNotifier:
                 if polls % PRUNE_EVERY == 0:
                     before = datetime.fromtimestamp(self._clock.now() - KEEP_SECONDS, UTC)
                     await self._index.prune_changes(before)
-            except Exception:  # the database is away for a moment: keep polling
-                _log.warning("mailbox change feed poll failed", exc_info=True)
+                if failing:
+                    _log.info("mailbox change feed readable again")
+                failing = False
+            except Exception:  # the database is away for a moment: keep polling, say so once
+                if not failing:
+                    _log.warning("mailbox change feed poll failed", exc_info=True)
+                failing = True
             await asyncio.sleep(self._poll_seconds)

@@ -16,15 +16,19 @@ follows; every step is fsync'd before the next):
 - move: rename into the destination's ``cur/`` (the base name is unique, it is kept), fsync both,
   then commit both folders in one transaction; copy: hard links, fsync, commit.
 
-Own changes record the directories' new mtimes in the same commit only when the index still held
-the mtimes seen just before the change (compare-and-set), so a change made behind our back is not
-hidden by ours. Every file change in a folder is made holding the folder's lock (an asyncio lock,
-then an ``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so
-two hardmail processes never interleave their changes in one folder. Local delivery writes to
+Own changes record cur/'s new mtime in the same commit only when the index still held the mtime
+seen just before the change (compare-and-set, each directory on its own), so a change made behind
+our back is not hidden by ours; new/'s mtime is only ever recorded by a scan, since local delivery
+writes there without the folder lock. A scan of a directory changed less than 2 s before is repeated at the next sync
+(a same-tick change would not move its mtime), as Dovecot does.
+
+Every file change in a folder is made holding the folder's lock (an asyncio lock, then an
+``flock`` on ``<folder>/hardmail.lock``, released by the kernel if the process dies), so two
+hardmail processes never interleave their changes in one folder. Local delivery writes to
 ``new/`` without the lock and indexes the files afterwards (:meth:`deliver_indexed`); a sync that
-sees them first indexes them by name, and delivery then finds their UIDs. The residual window (as
-in Dovecot): a change by another program within the same directory-timestamp tick as one of ours
-is seen at the next re-index.
+sees them first indexes them by name, and delivery then finds their UIDs. The residual window: a
+change by another program within the same directory-timestamp tick as one of our own changes is
+seen at the next change it makes, or the next re-index.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ __all__ = ["SPECIAL_USE_DEFAULTS", "MailboxStore", "StoreMode"]
 class MailboxStore(FolderOps):
     """One per process: ``MailboxStore(maildir_root, index, hostname, clock, notifier=...,
     quota_defaults=(storage bytes, messages))``; a default of None is unlimited."""
+
+    async def ensure_account(self, account: str) -> None:
+        """INBOX and the special-use folders (subscribed) exist; folder directories already on
+        disk (an existing Maildir, mail delivered before the index existed) are indexed too."""
+        await super().ensure_account(account)
+        await self._adopt_directories(account)
 
     # reading
 
@@ -108,7 +118,9 @@ class MailboxStore(FolderOps):
         directory = self.folder_dir(account, row.name)
         try:
             current = await asyncio.to_thread(files.stamp, directory)
-        except FileNotFoundError:  # removed behind our back: an empty folder again
+        except FileNotFoundError:  # removed behind our back: an empty folder again (unless deleted by us)
+            if await self.index.get_folder(account, row.name) is None:
+                raise FolderError("no such folder") from None
             await asyncio.to_thread(files.ensure_folder, directory)
             current, full = None, True
         if current == row.stamp and not full:
@@ -131,6 +143,26 @@ class MailboxStore(FolderOps):
             return applied.folder, result
 
     async def changes_since(self, account: str, name: str, modseq: int) -> Changes:
+        """Concurrent calls for the same folder and MODSEQ (every IDLE session woken by one delivery)
+        share one look at the index, unless a change was announced after that look began."""
+        canonical = names.normalize(name)
+        generation = None if self.notifier is None else self.notifier.generation(account, canonical)
+        if generation is None:
+            return await self._changes_since(account, canonical, modseq)
+        key = (account, canonical, modseq, generation)
+        task = self._reading.get(key)
+        if task is None:
+            task = self._reading[key] = asyncio.ensure_future(self._changes_since(account, canonical, modseq))
+            task.add_done_callback(lambda done: self._read_done(key, done))
+        found = await asyncio.shield(task)
+        return Changes(found.highestmodseq, list(found.changed), list(found.vanished))
+
+    def _read_done(self, key: tuple[str, str, int, int], done: asyncio.Future[Changes]) -> None:
+        self._reading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved, also when every caller was cancelled meanwhile
+
+    async def _changes_since(self, account: str, name: str, modseq: int) -> Changes:
         _canonical, row = await self.row(account, name)
         changed, vanished = await self.index.changes_since(row.id, modseq)
         highest = max([row.highestmodseq] + [m.modseq for m in changed])
@@ -143,6 +175,19 @@ class MailboxStore(FolderOps):
             return None
         entry, directory = entries[0], self.folder_dir(account, canonical)
         return await asyncio.to_thread(files.find_file, directory, entry.name, entry.flags, entry.in_new)
+
+    async def message_paths(self, account: str, name: str, uids: Sequence[int]) -> dict[int, Path]:
+        """The current files of many messages at once (one index query, one thread); the UIDs of
+        messages that are gone are left out."""
+        canonical, row = await self.row(account, name)
+        entries = await self.index.sync_entries(row.id, uids)
+        directory = self.folder_dir(account, canonical)
+
+        def locate() -> dict[int, Path]:
+            found = {e.uid: files.find_file(directory, e.name, e.flags, e.in_new) for e in entries}
+            return {uid: path for uid, path in found.items() if path is not None}
+
+        return await asyncio.to_thread(locate)
 
     async def read_message(self, account: str, name: str, uid: int) -> bytes | None:
         for _attempt in range(3):  # a flag change may rename the file between finding and reading it
@@ -167,7 +212,8 @@ class MailboxStore(FolderOps):
             new = await asyncio.to_thread(files.write_message, directory, self.names, message, wanted, internaldate)
             try:
                 after = await asyncio.to_thread(files.stamp, directory)
-                change = FolderChange(added=[new], stamp_before=before, stamp_after=after, check_quota=True)
+                change = FolderChange(added=[new], stamp_before=before, check_quota=True,
+                                      stamp_after=files.own_stamp(before, after, touched_new=False))
                 [result] = await self.apply(account, [(row, change)])
             except BaseException:
                 await asyncio.to_thread(files.remove_new, directory, [new])
@@ -200,8 +246,9 @@ class MailboxStore(FolderOps):
             renamed = {e.uid for e in renames} - set(missing)
             updates = [FlagUpdate(uid, new, False if uid in renamed else None)
                        for uid, new in todo.items() if uid not in missing]
-            [result] = await self.apply(account, [(row, FolderChange(updated=updates, stamp_before=before,
-                                                                     stamp_after=after))])
+            touched_new = any(e.in_new for e in renames)
+            [result] = await self.apply(account, [(row, FolderChange(
+                updated=updates, stamp_before=before, stamp_after=files.own_stamp(before, after, touched_new)))])
         changed, _ = await self.index.changes_since(row.id, result.modseq - 1)
         return StoreResult([m for m in changed if m.uid in todo and m.modseq == result.modseq], failed)
 
@@ -211,14 +258,15 @@ class MailboxStore(FolderOps):
             return []
         directory = self.folder_dir(account, canonical)
         async with self.locked(directory):
-            entries = await self.index.sync_entries(row.id, uids)
+            entries = await self.index.sync_entries(row.id, uids, only_deleted=True)
             doomed = [e for e in entries if "\\Deleted" in e.flags]
             if not doomed:
                 return []
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, doomed)
             after = await asyncio.to_thread(files.stamp, directory)
-            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before, stamp_after=after)
+            change = FolderChange(removed=[e.uid for e in doomed], stamp_before=before,
+                                  stamp_after=files.own_stamp(before, after, any(e.in_new for e in doomed)))
             await self.apply(account, [(row, change)])
         return sorted(e.uid for e in doomed)
 
@@ -244,10 +292,12 @@ class MailboxStore(FolderOps):
             done = await asyncio.to_thread(files.link_messages, src_dir, dest_dir, entries, self.names, move)
             src_after, dest_after = await asyncio.to_thread(files.stamps, src_dir, dest_dir)
             changes = [(dest_row, FolderChange(added=[m for _, m in done], stamp_before=dest_before,
-                                               stamp_after=dest_after, check_quota=not move))]
+                                               stamp_after=files.own_stamp(dest_before, dest_after, False),
+                                               check_quota=not move))]
             if move:
                 changes.append((src_row, FolderChange(removed=[uid for uid, _ in done], stamp_before=src_before,
-                                                      stamp_after=src_after)))
+                                                      stamp_after=files.own_stamp(
+                                                          src_before, src_after, any(e.in_new for e in entries)))))
             try:
                 results = await self.apply(account, changes)
             except QuotaExceeded:
@@ -263,8 +313,9 @@ class MailboxStore(FolderOps):
             before = await asyncio.to_thread(files.stamp, directory)
             await asyncio.to_thread(files.unlink_messages, directory, entries)
             after = await asyncio.to_thread(files.stamp, directory)
+            touched_new = any(e.in_new for e in entries)
             await self.apply(account, [(row, FolderChange(removed=[e.uid for e in entries], stamp_before=before,
-                                                          stamp_after=after))])
+                                                          stamp_after=files.own_stamp(before, after, touched_new)))])
 
     async def deliver_indexed(self, account: str, folder: str, paths: Sequence[Path]) -> list[int]:
         canonical = names.normalize(folder)
@@ -294,6 +345,10 @@ class MailboxStore(FolderOps):
             raise FolderError("a quota cannot be negative")
         await self.index.set_limits(account, storage_bytes, messages)
 
+    async def reset_quota(self, account: str) -> None:
+        """The account follows the server's default limits again."""
+        await self.index.set_limits(account, None, None, custom=False)
+
     async def reindex(self, account: str, name: str | None = None) -> ReindexReport:
         if name is not None:
             rows = [(await self.row(account, name))[1]]
@@ -303,6 +358,7 @@ class MailboxStore(FolderOps):
         report = ReindexReport(folders=len(rows))
         for row in rows:
             _, result = await self._sync_row(account, row, full=True)
+            await self.index.recount_folder(row.id)
             if result is not None:
                 report = ReindexReport(report.folders, report.added + result.added,
                                        report.removed + result.removed, report.renamed + result.renamed)
@@ -313,12 +369,13 @@ class MailboxStore(FolderOps):
         """Index folder directories made behind our back; remove trash left by a crashed delete."""
         directory = self.account_dir(account)
         entries = await asyncio.to_thread(files.list_entries, directory)
+        known = {row.name for row in await self.index.list_folders(account)}
         for entry in entries:
             if is_trash_dir(entry):
                 await asyncio.to_thread(files.remove_tree, directory / entry)
                 continue
             name = names.name_of_dirname(entry)
-            if name is not None and await self.index.get_folder(account, name) is None:
+            if name is not None and name not in known:
                 try:
                     await self.new_folder(account, name, None)
                 except FolderError:

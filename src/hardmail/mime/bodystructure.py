@@ -27,9 +27,9 @@ def _params(value: ParamValue) -> list[Any] | None:
 
 def _type_params(part: Part) -> list[Any] | None:
     """The Content-Type parameters; a text part without a charset gets ``charset us-ascii``
-    (RFC 2045 5.2), as Dovecot shows it."""
+    (RFC 2045 5.2), as Dovecot shows it (a ``charset*`` does not count, as for Dovecot)."""
     pairs = _params(part.content_type) or []
-    has_charset = any(name.lower() in ("charset", "charset*") for name, _ in part.content_type.params)
+    has_charset = any(name.lower() == "charset" for name, _ in part.content_type.params)
     if part.maintype == "text" and not has_charset:
         pairs.extend(("charset", "us-ascii"))
     return pairs or None
@@ -48,8 +48,16 @@ def _language(part: Part) -> Any:
     return tags or None  # always a list, as Dovecot sends it (RFC 9051 also allows a string)
 
 
+def _field(part: Part, name: str) -> bytes | None:
+    """A Content-* field's value; none of a message that is not MIME (no MIME-Version and no
+    Content-Type: RFC 2045 4), as Dovecot shows it."""
+    return part.field_value(name) if part.mime else None
+
+
 def _extension(part: Part) -> list[Any]:
     """body-ext-1part after body-fld-md5, or body-ext-mpart after the parameters."""
+    if not part.mime:
+        return [None, None, None]
     return [_disposition(part), _language(part), part.field_value("content-location")]
 
 
@@ -57,9 +65,9 @@ def _fields(part: Part) -> list[Any]:
     """body-fields: parameters, id, description, encoding, size."""
     return [
         _type_params(part),
-        part.field_value("content-id"),
-        part.field_value("content-description"),
-        part.encoding_as_written,
+        _field(part, "content-id"),
+        _field(part, "content-description"),
+        part.encoding_as_written if part.mime else "7bit",
         part.body_size,
     ]
 
@@ -74,14 +82,17 @@ def body_structure(part: Part, data: bytes, *, extended: bool = True, message_gl
         return _multipart(part, data, extended, message_global)
     # a multipart too deep to read is shown as an opaque leaf
     kind = ["application", "octet-stream"] if part.overflow else list(part.content_type.original)
+    shown_as_message = part.message is not None and (message_global or part.subtype == "rfc822")
+    if shown_as_message:
+        kind = ["message", part.subtype]  # in lower case whatever the header says (as Dovecot)
     out: list[Any] = [*kind, *_fields(part)]
-    if part.message is not None and (message_global or part.subtype == "rfc822"):
+    if shown_as_message and part.message is not None:
         inner = body_structure(part.message, data, extended=extended, message_global=message_global)
         out += [envelope(part.message.header), inner, part.lines]
     elif part.maintype == "text" and not part.overflow:
         out.append(part.lines)
     if extended:
-        out += [part.field_value("content-md5"), *_extension(part)]
+        out += [_field(part, "content-md5"), *_extension(part)]
     return out
 
 

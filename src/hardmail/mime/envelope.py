@@ -5,18 +5,27 @@ nested form of the IMAP encoder: None is NIL, bytes are strings, lists are paren
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hardmail.imap.values import Run
 from hardmail.mime.addresses import imap_addresses
 from hardmail.mime.headers import HeaderBlock
 
+_WHITE_SPACE = re.compile(rb"[ \t]+")
 ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
 
 def _first(block: HeaderBlock, name: str) -> bytes | None:
+    """The first ``name`` field's value as it is: unfolded, white space at its start removed."""
     found = block.named(name)
-    return block.raw_value(found[0]) if found else None
+    return block.raw_value(found[0], strip_end=False) if found else None
+
+
+def _subject(block: HeaderBlock) -> bytes | None:
+    """The Subject with each run of white space as one space, none at the ends (as Dovecot)."""
+    found = block.named("subject")
+    return _WHITE_SPACE.sub(b" ", block.raw_value(found[0])) if found else None
 
 
 def _addresses(block: HeaderBlock, name: str) -> list[Any] | None:
@@ -37,7 +46,7 @@ def envelope(block: HeaderBlock) -> list[Any]:
     # a field that is there but empty is "", not NIL (as Dovecot sends it)
     return [
         _first(block, "date"),
-        _first(block, "subject"),
+        _subject(block),
         *(lists[name] for name in ADDRESS_FIELDS),
         _first(block, "in-reply-to"),
         _first(block, "message-id"),

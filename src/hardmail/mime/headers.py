@@ -74,12 +74,13 @@ class HeaderBlock:
         text (RFC 6532: UTF-8; undecodable bytes replaced)."""
         return self.raw_value(field).decode("utf-8", "replace")
 
-    def raw_value(self, field: HeaderField) -> bytes:
-        """The value unfolded and stripped, as bytes (8-bit kept as it is)."""
+    def raw_value(self, field: HeaderField, *, strip_end: bool = True) -> bytes:
+        """The value unfolded and stripped, as bytes (8-bit kept as it is); with ``strip_end``
+        false, white space at its end stays (IMAP ENVELOPE shows it, as Dovecot does)."""
         raw = self.data[field.colon + 1:field.end].replace(b"\r\n", b"")
         if self.bare_lf:  # a last line may end in a CR without its LF (a cut message)
-            return raw.replace(b"\n", b"").strip(b" \t\r")
-        return raw.strip(b" \t")
+            raw = raw.replace(b"\n", b"").rstrip(b"\r")
+        return raw.strip(b" \t") if strip_end else raw.lstrip(b" \t")
 
     def named(self, *names: str) -> list[HeaderField]:
         """The fields with one of ``names`` (lower-case), in order."""

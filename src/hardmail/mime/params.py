@@ -138,19 +138,24 @@ def _raw_params(data: bytes, at: int) -> list[tuple[str, bytes]]:
 
 
 def _join_continuations(params: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
-    """RFC 2231 3, 4.1: ``name*0``, ``name*1*``... as one ``name`` (or ``name*`` if encoded),
-    after the other parameters; a name's case is that of its first section."""
+    """RFC 2231 3, 4.1: ``name*0``, ``name*1*``... as one ``name`` (or ``name*`` if a section is
+    encoded; the others are joined as they are). As Dovecot orders them: the plain parameters in
+    their order, then those with a "*" by name."""
     sections: dict[str, tuple[str, dict[int, tuple[bool, bytes]]]] = {}
     plain: list[tuple[str, bytes]] = []
+    starred: list[tuple[str, bytes]] = []
     for name, value in params:
         found = _SECTION.match(name)
-        if found is None:
+        if found is not None:
+            base = found.group(1)
+            entry = sections.setdefault(base.lower(), (base, {}))
+            entry[1].setdefault(int(found.group(2)), (bool(found.group(3)), value))
+        elif "*" in name:
+            starred.append((name, value))
+        else:
             plain.append((name, value))
-            continue
-        base = found.group(1)
-        entry = sections.setdefault(base.lower(), (base, {}))
-        entry[1].setdefault(int(found.group(2)), (bool(found.group(3)), value))
-    return (*plain, *(_joined(base, parts) for base, parts in sections.values()))
+    starred += [_joined(base, parts) for base, parts in sections.values()]
+    return (*plain, *sorted(starred, key=lambda item: item[0].lower()))
 
 
 def _joined(name: str, parts: dict[int, tuple[bool, bytes]]) -> tuple[str, bytes]:
@@ -158,28 +163,24 @@ def _joined(name: str, parts: dict[int, tuple[bool, bytes]]) -> tuple[str, bytes
     while index in parts:  # RFC 2231 3: sections count from 0 without gaps
         ordered.append(parts[index])
         index += 1
-    if not any(encoded for encoded, _ in ordered):
-        return name, b"".join(value for _, value in ordered)
-    pieces = [value if encoded else _percent(value) for encoded, value in ordered]
-    if not ordered or not ordered[0][0]:
-        pieces.insert(0, b"''")
-    return name + "*", b"".join(pieces)
-
-
-def _percent(value: bytes) -> bytes:
-    return b"".join(bytes([c]) if 0x21 <= c < 0x7F and c not in b"%'*" else b"%%%02X" % c for c in value)
+    encoded = any(flag for flag, _ in ordered)
+    return (name + "*" if encoded else name), b"".join(value for _, value in ordered)
 
 
 def parse_content_type(value: bytes) -> ParamValue:
-    """A Content-Type value: ``type/subtype`` lower-cased ("" if unreadable) and parameters."""
+    """A Content-Type value: ``type/subtype`` lower-cased ("" if there is no type) and parameters."""
     at = _skip_cfws(value, 0)
     major, at = _token(value, at)
     at = _skip_cfws(value, at)
     minor = b""
     if at < len(value) and value[at] == 0x2F:
         minor, at = _token(value, _skip_cfws(value, at + 1))
+    elif major and _skip_cfws(value, at) < len(value):
+        # a type without its subtype, before more: unreadable, shown as "" "" (as Dovecot)
+        return ParamValue("/", (), ("", ""))
     original = (major.decode("ascii"), minor.decode("ascii"))
-    kind = f"{original[0]}/{original[1]}".lower() if major and minor else ""
+    # a type without its subtype at the end is kept ("messa" ""), as Dovecot shows it
+    kind = f"{original[0]}/{original[1]}".lower() if major else ""
     return ParamValue(kind, _join_continuations(_raw_params(value, at)), original)
 
 

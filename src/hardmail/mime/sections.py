@@ -100,12 +100,18 @@ def _header_fields(data: bytes, root: Part, section: SectionSpec, exclude: bool)
     if not exclude:
         kept = [block.raw(f) for f in block.fields if f.name in names]
         return b"".join(line if line.endswith(b"\n") else line + b"\r\n" for line in kept) + b"\r\n"
-    pieces, at = [], message.start
-    for item in block.fields:
+    return _header_without(data, message, names) + data[message.header_end:message.body_start]
+
+
+def _header_without(data: bytes, part: Part, names: set[str]) -> bytes:
+    """The part's header lines as they are, without the fields called ``names`` (lines that are
+    no field stay) and without the empty line."""
+    pieces, at = [], part.start
+    for item in part.header.fields:
         if item.name in names:
-            pieces.append(data[at:message.start + item.start])
-            at = message.start + item.end
-    pieces.append(data[at:message.body_start])
+            pieces.append(data[at:part.start + item.start])
+            at = part.start + item.end
+    pieces.append(data[at:part.header_end])
     return b"".join(pieces)
 
 
@@ -166,12 +172,13 @@ def _binary_header(data: bytes, part: Part) -> bytes:
     encoded, else without its Content-Transfer-Encoding field and with
     ``Content-Transfer-Encoding: binary`` last (as Dovecot writes it)."""
     if (part.is_multipart or part.message is not None or part.encoding in IDENTITY_ENCODINGS
-            or part.body_start == part.body_end == len(data)):  # a cut message: as Dovecot, kept
+            or (part.body_start == part.body_end and part.encoding == "base64")):  # as Dovecot does
         return data[part.start:part.body_start]
-    block = part.header
-    kept = [block.raw(f) for f in block.fields if f.name != "content-transfer-encoding"]
+    kept = _header_without(data, part, {"content-transfer-encoding"})
+    if kept and not kept.endswith(b"\n"):
+        kept += b"\r\n"
     separator = data[part.header_end:part.body_start] or b"\r\n"
-    return b"".join(kept) + b"Content-Transfer-Encoding: binary\r\n" + separator
+    return kept + b"Content-Transfer-Encoding: binary\r\n" + separator
 
 
 def _binary_content(data: bytes, part: Part) -> bytes:

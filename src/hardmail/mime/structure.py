@@ -2,14 +2,18 @@
 part's header and body start and end, its Content-* values, its children (multipart) or the
 message it encloses (message/rfc822, message/global).
 
-One pass, in document order: the lines that start with ``--`` are read once against the stack of
+One pass, in document order: delimiter lines are found by one regular expression per stack of
 open boundaries (innermost first, like Dovecot), and the empty line that ends each header block
 is found by one forward search whose result is reused, so the cost is linear in the message times
 the nesting depth, which is bounded (MAX_DEPTH); MAX_PARTS bounds the parts. Malformed input still
-gives a usable tree, as Dovecot reads it: a missing close delimiter ends the multipart where its
-enclosing one ends (or at the end of the message), a multipart without any delimiter has no
-children, a header block without an empty line ends at the next delimiter. A bare LF ends a line
-as a CRLF does. Every header block is read by :func:`hardmail.mime.headers.parse_header_block`.
+gives a usable tree, read as Dovecot 2.3 reads it (tests/data/mime: the corpus, its broken copies
+and random structures are compared with Dovecot's answers): a missing close delimiter ends the
+multipart where its enclosing one ends (or at the end of the message); a multipart without a
+boundary or without any delimiter has no children; a header block without an empty line ends at
+the next delimiter; a delimiter cut at the end of the message starts no part; a message without
+MIME-Version and Content-Type is not MIME (:attr:`Part.mime`). A bare LF ends a line as a CRLF
+does (but serve and parse :func:`crlf` of a stored message). Every header block is read by
+:func:`hardmail.mime.headers.parse_header_block`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class Part:
     children: list[Part] = field(default_factory=list)  # a multipart's parts
     message: Part | None = None  # the message a message/rfc822 part encloses
     overflow: bool = False  # a multipart or message read as a leaf (MAX_DEPTH, MAX_PARTS)
+    # False for a message (the root, an enclosed one) without MIME-Version and Content-Type: its
+    # other Content-* fields are not shown in BODYSTRUCTURE (as Dovecot); BINARY still decodes
+    mime: bool = True
 
     @property
     def maintype(self) -> str:
@@ -167,10 +174,10 @@ class _Parser:
             at -= 2 if at >= 2 and self.data[at - 2] == 0x0D else 1
         return max(at, floor)
 
-    def header(self, start: int, stack: list[bytes]) -> tuple[HeaderBlock, int, int, bool]:
-        """The part's header block, where it ends, where the body starts, and whether the part
-        ends there (an empty body). A delimiter before the empty line ends the header; the line
-        end before a delimiter is the delimiter's (RFC 2046 5.1.1), never the part's."""
+    def header(self, start: int, stack: list[bytes], message: bool) -> tuple[HeaderBlock, int, int]:
+        """The part's header block, where it ends and where the body starts. A delimiter before
+        the empty line ends the header; the line end before a delimiter is the delimiter's
+        (RFC 2046 5.1.1), never the part's."""
         data = self.data
         if data.startswith(b"\n", start) or data.startswith(b"\r\n", start):
             header_end, body_start = start, start + (1 if data[start] == 0x0A else 2)
@@ -179,20 +186,22 @@ class _Parser:
             header_end = self.size if blank < 0 else blank + 1
             body_start = self.size if blank < 0 else _BLANK.match(data, blank).end()  # type: ignore[union-attr]
         first = self.next_delimiter(start, stack, body_start + 2)  # only one this near cuts the header
-        part_end = self.end_before(first, start)
+        # the line end before that delimiter is the delimiter's; an enclosed message's header
+        # keeps it (both as Dovecot reads them)
+        part_end = first.start if message and first is not None else self.end_before(first, start)
         header_end, body_start = min(header_end, part_end), min(body_start, part_end)
-        empty = body_start >= part_end
         fields_end = min(header_end, start + MAX_HEADER)  # the rest of a huge header is not read
-        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start, empty
+        return parse_header_block(data[start:fields_end], bare_lf=True), header_end, body_start
 
-    def part(self, start: int, stack: list[bytes], depth: int,
-             default: ParamValue = DEFAULT_TYPE) -> tuple[Part, _Delimiter | None]:
-        """The part at ``start`` and the delimiter (of a boundary in ``stack``) that ended it."""
+    def part(self, start: int, stack: list[bytes], depth: int, default: ParamValue = DEFAULT_TYPE,
+             message: bool = True) -> tuple[Part, _Delimiter | None]:
+        """The part at ``start`` (a message's top when ``message``) and the delimiter (of a
+        boundary in ``stack``) that ended it."""
         self.parts += 1
-        block, header_end, body_start, empty = self.header(start, stack)
-        # an empty part in a digest is text/plain, not an empty message (as Dovecot reads it)
-        content_type, explicit = _content_type(block, DEFAULT_TYPE if empty else default)
+        block, header_end, body_start = self.header(start, stack, message)
+        content_type, explicit = _content_type(block, default)
         part = Part(start, header_end, body_start, body_start, block, content_type, explicit)
+        part.mime = not message or bool(block.named("mime-version", "content-type"))
         nested = depth < self.max_depth and self.parts < self.max_parts
         boundary = content_type.param("boundary")
         floor = body_start
@@ -202,6 +211,7 @@ class _Parser:
             ended = self.next_delimiter(body_start, stack)
         elif content_type.value in MESSAGE_TYPES and nested:
             part.message, ended = self.part(body_start, stack, depth + 1)
+            floor = part.message.body_start  # its header's empty line may be the last line
         else:
             part.overflow = part.maintype == "multipart"
             ended = self.next_delimiter(body_start, stack)
@@ -216,14 +226,16 @@ class _Parser:
         default = DIGEST_DEFAULT if part.subtype == "digest" else DEFAULT_TYPE
         delimiter = self.next_delimiter(part.body_start, stack)
         while delimiter is not None and delimiter.level == own and not delimiter.close:
+            if delimiter.end == self.size and not self.data.endswith(b"\n"):
+                return None, part.body_start  # a last line cut after it: no part starts (Dovecot)
             if self.parts >= self.max_parts:
                 delimiter = self.next_delimiter(delimiter.end, stack[:own])
                 break
-            child, delimiter = self.part(delimiter.end, stack, depth + 1, default)
+            child, delimiter = self.part(delimiter.end, stack, depth + 1, default, message=False)
             part.children.append(child)
         if delimiter is not None and delimiter.level == own:  # the close delimiter: the epilogue
             return self.next_delimiter(delimiter.end, stack[:own]), delimiter.end
-        return delimiter, part.body_start
+        return delimiter, part.body_start  # no close delimiter: an enclosing one ends it
 
 
 def _content_type(block: HeaderBlock, default: ParamValue) -> tuple[ParamValue, bool]:

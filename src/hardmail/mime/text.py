@@ -1,8 +1,9 @@
 """The text of a message as SEARCH reads it (RFC 9051 6.4.4): header values with their RFC 2047
 encoded words decoded (any charset Python knows; a word that cannot be decoded stays as it is),
-8-bit header text read as UTF-8 (RFC 6532, else Latin-1), and the text parts of the body decoded
-(transfer encoding, then charset; HTML roughly stripped to its text), the headers of enclosed
-messages included. The decoded body is bounded (MAX_BODY_TEXT characters), so is the work.
+8-bit header text read as UTF-8 (RFC 6532, else Latin-1), the text parts of the body decoded
+(transfer encoding, then charset; HTML roughly stripped to its text, where Dovecot searches the
+raw HTML), and for TEXT the headers of every part and enclosed message too (as Dovecot). The
+decoded body is bounded (MAX_BODY_TEXT characters), so is the work.
 Matching is case-insensitive by Unicode case folding (:func:`fold`, :func:`contains`)."""
 
 from __future__ import annotations
@@ -154,17 +155,19 @@ class MessageText:
         return bool(self.root.header.named(name.lower()))
 
     def headers_text(self) -> str:
-        """Every header field of the message as ``Name: decoded value`` lines."""
-        return _block_text(self.root.header)
+        """Every header field as ``Name: decoded value`` lines: the message's, then those of its
+        parts and of the messages it encloses (TEXT searches them all, as Dovecot does)."""
+        return "\n".join(_block_text(part.header) for part in self.root.walk())
 
     def body_text(self) -> str:
-        """The decoded text of the body (text parts, enclosed messages' headers and text)."""
+        """The decoded text of the body: its text parts, those of enclosed messages included
+        (not the headers of its parts, as Dovecot reads BODY)."""
         if self._body is None:
             self._body = _body_text(self.data, self.root)
         return self._body
 
     def text(self) -> str:
-        """RFC 9051 6.4.4 TEXT: the header and the body."""
+        """RFC 9051 6.4.4 TEXT: the headers and the body."""
         return self.headers_text() + "\n" + self.body_text()
 
 
@@ -177,8 +180,10 @@ def _block_text(block: HeaderBlock) -> str:
 
 
 def _leaf_text(data: bytes, part: Part) -> str:
+    # no more of a part is decoded than can make MAX_BODY_TEXT characters (4 bytes a character)
+    end = min(part.body_end, part.body_start + 4 * 3 * MAX_BODY_TEXT)  # QP: 3 bytes a byte
     try:
-        raw = decode_body(data[part.body_start:part.body_end], part.encoding)
+        raw = decode_body(data[part.body_start:end], part.encoding)
     except UnknownCte:
         return ""
     charset = (part.content_type.decoded("charset") or "").strip()
@@ -189,17 +194,12 @@ def _leaf_text(data: bytes, part: Part) -> str:
 def _body_text(data: bytes, root: Part) -> str:
     pieces: list[str] = []
     size = 0
-    stack = [(root, False)]
-    while stack and size <= MAX_BODY_TEXT:
-        part, enclosed = stack.pop()
-        piece = _block_text(part.header) if enclosed else ""  # a message/rfc822's own header
-        if part.message is not None:
-            stack.append((part.message, True))
-        elif part.is_multipart:
-            stack.extend((child, False) for child in reversed(part.children))
-        elif part.maintype == "text":
-            piece = "\n".join(filter(None, (piece, _leaf_text(data, part))))
-        if piece:
-            pieces.append(piece)
-            size += len(piece)
+    for part in root.walk():
+        if part.is_multipart or part.message is not None or part.maintype != "text":
+            continue
+        piece = _leaf_text(data, part)
+        pieces.append(piece)
+        size += len(piece)
+        if size > MAX_BODY_TEXT:
+            break
     return "\n".join(pieces)[:MAX_BODY_TEXT]

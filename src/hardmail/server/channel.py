@@ -11,7 +11,7 @@ import asyncio
 import ipaddress
 import ssl
 from collections import deque
-from typing import cast
+from typing import Any, cast
 
 READ_HIGH_WATER = 256 * 1024  # stop reading from the socket when this much is unread
 CLOSE_LINGER = 10.0  # seconds a closing connection may take to flush its last replies
@@ -48,6 +48,7 @@ class Channel(asyncio.Protocol):
         self.connected: asyncio.Future[None] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()  # done once the connection is lost
         self._real_peer: tuple[str, int] | None = None  # the client named by a PROXY header
+        self._tls_started = False
 
     # asyncio.Protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,7 +62,11 @@ class Channel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > READ_HIGH_WATER and self.transport and not self._reading_paused:
+        if self.implicit_tls and not self._tls_started and self.transport is not None:
+            # uvloop starts reading after connection_made whatever it asked: hold the ClientHello here.
+            self.transport.pause_reading()
+            self._reading_paused = True
+        elif self._buffered > READ_HIGH_WATER and self.transport and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
         self._wake_reader()
@@ -130,14 +135,23 @@ class Channel(asyncio.Protocol):
                 self._write_waiter = None
 
     async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
-        """Upgrade to TLS as the server; bytes received before the handshake are discarded."""
+        """Upgrade to TLS as the server. After STARTTLS, bytes received before the handshake are
+        discarded (RFC 3207 4.2); on an implicit-TLS listener they are the start of the handshake
+        (a ClientHello read before the session asked for it) and go to the TLS layer."""
         assert self.transport is not None
+        held = b"".join(self._chunks) if self.implicit_tls else b""
         self._chunks.clear()
         self._buffered = 0
+        self._tls_started = True
         loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(
-            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
-        )
+        upgrade = loop.create_task(loop.start_tls(
+            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout))
+        if held:
+            # start_tls's first step schedules the TLS protocol's connection_made and the resumed
+            # reading; a callback queued now runs right after those, before any new socket read.
+            loop.call_soon(loop.call_soon, _feed_tls_layer, self.transport, held)
+        self._reading_paused = False
+        transport = await upgrade
         if transport is None:
             raise ChannelClosed("connection closed during TLS handshake")
         self.transport = transport
@@ -206,3 +220,21 @@ class Channel(asyncio.Protocol):
     def _wake_writer(self) -> None:
         if self._write_waiter is not None and not self._write_waiter.done():
             self._write_waiter.set_result(None)
+
+
+def _feed_tls_layer(transport: asyncio.Transport, data: bytes) -> None:
+    """Give ``data`` to the TLS protocol now reading ``transport`` (asyncio's and uvloop's
+    SSLProtocol are buffered protocols)."""
+    protocol: Any = transport.get_protocol()
+    if transport.is_closing() or isinstance(protocol, Channel):
+        return
+    if not hasattr(protocol, "get_buffer"):
+        protocol.data_received(data)
+        return
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        protocol.buffer_updated(size)
+        view = view[size:]

@@ -92,9 +92,10 @@ class FlagUpdate:
 class FolderChange:
     """One folder's part of an :meth:`MailboxIndex.apply`.
 
-    ``stamp_before``/``stamp_after``: the folder's directory times are set to ``stamp_after`` only
-    when the index still holds ``stamp_before`` (nobody changed the directories in between without
-    the index knowing); ``force_stamp`` sets ``stamp_after`` in any case (after a full scan).
+    ``stamp_before``/``stamp_after``: each of the folder's two directory times (new/, cur/) is set
+    to ``stamp_after``'s only when the index still holds ``stamp_before``'s (nobody changed that
+    directory in between without the index knowing); ``force_stamp`` sets both in any case (after
+    a scan).
     """
 
     added: Sequence[NewMessage] = ()
@@ -177,9 +178,9 @@ class MailboxIndex(Protocol):
         ...
 
     async def sync_entries(self, folder_id: int, uids: Sequence[int] | None = None, *,
-                           only_in_new: bool = False) -> list[SyncEntry]:
-        """Every message (or those of ``uids``, or those whose file is in new/) as a directory scan
-        compares them, in UID order."""
+                           only_in_new: bool = False, only_deleted: bool = False) -> list[SyncEntry]:
+        """Every message (or those of ``uids``; only those whose file is in new/; only those flagged
+        \\Deleted) as a directory scan compares them, in UID order."""
         ...
 
     async def changes_since(self, folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
@@ -194,10 +195,17 @@ class MailboxIndex(Protocol):
 
     async def usage(self, account: str) -> AccountUsage: ...
 
-    async def set_limits(self, account: str, storage: int | None, messages: int | None) -> None: ...
+    async def set_limits(self, account: str, storage: int | None, messages: int | None, *,
+                         custom: bool = True) -> None:
+        """The account's own limits (None: unlimited); ``custom=False`` returns it to the defaults."""
+        ...
 
     async def recount_usage(self, account: str) -> AccountUsage:
         """Recompute the usage from the messages (after a re-index)."""
+        ...
+
+    async def recount_folder(self, folder_id: int) -> FolderRow:
+        """Recompute the folder's counters (messages, size, unseen, deleted) from its messages."""
         ...
 
     async def latest_change(self) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hardmail.imap.values import Atom, Run
+from hardmail.mime import sections
 from hardmail.mime.headers import HeaderBlock, parse_header_block
 from hardmail.mime.structure import crlf
 
@@ -124,7 +125,9 @@ def mailbox_messages(expected: dict[str, Any], box: str) -> list[StoredMessage]:
     """The messages of ``expected[box]`` in Dovecot's sequence order, found by INTERNALDATE
     (make_expected.py gives the n-th file the n-th hour after ``internaldate_base``)."""
     entry = expected[box]
-    folder = CORPUS / "threads" if box == "threads_mailbox" else CORPUS
+    folders = {"threads_mailbox": CORPUS / "threads", "threads_random_mailbox": CORPUS / "threads_random",
+               "stdlib_mailbox": CORPUS / "stdlib"}
+    folder = folders.get(box, CORPUS)
     info = parse_fetch(entry["answers"]["FETCH 1:* (INTERNALDATE RFC822.SIZE)"].encode("latin-1"))
     out = []
     for seq, items in sorted(info.items()):
@@ -141,3 +144,52 @@ def untagged(answer: str, name: str) -> str:
     found = re.search(rf"\* {name} ?(.*)\r\n", answer.encode("latin-1").decode("utf-8"))
     assert found, answer
     return found.group(1)
+
+
+@dataclass(frozen=True)
+class Spec:
+    part: tuple[int, ...]
+    text: str | None
+    fields: tuple[str, ...]
+
+
+_ITEM = re.compile(r"(BODY\.PEEK|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?")
+_SECTION = re.compile(r"([\d.]*?)\.?((?:HEADER\.FIELDS(?:\.NOT)?|HEADER|TEXT|MIME).*)?")
+
+
+def spec(text: str) -> Spec:
+    found = _SECTION.fullmatch(text)
+    assert found
+    numbers, name = found.group(1), found.group(2)
+    fields: tuple[str, ...] = ()
+    if name and " (" in name:
+        name, listed = name.split(" (", 1)
+        fields = tuple(listed.rstrip(")").split())
+    return Spec(tuple(int(n) for n in numbers.split(".") if n), name, fields)
+
+
+def ours_for(data: bytes, root: Any, item: str) -> Any:
+    found = _ITEM.fullmatch(item)
+    assert found
+    kind, section, origin, count = found.groups()
+    partial = (int(origin), int(count)) if origin else None
+    wanted = spec(section)
+    try:
+        if kind == "BODY.PEEK":
+            return sections.fetch_section(data, root, wanted, partial)
+        if kind == "BINARY.PEEK":
+            return sections.binary_section(data, root, wanted.part, partial)
+        return sections.binary_size(data, root, wanted.part)
+    except sections.UnknownCte:
+        return "UNKNOWN-CTE"
+
+
+def theirs_for(answer: str) -> Any:
+    raw = answer.encode("latin-1")
+    tagged = raw.rsplit(b"\r\n", 2)[-2]
+    if b"[UNKNOWN-CTE]" in tagged:
+        return "UNKNOWN-CTE"
+    assert b" OK " in tagged, tagged
+    values = list(parse_fetch(raw).get(1, {}).values())
+    assert len(values) == 1
+    return values[0]

@@ -3,18 +3,24 @@ the tests compare hardmail with Dovecot without needing Dovecot.
 
 Run: .venv/bin/python tests/data/mime/make_expected.py  (needs /usr/lib/dovecot/imap; touches
 no system file: a private config, base_dir and Maildir under a temporary directory; Dovecot runs
-in pre-authenticated mode on stdin/stdout, as the user nobody).
+in pre-authenticated mode on stdin/stdout, as the user nobody when run as root).
 
 For each corpus file: BODYSTRUCTURE, BODY, ENVELOPE, RFC822.SIZE, then every section of every
 part (BODY[p], [p.MIME], [p.HEADER]/[p.TEXT] for message parts, BINARY[p], BINARY.SIZE[p]) and a
 few partial and missing ones, each in its own command (a failing BINARY ends only its command).
-For the corpus as one mailbox and for threads/: SEARCH, SORT and THREAD answers.
+For the corpus as one mailbox and for threads/: SEARCH, SORT and THREAD answers. For
+address_cases.txt: the ENVELOPE of ``To: <case>``. For mutants/ (broken copies of the corpus) and
+generated/ (random MIME structures), which this script writes, the same every run: what it asks
+of each corpus file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +33,8 @@ sys.path.insert(0, str(HERE.parent.parent))  # tests/, for data.mime.imap_text
 from data.mime.imap_text import parse_fetch  # noqa: E402
 
 IMAP = "/usr/lib/dovecot/imap"
-NOBODY = 65534
+_TIMING = re.compile(rb" \([0-9.]+ \+ [0-9.]+(?: \+ [0-9.]+)? secs\)\.")
+NOBODY = 65534 if os.getuid() == 0 else os.getuid()  # Dovecot refuses to give mail to root
 BASE_TIME = 1_700_000_000  # INTERNALDATE of the first file; each next one an hour later
 
 CONFIG = """base_dir = {root}/run
@@ -56,6 +63,15 @@ SEARCHES = [
     'BODY "deep"', 'BODY "Straße"', 'BODY "こんにちは"', 'SUBJECT "rapport"', 'BODY "tout va bien"',
     'HEADER "Thread-Index" ""', 'TEXT "Rechnung"', 'BODY "Rechnung"', 'BODY "color"',
     'TEXT "Thomas.Keller"', 'SUBJECT "sale"', 'BODY "café"', 'BODY "caf"', 'TEXT "quarterly"',
+    'BODY "MsoNormal"', 'BODY "Heidi"', 'BODY "Anna"', 'TEXT "inner-alt-2"', 'BODY "Teilnehmerliste"',
+    'BODY "Content-Type"', 'TEXT "iVBORw0KGgo"', 'BODY "begin 644"', 'BODY "original text"', 'BODY "İletiyi"',
+    'BODY "Invoice 2024-118"', 'BODY "VCALENDAR"', 'BODY "user unknown"', 'BODY "nobody@example.net"',
+    'BODY "edge & case"', 'BODY "&amp;"', 'BODY "sent today"', 'BODY "fixes the crash"', 'TEXT "RFC822"',
+    'BODY "Job finished — 3"', 'BODY "B\\u00fccher"', 'BODY "hello from Bob"', 'TEXT "=?utf-8?"',
+    'TEXT "Teilnehmerliste"', 'TEXT "Teilnehmerliste Übersicht"', 'TEXT "winmail.dat"', 'TEXT "%C3%9Cberweisung"',
+    'TEXT "Überweisung"', 'TEXT "Photos de l\u2019été"', 'HEADER "Content-Type" "multipart"',
+    'HEADER "X-MS-Has-Attach" ""',
+    'TEXT "Grüße"', 'BODY "Anna Berg"', 'TEXT "Anna Berg"', 'FROM "anna.berg@example.org"', 'TO "bob martin"',
 ]
 SORTS = ["ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO",
          "REVERSE DATE", "REVERSE SUBJECT DATE", "FROM REVERSE SIZE"]
@@ -77,9 +93,10 @@ def run_session(root: Path, commands: list[str]) -> list[bytes]:
         while True:
             line = process.stdout.readline()
             assert line, "dovecot ended early"
-            answer += line
             if line.startswith(f"t{index} ".encode()):
+                answer += _TIMING.sub(b".", line)  # the time taken would change every run
                 break
+            answer += line
         answers.append(bytes(answer))
     process.stdin.write(b"x LOGOUT\r\n")
     process.stdin.close()
@@ -96,7 +113,7 @@ def make_root(files: list[Path]) -> Path:
         target = root / "mail" / "cur" / f"{BASE_TIME + index * 3600}.M{index}P1.corpus:2,"
         shutil.copyfile(path, target)
         os.utime(target, (BASE_TIME + index * 3600, BASE_TIME + index * 3600))
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, _dirs, names in os.walk(root) if os.getuid() == 0 else ():
         os.chown(dirpath, NOBODY, NOBODY)
         for name in names:
             os.chown(os.path.join(dirpath, name), NOBODY, NOBODY)
@@ -199,15 +216,182 @@ def address_cases() -> dict[str, str]:
     return {case: line.decode("latin-1") for case, line in zip(cases, lines, strict=True)}
 
 
+MUTANTS = 200
+
+
+def _mutated(data: bytes, rng: random.Random) -> bytes:
+    """``data`` with 1 to 3 of: a line deleted, a line repeated elsewhere, a line cut short, a
+    lone CR line put in, the rest of the message cut off."""
+    lines = data.split(b"\n")
+    for _ in range(rng.randrange(1, 4)):
+        if not lines:
+            break
+        operation, at = rng.randrange(5), rng.randrange(len(lines))
+        if operation == 0:
+            del lines[at]
+        elif operation == 1:
+            lines.insert(at, lines[rng.randrange(len(lines))])
+        elif operation == 2:
+            lines[at] = lines[at][: rng.randrange(len(lines[at]) + 1)]
+        elif operation == 3:
+            lines.insert(at, b"\r")
+        else:
+            lines = lines[:at]
+    return b"\n".join(lines)
+
+
+def mutants(corpus: list[Path]) -> dict[str, Any]:
+    """Write mutants/ (broken copies of the corpus, the same every run) and Dovecot's answers."""
+    folder = HERE / "mutants"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(7)
+    out = {}
+    for index in range(MUTANTS):
+        source = rng.choice(corpus)
+        path = folder / f"m{index:03}_{source.stem}.eml"
+        path.write_bytes(_mutated(source.read_bytes(), rng))
+        try:
+            out[path.name] = one_message(path)
+        except AssertionError:  # Dovecot gave up on it (it ended the session): not kept
+            path.unlink()
+    return out
+
+
+RANDOM_THREADS = 150
+_SUBJECTS = ["Budget 2025", "Lunch?", "Release notes", "=?utf-8?q?R=C3=A9union?=", "server down", "", "Urlaub",
+             "[list] weekly", "Invoice 42", "hello", "Re: ", "Pläne"]
+_NAMES = ["Alice <alice@example.com>", "bob@example.com", "=?utf-8?q?=C3=89milie?= <emilie@example.fr>",
+          '"Zed, Zoe" <zoe@example.com>', "carol@example.org (Carol)", "Dave <dave@example.net>", ""]
+
+
+def _random_message(index: int, rng: random.Random) -> bytes:
+    """A small message of a made-up busy folder: replies, forwards, lost parents, duplicate and
+    missing ids, loops, bad and missing dates, encoded subjects."""
+    subject = rng.choice(_SUBJECTS)
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        subject = rng.choice(["Re: ", "RE: ", "Fwd: ", "Fw: ", "[list] ", "Re[2]: "]) + subject
+    if rng.random() < 0.1:
+        subject += rng.choice([" (fwd)", "  ", " (FWD) "])
+    if rng.random() < 0.05:
+        subject = f"[fwd: {subject}]"
+    lines = [f"From: {rng.choice(_NAMES)}", f"To: {rng.choice(_NAMES)}", f"Subject: {subject}"]
+    roll = rng.random()
+    if roll < 0.9:
+        lines.append(f"Date: {1 + rng.randrange(28)} Feb 2024 {rng.randrange(24):02}:{rng.randrange(60):02}:00 "
+                     f"{rng.choice(['+0000', '+0100', '-0800'])}")
+    elif roll < 0.95:
+        lines.append("Date: not a date")
+    if rng.random() < 0.95:
+        number = index if rng.random() > 0.04 or index == 0 else rng.randrange(index)
+        lines.append(f"Message-ID: <r{number}@example.com>")
+    references = [f"<r{rng.randrange(index + 5)}@example.com>" for _ in range(rng.choice([0, 0, 1, 2, 3, 5]))]
+    if references and rng.random() < 0.3:
+        lines.append("In-Reply-To: " + references[-1])
+    elif references:
+        lines.append("References: " + " ".join(references))
+    return ("\r\n".join(lines) + "\r\n\r\n" + "x" * rng.randrange(200) + "\r\n").encode()
+
+
+def random_threads() -> list[Path]:
+    folder = HERE / "threads_random"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(11)
+    paths = []
+    for index in range(RANDOM_THREADS):
+        path = folder / f"r{index:03}.eml"
+        path.write_bytes(_random_message(index, rng))
+        paths.append(path)
+    return paths
+
+
+def stdlib_messages() -> dict[str, Any]:
+    """stdlib/ (CPython's email test messages): as the corpus files, keyed ``stdlib/<name>``."""
+    out = {}
+    for path in sorted((HERE / "stdlib").glob("msg_*.txt")):
+        with contextlib.suppress(AssertionError):  # Dovecot ended the session on it (msg_39)
+            out[f"stdlib/{path.name}"] = one_message(path)
+    return out
+
+
+GENERATED = 150
+_BOUNDARIES = ["b", "=_x", "----=_NextPart_{n}", "a b", "Apple-Mail=_{n}"]
+_LEAF_TYPES = ["text/plain", "text/html; charset=utf-8", "application/octet-stream; name=x.bin", "image/png", None,
+               "TEXT/Plain; Charset=ISO-8859-1"]
+_LEAF_BODIES = ["hello\r\n", "aGVsbG8gd29ybGQ=\r\n", "caf=C3=A9 =\r\nau lait\r\n", "", "line1\r\nline2", "\r\n\r\n"]
+
+
+def _generated_multipart(depth: int, rng: random.Random) -> str:
+    boundary = rng.choice(_BOUNDARIES).format(n=rng.randrange(99)) + f"{depth}{rng.randrange(3)}"
+    subtype = rng.choice(["mixed", "alternative", "related", "digest", "signed"])
+    children = [_generated_part(depth + 1, rng) for _ in range(rng.randrange(0, 4))]
+    body = rng.choice(["", "preamble\r\n"])
+    body += "".join(f"--{boundary}{rng.choice(['', ' ', '  '])}\r\n{child}\r\n" for child in children)
+    if rng.random() < 0.85:
+        body += f"--{boundary}--\r\n" + rng.choice(["", "epilogue\r\n", "\r\n"])
+    return f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n' + body
+
+
+def _generated_part(depth: int, rng: random.Random) -> str:
+    """A random MIME part: multiparts with odd boundaries and padding, missing close delimiters,
+    messages in messages, leaves with and without headers and encodings."""
+    roll = rng.random()
+    if depth < 4 and roll < 0.35:
+        return _generated_multipart(depth, rng)
+    if depth < 4 and roll < 0.45:
+        inner = f"Subject: inner {depth}\r\nFrom: a{depth}@x\r\n" + _generated_part(depth + 1, rng)
+        return "Content-Type: message/rfc822\r\n\r\n" + inner
+    header = []
+    kind = rng.choice(_LEAF_TYPES)
+    if kind:
+        header.append("Content-Type: " + kind)
+    encoding = rng.choice([None, "7bit", "base64", "quoted-printable", "8bit"])
+    if encoding:
+        header.append("Content-Transfer-Encoding: " + encoding)
+    if rng.random() < 0.2:
+        header.append(f'Content-Disposition: attachment; filename="f{rng.randrange(9)}.txt"')
+    if rng.random() < 0.1:
+        header.append("Content-Language: en")
+    body = rng.choice(_LEAF_BODIES)
+    if not header and rng.random() < 0.5:
+        return "\r\n" + body
+    return "\r\n".join(header) + "\r\n\r\n" + body
+
+
+def generated() -> dict[str, Any]:
+    """Write generated/ (random MIME structures, the same every run) and Dovecot's answers."""
+    folder = HERE / "generated"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    rng = random.Random(3)
+    out = {}
+    for index in range(GENERATED):
+        path = folder / f"g{index:03}.eml"
+        head = f"From: g{index}@x\r\nSubject: generated {index}\r\nMIME-Version: 1.0\r\n"
+        path.write_bytes((head + _generated_part(0, rng)).encode())
+        try:
+            out[path.name] = one_message(path)
+        except AssertionError:  # Dovecot ended the session on it: not kept
+            path.unlink()
+    return out
+
+
 def main() -> None:
     corpus = sorted(HERE.glob("*.eml"))
     threads = sorted((HERE / "threads").glob("*.eml"))
     out: dict[str, Any] = {
         "dovecot": subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True).stdout.strip(),
-        "messages": {path.name: one_message(path) for path in corpus},
+        "messages": {path.name: one_message(path) for path in corpus} | stdlib_messages(),
         "corpus_mailbox": mailbox(corpus, SEARCHES),
         "threads_mailbox": mailbox(threads, ['SUBJECT "réunion"', 'FROM "émilie"', 'TO "andré"']),
         "address_cases": address_cases(),
+        "threads_random_mailbox": mailbox(random_threads(), ['SUBJECT "réunion"', 'FROM "zoe"']),
+        "stdlib_mailbox": mailbox(sorted((HERE / "stdlib").glob("msg_*.txt")), [
+            'BODY "the"', 'TEXT "python"', 'SUBJECT "test"', 'FROM "barry"', 'BODY "hello"', 'TO "python"',
+            'BODY "boundary"', 'TEXT "dingus"', 'CC "foo"', 'BODY "Bug"']),
+        "mutants": mutants(corpus),
+        "generated": generated(),
     }
     (HERE / "expected_dovecot.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 

@@ -166,3 +166,9 @@ def test_search_and_selected_modules_stay_pure() -> None:
 def test_highest_known_modseq() -> None:
     assert SelectedView([Rec(1, 5), Rec(2, 9)]).highest_known_modseq() == 9
     assert SelectedView([]).highest_known_modseq() == 0
+
+
+def test_a_message_that_came_and_went_between_updates_is_never_shown() -> None:
+    view = SelectedView(recs(1), rev1=False)
+    assert view.apply_changes([Rec(2), Rec(3)], vanished=[2]) == [b"* 2 EXISTS\r\n"]
+    assert list(view.uids) == [1, 3]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hardmail.imap.sort import base_subject, base_subject_and_reply, casemap, sort_messages
+from hardmail.imap.sort import base_subject, base_subject_and_reply, casemap, parse_date, sort_messages
 from hardmail.imap.thread import ThreadNode, thread_list, thread_messages
 from hardmail.mime.headers import HeaderBlock, parse_header_block
 
@@ -106,3 +106,32 @@ def test_thread_of_nothing_and_a_long_chain() -> None:
     assert len(threads) == 1
     text = thread_list(threads, lambda m: m.uid)
     assert text == "(" + " ".join(str(n) for n in range(1, 3001)) + ")"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"Tue, 12 Mar 2024 09:13:58 +0100", datetime(2024, 3, 12, 8, 13, 58, tzinfo=UTC)),
+    (b"12 Mar 2024 09:13 -0000", datetime(2024, 3, 12, 9, 13, tzinfo=UTC)),
+    (b"Fri, 6 Apr 2001 09:23:06 -0800 (GMT-0800)", datetime(2001, 4, 6, 17, 23, 6, tzinfo=UTC)),
+    (b"Sun, 23 Sep 01 20:14:35 PDT", datetime(2001, 9, 24, 3, 14, 35, tzinfo=UTC)),  # RFC 5322 4.3
+    (b"1 Jan 99 00:00:00 XYZ", datetime(1999, 1, 1, tzinfo=UTC)),
+    (b"01 Jan 2001 00:01+0000", None),  # no space before the zone: Dovecot takes no date either
+    (b"31 Feb 2024 00:00:00 +0000", None), (b"not a date", None), (b"", None),
+])
+def test_parse_date(raw: bytes, expected: datetime | None) -> None:
+    assert parse_date(raw) == (expected.timestamp() if expected else None)
+
+
+def test_group_is_the_first_address_of_a_sort_key() -> None:
+    messages = box("To: b@x", "To: Announce:;", "To: c@x")
+    assert uids(sort_messages(messages, [C("TO")])) == [2, 1, 3]  # "announce" (as Dovecot)
+    assert uids(sort_messages(messages, [C("DISPLAYTO")])) == [2, 1, 3]
+
+
+def test_thread_list_text_of_the_rfc_examples() -> None:
+    """RFC 5256 4: the two examples of thread-list syntax."""
+    def node(number: int | None, *children: ThreadNode[int]) -> ThreadNode[int]:
+        return ThreadNode(number, list(children))
+
+    threads = [node(2), node(3, node(6, node(4, node(23)), node(44, node(7, node(96)))))]
+    assert thread_list(threads, lambda n: n) == "(2)(3 6 (4 23)(44 7 96))"
+    assert thread_list([node(None, node(3), node(5))], lambda n: n) == "((3)(5))"  # a dummy parent

@@ -13,7 +13,7 @@ from hardmail.imap.sort import sort_messages
 from hardmail.imap.thread import thread_list, thread_messages
 
 EXPECTED = json.loads((CORPUS / "expected_dovecot.json").read_text())
-BOXES = ("corpus_mailbox", "threads_mailbox")
+BOXES = ("corpus_mailbox", "threads_mailbox", "threads_random_mailbox", "stdlib_mailbox")
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,8 @@ async def test_quota_refuses_append_and_copy(env: Env) -> None:
     await env.mailboxes.append(ACCOUNT, "INBOX", b"x")  # unlimited
     with pytest.raises(FolderError):
         await env.mailboxes.set_quota(ACCOUNT, -1, None)
+    await env.mailboxes.reset_quota(ACCOUNT)
+    assert (await env.mailboxes.quota(ACCOUNT)).messages_limit == 2  # the default again
 
 
 async def test_local_delivery_is_indexed_and_moved_to_cur_on_sync(env: Env) -> None:
@@ -206,3 +208,30 @@ async def test_create_with_a_special_use(env: Env) -> None:
     assert info.special_use == "\\Archive"
     with pytest.raises(FolderError):
         await env.mailboxes.create_folder(ACCOUNT, "Everything", "\\All")  # virtual: not offered
+
+
+async def test_an_existing_maildir_is_indexed_by_ensure_account(env: Env) -> None:
+    delivery = MaildirStore(env.root, "mx.example.org")
+    delivery.deliver([ACCOUNT], MESSAGE)
+    delivery.deliver([ACCOUNT], MESSAGE, folder="Lists")  # mail that came before the index
+    await env.mailboxes.ensure_account(ACCOUNT)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 1
+    assert len((await env.mailboxes.sync(ACCOUNT, "Lists")).messages) == 1
+
+
+async def test_deliver_indexed_takes_only_files_of_that_folder(env: Env) -> None:
+    delivery = MaildirStore(env.root, "mx.example.org")
+    await env.mailboxes.ensure_account(ACCOUNT)
+    [path] = delivery.deliver([ACCOUNT], MESSAGE, folder="Junk")
+    with pytest.raises(ValueError):
+        await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", [path])
+
+
+async def test_message_paths_of_many_messages(env: Env) -> None:
+    for i in range(3):
+        await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE + bytes([48 + i]))
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [2], "add", ["\\Deleted"])
+    await env.mailboxes.expunge(ACCOUNT, "INBOX")
+    paths = await env.mailboxes.message_paths(ACCOUNT, "INBOX", [1, 2, 3, 9])
+    assert sorted(paths) == [1, 3] and paths[3].read_bytes() == MESSAGE + b"2"
+    assert await env.mailboxes.message_path(ACCOUNT, "INBOX", 1) == paths[1]

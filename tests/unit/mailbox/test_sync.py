@@ -11,6 +11,7 @@ import pytest
 
 from hardmail.mailbox import ChangeNotifier, files
 from hardmail.mailbox.notifier import Subscription
+from hardmail.store.ports_mailbox import MessageRecord
 from unit.mailbox.mailbox_helpers import ACCOUNT, MESSAGE, Env, assert_consistent, files_on_disk
 
 
@@ -230,3 +231,90 @@ def test_patching_a_message_list() -> None:
     assert cache.get(1) is None and cache.get(2) is not None
     cache.put(4, 5, [record(i) for i in range(9)])  # bigger than the whole cache: not kept
     assert cache.get(4) is None
+
+
+async def test_deliveries_do_not_make_every_sync_read_cur(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hardmail.delivery.maildir import MaildirStore
+
+    delivery = MaildirStore(env.root, "mx.example.org")
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    listed: list[Path] = []
+    original = files._list
+    monkeypatch.setattr(files, "_list", lambda directory: listed.append(directory) or original(directory))
+    for i in range(3):
+        paths = delivery.deliver([ACCOUNT], MESSAGE + bytes([65 + i]))
+        await env.mailboxes.deliver_indexed(ACCOUNT, "INBOX", paths)
+        assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == i + 2
+    assert {p.name for p in listed} == {"new"}  # new/ is read (it is small), cur/ never
+
+
+async def test_files_named_by_other_programs_get_canonical_names(env: Env) -> None:
+    folder = env.folder_dir()
+    await env.mailboxes.ensure_account(ACCOUNT)
+    _drop(folder, "cur", "1700000000.M1P1Q1.x")  # no info at all
+    _drop(folder, "cur", "1700000000.M2P1Q1.x:2,SR")  # letters out of order
+    _drop(folder, "cur", "1700000000.M3P1Q1.x:2,Sa")  # a Dovecot keyword letter: left alone
+    snapshot = await env.mailboxes.sync(ACCOUNT, "INBOX")
+    assert [m.flags for m in snapshot.messages] == [
+        frozenset(), frozenset({"\\Seen", "\\Answered"}), frozenset({"\\Seen"})]
+    assert sorted(os.listdir(folder / "cur")) == [
+        "1700000000.M1P1Q1.x:2,", "1700000000.M2P1Q1.x:2,RS", "1700000000.M3P1Q1.x:2,Sa"]
+    for message in snapshot.messages:
+        assert await env.mailboxes.read_message(ACCOUNT, "INBOX", message.uid) == MESSAGE
+    await assert_consistent(env.mailboxes, ACCOUNT, "INBOX")
+
+
+async def test_an_unindexed_delivery_is_not_hidden_by_our_own_changes(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery writes new/ without the folder lock: a file whose indexing never happened (a crash)
+    while we changed the folder must still be found afterwards."""
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    _age(env.folder_dir())
+    await env.mailboxes.sync(ACCOUNT, "INBOX")
+    original = files.rename_flags
+
+    def rename_while_delivering(folder: Path, *args: object) -> list[int]:
+        missing = original(folder, *args)  # type: ignore[arg-type]
+        _drop(folder, "new", "1700000000.M1P1Q1.crashed")  # between our two looks at the directories
+        return missing
+
+    monkeypatch.setattr(files, "rename_flags", rename_while_delivering)
+    await env.mailboxes.store_flags(ACCOUNT, "INBOX", [1], "add", ["\\Seen"])
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert len((await env.mailboxes.sync(ACCOUNT, "INBOX")).messages) == 3
+
+
+async def test_sessions_woken_together_share_one_read(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    notifier = ChangeNotifier(env.store.mailbox, env.mailboxes.clock)
+    env.mailboxes.notifier = notifier
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    start = (await env.mailboxes.snapshot(ACCOUNT, "INBOX")).info.highestmodseq
+    subscriptions = [notifier.subscribe(ACCOUNT, "INBOX") for _ in range(50)]
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)
+    assert all(s.changed.is_set() for s in subscriptions)
+    reads: list[int] = []
+    index = env.mailboxes.index
+    original = index.changes_since
+
+    async def counted(folder_id: int, modseq: int) -> tuple[list[MessageRecord], list[int]]:
+        reads.append(modseq)
+        return await original(folder_id, modseq)
+
+    monkeypatch.setattr(index, "changes_since", counted)
+    results = await asyncio.gather(*[env.mailboxes.changes_since(ACCOUNT, "inbox", start) for _ in subscriptions])
+    assert reads == [start] and all([m.uid for m in r.changed] == [2] for r in results)
+    results[0].changed.clear()  # each caller has its own lists
+    assert results[1].changed
+    first = asyncio.ensure_future(env.mailboxes.changes_since(ACCOUNT, "INBOX", start))
+    await asyncio.sleep(0)  # a turn of the loop: the first read has begun
+    assert env.mailboxes._reading
+    await env.mailboxes.append(ACCOUNT, "INBOX", MESSAGE)  # announced after it began: not shared
+    late = await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)
+    await first
+    assert len(reads) == 3 and [m.uid for m in late.changed] == [2, 3]
+    for subscription in subscriptions:
+        subscription.close()
+    await env.mailboxes.changes_since(ACCOUNT, "INBOX", start)  # no subscribers: no sharing
+    assert len(reads) == 4

@@ -131,3 +131,20 @@ def test_removal_reads_at_most_the_head_limit_of_a_header_that_never_ends(with_b
         tracemalloc.stop()
     assert peak < 4 * HEAD_LIMIT
     assert b"".join(kept) == b"".join(chunks[1:])
+
+
+def test_bare_lf_lines_for_stored_messages() -> None:
+    """IMAP reads stored messages as they are: with ``bare_lf`` a bare LF ends a line too."""
+    data = b"Subject: a\n b\nFrom: x@y\r\n\nbody\n"
+    block = parse_header_block(data, bare_lf=True)
+    assert block.complete and [f.name for f in block.fields] == ["subject", "from"]
+    assert block.value(block.fields[0]) == "a b" and data[block.body_offset:] == b"body\n"
+    strict = parse_header_block(data)
+    assert not strict.complete  # without it, only CRLF ends a line (as before)
+
+
+def test_raw_value_keeps_the_end_when_asked() -> None:
+    block = parse_header_block(b"Date: Mon, 1 Jan 2024 \r\nSubject:  x \r\n\r\n")
+    assert block.raw_value(block.fields[0]) == b"Mon, 1 Jan 2024"
+    assert block.raw_value(block.fields[0], strip_end=False) == b"Mon, 1 Jan 2024 "
+    assert block.raw_value(block.fields[1], strip_end=False) == b"x "

@@ -16,17 +16,29 @@ def test_type_parameters_quoting_comments_and_case() -> None:
     assert value.param("charset") == b"utf-8" and value.param("missing") is None
 
 
-@pytest.mark.parametrize("raw", [b"", b"text", b"text/", b"/plain", b"(only a comment)", b"\xff/\xfe"])
+@pytest.mark.parametrize("raw", [b"", b"/plain", b"(only a comment)", b"\xff/\xfe"])
 def test_unreadable_type_is_empty(raw: bytes) -> None:
     assert parse_content_type(raw).value == ""
+
+
+@pytest.mark.parametrize("raw", [b"text", b"Text/", b"text (c)"])
+def test_type_without_subtype_at_the_end_is_kept(raw: bytes) -> None:
+    value = parse_content_type(raw)  # as Dovecot shows it: ("text" "")
+    assert (value.value, value.original[1]) == ("text/", "")
+
+
+def test_type_without_subtype_before_parameters_is_empty() -> None:
+    value = parse_content_type(b"text; charset=us-ascii")  # as Dovecot shows it: ("" "") NIL
+    assert (value.value, value.original, value.params) == ("/", ("", ""), ())
 
 
 def test_rfc2231_continuations_and_charsets() -> None:
     value = parse_content_type(b"application/pdf; a=1; title*1*=%20vom; title*0*=UTF-8''%C3%9Cberweisung;"
                                b" title*2=\" 28.06\"; NAME*0=\"long \"; NAME*1=name.txt; x*=iso-8859-1'de'Gr%FC%DFe")
-    # RFC 2231 3: sections joined in number order, after the other parameters (as Dovecot)
-    assert value.params == (("a", b"1"), ("x*", b"iso-8859-1'de'Gr%FC%DFe"),
-                            ("title*", b"UTF-8''%C3%9Cberweisung%20vom%2028.06"), ("NAME", b"long name.txt"))
+    # RFC 2231 3: sections joined in number order; as Dovecot orders them, the plain parameters
+    # first, then those with a "*" by name
+    assert value.params == (("a", b"1"), ("NAME", b"long name.txt"),
+                            ("title*", b"UTF-8''%C3%9Cberweisung%20vom 28.06"), ("x*", b"iso-8859-1'de'Gr%FC%DFe"))
     assert value.decoded("title") == "Überweisung vom 28.06"
     assert value.decoded("name") == "long name.txt" and value.decoded("x") == "Grüße"
     assert decode_rfc2231(b"no-such-charset''%C3%A9") == "é"

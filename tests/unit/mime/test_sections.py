@@ -86,3 +86,27 @@ def test_lenient_base64(encoded: bytes, decoded: bytes) -> None:
 def test_quoted_printable() -> None:
     assert sections.decode_quoted_printable(b"a=3Db  \r\nc=\r\nd =XY") == b"a=b\r\ncd =XY"
     assert sections.decode_body(b"x", "7bit") == b"x"
+
+
+def test_any_section_of_any_corpus_message_never_raises() -> None:
+    """Whatever a client asks: bytes, or UnknownCte for BINARY (nothing else escapes)."""
+    import random
+
+    from data.mime.imap_text import CORPUS
+    from hardmail.mime.structure import crlf
+
+    rng = random.Random(9)
+    texts = [None, "HEADER", "TEXT", "MIME", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "header"]
+    for path in sorted(CORPUS.glob("*.eml")) + sorted((CORPUS / "mutants").glob("*.eml"))[:40]:
+        data = crlf(path.read_bytes())
+        root = parse_message(data)
+        for _ in range(60):
+            part = tuple(rng.randrange(0, 5) for _ in range(rng.randrange(0, 5)))
+            partial = (rng.randrange(0, 3000), rng.randrange(0, 3000)) if rng.random() < 0.5 else None
+            section = S(part, rng.choice(texts), ("FROM", "x-y"))
+            assert isinstance(sections.fetch_section(data, root, section, partial), bytes)
+            try:
+                sections.binary_section(data, root, part, partial)
+                assert sections.binary_size(data, root, part) >= 0
+            except sections.UnknownCte:
+                pass

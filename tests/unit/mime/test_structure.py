@@ -65,10 +65,17 @@ def test_multipart_without_boundary_has_no_parts() -> None:
     assert body_structure(root, data, extended=False)[1:] == ["mixed"]
 
 
-def test_empty_part_of_a_digest_is_text() -> None:
-    data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\ny\r\n--d--"
+def test_empty_parts_of_a_digest_are_messages() -> None:
+    data = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n--d\r\n\r\nSubject: x\r\n\r\ny\r\n--d--"
     kinds = [p.content_type.value for p in parse_message(data).children]
-    assert kinds == ["text/plain", "message/rfc822"]
+    assert kinds == ["message/rfc822", "message/rfc822"]  # RFC 2046 5.1.5, as Dovecot
+
+
+def test_a_delimiter_cut_at_the_end_starts_no_part() -> None:
+    head = b"Content-Type: multipart/mixed; boundary=d\r\n\r\n--d\r\n\r\nx\r\n--d"
+    assert len(parse_message(head).children) == 1  # as Dovecot reads it
+    assert len(parse_message(head + b"\r\n").children) == 2
+    assert len(parse_message(head + b"\r").children) == 1
 
 
 def test_header_without_empty_line_ends_at_the_next_delimiter() -> None:
@@ -151,3 +158,43 @@ def test_random_bytes_and_mutations_never_raise() -> None:
     for _ in range(300):
         data = bytes(rng.choice(alphabet) for _ in range(rng.randrange(200)))
         body_structure(parse_message(data), data)
+
+
+def test_message_without_mime_version_or_content_type_shows_no_content_fields() -> None:
+    """RFC 2045 4 (as Dovecot reads it): such a message is not MIME; BODYSTRUCTURE shows 7bit and
+    none of its Content-* fields, while BINARY still undoes its transfer encoding."""
+    from hardmail.mime import sections
+
+    data = b"Content-Transfer-Encoding: base64\r\nContent-ID: <x@y>\r\n\r\naGVsbG8=\r\n"
+    root = parse_message(data)
+    assert not root.mime
+    assert body_structure(root, data) == ["text", "plain", ["charset", b"us-ascii"], None, None, "7bit", 10, 1,
+                                          None, None, None, None]
+    assert sections.binary_section(data, root, (1,)) == b"hello"
+    with_version = b"MIME-Version: 1.0\r\n" + data
+    assert body_structure(parse_message(with_version), with_version)[3:6] == [b"<x@y>", None, "base64"]
+
+
+def test_line_end_before_a_delimiter_is_never_the_parts() -> None:
+    """RFC 2046 5.1.1: the CRLF before "--boundary" belongs to the delimiter, also when it ends a
+    header that has no empty line, or is the only thing in a part (as Dovecot reads it)."""
+    from hardmail.mime import sections
+
+    data = mixed(b"Content-Type: text/plain\r\nX-A: 1", b"", b"Content-Type: text/html\r\n")
+    root = parse_message(data)
+    first, empty, _third = root.children
+    assert data[first.start:first.body_start] == b"Content-Type: text/plain\r\nX-A: 1"
+    assert (empty.start, empty.body_start, empty.body_end) == (empty.start, empty.start, empty.start)
+    assert sections.fetch_section(data, root, _Spec((3,), "MIME")) == b"Content-Type: text/html\r\n"
+
+
+def test_long_close_delimiter_line_after_a_header() -> None:
+    data = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX: y\r\n--b--" + b"x" * 500 + b"\r\nepilogue"
+    root = parse_message(data)
+    assert len(root.children) == 1 and root.children[0].header.fields[0].name == "x"
+    assert root.body_end == len(data)
+
+
+class _Spec:
+    def __init__(self, part: tuple[int, ...], text: str | None) -> None:
+        self.part, self.text, self.fields = part, text, ()

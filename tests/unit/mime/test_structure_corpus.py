@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from data.mime.imap_text import normalise, parse_fetch
+from data.mime.imap_text import Spec, normalise, ours_for, parse_fetch, theirs_for
 from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
@@ -30,6 +28,12 @@ ON_PURPOSE = {
     # ("charset" "us-ascii") as if there were none
     ("rfc2231_params.eml", "BODYSTRUCTURE"): "RFC 2231 4 value without sections",
     ("rfc2231_params.eml", "BODY"): "RFC 2231 4 value without sections",
+    # a multipart without its close delimiter whose last part is a header without an empty line
+    # (a line "and " before the outer delimiter): Dovecot counts the line end before the outer
+    # delimiter in the multipart, hardmail gives it to the delimiter (RFC 2046 5.1.1)
+    ("stdlib/msg_38.txt", "BODY.PEEK[1]"): "line end before the delimiter",
+    ("stdlib/msg_38.txt", "BINARY.PEEK[1]"): "line end before the delimiter",
+    ("stdlib/msg_38.txt", "BINARY.SIZE[1]"): "line end before the delimiter",
 }
 # Dovecot answers BINARY.SIZE of every part of a message with NO [UNKNOWN-CTE] as soon as any
 # part of it has an unknown encoding; hardmail decodes only the part asked for (RFC 3516 4.2)
@@ -56,61 +60,14 @@ def test_bodystructure_envelope_as_dovecot(name: str) -> None:
             assert value == theirs[item], item
 
 
-@dataclass(frozen=True)
-class Spec:
-    part: tuple[int, ...]
-    text: str | None
-    fields: tuple[str, ...]
-
-
-_ITEM = re.compile(r"(BODY\.PEEK|BINARY\.PEEK|BINARY\.SIZE)\[([^\]]*)\](?:<(\d+)\.(\d+)>)?")
-_SECTION = re.compile(r"([\d.]*?)\.?((?:HEADER\.FIELDS(?:\.NOT)?|HEADER|TEXT|MIME).*)?")
-
-
-def spec(text: str) -> Spec:
-    found = _SECTION.fullmatch(text)
-    assert found
-    numbers, name = found.group(1), found.group(2)
-    fields: tuple[str, ...] = ()
-    if name and " (" in name:
-        name, listed = name.split(" (", 1)
-        fields = tuple(listed.rstrip(")").split())
-    return Spec(tuple(int(n) for n in numbers.split(".") if n), name, fields)
-
-
-def ours_for(data: bytes, root: Any, item: str) -> Any:
-    found = _ITEM.fullmatch(item)
-    assert found
-    kind, section, origin, count = found.groups()
-    partial = (int(origin), int(count)) if origin else None
-    wanted = spec(section)
-    try:
-        if kind == "BODY.PEEK":
-            return sections.fetch_section(data, root, wanted, partial)
-        if kind == "BINARY.PEEK":
-            return sections.binary_section(data, root, wanted.part, partial)
-        return sections.binary_size(data, root, wanted.part)
-    except sections.UnknownCte:
-        return "UNKNOWN-CTE"
-
-
-def theirs_for(answer: str) -> Any:
-    raw = answer.encode("latin-1")
-    tagged = raw.rsplit(b"\r\n", 2)[-2]
-    if b"[UNKNOWN-CTE]" in tagged:
-        return "UNKNOWN-CTE"
-    assert b" OK " in tagged, tagged
-    values = list(parse_fetch(raw).get(1, {}).values())
-    assert len(values) == 1
-    return values[0]
-
-
 @pytest.mark.parametrize("name", FILES)
 def test_sections_as_dovecot(name: str) -> None:
     data, root = load(name)
     compared = 0
     for item, answer in EXPECTED["messages"][name]["sections"].items():
         if (name, item) in ON_PURPOSE or (name in BINARY_SIZE_QUIRK and item.startswith("BINARY.SIZE")):
+            continue
+        if "NO [PARSE]" in answer:  # Dovecot refuses BINARY of bad base64; hardmail decodes leniently
             continue
         assert ours_for(data, root, item) == theirs_for(answer), item
         compared += 1

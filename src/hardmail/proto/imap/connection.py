@@ -3,7 +3,12 @@
 No asyncio, no sockets, no clock. The session feeds bytes with :meth:`receive_data` and takes events
 from :meth:`next_event` until it returns ``NEED_DATA``; it answers each event with bytes built by
 ``proto.imap.encode`` and tells the core about outcomes the core cannot know (a login succeeded:
-:meth:`authenticated`; a SELECT succeeded: :meth:`selected`).
+:meth:`authenticated`; a SELECT succeeded: :meth:`selected`). What follows from the command alone
+the core does itself: LOGOUT ends input; SELECT, EXAMINE, CLOSE and UNSELECT leave the selected
+state (RFC 9051 6.3.2); ENABLE turns on what it knows and offers (``Enable.enabled``); a CONDSTORE
+enabling command turns CONDSTORE on (RFC 7162 3.1); after STARTTLS input is held until
+:meth:`start_tls` (or :meth:`tls_refused`); AUTHENTICATE and IDLE lines are read after
+:meth:`expect_sasl_response` / :meth:`expect_idle_done`.
 
 Framing: a command is its first line plus, for each literal announced at a line end, the literal's
 data and the next line. A synchronizing literal ``{n}`` yields :class:`ContinuationNeeded` (the
@@ -61,6 +66,7 @@ class ImapServerConnection:
         self.enabled: set[str] = set()
         self.bad_commands = 0
         self._buf = bytearray()
+        self._scanned = 0  # leading bytes of _buf known to hold no LF (a slow line is scanned once)
         self._phase = Phase.COMMAND
         self._discarding = False
         self._tail = b""
@@ -110,10 +116,12 @@ class ImapServerConnection:
         self.state = ConnState.LOGOUT
         self._phase = Phase.CLOSED
         self._buf.clear()
+        self._scanned = 0
 
     def start_tls(self) -> None:
         """The TLS handshake starts: drop whatever came in the clear after STARTTLS (RFC 9051 6.2.1)."""
         self._buf.clear()
+        self._scanned = 0
         self._reset_command()
         self._discarding = False
         self.tls_active = True
@@ -184,11 +192,13 @@ class ImapServerConnection:
     def _take_line(self) -> bytes | _TooLong | None:
         """The next line without its CRLF, _TOO_LONG for a skipped long one, None to wait."""
         buf = self._buf
-        newline = buf.find(b"\n")
+        newline = buf.find(b"\n", self._scanned)
+        self._scanned = len(buf) if newline < 0 else 0
         if self._discarding:
             piece = buf if newline < 0 else buf[:newline + 1]
             self._tail = (self._tail + bytes(piece))[-_TAIL_KEEP:]
             del buf[:len(piece)]
+            self._scanned = 0
             if newline < 0:
                 return None
             self._discarding = False
@@ -340,6 +350,7 @@ class ImapServerConnection:
         if self._phase is Phase.LITERAL:
             self._parts += self._buf[:take]
         del self._buf[:take]
+        self._scanned = 0
         self._pending -= take
         if self._pending:
             return c.NEED_DATA

@@ -85,11 +85,13 @@ def _one_mailbox(cls: Callable[[str, str], c.Command]) -> Parser:
 # ----- not authenticated ------------------------------------------------------------------------
 def _login(r: Reader, ctx: Context) -> c.Command:
     r.sp()
-    user = decode_text(r.astring("a user name"), "user name")
+    user = r.astring("a user name")
     r.sp()
-    password = decode_text(r.astring("a password"), "password")
+    password = r.astring("a password")
     r.end()
-    return c.Login(ctx.tag, user, password)
+    # 8-bit that is not UTF-8 is valid syntax (a literal is *CHAR8): it must reach the login engine
+    # and fail there like any wrong password (and count toward bans), not get a BAD here.
+    return c.Login(ctx.tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
 
 
 def _authenticate(r: Reader, ctx: Context) -> c.Command:
@@ -153,9 +155,9 @@ def _qresync(r: Reader) -> c.QresyncParams:
     """RFC 7162 3.2.5.1: SP "(" uidvalidity SP mod-sequence-value [SP known-uids] [SP seq-match-data] ")"."""
     r.sp()
     r.open()
-    uidvalidity = r.number(nonzero=True, what="a UIDVALIDITY")
-    r.sp()
-    modseq = r.number64(nonzero=True, what="a mod-sequence value")
+    uidvalidity = r.number(what="a UIDVALIDITY")  # 0 (no valid state) is taken as Dovecot does; it
+    r.sp()  # never matches, so the client just gets a full resync
+    modseq = r.number64(what="a mod-sequence value")
     known: SequenceSet | None = None
     seqs = uids = None
     if r.take(b" "):

@@ -94,7 +94,7 @@ def test_select_qresync() -> None:
     assert p("a SELECT INBOX (QRESYNC (1 2 (1 3)))", AUTH, q) == c.Select(
         "a", "INBOX", qresync=c.QresyncParams(1, 2, None, SequenceSet.of(1), SequenceSet.of(3)))
     assert "not enabled" in bad("a SELECT INBOX (QRESYNC (1 2))", AUTH).text  # RFC 7162 3.2.5
-    bad("a SELECT INBOX (QRESYNC (0 2))", AUTH, q)
+    assert p("a SELECT INBOX (QRESYNC (0 0))", AUTH, q) == c.Select("a", "INBOX", qresync=c.QresyncParams(0, 0))
     bad("a SELECT INBOX (QRESYNC (1 2 1:*))", AUTH, q)
     bad("a SELECT INBOX (QRESYNC (1))", AUTH, q)
 
@@ -255,6 +255,7 @@ def item(name: str, section: Section | None = None, partial: tuple[int, int] | N
     ("BODY[HEADER]", (item("BODY[]", Section((), "HEADER")),)),
     ("body[header.fields (from To)]", (item("BODY[]", Section((), "HEADER.FIELDS", ("FROM", "TO"))),)),
     ("BODY[HEADER.FIELDS.NOT (X-A)]", (item("BODY[]", Section((), "HEADER.FIELDS.NOT", ("X-A",))),)),
+    ('BODY[HEADER.FIELDS (a:b "c d" "")]', (item("BODY[]", Section((), "HEADER.FIELDS", ("A:B", "C D", ""))),)),
     ("BODY[1]", (item("BODY[]", Section((1,))),)),
     ("BODY[1.2.3]", (item("BODY[]", Section((1, 2, 3))),)),
     ("BODY[2.MIME]", (item("BODY[]", Section((2,), "MIME")),)),
@@ -273,7 +274,7 @@ def test_fetch_items(spec: str, items: tuple[FetchItem, ...]) -> None:
 @pytest.mark.parametrize("spec", [
     "", "()", "(FLAGS", "FOO", "(ALL)", "BODY[", "BODY[MIME]", "BODY[0]", "BODY[1.0]", "BODY[TEXT.1]",
     "BODY[HEADER.FIELDS]", "BODY[HEADER.FIELDS ()]", "BODY[]<0>", "BODY[]<0.0>", "BODY[]<a.1>",
-    "BINARY[TEXT]", "BINARY.SIZE[]<0.5>", "BODY.PEEK", "BINARY", "FLAGS FLAGS", "BODY[HEADER.FIELDS (a:b)]",
+    "BINARY[TEXT]", "BINARY.SIZE[]<0.5>", "BODY.PEEK", "BINARY", "FLAGS FLAGS", "BODY[HEADER.FIELDS (a(b)]",
     "(FLAGS)(UID)", "RFC822.FOO", "BODY [1]",
 ])
 def test_bad_fetch_items(spec: str) -> None:
@@ -355,3 +356,8 @@ def test_sort_and_thread() -> None:
                    "a THREAD FOO UTF-8 ALL", "a THREAD REFERENCES UTF-8", "a SORT (DATE) UTF-8"):
         bad(broken)
     assert bad("a SORT (DATE) KOI8-R ALL").code == "BADCHARSET (UTF-8 US-ASCII)"
+
+
+def test_login_with_non_utf8_bytes_is_a_login_not_a_bad() -> None:
+    event = p(b"a LOGIN {4+}\r\nj\xf6rg {3+}\r\np\xe9w", NA)
+    assert event == c.Login("a", "j\ufffdrg", "p\ufffdw")

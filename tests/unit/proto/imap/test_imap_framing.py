@@ -464,3 +464,19 @@ def test_preauth_starts_authenticated() -> None:
 def test_too_many_fetch_items_is_bad() -> None:
     event = parse_one(b"a FETCH 1 (" + b" ".join([b"FLAGS"] * 300) + b")\r\n", SEL)
     assert isinstance(event, c.BadCommand) and "Too many" in event.text
+
+
+def test_line_scan_restarts_after_the_buffer_is_dropped() -> None:
+    conn = make_conn()
+    conn.receive_data(b"a STARTTLS\r\n")
+    conn.receive_data(b"")
+    assert conn.next_event() == c.StartTls("a")
+    conn.start_tls()
+    conn.receive_data(b"b NO")
+    assert conn.next_event() is c.NEED_DATA  # scanned 4 bytes without LF
+    conn.receive_data(b"OP\r\n")
+    assert conn.next_event() == c.Noop("b")
+    conn.receive_data(b"c NOOP " + b"x" * 50)
+    assert conn.next_event() is c.NEED_DATA
+    conn.logged_out()
+    assert conn.next_event() is c.NEED_DATA and conn.buffered == 0

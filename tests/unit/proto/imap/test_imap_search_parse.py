@@ -63,7 +63,8 @@ D = date(1994, 2, 1)
     ("BCC joe", HeaderKey("Bcc", "joe")), ("CC \"a b\"", HeaderKey("Cc", "a b")),
     ("FROM smith", HeaderKey("From", "smith")), ("SUBJECT {5+}\r\nhi yo", HeaderKey("Subject", "hi yo")),
     ("TO \"\"", HeaderKey("To", "")),
-    ("HEADER X-Spam yes", HeaderKey("X-Spam", "yes")), ('HEADER "Message-ID" ""', HeaderKey("Message-ID", "")),
+    ("HEADER X-Spam yes", HeaderKey("X-Spam", "yes")), ('HEADER "a b" x', HeaderKey("a b", "x")),
+    ('HEADER "Message-ID" ""', HeaderKey("Message-ID", "")),
     ("BODY lunch", TextKey("body", "lunch")), ("TEXT \"fish tacos\"", TextKey("text", "fish tacos")),
     ("BEFORE 1-Feb-1994", DateKey("internal", "before", D)), ("ON \"01-feb-1994\"", DateKey("internal", "on", D)),
     ("SINCE 01-Feb-1994", DateKey("internal", "since", D)),
@@ -92,7 +93,7 @@ def test_every_search_key(text: str, expected: SearchKey) -> None:
 @pytest.mark.parametrize("text", [
     "", "FOO", "SEEN (", "(SEEN", "()", "NOT", "OR SEEN", "KEYWORD", "KEYWORD \\Foo", "BEFORE 30-Feb-2020",
     "BEFORE 1-Feb-94", "ON 1-Fox-1994", "SINCE", "LARGER", "LARGER -1", "LARGER x", "SMALLER 99999999999999999999",
-    "UID", "UID x", "0", "1:0", "HEADER", "HEADER X", "HEADER \"a:b\" x", "FROM", "SEEN  FLAGGED", "SEEN ",
+    "UID", "UID x", "0", "1:0", "HEADER", "HEADER X", "FROM", "SEEN  FLAGGED", "SEEN ",
     "MODSEQ", 'MODSEQ "/flags/x" bogus 1', 'MODSEQ "/other" all 1', "OLDER 0", "YOUNGER",
     "CHARSET", "CHARSET ALL", "CHARSET KOI8-R", "SEEN CHARSET UTF-8", "SUBJECT \"unterminated",
 ])
