@@ -20,7 +20,7 @@ from support.dovecot import DovecotServer, running_dovecot, unavailable_reason
 from support.hardmail_imap import HardmailServer, missing_imap_reason, running_hardmail
 from support.imap_diff import Scenario, Target, compare, run_scenario, unexpected_statuses
 from support.imap_diff_scenarios import scenarios
-from support.imap_normalise import Context, capability_extras, collect_modseqs, normalise_command, parse_response
+from support.imap_normalise import Context, capability_extras, finish, normalise_command, parse_response
 
 SCENARIOS = scenarios()
 PASSWORD = "scenario password 1"
@@ -85,8 +85,7 @@ def test_capabilities_outside_the_comparison_are_reported(dovecot: DovecotServer
 def _normal(*lines: bytes) -> list[str]:
     responses = [parse_response(line) for line in lines]
     ctx = Context(now=datetime.datetime.now(datetime.UTC))
-    collect_modseqs(responses, ctx)
-    return normalise_command(responses, ctx)
+    return finish(normalise_command(responses, ctx))
 
 
 def test_normaliser_equates_what_may_differ() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from support.imap_normalise import Context, Response, collect_modseqs, normalise_command, parse_response
+from support.imap_normalise import Context, Response, finish, normalise_command, parse_response
 
 TIMEOUT = 15.0
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)\+?\}\r\n$")
@@ -210,11 +210,12 @@ def quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-_CAPTURED = re.compile(rb"\$(UIDVALIDITY|HIGHESTMODSEQ)(?:@(\d+))?")
+_CAPTURED = re.compile(rb"\$(UIDVALIDITY|HIGHESTMODSEQ)(?:@(\d+))?(?:\+(\d+))?")
 
 
 def _substitute(text: str | bytes, target: Target, seen: dict[str, list[str]]) -> bytes:
-    """Fill in the placeholders; ``$NAME@N`` is the Nth value of NAME the server sent (from 1)."""
+    """Fill in the placeholders; ``$NAME@N`` is the Nth value of NAME the server sent (from 1),
+    ``$NAME@N+K`` that plus K."""
     data = text.encode() if isinstance(text, str) else text
     plain = base64.b64encode(f"\0{target.user}\0{target.password}".encode()).decode()
     values = {"$USER": quoted(target.user), "$PASS": quoted(target.password), "$PLAIN": plain}
@@ -224,7 +225,8 @@ def _substitute(text: str | bytes, target: Target, seen: dict[str, list[str]]) -
     def captured(match: re.Match[bytes]) -> bytes:
         history = seen.get(match.group(1).decode(), ["1"])
         index = int(match.group(2)) - 1 if match.group(2) else -1
-        return history[min(index, len(history) - 1)].encode()
+        value = int(history[min(index, len(history) - 1)]) + int(match.group(3) or 0)
+        return str(value).encode()
 
     return _CAPTURED.sub(captured, data)
 
@@ -245,16 +247,16 @@ class Transcript:
     def normalised(self, skip: frozenset[int] = frozenset()) -> list[str]:
         """``label`` then its normalised responses, one per line, for every step (but ``skip``)."""
         ctx = Context(now=datetime.datetime.now(datetime.UTC))
-        collect_modseqs([r for step in self.steps for r in step.responses] + self.greetings, ctx)
         lines = [f"greeting: {line}" for line in normalise_command(self.greetings[:1], ctx)]
         for index, step in enumerate(self.steps):
             lines.append(f"> {step.label}")
-            normalised = normalise_command(step.responses, ctx)  # also for skipped steps: keeps V/M numbering
+            command = step.label.split("] ", 1)[-1]
+            normalised = normalise_command(step.responses, ctx, command)  # also when skipped: same numbering
             if index in skip:
                 lines.append("  (not compared: differs on purpose)")
                 continue
             lines += [f"  {part}" for line in normalised for part in line.split("\n")]
-        return lines
+        return finish(lines)
 
 
 def run_scenario(scenario: Scenario, target: Target) -> Transcript:

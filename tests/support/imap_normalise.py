@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 
 NOW_WINDOW = datetime.timedelta(minutes=10)
 
+# (CREATE-SPECIAL-USE is not compared: Dovecot 2.3 takes CREATE ... (USE (...)) without advertising it)
 COMPARED_CAPABILITIES = frozenset({
     "IMAP4REV1", "STARTTLS", "LOGINDISABLED", "IDLE", "UIDPLUS", "MOVE", "SPECIAL-USE",
-    "CREATE-SPECIAL-USE", "NAMESPACE", "ENABLE", "CONDSTORE", "QRESYNC", "ESEARCH", "UNSELECT",
+    "NAMESPACE", "ENABLE", "CONDSTORE", "QRESYNC", "ESEARCH", "UNSELECT",
     "LIST-EXTENDED", "LIST-STATUS", "SASL-IR", "ID", "QUOTA", "BINARY", "SORT", "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "CHILDREN", "STATUS=SIZE", "AUTH=PLAIN",
     "AUTH=SCRAM-SHA-256",
@@ -47,6 +48,9 @@ DROPPED_CODES = {
     "SERVERBUG": "server-internal",
     "ALERT": "free text for the user; servers differ in when they show one",
     "NOMODSEQ": "not sent by Dovecot: its mailboxes always have modseqs",
+    # RFC 5530 codes that only add detail to a NO (one server names the reason, the other does not)
+    "CANNOT": "RFC 5530 detail", "NONEXISTENT": "RFC 5530 detail", "NOPERM": "RFC 5530 detail",
+    "ALREADYEXISTS": "RFC 5530 detail", "INUSE": "RFC 5530 detail", "EXPUNGEISSUED": "RFC 5530 detail",
 }
 
 
@@ -199,24 +203,35 @@ class Context:
     now: datetime.datetime
     uidvalidities: dict[str, str] = field(default_factory=dict)
     modseq_ranks: dict[int, int] = field(default_factory=dict)
+    command: str = ""  # the command being answered (upper case), for the rules that depend on it
+    condstore: bool = False  # a CONDSTORE-enabling command has succeeded (RFC 7162 3.1)
 
     def uidvalidity(self, value: str) -> str:
         return self.uidvalidities.setdefault(value, f"V{len(self.uidvalidities) + 1}")
 
     def modseq(self, value: str) -> str:
-        if not value.isdigit():
-            return value
-        return f"M{self.modseq_ranks.get(int(value), 0)}"
+        """A placeholder; :func:`finish` ranks the values that are shown."""
+        return f"\x00{value}\x00" if value.isdigit() else value
 
 
 def _upper(value: Value) -> str:
     return value.upper() if isinstance(value, Atom) else ""
 
 
-def _sorted_flags(values: Value) -> list[Value]:
+_CANONICAL = {name.lower(): name for name in (
+    "\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "\\Recent", "\\*", "\\HasChildren",
+    "\\HasNoChildren", "\\Noselect", "\\NonExistent", "\\Noinferiors", "\\Marked", "\\Unmarked",
+    "\\Subscribed", "\\Remote", "\\All", "\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")}
+_CHILD_INFO = {"\\HasChildren", "\\HasNoChildren"}
+_SPECIAL_USE = {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+
+
+def _sorted_flags(values: Value, drop: frozenset[str] | set[str] = frozenset()) -> list[Value]:
+    """Flags or attributes sorted, system ones in one spelling (they are case-insensitive)."""
     assert isinstance(values, list)
-    return sorted((Atom("\\" + v[1:].capitalize()) if isinstance(v, Atom) and v.startswith("\\") else v
-                   for v in values), key=render)
+    canonical = [Atom(_CANONICAL.get(v.lower(), v)) if isinstance(v, Atom) and v.startswith("\\") else v
+                 for v in values]
+    return sorted((v for v in canonical if str(v) not in drop), key=render)
 
 
 def sequence_set(text: str) -> str:
@@ -278,6 +293,8 @@ def _status_items(items: list[Value], ctx: Context) -> list[Value]:
 
 def capabilities(values: Iterable[Value]) -> list[Value]:
     names = {str(v).upper() for v in values if isinstance(v, Atom)}
+    if "LOGINDISABLED" in names or any(n.startswith("AUTH=") for n in names):
+        names.discard("IDLE")  # before login: IDLE cannot be used yet; listing it is optional
     return [Atom(n) for n in sorted(names & COMPARED_CAPABILITIES)]
 
 
@@ -324,14 +341,15 @@ def _esearch(values: list[Value], ctx: Context) -> list[Value]:
     if rest and _upper(rest[0]) == "UID":
         out.append(Atom("UID"))
         rest = rest[1:]
+    pairs = []
     for i in range(0, len(rest) - 1, 2):
         key, value = _upper(rest[i]), rest[i + 1]
         if key == "ALL":
             value = Atom(sequence_set(str(value)))
         elif key == "MODSEQ":
             value = Atom(ctx.modseq(str(value)))
-        out += [Atom(key), value]
-    return out
+        pairs.append((key, value))
+    return out + [v for key, value in sorted(pairs, key=lambda p: p[0]) for v in (Atom(key), value)]
 
 
 def _untagged(values: list[Value], ctx: Context) -> list[Value]:
@@ -341,7 +359,11 @@ def _untagged(values: list[Value], ctx: Context) -> list[Value]:
     if head in ("LIST", "LSUB") and len(values) >= 4:
         name = values[3]
         name = Text(name.encode()) if isinstance(name, Atom) else name
-        return [Atom(head), _sorted_flags(values[1]), values[2], name, *values[4:]]
+        # RFC 5258 4: \HasChildren/\HasNoChildren may be sent unasked; compared only when asked for.
+        # RFC 6154 defines special-use attributes for LIST; in LSUB they are optional.
+        drop = set() if "CHILDREN" in ctx.command else set(_CHILD_INFO)
+        drop |= _SPECIAL_USE if head == "LSUB" else set()
+        return [Atom(head), _sorted_flags(values[1], drop), values[2], name, *values[4:]]
     if head == "STATUS" and len(values) >= 3 and isinstance(values[2], list):
         name = values[1]
         name = Text(name.encode()) if isinstance(name, Atom) else name
@@ -352,8 +374,9 @@ def _untagged(values: list[Value], ctx: Context) -> list[Value]:
         return _search(values, ctx)
     if head == "ESEARCH":
         return _esearch(values, ctx)
-    if head == "ENABLED":
-        return [Atom(head), *sorted((Atom(str(v).upper()) for v in values[1:]), key=str)]
+    if head == "ENABLED":  # an empty ENABLED is optional (RFC 5161 3.2)
+        enabled = sorted((Atom(str(v).upper()) for v in values[1:]), key=str)
+        return [Atom(head), *enabled] if enabled else []
     if head == "ID":
         return [Atom(head), Atom("<server identity>")]
     if head == "QUOTAROOT":
@@ -370,32 +393,62 @@ def _untagged(values: list[Value], ctx: Context) -> list[Value]:
 
 
 def normalise(response: Response, ctx: Context) -> str:
-    """One response in canonical text form."""
+    """One response in canonical text form ("" when it is not compared)."""
     if response.kind == "+":
         return "+"
+    selecting = ctx.command.split(" ", 1)[0] in ("SELECT", "EXAMINE")
     if response.status:
         code = _code(response.code, ctx) if response.code else None
+        name = str(code[0]) if code else ""
+        if response.kind == "*" and name == "PERMANENTFLAGS" and not selecting:
+            return ""  # announced new keywords: servers do it at different times (RFC 9051 7.3.5)
+        if response.kind == "*" and name == "HIGHESTMODSEQ" and not ctx.condstore:
+            return ""  # RFC 7162 3.1.2.1 asks for it in every SELECT; Dovecot sends it once CONDSTORE is on
         return f"{response.kind} {response.status}" + (f" [{render_list(code)}]" if code else "")
-    return f"{response.kind} {render_list(_untagged(response.values, ctx))}"
+    values = _untagged(response.values, ctx)
+    if not values or (_upper(values[0]) == "FLAGS" and not selecting):
+        return ""
+    return f"{response.kind} {render_list(values)}"
 
 
 _UNORDERED = {"LIST", "LSUB", "STATUS"}
+_ENABLES_CONDSTORE = re.compile(r"CONDSTORE|QRESYNC|MODSEQ|CHANGEDSINCE")
 
 
-def normalise_command(responses: Sequence[Response], ctx: Context) -> list[str]:
-    """All responses to one command; untagged LIST/LSUB/STATUS (whose order is undefined) sorted."""
+def normalise_command(responses: Sequence[Response], ctx: Context, command: str = "") -> list[str]:
+    """All responses to ``command``: LIST/LSUB/STATUS (and everything SELECT sends before its
+    tagged reply), whose order is undefined, sorted; a NO/BAD's continuations (a server may take
+    the literal before refusing) left out."""
+    ctx.command = re.sub(r"^UID ", "", command.upper())
+    final = responses[-1].status if responses and responses[-1].kind not in ("*", "+") else ""
+    if final == "OK" and _ENABLES_CONDSTORE.search(ctx.command):
+        ctx.condstore = True
     lines = [normalise(r, ctx) for r in responses]
-    head = [line for line, r in zip(lines, responses, strict=True) if _kind(r) in _UNORDERED]
-    rest = [line for line, r in zip(lines, responses, strict=True) if _kind(r) not in _UNORDERED]
-    return sorted(head) + rest if head else lines
+    keep = [(line, r) for line, r in zip(lines, responses, strict=True)
+            if line and not (r.kind == "+" and final in ("NO", "BAD"))]
+    if ctx.command.split(" ", 1)[0] in ("SELECT", "EXAMINE"):
+        return sorted(line for line, r in keep if r.kind == "*") + [line for line, r in keep if r.kind != "*"]
+    head = sorted(line for line, r in keep if _kind(r) in _UNORDERED)
+    return head + [line for line, r in keep if _kind(r) not in _UNORDERED]
 
 
 def _kind(response: Response) -> str:
     return _upper(response.values[0]) if response.kind == "*" and response.values else ""
 
 
+_MARKER = re.compile("\x00(\\d+)\x00")
+
+
+def finish(lines: list[str]) -> list[str]:
+    """Replace MODSEQ placeholders by their rank among the values shown (``M1`` the lowest)."""
+    shown = sorted({int(value) for line in lines for value in _MARKER.findall(line)})
+    ranks = {value: rank for rank, value in enumerate(shown, start=1)}
+    return [_MARKER.sub(lambda m: f"M{ranks[int(m.group(1))]}", line) for line in lines]
+
+
 def collect_modseqs(responses: Iterable[Response], ctx: Context) -> None:
-    """First pass: every MODSEQ value of the transcript, ranked."""
+    """Every MODSEQ value of the responses, ranked (kept for callers of the first version;
+    :func:`finish` ranks only the values that are shown)."""
     found: set[int] = set()
     for response in responses:
         _modseqs_in(response, found)

@@ -3,8 +3,9 @@ responses collected (multi-line ones up to the ``.`` line), normalised, compared
 
 Normalised: the text after ``+OK``/``-ERR`` and its ``[CODE]`` (free text), except for STAT,
 ``LIST n`` and ``UIDL n`` whose arguments are the data; UIDL values end in the folder's
-UIDVALIDITY (``%08Xu%08Xv``), which becomes ``V1``...; CAPA lines are sorted and the SASL line
-keeps only the mechanisms hardmail offers (PLAIN, SCRAM-SHA-256). Message contents are compared
+UIDVALIDITY (``%08Xu%08Xv``), which becomes ``V1``...; CAPA lines are sorted, IMPLEMENTATION, EXPIRE, LOGIN-DELAY and
+CAPA itself are left out (identity, optional), and the SASL line keeps only the mechanisms
+hardmail offers (PLAIN, SCRAM-SHA-256). Message contents are compared
 byte for byte.
 """
 
@@ -171,14 +172,19 @@ def _normalise(step: Pop3Step, validities: dict[str, str]) -> list[str]:
         head = "+OK " + _uidl(step.lines[0][4:], validities)
     body = step.lines[1:]
     if verb == "CAPA":
-        return [head, *sorted(_capa(line) for line in body)]
+        return [head, *sorted(capa for line in body if (capa := _capa(line)))]
     if verb == "UIDL":
         return [head, *[_uidl(line, validities) for line in body]]
     return [head, *[line.decode("utf-8", "backslashreplace") for line in body]]
 
 
+_UNCOMPARED_CAPA = {"IMPLEMENTATION", "EXPIRE", "CAPA", "LOGIN-DELAY"}  # identity and optional (RFC 2449 6)
+
+
 def _capa(line: bytes) -> str:
     words = line.decode("utf-8", "replace").upper().split()
+    if words and words[0] in _UNCOMPARED_CAPA:
+        return ""
     if words and words[0] == "SASL":
         return " ".join(["SASL", *sorted(set(words[1:]) & COMPARED_SASL)])
     return " ".join(words)
