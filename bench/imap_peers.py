@@ -280,8 +280,19 @@ class ImapClient:
                     raise RuntimeError(f"{text[:60]!r}: {line[:200]!r}")
                 return lines
 
-    async def login(self, user: str, password: str) -> None:
-        await self.command(f'LOGIN "{user}" "{password}"'.encode())
+    retries = 0  # LOGINs answered NO [UNAVAILABLE] (busy password hashing) and tried again, all sessions
+
+    async def login(self, user: str, password: str, attempts: int = 20) -> None:
+        """LOGIN; a NO [UNAVAILABLE] (the server's password hashing is busy) is retried after 50 ms."""
+        for attempt in range(attempts):
+            try:
+                await self.command(f'LOGIN "{user}" "{password}"'.encode())
+                return
+            except RuntimeError as exc:
+                if "[UNAVAILABLE]" not in str(exc) or attempt == attempts - 1:
+                    raise
+                ImapClient.retries += 1
+                await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         self.writer.close()

@@ -85,7 +85,7 @@ async def _select_fetch(server: ImapServer, user: str, expected: int) -> float:
     elapsed = time.monotonic() - started
     await client.command(b"LOGOUT")
     await client.close()
-    fetched = sum(1 for line in lines if b" FETCH " in line)
+    fetched = sum(1 for line in lines if line.startswith(b"* ") and b" FETCH (" in line)
     if fetched != expected:
         raise RuntimeError(f"{server.name}: FETCH 1:* gave {fetched} messages, expected {expected}")
     return elapsed

@@ -399,6 +399,8 @@ def normalise(response: Response, ctx: Context) -> str:
     selecting = ctx.command.split(" ", 1)[0] in ("SELECT", "EXAMINE")
     if response.status:
         code = _code(response.code, ctx) if response.code else None
+        if response.kind == "*" and response.code and code is None and response.status in ("OK", "NO", "BAD"):
+            return ""  # only an informative code (e.g. Dovecot's * BAD [ALERT] about a plaintext password)
         name = str(code[0]) if code else ""
         if response.kind == "*" and name == "PERMANENTFLAGS" and not selecting:
             return ""  # announced new keywords: servers do it at different times (RFC 9051 7.3.5)
@@ -408,6 +410,8 @@ def normalise(response: Response, ctx: Context) -> str:
     values = _untagged(response.values, ctx)
     if not values or (_upper(values[0]) == "FLAGS" and not selecting):
         return ""
+    if _upper(values[0]) == "CAPABILITY" and not ctx.command.startswith("CAPABILITY"):
+        return ""  # unsolicited, like the optional [CAPABILITY] code (RFC 9051 7.2.2)
     return f"{response.kind} {render_list(values)}"
 
 
