@@ -41,6 +41,7 @@ from imap_peers import (
     accounts,
     hardmail_serves_imap,
     imap_facts,
+    use_plaintext,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
@@ -234,7 +235,7 @@ def main() -> int:
     parser.add_argument("--client-processes", type=int, default=2,
                         help="client processes sharing the sessions (each its own event loop)")
     parser.add_argument("--notify-timeout", type=float, default=30.0)
-    parser.add_argument("--plain", action="store_true", help="no TLS (hardmail needs imap.allow_plaintext_login)")
+    parser.add_argument("--plain", action="store_true", help="no TLS (hardmail gets imap.allow_plaintext_login)")
     parser.add_argument("--servers", default="dovecot,hardmail")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-readme", action="store_true")
@@ -243,6 +244,8 @@ def main() -> int:
     if "hardmail" in plan.servers and not hardmail_serves_imap():
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         plan.servers.remove("hardmail")
+    if plan.plain:
+        use_plaintext()
     raise_open_file_limit()
     facts = imap_facts()
     results = _run(plan)

@@ -67,6 +67,15 @@ service anvil {
   client_limit = 20000
 }
 """
+PLAINTEXT = {"on": False}  # use_plaintext(): every client connects to the imap port without TLS
+
+
+def use_plaintext() -> None:
+    """Clients log in without TLS (Dovecot: loopback counts as secured; hardmail: the peer sets
+    ``[imap] allow_plaintext_login``), so the run measures the IMAP servers, not TLS."""
+    PLAINTEXT["on"] = True
+
+
 DOVECOT_BENCH = """
 mail_max_userip_connections = 100000
 """
@@ -169,7 +178,8 @@ class HardmailImapPeer:
             "logging": {"format": "json", "level": "warning"},
         }
         if "imap" in _config_sections():
-            config["imap"] = {"connections_per_ip": BIG, "connections_per_account": BIG, "commands_per_second": BIG}
+            config["imap"] = {"connections_per_ip": BIG, "connections_per_account": BIG, "commands_per_second": BIG,
+                              "allow_plaintext_login": PLAINTEXT["on"]}
         for section, values in self.settings.items():
             config.setdefault(section, {}).update(values)
         (self.root / "hardmail.toml").write_text(tomli_w.dumps(config))
@@ -239,7 +249,8 @@ class ImapClient:
         self.tag = 0
 
     @classmethod
-    async def connect(cls, server: ImapServer, tls: bool = True, source: str | None = None) -> ImapClient:
+    async def connect(cls, server: ImapServer, tls: bool | None = None, source: str | None = None) -> ImapClient:
+        tls = not PLAINTEXT["on"] if tls is None else tls
         reader, writer = await asyncio.open_connection(
             server.host, server.imaps if tls else server.imap, ssl=server.context if tls else None,
             local_addr=(source, 0) if source else None, limit=1 << 20)

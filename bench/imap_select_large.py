@@ -35,6 +35,7 @@ from imap_peers import (
     accounts,
     hardmail_serves_imap,
     imap_facts,
+    use_plaintext,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
@@ -165,6 +166,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--servers", default="dovecot,hardmail")
+    parser.add_argument("--plain", action="store_true", help="no TLS: clients use the imap port (see imap_peers)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hardmail-bench-maildir")
     parser.add_argument("--work", type=Path, default=None, help="where the servers' copies go (default: /tmp)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -174,6 +176,8 @@ def main() -> int:
     if "hardmail" in plan.servers and not hardmail_serves_imap():
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         plan.servers.remove("hardmail")
+    if plan.plain:
+        use_plaintext()
     raise_open_file_limit()
     facts = imap_facts()
     result = _run(plan)

@@ -32,6 +32,7 @@ from imap_peers import (
     accounts,
     hardmail_serves_imap,
     imap_facts,
+    use_plaintext,
     write_readme_section,
 )
 from peers.procs import ProcessGroup, raise_open_file_limit
@@ -174,6 +175,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=60, help="messages in each account before timing")
     parser.add_argument("--servers", default="dovecot,hardmail")
+    parser.add_argument("--plain", action="store_true", help="no TLS: clients use the imap port (see imap_peers)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--no-readme", action="store_true", help="do not write bench/README.md")
     args = parser.parse_args()
@@ -181,6 +183,8 @@ def main() -> int:
     if "hardmail" in args.servers and not hardmail_serves_imap():
         print("hardmail serve has no IMAP listeners in this checkout: running Dovecot alone", file=sys.stderr)
         args.servers.remove("hardmail")
+    if args.plain:
+        use_plaintext()
     raise_open_file_limit()
     facts = imap_facts()
     result = _run(args)
