@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imap_peers import (
+    PLAINTEXT,
     DovecotPeer,
     HardmailImapPeer,
     ImapClient,
@@ -145,7 +146,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         out.setdefault(str(run["clients"]), {}).setdefault(run["server"], [])  # type: ignore[arg-type]
     for run in runs:
         out[str(run["clients"])][run["server"]].append(run["ops_per_s"])  # type: ignore[attr-defined]
-    return {clients: {server: statistics.median(values) for server, values in by.items()}  # type: ignore[arg-type]
+    return {clients: {server: round(statistics.median(values), 1) for server, values in by.items()}  # type: ignore[arg-type]
             for clients, by in out.items()}
 
 
@@ -156,7 +157,8 @@ def _markdown(result: dict[str, Any], facts: dict[str, Any]) -> str:
         ratio = f"{hardmail / dovecot:.2f}x" if dovecot and hardmail else "n/a"
         rows.append([clients, hardmail if hardmail is not None else "not run", dovecot or "not run", ratio])
     errors = sum(run["error_count"] for run in result["runs"])
-    return (f"{facts_line(facts)}\n\n"
+    mode = "plaintext LOGIN on the imap port" if PLAINTEXT["on"] else "implicit TLS (993)"
+    return (f"{facts_line(facts)}\n\nSessions over {mode}.\n\n"
             + markdown_table(["clients", "hardmail ops/s", "dovecot ops/s", "hardmail/dovecot"], rows)
             + f"\n\nMedian of {max(run['round'] for run in result['runs'])} rounds; failed sessions: {errors}; "
             f"LOGINs retried after NO [UNAVAILABLE] (busy password hashing): {_retries(result['runs'])}.")
