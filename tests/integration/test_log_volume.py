@@ -18,7 +18,7 @@ import pytest
 from hardmail.config.schema import LoggingSection
 from hardmail.ops import log
 from hardmail.ops.log import configure_logging
-from hardmail.server import listener
+from hardmail.server import smtp_session
 from support.live import (
     ALICE,
     ALICE_PASSWORD,
@@ -188,7 +188,7 @@ def test_a_crash_one_client_can_cause_again_and_again_is_limited(
     async def crash(self: object) -> None:
         raise RuntimeError("a bug one input triggers")
 
-    monkeypatch.setattr(listener.SmtpSession, "run", crash)
+    monkeypatch.setattr(smtp_session.SmtpSession, "run", crash)
     configure_logging(LoggingSection(file=log_file, per_source_burst=3, per_source_interval=3600.0))
     for _ in range(30):
         with socket.create_connection(live_server.address("smtp"), timeout=20) as sock:
