@@ -75,3 +75,21 @@ def test_imap_logins_leak_no_password(server: ServerThread, caplog: pytest.LogCa
     for password in (ALICE_PASSWORD, WRONG):
         for form in _forms(password):
             assert form not in text, "a password (or its base64 form) reached the logs"
+
+
+def test_a_password_sent_as_a_command_is_not_logged(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    """A user typing the password at the wrong moment (or a client that sends a refused literal's
+    data anyway) sends it as a command line: the BAD names no command, in the log or the reply."""
+    caplog.set_level(logging.DEBUG)
+    secret = "Zebra7Quartz9Lantern"
+    client = RawImap(server.address("imaps"), tls=True)
+    try:
+        client.line()
+        client.send(f"a {secret}\r\nb x {secret}\r\n".encode())
+        answers = [client.until("a")[1], client.until("b")[1]]
+    finally:
+        client.close()
+    assert all(answer.split()[1] == b"BAD" for answer in answers), answers
+    assert all(secret.lower().encode() not in answer.lower() for answer in answers), answers
+    assert '"event": "imap.bad"' in caplog.text
+    assert secret.lower() not in caplog.text.lower(), "a password sent as a command reached the logs"

@@ -177,11 +177,12 @@ class ImapSession:
         self.flush()
         if not self.channel.must_drain:
             return
+        login = self.account is None  # before login the login deadline holds here too
         try:
-            with self._watchdog.waiting(WRITE_TIMEOUT):
+            with self._watchdog.waiting(min(WRITE_TIMEOUT, self._login_left()) if login else WRITE_TIMEOUT):
                 await self.channel.drain()
         except TimeoutError:
-            self.log.event("imap.timeout", level="warning", phase="write")
+            self.log.event("imap.timeout", level="warning", phase="login" if login else "write")
             self.channel.abort()
             raise ConnectionAbortedError("client does not read its responses") from None
 
@@ -263,10 +264,12 @@ class ImapSession:
             return b""
         seconds = self.settings.idle_timeout
         if self.account is None:  # the whole time before login, not each wait (a NOOP does not renew it)
-            seconds = max(0.0, self.login_deadline - time.monotonic())
+            seconds = self._login_left()
         self.idle = self.conn.buffered == 0
         self.reading = True
         try:
+            if seconds <= 0:  # a client whose commands never stop coming is over its time too
+                raise TimeoutError
             with self._watchdog.waiting(seconds):
                 return await self.channel.read()
         except TimeoutError:
@@ -276,6 +279,9 @@ class ImapSession:
             return b""
         finally:
             self.idle = self.reading = False
+
+    def _login_left(self) -> float:
+        return max(0.0, self.login_deadline - time.monotonic())
 
     async def _handshake(self) -> bool:
         try:

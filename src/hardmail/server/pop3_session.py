@@ -230,10 +230,21 @@ class Pop3Session:
         return b""
 
     async def _drain(self) -> None:
+        """Wait for the client to take what it was sent: within idle_timeout once logged in, and
+        before login within what is left of login_timeout (a client that never reads is cut off)."""
         if not self.channel.must_drain:
             return
-        with self._watchdog.waiting(self.ctx.config.pop3.idle_timeout):
-            await self.channel.drain()
+        section = self.ctx.config.pop3
+        seconds = section.idle_timeout
+        if self.conn.state is not State.TRANSACTION:
+            seconds = min(seconds, max(0.0, section.login_timeout - (time.monotonic() - self.started)))
+        try:
+            with self._watchdog.waiting(seconds):
+                await self.channel.drain()
+        except TimeoutError:
+            self.log.event("pop3.timeout", level="warning", state=self.conn.state.value, phase="write")
+            self.channel.abort()
+            raise ConnectionAbortedError("client does not read its responses") from None
 
     async def _handshake(self) -> bool:
         try:

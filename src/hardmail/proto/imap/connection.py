@@ -279,7 +279,7 @@ class ImapServerConnection:
         self._verb_end = head.end()
         entry = COMMANDS.get(self._verb)
         if entry is None:
-            self._doomed = c.BadCommand(self._tag, f"Unknown command {self._verb[:40]}")
+            self._doomed = c.BadCommand(self._tag, "Unknown command")
         elif self.state not in entry.states:
             self._doomed = c.BadCommand(self._tag, self._state_text())
         elif self._verb == "UID":

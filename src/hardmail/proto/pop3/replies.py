@@ -55,9 +55,15 @@ class Pop3Reply:
 
 
 def _one_line(text: str) -> str:
-    """Response text cannot break the line (a user name echoed back, an error detail)."""
-    clean = "".join(" " if char in "\r\n\x00" else char for char in text)
+    """Response text cannot break the line (a user name echoed back, an error detail), nor carry
+    a control character (C0, DEL, C1: terminal escapes in an echoed argument) to the client."""
+    clean = "".join(" " if _is_control(char) else char for char in text)
     return clean[:MAX_TEXT]
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0
 
 
 def ok(text: str = "", lines: tuple[str, ...] | None = None) -> Pop3Reply:

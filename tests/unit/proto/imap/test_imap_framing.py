@@ -192,7 +192,7 @@ def test_missing_command_and_unknown_command(feeder: Make) -> None:
     f = feeder()
     events = f.feed(b"a\r\nb FROB x\r\nc  NOOP\r\n")
     assert [(e.tag, e.text) for e in events if isinstance(e, c.BadCommand)] == [
-        ("a", "Missing command"), ("b", "Unknown command FROB"), ("c", "Missing command")]
+        ("a", "Missing command"), ("b", "Unknown command"), ("c", "Missing command")]
 
 
 def test_command_names_are_case_insensitive() -> None:
