@@ -42,7 +42,7 @@ from typing import Literal
 
 from hardmail.mailbox import files, names
 from hardmail.mailbox.cache import patched
-from hardmail.mailbox.flags import apply_mode, clean_flags
+from hardmail.mailbox.flags import apply_mode, clean_flags, has_keywords, spell_like
 from hardmail.mailbox.folders import SPECIAL_USE_DEFAULTS, FolderOps, is_trash_dir
 from hardmail.mailbox.types import (
     AppendResult,
@@ -208,6 +208,7 @@ class MailboxStore(FolderOps):
         await self._refuse_over_quota(account, len(message), 1)
         directory, wanted = self.folder_dir(account, canonical), clean_flags(flags)
         async with self.locked(directory):
+            wanted = await self._spelled(row.id, wanted)
             before = await asyncio.to_thread(files.stamp, directory)
             new = await asyncio.to_thread(files.write_message, directory, self.names, message, wanted, internaldate)
             try:
@@ -219,6 +220,13 @@ class MailboxStore(FolderOps):
                 await asyncio.to_thread(files.remove_new, directory, [new])
                 raise
         return AppendResult(result.folder.uidvalidity, result.uids[0])
+
+    async def _spelled(self, folder_id: int, flags: frozenset[str]) -> frozenset[str]:
+        """Keywords in the spelling already used in the folder (RFC 9051 2.3.2: case-insensitive)."""
+        if not has_keywords(flags):
+            return flags
+        entries = await self.index.sync_entries(folder_id)
+        return spell_like(flags, (flag for e in entries for flag in e.flags if not flag.startswith("\\")))
 
     async def _refuse_over_quota(self, account: str, size: int, count: int) -> None:
         """An early, cheap refusal (the authoritative check is in the commit)."""
@@ -232,6 +240,7 @@ class MailboxStore(FolderOps):
         canonical, row = await self.row(account, name)
         directory, given = self.folder_dir(account, canonical), clean_flags(flags)
         async with self.locked(directory):
+            given = await self._spelled(row.id, given)
             entries = await self.index.sync_entries(row.id, uids)
             failed = [e.uid for e in entries if unchanged_since is not None and e.modseq > unchanged_since]
             refused = set(failed)

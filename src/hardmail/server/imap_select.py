@@ -151,8 +151,12 @@ class SelectedFolder:
 
 
 def _flags_in_use(snapshot: FolderSnapshot) -> list[str]:
-    keywords = sorted({flag for record in snapshot.messages for flag in record.flags if not flag.startswith("\\")})
-    return [*SYSTEM_FLAGS, *keywords[:200]]
+    spelling: dict[str, str] = {}  # RFC 9051 2.3.2: one keyword whatever its case
+    for record in snapshot.messages:
+        for flag in record.flags:
+            if not flag.startswith("\\"):
+                spelling.setdefault(flag.lower(), flag)
+    return [*SYSTEM_FLAGS, *sorted(spelling.values())[:200]]
 
 
 async def select(session: ImapSession, command: c.Select) -> Done:
