@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from support.imap import RawImap, message, raw
-from support.live import ServerThread, running_server, server_config
+from support.live import ALICE, ServerThread, running_server, server_config
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,42 @@ def test_keywords_compare_ignoring_case(server: ServerThread) -> None:
         assert untagged == [b"* 1 FETCH (FLAGS (Other))\r\n", b"* 2 FETCH (FLAGS (Other))\r\n"]
         untagged, _ = client.command("SEARCH UNKEYWORD OTHER")
         assert untagged[0].endswith(b'")\r\n')  # no ALL: nothing matched
+
+
+BARE_LF = b"From: bob@example.test\nSubject: bare\nContent-Type: text/plain\n\nline one\nline two\n"
+AS_CRLF = BARE_LF.replace(b"\n", b"\r\n")
+
+
+def _served(client: RawImap) -> bytes:
+    untagged, done = client.command("FETCH 1 (RFC822.SIZE BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[HEADER])")
+    assert b" OK" in done
+    return b"".join(untagged)
+
+
+def _expected_served() -> list[bytes]:
+    header = AS_CRLF[:AS_CRLF.index(b"\r\n\r\n") + 4]
+    return [b"RFC822.SIZE %d " % len(AS_CRLF), b' NIL NIL "7bit" 20 2 ', b"BODY[] {%d}\r\n" % len(AS_CRLF) + AS_CRLF,
+            b"BODY[HEADER] {%d}\r\n" % len(header) + header]
+
+
+def test_bare_lf_append_is_stored_with_crlf(server: ServerThread) -> None:
+    with raw(server) as client:
+        assert client.login().startswith(b"t1 OK")
+        client.command("CREATE BareLf")
+        _append(client, "BareLf", BARE_LF)
+        client.command("SELECT BareLf")
+        served = _served(client)
+    for part in _expected_served():
+        assert part in served, (part, served)
+
+
+def test_bare_lf_file_on_disk_is_served_with_crlf(server: ServerThread) -> None:
+    with raw(server) as client:
+        assert client.login().startswith(b"t1 OK")
+        client.command("CREATE OnDisk")
+        folder = server.server.context.acceptor.maildir.mailbox_path(ALICE) / ".OnDisk"  # type: ignore[union-attr]
+        (folder / "new" / "1700000000.M1P1Q1.other.host").write_bytes(BARE_LF)
+        client.command("SELECT OnDisk")
+        served = _served(client)
+    for part in _expected_served():
+        assert part in served, (part, served)

@@ -55,6 +55,7 @@ from hardmail.mailbox.types import (
     ReindexReport,
     StoreResult,
 )
+from hardmail.mime.structure import crlf
 from hardmail.store.ports import NotFound
 from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow, MessageRecord
 
@@ -195,7 +196,7 @@ class MailboxStore(FolderOps):
             if path is None:
                 return None
             try:
-                return await asyncio.to_thread(path.read_bytes)
+                return await asyncio.to_thread(_read_crlf, path)
             except FileNotFoundError:
                 continue
         return None
@@ -413,3 +414,8 @@ class MailboxStore(FolderOps):
         _, result = await self._sync_row(row.account, row, full=False)
         return int(result is not None)
 
+
+def _read_crlf(path: Path) -> bytes:
+    """A message file as served: bare LF line ends made CRLF (RFC 9051 2.2; sizes are computed on
+    this form, see files.new_message)."""
+    return crlf(path.read_bytes())

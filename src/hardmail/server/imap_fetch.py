@@ -20,7 +20,7 @@ from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
-from hardmail.mime.structure import Part, parse_message
+from hardmail.mime.structure import Part, crlf, parse_message
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import Literal8, date_time, encode_value, fetch_response
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
@@ -261,7 +261,7 @@ def _read_all(paths: dict[int, Path]) -> dict[int, bytes]:
     datas = {}
     for uid, path in paths.items():
         try:
-            datas[uid] = path.read_bytes()
+            datas[uid] = crlf(path.read_bytes())  # RFC 9051 2.2: served with CRLF line ends
         except OSError:
             continue
     return datas

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.config.schema import Config
 from hardmail.mailbox import FolderError, MessageRecord
+from hardmail.mime.structure import crlf
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import fetch_response
 from hardmail.proto.imap.sequence import compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, no, ok
 from hardmail.server.imap_fetch import flag_atoms
 from hardmail.server.imap_folders import mailboxes
+from hardmail.server.imap_work import heavy
 
 if TYPE_CHECKING:
     from hardmail.server.imap_select import SelectedFolder
@@ -134,12 +136,13 @@ async def append(session: ImapSession, command: c.Append) -> Done:
     store_ = mailboxes(session.ctx)
     if await store_.folder(session.account, command.mailbox) is None:
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
+    message = await heavy(len(command.message), crlf, command.message)  # RFC 5322 2.3: lines end in CRLF
     try:
-        result = await store_.append(session.account, command.mailbox, command.message, storable(command.flags),
+        result = await store_.append(session.account, command.mailbox, message, storable(command.flags),
                                      command.internaldate)
     except FolderError as exc:
         return folder_error_done(exc, missing_code="TRYCREATE")
-    session.log.event("imap.append", folder=command.mailbox, size=len(command.message), uid=result.uid)
+    session.log.event("imap.append", folder=command.mailbox, size=len(message), uid=result.uid)
     return ok("APPEND completed", f"APPENDUID {result.uidvalidity} {result.uid}")  # RFC 4315 3
 
 
