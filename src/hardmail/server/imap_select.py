@@ -265,8 +265,12 @@ async def expunge(session: ImapSession, command: c.Expunge) -> Done:
         uids = command.uids.filter(folder.uids, saved=session.saved_uids)
         if not uids:
             return ok("EXPUNGE completed")
-    gone = await mailboxes(session.ctx).expunge(folder.account, folder.name, uids)
+    store = mailboxes(session.ctx)
+    gone = await store.expunge(folder.account, folder.name, uids)
     folder.tell_expunged(session, sorted(gone))  # our own: at once (RFC 9051 6.4.3)
+    if session.qresync:  # RFC 7162 3.2.7: the tagged OK carries the mailbox's HIGHESTMODSEQ
+        _, row = await store.row(folder.account, folder.name)
+        return ok("EXPUNGE completed", f"HIGHESTMODSEQ {row.highestmodseq}")
     return ok("EXPUNGE completed")
 
 

@@ -60,23 +60,25 @@ async def store(session: ImapSession, command: c.Store) -> Done:
     changed = {record.uid for record in result.changed}
     failed = set(result.failed_uids)
     for seq, record in targets:
-        if record.uid in failed:
+        if record.uid not in changed:  # unchanged (or refused): no FETCH, as Dovecot
             continue
-        if command.silent and not (session.condstore and record.uid in changed):  # RFC 7162 3.1.3
+        if command.silent and not session.condstore:
             continue
-        session.send(_flags_response(session, folder, seq, folder.records.get(record.uid, record), command.uid))
+        # RFC 7162 3.1.3: under CONDSTORE even .SILENT gets the new MODSEQ, without FLAGS
+        session.send(_flags_response(session, seq, folder.records.get(record.uid, record), command.uid,
+                                     flags=not command.silent))
     if failed:  # RFC 7162 3.1.3: MODIFIED with the messages not changed
         numbers = sorted(failed) if command.uid else sorted(s for s, r in targets if r.uid in failed)
         return ok("Conditional STORE failed for some messages", "MODIFIED " + compress(numbers))
     return ok("STORE completed")
 
 
-def _flags_response(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
-                    uid: bool) -> bytes:
+def _flags_response(session: ImapSession, seq: int, record: MessageRecord, uid: bool, *, flags: bool) -> bytes:
     items: list[tuple[str, Any]] = []
     if uid or session.qresync:
         items.append(("UID", record.uid))
-    items.append(("FLAGS", flag_atoms(session, record)))
+    if flags:
+        items.append(("FLAGS", flag_atoms(session, record)))
     if session.condstore:
         items.append(("MODSEQ", [record.modseq]))
     return fetch_response(seq, items)
