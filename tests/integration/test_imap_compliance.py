@@ -88,3 +88,36 @@ def test_bare_lf_file_on_disk_is_served_with_crlf(server: ServerThread) -> None:
         served = _served(client)
     for part in _expected_served():
         assert part in served, (part, served)
+
+
+def test_sequence_numbers_beyond_exists_are_bad_uids_never_fail(server: ServerThread) -> None:
+    with raw(server) as client:
+        _folder(client, "Beyond", 2)
+        for text in ("FETCH 3 (FLAGS)", "FETCH 1:3 (FLAGS)", "STORE 5 +FLAGS (\\Seen)", "COPY 2:9 INBOX"):
+            untagged, done = client.command(text)
+            assert b" BAD " in done and untagged == [], (text, done)
+        for text in ("UID FETCH 3:9 (FLAGS)", "UID STORE 7 +FLAGS (\\Seen)", "UID COPY 9 INBOX"):
+            untagged, done = client.command(text)
+            assert b" OK " in done and untagged == [], (text, done)
+
+
+def test_condstore_store_reports_only_what_changed(server: ServerThread) -> None:
+    with raw(server) as client:
+        _folder(client, "Condstore", 2, "(\\Seen)", enable="IMAP4rev2 CONDSTORE")
+        untagged, done = client.command("STORE 1 +FLAGS (\\Seen)")
+        assert b" OK " in done and untagged == []  # nothing changed: no FETCH, as Dovecot
+        untagged, _ = client.command("STORE 1 +FLAGS.SILENT (\\Flagged)")
+        assert len(untagged) == 1 and untagged[0].startswith(b"* 1 FETCH (MODSEQ (")
+        untagged, _ = client.command("UID STORE 2 +FLAGS.SILENT (\\Flagged)")
+        assert len(untagged) == 1 and untagged[0].startswith(b"* 2 FETCH (UID 2 MODSEQ (")
+        untagged, _ = client.command("STORE 1:2 -FLAGS (\\Answered)")
+        assert untagged == []
+
+
+def test_qresync_expunge_ok_carries_highestmodseq(server: ServerThread) -> None:
+    with raw(server) as client:
+        _folder(client, "Qresync", 2, "(\\Deleted)", enable="IMAP4rev2 QRESYNC")
+        untagged, done = client.command("EXPUNGE")
+        assert untagged == [b"* VANISHED 1:2\r\n"] and b" OK [HIGHESTMODSEQ " in done
+        untagged, _ = client.command("STATUS Qresync (HIGHESTMODSEQ)")
+        assert done.split(b"HIGHESTMODSEQ ")[1].split(b"]")[0] in untagged[0]
