@@ -121,3 +121,29 @@ def test_qresync_expunge_ok_carries_highestmodseq(server: ServerThread) -> None:
         assert untagged == [b"* VANISHED 1:2\r\n"] and b" OK [HIGHESTMODSEQ " in done
         untagged, _ = client.command("STATUS Qresync (HIGHESTMODSEQ)")
         assert done.split(b"HIGHESTMODSEQ ")[1].split(b"]")[0] in untagged[0]
+
+
+def _recent_lines(untagged: list[bytes]) -> list[bytes]:
+    return [line for line in untagged if line.endswith(b" RECENT\r\n") or line.endswith(b" EXISTS\r\n")]
+
+
+def test_recent_goes_to_exactly_one_session(server: ServerThread) -> None:
+    with raw(server) as first, raw(server) as second, raw(server) as other:
+        _folder(first, "Recent", 0, enable="")
+        assert second.login().startswith(b"t1 OK")
+        second.command("SELECT Recent")
+        assert other.login().startswith(b"t1 OK")
+        _append(other, "Recent", message("new"))
+        untagged, _ = other.command("STATUS Recent (RECENT MESSAGES)")
+        assert untagged == [b'* STATUS Recent (RECENT 1 MESSAGES 1)\r\n']
+        untagged, _ = other.command("EXAMINE Recent")  # shows, does not claim
+        assert b"* 1 RECENT\r\n" in untagged
+        other.command("CLOSE")
+        assert _recent_lines(first.command("NOOP")[0]) == [b"* 1 EXISTS\r\n", b"* 1 RECENT\r\n"]
+        assert _recent_lines(second.command("NOOP")[0]) == [b"* 1 EXISTS\r\n", b"* 0 RECENT\r\n"]
+        assert other.command("STATUS Recent (RECENT)")[0] == [b'* STATUS Recent (RECENT 0)\r\n']
+        untagged, _ = first.command("FETCH 1 (FLAGS)")
+        assert untagged == [b"* 1 FETCH (FLAGS (\\Recent))\r\n"]
+        untagged, _ = first.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        untagged, _ = first.command("EXPUNGE")
+        assert untagged == [b"* 1 EXPUNGE\r\n", b"* 0 RECENT\r\n"]

@@ -85,10 +85,14 @@ class MailboxStore(FolderOps):
         return await self._snapshot(row, claim_recent)
 
     async def _snapshot(self, row: FolderRow, claim_recent: bool) -> FolderSnapshot:
+        """With ``claim_recent`` the \\Recent messages become this caller's (RFC 3501 2.3.2); without,
+        ``recent_uids`` are those no session claimed yet (EXAMINE, STATUS RECENT)."""
         first = upto = 0
         if claim_recent:
             first, upto = await self.index.claim_recent(row.id)
         current, messages = await self._messages(row.id)
+        if not claim_recent:
+            first, upto = current.first_recent_uid, current.uidnext
         recent = []
         for message in reversed(messages):
             if message.uid < first:
@@ -96,6 +100,11 @@ class MailboxStore(FolderOps):
             if message.uid < upto:
                 recent.append(message.uid)
         return FolderSnapshot(await self.info_of(current), messages, frozenset(recent))
+
+    async def claim_recent(self, account: str, name: str) -> tuple[int, int]:
+        """RFC 3501 2.3.2: the UIDs in [first, upto) are \\Recent for this caller only."""
+        _canonical, row = await self.row(account, name)
+        return await self.index.claim_recent(row.id)
 
     async def _messages(self, folder_id: int) -> tuple[FolderRow, list[MessageRecord]]:
         """The folder's messages: the cached list brought up to date, or all of them read once."""

@@ -112,16 +112,22 @@ class SelectedFolder:
     async def refresh(self, session: ImapSession, *, expunges: bool = True) -> None:
         if self.subscription is not None:
             self.subscription.changed.clear()  # before looking: a change during the look sets it again
-        changes = await mailboxes(session.ctx).changes_since(self.account, self.name, self.highestmodseq)
-        self.apply(session, changes, expunges=expunges)
+        store = mailboxes(session.ctx)
+        changes = await store.changes_since(self.account, self.name, self.highestmodseq)
+        claimed = (0, 0)
+        if not self.readonly and any(r.uid > self.view.max_uid for r in changes.changed):
+            claimed = await store.claim_recent(self.account, self.name)  # the first session told
+        self.apply(session, changes, expunges=expunges, claimed=claimed)
 
-    def apply(self, session: ImapSession, changes: Changes, *, expunges: bool = True) -> None:
+    def apply(self, session: ImapSession, changes: Changes, *, expunges: bool = True,
+              claimed: tuple[int, int] = (0, 0)) -> None:
+        """``claimed``: the UIDs [first, upto) this session claimed as \\Recent (RFC 3501 2.3.2)."""
         self._modes(session)
         top = self.view.max_uid
         for record in changes.changed:
             if record.uid in self.records or record.uid > top:
                 self.records[record.uid] = record
-        arrivals = [r.uid for r in changes.changed if r.uid > top]
+        arrivals = [r.uid for r in changes.changed if r.uid > top and claimed[0] <= r.uid < claimed[1]]
         lines = self.view.apply_changes(changes.changed, changes.vanished, allow_expunge=expunges, recent=arrivals)
         self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
         self._forget_gone(changes.vanished)
