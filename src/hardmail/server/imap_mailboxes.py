@@ -75,7 +75,8 @@ async def list_folders(session: ImapSession, command: c.List) -> Done:
         info = folders.get(name)
         session.send(_list_line(session, "LIST", _attributes(info, command, subscribed), name))
         if info is not None and "STATUS" in command.returns and command.status_items:
-            session.send(_status_line(session, info, command.status_items, 0))  # RFC 5819 2
+            recent = await _unclaimed_recent(session, info.name, command.status_items)
+            session.send(_status_line(session, info, command.status_items, recent))  # RFC 5819 2
         await session.pace()
     if {"SUBSCRIBED", "RECURSIVEMATCH"} <= command.selection:
         _childinfo(session, command, matchers, subscribed, folders)
@@ -106,6 +107,14 @@ async def lsub(session: ImapSession, command: c.Lsub) -> Done:
     return ok("LSUB completed")
 
 
+async def _unclaimed_recent(session: ImapSession, name: str, items: tuple[str, ...]) -> int:
+    """STATUS RECENT: the messages no session has claimed as \\Recent yet (RFC 3501 6.3.10)."""
+    if "RECENT" not in items:
+        return 0
+    assert session.account is not None
+    return len((await mailboxes(session.ctx).snapshot(session.account, name)).recent_uids)
+
+
 def _status_line(session: ImapSession, info: FolderInfo, items: tuple[str, ...], recent: int) -> bytes:
     values = {
         "MESSAGES": info.messages, "UIDNEXT": info.uidnext, "UIDVALIDITY": info.uidvalidity,
@@ -125,9 +134,7 @@ async def status(session: ImapSession, command: c.Status) -> Done:
     info = await store.folder(session.account, command.mailbox)
     if info is None:
         return no("No such mailbox", "NONEXISTENT")
-    recent = 0
-    if "RECENT" in command.items:
-        recent = len((await store.snapshot(session.account, info.name)).recent_uids)
+    recent = await _unclaimed_recent(session, info.name, command.items)
     if "HIGHESTMODSEQ" in command.items:
         session.condstore = True  # RFC 7162 3.1: a CONDSTORE-enabling command
     session.send(_status_line(session, info, command.items, recent))
