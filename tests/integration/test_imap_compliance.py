@@ -147,3 +147,17 @@ def test_recent_goes_to_exactly_one_session(server: ServerThread) -> None:
         untagged, _ = first.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
         untagged, _ = first.command("EXPUNGE")
         assert untagged == [b"* 1 EXPUNGE\r\n", b"* 0 RECENT\r\n"]
+
+
+def test_delete_keeps_the_subscription(server: ServerThread) -> None:
+    with raw(server) as client:
+        assert client.login().startswith(b"t1 OK")
+        client.command("CREATE Subscribed")
+        assert b" OK " in client.command("SUBSCRIBE Subscribed")[1]
+        assert b" OK " in client.command("DELETE Subscribed")[1]
+        untagged, _ = client.command('LSUB "" "Subscribed"')
+        assert untagged == [b'* LSUB () "/" Subscribed\r\n']
+        untagged, _ = client.command('LIST (SUBSCRIBED) "" "Subscribed"')
+        assert untagged == [b'* LIST (\\NonExistent \\Subscribed) "/" Subscribed\r\n']
+        _, done = client.command("SUBSCRIBE NeverCreated")  # RFC 9051 6.3.9: MAY refuse (as Dovecot)
+        assert b" NO [NONEXISTENT]" in done
