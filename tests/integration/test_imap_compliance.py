@@ -161,3 +161,12 @@ def test_delete_keeps_the_subscription(server: ServerThread) -> None:
         assert untagged == [b'* LIST (\\NonExistent \\Subscribed) "/" Subscribed\r\n']
         _, done = client.command("SUBSCRIBE NeverCreated")  # RFC 9051 6.3.9: MAY refuse (as Dovecot)
         assert b" NO [NONEXISTENT]" in done
+
+
+def test_fetch_shows_flags_only_when_it_set_seen(server: ServerThread) -> None:
+    with raw(server) as client:
+        _folder(client, "SeenNow", 1)
+        untagged, _ = client.command("FETCH 1 (BODY[HEADER])")
+        assert untagged[-1].endswith(b" FLAGS (\\Seen))\r\n")
+        untagged, _ = client.command("FETCH 1 (BODY[HEADER])")  # already \Seen: no FLAGS, as Dovecot
+        assert b"FLAGS" not in b"".join(untagged)
