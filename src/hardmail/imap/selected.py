@@ -138,6 +138,13 @@ class SelectedView:
             return []
         gone = sorted(self._gone)
         self._gone.clear()
+        recent_before = len(self.recent)
+        out = self._expunge_lines(gone)
+        if self.rev1 and len(self.recent) != recent_before:  # RFC 3501 7.3.2: the count changed
+            out.append(b"* %d RECENT\r\n" % len(self.recent))
+        return out
+
+    def _expunge_lines(self, gone: list[int]) -> list[bytes]:
         if self.qresync:
             self._drop(gone)
             return [vanished_response(gone)]

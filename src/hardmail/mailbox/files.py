@@ -109,10 +109,23 @@ def delivery_order(base: str, mtime: float) -> tuple[int, int, str]:
     return int(mtime), 0, base
 
 
-def new_message(path: Path, base: str, flags: frozenset[str], in_new: bool) -> NewMessage:
+def new_message(path: Path, base: str, flags: frozenset[str], in_new: bool, size: int | None = None) -> NewMessage:
+    """``size`` is that of the CRLF form (as served); for a file another program wrote with bare
+    LF line ends it is computed by reading it."""
     info = os.stat(path)
-    size = info.st_size
+    if size is None:
+        size = served_size(path)
     return NewMessage(base, flags, datetime.fromtimestamp(int(info.st_mtime), UTC), size, in_new)
+
+
+def served_size(path: Path) -> int:
+    """The size of the file with every bare LF made CRLF, read by chunks."""
+    size, previous = 0, b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            size += len(chunk) + chunk.count(b"\n") - chunk.count(b"\r\n") - (previous + chunk[:1] == b"\r\n")
+            previous = chunk[-1:]
+    return size
 
 
 # own changes (each called holding the folder lock)
@@ -135,7 +148,7 @@ def write_message(folder: Path, names: UniqueNames, data: bytes, flags: frozense
             os.unlink(tmp)
         raise
     fsync_dir(folder / "cur")
-    return new_message(final, base, flags, False)
+    return new_message(final, base, flags, False, len(data))
 
 
 def rename_flags(folder: Path, entries: Sequence[SyncEntry], new_flags: dict[int, frozenset[str]]) -> list[int]:

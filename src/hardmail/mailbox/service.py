@@ -42,7 +42,7 @@ from typing import Literal
 
 from hardmail.mailbox import files, names
 from hardmail.mailbox.cache import patched
-from hardmail.mailbox.flags import apply_mode, clean_flags
+from hardmail.mailbox.flags import apply_mode, clean_flags, has_keywords, spell_like
 from hardmail.mailbox.folders import SPECIAL_USE_DEFAULTS, FolderOps, is_trash_dir
 from hardmail.mailbox.types import (
     AppendResult,
@@ -55,6 +55,7 @@ from hardmail.mailbox.types import (
     ReindexReport,
     StoreResult,
 )
+from hardmail.mime.structure import crlf
 from hardmail.store.ports import NotFound
 from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow, MessageRecord
 
@@ -84,10 +85,14 @@ class MailboxStore(FolderOps):
         return await self._snapshot(row, claim_recent)
 
     async def _snapshot(self, row: FolderRow, claim_recent: bool) -> FolderSnapshot:
+        """With ``claim_recent`` the \\Recent messages become this caller's (RFC 3501 2.3.2); without,
+        ``recent_uids`` are those no session claimed yet (EXAMINE, STATUS RECENT)."""
         first = upto = 0
         if claim_recent:
             first, upto = await self.index.claim_recent(row.id)
         current, messages = await self._messages(row.id)
+        if not claim_recent:
+            first, upto = current.first_recent_uid, current.uidnext
         recent = []
         for message in reversed(messages):
             if message.uid < first:
@@ -95,6 +100,11 @@ class MailboxStore(FolderOps):
             if message.uid < upto:
                 recent.append(message.uid)
         return FolderSnapshot(await self.info_of(current), messages, frozenset(recent))
+
+    async def claim_recent(self, account: str, name: str) -> tuple[int, int]:
+        """RFC 3501 2.3.2: the UIDs in [first, upto) are \\Recent for this caller only."""
+        _canonical, row = await self.row(account, name)
+        return await self.index.claim_recent(row.id)
 
     async def _messages(self, folder_id: int) -> tuple[FolderRow, list[MessageRecord]]:
         """The folder's messages: the cached list brought up to date, or all of them read once."""
@@ -195,7 +205,7 @@ class MailboxStore(FolderOps):
             if path is None:
                 return None
             try:
-                return await asyncio.to_thread(path.read_bytes)
+                return await asyncio.to_thread(_read_crlf, path)
             except FileNotFoundError:
                 continue
         return None
@@ -208,6 +218,7 @@ class MailboxStore(FolderOps):
         await self._refuse_over_quota(account, len(message), 1)
         directory, wanted = self.folder_dir(account, canonical), clean_flags(flags)
         async with self.locked(directory):
+            wanted = await self._spelled(row.id, wanted)
             before = await asyncio.to_thread(files.stamp, directory)
             new = await asyncio.to_thread(files.write_message, directory, self.names, message, wanted, internaldate)
             try:
@@ -219,6 +230,13 @@ class MailboxStore(FolderOps):
                 await asyncio.to_thread(files.remove_new, directory, [new])
                 raise
         return AppendResult(result.folder.uidvalidity, result.uids[0])
+
+    async def _spelled(self, folder_id: int, flags: frozenset[str]) -> frozenset[str]:
+        """Keywords in the spelling already used in the folder (RFC 9051 2.3.2: case-insensitive)."""
+        if not has_keywords(flags):
+            return flags
+        entries = await self.index.sync_entries(folder_id)
+        return spell_like(flags, (flag for e in entries for flag in e.flags if not flag.startswith("\\")))
 
     async def _refuse_over_quota(self, account: str, size: int, count: int) -> None:
         """An early, cheap refusal (the authoritative check is in the commit)."""
@@ -232,6 +250,7 @@ class MailboxStore(FolderOps):
         canonical, row = await self.row(account, name)
         directory, given = self.folder_dir(account, canonical), clean_flags(flags)
         async with self.locked(directory):
+            given = await self._spelled(row.id, given)
             entries = await self.index.sync_entries(row.id, uids)
             failed = [e.uid for e in entries if unchanged_since is not None and e.modseq > unchanged_since]
             refused = set(failed)
@@ -404,3 +423,8 @@ class MailboxStore(FolderOps):
         _, result = await self._sync_row(row.account, row, full=False)
         return int(result is not None)
 
+
+def _read_crlf(path: Path) -> bytes:
+    """A message file as served: bare LF line ends made CRLF (RFC 9051 2.2; sizes are computed on
+    this form, see files.new_message)."""
+    return crlf(path.read_bytes())

@@ -140,31 +140,41 @@ def _raw_params(data: bytes, at: int) -> list[tuple[str, bytes]]:
 def _join_continuations(params: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
     """RFC 2231 3, 4.1: ``name*0``, ``name*1*``... as one ``name`` (or ``name*`` if a section is
     encoded; the others are joined as they are). As Dovecot orders them: the plain parameters in
-    their order, then those with a "*" by name."""
-    sections: dict[str, tuple[str, dict[int, tuple[bool, bytes]]]] = {}
+    their order, then those with a "*" by name.
+
+    As Dovecot reads them, a ``name*`` is an encoded section numbered like the section parameter
+    before it (0 when none), and the sections of a name that do not count from 0 without gaps
+    are kept one by one as ``name*N*`` / ``name*N``: ``name*0=a; charset*=x`` gives ``charset*1*``."""
+    sections: dict[str, list[tuple[int, bool, str, bytes]]] = {}
     plain: list[tuple[str, bytes]] = []
     starred: list[tuple[str, bytes]] = []
+    last_index = 0
     for name, value in params:
         found = _SECTION.match(name)
         if found is not None:
-            base = found.group(1)
-            entry = sections.setdefault(base.lower(), (base, {}))
-            entry[1].setdefault(int(found.group(2)), (bool(found.group(3)), value))
-        elif "*" in name:
-            starred.append((name, value))
+            last_index = int(found.group(2))
+            base, extended = found.group(1), bool(found.group(3))
+        elif name.endswith("*") and name.count("*") == 1:
+            base, extended = name[:-1], True
         else:
-            plain.append((name, value))
-    starred += [_joined(base, parts) for base, parts in sections.values()]
+            if "*" in name:
+                last_index = 0
+            (starred if "*" in name else plain).append((name, value))
+            continue
+        sections.setdefault(base.lower(), []).append((last_index, extended, base, value))
+    for parts in sections.values():
+        starred += _joined(parts)
     return (*plain, *sorted(starred, key=lambda item: item[0].lower()))
 
 
-def _joined(name: str, parts: dict[int, tuple[bool, bytes]]) -> tuple[str, bytes]:
-    ordered, index = [], 0
-    while index in parts:  # RFC 2231 3: sections count from 0 without gaps
-        ordered.append(parts[index])
-        index += 1
-    encoded = any(flag for flag, _ in ordered)
-    return (name + "*" if encoded else name), b"".join(value for _, value in ordered)
+def _joined(parts: list[tuple[int, bool, str, bytes]]) -> list[tuple[str, bytes]]:
+    ordered = sorted(parts, key=lambda part: part[0])
+    if [part[0] for part in ordered] != list(range(len(ordered))):  # RFC 2231 3: from 0, no gaps
+        return [(f"{base}*{index}*" if extended else f"{base}*{index}", value)
+                for index, extended, base, value in ordered]
+    name = ordered[0][2]
+    encoded = any(extended for _, extended, _, _ in ordered)
+    return [(name + "*" if encoded else name, b"".join(value for *_, value in ordered))]
 
 
 def parse_content_type(value: bytes) -> ParamValue:

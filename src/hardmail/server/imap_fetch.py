@@ -20,7 +20,7 @@ from hardmail.mime import sections
 from hardmail.mime.bodystructure import body_structure
 from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
-from hardmail.mime.structure import Part, parse_message
+from hardmail.mime.structure import Part, crlf, parse_message
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import Literal8, date_time, encode_value, fetch_response
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
@@ -261,7 +261,7 @@ def _read_all(paths: dict[int, Path]) -> dict[int, bytes]:
     datas = {}
     for uid, path in paths.items():
         try:
-            datas[uid] = path.read_bytes()
+            datas[uid] = crlf(path.read_bytes())  # RFC 9051 2.2: served with CRLF line ends
         except OSError:
             continue
     return datas
@@ -279,6 +279,7 @@ def _read_heads(paths: dict[int, Path]) -> dict[int, bytes]:
 
 async def _respond(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
                    items: list[c.FetchItem], loaded: Loaded) -> bool:
+    was_seen = "\\Seen" in record.flags
     record = await _mark_seen(session, folder, record, items)
     values: list[tuple[str, Any]] = []
     try:
@@ -286,7 +287,7 @@ async def _respond(session: ImapSession, folder: SelectedFolder, seq: int, recor
             values.append((item.response_name(), item_value(session, item, record, loaded)))
     except sections.UnknownCte:  # RFC 3516 4.1
         raise CommandFailed(no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")) from None
-    if any(i.sets_seen for i in items) and all(i.name != "FLAGS" for i in items) and not folder.readonly:
+    if not was_seen and "\\Seen" in record.flags and all(i.name != "FLAGS" for i in items):
         values.append(("FLAGS", flag_atoms(session, record)))  # RFC 9051 6.4.5: the \Seen change shows
     response = fetch_line(seq, values, utf8=session.utf8)
     if len(response) > LARGE_RESPONSE:

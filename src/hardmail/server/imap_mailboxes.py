@@ -37,16 +37,17 @@ def pattern_matcher(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile(text + r"\Z", re.DOTALL)
 
 
-def _attributes(info: FolderInfo | None, command: c.List, subscribed: set[str]) -> list[str]:
-    if info is None:
-        return ["\\NonExistent"]  # RFC 5258 3.4: a subscription to a folder that is gone
+def _attributes(name: str, info: FolderInfo | None, command: c.List, subscribed: set[str]) -> list[str]:
+    wants_subscribed = "SUBSCRIBED" in command.returns or "SUBSCRIBED" in command.selection
+    if info is None:  # RFC 5258 3.4: a subscription to a folder that is gone (still subscribed)
+        return ["\\NonExistent", *(["\\Subscribed"] if wants_subscribed and name in subscribed else [])]
     attrs = []
     if not command.extended or "CHILDREN" in command.returns or command.selection:
         attrs.append("\\HasChildren" if info.has_children else "\\HasNoChildren")
     if info.special_use and (not command.extended or "SPECIAL-USE" in command.returns
                              or "SPECIAL-USE" in command.selection):
         attrs.append(info.special_use)
-    if info.name in subscribed and ("SUBSCRIBED" in command.returns or "SUBSCRIBED" in command.selection):
+    if info.name in subscribed and wants_subscribed:
         attrs.append("\\Subscribed")
     return attrs
 
@@ -73,9 +74,10 @@ async def list_folders(session: ImapSession, command: c.List) -> Done:
         if not any(m.match(name) for m in matchers):
             continue
         info = folders.get(name)
-        session.send(_list_line(session, "LIST", _attributes(info, command, subscribed), name))
+        session.send(_list_line(session, "LIST", _attributes(name, info, command, subscribed), name))
         if info is not None and "STATUS" in command.returns and command.status_items:
-            session.send(_status_line(session, info, command.status_items, 0))  # RFC 5819 2
+            recent = await _unclaimed_recent(session, info.name, command.status_items)
+            session.send(_status_line(session, info, command.status_items, recent))  # RFC 5819 2
         await session.pace()
     if {"SUBSCRIBED", "RECURSIVEMATCH"} <= command.selection:
         _childinfo(session, command, matchers, subscribed, folders)
@@ -97,13 +99,21 @@ def _childinfo(session: ImapSession, command: c.List, matchers: list[re.Pattern[
 async def lsub(session: ImapSession, command: c.Lsub) -> Done:
     assert session.account is not None
     store = mailboxes(session.ctx)
-    existing = {info.name for info in await store.list_folders(session.account)}
     matcher = pattern_matcher(command.reference, command.pattern)
     for name in sorted(await store.subscriptions(session.account)):
         if matcher.match(name):
-            attrs = [] if name in existing else ["\\Noselect"]
-            session.send(_list_line(session, "LSUB", attrs, name))
+            # RFC 3501 6.3.9: \Noselect in LSUB is for an unsubscribed parent; a subscribed
+            # name is listed as it is, whether its mailbox exists or not (as Dovecot)
+            session.send(_list_line(session, "LSUB", [], name))
     return ok("LSUB completed")
+
+
+async def _unclaimed_recent(session: ImapSession, name: str, items: tuple[str, ...]) -> int:
+    """STATUS RECENT: the messages no session has claimed as \\Recent yet (RFC 3501 6.3.10)."""
+    if "RECENT" not in items:
+        return 0
+    assert session.account is not None
+    return len((await mailboxes(session.ctx).snapshot(session.account, name)).recent_uids)
 
 
 def _status_line(session: ImapSession, info: FolderInfo, items: tuple[str, ...], recent: int) -> bytes:
@@ -125,9 +135,7 @@ async def status(session: ImapSession, command: c.Status) -> Done:
     info = await store.folder(session.account, command.mailbox)
     if info is None:
         return no("No such mailbox", "NONEXISTENT")
-    recent = 0
-    if "RECENT" in command.items:
-        recent = len((await store.snapshot(session.account, info.name)).recent_uids)
+    recent = await _unclaimed_recent(session, info.name, command.items)
     if "HIGHESTMODSEQ" in command.items:
         session.condstore = True  # RFC 7162 3.1: a CONDSTORE-enabling command
     session.send(_status_line(session, info, command.items, recent))
@@ -176,8 +184,11 @@ async def rename(session: ImapSession, command: c.Rename) -> Done:
 async def subscribe(session: ImapSession, command: c.Subscribe | c.Unsubscribe) -> Done:
     assert session.account is not None
     wanted = isinstance(command, c.Subscribe)
+    store = mailboxes(session.ctx)
+    if wanted and await store.folder(session.account, command.mailbox) is None:
+        return no("No such mailbox", "NONEXISTENT")  # RFC 9051 6.3.9: the server MAY check it exists
     try:
-        await mailboxes(session.ctx).set_subscribed(session.account, command.mailbox, wanted)
+        await store.set_subscribed(session.account, command.mailbox, wanted)
     except FolderError as exc:
         return folder_error_done(exc)
     return ok("SUBSCRIBE completed" if wanted else "UNSUBSCRIBE completed")

@@ -22,7 +22,7 @@ from hardmail.imap import sort as sorting
 from hardmail.imap import thread as threading
 from hardmail.mailbox import MessageRecord
 from hardmail.mime.headers import HeaderBlock
-from hardmail.mime.structure import parse_message
+from hardmail.mime.structure import crlf, parse_message
 from hardmail.mime.text import MessageText
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap import searchkeys as keys
@@ -62,7 +62,7 @@ class SearchMessage:
             data = b""
             if self._path is not None:
                 try:
-                    data = self._path.read_bytes() if self._whole else read_header_block(self._path)
+                    data = crlf(self._path.read_bytes()) if self._whole else read_header_block(self._path)
                 except OSError:  # expunged meanwhile: it matches nothing that needs its content
                     data = b""
             self._text = MessageText(data, parse_message(data))

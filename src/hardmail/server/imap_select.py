@@ -112,16 +112,22 @@ class SelectedFolder:
     async def refresh(self, session: ImapSession, *, expunges: bool = True) -> None:
         if self.subscription is not None:
             self.subscription.changed.clear()  # before looking: a change during the look sets it again
-        changes = await mailboxes(session.ctx).changes_since(self.account, self.name, self.highestmodseq)
-        self.apply(session, changes, expunges=expunges)
+        store = mailboxes(session.ctx)
+        changes = await store.changes_since(self.account, self.name, self.highestmodseq)
+        claimed = (0, 0)
+        if not self.readonly and any(r.uid > self.view.max_uid for r in changes.changed):
+            claimed = await store.claim_recent(self.account, self.name)  # the first session told
+        self.apply(session, changes, expunges=expunges, claimed=claimed)
 
-    def apply(self, session: ImapSession, changes: Changes, *, expunges: bool = True) -> None:
+    def apply(self, session: ImapSession, changes: Changes, *, expunges: bool = True,
+              claimed: tuple[int, int] = (0, 0)) -> None:
+        """``claimed``: the UIDs [first, upto) this session claimed as \\Recent (RFC 3501 2.3.2)."""
         self._modes(session)
         top = self.view.max_uid
         for record in changes.changed:
             if record.uid in self.records or record.uid > top:
                 self.records[record.uid] = record
-        arrivals = [r.uid for r in changes.changed if r.uid > top]
+        arrivals = [r.uid for r in changes.changed if r.uid > top and claimed[0] <= r.uid < claimed[1]]
         lines = self.view.apply_changes(changes.changed, changes.vanished, allow_expunge=expunges, recent=arrivals)
         self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
         self._forget_gone(changes.vanished)
@@ -151,8 +157,12 @@ class SelectedFolder:
 
 
 def _flags_in_use(snapshot: FolderSnapshot) -> list[str]:
-    keywords = sorted({flag for record in snapshot.messages for flag in record.flags if not flag.startswith("\\")})
-    return [*SYSTEM_FLAGS, *keywords[:200]]
+    spelling: dict[str, str] = {}  # RFC 9051 2.3.2: one keyword whatever its case
+    for record in snapshot.messages:
+        for flag in record.flags:
+            if not flag.startswith("\\"):
+                spelling.setdefault(flag.lower(), flag)
+    return [*SYSTEM_FLAGS, *sorted(spelling.values())[:200]]
 
 
 async def select(session: ImapSession, command: c.Select) -> Done:
@@ -261,8 +271,12 @@ async def expunge(session: ImapSession, command: c.Expunge) -> Done:
         uids = command.uids.filter(folder.uids, saved=session.saved_uids)
         if not uids:
             return ok("EXPUNGE completed")
-    gone = await mailboxes(session.ctx).expunge(folder.account, folder.name, uids)
+    store = mailboxes(session.ctx)
+    gone = await store.expunge(folder.account, folder.name, uids)
     folder.tell_expunged(session, sorted(gone))  # our own: at once (RFC 9051 6.4.3)
+    if session.qresync:  # RFC 7162 3.2.7: the tagged OK carries the mailbox's HIGHESTMODSEQ
+        _, row = await store.row(folder.account, folder.name)
+        return ok("EXPUNGE completed", f"HIGHESTMODSEQ {row.highestmodseq}")
     return ok("EXPUNGE completed")
 
 

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.config.schema import Config
 from hardmail.mailbox import FolderError, MessageRecord
+from hardmail.mime.structure import crlf
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import fetch_response
 from hardmail.proto.imap.sequence import compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, no, ok
 from hardmail.server.imap_fetch import flag_atoms
 from hardmail.server.imap_folders import mailboxes
+from hardmail.server.imap_work import heavy
 
 if TYPE_CHECKING:
     from hardmail.server.imap_select import SelectedFolder
@@ -58,23 +60,25 @@ async def store(session: ImapSession, command: c.Store) -> Done:
     changed = {record.uid for record in result.changed}
     failed = set(result.failed_uids)
     for seq, record in targets:
-        if record.uid in failed:
+        if record.uid not in changed:  # unchanged (or refused): no FETCH, as Dovecot
             continue
-        if command.silent and not (session.condstore and record.uid in changed):  # RFC 7162 3.1.3
+        if command.silent and not session.condstore:
             continue
-        session.send(_flags_response(session, folder, seq, folder.records.get(record.uid, record), command.uid))
+        # RFC 7162 3.1.3: under CONDSTORE even .SILENT gets the new MODSEQ, without FLAGS
+        session.send(_flags_response(session, seq, folder.records.get(record.uid, record), command.uid,
+                                     flags=not command.silent))
     if failed:  # RFC 7162 3.1.3: MODIFIED with the messages not changed
         numbers = sorted(failed) if command.uid else sorted(s for s, r in targets if r.uid in failed)
         return ok("Conditional STORE failed for some messages", "MODIFIED " + compress(numbers))
     return ok("STORE completed")
 
 
-def _flags_response(session: ImapSession, folder: SelectedFolder, seq: int, record: MessageRecord,
-                    uid: bool) -> bytes:
+def _flags_response(session: ImapSession, seq: int, record: MessageRecord, uid: bool, *, flags: bool) -> bytes:
     items: list[tuple[str, Any]] = []
     if uid or session.qresync:
         items.append(("UID", record.uid))
-    items.append(("FLAGS", flag_atoms(session, record)))
+    if flags:
+        items.append(("FLAGS", flag_atoms(session, record)))
     if session.condstore:
         items.append(("MODSEQ", [record.modseq]))
     return fetch_response(seq, items)
@@ -134,12 +138,13 @@ async def append(session: ImapSession, command: c.Append) -> Done:
     store_ = mailboxes(session.ctx)
     if await store_.folder(session.account, command.mailbox) is None:
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
+    message = await heavy(len(command.message), crlf, command.message)  # RFC 5322 2.3: lines end in CRLF
     try:
-        result = await store_.append(session.account, command.mailbox, command.message, storable(command.flags),
+        result = await store_.append(session.account, command.mailbox, message, storable(command.flags),
                                      command.internaldate)
     except FolderError as exc:
         return folder_error_done(exc, missing_code="TRYCREATE")
-    session.log.event("imap.append", folder=command.mailbox, size=len(command.message), uid=result.uid)
+    session.log.event("imap.append", folder=command.mailbox, size=len(message), uid=result.uid)
     return ok("APPEND completed", f"APPENDUID {result.uidvalidity} {result.uid}")  # RFC 4315 3
 
 

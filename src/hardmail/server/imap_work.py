@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from hardmail.mime.structure import crlf
+
 T = TypeVar("T")
 
 WORKERS = 4
@@ -54,8 +56,8 @@ def read_header_block(path: Path) -> bytes:
             data += chunk
             end = _blank_line_end(data, searched_from)
             if end is not None:
-                return bytes(data[:end])
-    return bytes(data[:MAX_HEADER])
+                return crlf(bytes(data[:end]))
+    return crlf(bytes(data[:MAX_HEADER]))
 
 
 def _blank_line_end(data: bytearray, start: int) -> int | None:

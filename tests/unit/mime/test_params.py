@@ -36,12 +36,22 @@ def test_rfc2231_continuations_and_charsets() -> None:
     value = parse_content_type(b"application/pdf; a=1; title*1*=%20vom; title*0*=UTF-8''%C3%9Cberweisung;"
                                b" title*2=\" 28.06\"; NAME*0=\"long \"; NAME*1=name.txt; x*=iso-8859-1'de'Gr%FC%DFe")
     # RFC 2231 3: sections joined in number order; as Dovecot orders them, the plain parameters
-    # first, then those with a "*" by name
+    # first, then those with a "*" by name; x* is numbered like NAME*1 before it (as Dovecot)
     assert value.params == (("a", b"1"), ("NAME", b"long name.txt"),
-                            ("title*", b"UTF-8''%C3%9Cberweisung%20vom 28.06"), ("x*", b"iso-8859-1'de'Gr%FC%DFe"))
+                            ("title*", b"UTF-8''%C3%9Cberweisung%20vom 28.06"), ("x*1*", b"iso-8859-1'de'Gr%FC%DFe"))
     assert value.decoded("title") == "Überweisung vom 28.06"
-    assert value.decoded("name") == "long name.txt" and value.decoded("x") == "Grüße"
+    assert value.decoded("name") == "long name.txt"
+    assert parse_content_type(b"a/b; x*=iso-8859-1'de'Gr%FC%DFe").decoded("x") == "Grüße"
     assert decode_rfc2231(b"no-such-charset''%C3%A9") == "é"
+
+
+def test_lone_sections_kept_as_dovecot_shows_them() -> None:
+    # Dovecot numbers a "name*" like the section before it and keeps sections that do not count
+    # from 0 one by one (its BODYSTRUCTURE of tests/data/mime/rfc2231_params.eml)
+    value = parse_content_type(b"text/plain; name*0=\"long file \"; name*1=\"name.txt\"; charset*=us-ascii'en'us-ascii")
+    assert value.params == (("charset*1*", b"us-ascii'en'us-ascii"), ("name", b"long file name.txt"))
+    assert parse_content_type(b"application/pdf; name*1*=%32%38").params == (("name*1*", b"%32%38"),)
+    assert parse_content_type(b"text/plain; charset*=ansi''us-ascii").params == (("charset*", b"ansi''us-ascii"),)
 
 
 def test_disposition_and_language() -> None:
