@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hardmail.core.bulk import bulk_allocation
 from hardmail.imap.selected import SelectedView, expunge_allowed
 from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscription
 from hardmail.proto.imap import commands as c
@@ -53,9 +54,10 @@ class SelectedFolder:
         self.readonly = readonly
         self.uidvalidity = snapshot.info.uidvalidity
         self.highestmodseq = snapshot.info.highestmodseq
-        self.view = SelectedView(snapshot.messages, condstore=session.condstore, qresync=session.qresync,
-                                 recent=snapshot.recent_uids, rev1=not session.rev2)
-        self.records = {record.uid: record for record in snapshot.messages}
+        with bulk_allocation():
+            self.view = SelectedView(snapshot.messages, condstore=session.condstore, qresync=session.qresync,
+                                     recent=snapshot.recent_uids, rev1=not session.rev2)
+            self.records = {record.uid: record for record in snapshot.messages}
         self.subscription = subscription
 
     def close(self) -> None:
@@ -88,7 +90,11 @@ class SelectedFolder:
         if not numbers.saved and _beyond(numbers, len(uids)):  # RFC 9051 9: seq-number must exist
             raise CommandFailed(bad("Invalid message sequence number"))
         saved = [s for s in (self.view.seq_of(u) for u in session.saved_uids) if s is not None]
-        return [(seq, self.records[uids[seq - 1]]) for seq in numbers.resolve(len(uids), saved)]
+        seqs, records = numbers.resolve(len(uids), saved), self.records
+        with bulk_allocation():
+            if len(seqs) == len(uids):  # every message (1:*): seqs is 1..n
+                return list(zip(seqs, map(records.__getitem__, uids), strict=True))
+            return [(seq, records[uids[seq - 1]]) for seq in seqs]
 
     def note(self, records: Iterable[MessageRecord]) -> None:
         """Records this session changed itself (it tells the client, or did)."""
