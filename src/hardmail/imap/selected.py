@@ -73,7 +73,8 @@ class SelectedView:
         self._known: dict[int, tuple[int, frozenset[str]]] = dict(zip(uids, zip(modseqs, flag_sets, strict=True),
                                                                       strict=True))
         self._gone: set[int] = set()  # expunged in the folder, not yet announced
-        self.recent: set[int] = set(recent) & set(self._uids)
+        known = self._known
+        self.recent: set[int] = {uid for uid in recent if uid in known}
 
     # ----- the map --------------------------------------------------------------------------------
     @property

@@ -197,9 +197,15 @@ async def _fetch_meta(session: ImapSession, targets: list[tuple[int, MessageReco
     """FLAGS, UID, MODSEQ, INTERNALDATE, RFC822.SIZE of many messages (``FETCH 1:* (FLAGS)`` of a
     big folder): built in one go, the client's pace checked every META_BATCH messages."""
     encoders = [_meta_encoder(session, item) for item in items]
+    only = encoders[0] if len(encoders) == 1 else None  # FETCH 1:* (FLAGS): no join per message
     for start in range(0, len(targets), META_BATCH):
-        session.send(b"".join([b"* %d FETCH (%b)\r\n" % (seq, b" ".join([encode(record) for encode in encoders]))
-                               for seq, record in targets[start:start + META_BATCH]]))
+        batch = targets[start:start + META_BATCH]
+        if only is not None:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, only(record)) for seq, record in batch]
+        else:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, b" ".join([encode(record) for encode in encoders]))
+                     for seq, record in batch]
+        session.send(b"".join(lines))
         await session.pace()
 
 
