@@ -22,7 +22,7 @@ from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscriptio
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.sequence import STAR, SequenceSet, compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes, watch, wire_name
+from hardmail.server.imap_folders import folder_exists, mailboxes, watch, wire_name
 
 if TYPE_CHECKING:
     from hardmail.server.imap_session import ImapSession
@@ -173,7 +173,7 @@ async def select(session: ImapSession, command: c.Select) -> Done:
     if command.condstore:
         session.condstore = True
     store = mailboxes(session.ctx)
-    if await store.folder(session.account, command.mailbox) is None:
+    if not await folder_exists(store, session.account, command.mailbox):
         return no("No such mailbox", "NONEXISTENT")
     snapshot = await store.sync(session.account, command.mailbox, claim_recent=not command.readonly)
     subscription = await watch(session.ctx, session.account, snapshot.info.name)
