@@ -11,6 +11,8 @@ next command that allows it.
 from __future__ import annotations
 
 import bisect
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,12 +61,20 @@ class SelectedView:
         self.qresync = qresync
         self.rev1 = rev1  # send * n RECENT (RFC 3501 7.3.2); IMAP4rev2 has no \Recent
         items = list(messages)
-        if any(items[i].uid > items[i + 1].uid for i in range(len(items) - 1)):
+        uids = [m.uid for m in items]
+        if any(map(operator.gt, uids, itertools.islice(uids, 1, None))):
             items.sort(key=lambda m: m.uid)
-        self._uids: list[int] = [m.uid for m in items]
-        self._known: dict[int, tuple[int, frozenset[str]]] = {m.uid: (m.modseq, _frozen(m.flags)) for m in items}
+            uids = [m.uid for m in items]
+        flag_sets = [m.flags for m in items]
+        if not set(map(type, flag_sets)) <= {frozenset}:
+            flag_sets = [_frozen(f) for f in flag_sets]
+        self._uids: list[int] = uids
+        modseqs = [m.modseq for m in items]
+        self._known: dict[int, tuple[int, frozenset[str]]] = dict(zip(uids, zip(modseqs, flag_sets, strict=True),
+                                                                      strict=True))
         self._gone: set[int] = set()  # expunged in the folder, not yet announced
-        self.recent: set[int] = set(recent) & set(self._uids)
+        known = self._known
+        self.recent: set[int] = {uid for uid in recent if uid in known}
 
     # ----- the map --------------------------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ the last (:meth:`ImapSession.send_large`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from hardmail.mime.envelope import envelope
 from hardmail.mime.headers import parse_header_block
 from hardmail.mime.structure import Part, crlf, parse_message
 from hardmail.proto.imap import commands as c
-from hardmail.proto.imap.encode import Literal8, date_time, encode_value, fetch_response
+from hardmail.proto.imap.encode import Literal8, date_time, encode_value
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
 from hardmail.server.imap_folders import mailboxes
 from hardmail.server.imap_select import send_vanished_earlier
@@ -195,12 +196,41 @@ async def _fetch_meta(session: ImapSession, targets: list[tuple[int, MessageReco
                       items: list[c.FetchItem]) -> None:
     """FLAGS, UID, MODSEQ, INTERNALDATE, RFC822.SIZE of many messages (``FETCH 1:* (FLAGS)`` of a
     big folder): built in one go, the client's pace checked every META_BATCH messages."""
-    names = [item.response_name() for item in items]
+    encoders = [_meta_encoder(session, item) for item in items]
+    only = encoders[0] if len(encoders) == 1 else None  # FETCH 1:* (FLAGS): no join per message
     for start in range(0, len(targets), META_BATCH):
-        for seq, record in targets[start:start + META_BATCH]:
-            values = [(name, item_value(session, item, record, None)) for name, item in zip(names, items, strict=True)]
-            session.send(fetch_response(seq, values))
+        batch = targets[start:start + META_BATCH]
+        if only is not None:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, only(record)) for seq, record in batch]
+        else:
+            lines = [b"* %d FETCH (%b)\r\n" % (seq, b" ".join([encode(record) for encode in encoders]))
+                     for seq, record in batch]
+        session.send(b"".join(lines))
         await session.pace()
+
+
+def _meta_encoder(session: ImapSession, item: c.FetchItem) -> Callable[[MessageRecord], bytes]:
+    """``NAME value`` of one index item, as :func:`fetch_response` writes it; FLAGS encoded once
+    per distinct flag set (a big folder has a few combinations)."""
+    prefix = item.response_name().encode("ascii") + b" "
+    if item.name == "UID":
+        return lambda record: b"%b%d" % (prefix, record.uid)
+    if item.name == "MODSEQ":
+        return lambda record: b"%b(%d)" % (prefix, record.modseq)
+    if item.name == "RFC822.SIZE":
+        return lambda record: b"%b%d" % (prefix, record.size)
+    if item.name != "FLAGS":
+        return lambda record: prefix + encode_value(item_value(session, item, record, None))
+    recent = session.selected.recent if session.selected is not None and not session.rev2 else frozenset[int]()
+    cache: dict[tuple[frozenset[str], bool], bytes] = {}
+
+    def flags(record: MessageRecord) -> bytes:
+        key = (record.flags, record.uid in recent)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = prefix + encode_value(flag_atoms(session, record))
+        return found
+    return flags
 
 
 async def _fetch_headers(session: ImapSession, folder: SelectedFolder, targets: list[tuple[int, MessageRecord]],

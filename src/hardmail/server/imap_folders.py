@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hardmail.mailbox import ChangeNotifier, MailboxStore, Subscription
+from hardmail.mailbox import ChangeNotifier, FolderError, MailboxStore, Subscription
 from hardmail.proto.imap.encode import mailbox
 from hardmail.server.context import ServerContext
 
@@ -27,6 +27,16 @@ def mailboxes(ctx: ServerContext) -> MailboxStore:
     if ctx.mailboxes is not None:
         return ctx.mailboxes
     return _made(ctx)[0]
+
+
+async def folder_exists(store: MailboxStore, account: str, name: str) -> bool:
+    """Whether ``name`` is a folder of ``account`` (INBOX always is): one index read, where
+    ``store.folder`` also reads the subscriptions and the folder list for the folder's attributes."""
+    try:
+        await store.row(account, name)
+    except FolderError:
+        return False
+    return True
 
 
 async def watch(ctx: ServerContext, account: str, folder: str) -> Subscription | None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hardmail.core.bulk import bulk_allocation
 from hardmail.imap.selected import SelectedView, expunge_allowed
 from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscription
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.sequence import STAR, SequenceSet, compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes, watch, wire_name
+from hardmail.server.imap_folders import folder_exists, mailboxes, watch, wire_name
 
 if TYPE_CHECKING:
     from hardmail.server.imap_session import ImapSession
@@ -53,9 +54,10 @@ class SelectedFolder:
         self.readonly = readonly
         self.uidvalidity = snapshot.info.uidvalidity
         self.highestmodseq = snapshot.info.highestmodseq
-        self.view = SelectedView(snapshot.messages, condstore=session.condstore, qresync=session.qresync,
-                                 recent=snapshot.recent_uids, rev1=not session.rev2)
-        self.records = {record.uid: record for record in snapshot.messages}
+        with bulk_allocation():
+            self.view = SelectedView(snapshot.messages, condstore=session.condstore, qresync=session.qresync,
+                                     recent=snapshot.recent_uids, rev1=not session.rev2)
+            self.records = {record.uid: record for record in snapshot.messages}
         self.subscription = subscription
 
     def close(self) -> None:
@@ -88,7 +90,11 @@ class SelectedFolder:
         if not numbers.saved and _beyond(numbers, len(uids)):  # RFC 9051 9: seq-number must exist
             raise CommandFailed(bad("Invalid message sequence number"))
         saved = [s for s in (self.view.seq_of(u) for u in session.saved_uids) if s is not None]
-        return [(seq, self.records[uids[seq - 1]]) for seq in numbers.resolve(len(uids), saved)]
+        seqs, records = numbers.resolve(len(uids), saved), self.records
+        with bulk_allocation():
+            if len(seqs) == len(uids):  # every message (1:*): seqs is 1..n
+                return list(zip(seqs, map(records.__getitem__, uids), strict=True))
+            return [(seq, records[uids[seq - 1]]) for seq in seqs]
 
     def note(self, records: Iterable[MessageRecord]) -> None:
         """Records this session changed itself (it tells the client, or did)."""
@@ -177,7 +183,7 @@ async def select(session: ImapSession, command: c.Select) -> Done:
     if command.condstore:
         session.condstore = True
     store = mailboxes(session.ctx)
-    if await store.folder(session.account, command.mailbox) is None:
+    if not await folder_exists(store, session.account, command.mailbox):
         return no("No such mailbox", "NONEXISTENT")
     snapshot = await store.sync(session.account, command.mailbox, claim_recent=not command.readonly)
     subscription = await watch(session.ctx, session.account, snapshot.info.name)

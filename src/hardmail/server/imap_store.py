@@ -18,7 +18,7 @@ from hardmail.proto.imap.encode import fetch_response
 from hardmail.proto.imap.sequence import compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, no, ok
 from hardmail.server.imap_fetch import flag_atoms
-from hardmail.server.imap_folders import mailboxes
+from hardmail.server.imap_folders import folder_exists, mailboxes
 from hardmail.server.imap_work import heavy
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ async def copy(session: ImapSession, command: c.Copy | c.Move) -> Done:
     verb = "MOVE" if moving else "COPY"
     targets = folder.resolve(session, command.numbers, command.uid)
     store_ = mailboxes(session.ctx)
-    if await store_.folder(folder.account, command.mailbox) is None:
+    if not await folder_exists(store_, folder.account, command.mailbox):
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.4.7
     if not targets:
         return ok(f"{verb} completed (no messages)")
@@ -119,7 +119,7 @@ async def append_refusal(session: ImapSession, mailbox: str, size: int) -> Done 
     succeed: TRYCREATE for a missing folder (RFC 9051 6.3.12), OVERQUOTA (RFC 9208 4.3)."""
     assert session.account is not None
     store_ = mailboxes(session.ctx)
-    if await store_.folder(session.account, mailbox) is None:
+    if not await folder_exists(store_, session.account, mailbox):
         return no("No such mailbox", "TRYCREATE")
     quota = await store_.quota(session.account)
     if quota.storage_limit is not None and quota.storage_used + size > quota.storage_limit:
@@ -136,7 +136,7 @@ async def append(session: ImapSession, command: c.Append) -> Done:
     if not command.message:
         return no("Empty message not saved", "CANNOT")
     store_ = mailboxes(session.ctx)
-    if await store_.folder(session.account, command.mailbox) is None:
+    if not await folder_exists(store_, session.account, command.mailbox):
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
     message = await heavy(len(command.message), crlf, command.message)  # RFC 5322 2.3: lines end in CRLF
     try:

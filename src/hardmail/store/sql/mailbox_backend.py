@@ -21,6 +21,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hardmail.core.bulk import bulk_allocation
 from hardmail.core.clock import Clock
 from hardmail.store.ports import AlreadyExists, NotFound
 from hardmail.store.ports_mailbox import (
@@ -96,11 +97,12 @@ def _folder_row(row: Any) -> FolderRow:
 def message_records(rows: Iterable[Any]) -> list[MessageRecord]:
     stamp_cache: dict[int, datetime] = {}
     records = []
-    for uid, modseq, flags, internaldate, size, name in rows:
-        when = stamp_cache.get(internaldate)
-        if when is None:
-            when = stamp_cache[internaldate] = datetime.fromtimestamp(internaldate, UTC)
-        records.append(MessageRecord(uid, modseq, flag_set(flags), when, size, name))
+    with bulk_allocation():
+        for uid, modseq, flags, internaldate, size, name in rows:
+            when = stamp_cache.get(internaldate)
+            if when is None:
+                when = stamp_cache[internaldate] = datetime.fromtimestamp(internaldate, UTC)
+            records.append(MessageRecord(uid, modseq, flag_set(flags), when, size, name))
     return records
 
 
