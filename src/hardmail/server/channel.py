@@ -144,14 +144,15 @@ class Channel(asyncio.Protocol):
         self._buffered = 0
         self._tls_started = True
         loop = asyncio.get_running_loop()
-        upgrade = loop.create_task(loop.start_tls(
-            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout))
         if held:
-            # start_tls's first step schedules the TLS protocol's connection_made and the resumed
-            # reading; a callback queued now runs right after those, before any new socket read.
-            loop.call_soon(loop.call_soon, _feed_tls_layer, self.transport, held)
+            # Runs after start_tls below has paused reading and put the TLS protocol in place (in
+            # its first, synchronous step), before that protocol's connection_made: the bytes wait
+            # in its incoming buffer and the handshake starts with them.
+            loop.call_soon(_feed_tls_layer, self.transport, held)
         self._reading_paused = False
-        transport = await upgrade
+        # Awaited at once: its first step pauses reading, so no byte can arrive in between.
+        transport = await loop.start_tls(
+            self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout)
         if transport is None:
             raise ChannelClosed("connection closed during TLS handshake")
         self.transport = transport
