@@ -20,7 +20,9 @@ from support.pop3_diff import P, Pop3Scenario, Reconnect, compare_pop3, run_pop3
 
 PASSWORD = "pop3 scenario password 7"
 SCENARIOS = [
-    Pop3Scenario("capa-and-stls", (P("CAPA"), P("USER $USER", "-ERR"), P("STLS"), P("CAPA"), P("USER $USER"),
+    # CAPA before STLS is not compared: hardmail lists no SASL mechanism before TLS (AUTH only inside TLS),
+    # Dovecot lists SASL SCRAM-SHA-256 there (tests/unit/proto/pop3/test_connection.py checks hardmail's list).
+    Pop3Scenario("capa-and-stls", (P("USER $USER", "-ERR"), P("STLS"), P("CAPA"), P("USER $USER"),
                                    P("PASS $PASS"), P("STAT"), P("QUIT")), port="pop3", login=False),
     Pop3Scenario("user-pass", (P("USER $USER"), P("PASS wrong-password", "-ERR"), P("USER $USER"), P("PASS $PASS"),
                                P("STAT")), login=False),
