@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from hardmail.server.pop3_session import mailbox_store
 from support.live import ALICE, ALICE_PASSWORD, ServerThread, client_tls_context
 from support.pop3 import deliver, message, pop3_server, pop3s_login, stls_client
 
@@ -35,7 +34,7 @@ def _files(server: ServerThread) -> list[bytes]:
 
 def _snapshot(server: ServerThread) -> object:
     assert server.server is not None
-    return server.run(mailbox_store(server.server.context).snapshot(ALICE, "INBOX"))
+    return server.run(server.server.context.mailbox_store().snapshot(ALICE, "INBOX"))
 
 
 def _retr(client: poplib.POP3, number: int) -> bytes:
@@ -155,7 +154,7 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(live: ServerThread)
 def test_a_message_expunged_by_another_client_meanwhile(live: ServerThread) -> None:
     client = pop3s_login(live)
     first = _snapshot(live).messages[0]  # type: ignore[attr-defined]
-    store = mailbox_store(live.server.context)  # type: ignore[union-attr]
+    store = live.server.context.mailbox_store()  # type: ignore[union-attr]
     live.run(store.store_flags(ALICE, "INBOX", [first.uid], "add", ["\\Deleted"]))
     live.run(store.expunge(ALICE, "INBOX", [first.uid]))  # as an IMAP client would
     with pytest.raises(poplib.error_proto, match="removed by another session"):

@@ -41,6 +41,12 @@ class ServerContext:
             self.incoming = IncomingStore(self.config.incoming_dir, smtp.max_bytes_in_flight, smtp.max_header_size)
         return self.incoming
 
+    def mailbox_store(self) -> MailboxStore:
+        """The process's mailbox store (made by ``app.build_context`` with the change notifier)."""
+        if self.mailboxes is None:
+            raise RuntimeError("this server context has no mailbox store (app.build_context makes it)")
+        return self.mailboxes
+
     @property
     def login_store(self) -> Store:
         """The store without the look-up cache: a disabled account or a changed password must

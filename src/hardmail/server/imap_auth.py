@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from hardmail.proto.imap import commands as c
 from hardmail.server.imap_common import Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes
 from hardmail.server.login import LoginDriver, LoginResult
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class ImapLogin:
             self.counted = result.account
             session.account = result.account
             try:
-                await mailboxes(session.ctx).ensure_account(result.account)  # INBOX and special-use folders
+                await session.ctx.mailbox_store().ensure_account(result.account)  # INBOX and special-use folders
             except Exception as exc:  # the session goes on: SELECT says what is missing
                 session.log.event("imap.error", level="error", command="LOGIN", error=type(exc).__name__,
                                   detail=str(exc)[:300])

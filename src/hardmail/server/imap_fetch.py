@@ -25,7 +25,6 @@ from hardmail.mime.structure import Part, crlf, parse_message
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import Literal8, date_time, encode_value
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes
 from hardmail.server.imap_select import send_vanished_earlier
 from hardmail.server.imap_work import heavy, read_header_block
 
@@ -78,7 +77,7 @@ class Loaded:
 
 async def load(session: ImapSession, folder: SelectedFolder, record: MessageRecord, whole: bool) -> Loaded | None:
     """The message's bytes (None when its file is gone: expunged by another session meanwhile)."""
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     if whole:
         data = await store.read_message(folder.account, folder.name, record.uid)
         if data is None:
@@ -238,7 +237,7 @@ async def _fetch_headers(session: ImapSession, folder: SelectedFolder, targets: 
     """Items that need no more than each message's header block (a client listing a folder):
     the files of FILE_BATCH messages found with one index query and read in one thread hop."""
     failures = 0
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     for start in range(0, len(targets), FILE_BATCH):
         chunk = targets[start:start + FILE_BATCH]
         paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
@@ -260,7 +259,7 @@ async def _fetch_whole(session: ImapSession, folder: SelectedFolder, targets: li
     at most FILE_BATCH messages and WHOLE_BATCH_BYTES (one index query, one thread hop), a big
     one on its own; its MIME tree is parsed in a worker thread."""
     failures = 0
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     for chunk in _whole_batches(targets):
         paths = await store.message_paths(folder.account, folder.name, [record.uid for _, record in chunk])
         datas = await heavy(FILE_WORK, _read_all, paths)
@@ -333,7 +332,7 @@ async def _mark_seen(session: ImapSession, folder: SelectedFolder, record: Messa
     """BODY[...] without PEEK, RFC822 and RFC822.TEXT set \\Seen (RFC 9051 6.4.5) in read-write mode."""
     if folder.readonly or "\\Seen" in record.flags or not any(item.sets_seen for item in items):
         return record
-    result = await mailboxes(session.ctx).store_flags(folder.account, folder.name, [record.uid], "add", ["\\Seen"])
+    result = await session.ctx.mailbox_store().store_flags(folder.account, folder.name, [record.uid], "add", ["\\Seen"])
     folder.note(result.changed)
     return next((r for r in result.changed if r.uid == record.uid), record)
 

@@ -15,7 +15,7 @@ from hardmail.mailbox import FolderError, FolderInfo
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.encode import list_response
 from hardmail.server.imap_common import Done, bad, folder_error_done, no, ok
-from hardmail.server.imap_folders import DELIMITER, mailboxes, wire_name
+from hardmail.server.imap_folders import DELIMITER, wire_name
 
 if TYPE_CHECKING:
     from hardmail.server.imap_session import ImapSession
@@ -61,7 +61,7 @@ async def list_folders(session: ImapSession, command: c.List) -> Done:
     if command.patterns == ("",):  # RFC 9051 6.3.9: the delimiter and the root
         session.send(b'* LIST (\\Noselect) "/" ""\r\n')
         return ok("LIST completed")
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     folders = {info.name: info for info in await store.list_folders(session.account)}
     subscribed = set(await store.subscriptions(session.account))
     matchers = [pattern_matcher(command.reference, p) for p in command.patterns]
@@ -98,7 +98,7 @@ def _childinfo(session: ImapSession, command: c.List, matchers: list[re.Pattern[
 
 async def lsub(session: ImapSession, command: c.Lsub) -> Done:
     assert session.account is not None
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     matcher = pattern_matcher(command.reference, command.pattern)
     for name in sorted(await store.subscriptions(session.account)):
         if matcher.match(name):
@@ -113,7 +113,7 @@ async def _unclaimed_recent(session: ImapSession, name: str, items: tuple[str, .
     if "RECENT" not in items:
         return 0
     assert session.account is not None
-    return len((await mailboxes(session.ctx).snapshot(session.account, name)).recent_uids)
+    return len((await session.ctx.mailbox_store().snapshot(session.account, name)).recent_uids)
 
 
 def _status_line(session: ImapSession, info: FolderInfo, items: tuple[str, ...], recent: int) -> bytes:
@@ -131,7 +131,7 @@ async def status(session: ImapSession, command: c.Status) -> Done:
     unknown = [item for item in command.items if item not in STATUS_ITEMS]
     if unknown:
         return bad(f"Unknown STATUS item {unknown[0]}")
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     info = await store.folder(session.account, command.mailbox)
     if info is None:
         return no("No such mailbox", "NONEXISTENT")
@@ -152,7 +152,7 @@ async def create(session: ImapSession, command: c.Create) -> Done:
     if len(command.special_use) > 1 or any(u not in SPECIAL_USES for u in command.special_use):
         return no("Only one of " + " ".join(SPECIAL_USES) + " can be given", "USEATTR")  # RFC 6154 3
     try:
-        await mailboxes(session.ctx).create_folder(session.account, name,
+        await session.ctx.mailbox_store().create_folder(session.account, name,
                                                    command.special_use[0] if command.special_use else None)
     except FolderError as exc:
         return folder_error_done(exc)
@@ -164,7 +164,7 @@ async def delete(session: ImapSession, command: c.Delete) -> Done:
     if command.mailbox == "INBOX":
         return no("INBOX cannot be deleted", "CANNOT")
     try:
-        await mailboxes(session.ctx).delete_folder(session.account, command.mailbox)
+        await session.ctx.mailbox_store().delete_folder(session.account, command.mailbox)
     except FolderError as exc:
         return folder_error_done(exc)
     return ok("DELETE completed")
@@ -175,7 +175,7 @@ async def rename(session: ImapSession, command: c.Rename) -> Done:
     if command.new.upper() == "INBOX":
         return no("INBOX already exists", "ALREADYEXISTS")
     try:
-        await mailboxes(session.ctx).rename_folder(session.account, command.old, command.new.rstrip(DELIMITER))
+        await session.ctx.mailbox_store().rename_folder(session.account, command.old, command.new.rstrip(DELIMITER))
     except FolderError as exc:
         return folder_error_done(exc)
     return ok("RENAME completed")
@@ -184,7 +184,7 @@ async def rename(session: ImapSession, command: c.Rename) -> Done:
 async def subscribe(session: ImapSession, command: c.Subscribe | c.Unsubscribe) -> Done:
     assert session.account is not None
     wanted = isinstance(command, c.Subscribe)
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     if wanted and await store.folder(session.account, command.mailbox) is None:
         return no("No such mailbox", "NONEXISTENT")  # RFC 9051 6.3.9: the server MAY check it exists
     try:
@@ -204,7 +204,7 @@ async def namespace(session: ImapSession, command: c.Namespace) -> Done:
 
 async def _quota_line(session: ImapSession) -> bytes | None:
     assert session.account is not None
-    quota = await mailboxes(session.ctx).quota(session.account)
+    quota = await session.ctx.mailbox_store().quota(session.account)
     resources: list[str] = []
     if quota.storage_limit is not None:  # RFC 9208 5.1: STORAGE in units of 1024 octets
         resources.append(f"STORAGE {(quota.storage_used + 1023) // 1024} {quota.storage_limit // 1024}")
@@ -217,7 +217,7 @@ async def _quota_line(session: ImapSession) -> bytes | None:
 
 async def getquotaroot(session: ImapSession, command: c.GetQuotaRoot) -> Done:
     assert session.account is not None
-    if await mailboxes(session.ctx).folder(session.account, command.mailbox) is None:
+    if await session.ctx.mailbox_store().folder(session.account, command.mailbox) is None:
         return no("No such mailbox", "NONEXISTENT")
     line = await _quota_line(session)
     session.send(b"* QUOTAROOT " + wire_name(session, command.mailbox) + (b' ""' if line else b"") + b"\r\n")

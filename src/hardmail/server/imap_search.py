@@ -28,7 +28,6 @@ from hardmail.proto.imap import commands as c
 from hardmail.proto.imap import searchkeys as keys
 from hardmail.proto.imap.encode import esearch_response, search_response
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import mailboxes
 from hardmail.server.imap_work import _semaphore, read_header_block
 
 if TYPE_CHECKING:
@@ -114,7 +113,7 @@ async def matching(session: ImapSession, key: keys.SearchKey, *, headers: bool =
         return [m for m in (SearchMessage(seq, r, None, r.uid in folder.recent, False) for seq, r in records)
                 if evaluator.evaluate(key, m, context)]
     found: list[SearchMessage] = []
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     for start in range(0, len(records), BATCH):  # one index query and one thread hop per batch
         chunk = records[start:start + BATCH]
         paths = await store.message_paths(folder.account, folder.name, [r.uid for _, r in chunk])

@@ -22,7 +22,7 @@ from hardmail.mailbox import Changes, FolderSnapshot, MessageRecord, Subscriptio
 from hardmail.proto.imap import commands as c
 from hardmail.proto.imap.sequence import STAR, SequenceSet, compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, no, ok
-from hardmail.server.imap_folders import folder_exists, mailboxes, watch, wire_name
+from hardmail.server.imap_folders import folder_exists, watch, wire_name
 
 if TYPE_CHECKING:
     from hardmail.server.imap_session import ImapSession
@@ -118,7 +118,7 @@ class SelectedFolder:
     async def refresh(self, session: ImapSession, *, expunges: bool = True) -> None:
         if self.subscription is not None:
             self.subscription.changed.clear()  # before looking: a change during the look sets it again
-        store = mailboxes(session.ctx)
+        store = session.ctx.mailbox_store()
         changes = await store.changes_since(self.account, self.name, self.highestmodseq)
         claimed = (0, 0)
         if not self.readonly and any(r.uid > self.view.max_uid for r in changes.changed):
@@ -182,7 +182,7 @@ async def select(session: ImapSession, command: c.Select) -> Done:
         return bad("QRESYNC parameters need ENABLE QRESYNC first")  # RFC 7162 3.2.5
     if command.condstore:
         session.condstore = True
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     if not await folder_exists(store, session.account, command.mailbox):
         return no("No such mailbox", "NONEXISTENT")
     snapshot = await store.sync(session.account, command.mailbox, claim_recent=not command.readonly)
@@ -221,7 +221,7 @@ async def _qresync(session: ImapSession, folder: SelectedFolder, params: c.Qresy
     """RFC 7162 3.2.5.2: what changed since the client's last sync, if its UIDVALIDITY still holds."""
     if params.uidvalidity != folder.uidvalidity:
         return
-    changes = await mailboxes(session.ctx).changes_since(folder.account, folder.name, params.modseq)
+    changes = await session.ctx.mailbox_store().changes_since(folder.account, folder.name, params.modseq)
     vanished = changes.vanished
     if params.known_uids is not None:
         vanished = params.known_uids.filter(sorted(vanished))
@@ -236,7 +236,7 @@ async def _qresync(session: ImapSession, folder: SelectedFolder, params: c.Qresy
 async def send_vanished_earlier(session: ImapSession, folder: SelectedFolder, numbers: SequenceSet,
                                 modseq: int) -> None:
     """RFC 7162 3.2.6: UID FETCH ... (CHANGEDSINCE m VANISHED): the UIDs expunged since ``m``."""
-    changes = await mailboxes(session.ctx).changes_since(folder.account, folder.name, modseq)
+    changes = await session.ctx.mailbox_store().changes_since(folder.account, folder.name, modseq)
     gone = sorted(changes.vanished)
     if gone:
         top = max(gone[-1], folder.uids[-1] if folder.uids else 0)
@@ -261,7 +261,7 @@ async def close(session: ImapSession, command: c.Close | c.Unselect) -> Done:
     if folder is None:
         return bad("No mailbox selected")
     if isinstance(command, c.Close) and not folder.readonly:  # RFC 9051 6.4.1: expunge, silently
-        await mailboxes(session.ctx).expunge(folder.account, folder.name)
+        await session.ctx.mailbox_store().expunge(folder.account, folder.name)
     _deselect(session)
     return ok("CLOSE completed" if isinstance(command, c.Close) else "UNSELECT completed")
 
@@ -277,7 +277,7 @@ async def expunge(session: ImapSession, command: c.Expunge) -> Done:
         uids = command.uids.filter(folder.uids, saved=session.saved_uids)
         if not uids:
             return ok("EXPUNGE completed")
-    store = mailboxes(session.ctx)
+    store = session.ctx.mailbox_store()
     gone = await store.expunge(folder.account, folder.name, uids)
     folder.tell_expunged(session, sorted(gone))  # our own: at once (RFC 9051 6.4.3)
     if session.qresync:  # RFC 7162 3.2.7: the tagged OK carries the mailbox's HIGHESTMODSEQ

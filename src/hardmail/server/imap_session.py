@@ -31,8 +31,9 @@ from hardmail.server.channel import Channel, ChannelClosed
 from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, ok
-from hardmail.server.imap_limits import CommandPacer, ConnectionCounts, connection_counts
+from hardmail.server.imap_limits import ConnectionCounts, connection_counts
 from hardmail.server.listener import register_session
+from hardmail.server.pacing import CommandPacer
 from hardmail.server.tls import describe_tls
 from hardmail.server.watchdog import Watchdog
 
@@ -90,7 +91,7 @@ class ImapSession:
         self._held: list[bytes] = []
         self._held_size = 0
         self._watchdog = Watchdog(channel)
-        self._pacer = CommandPacer(self.settings.commands_per_second)
+        self._pacer = CommandPacer(self.settings.commands_per_second, max_delay=5.0)  # a command waits at most 5 s
         self._counts: ConnectionCounts = connection_counts(ctx)
         self._counted_ip = False
         self.login_deadline = time.monotonic() + self.settings.login_timeout

@@ -18,7 +18,7 @@ from hardmail.proto.imap.encode import fetch_response
 from hardmail.proto.imap.sequence import compress
 from hardmail.server.imap_common import CommandFailed, Done, bad, folder_error_done, no, ok
 from hardmail.server.imap_fetch import flag_atoms
-from hardmail.server.imap_folders import folder_exists, mailboxes
+from hardmail.server.imap_folders import folder_exists
 from hardmail.server.imap_work import heavy
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ async def store(session: ImapSession, command: c.Store) -> Done:
     targets = folder.resolve(session, command.numbers, command.uid)
     if not targets:
         return ok("STORE completed")
-    result = await mailboxes(session.ctx).store_flags(
+    result = await session.ctx.mailbox_store().store_flags(
         folder.account, folder.name, [record.uid for _, record in targets], command.mode, storable(command.flags),
         unchanged_since=command.unchangedsince)
     folder.note(result.changed)
@@ -89,7 +89,7 @@ async def copy(session: ImapSession, command: c.Copy | c.Move) -> Done:
     folder = _selected(session, writing=moving)
     verb = "MOVE" if moving else "COPY"
     targets = folder.resolve(session, command.numbers, command.uid)
-    store_ = mailboxes(session.ctx)
+    store_ = session.ctx.mailbox_store()
     if not await folder_exists(store_, folder.account, command.mailbox):
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.4.7
     if not targets:
@@ -118,7 +118,7 @@ async def append_refusal(session: ImapSession, mailbox: str, size: int) -> Done 
     """What an APPEND of ``size`` bytes to ``mailbox`` gets before its data is sent, when it cannot
     succeed: TRYCREATE for a missing folder (RFC 9051 6.3.12), OVERQUOTA (RFC 9208 4.3)."""
     assert session.account is not None
-    store_ = mailboxes(session.ctx)
+    store_ = session.ctx.mailbox_store()
     if not await folder_exists(store_, session.account, mailbox):
         return no("No such mailbox", "TRYCREATE")
     quota = await store_.quota(session.account)
@@ -135,7 +135,7 @@ async def append(session: ImapSession, command: c.Append) -> Done:
         return no(f"Message larger than the limit of {session.append_limit} bytes", "TOOBIG")  # RFC 7889
     if not command.message:
         return no("Empty message not saved", "CANNOT")
-    store_ = mailboxes(session.ctx)
+    store_ = session.ctx.mailbox_store()
     if not await folder_exists(store_, session.account, command.mailbox):
         return no("No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
     message = await heavy(len(command.message), crlf, command.message)  # RFC 5322 2.3: lines end in CRLF

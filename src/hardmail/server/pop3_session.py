@@ -22,7 +22,6 @@ from typing import BinaryIO
 
 from hardmail.core.ids import new_id
 from hardmail.core.replies import Reply
-from hardmail.mailbox import MailboxStore
 from hardmail.ops.log import EventLogger
 from hardmail.proto import sasl
 from hardmail.proto.pop3 import replies as r
@@ -35,6 +34,7 @@ from hardmail.server.context import ServerContext
 from hardmail.server.hooks import SessionFacts
 from hardmail.server.listener import register_session
 from hardmail.server.login import LoginDriver, LoginResult
+from hardmail.server.pacing import CommandPacer
 from hardmail.server.pop3_maildrop import INBOX, READ_CHUNK, MaildropInUse, MaildropLock, open_file, open_maildrop
 from hardmail.server.tls import describe_tls
 from hardmail.server.watchdog import Watchdog
@@ -55,35 +55,6 @@ def reply_of(reply: Reply) -> Pop3Reply:
     return r.err(reply.lines[0] if reply.lines else "", "SYS/TEMP" if reply.is_temporary else "SYS/PERM")
 
 
-def mailbox_store(ctx: ServerContext) -> MailboxStore:
-    """The process's MailboxStore (``ServerContext.mailboxes``, set by app.py), made here and kept on
-    the context when a context has none (a build or a test context without that field)."""
-    store = getattr(ctx, "mailboxes", None)
-    if store is None:
-        store = MailboxStore(ctx.config.maildir_root, ctx.store.mailbox, ctx.config.server.hostname, ctx.clock)
-        ctx.mailboxes = store  # type: ignore[attr-defined]
-    assert isinstance(store, MailboxStore)
-    return store
-
-
-class CommandPace:
-    """A token bucket: ``rate`` commands per second with bursts of twice that; 0 never waits."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.tokens = 2.0 * rate
-        self.at = time.monotonic()
-
-    def delay(self) -> float:
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        self.tokens = min(2.0 * self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
 class Pop3Session:
     """One connection of listener kind "pop3" or "pop3s"; ``run()`` serves it to its end."""
 
@@ -99,7 +70,7 @@ class Pop3Session:
         self.login = self._login_driver()
         self.account: str | None = None
         self.lock: MaildropLock | None = None
-        self.pace = CommandPace(ctx.config.pop3.commands_per_second)
+        self.pace = CommandPacer(ctx.config.pop3.commands_per_second)
         self.started = time.monotonic()
         self.idle = False  # waiting for the next command: safe to close at shutdown
         self.stopping = False
@@ -184,7 +155,7 @@ class Pop3Session:
         await self._drain()
 
     async def _pace(self) -> None:
-        delay = self.pace.delay()
+        delay = self.pace.delay(time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)  # the client is slowed down, never refused
 
@@ -334,7 +305,7 @@ class Pop3Session:
 
     async def _open_maildrop(self, account: str) -> Pop3Reply:
         try:
-            maildrop, self.lock = await open_maildrop(mailbox_store(self.ctx), self._maildir(account), account)
+            maildrop, self.lock = await open_maildrop(self.ctx.mailbox_store(), self._maildir(account), account)
         except MaildropInUse:
             self.log.event("pop3.in_use", level="warning", account=account)
             return self._not_opened(r.IN_USE)  # RFC 2449 8.1.1
@@ -360,7 +331,7 @@ class Pop3Session:
         """RFC 1939 6: remove the marked messages, durably, before the +OK."""
         assert self.account is not None
         if event.deleted:
-            store = mailbox_store(self.ctx)
+            store = self.ctx.mailbox_store()
             await store.store_flags(self.account, INBOX, event.deleted, "add", ["\\Deleted"])
             removed = await store.expunge(self.account, INBOX, event.deleted)
             self.log.event("pop3.update", account=self.account, marked=len(event.deleted), removed=len(removed))
@@ -392,7 +363,7 @@ class Pop3Session:
     async def _open_message(self, uid: int) -> BinaryIO | None:
         assert self.account is not None
         for _ in range(2):  # a flag change by IMAP may rename the file between the look-up and the open
-            path = await mailbox_store(self.ctx).message_path(self.account, INBOX, uid)
+            path = await self.ctx.mailbox_store().message_path(self.account, INBOX, uid)
             if path is None:
                 return None
             handle = await asyncio.to_thread(open_file, path)

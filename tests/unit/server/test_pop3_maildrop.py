@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hardmail.mailbox import MessageRecord
+from hardmail.server.pacing import CommandPacer
 from hardmail.server.pop3_maildrop import MaildropInUse, MaildropLock, SizeCache, pop3_sizes
-from hardmail.server.pop3_session import CommandPace
 
 
 def _try_lock(path: str, answer: multiprocessing.SimpleQueue) -> None:  # type: ignore[type-arg]
@@ -61,7 +61,7 @@ def test_size_cache_drops_the_least_recently_used() -> None:
 
 
 def test_command_pace_allows_a_burst_then_waits() -> None:
-    pace = CommandPace(10)
-    assert all(pace.delay() == 0.0 for _ in range(20))
-    assert pace.delay() > 0.0
-    assert CommandPace(0).delay() == 0.0
+    pace = CommandPacer(10)
+    assert all(pace.delay(0.0) == 0.0 for _ in range(20))
+    assert pace.delay(0.0) > 0.0
+    assert CommandPacer(0).delay(0.0) == 0.0
