@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.live import RawClient, ServerThread, running_server, server_config
+from support.transcripts import transcript_steps
 
 HERE = Path(__file__).parent
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
@@ -28,20 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         yield live
 
 
-def _steps(path: Path) -> tuple[str, list[tuple[str, str]]]:
-    listener, steps = "smtp", []
-    for raw in path.read_text().splitlines():
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        kind, _, text = raw.partition(":")
-        text = text[1:] if text.startswith(" ") else text
-        if kind == "LISTENER":
-            listener = text.strip()
-        else:
-            steps.append((kind, text))
-    return listener, steps
-
-
 def _flush(client: RawClient, pending: list[bytes]) -> None:
     if pending:
         client.send(b"".join(pending))
@@ -49,7 +36,7 @@ def _flush(client: RawClient, pending: list[bytes]) -> None:
 
 
 def run_transcript(server: ServerThread, path: Path) -> None:
-    listener, steps = _steps(path)
+    listener, steps = transcript_steps(path, "smtp")
     client = RawClient(server.address(listener), tls_on_connect=listener == "submissions")
     pending: list[bytes] = []
     try:

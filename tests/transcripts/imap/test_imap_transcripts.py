@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.live import RawClient, ServerThread, running_server, server_config
+from support.transcripts import transcript_steps
 
 HERE = Path(__file__).parent
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
@@ -30,26 +31,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
         yield live
 
 
-def _steps(path: Path) -> tuple[str, list[tuple[str, str]]]:
-    listener, steps = "imap", []
-    for raw in path.read_text().splitlines():
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        kind, _, text = raw.partition(":")
-        text = text[1:] if text.startswith(" ") else text
-        if kind == "LISTENER":
-            listener = text.strip()
-        else:
-            steps.append((kind, text))
-    return listener, steps
-
-
 def _matches(line: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(line, pattern.replace("[", "[[]"))
 
 
 def run_transcript(server: ServerThread, path: Path) -> None:
-    listener, steps = _steps(path)
+    listener, steps = transcript_steps(path, "imap")
     client = RawClient(server.address(listener), tls_on_connect=listener == "imaps")
     pending: list[bytes] = []
     try:

@@ -18,27 +18,14 @@ import pytest
 
 from support.live import RawClient, ServerThread
 from support.pop3 import pop3_server
+from support.transcripts import transcript_steps
 
 HERE = Path(__file__).parent
 TRANSCRIPTS = sorted(HERE.glob("*.txt"))
 
 
-def _steps(path: Path) -> tuple[str, list[tuple[str, str]]]:
-    listener, steps = "pop3", []
-    for raw in path.read_text().splitlines():
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        kind, _, text = raw.partition(":")
-        text = text[1:] if text.startswith(" ") else text
-        if kind == "LISTENER":
-            listener = text.strip()
-        else:
-            steps.append((kind, text))
-    return listener, steps
-
-
 def run_transcript(server: ServerThread, path: Path) -> None:
-    listener, steps = _steps(path)
+    listener, steps = transcript_steps(path, "pop3")
     client = RawClient(server.address(listener), tls_on_connect=listener == "pop3s")
     pending: list[bytes] = []
 
