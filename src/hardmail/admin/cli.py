@@ -15,6 +15,7 @@ import typer
 from hardmail.admin import (
     cli_access,
     cli_accounts,
+    cli_backup,
     cli_config,
     cli_credentials,
     cli_mailbox,
@@ -43,6 +44,7 @@ cli_queue.register(app)
 cli_access.register(app)
 cli_msgauth.register(app)
 cli_mailbox.register(app)
+cli_backup.register(app)
 
 
 def package_version() -> str:
