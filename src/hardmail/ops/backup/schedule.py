@@ -18,6 +18,7 @@ back) runs once, at its first occurrence.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -114,6 +115,10 @@ def system_timezone() -> tzinfo:
             return ZoneInfo(key)
         except (ZoneInfoNotFoundError, ValueError):
             pass
+    target = os.path.realpath(_LOCALTIME)
+    if "/zoneinfo/" in target:  # a link into the zone database: its name (Europe/Berlin)
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(target.split("/zoneinfo/", 1)[1])
     try:
         with open(_LOCALTIME, "rb") as source:
             return ZoneInfo.from_file(source, key="localtime")
