@@ -24,7 +24,7 @@ from rich.markup import escape
 from hardmail.admin.cli_common import ConfigOption, DataDirOption, console, fail, load_cli_config, print_json
 from hardmail.admin.datadir import WHERE_HINT, user_name
 from hardmail.config.schema import Config
-from hardmail.ops.backup.health import read_health
+from hardmail.ops.backup.health import health_path, read_health
 from hardmail.ops.backup.schedule import next_run, parse_schedule, resolve_timezone
 from hardmail.ops.backup.scheduled import destination_of
 from hardmail.ops.runstate import lock_holder, lock_path, read_statuses
@@ -77,6 +77,16 @@ def backup_status(cfg: Config, now: datetime) -> dict[str, Any]:
     return status
 
 
+def _add_backup_status(cfg: Config, status: dict[str, Any]) -> None:
+    """The backup part, when the server runs or a backup was ever attempted."""
+    try:
+        if status["running"] or read_health(cfg.data_dir) is not None:
+            status["backup"] = backup_status(cfg, datetime.now(UTC))
+    except OSError as exc:
+        status["backup"] = {"error": f"cannot read {health_path(cfg.data_dir)}: "
+                                     f"{(exc.strerror or str(exc)).lower()} for user {user_name()}"}
+
+
 def status_command(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonFlag = False) -> None:
     """Say whether a server is running on the data directory: since when, listeners, workers, queue, last
     errors, and how its backups are doing."""
@@ -86,8 +96,7 @@ def status_command(config: ConfigOption = None, data_dir: DataDirOption = None, 
     except OSError as exc:
         fail(f"cannot read {lock_path(cfg.data_dir)}: {(exc.strerror or str(exc)).lower()} for user {user_name()}",
              "run `hardmail status` as the user the server runs as", code=UNKNOWN)
-    if status["running"] or read_health(cfg.data_dir) is not None:
-        status["backup"] = backup_status(cfg, datetime.now(UTC))
+    _add_backup_status(cfg, status)
     if as_json:
         print_json(status)
     elif not cfg.data_dir.is_dir():
@@ -128,6 +137,9 @@ def _print_backup(backup: dict[str, Any] | None) -> None:
     if backup is None:
         return
     out = console.print
+    if "error" in backup:
+        out(f"  backups      [yellow]{escape(backup['error'])}[/]", highlight=False)
+        return
     good, age = backup.get("last_good_backup_at"), backup.get("age_seconds")
     if good is None:
         line = "[yellow]no good (verified) backup yet[/]"

@@ -102,7 +102,10 @@ class BackupScheduler:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
         now = self.now()
         scheduled = next_run(self.schedule, now, self.zone)
-        state = health.read_health(self.config.data_dir)
+        try:
+            state = health.read_health(self.config.data_dir)
+        except OSError:  # an unreadable state must not stop the server: the backup will say why
+            state = None
         if catch_up_due(self.schedule, state.last_good_backup_at if state else None, now):
             soon = datetime.fromtimestamp(self._clock.now() + self._catch_up_delay, UTC)
             if soon < scheduled:
