@@ -101,9 +101,10 @@ async def run_scheduled_backup(config: Config, now: datetime, *, config_file: Pa
 async def _locked_run(config: Config, now: datetime, config_file: Path | None,
                       progress: ProgressCallback | None, started: float) -> ScheduledOutcome:
     destination = destination_of(config)
-    before = health.read_health(config.data_dir)
+    before: health.BackupHealth | None = None
     kind: Kind | None = None
     try:
+        before = health.read_health(config.data_dir)
         await asyncio.to_thread(make_private_dir, destination)
         kind = choose_kind(await asyncio.to_thread(_records, destination), now, config.backup.full_every_days)
         result = await _create(config, destination, kind, config_file, progress)
@@ -195,6 +196,8 @@ def prune(config: Config, destination: Path, now: datetime, records: Sequence[An
         deleted.append(name)
     if deleted:
         fsync_dir(destination)
+        with contextlib.suppress(OSError):
+            fsync_dir(config.data_dir / health.STATE_DIR_NAME / _MANIFESTS_DIR)
         log_event("backup.pruned", archives=deleted, count=len(deleted), kept=len(plan.keep),
                   destination=str(destination))
     return deleted
