@@ -74,3 +74,12 @@ async def test_uidnext_and_modseq_floors(index: MailboxIndex) -> None:
     [later] = await index.apply([(folder, FolderChange(added=[_msg("b")], uidnext_at_least=3, modseq_at_least=5))])
     assert later.uids == [40]
     assert later.modseq == 78  # a floor below never lowers anything
+
+
+async def test_the_modseq_floor_holds_for_a_folder_without_messages(index: MailboxIndex) -> None:
+    folder = (await index.create_folder(ACCOUNT, "Empty", None, 1_700_000_000, STAMP)).id
+    [result] = await index.apply([(folder, FolderChange(uidnext_at_least=12, modseq_at_least=30))])
+    assert not result.changed
+    assert (result.folder.uidnext, result.folder.highestmodseq) == (12, 30)
+    [later] = await index.apply([(folder, FolderChange(added=[_msg("a")]))])
+    assert (later.uids, later.modseq) == ([12], 31)

@@ -107,8 +107,9 @@ class FolderChange:
     force_stamp: bool = False
     check_quota: bool = False  # raise OverQuota when ``added`` takes the account over its limits
     moved_in_new: Sequence[str] = field(default=())  # base names now in cur/ (no flag change)
-    # a restore re-creating a folder as it was: UIDNEXT and the change's MODSEQ at least these, so
-    # that no UID or MODSEQ the archived folder had handed out to clients is handed out again
+    # a restore re-creating a folder as it was: UIDNEXT and the change's MODSEQ (HIGHESTMODSEQ, when
+    # nothing else changes) at least these, so that no UID or MODSEQ the archived folder had handed
+    # out to clients is handed out again
     uidnext_at_least: int = 0
     modseq_at_least: int = 0
 

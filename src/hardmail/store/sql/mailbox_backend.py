@@ -320,6 +320,8 @@ class SqlMailboxIndex:
         if counters.changed:
             values["highestmodseq"] = modseq
             await self._record(conn, row.account, row.name)
+        elif change.modseq_at_least > row.highestmodseq:  # a restored folder without messages
+            values["highestmodseq"] = change.modseq_at_least
         values.update(_stamp_values(row.stamp, change))
         updated = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(**values)
                                       .returning(*folders_t.c))).one()
