@@ -74,8 +74,10 @@ def _next_name(kind: Literal["full", "incremental"]) -> str:
 
 def write_archive(data_dir: Path, destination: Path, *, config_file: Path | None = None,
                   parent: Manifest | None = None, database: Literal["sqlite", "tables"] = "sqlite",
-                  recipients: Sequence[str] = ()) -> tuple[Path, Manifest]:
-    """Archive ``data_dir`` into ``destination``; returns the archive's path and its manifest."""
+                  recipients: Sequence[str] = (), tables: dict[str, bytes] | None = None) -> tuple[Path, Manifest]:
+    """Archive ``data_dir`` into ``destination``; returns the archive's path and its manifest.
+    ``database="tables"``: a logical export, of ``tables`` (:func:`export_tables` of a PostgreSQL
+    store) or else of the data directory's SQLite database."""
     destination.mkdir(parents=True, exist_ok=True)
     kind: Literal["full", "incremental"] = "full" if parent is None else "incremental"
     name = _next_name(kind)
@@ -85,7 +87,7 @@ def write_archive(data_dir: Path, destination: Path, *, config_file: Path | None
     entries = [_store_file(writer, name, data_dir, path, known) for path in _data_files(data_dir)]
     if config_file is not None:
         entries.append(_stored(writer, name, f"config/{config_file.name}", config_file))
-    info, database_entries = _database(writer, name, data_dir, destination, database)
+    info, database_entries = _database(writer, name, data_dir, destination, database, tables)
     manifest = Manifest(name=name, kind=kind, parent=None if parent is None else parent.name,
                         chain=(*(parent.chain if parent else ()), name), created_at=datetime.now(UTC).isoformat(),
                         hardmail_version="test", schema_revision=None, database=info, data_dir=str(data_dir),
@@ -146,11 +148,11 @@ def _stored(writer: ArchiveWriter, name: str, member: str, path: Path) -> FileEn
     return FileEntry(member, size, sha256, mode, mtime_ns, name, member)
 
 
-def _database(writer: ArchiveWriter, name: str, data_dir: Path, scratch: Path,
-              database: Literal["sqlite", "tables"]) -> tuple[DatabaseInfo, list[FileEntry]]:
+def _database(writer: ArchiveWriter, name: str, data_dir: Path, scratch: Path, database: Literal["sqlite", "tables"],
+              tables: dict[str, bytes] | None) -> tuple[DatabaseInfo, list[FileEntry]]:
     if database == "tables":
         entries = []
-        for table, data in _exported_tables(data_dir / "hardmail.db").items():
+        for table, data in (tables if tables is not None else _exported_tables(data_dir / "hardmail.db")).items():
             member = f"database/tables/{table}.jsonl"
             size, sha256 = writer.add_bytes(member, data)
             entries.append(FileEntry(member, size, sha256, 0o600, 0, name, member))
@@ -179,6 +181,18 @@ def _exported_tables(path: Path) -> dict[str, bytes]:
                 tables[table.name] = b"".join(json.dumps(row, default=_json_value).encode() + b"\n" for row in rows)
     finally:
         engine.dispose()
+    return tables
+
+
+async def export_tables(store: Store) -> dict[str, bytes]:
+    """Every table of ``store`` as JSON lines, read in one REPEATABLE READ transaction (PostgreSQL)."""
+    engine = store.engine  # type: ignore[attr-defined]
+    tables = {}
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        for table in metadata.sorted_tables:
+            rows = [dict(row._mapping) for row in await conn.execute(select(table))]
+            tables[table.name] = b"".join(json.dumps(row, default=_json_value).encode() + b"\n" for row in rows)
     return tables
 
 

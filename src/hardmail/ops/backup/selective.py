@@ -58,7 +58,7 @@ from hardmail.ops.log import log_event
 from hardmail.store import open_store
 from hardmail.store.ports import Store, StoreError
 
-__all__ = ["OnlyKind", "ProgressCallback", "SelectiveError", "SelectiveReport", "restore_selective"]
+__all__ = ["OnlyKind", "ProgressCallback", "SelectiveError", "SelectiveReport", "check_request", "restore_selective"]
 
 OnlyKind = Literal["settings", "domain", "mailbox"]
 SERVER_KEY_PATH = "files/server.key"
@@ -82,7 +82,7 @@ async def restore_selective(config: Config, archive: Path, only_kind: OnlyKind, 
     """Merge part of ``archive`` (following its chain) into the server of ``config``.
     ``config_file``: the live configuration file (``--only settings`` writes the archived one next
     to it as ``<name>.restored``; without it, into the data directory). Raises SelectiveError."""
-    request = _request(only_kind, only_value, as_folder)
+    request = check_request(only_kind, only_value, as_folder)
     live = await _open_live(config)
     try:
         mailboxes = build_mailbox_store(config, live, SystemClock())
@@ -189,7 +189,9 @@ async def _require_live_account(live: Store, request: _Request) -> None:
                          f"mail), or create it with `hardmail account add {request.value}`")
 
 
-def _request(kind: str, value: str | None, as_folder: str | None) -> _Request:
+def check_request(kind: str, value: str | None, as_folder: str | None = None) -> _Request:
+    """The request in lookup form (a CLI may call it first, to refuse a wrong one before any work);
+    raises SelectiveError."""
     if kind == "settings":
         if value:
             raise SelectiveError("--only settings takes no value", "give `--only settings` alone")

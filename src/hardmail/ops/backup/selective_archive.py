@@ -75,15 +75,17 @@ def extract_selected(archive: Path, into: Path, identities: Sequence[Path] = (),
         if manifest is not None:
             members = {e.member for e in manifest.files if select(e) and e.archive == manifest.name}
             keep = members.__contains__
-        read = _read_head(archive, into / _STAGED, identities, keep, progress)
+        read, staged = _read_head(archive, into / _STAGED, identities, keep, progress)
         if manifest is not None and read != manifest:
             raise SelectiveError(f"the archive {archive.name} changed while it was restored from",
                                  "run the restore again")
         manifest = read
+    else:
+        staged = {}
     wanted = [entry for entry in manifest.files if select(entry)]
     for entry in wanted:
         _safe_relative(entry.path)
-    later = _place_staged([e for e in wanted if e.archive == manifest.name], into / _STAGED, into)
+    later = _place_staged([e for e in wanted if e.archive == manifest.name], staged, into / _STAGED, into)
     by_archive: dict[str, list[FileEntry]] = defaultdict(list)
     for entry in [*later, *(e for e in wanted if e.archive != manifest.name)]:
         by_archive[entry.archive].append(entry)
@@ -100,8 +102,10 @@ def _probe(member: str) -> FileEntry:
 
 
 def _read_head(archive: Path, staging: Path, identities: Sequence[Path], may_need: Callable[[str], bool],
-               progress: ProgressCallback | None) -> Manifest:
+               progress: ProgressCallback | None) -> tuple[Manifest, dict[str, tuple[int, str]]]:
+    """The manifest of ``archive``, and (size, SHA-256) of each member kept in ``staging``."""
     found: Manifest | None = None
+    staged: dict[str, tuple[int, str]] = {}
     done = 0
     for info, stream in _members(archive, identities):
         if info.name == MANIFEST_MEMBER:
@@ -109,15 +113,14 @@ def _read_head(archive: Path, staging: Path, identities: Sequence[Path], may_nee
             continue
         if not may_need(info.name):
             continue
-        target = staging / _safe_relative(info.name)
-        _copy_to(stream, target)
+        staged[info.name] = _copy_to(stream, staging / _safe_relative(info.name))
         done += info.size
         if progress is not None:
             progress(f"reading {archive.name}", done, 0)
     if found is None:
         raise SelectiveError(f"the archive {archive.name} has no manifest: it is truncated or not a hardmail backup",
                              "use another archive; `hardmail backup verify` checks one")
-    return found
+    return found, staged
 
 
 def _parse_manifest(data: bytes, archive: Path) -> Manifest:
@@ -127,19 +130,20 @@ def _parse_manifest(data: bytes, archive: Path) -> Manifest:
         raise SelectiveError(f"{archive.name}: {exc}", "use another archive") from None
 
 
-def _place_staged(entries: Iterable[FileEntry], staging: Path, into: Path) -> list[FileEntry]:
+def _place_staged(entries: Iterable[FileEntry], staged: dict[str, tuple[int, str]], staging: Path,
+                  into: Path) -> list[FileEntry]:
     """Move the staged members of the selected entries into place; returns the entries whose member
     was not staged (the member name did not pass the early test: they are read again)."""
     later = []
     for entry in entries:
-        staged = staging / _safe_relative(entry.member)
-        if not staged.is_file():
+        source = staging / _safe_relative(entry.member)
+        if entry.member not in staged or not source.is_file():
             later.append(entry)
             continue
-        _check_file(staged, entry, entry.archive)
+        _check(staged[entry.member], entry, entry.archive)
         target = into / _safe_relative(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.replace(staged, target)
+        os.replace(source, target)
     return later
 
 
@@ -154,9 +158,9 @@ def _extract_from(path: Path, entries: list[FileEntry], into: Path, identities: 
         if not targets:
             continue
         first = into / _safe_relative(targets[0].path)
-        _copy_to(stream, first)
+        content = _copy_to(stream, first)
         for entry in targets:
-            _check_file(first, entry, path.name)
+            _check(content, entry, path.name)
         for entry in targets[1:]:
             _copy_file(first, into / _safe_relative(entry.path))
         done += info.size
@@ -188,11 +192,12 @@ def _chain_file(directory: Path, name: str, manifest: Manifest) -> Path:
                          f"copy {name}{ARCHIVE_SUFFIX} (or .age) back next to {manifest.name}")
 
 
-def _copy_to(stream: IO[bytes], target: Path) -> None:
+def _copy_to(stream: IO[bytes], target: Path) -> tuple[int, str]:
+    """Copy a member into ``target`` (0600); its (size, SHA-256) as copied."""
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        copy_member(stream, handle)
+        return copy_member(stream, handle)
 
 
 def _copy_file(source: Path, target: Path) -> None:
@@ -201,10 +206,8 @@ def _copy_file(source: Path, target: Path) -> None:
         _copy_to(reader, target)
 
 
-def _check_file(path: Path, entry: FileEntry, archive: str) -> None:
-    from hardmail.ops.backup.archive import sha256_file
-
-    if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+def _check(content: tuple[int, str], entry: FileEntry, archive: str) -> None:
+    if content != (entry.size, entry.sha256):
         raise SelectiveError(f"{entry.member} in {archive} does not match its manifest (size or SHA-256)",
                              "the archive is damaged: `hardmail backup verify` shows what else is wrong")
 

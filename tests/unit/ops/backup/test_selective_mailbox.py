@@ -65,10 +65,15 @@ async def test_expunged_messages_come_back_with_their_flags_and_no_duplicate(ser
     await _expunge(server.mailboxes, "INBOX", [2, 3])
     await server.mailboxes.append(ALICE, "INBOX", _message(99), [], WHEN)  # arrived after the backup: stays
 
-    report = await restore_selective(server.config, archive, "mailbox", ALICE)
+    seen: list[tuple[str, int, int]] = []
+    report = await restore_selective(server.config, archive, "mailbox", ALICE,
+                                     progress=lambda phase, done, total: seen.append((phase, done, total)))
 
     after = await _contents(server.mailboxes, "INBOX")
     assert set(after) == set(before) | {_message(99)}
+    restoring = [(done, total) for phase, done, total in seen if phase == f"restoring {ALICE}"]
+    assert restoring[-1] == (len(_message(2)) + len(_message(3)),) * 2
+    assert any(phase.startswith("reading hardmail-") for phase, _, _ in seen)
     assert len(after) == len(before) + 1  # nothing twice
     for data, (uid, flags, when) in before.items():
         assert (after[data][1], after[data][2]) == (flags, when)
