@@ -169,8 +169,7 @@ async def test_settings_restores_everything_but_mail(source: Server, target: Ser
     assert again.added.get("account", 0) == 0 and len(again.skipped["account"]) == 4
 
 
-async def test_a_secret_no_key_opens_keeps_the_account_two_factor(source: Server, target: Server,
-                                                                   tmp_path: Path) -> None:
+async def test_secrets_no_key_opens(source: Server, target: Server, tmp_path: Path) -> None:
     await _populate(source)
     without_key = tmp_path / "without-key"
     without_key.mkdir()
@@ -178,11 +177,13 @@ async def test_a_secret_no_key_opens_keeps_the_account_two_factor(source: Server
     server_key_path(without_key / "data").unlink()  # an archive without the key the secrets were made with
     archive, _ = write_archive(without_key / "data", tmp_path / "backups2")
 
-    report = await restore_selective(target.config, archive, "domain", DOMAIN)
+    report = await restore_selective(target.config, archive, "settings", None)
 
     state = await target.store.credentials.get_credentials(ALICE)
     assert state is not None and state.two_factor  # the main password stays refused for mail
     assert any("two-factor secret of alice@example.test cannot be read" in w for w in report.warnings)
+    assert await target.store.queue.list_routes() == []  # a route whose password cannot be read is left out
+    assert any("the AUTH password of the route smarthost.test cannot be read" in w for w in report.warnings)
     assert not any("secret" in line and "=" in line for line in report.lines())
 
 
