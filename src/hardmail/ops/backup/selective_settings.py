@@ -19,6 +19,8 @@ nobody can log in to, which a second run of the restore completes.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,13 +253,25 @@ def restore_dkim_keys(places: Places, scope: Scope, tally: Tally) -> None:
         if target.is_dir() and any(target.iterdir()):
             tally.skip("dkim keys", source.name)
             continue
-        make_private_dir(target)
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            destination = target / path.relative_to(source)
-            make_private_dir(destination.parent)
-            write_new_file(destination, path.read_bytes(), mode=0o600)
-            fsync_dir(destination.parent)
+        _copy_keys(source, target)
         tally.add("dkim keys")
+
+
+def _copy_keys(source: Path, target: Path) -> None:
+    """Copy a key directory beside ``target``, then rename it into place: the signer, which reads
+    the keys at each message, sees all of them or none."""
+    building = target.with_name(f".{target.name}.restoring")
+    shutil.rmtree(building, ignore_errors=True)
+    make_private_dir(building)
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        destination = building / path.relative_to(source)
+        make_private_dir(destination.parent)
+        write_new_file(destination, path.read_bytes(), mode=0o600)
+        fsync_dir(destination.parent)
+    if target.is_dir():
+        target.rmdir()  # empty (checked by the caller)
+    os.rename(building, target)
+    fsync_dir(target.parent)
 
 
 def restore_config_file(places: Places, tally: Tally) -> None:
