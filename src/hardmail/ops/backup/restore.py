@@ -20,12 +20,15 @@ import contextlib
 import os
 import secrets
 import shutil
+import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+import zstandard
 
 from hardmail.delivery.durable import fsync_dir, make_private_dir
 from hardmail.ops.backup import restore_config, restore_database
@@ -77,6 +80,17 @@ def chain_files(archive: Path, manifest: Manifest) -> dict[str, Path]:
                                f"(expected {name}{ARCHIVE_SUFFIX} or {name}{ENCRYPTED_SUFFIX})")
         found[name] = path
     return found
+
+
+@contextlib.contextmanager
+def damage_reported(archive: Path) -> Iterator[None]:
+    """Errors met while a member's stream is read (outside :func:`iter_members`' own frame) as
+    the ArchiveError iter_members raises for the same damage."""
+    try:
+        yield
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArchiveError(f"the archive {archive.name} is damaged or truncated ({reason})") from None
 
 
 def check_member_name(name: str) -> PurePosixPath:
@@ -196,7 +210,7 @@ def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
     into = into.absolute()
     make_private_dir(into)
     where: Placement = place or (lambda entry: into / check_member_name(entry.path))
-    writer = _Writer(progress, phase=f"reading {archive.name}", total=_stored_bytes_hint(archive))
+    writer = _Writer(progress, phase=f"reading {archive.name}", total=stored_bytes_hint(archive))
     staging = into / f"{_STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
     try:
@@ -230,9 +244,10 @@ def read_archive_manifest(archive: Path, identities: Sequence[Path] = ()) -> Man
     """The manifest of ``archive`` (read through to its last member). Raises RestoreError."""
     found: bytes | None = None
     try:
-        for info, stream in iter_members(archive, identities):
-            if info.name == MANIFEST_MEMBER:
-                found = stream.read(MAX_MANIFEST_BYTES)
+        with damage_reported(archive):
+            for info, stream in iter_members(archive, identities):
+                if info.name == MANIFEST_MEMBER:
+                    found = stream.read(MAX_MANIFEST_BYTES)
     except ArchiveError as exc:
         raise RestoreError(str(exc)) from None
     if found is None:
@@ -258,21 +273,28 @@ def _stage_archive(archive: Path, identities: Sequence[Path], staging: Path,
     """Read the whole archive once: every member into ``staging``, then the manifest."""
     staged: dict[str, _Staged] = {}
     manifest_data: bytes | None = None
-    for info, stream in iter_members(archive, identities):
-        if manifest_data is not None:
-            raise RestoreError(f"{archive.name}: member {info.name[:200]!r} after {MANIFEST_MEMBER}; the archive "
-                               "was not written by hardmail")
-        if info.name == MANIFEST_MEMBER:
-            manifest_data = stream.read(MAX_MANIFEST_BYTES)
-            continue
-        check_member_name(info.name)
-        if info.name in staged:
-            raise RestoreError(f"{archive.name}: member {info.name} appears twice; the archive is damaged")
-        staged[info.name] = writer.stage(stream, staging / str(len(staged)))
+    with damage_reported(archive):
+        for info, stream in iter_members(archive, identities):
+            _stage_member(archive, info.name, stream, staged, staging, writer, manifest_data is not None)
+            if info.name == MANIFEST_MEMBER:
+                manifest_data = stream.read(MAX_MANIFEST_BYTES)
     if manifest_data is None:
         raise RestoreError(f"{archive.name} has no {MANIFEST_MEMBER}: the archive is truncated (an interrupted "
                            "copy or backup?)")
     return read_manifest(manifest_data, archive), staged
+
+
+def _stage_member(archive: Path, name: str, stream: IO[bytes], staged: dict[str, _Staged], staging: Path,
+                  writer: _Writer, after_manifest: bool) -> None:
+    if after_manifest:
+        raise RestoreError(f"{archive.name}: member {name[:200]!r} after {MANIFEST_MEMBER}; the archive "
+                           "was not written by hardmail")
+    if name == MANIFEST_MEMBER:
+        return
+    check_member_name(name)
+    if name in staged:
+        raise RestoreError(f"{archive.name}: member {name} appears twice; the archive is damaged")
+    staged[name] = writer.stage(stream, staging / str(len(staged)))
 
 
 def _place_staged(manifest: Manifest, wanted: list[tuple[FileEntry, Path]], staged: dict[str, _Staged],
@@ -295,16 +317,17 @@ def _extract_from(archive: Path, identities: Sequence[Path], held: list[tuple[Fi
     by_member: dict[str, list[tuple[FileEntry, Path]]] = {}
     for entry, target in held:
         by_member.setdefault(entry.member, []).append((entry, target))
-    for info, stream in iter_members(archive, identities):
-        targets = by_member.pop(info.name, None)
-        if not targets:
-            continue
-        first_entry, first_target = targets[0]
-        writer.write(stream, first_entry, first_target)
-        for entry, target in targets[1:]:
-            writer.directory(target.parent)
-            shutil.copyfile(first_target, target)
-            writer.settle(target, entry)
+    with damage_reported(archive):
+        for info, stream in iter_members(archive, identities):
+            targets = by_member.pop(info.name, None)
+            if not targets:
+                continue
+            first_entry, first_target = targets[0]
+            writer.write(stream, first_entry, first_target)
+            for entry, target in targets[1:]:
+                writer.directory(target.parent)
+                shutil.copyfile(first_target, target)
+                writer.settle(target, entry)
     if by_member:
         entry = next(iter(by_member.values()))[0][0]
         raise RestoreError(f"{entry.path}: missing from archive {entry.archive} (member {entry.member}); "
@@ -319,7 +342,7 @@ def _refuse_foreign(manifest: Manifest, wanted: list[tuple[FileEntry, Path]]) ->
                                f"{manifest.name}; the manifest is damaged")
 
 
-def _stored_bytes_hint(archive: Path) -> int:
+def stored_bytes_hint(archive: Path) -> int:
     """The archive's stored bytes from its sidecar, for the progress bar (0 when unknown)."""
     import json
 

@@ -38,8 +38,10 @@ from hardmail.ops.backup.restore import (
     MAX_MANIFEST_BYTES,
     RestoreError,
     check_member_name,
+    damage_reported,
     find_archive,
     is_message_path,
+    stored_bytes_hint,
 )
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -131,17 +133,18 @@ def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counte
     """Read every member of ``archive``; the ``database/`` members are copied under
     ``extract_to`` when given. Problems are added to ``failures``."""
     scan = _Scan(archive)
-    counter.phase = f"verifying {archive.name}"
+    counter.phase, counter.done, counter.total = f"verifying {archive.name}", 0, stored_bytes_hint(archive)
     manifest_data: bytes | None = None
     try:
-        for info, stream in iter_members(archive, identities):
-            if manifest_data is not None:
-                failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
-                             "a member comes after MANIFEST.json")
-            if info.name == MANIFEST_MEMBER:
-                manifest_data = stream.read(MAX_MANIFEST_BYTES)
-                continue
-            _scan_member(scan, info.name, stream, failures, counter, extract_to)
+        with damage_reported(archive):
+            for info, stream in iter_members(archive, identities):
+                if manifest_data is not None:
+                    failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
+                                 "a member comes after MANIFEST.json")
+                if info.name == MANIFEST_MEMBER:
+                    manifest_data = stream.read(MAX_MANIFEST_BYTES)
+                    continue
+                _scan_member(scan, info.name, stream, failures, counter, extract_to)
         scan.complete = True
     except ArchiveError as exc:
         failures.add("", str(exc), "an archive is damaged or truncated")
