@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from hardmail.admin.cli_common import (
     DataDirOption,
     err_console,
     fail,
+    fail_if_disk_full,
     load_cli_config,
     print_json,
     run_async,
@@ -54,12 +56,17 @@ def register(app: typer.Typer) -> None:
 # --- verify ----------------------------------------------------------------------------------
 
 def verify_command(archive: ArchiveArgument, identity: IdentityOption = None, json_output: JsonOption = False) -> None:
-    """Re-hash every file of ARCHIVE (and of the archives of its chain) against the manifest, check the
-    database copy, the mailbox index against the message files and the queue against the spool.
-    Exit status 0 only when everything holds; the failures are listed."""
+    """Check ARCHIVE and its chain: every file's SHA-256, the database copy, the index against the files.
+
+    Exit status 0 only when everything holds; else 1, with the failures listed."""
     identities = _checked_archive(archive, identity)
-    with progress_bar() as progress:
-        report = verify_archive(archive, identities, progress)
+    try:
+        with progress_bar() as progress:
+            report = verify_archive(archive, identities, progress)
+    except OSError as exc:
+        fail_if_disk_full(exc, archive.parent)
+        fail(f"cannot read {exc.filename or archive}: {exc.strerror or exc}",
+             "run as a user that may read the archive and write a temporary directory ($TMPDIR)")
     sidecar = _record_verify(archive, report)
     log_event("backup.verified", level="info" if report.ok else "error", archive=_archive_name(archive),
               ok=report.ok, failures=len(report.failures), files=report.files_checked,
@@ -115,7 +122,8 @@ def _record_verify(archive: Path, report: VerifyReport) -> Path | None:
         if not isinstance(record, dict):
             return None
         record["verify"] = {"ok": report.ok, "at": datetime.now(UTC).isoformat(), "failures": list(report.summary)}
-        write_durably(sidecar, json.dumps(record, indent=1, sort_keys=True).encode(), mode=0o600)
+        mode = sidecar.stat().st_mode & 0o666
+        write_durably(sidecar, json.dumps(record, indent=1, sort_keys=True).encode(), mode=mode)
     except (OSError, ValueError):
         return None
     return sidecar
@@ -148,8 +156,10 @@ def restore_command(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Restore ARCHIVE (following its chain): all of it into a new data directory (--into DIR), or a part
-    of it into the running server (--only)."""
+    """Restore ARCHIVE (and its chain): all into a new data directory, or a part into this server.
+
+    --into DIR restores everything into an empty or new directory; --only settings, --only domain NAME
+    or --only mailbox ADDRESS merges that part into the server of --config/--data-dir."""
     identities = _checked_archive(archive, identity)
     if into is not None and only is not None:
         fail("--into and --only cannot be used together",
@@ -193,6 +203,10 @@ def _restore_full(archive: Path, into: Path, identities: list[Path], force: bool
         text = str(exc)
         fail(text, IDENTITY_HINT if "identity" in text else "" if "--force" in text or "stop it" in text
              else VERIFY_HINT)
+    except OSError as exc:  # what was written is removed again
+        fail_if_disk_full(exc, into)
+        fail(f"cannot restore into {into}: {exc.strerror or exc} ({exc.filename or into})",
+             "run as a user that may write there, or choose another --into directory")
     if json_output:
         print_json(_jsonable(report) | {"start": report.start_command()})
         return
@@ -230,12 +244,12 @@ def _restore_selective(archive: Path, kind: str, value: str | None, identities: 
     if as_folder is not None and kind == "settings":
         fail("--as-folder goes with --only domain or --only mailbox", "drop --as-folder")
     try:
-        from hardmail.ops.backup import selective  # type: ignore[attr-defined]
+        selective = importlib.import_module("hardmail.ops.backup.selective")
     except ModuleNotFoundError as exc:
         if exc.name != "hardmail.ops.backup.selective":
             raise
         fail("selective restore is not available in this build", "restore the whole archive with --into DIR")
-    cfg = load_cli_config(config, data_dir)
+    cfg = load_cli_config(config, data_dir, use="read")  # into the data of an existing server
     errors: tuple[type[BaseException], ...] = tuple(
         error for error in (RestoreError, getattr(selective, "SelectiveRestoreError", None),
                             getattr(selective, "SelectiveError", None))

@@ -384,6 +384,8 @@ async def restore_full(archive: Path, into: Path, identities: Sequence[Path] = (
     ``into`` (see the module docstring). Raises RestoreError."""
     started = time.monotonic()
     into = into.absolute()
+    if archive.resolve().is_relative_to(into.resolve()):
+        raise RestoreError(f"the archive {archive} is inside {into}; restore into another directory")
     moved_aside = await asyncio.to_thread(prepare_target, into, force)
     try:
         report = await _restore(archive, into, identities, database_url, progress, moved_aside)
@@ -405,10 +407,9 @@ async def restore_full(archive: Path, into: Path, identities: Sequence[Path] = (
 async def _restore(archive: Path, into: Path, identities: Sequence[Path], database_url: str | None,
                    progress: ProgressCallback | None, moved_aside: Path | None) -> RestoreReport:
     database_dir = into / f"{_STAGING_PREFIX}database"
-    plan = _Plan(into, database_dir)
-    manifest = await asyncio.to_thread(
-        extract_chain, archive, into, identities, progress=progress, place=plan.place,
-        on_manifest=lambda found: restore_database.check_restorable(found, database_url))
+    plan = _Plan(into, database_dir, database_url)
+    manifest = await asyncio.to_thread(extract_chain, archive, into, identities, progress=progress,
+                                       place=plan.place, on_manifest=plan.prepare)
     database = await restore_database.restore(manifest, database_dir, into / DATABASE_NAME, database_url, progress)
     await asyncio.to_thread(shutil.rmtree, database_dir, True)
     notes = list(database.notes)
@@ -420,7 +421,7 @@ async def _restore(archive: Path, into: Path, identities: Sequence[Path], databa
                      "copy them to where tls.cert_file and tls.key_file name them, or change those settings")
     await asyncio.to_thread(fsync_dir, into)
     return RestoreReport(
-        archive=manifest.name, into=into, files=plan.count(manifest), bytes=sum(e.size for e in manifest.files),
+        archive=manifest.name, into=into, files=plan.placed, bytes=sum(e.size for e in manifest.files),
         messages=sum(1 for e in manifest.files if is_message_path(e.path)), database=database.shown,
         schema_from=database.schema_from, schema_to=database.schema_to, config_file=config_file,
         external_dir=into / EXTERNAL_DIR if plan.external else None, moved_aside=moved_aside, seconds=0.0,
@@ -433,16 +434,28 @@ class _Plan:
 
     into: Path
     database_dir: Path
+    database_url: str | None
     config: FileEntry | None = None
+    config_in_files: str | None = None  # files/hardmail.toml, when the configuration is also config/...
     external: bool = False
+    placed: int = 0
+
+    def prepare(self, manifest: Manifest) -> None:
+        """Once the manifest is known, before any entry is placed."""
+        restore_database.check_restorable(manifest, self.database_url)
+        if any(entry.path.startswith("config/") for entry in manifest.files):
+            self.config_in_files = f"files/{CONFIG_NAME}"
 
     def place(self, entry: FileEntry) -> Path | None:
         path = check_member_name(entry.path)
         top, rest = path.parts[0], PurePosixPath(*path.parts[1:])
-        if top == "files":
-            return self.into / rest
         if top == "database":
             return self.database_dir / rest
+        if entry.path == self.config_in_files:
+            return None  # the configuration of config/ takes its place (and is rewritten)
+        self.placed += 1
+        if top == "files":
+            return self.into / rest
         if top == "external":
             self.external = True
             return self.into / EXTERNAL_DIR / rest
@@ -450,9 +463,6 @@ class _Plan:
             return self.into / EXTERNAL_DIR / "config" / rest
         self.config = entry
         return self.into / CONFIG_NAME
-
-    def count(self, manifest: Manifest) -> int:
-        return sum(1 for entry in manifest.files if not entry.path.startswith("database/"))
 
 
 def is_message_path(path: str) -> bool:

@@ -293,3 +293,22 @@ async def test_a_database_url_is_refused_for_an_sqlite_archive(sample: SampleDat
     built = _build(sample, tmp_path)
     with pytest.raises(RestoreError, match="--database-url is for archives of a server on PostgreSQL"):
         await restore_full(built.path, tmp_path / "restored", database_url="postgresql+asyncpg://u@h/db")
+
+
+async def test_a_configuration_inside_the_data_directory_is_restored_once(sample: SampleData,
+                                                                          tmp_path: Path) -> None:
+    config = sample.data_dir / "hardmail.toml"
+    config.write_text(f'[server]\ndata_dir = "{sample.data_dir}"\n')
+    built = _build(sample, tmp_path, config_file=config)
+    assert {"files/hardmail.toml", "config/hardmail.toml"} <= {e.path for e in built.manifest.files}
+    into = tmp_path / "restored"
+    report = await restore_full(built.path, into)
+    assert (into / "hardmail.toml").read_text() == f'[server]\ndata_dir = "{into}"\n'
+    assert report.files == len(built.manifest.files) - 2  # neither the database copy nor the second config
+
+
+async def test_an_archive_inside_the_target_is_refused(sample: SampleData, tmp_path: Path) -> None:
+    built = _build(sample, tmp_path)
+    with pytest.raises(RestoreError, match="is inside"):
+        await restore_full(built.path, built.path.parent, force=True)
+    assert built.path.is_file()
