@@ -170,7 +170,11 @@ def build_archive(data_dir: Path, destination: Path, *, parent: BuiltArchive | N
                   recipients: Sequence[str] = (), database_url: str | None = None,
                   sidecar: bool = True) -> BuiltArchive:
     """A full archive of ``data_dir`` (an incremental one after ``parent``) in ``destination``.
-    ``database_url``: the data directory's database is PostgreSQL there (else ``hardmail.db``)."""
+    ``database_url``: the data directory's database is PostgreSQL there (else ``hardmail.db``).
+    With ``HARDMAIL_TEST_BACKUP_BUILDER=core`` the archive is made by ``create_backup`` instead
+    (``parent`` must then be the newest archive of ``destination``; ``external`` is not used)."""
+    if os.environ.get("HARDMAIL_TEST_BACKUP_BUILDER") == "core":
+        return _core_build(data_dir, destination, parent, config_file, recipients, database_url)
     destination.mkdir(parents=True, exist_ok=True, mode=0o700)
     kind = "incremental" if parent is not None else "full"
     name = _new_name(kind, parent)
@@ -197,6 +201,19 @@ def build_archive(data_dir: Path, destination: Path, *, parent: BuiltArchive | N
     if sidecar:
         write_sidecar(final, manifest, recipients)
     return BuiltArchive(final, manifest)
+
+
+def _core_build(data_dir: Path, destination: Path, parent: BuiltArchive | None, config_file: Path | None,
+                recipients: Sequence[str], database_url: str | None) -> BuiltArchive:
+    """The same archive made by ops/backup/create.py (once it is merged)."""
+    from hardmail.ops.backup.create import BackupRequest, create_backup  # type: ignore[import-not-found]
+
+    request = BackupRequest(destination=destination, incremental=parent is not None, recipients=tuple(recipients),
+                            verify=False, reason="manual", config_file=config_file)
+    result = asyncio.run(create_backup(sample_config(data_dir.absolute(), database_url), request))
+    if parent is not None:
+        assert result.manifest.parent == parent.name, "the parent of a core incremental is the newest archive"
+    return BuiltArchive(result.archive_path, result.manifest)
 
 
 def _new_name(kind: Any, parent: BuiltArchive | None) -> str:

@@ -12,6 +12,7 @@ to the newest revision.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -102,7 +103,7 @@ async def restore(manifest: Manifest, database_dir: Path, sqlite_path: Path, dat
     await require_empty(database_url)
     dump = _dump_path(manifest, database_dir)
     if dump is not None and shutil.which("pg_restore"):
-        pg_restore(dump, database_url)
+        await asyncio.to_thread(pg_restore, dump, database_url)
         how = "restored with pg_restore"
     else:
         await import_logical(tables, database_url, manifest.schema_revision, progress)
@@ -188,7 +189,13 @@ def pg_restore(dump: Path, url: str) -> None:
 async def import_logical(tables_dir: Path, url: str, revision: str | None,
                          progress: ProgressCallback | None = None) -> None:
     """Create the schema at ``revision`` in the (new, empty) database of ``url`` and insert the
-    rows of ``tables_dir/<table>.jsonl``."""
+    rows of ``tables_dir/<table>.jsonl``; in a thread with its own event loop, since parsing
+    and converting every row is CPU work the caller's loop should not wait in."""
+    await asyncio.to_thread(asyncio.run, _import_logical(tables_dir, url, revision, progress))
+
+
+async def _import_logical(tables_dir: Path, url: str, revision: str | None,
+                          progress: ProgressCallback | None) -> None:
     engine = create_engine_for(url)
     try:
         async with engine.begin() as connection:

@@ -312,3 +312,16 @@ async def test_an_archive_inside_the_target_is_refused(sample: SampleData, tmp_p
     with pytest.raises(RestoreError, match="is inside"):
         await restore_full(built.path, built.path.parent, force=True)
     assert built.path.is_file()
+
+
+async def test_an_encrypted_chain_restores_with_its_identity(sample: SampleData, tmp_path: Path) -> None:
+    secret, public = new_identity()
+    identity = tmp_path / "backup.key"
+    identity.write_text(secret + "\n")
+    full = _build(sample, tmp_path, recipients=[public])
+    await _change_mail(sample)
+    incremental = _build(sample, tmp_path, parent=full, recipients=[public])
+    assert incremental.path.name.endswith(".tar.zst.age")
+    before = _state(sample.data_dir)
+    await restore_full(incremental.path, tmp_path / "restored", [identity])
+    assert _state(tmp_path / "restored") == before
