@@ -341,7 +341,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--new", type=int, default=100, help="new messages before the incremental backup")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--dest-option", default="--destination", help="the destination option of backup create")
+    parser.add_argument("--dest-option", default="--to", help="the destination option of backup create")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hardmail-bench-backup")
     parser.add_argument("--work", type=Path, default=None, help="where the data directory and archives go (/tmp)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

@@ -111,10 +111,10 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def create_backup(server: DrillServer, destination: Path, *options: str) -> Path:
-    """``hardmail backup create --destination DIR [OPTIONS]``; the archive it wrote."""
+    """``hardmail backup create --to DIR [OPTIONS]``; the archive it wrote."""
     destination.mkdir(parents=True, exist_ok=True)
     old = set(destination.iterdir())
-    server.cli("backup", "create", "--destination", str(destination), *options)
+    server.cli("backup", "create", "--to", str(destination), *options)
     made = [p for p in set(destination.iterdir()) - old if ".tar.zst" in p.name]
     assert len(made) == 1, f"backup create wrote {sorted(p.name for p in made)} into {destination}"
     return made[0]
@@ -151,13 +151,19 @@ def _encrypted_backup(server: DrillServer, root: Path) -> tuple[Path, Path]:
     return create_backup(server, root / "offsite", "--encrypt-to", recipient), identity
 
 
-def _restore_and_start(server: DrillServer, archive: Path, into: Path) -> None:
-    """Restore into a new directory and start there, as the restore's own output says to."""
+def _lose_the_machine(server: DrillServer) -> None:
+    """The data directory and the configuration file are gone; the archives (elsewhere) are left."""
+    shutil.rmtree(server.data_dir)
+    server.config_path.unlink()
+
+
+def _restore(server: DrillServer, archive: Path, into: Path) -> None:
+    """Restore into a new directory, to be started as the restore's own output says: with the
+    configuration file that came back from the archive, pointed at the new directory."""
     done = restore(archive, into)
     assert done.returncode == 0, done.stdout + done.stderr
-    server.data_dir = into
-    if (into / "hardmail.toml").exists():  # the restored configuration, pointed at NEW
-        server.config_path = into / "hardmail.toml"
+    assert f"--config {into / 'hardmail.toml'}" in done.stdout, done.stdout
+    server.data_dir, server.config_path = into, into / "hardmail.toml"
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +184,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
             keys_before, certificate_before = key_files(server.data_dir), server.certificate_sha256()
             encrypted, identity = _encrypted_backup(server, root)
             server.stop()
-            shutil.rmtree(server.data_dir)
-            _restore_and_start(server, incremental, root / "restored")
+            _lose_the_machine(server)
+            _restore(server, incremental, root / "restored")
             settings_after, keys_after = settings_snapshot(server, credentials), key_files(server.data_dir)
             server.start()
             yield Drill(root, server, credentials, records, outbound_port, queued, acked, acked_before, acked_during,
@@ -193,8 +199,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
 def test_an_imap_client_sees_every_message_byte_for_byte_with_the_same_uids_and_flags(drill: Drill) -> None:
     assert count_messages(drill.before) >= 250, "the drill made fewer messages than it should"
     assert all(len(folders) >= 7 for folders in drill.before.values()), drill.before.keys()
-    assert count_messages(drill.after) == count_messages(drill.before)
     assert differences(drill.before, drill.after) == []
+    assert count_messages(drill.after) == count_messages(drill.before)
 
 
 def test_every_message_that_got_250_during_the_backup_is_restored(drill: Drill) -> None:
@@ -255,7 +261,7 @@ def test_verify_accepts_the_real_archives_and_list_shows_the_chain(drill: Drill)
     for archive in (drill.full, drill.incremental):
         done = cli("backup", "verify", str(archive), cwd=drill.root)
         assert done.returncode == 0, done.stdout + done.stderr
-    listed = drill.server.cli("backup", "list", "--destination", str(drill.full.parent)).stdout
+    listed = drill.server.cli("backup", "list", "--dir", str(drill.full.parent)).stdout
     for archive in (drill.full, drill.incremental):
         assert archive.name.split(".tar.zst")[0] in listed, listed
 

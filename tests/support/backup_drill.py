@@ -297,8 +297,11 @@ class TwoFactor:
 
     def next_code(self) -> str:
         """A code the server takes now: of the current step, or of the next one (one step of drift
-        is allowed) when the current one was used already."""
-        step = max(totp.time_step(time.time()), self.last_step + 1)
+        is allowed) when the current one was used already; when that one was used too, the next
+        30-second step is waited for."""
+        step = self.last_step + 1
+        wait_until(lambda: totp.time_step(time.time()) >= step - 1, "the next TOTP step", deadline=60)
+        step = max(step, totp.time_step(time.time()))
         self.last_step = step
         return totp.code_at(self.secret, step)
 

@@ -35,6 +35,7 @@ _STATUS = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 _META = re.compile(rb"^(\d+) \(.*?UID (\d+).*?FLAGS \(([^)]*)\).*?INTERNALDATE \"([^\"]+)\"|"
                    rb"^(\d+) \(.*?INTERNALDATE \"([^\"]+)\".*?UID (\d+).*?FLAGS \(([^)]*)\)")
 _LOAD_ID = re.compile(rb"^Message-ID: <load-(\d+)@drill\.test>", re.MULTILINE | re.IGNORECASE)
+MAX_LOAD = 3000  # messages the load client sends at most (a slow machine's backup takes longer)
 VOLATILE = frozenset({"last_login", "last_used_at", "last_used_ip"})  # logins after the last backup move them
 
 
@@ -253,11 +254,11 @@ class LoadClient:
 
     def _run(self) -> None:
         number = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and number < MAX_LOAD:
             try:
                 with smtplib.SMTP("127.0.0.1", self.server.ports.smtp, timeout=WAIT) as client:
                     client.ehlo("load.outside.test")
-                    while not self._stop.is_set():
+                    while not self._stop.is_set() and number < MAX_LOAD:
                         number += 1
                         client.sendmail(OUTSIDE_SENDER, [LOAD_TARGET], message("load", number, to=LOAD_TARGET))
                         with self._lock:
