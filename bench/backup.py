@@ -297,7 +297,7 @@ def markdown(result: dict[str, Any], facts: dict[str, Any]) -> str:
              ["restore of the full backup", cell("hardmail restore"), cell("tar restore"), f"{ratios['restore']:.2f}x"],
              ["restore (tar -x + sync)", cell("hardmail restore"), cell("tar restore + sync"),
               f"{median['hardmail restore'] / median['tar restore + sync']:.2f}x"],
-             ["incremental after 100 new messages", cell("hardmail incremental"), "",
+             [f"incremental after {result['new_messages']} new messages", cell("hardmail incremental"), "",
               f"{ratios['incremental/full']:.1%} of the full"]]
     table = markdown_table(["operation", "hardmail (s)", "tar --zstd (s)", "hardmail/tar"], rows)
     targets = "; ".join(f"{name}: {'yes' if held else 'NO'}" for name, held in result["summary"]["targets"].items())
