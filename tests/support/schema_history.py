@@ -231,11 +231,12 @@ CHECKS: dict[str, Callable[[Store], Awaitable[None]]] = {
 }
 
 
-async def check_rows(store: Store, revision: str) -> None:
-    """Every row :func:`build_database_at` put in at ``revision`` reads back as it was written."""
+async def check_rows(store: Store, revision: str, skip: tuple[str, ...] = ()) -> None:
+    """Every row :func:`build_database_at` put in at ``revision`` reads back as it was written
+    (but those of the revisions in ``skip``)."""
     written = CHAIN[:CHAIN.index(revision) + 1]
     for name in written:
-        if name in CHECKS:
+        if name in CHECKS and name not in skip:
             await CHECKS[name](store)
     if "0007_account_freeze" not in written:
         await _check_defaults_before_0007(store)

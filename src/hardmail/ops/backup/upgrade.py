@@ -265,9 +265,11 @@ async def rehearse_upgrade(config: Config) -> RehearsalReport:
 
 
 def copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of the SQLite database ``source`` (read-only; a running server may write)."""
+    """A consistent copy of the SQLite database ``source`` (only read; a running server may write).
+    Opened for writing all the same: a read-only connection to a database in WAL mode leaves its
+    -wal and -shm files behind, which the last connection that can write removes."""
     os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # it holds password hashes
-    with contextlib.closing(sqlite3.connect(f"file:{quote(str(source.absolute()))}?mode=ro", uri=True)) as live, \
+    with contextlib.closing(sqlite3.connect(f"file:{quote(str(source.absolute()))}?mode=rw", uri=True)) as live, \
             contextlib.closing(sqlite3.connect(target)) as copy:
         live.backup(copy)
 
