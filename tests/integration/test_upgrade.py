@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from hardmail.config.schema import Config
 from hardmail.store import open_store
 from hardmail.store.sql.migrate import WRITTEN_BY_KEY, hardmail_version, head_revision
 from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli, serving
@@ -235,6 +236,19 @@ def test_upgrade_takes_a_verified_full_backup_first(old_data: Path) -> None:
     assert _stamped(old_data) == [head_revision()]
 
 
+def test_before_upgrade_false_skips_the_backup_with_a_warning(old_data: Path) -> None:
+    if "backup" not in Config.model_fields:
+        pytest.skip("the [backup] configuration of issue 13 is not merged yet")
+    _block_backups(old_data)  # would fail if it were taken
+    config = old_data.parent / "hardmail.toml"
+    config.write_text(f'[server]\ndata_dir = "{old_data}"\n\n[backup]\nbefore_upgrade = false\n')
+    result = run_cli("upgrade", "--json", "-c", str(config), cwd=old_data.parent)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backup_skipped"] == "[backup] before_upgrade = false"
+    assert "without a backup ([backup] before_upgrade = false)" in result.stderr
+    assert _stamped(old_data) == [head_revision()]
+
+
 def test_upgrade_is_refused_while_a_server_runs(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with serving("-d", str(data), cwd=tmp_path) as served:
@@ -257,6 +271,15 @@ def test_serve_with_no_backup_upgrades_an_old_database_before_it_starts(old_data
     [upgraded] = _events(served.stderr, "schema.upgraded")
     assert (upgraded["from"], upgraded["to"], upgraded["revisions"]) == (OLD, head_revision(), PENDING)
     _check_rows(old_data, skip=("0002_queue",))  # the started server dropped the queued mail without spool files
+
+
+def test_serve_takes_a_backup_before_it_upgrades(old_data: Path) -> None:
+    pytest.importorskip("hardmail.ops.backup.create", reason="the backup creation of issue 13 is not merged yet")
+    with serving("-d", str(old_data), cwd=old_data.parent):
+        assert _stamped(old_data) == [head_revision()]
+    archives = sorted((old_data / "backups").glob("hardmail-*-full.json"))
+    assert len(archives) == 1 and json.loads(archives[0].read_text())["schema_revision"] == OLD
+    _check_rows(old_data, skip=("0002_queue",))
 
 
 def test_serve_does_not_start_when_the_backup_before_the_upgrade_fails(old_data: Path) -> None:

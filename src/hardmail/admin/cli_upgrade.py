@@ -153,7 +153,10 @@ def _print_outcome(outcome: UpgradeOutcome, where: str, as_json: bool) -> None:
         typer.echo(f"backup     {outcome.backup} (full, verified)")
     elif outcome.backup_skipped:
         typer.echo(f"backup     none ({outcome.backup_skipped})")
-    typer.echo(f"upgraded   {result.before or 'empty'} → {result.after} in {result.seconds:.2f} s")
+    if result.before is None:
+        typer.echo(f"created    the schema at {result.after} (the database was empty) in {result.seconds:.2f} s")
+    else:
+        typer.echo(f"upgraded   {result.before} → {result.after} in {result.seconds:.2f} s")
     for line in _steps_lines(result):
         typer.echo(line)
 
