@@ -317,6 +317,19 @@ async def upgrade_to_head(engine: AsyncEngine, *, existing: bool = True, writer:
         return await connection.run_sync(lambda sync: apply_pending(sync, existing=existing, writer=writer))
 
 
+async def upgrade_database(url: str) -> UpgradeResult:
+    """Apply every pending migration to the database at ``url`` without a backup: only for a
+    database that is itself a copy out of a backup (a restored archive, a scratch copy of one).
+    Live data is upgraded by :func:`hardmail.ops.backup.upgrade.upgrade_with_backup`."""
+    from hardmail.store.sql.engine import create_engine_for, for_writing
+
+    engine = create_engine_for(url)
+    try:
+        return await upgrade_to_head(for_writing(engine))
+    finally:
+        await engine.dispose()
+
+
 async def take_migration_lock(connection: AsyncConnection) -> None:
     """PostgreSQL: wait for the migration turn (a transaction-level advisory lock)."""
     if connection.dialect.name == "postgresql":
