@@ -166,6 +166,26 @@ def test_a_dry_run_on_postgresql_rolls_its_transaction_back(postgres_url: str, t
     assert "mailbox_folders" not in before[1] and before[0] == branched_heads(OLD)
 
 
+@pytest.mark.postgres
+def test_upgrade_on_postgresql_keeps_every_row(postgres_url: str, tmp_path: Path) -> None:
+    asyncio.run(build_database_at(postgres_url, OLD))
+    env = cli_env(HARDMAIL_STORAGE__URL=postgres_url)
+    result = run_cli("upgrade", "--no-backup", "--json", "-d", str(tmp_path / "data"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert [m["revision"] for m in json.loads(result.stdout)["migrations"]] == PENDING
+    stamped, tables = asyncio.run(_postgres_tables(postgres_url))
+    assert stamped == [head_revision()] and "mailbox_folders" in tables
+
+    async def check() -> None:
+        store = await open_store(postgres_url)
+        try:
+            await check_rows(store, OLD)
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+
+
 # --- hardmail upgrade ------------------------------------------------------------------------
 
 
