@@ -23,6 +23,7 @@ from hardmail.delivery.maildir_writer import MaildirWriterProcess
 from hardmail.delivery.pipeline import MessageAcceptor
 from hardmail.delivery.runner import DeliveryRunner
 from hardmail.mailbox import ChangeNotifier, MailboxStore
+from hardmail.ops.backup.upgrade import UpgradeOptions, upgrade_with_backup
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.backup_scheduler import BackupScheduler
@@ -53,16 +54,17 @@ def prepare_data_dir(config: Config) -> None:
             os.chmod(path, 0o700)
 
 
-async def build_context(config: Config, first: bool = True) -> ServerContext:
+async def build_context(config: Config, first: bool = True, upgrade: UpgradeOptions | None = None) -> ServerContext:
     """Everything a server process needs. ``first``: this is the only or the first process of the
-    server, which migrates the database and recovers the spool (workers forked later must not)."""
+    server, which migrates the database (after a backup, see ``upgrade``) and recovers the spool
+    (workers forked later must not)."""
     prepare_data_dir(config)
     tls = TlsManager(config)
     tls.ensure_certificate()
     tls.context()
-    raw_store = await open_store(config.database_url)
     if first:
-        await raw_store.migrate()
+        await upgrade_with_backup(config, upgrade)  # refuses a newer schema; backs up before upgrading
+    raw_store = await open_store(config.database_url)
     clock = SystemClock()
     # The server's look-ups go through a short read-through cache (the CLI keeps the raw store).
     store = cached_store(raw_store, clock, config.storage.cache_seconds, config.storage.cache_entries)
@@ -169,16 +171,16 @@ async def _recover_spool(delivery: DeliveryServices) -> None:
     await delivery.queue.reconcile()
 
 
-async def prepare_for_workers(config: Config) -> None:
-    """The start-up work done once before workers are forked: certificate, migrations, spool recovery,
-    mailbox reconcile."""
+async def prepare_for_workers(config: Config, upgrade: UpgradeOptions | None = None) -> None:
+    """The start-up work done once before workers are forked: certificate, migrations (after a
+    backup, see ``upgrade``), spool recovery, mailbox reconcile."""
     prepare_data_dir(config)
     tls = TlsManager(config)
     tls.ensure_certificate()
     tls.context()  # a certificate that cannot be loaded stops the start here, not in every worker
+    await upgrade_with_backup(config, upgrade)
     store = await open_store(config.database_url)
     try:
-        await store.migrate()
         maildir = MaildirStore(config.maildir_root, config.server.hostname)
         await _recover_spool(build_services(config, store, maildir, SystemClock()))
         await reconcile_mailboxes(build_mailbox_store(config, store, SystemClock()))
@@ -230,10 +232,11 @@ class RunningServer:
 
 
 async def start_server(config: Config, sockets: list[ListeningSocket] | None = None,
-                       worker: int | None = None) -> RunningServer:
+                       worker: int | None = None, upgrade: UpgradeOptions | None = None) -> RunningServer:
     """Start a server; ``sockets`` and ``worker`` (its index) when this process is one of several
-    workers (:mod:`hardmail.server.prefork`): only worker 0 runs the outbound queue."""
-    context = await build_context(config, first=worker is None)
+    workers (:mod:`hardmail.server.prefork`): only worker 0 runs the outbound queue. ``upgrade``:
+    how a pending schema upgrade is made (the backup before it)."""
+    context = await build_context(config, first=worker is None, upgrade=upgrade)
     listeners = Listeners(context)
     try:
         await listeners.start(sockets)
@@ -278,16 +281,18 @@ def _reload_tls(server: RunningServer) -> None:
         log_event("tls.reload", level="error", result="failure", detail=str(exc)[:300])
 
 
-def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None = None) -> None:
+def run_serve(config: Config, on_started: Callable[[RunningServer], None] | None = None,
+              upgrade: UpgradeOptions | None = None) -> None:
     """Run the server to the end: in this process, or in ``server.workers`` forked worker processes
     (:mod:`hardmail.server.prefork`) sharing listening sockets bound here; the first worker calls
-    ``on_started``. Binding errors (a port in use) are raised here, before any worker starts."""
+    ``on_started``. Binding errors (a port in use) are raised here, before any worker starts.
+    ``upgrade``: how a pending schema upgrade is made (the backup before it)."""
     count = worker_count(config)
     if count == 1:
-        run_loop(serve(config, on_started))
+        run_loop(serve(config, on_started, upgrade=upgrade))
         return
     configure_logging(config.logging)
-    run_loop(prepare_for_workers(config))  # every thread it used is joined: safe to fork
+    run_loop(prepare_for_workers(config, upgrade))  # every thread it used is joined: safe to fork
     warn_unserved(config)
     sockets = bind_listeners(config, served_kinds())
 
@@ -313,10 +318,11 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def serve(config: Config, on_started: Callable[[RunningServer], None] | None = None,
-                sockets: list[ListeningSocket] | None = None, worker: int | None = None) -> None:
+                sockets: list[ListeningSocket] | None = None, worker: int | None = None,
+                upgrade: UpgradeOptions | None = None) -> None:
     """Run until SIGINT/SIGTERM; SIGHUP reloads the TLS certificates without dropping sessions."""
     configure_logging(config.logging)
-    server = await start_server(config, sockets, worker)
+    server = await start_server(config, sockets, worker, upgrade)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

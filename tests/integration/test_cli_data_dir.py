@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hardmail.server.listener import KINDS
+from hardmail.store.sql.migrate import head_revision
 from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli, serving
 from support.unprivileged import AS_NOBODY, require_setpriv
 
@@ -87,10 +88,11 @@ def test_data_dir_order_option_then_file_then_environment_then_default(cwd: Path
     assert [d["name"] for d in json.loads(listed.stdout)] == ["file.example"]
 
 
-def test_version() -> None:
-    result = run_cli("--version", cwd=Path.cwd())
+def test_version(cwd: Path) -> None:
+    result = run_cli("--version", cwd=cwd)
     assert result.returncode == 0
-    assert result.stdout == f"hardmail {version('hardmail')}\n"
+    assert result.stdout == (f"hardmail {version('hardmail')}\n"
+                             f"schema revision {head_revision()} (the newest this version writes)\n")
 
 
 def test_status_without_a_data_dir_or_a_server_exits_3(cwd: Path) -> None:

@@ -28,12 +28,12 @@ real = app.build_context
 kind = sys.argv.pop(1)  # then: hardmail's own arguments
 sys.argv[0] = "hardmail"
 
-async def failing(config, first=True):
+async def failing(config, first=True, **options):
     if not first:  # only in a forked worker
         if kind == "permission":
             raise PermissionError(13, "Permission denied", str(config.data_dir / "hardmail.db"))
         raise RuntimeError("the message hook cannot be built\\nsecond line")
-    return await real(config, first)
+    return await real(config, first, **options)
 
 app.build_context = failing
 runpy.run_module("hardmail", run_name="__main__")

@@ -23,6 +23,7 @@ from hardmail.admin import (
     cli_queue,
     cli_serve,
     cli_status,
+    cli_upgrade,
 )
 from hardmail.admin.cli_common import err_console
 from hardmail.core.diskfull import causes, is_disk_full
@@ -45,6 +46,7 @@ cli_access.register(app)
 cli_msgauth.register(app)
 cli_mailbox.register(app)
 cli_backup.register(app)
+cli_upgrade.register(app)
 
 
 def package_version() -> str:
@@ -55,15 +57,19 @@ def package_version() -> str:
 
 
 def _print_version(value: bool) -> None:
+    """``hardmail X.Y.Z``, the schema revision this build writes, and the database's when found."""
     if value:
         typer.echo(f"hardmail {package_version()}")
+        for line in cli_upgrade.version_details():
+            typer.echo(line)
         raise typer.Exit()
 
 
 @app.callback()
 def root(
     show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                               help="Print the version and exit.")] = False,
+                                               help=(
+        "Print the version, the schema revision it writes and the database's, and exit."))] = False,
 ) -> None:
     """hardmail: a self-hosted mail server that is secure by default."""
 

@@ -51,8 +51,7 @@ DataDirOption = Annotated[
 _data_dir_use: contextvars.ContextVar[DataDirUse] = contextvars.ContextVar("hardmail_data_dir_use", default="write")
 # Whether the running command only reads the database (@read_only): it never migrates the schema.
 _reads_only: contextvars.ContextVar[bool] = contextvars.ContextVar("hardmail_reads_only", default=False)
-SCHEMA_UPGRADE_HINT = ("the database needs an upgrade: run `hardmail serve` (or any command that changes data) "
-                       "as its owner")
+SCHEMA_UPGRADE_HINT = "the database needs an upgrade: run `hardmail upgrade` as its owner (takes a backup first)"
 
 
 def print_json(value: Any) -> None:
@@ -178,21 +177,33 @@ def fail_if_disk_full(exc: BaseException, data_dir: Path) -> None:
 
 
 async def with_store(config: Config, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store of ``config``, bring its schema up to date (a @read_only command: require it
-    to be), run ``work`` on it, close it. A full disk ends the command with one line saying so."""
+    """Open the store of ``config``, create the schema of a new database (or require a current
+    one: commands never upgrade a schema, `hardmail upgrade` does, after a backup), run ``work``
+    on it, close it. A full disk ends the command with one line saying so."""
     try:
         store = await open_store(config.database_url, read_only=_reads_only.get())
         try:
-            if not _reads_only.get():
-                await store.migrate()
-            elif not await store.schema_is_current():
-                fail(SCHEMA_UPGRADE_HINT)
+            await _require_current_schema(store)
             return await work(store)
         finally:
             await store.close()
     except Exception as exc:
         fail_if_disk_full(exc, config.data_dir)
         raise
+
+
+async def _require_current_schema(store: Store) -> None:
+    """A new database gets its schema (unless the command only reads); an out-of-date one, or
+    one of a newer hardmail, ends the command with what to do."""
+    from hardmail.store.sql.migrate import SchemaError
+
+    try:
+        if not _reads_only.get():
+            await store.migrate()
+        elif not await store.schema_is_current():
+            fail(SCHEMA_UPGRADE_HINT)
+    except SchemaError as exc:
+        fail(str(exc), exc.hint)
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:

@@ -2,7 +2,11 @@
 
 Start-up failures end with one line that names what failed and why (the address and the cause
 of a listener that cannot be opened, another server on the same data directory, a data
-directory the user cannot write, a full disk), never a traceback.
+directory the user cannot write, a full disk, a database of a newer hardmail, a failed backup
+before a schema upgrade), never a traceback.
+
+The first process applies pending schema migrations after a full backup
+(:mod:`hardmail.ops.backup.upgrade`); ``--no-backup`` skips that backup, with a warning.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ from hardmail.admin.cli_common import (
     fail,
     fail_if_disk_full,
     load_cli_config,
+    warn,
 )
 from hardmail.admin.datadir import user_name
 from hardmail.app import RunningServer, run_serve
 from hardmail.config.schema import Config
 from hardmail.config.warnings import insecure_warnings
 from hardmail.core.diskfull import is_disk_full
+from hardmail.ops.backup.upgrade import UpgradeOptions, config_file_in_use
 from hardmail.ops.logfile import LogFileError
 from hardmail.ops.runstate import AnotherServerRunning, ServerLock
 from hardmail.server.listen_errors import ListenError
 from hardmail.server.listener import PROTOCOL_OF_KIND, served_kinds, unserved_listeners
 from hardmail.server.prefork import WorkerStartError, worker_count
 from hardmail.server.tls import TlsError
+from hardmail.store.ports import StoreError
+from hardmail.store.sql.migrate import SchemaError
 
 
 def _overrides(listen: dict[str, list[str] | None]) -> dict[str, Any]:
@@ -80,14 +88,17 @@ def serve_command(
     listen_imaps: Annotated[ListenValues, _listen_option("--listen-imaps", "IMAP implicit-TLS listener(s).")] = None,
     listen_pop3: Annotated[ListenValues, _listen_option("--listen-pop3", "POP3 (STLS) listener(s).")] = None,
     listen_pop3s: Annotated[ListenValues, _listen_option("--listen-pop3s", "POP3 implicit-TLS listener(s).")] = None,
+    no_backup: Annotated[bool, typer.Option("--no-backup", help=(
+        "Upgrade a database schema without the full backup taken first (at your own risk)."))] = False,
 ) -> None:
     """Run the mail server in the foreground."""
     listen = {"smtp": listen_smtp, "submission": listen_submission, "submissions": listen_submissions,
               "imap": listen_imap, "imaps": listen_imaps, "pop3": listen_pop3, "pop3s": listen_pop3s}
     cfg = load_cli_config(config, data_dir, _overrides(listen))
     lock = _lock(cfg)
+    upgrade = UpgradeOptions(backup=not no_backup, config_file=config_file_in_use(config), warn=warn)
     try:
-        run_serve(cfg, on_started=_print_started)
+        run_serve(cfg, on_started=_print_started, upgrade=upgrade)
     except LogFileError as exc:  # its message says what is wrong with logging.file and what to do
         fail(f"cannot start: {exc}")
     except KeyboardInterrupt:
@@ -96,6 +107,11 @@ def serve_command(
         fail(f"cannot start: {exc}" if isinstance(exc, TlsError) else str(exc))
     except WorkerStartError as exc:
         _fail_worker_start(cfg, exc)
+    except SchemaError as exc:  # a newer schema, a failed backup before an upgrade
+        fail(f"cannot start: {exc}", exc.hint)
+    except StoreError as exc:
+        fail_if_disk_full(exc, cfg.data_dir)
+        fail(f"cannot start: {exc}", "check storage.url in the configuration and that the database is reachable")
     except Exception as exc:
         _fail_start(cfg, exc)
     finally:

@@ -34,7 +34,7 @@ from hardmail.ops.backup.manifest import Manifest
 from hardmail.store import open_store
 from hardmail.store.ports import StoreError
 from hardmail.store.sql.engine import create_engine_for, describe_url
-from hardmail.store.sql.migrate import alembic_config
+from hardmail.store.sql.migrate import alembic_config, upgrade_database
 
 ProgressCallback = Callable[[str, int, int], None]
 TABLE_SUFFIX = ".jsonl"
@@ -140,7 +140,7 @@ async def _migrated(url: str, shown: str, restored_url: str | None, notes: tuple
         store = await open_store(url)
         try:
             before = await store.schema_version()  # type: ignore[attr-defined]
-            await store.migrate()
+            await upgrade_database(url)  # a restored copy: the archive is its backup
             after = await store.schema_version()  # type: ignore[attr-defined]
         finally:
             await store.close()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from sqlalchemy import Boolean, Integer, Table, insert
+from sqlalchemy import Boolean, Integer, Table, delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hardmail.ops.backup.archive import ArchiveError, copy_member, iter_members
@@ -37,6 +37,7 @@ from hardmail.ops.backup.manifest import (
 )
 from hardmail.store import open_store
 from hardmail.store.ports import Store
+from hardmail.store.sql.migrate import upgrade_database
 from hardmail.store.sql.tables import UtcDateTime, metadata
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done_bytes, total_bytes), as create.py's
@@ -254,7 +255,7 @@ async def open_archived_store(into: Path, manifest: Manifest) -> Store:
 async def _migrated(url: str) -> Store:
     store = await open_store(url)
     try:
-        await store.migrate()
+        await upgrade_database(url)  # a scratch copy out of the archive: no backup of it needed
     except Exception as exc:
         await store.close()
         raise SelectiveError(f"the archived database cannot be brought to this version's schema ({exc})",
@@ -269,6 +270,7 @@ async def _load_tables(engine: AsyncEngine, directory: Path) -> None:
             if table.name not in EXPORT_TABLES or not path.is_file():
                 continue
             rows = [_typed_row(table, json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+            await conn.execute(delete(table))  # what the new schema holds (its writer setting) gives way
             if rows:
                 await conn.execute(insert(table), rows)
 

@@ -215,6 +215,8 @@ async def _restore_settings_rows(live: Store, archived: Store, tally: Tally) -> 
     async with archived.engine.connect() as conn:  # type: ignore[attr-defined]
         rows = (await conn.execute(select(settings_t.c.key, settings_t.c.value).order_by(settings_t.c.key))).all()
     for key, value in rows:
+        if key.startswith("schema."):  # the live schema's own bookkeeping (who wrote it), never restored
+            continue
         if await live.get_setting(key) is not None:
             tally.skip("setting", key)
             continue

@@ -122,17 +122,30 @@ class SqlStore:
     # life-cycle
 
     async def migrate(self) -> None:
-        """Upgrade the schema; a current one is only read (a read-only database file works)."""
+        """Create the schema of a new database, or check that an existing one is current (then
+        only read: a read-only database file works; rows of the old branched history are
+        rewritten as the one revision they amount to). Never upgrades an existing database:
+        :class:`~hardmail.store.sql.migrate.SchemaUpgradeNeeded` (the server start and
+        ``hardmail upgrade`` upgrade it, after a backup: :mod:`hardmail.ops.backup.upgrade`);
+        a database written by a newer hardmail: ``SchemaTooNew``."""
         try:
-            if await self.schema_is_current():
-                return
-            await migrations.upgrade_to_head(self._writer)
+            state = (await migrations.read_state(self._engine)).check()
+            if state.needs_upgrade:
+                raise migrations.upgrade_needed(state)
+            if state.pending or state.needs_collapse:
+                await migrations.upgrade_to_head(self._writer, existing=False)
         except (DBAPIError, OSError) as exc:
             raise Unavailable(self._unavailable_text(exc)) from exc
 
     async def schema_is_current(self) -> bool:
+        """Whether no migration is pending (only reads); raises ``SchemaTooNew`` for a database
+        of a newer hardmail, ``SchemaUnrecognised`` for rows that make no known state."""
+        return not (await self.schema_state()).pending
+
+    async def schema_state(self) -> migrations.SchemaState:
+        """Where the schema stands (:func:`hardmail.store.sql.migrate.read_state`), checked."""
         try:
-            return await migrations.current_revision(self._engine) == migrations.head_revision()
+            return (await migrations.read_state(self._engine)).check()
         except (DBAPIError, OSError) as exc:
             raise Unavailable(self._unavailable_text(exc)) from exc
 
@@ -142,7 +155,7 @@ class SqlStore:
         return f"cannot use the database {describe_url(str(self._engine.url))}: {first_line}"
 
     async def schema_version(self) -> str | None:
-        """The Alembic revision the database is at (None before the first migration)."""
+        """The revision of the linear history the database is at (None before the first migration)."""
         return await migrations.current_revision(self._engine)
 
     async def close(self) -> None:

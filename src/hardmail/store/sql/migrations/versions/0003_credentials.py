@@ -1,7 +1,7 @@
 """Credentials: account_credentials, recovery_codes, app_passwords, login_history.
 
 Revision ID: 0003_credentials
-Revises: 0001
+Revises: 0002_queue
 Create Date: 2024-06-03
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
 revision = "0003_credentials"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_queue"
 branch_labels: str | None = None
 depends_on: str | None = None
 

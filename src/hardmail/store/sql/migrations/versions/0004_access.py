@@ -1,7 +1,7 @@
 """Access control: access_ranges, access_bans, access_auth_failures, access_known_sources, access_counters.
 
 Revision ID: 0004_access
-Revises: 0001
+Revises: 0003_credentials
 Create Date: 2024-06-04
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
 revision = "0004_access"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003_credentials"
 branch_labels: str | None = None
 depends_on: str | None = None
 

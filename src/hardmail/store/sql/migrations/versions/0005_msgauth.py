@@ -1,7 +1,7 @@
 """Greylisting: greylist_triplets, greylist_networks.
 
 Revision ID: 0005_msgauth
-Revises: 0001
+Revises: 0004_access
 Create Date: 2024-06-05
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0005_msgauth"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004_access"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,7 +1,7 @@
 """Accounts: the freeze flag and reason, and the account_changes signal table.
 
 Revision ID: 0007_account_freeze
-Revises: 0001
+Revises: 0006_access_ban_expiry
 Create Date: 2026-12-03
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0007_account_freeze"
-down_revision: str | None = "0001"
+down_revision: str | None = "0006_access_ban_expiry"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -2,7 +2,7 @@
 (asked when a banned source connects or starts AUTH, see hardmail.policy.login_guard).
 
 Revision ID: 0007_login_guard
-Revises: 0006_access_ban_expiry
+Revises: 0007_account_freeze
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007_login_guard"
-down_revision: str | None = "0006_access_ban_expiry"
+down_revision: str | None = "0007_account_freeze"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,8 +1,10 @@
 """Mailbox index: mailbox_accounts, mailbox_folders, mailbox_messages, mailbox_vanished,
-mailbox_subscriptions, mailbox_changes. Merges the two 0007 branches.
+mailbox_subscriptions, mailbox_changes.
+
+It merged the two 0007 branches until the history was made linear (issue 13).
 
 Revision ID: 0008_mailbox_index
-Revises: 0007_account_freeze, 0007_login_guard
+Revises: 0007_login_guard
 Create Date: 2026-12-03
 """
 
@@ -13,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0008_mailbox_index"
-down_revision: str | tuple[str, ...] | None = ("0007_account_freeze", "0007_login_guard")
+down_revision: str | None = "0007_login_guard"
 branch_labels: str | None = None
 depends_on: str | None = None
 
