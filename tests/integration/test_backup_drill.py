@@ -20,6 +20,7 @@ Nothing sleeps: conditions are polled with a deadline.
 from __future__ import annotations
 
 import collections
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -143,12 +144,21 @@ def _backup_under_load(server: DrillServer, destination: Path) -> tuple[Path, Pa
 
 
 def _encrypted_backup(server: DrillServer, root: Path) -> tuple[Path, Path]:
+    """An encrypted chain, as scheduled backups with recipients make it: a full backup, then an
+    incremental one (verified when made: with the kept manifests, without the private key)."""
     identity = root / "keys" / "backup-identity.txt"
     identity.parent.mkdir()
     made = cli("backup", "keygen", "--out", str(identity), cwd=root)
     assert made.returncode == 0, made.stdout + made.stderr
     recipient = next(word for word in made.stdout.split() if word.startswith("age1"))
-    return create_backup(server, root / "offsite", "--encrypt-to", recipient), identity
+    create_backup(server, root / "offsite", "--encrypt-to", recipient)
+    return create_backup(server, root / "offsite", "--encrypt-to", recipient, "--incremental"), identity
+
+
+def sidecar(archive: Path) -> dict[str, Any]:
+    """The catalog record next to an archive."""
+    record: dict[str, Any] = json.loads(archive.with_name(archive.name.split(".tar.zst")[0] + ".json").read_text())
+    return record
 
 
 def _lose_the_machine(server: DrillServer) -> None:
@@ -259,6 +269,7 @@ def test_queued_mail_is_delivered_once_its_mx_listens_and_new_mail_is_signed_wit
 
 def test_verify_accepts_the_real_archives_and_list_shows_the_chain(drill: Drill) -> None:
     for archive in (drill.full, drill.incremental):
+        assert (sidecar(archive)["verify"] or {}).get("ok") is True, f"{archive.name} was not verified when made"
         done = cli("backup", "verify", str(archive), cwd=drill.root)
         assert done.returncode == 0, done.stdout + done.stderr
     listed = drill.server.cli("backup", "list", "--dir", str(drill.full.parent)).stdout
@@ -277,8 +288,10 @@ def test_verify_catches_a_damaged_copy_and_names_the_failure(drill: Drill, damag
 
 
 def test_an_encrypted_archive_cannot_be_restored_without_its_identity_and_restores_with_it(drill: Drill) -> None:
-    assert drill.encrypted.name.endswith(".age")
-    assert drill.encrypted.read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert drill.encrypted.name.endswith("-incr.tar.zst.age")
+    for archive in drill.encrypted.parent.glob("*.tar.zst*"):
+        assert archive.name.endswith(".age") and archive.read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert (sidecar(drill.encrypted)["verify"] or {}).get("ok") is True, "the encrypted incremental was not verified"
     refused = restore(drill.encrypted, drill.root / "no-identity")
     assert refused.returncode != 0 and "identity" in (refused.stdout + refused.stderr).lower()
     leftover = drill.root / "no-identity"
