@@ -8,7 +8,7 @@ encrypted one without the private key).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,6 +47,10 @@ class FileEntry:
                    member=str(value.get("member", value["path"])))
 
 
+_ENTRY_FIELDS = tuple(f.name for f in fields(FileEntry))
+_ENTRY_ENCODER = json.JSONEncoder(sort_keys=True)
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseInfo:
     kind: Literal["sqlite", "postgresql"]
@@ -75,10 +79,15 @@ class Manifest:
         return [entry for entry in self.files if entry.archive == self.name]
 
     def to_json(self) -> bytes:
-        value = asdict(self)
+        """Indented JSON with one line per file entry (json's C encoder makes each line; ``indent``
+        and ``asdict`` would cost 40 µs an entry, most of the time of an incremental backup)."""
+        value = asdict(replace(self, files=()))
         value["chain"] = list(self.chain)
-        value["files"] = [asdict(entry) for entry in self.files]
-        return json.dumps(value, indent=1, sort_keys=True).encode()
+        head = json.dumps(value, indent=1, sort_keys=True)
+        files = ",\n  ".join(_ENTRY_ENCODER.encode({name: getattr(entry, name) for name in _ENTRY_FIELDS})
+                             for entry in self.files)
+        head = head.replace('"files": []', f'"files": [\n  {files}\n ]' if files else '"files": []', 1)
+        return head.encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:

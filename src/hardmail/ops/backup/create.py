@@ -1,0 +1,593 @@
+"""Making a backup (full or incremental) of a running server: ``create_backup``.
+
+Steps, each finished before the next (spec "Consistency while the server runs"):
+
+1. Under an exclusive lock of the destination (``.hardmail-backup.lock``; leftovers of a crashed
+   run are removed first), the database is snapshotted (:mod:`.snapshot`, :mod:`.snapshot_pg`)
+   and its mailbox index and queue are read once.
+2. The files of the data directory (:mod:`.sources`) are written into ``<name>.tar.zst`` in the
+   destination, each read once (hashed, compressed and counted in the same pass): message files
+   the index knows, and those on disk before the snapshot began that it does not know (adopted);
+   a file delivered after the snapshot is skipped (the next backup has it). An incremental backup
+   takes over, without reading them, the files whose identity is in the parent's manifest. A
+   message whose file was renamed while the directory was listed is looked for once more.
+3. The database copy is corrected to agree with the files written, and stored; then the
+   configuration file, the TLS files kept outside the data directory, and ``MANIFEST.json`` last.
+4. The plaintext archive is verified (``hardmail.ops.backup.verify``, when installed), then,
+   with recipients, encrypted to ``<name>.tar.zst.age`` and the plaintext removed.
+5. The sidecar ``<name>.json`` and the manifest copy in ``<data_dir>/backup-state/manifests`` are
+   written, the health state is recorded and ``backup.created`` (or ``backup.failed``) logged.
+
+Everything blocking runs in a thread (``asyncio.to_thread``); memory grows with the number of
+files (one small record each), never with their size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+import hardmail
+from hardmail.config.schema import Config
+from hardmail.core.diskfull import is_disk_full
+from hardmail.delivery.durable import fsync_dir, make_private_dir, remove_quietly, write_durably
+from hardmail.mailbox.files import DIRTY_NS, served_size, split_name
+from hardmail.ops.backup.archive import ArchiveError, encrypt_file, parse_recipients, sha256_file
+from hardmail.ops.backup.catalog import (
+    ArchiveRecord,
+    BackupError,
+    Parent,
+    VerifyStatus,
+    locked_destination,
+    make_destination,
+    newest_parent,
+    save_manifest_copy,
+    sidecar_path,
+    state_dir,
+    work_dir,
+    write_record,
+)
+from hardmail.ops.backup.manifest import (
+    ARCHIVE_SUFFIX,
+    ENCRYPTED_SUFFIX,
+    MANIFEST_MEMBER,
+    DatabaseInfo,
+    FileEntry,
+    Kind,
+    Manifest,
+    archive_name,
+    utc_now,
+)
+from hardmail.ops.backup.snapshot import (
+    Adopted,
+    FilesOutcome,
+    IndexView,
+    SqliteSnapshot,
+    compute_corrections,
+    missing_messages,
+)
+from hardmail.ops.backup.snapshot_pg import PostgresSnapshot
+from hardmail.ops.backup.sources import (
+    ALWAYS_STORED,
+    MESSAGE,
+    SPOOL,
+    Identity,
+    SourceFile,
+    external_files,
+    folder_messages,
+    relative_inside,
+    reusable_entries,
+    walk,
+)
+from hardmail.ops.backup.tarstream import FastArchiveWriter
+from hardmail.ops.log import log_event
+
+__all__ = ["BackupError", "BackupRequest", "BackupResult", "ProgressCallback", "create_backup"]
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase, done bytes, total bytes)
+_PROGRESS_STEP = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    destination: Path
+    incremental: bool = False  # True: parent = newest archive of the destination's catalog (full if none)
+    recipients: tuple[str, ...] = ()  # age recipients (age1...) or files of them
+    verify: bool = True  # verify the new archive before returning
+    reason: str = "manual"  # manual | scheduled | pre-upgrade (logged)
+    config_file: Path | None = None  # the configuration file in use, stored under config/
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    record: ArchiveRecord
+    archive_path: Path
+    manifest: Manifest
+    seconds: float
+
+
+async def create_backup(config: Config, request: BackupRequest,
+                        progress: ProgressCallback | None = None) -> BackupResult:
+    """Make one archive in ``request.destination``; raises BackupError (one line) when none was made.
+    An archive whose verification failed is kept and returned (``record.verify.ok`` is False)."""
+    started = time.monotonic()
+    data_dir = Path(config.data_dir)
+    full = not request.incremental
+    try:
+        result = await _Job(config, request, progress or _no_progress, started).run()
+    except BackupError as exc:
+        _record_failure(data_dir, request, str(exc), full)
+        raise
+    except (OSError, ArchiveError) as exc:
+        error = _describe_error(exc, request.destination)
+        _record_failure(data_dir, request, error, full)
+        raise BackupError(error, _error_hint(exc, request.destination)) from None
+    _record_success(data_dir, request, result)
+    return result
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
+class _Progress:
+    """Calls the callback every few MiB, not for every file."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self.callback = callback
+        self.phase, self.done, self.total, self._shown = "", 0, 0, 0
+
+    def start(self, phase: str, total: int) -> None:
+        self.phase, self.done, self.total, self._shown = phase, 0, total, 0
+        self.callback(phase, 0, total)
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.done - self._shown >= _PROGRESS_STEP:
+            self._shown = self.done
+            self.callback(self.phase, self.done, max(self.total, self.done))
+
+    def finish(self) -> None:
+        self.callback(self.phase, self.done, max(self.total, self.done))
+
+
+@dataclass
+class _Plan:
+    """What the archive will be: its name, kind, parent and where it is written."""
+
+    name: str
+    kind: Kind
+    at: datetime
+    parent: Parent | None
+    destination: Path
+    notes: Counter[str] = field(default_factory=Counter)
+    manifest_json: bytes = b""
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return (*(self.parent.manifest.chain if self.parent else ()), self.name)
+
+    @property
+    def plain_path(self) -> Path:
+        return self.destination / f"{self.name}{ARCHIVE_SUFFIX}"
+
+    @property
+    def encrypted_path(self) -> Path:
+        return self.destination / f"{self.name}{ENCRYPTED_SUFFIX}"
+
+    @property
+    def work_dir(self) -> Path:
+        return work_dir(self.destination, self.name)
+
+
+class _Job:
+    def __init__(self, config: Config, request: BackupRequest, callback: ProgressCallback, started: float) -> None:
+        self.config = config
+        self.request = request
+        self.data_dir = Path(config.data_dir).resolve()
+        self.destination = Path(request.destination).expanduser().resolve()
+        self.progress = _Progress(callback)
+        self.started = started
+        self.recipients = _checked_recipients(request.recipients)
+
+    async def run(self) -> BackupResult:
+        if self.destination == self.data_dir:
+            raise BackupError("the backup destination cannot be the data directory itself",
+                              "name a directory of its own (the default is <data_dir>/backups)")
+        make_destination(self.destination)
+        with locked_destination(self.destination):
+            plan = self._plan()
+            make_private_dir(plan.work_dir)
+            try:
+                manifest = await self._write_archive(plan)
+                verify = await self._verify(plan)
+                final = await self._encrypt(plan)
+                record = await asyncio.to_thread(self._record, plan, manifest, final, verify)
+            except BaseException:
+                _remove_outputs(plan)
+                raise
+            finally:
+                shutil.rmtree(plan.work_dir, ignore_errors=True)
+        return BackupResult(record, final, manifest, time.monotonic() - self.started)
+
+    def _plan(self) -> _Plan:
+        at = utc_now()
+        parent = newest_parent(self.destination, self.data_dir) if self.request.incremental else None
+        kind: Kind = "incremental" if parent is not None else "full"
+        plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination)
+        if self.request.incremental and parent is None:
+            plan.notes["incremental_without_parent"] = 1
+        return plan
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def _write_archive(self, plan: _Plan) -> Manifest:
+        database = _database_for(self.config, plan.work_dir)
+        self.progress.start("snapshot", 0)
+        adopt_before_ns = time.time_ns() - DIRTY_NS  # on disk before the snapshot began, with a margin
+        await database.snapshot()
+        try:
+            view = await database.read_view()
+            await database.start_dump()
+            writer = await asyncio.to_thread(FastArchiveWriter, plan.plain_path)
+            try:
+                files = _FilePhase(self, plan, writer, view, adopt_before_ns)
+                await asyncio.to_thread(files.run)
+                corrections = compute_corrections(view, files.outcome)
+                entries = files.entries + await asyncio.to_thread(files.add_config_and_external)
+                entries += await database.store(writer, corrections, plan.notes)
+                manifest = self._manifest(plan, entries, view, database.info(),
+                                          files.notes + Counter(corrections.notes()))
+                plan.manifest_json = await asyncio.to_thread(_finish_writer, writer, manifest)
+            except BaseException:
+                await asyncio.to_thread(writer.abort)
+                raise
+        finally:
+            await database.close()
+        return manifest
+
+    def _manifest(self, plan: _Plan, entries: list[FileEntry], view: IndexView, database: DatabaseInfo,
+                  notes: Counter[str] | dict[str, int]) -> Manifest:
+        counted = Counter(plan.notes)
+        counted.update(notes)
+        config_file = self.request.config_file
+        return Manifest(
+            name=plan.name, kind=plan.kind, parent=plan.parent.record.name if plan.parent else None,
+            chain=plan.chain, created_at=plan.at.isoformat(), hardmail_version=hardmail.__version__,
+            schema_revision=view.schema_revision, database=database, data_dir=str(self.data_dir),
+            config_file=None if config_file is None else str(Path(config_file).resolve()),
+            files=tuple(entries), notes={key: value for key, value in sorted(counted.items()) if value},
+        )
+
+    # --- verifying, encrypting, recording --------------------------------------------------
+
+    async def _verify(self, plan: _Plan) -> VerifyStatus | None:
+        if not self.request.verify:
+            return None
+        verify = _verify_module()
+        if verify is None:
+            plan.notes["verify_unavailable"] = 1
+            return None
+        self.progress.start("verify", plan.plain_path.stat().st_size)
+        try:
+            report = await asyncio.to_thread(verify.verify_archive, plan.plain_path, (), self._verify_progress)
+        except (ArchiveError, BackupError, OSError) as exc:
+            return VerifyStatus(False, utc_now().isoformat(), (str(exc),))
+        self.progress.finish()
+        return VerifyStatus(bool(report.ok), utc_now().isoformat(), tuple(str(f) for f in report.failures))
+
+    def _verify_progress(self, _phase: str, done: int, total: int) -> None:
+        self.progress.callback("verify", done, total)
+
+    async def _encrypt(self, plan: _Plan) -> Path:
+        if not self.recipients:
+            return plan.plain_path
+        self.progress.start("encrypt", plan.plain_path.stat().st_size)
+        await asyncio.to_thread(encrypt_file, plan.plain_path, plan.encrypted_path, self.recipients)
+        await asyncio.to_thread(_remove_durably, plan.plain_path)
+        self.progress.finish()
+        return plan.encrypted_path
+
+    def _record(self, plan: _Plan, manifest: Manifest, final: Path, verify: VerifyStatus | None) -> ArchiveRecord:
+        stored = manifest.stored_here()
+        record = ArchiveRecord(
+            name=plan.name, kind=plan.kind, parent=manifest.parent, chain=manifest.chain,
+            created_at=manifest.created_at, hardmail_version=manifest.hardmail_version,
+            schema_revision=manifest.schema_revision, archive_file=final.name, archive_size=final.stat().st_size,
+            archive_sha256=sha256_file(final), encrypted=bool(self.recipients), recipients=self.recipients,
+            file_count=len(manifest.files), stored_bytes=sum(entry.size for entry in stored), verify=verify,
+        )
+        write_record(self.destination, record)
+        save_manifest_copy(self.data_dir, manifest, plan.manifest_json)
+        return record
+
+
+def _finish_writer(writer: FastArchiveWriter, manifest: Manifest) -> bytes:
+    data = manifest.to_json()
+    writer.add_bytes(MANIFEST_MEMBER, data, mode=0o600, mtime=time.time())
+    writer.close()
+    return data
+
+
+class _FilePhase:
+    """Step 2 (blocking, in one thread): walk, then store or take over each file."""
+
+    def __init__(self, job: _Job, plan: _Plan, writer: FastArchiveWriter, view: IndexView,
+                 adopt_before_ns: int) -> None:
+        self.data_dir = job.data_dir
+        self.root = f"{job.data_dir}/"
+        self.config = job.config
+        self.config_file = job.request.config_file
+        self.progress = job.progress
+        self.plan = plan
+        self.writer = writer
+        self.view = view
+        self.adopt_before_ns = adopt_before_ns
+        self.reuse: dict[Identity, FileEntry] = reusable_entries(plan.parent.manifest.files) if plan.parent else {}
+        self.entries: list[FileEntry] = []
+        self.outcome = FilesOutcome()
+        self.notes: Counter[str] = Counter()
+
+    def run(self) -> None:
+        walked = walk(self.data_dir, self._excluded())
+        self.notes["not_regular_skipped"] += walked.not_regular
+        self.progress.start("files", self._expected_bytes(walked.files))
+        spooled: dict[str, dict[str, SourceFile]] = {}
+        for source in walked.files:
+            if source.kind == SPOOL:
+                spooled.setdefault(source.base, {})[source.rel[source.rel.rindex("."):]] = source
+            else:
+                self.take(source)
+        self._retry_missing()
+        for queue_id, pair in spooled.items():
+            self._take_spooled(queue_id, pair)
+        self.progress.finish()
+
+    def _expected_bytes(self, files: list[SourceFile]) -> int:
+        """For the progress bar. An incremental backup needs every file's size anyway (identities);
+        a full one counts the messages' sizes from the index instead of a stat of each."""
+        if self.reuse:
+            return sum(f.size for f in files if f.load_stat(self.root) and f.identity() not in self.reuse)
+        indexed = sum(folder.size for folder in self.view.folders.values())
+        return indexed + sum(f.size for f in files if f.kind != MESSAGE and f.load_stat(self.root))
+
+    def _excluded(self) -> list[str]:
+        inside = [relative_inside(self.plan.destination, self.data_dir)]
+        database = _sqlite_path(self.config)
+        if database is not None:
+            rel = relative_inside(database, self.data_dir)
+            inside += [rel] + [f"{rel}{suffix}" for suffix in ("-wal", "-shm", "-journal")] if rel else []
+        if self.config.logging.file is not None:
+            inside.append(relative_inside(self.config.logging.file, self.data_dir))
+        return [rel for rel in inside if rel]
+
+    def take(self, source: SourceFile) -> None:
+        if source.kind == MESSAGE:
+            self._take_message(source)
+        else:
+            self.store(source)
+
+    def _take_spooled(self, queue_id: str, pair: dict[str, SourceFile]) -> None:
+        """The message, then its envelope only if the message was stored: an envelope without its
+        message (or without its queue entry) would be a spool entry the restored queue lacks."""
+        if queue_id not in self.view.queue_ids:
+            self.notes["unqueued_skipped"] += len(pair)  # spooled after the snapshot: the next backup has it
+            return
+        stored = self.outcome.spool.setdefault(queue_id, set())
+        for suffix in (".eml", ".json"):
+            if suffix not in pair or not self.store(pair[suffix]):
+                return
+            stored.add(suffix)
+
+    def _take_message(self, source: SourceFile) -> None:
+        folder_id = self.view.folder_of(source.folder)
+        if folder_id is None:
+            self.notes["unindexed_skipped"] += 1
+            return
+        if self.outcome.has(folder_id, source.base):
+            return  # met in new/ and again in cur/ (moved by a sync meanwhile)
+        known = self.view.knows(folder_id, source.base)
+        if not known and (not source.load_stat(self.root) or source.mtime_ns >= self.adopt_before_ns):
+            self.notes["unindexed_skipped"] += 1  # delivered after the snapshot: the next backup has it
+            return
+        if not self.store(source):
+            return
+        self.outcome.wrote(folder_id, source.base)
+        if not known:
+            self.outcome.adopted.append(self._adopted(folder_id, source))
+
+    def _adopted(self, folder_id: int, source: SourceFile) -> Adopted:
+        try:
+            size = served_size(Path(self.root + source.rel))
+        except FileNotFoundError:
+            size = source.size
+        flags = " ".join(sorted(split_name(Path(source.rel).name)[1]))
+        return Adopted(folder_id, source.base, flags, source.in_new, source.mtime_ns // 1_000_000_000, size)
+
+    def store(self, source: SourceFile) -> bool:
+        """Store (or take over) one file; False when it vanished before it could be read."""
+        if self.reuse and source.rel not in ALWAYS_STORED:
+            if not source.load_stat(self.root):
+                return False
+            previous = self.reuse.get(source.identity())
+            if previous is not None:
+                self.entries.append(FileEntry(source.member, source.size, previous.sha256, source.mode,
+                                              source.mtime_ns, previous.archive, previous.member))
+                return True
+        entry = self._add(source.member, self.root + source.rel, missing_ok=True)
+        if entry is None:
+            return False
+        self.entries.append(entry)
+        return True
+
+    def _add(self, member: str, path: Path | str, missing_ok: bool = False) -> FileEntry | None:
+        try:
+            size, sha256, mode, mtime_ns = self.writer.add_file(member, path, self.progress.add)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise BackupError(f"{path} does not exist",
+                              "fix the path in the configuration, or create the file") from None
+        except PermissionError:
+            raise BackupError(f"cannot read {path}: permission denied",
+                              "run the backup as the user that owns the data directory") from None
+        except ArchiveError as exc:
+            raise BackupError(str(exc), "run the backup again") from None
+        return FileEntry(member, size, sha256, mode, mtime_ns, self.plan.name, member)
+
+    def _retry_missing(self) -> None:
+        """Look once more for indexed messages not met (renamed while their directory was listed)."""
+        for folder_id, gone in missing_messages(self.view, self.outcome).items():
+            for source in folder_messages(self.data_dir, self.view.folders[folder_id].directory):
+                if source.base in gone and not self.outcome.has(folder_id, source.base) and self.store(source):
+                    self.outcome.wrote(folder_id, source.base)
+
+    def add_config_and_external(self) -> list[FileEntry]:
+        added = []
+        if self.config_file is not None:
+            path = Path(self.config_file).resolve()
+            added.append(self._add(f"config/{path.name}", path))
+        for member, path in external_files(self.config):
+            added.append(self._add(member, path))
+        return [entry for entry in added if entry is not None]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _database_for(config: Config, work_dir: Path) -> SqliteSnapshot | PostgresSnapshot:
+    url = config.database_url
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        return PostgresSnapshot(url, work_dir)
+    path = _sqlite_path(config)
+    if backend != "sqlite" or path is None:
+        raise BackupError(f"cannot back up a database of kind {backend!r} (storage.url)",
+                          "hardmail backs up SQLite files and PostgreSQL databases")
+    return SqliteSnapshot(path, work_dir)
+
+
+def _sqlite_path(config: Config) -> Path | None:
+    parsed = make_url(config.database_url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database.startswith((":memory:", "file:")):
+        return None
+    return Path(database).resolve()
+
+
+def _remove_outputs(plan: _Plan) -> None:
+    for path in (plan.plain_path, plan.encrypted_path, sidecar_path(plan.destination, plan.name)):
+        remove_quietly(path)
+
+
+def _remove_durably(path: Path) -> None:
+    path.unlink()
+    fsync_dir(path.parent)
+
+
+def _checked_recipients(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The recipients as ``age1...`` strings (files of them read); BackupError for a bad one."""
+    if not values:
+        return ()
+    try:
+        return tuple(str(recipient) for recipient in parse_recipients(list(values)))
+    except ArchiveError as exc:
+        raise BackupError(str(exc), "give age public keys (age1...) or files of them; "
+                                    "`hardmail backup keygen --out FILE` makes a key pair") from None
+
+
+def _verify_module() -> Any:
+    """``hardmail.ops.backup.verify`` (the restore part), or None while it is not installed."""
+    try:
+        return importlib.import_module("hardmail.ops.backup.verify")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hardmail.ops.backup.verify":
+            raise
+        return None
+
+
+# --- outcome: health state and log events ----------------------------------------------------
+
+def _record_success(data_dir: Path, request: BackupRequest, result: BackupResult) -> None:
+    record = result.record
+    verified = record.verify is not None and record.verify.ok
+    failures = record.verify.failures if record.verify is not None else ()
+    error = f"verification of {record.name} failed: {failures[0] if failures else 'unknown'}" \
+        if record.verify is not None and not record.verify.ok else ""
+    _record_attempt(data_dir, ok=True, verified=verified, archive=record.name, error=error,
+                    full=record.kind == "full")
+    log_event("backup.created", name=record.name, kind=record.kind, files=record.file_count,
+              bytes=record.archive_size, stored_bytes=record.stored_bytes, seconds=round(result.seconds, 3),
+              reason=request.reason, encrypted=record.encrypted, verify=record.verify_status)
+    if error:
+        log_event("backup.failed", level="error", reason=request.reason, name=record.name, error=error)
+
+
+def _record_failure(data_dir: Path, request: BackupRequest, error: str, full: bool) -> None:
+    with contextlib.suppress(OSError):
+        _record_attempt(data_dir, ok=False, verified=False, archive=None, error=error, full=full)
+    log_event("backup.failed", level="error", reason=request.reason, error=error)
+
+
+def _record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str = "",
+                    full: bool = False) -> None:
+    """``health.record_attempt`` of the schedule part. STUB until it is merged: while
+    ``hardmail.ops.backup.health`` is missing, a minimal ``health.json`` with the spec's fields is
+    written here (lead: drop the fallback at merge)."""
+    try:
+        health = importlib.import_module("hardmail.ops.backup.health")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hardmail.ops.backup.health":
+            raise
+        _stub_record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
+        return
+    health.record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
+
+
+def _stub_record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str,
+                         full: bool) -> None:  # STUB: see _record_attempt
+    directory = state_dir(data_dir)
+    make_private_dir(directory)
+    path = directory / "health.json"
+    try:
+        previous = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        previous = {}
+    now = utc_now().isoformat()
+    result = "failed" if not ok else ("ok" if verified else "unverified")
+    value = {**previous, "last_attempt_at": now, "last_result": result,
+             "last_archive": archive if ok else previous.get("last_archive"), "last_error": error}
+    if result == "ok":
+        value["last_good_backup_at"] = now
+        value["last_full_at"] = now if full else previous.get("last_full_at")
+    write_durably(path, json.dumps(value, indent=1, sort_keys=True).encode(), mode=0o600)
+
+
+def _describe_error(exc: BaseException, destination: Path) -> str:
+    if is_disk_full(exc, destination):
+        return f"the disk holding {destination} is full; free space and retry"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"the backup failed: {exc.strerror or exc}{where}"
+    return _first_line(exc)
+
+
+def _error_hint(exc: BaseException, destination: Path) -> str:
+    if is_disk_full(exc, destination):
+        return ""
+    return "check that the data directory and the backup directory are readable and writable by this user"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
