@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
+import inspect
 import shutil
 import time
 from collections import Counter
@@ -42,20 +42,22 @@ from sqlalchemy.engine import make_url
 import hardmail
 from hardmail.config.schema import Config
 from hardmail.core.diskfull import is_disk_full
-from hardmail.delivery.durable import fsync_dir, make_private_dir, remove_quietly, write_durably
+from hardmail.delivery.durable import fsync_dir, make_private_dir, remove_quietly
 from hardmail.mailbox.files import DIRTY_NS, served_size, split_name
 from hardmail.ops.backup.archive import ArchiveError, encrypt_file, parse_recipients, sha256_file
 from hardmail.ops.backup.catalog import (
+    DEFAULT_DESTINATION_NAME,
     ArchiveRecord,
     BackupError,
     Parent,
     VerifyStatus,
+    load_manifest_copy,
     locked_destination,
     make_destination,
     newest_parent,
+    record_attempt,
     save_manifest_copy,
     sidecar_path,
-    state_dir,
     work_dir,
     write_record,
 )
@@ -116,6 +118,7 @@ class BackupResult:
     archive_path: Path
     manifest: Manifest
     seconds: float
+    verify_skipped: str = ""  # why verification (asked for) was not made; record.verify is then None
 
 
 async def create_backup(config: Config, request: BackupRequest,
@@ -174,6 +177,7 @@ class _Plan:
     destination: Path
     notes: Counter[str] = field(default_factory=Counter)
     manifest_json: bytes = b""
+    verify_skipped: str = ""  # why a verification that was asked for was not made
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -220,7 +224,7 @@ class _Job:
                 raise
             finally:
                 shutil.rmtree(plan.work_dir, ignore_errors=True)
-        return BackupResult(record, final, manifest, time.monotonic() - self.started)
+        return BackupResult(record, final, manifest, time.monotonic() - self.started, plan.verify_skipped)
 
     def _plan(self) -> _Plan:
         at = utc_now()
@@ -274,19 +278,39 @@ class _Job:
     # --- verifying, encrypting, recording --------------------------------------------------
 
     async def _verify(self, plan: _Plan) -> VerifyStatus | None:
+        """Verify the plaintext archive; None (and ``plan.verify_skipped``) when it cannot be."""
         if not self.request.verify:
             return None
         verify = _verify_module()
         if verify is None:
-            plan.notes["verify_unavailable"] = 1
+            plan.verify_skipped = "the verification module is not installed"
+            return None
+        options = self._verify_options(verify, plan)
+        if options is None:
             return None
         self.progress.start("verify", plan.plain_path.stat().st_size)
         try:
-            report = await asyncio.to_thread(verify.verify_archive, plan.plain_path, (), self._verify_progress)
+            report = await asyncio.to_thread(verify.verify_archive, plan.plain_path, (), self._verify_progress,
+                                             **options)
         except (ArchiveError, BackupError, OSError) as exc:
             return VerifyStatus(False, utc_now().isoformat(), (str(exc),))
         self.progress.finish()
         return VerifyStatus(bool(report.ok), utc_now().isoformat(), tuple(str(f) for f in report.failures))
+
+    def _verify_options(self, verify: Any, plan: _Plan) -> dict[str, Any] | None:
+        """An incremental archive is verified with its chain. Earlier archives that are encrypted
+        cannot be read without the private key, which the server never has: their manifest copies
+        are passed instead when ``verify_archive`` takes them (``manifests=``), else the archive
+        is left unverified (never counted as failed for want of a key)."""
+        earlier = plan.parent.paths if plan.parent is not None else []
+        if not any(path.name.endswith(ENCRYPTED_SUFFIX) for path in earlier):
+            return {}
+        if "manifests" in inspect.signature(verify.verify_archive).parameters:
+            copies = {name: load_manifest_copy(self.data_dir, name) for name in plan.chain[:-1]}
+            if all(copies.values()):
+                return {"manifests": copies}
+        plan.verify_skipped = "an earlier archive of its chain is encrypted (verify it with its identity)"
+        return None
 
     def _verify_progress(self, _phase: str, done: int, total: int) -> None:
         self.progress.callback("verify", done, total)
@@ -364,7 +388,7 @@ class _FilePhase:
         return indexed + sum(f.size for f in files if f.kind != MESSAGE and f.load_stat(self.root))
 
     def _excluded(self) -> list[str]:
-        inside = [relative_inside(self.plan.destination, self.data_dir)]
+        inside = [relative_inside(self.plan.destination, self.data_dir), DEFAULT_DESTINATION_NAME]
         database = _sqlite_path(self.config)
         if database is not None:
             rel = relative_inside(database, self.data_dir)
@@ -525,7 +549,7 @@ def _record_success(data_dir: Path, request: BackupRequest, result: BackupResult
     failures = record.verify.failures if record.verify is not None else ()
     error = f"verification of {record.name} failed: {failures[0] if failures else 'unknown'}" \
         if record.verify is not None and not record.verify.ok else ""
-    _record_attempt(data_dir, ok=True, verified=verified, archive=record.name, error=error,
+    record_attempt(data_dir, ok=True, verified=verified, archive=record.name, error=error,
                     full=record.kind == "full")
     log_event("backup.created", name=record.name, kind=record.kind, files=record.file_count,
               bytes=record.archive_size, stored_bytes=record.stored_bytes, seconds=round(result.seconds, 3),
@@ -536,42 +560,8 @@ def _record_success(data_dir: Path, request: BackupRequest, result: BackupResult
 
 def _record_failure(data_dir: Path, request: BackupRequest, error: str, full: bool) -> None:
     with contextlib.suppress(OSError):
-        _record_attempt(data_dir, ok=False, verified=False, archive=None, error=error, full=full)
+        record_attempt(data_dir, ok=False, verified=False, archive=None, error=error, full=full)
     log_event("backup.failed", level="error", reason=request.reason, error=error)
-
-
-def _record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str = "",
-                    full: bool = False) -> None:
-    """``health.record_attempt`` of the schedule part. STUB until it is merged: while
-    ``hardmail.ops.backup.health`` is missing, a minimal ``health.json`` with the spec's fields is
-    written here (lead: drop the fallback at merge)."""
-    try:
-        health = importlib.import_module("hardmail.ops.backup.health")
-    except ModuleNotFoundError as exc:
-        if exc.name != "hardmail.ops.backup.health":
-            raise
-        _stub_record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
-        return
-    health.record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
-
-
-def _stub_record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str,
-                         full: bool) -> None:  # STUB: see _record_attempt
-    directory = state_dir(data_dir)
-    make_private_dir(directory)
-    path = directory / "health.json"
-    try:
-        previous = json.loads(path.read_bytes())
-    except (FileNotFoundError, ValueError):
-        previous = {}
-    now = utc_now().isoformat()
-    result = "failed" if not ok else ("ok" if verified else "unverified")
-    value = {**previous, "last_attempt_at": now, "last_result": result,
-             "last_archive": archive if ok else previous.get("last_archive"), "last_error": error}
-    if result == "ok":
-        value["last_good_backup_at"] = now
-        value["last_full_at"] = now if full else previous.get("last_full_at")
-    write_durably(path, json.dumps(value, indent=1, sort_keys=True).encode(), mode=0o600)
 
 
 def _describe_error(exc: BaseException, destination: Path) -> str:

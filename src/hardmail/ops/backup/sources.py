@@ -1,15 +1,17 @@
-"""What goes into a backup: the files of the data directory (walked once with ``os.scandir``, one
-``lstat`` each), sorted into Maildir message files, outbound spool files and other files; the TLS
+"""What goes into a backup: the files of the data directory (walked once with ``os.scandir``; the
+type of each entry comes from the directory itself, so a full backup needs no ``stat`` before it
+reads a file), sorted into Maildir message files, outbound spool files and other files; the TLS
 files configured outside the data directory; and the identity by which an incremental backup
 recognises a file it already holds.
 
 Never stored (the issue's list): ``incoming/`` and ``run/`` (work in progress and status files),
 ``hardmail.lock``, the SQLite database files ``hardmail.db*`` (the snapshot replaces them),
-``backup-state/``, the backup destination when it is inside the data directory, and ``tmp/`` of
-each Maildir. Also left out: the folder lock files (``hardmail.lock`` of each folder), trash of
-a folder being deleted (``..DELETED-*``), half-written spool files (``.tmp-*``), the configured
-log file when it is inside the data directory (it grows while it is read), anything that is not a
-regular file (symbolic links, sockets; counted), and dot files inside ``cur/``/``new/``.
+``backup-state/``, the backup destination when it is inside the data directory (and the default
+one, ``backups/``, whatever the destination), and ``tmp/`` of each Maildir. Also left out: the
+folder lock files (``hardmail.lock`` of each folder), trash of a folder being deleted
+(``..DELETED-*``), half-written spool files (``.tmp-*``), the configured log file when it is
+inside the data directory (it grows while it is read), anything that is not a regular file
+(symbolic links, sockets; counted), and dot files inside ``cur/``/``new/``.
 
 Layout of the mail (see :mod:`hardmail.delivery.maildir` and :mod:`hardmail.mailbox.names`):
 ``mail/<domain>/<local part>/`` is the account's INBOX (``cur/ new/ tmp/``) and every other folder
