@@ -20,6 +20,7 @@ JSON lines with these corrections, plus ``pg_dump``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 from collections import Counter
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from hardmail.core.diskfull import is_disk_full
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.mailbox import names
 from hardmail.ops.backup.catalog import BackupError
@@ -247,6 +249,8 @@ def sqlite_snapshot(database: Path, copy: Path) -> None:
         finally:
             target.close()
     except sqlite3.DatabaseError as exc:
+        if is_disk_full(exc, copy.parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(copy.parent)) from None
         raise BackupError(f"cannot copy the database {database}: {exc}",
                           "check the database with `hardmail status`; run the backup again") from None
     finally:

@@ -151,3 +151,45 @@ def utc(seconds: float) -> datetime:
 
 def json_lines(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode().splitlines() if line]
+
+
+def indexed_messages(connection: sqlite3.Connection) -> set[tuple[str, str]]:
+    """(folder directory under files/, base name) of every index row of a database copy."""
+    from hardmail.ops.backup.snapshot import IndexView
+
+    view = IndexView()
+    for row in connection.execute("SELECT id, account, name, uidnext, highestmodseq FROM mailbox_folders"):
+        view.add_folder(*row)
+    found = set()
+    for folder_id, name in connection.execute("SELECT folder_id, name FROM mailbox_messages"):
+        found.add((f"files/{view.folders[folder_id].directory}", name))
+    return found
+
+
+def archived_messages(manifest: Manifest) -> set[tuple[str, str]]:
+    """(folder directory, base name) of every message file a manifest lists."""
+    found = set()
+    for entry in manifest.files:
+        folder, _, name = entry.path.rpartition("/")
+        parent, _, sub = folder.rpartition("/")
+        if entry.path.startswith("files/mail/") and sub in ("cur", "new"):
+            found.add((parent, name.partition(":2,")[0]))
+    return found
+
+
+def assert_consistent(manifest: Manifest, connection: sqlite3.Connection) -> None:
+    """What verify checks of the mailbox: every index row has its file, every file its row, and
+    the folder counters and the account usage add up."""
+    assert indexed_messages(connection) == archived_messages(manifest)
+    for folder_id, messages, size, unseen, deleted in connection.execute(
+            "SELECT id, messages, size, unseen, deleted FROM mailbox_folders"):
+        rows = list(connection.execute("SELECT size, flags FROM mailbox_messages WHERE folder_id = ?", (folder_id,)))
+        assert messages == len(rows)
+        assert size == sum(r[0] for r in rows)
+        assert unseen == sum("\\Seen" not in r[1].split() for r in rows)
+        assert deleted == sum("\\Deleted" in r[1].split() for r in rows)
+    for account, used, count in connection.execute("SELECT account, storage_used, messages_used FROM mailbox_accounts"):
+        total = connection.execute(
+            "SELECT COALESCE(SUM(m.size), 0), COUNT(*) FROM mailbox_messages m JOIN mailbox_folders f "
+            "ON f.id = m.folder_id WHERE f.account = ?", (account,)).fetchone()
+        assert (used, count) == tuple(total)
