@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+from rich.text import Text
 
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    console,
     err_console,
     fail,
     load_cli_config,
     print_json,
-    print_table,
     read_only,
     run_async,
     warn,
@@ -170,15 +173,23 @@ def list_archives(
     if json_output:
         print_json([{**record.to_json(), "present": (where / record.archive_file).is_file()} for record in records])
         return
-    rows = [_list_row(where, record) for record in reversed(records)]
-    print_table(f"Backups in {where}", ["archive", "kind", "parent", "chain", "created", "size", "encrypted",
-                                         "verify"], rows)
+    if not records:
+        typer.echo(f"no backups in {where}")
+        return
+    table = Table(title=f"Backups in {where}", title_justify="left")
+    for header in ("archive", "kind", "parent", "created", "size", "encrypted", "verify"):
+        table.add_column(header, no_wrap=True)
+    for record in reversed(records):
+        table.add_row(*(Text(cell) for cell in _list_row(where, record)))
+    # never folded into an unreadable column when written to a file or a pipe
+    (console if console.is_terminal else Console(width=max(console.width, 240))).print(table)
 
 
 def _list_row(directory: Path, record: ArchiveRecord) -> list[str]:
+    """One archive: ``verify`` is ok, failed, unverified, or missing (no archive file next to its record)."""
     status = record.verify_status if (directory / record.archive_file).is_file() else "missing"
-    created = record.created_at.replace("T", " ")[:19]
-    return [record.archive_file, record.kind, record.parent or "-", str(len(record.chain)), created,
+    parent = f"{record.parent} ({len(record.chain) - 1} before)" if record.parent else "-"
+    return [record.name, record.kind, parent, record.created_at.replace("T", " ")[:19],
             human_size(record.archive_size), "yes" if record.encrypted else "no", status]
 
 
