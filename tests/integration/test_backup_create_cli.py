@@ -49,7 +49,8 @@ def site(tmp_path: Path) -> Path:
 
 def hardmail(site: Path, *args: str, config: bool = True) -> subprocess.CompletedProcess[str]:
     extra = ("--config", str(site / "hardmail.toml")) if config else ()
-    return run_cli("backup", *args, *extra, cwd=site, env=cli_env())
+    done: subprocess.CompletedProcess[str] = run_cli("backup", *args, *extra, cwd=site, env=cli_env())
+    return done
 
 
 def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
