@@ -131,13 +131,13 @@ async def create_backup(config: Config, request: BackupRequest,
     try:
         result = await _Job(config, request, progress or _no_progress, started).run()
     except BackupError as exc:
-        _record_failure(data_dir, request, str(exc), full)
+        await asyncio.to_thread(_record_failure, data_dir, request, str(exc), full)
         raise
     except (OSError, ArchiveError) as exc:
         error = _describe_error(exc, request.destination)
-        _record_failure(data_dir, request, error, full)
+        await asyncio.to_thread(_record_failure, data_dir, request, error, full)
         raise BackupError(error, _error_hint(exc, request.destination)) from None
-    _record_success(data_dir, request, result)
+    await asyncio.to_thread(_record_success, data_dir, request, result)
     return result
 
 
@@ -207,12 +207,15 @@ class _Job:
         self.recipients = _checked_recipients(request.recipients)
 
     async def run(self) -> BackupResult:
+        if not self.data_dir.is_dir():
+            raise BackupError(f"there is no data directory at {self.data_dir}",
+                              "pass --data-dir or set server.data_dir to the server's data directory")
         if self.destination == self.data_dir:
             raise BackupError("the backup destination cannot be the data directory itself",
                               "name a directory of its own (the default is <data_dir>/backups)")
         make_destination(self.destination)
         with locked_destination(self.destination):
-            plan = self._plan()
+            plan = await asyncio.to_thread(self._plan)  # reads the parent's manifest: off the event loop
             make_private_dir(plan.work_dir)
             try:
                 manifest = await self._write_archive(plan)
@@ -247,13 +250,13 @@ class _Job:
             await database.start_dump()
             writer = await asyncio.to_thread(FastArchiveWriter, plan.plain_path)
             try:
-                files = _FilePhase(self, plan, writer, view, adopt_before_ns)
+                files = await asyncio.to_thread(_FilePhase, self, plan, writer, view, adopt_before_ns)
                 await asyncio.to_thread(files.run)
-                corrections = compute_corrections(view, files.outcome)
+                corrections = await asyncio.to_thread(compute_corrections, view, files.outcome)
                 entries = files.entries + await asyncio.to_thread(files.add_config_and_external)
                 entries += await database.store(writer, corrections, plan.notes)
-                manifest = self._manifest(plan, entries, view, database.info(),
-                                          files.notes + Counter(corrections.notes()))
+                manifest = await asyncio.to_thread(self._manifest, plan, entries, view, database.info(),
+                                                   files.notes + Counter(corrections.notes()))
                 plan.manifest_json = await asyncio.to_thread(_finish_writer, writer, manifest)
             except BaseException:
                 await asyncio.to_thread(writer.abort)

