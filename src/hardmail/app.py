@@ -25,6 +25,7 @@ from hardmail.delivery.runner import DeliveryRunner
 from hardmail.mailbox import ChangeNotifier, MailboxStore
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
+from hardmail.server.backup_scheduler import BackupScheduler
 from hardmail.server.context import ServerContext
 from hardmail.server.listener import BoundAddress, Listeners, served_kinds, warn_unserved
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
@@ -199,6 +200,7 @@ class RunningServer:
     context: ServerContext
     listeners: Listeners
     runner: DeliveryRunner | None = None
+    backups: BackupScheduler | None = None
 
     @property
     def bound(self) -> list[BoundAddress]:
@@ -209,6 +211,8 @@ class RunningServer:
         return found.host, found.port
 
     async def stop(self) -> None:
+        if self.backups is not None:
+            await self.backups.stop()  # first: a backup child is stopped, not orphaned
         await self.listeners.stop()
         if self.runner is not None:
             await self.runner.stop()
@@ -246,7 +250,16 @@ async def start_server(config: Config, sockets: list[ListeningSocket] | None = N
     log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir),
               worker=worker)
     runner = await _start_runner(config, context) if not worker else None
-    return RunningServer(context, listeners, runner)
+    return RunningServer(context, listeners, runner, await _start_backups(config) if not worker else None)
+
+
+async def _start_backups(config: Config) -> BackupScheduler | None:
+    """Scheduled backups, in the one process that also runs the queue (docs/backup.md)."""
+    if not config.backup.enabled:
+        return None
+    scheduler = BackupScheduler(config, clock=SystemClock())
+    await scheduler.start()
+    return scheduler
 
 
 async def _start_runner(config: Config, context: ServerContext) -> DeliveryRunner | None:

@@ -8,10 +8,13 @@ Static settings (listeners, TLS, limits, storage) live here and in ``hardmail.to
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hardmail.ops.backup.schedule import parse_schedule, resolve_timezone
 
 
 class Section(BaseModel):
@@ -355,6 +358,63 @@ class Pop3Section(Section):
     allow_plaintext_login: bool = Field(False, description="Allow USER/PASS and AUTH before STLS on the pop3 listener (passwords in the clear; only for trusted networks).")
 
 
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")  # bech32: "age1" and 58 lower-case characters
+
+
+class BackupSection(Section):
+    """Scheduled backups made by the server (docs/backup.md, "Scheduled backups")."""
+
+    enabled: bool = Field(True, description="Take backups on the schedule below, in one process of the server (each in a child process, so that it never slows mail down). Off: no scheduled backups, a warning at start.")
+    schedule: str = Field("03:00", description='When: "HH:MM" (daily at that local time), a comma-separated list of times ("03:00, 15:00"), "hourly", "every Nh" (N dividing 24, from midnight) or "every Nm" (15, 20 or 30). A time skipped by a daylight-saving change runs at the change; one that happens twice runs once. A backup missed while the server was down runs a few minutes after start when the last good one is older than one period.')
+    timezone: str = Field("", description='Time zone of the schedule and of the retention days: an IANA name such as "Europe/Berlin"; empty: the system\'s zone.')
+    destination: Path | None = Field(None, description="Directory of the archives; unset or empty: data_dir/backups. Put it on another disk (or copy the archives off the machine) so that one failure cannot take the mail and its backups.")
+    recipients: list[str] = Field([], description="age public keys (age1...) or absolute paths of files of them (one per line, # comments) that scheduled archives are encrypted to (`hardmail backup keygen` makes a key pair); empty: not encrypted.")
+    full_every_days: int = Field(7, ge=0, description="Scheduled backups are incremental (only files that are new since the previous archive) until the newest full one is this many days old; then a full one. 0: every scheduled backup is full.")
+    keep_daily: int = Field(7, ge=0, description="Retention: keep the newest archive of each of the last this many days that have archives.")
+    keep_weekly: int = Field(4, ge=0, description="Retention: keep the newest archive of each of the last this many ISO weeks that have archives.")
+    keep_monthly: int = Field(6, ge=0, description="Retention: keep the newest archive of each of the last this many months that have archives. Archives that a kept one's chain needs, and the newest good one, are never deleted.")
+    verify: bool = Field(True, description="Verify each new archive (every hash, the database copy, index against files); an archive that is not verified does not count as a good backup.")
+    before_upgrade: bool = Field(True, description="Take a full backup before the server applies a database schema upgrade (`hardmail upgrade` and `hardmail serve`).")
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        if value.strip():
+            resolve_timezone(value)
+        return value.strip()
+
+    @field_validator("destination", mode="before")
+    @classmethod
+    def _empty_destination_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _one_recipient_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("recipients")
+    @classmethod
+    def _check_recipients(cls, values: list[str]) -> list[str]:
+        checked = []
+        for value in (item.strip() for item in values):
+            if value.startswith("age1"):
+                if not _AGE_RECIPIENT.fullmatch(value):
+                    raise ValueError(f"{value[:12]!r}... is not an age public key (age1 and 58 more characters, "
+                                     "as `hardmail backup keygen` prints)")
+            elif not Path(value).expanduser().is_absolute():
+                raise ValueError(f"{value!r} is neither an age public key (age1...) nor an absolute path of a "
+                                 "file of them")
+            checked.append(value if value.startswith("age1") else str(Path(value).expanduser()))
+        return checked
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     listen: ListenSection = ListenSection()
@@ -375,6 +435,7 @@ class Config(Section):
     mailbox: MailboxSection = MailboxSection()
     imap: ImapSection = ImapSection()
     pop3: Pop3Section = Pop3Section()
+    backup: BackupSection = BackupSection()
 
     @property
     def data_dir(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 
 from hardmail.config.schema import Config, parse_host_port
 from hardmail.ops.logfile import loose_modes
@@ -32,7 +33,37 @@ def insecure_warnings(cfg: Config) -> list[str]:
         *_slow_session_check(cfg),
         *_unfair_hash_pool(cfg),
         *_cap_below_message_size(cfg),
+        *_backups(cfg),
     ]
+
+
+def _backups(cfg: Config) -> Iterator[str]:
+    backup = cfg.backup
+    if not backup.enabled:
+        yield (
+            "backup.enabled is false: the server takes no scheduled backups, so a failed disk or a "
+            "mistaken command can lose every mailbox; turn it on, or run `hardmail backup create` "
+            "from cron and watch its result."
+        )
+        return
+    if not backup.verify:
+        yield (
+            "backup.verify is false: scheduled archives are not verified, so a damaged one goes "
+            "unnoticed and none counts as a good backup (last_good_backup_at stays unset); set it to true."
+        )
+    destination = backup.destination
+    if destination is not None and not backup.recipients and not _inside(destination, cfg.data_dir):
+        yield (
+            f"backup.destination {destination} is outside the data directory and backup.recipients is "
+            "empty: scheduled archives there are not encrypted, so anyone who can read that disk or "
+            "copy reads every message, password hash and key; add an age public key to "
+            "backup.recipients (`hardmail backup keygen` makes one)."
+        )
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    resolved, base = path.expanduser().resolve(), directory.expanduser().resolve()
+    return resolved == base or resolved.is_relative_to(base)
 
 
 def _slow_session_check(cfg: Config) -> Iterator[str]:

@@ -68,11 +68,17 @@ class MailboxBase:
             raise FolderError("no such folder")
         return canonical, found
 
-    async def new_folder(self, account: str, name: str, special_use: str | None) -> FolderRow:
-        """Create the directories (if missing) and the index row; None-safe against a race."""
+    async def new_folder(self, account: str, name: str, special_use: str | None, *,
+                         uidvalidity: int | None = None) -> FolderRow:
+        """Create the directories (if missing) and the index row; None-safe against a race.
+        ``uidvalidity``: a restore re-creating the folder with its archived UIDs asks for the
+        archived value (given unless another folder of the account holds it)."""
         directory = self.folder_dir(account, name)
         await asyncio.to_thread(files.ensure_folder, directory)
         try:
+            if uidvalidity is not None:
+                return await self.index.create_folder(account, name, special_use, uidvalidity, NO_STAMP,
+                                                      reuse_uidvalidity=True)
             return await self.index.create_folder(account, name, special_use, int(self.clock.now()), NO_STAMP)
         except Exception as exc:
             found = await self.index.get_folder(account, name)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,11 +54,12 @@ from hardmail.mailbox.types import (
     Quota,
     QuotaExceeded,
     ReindexReport,
+    RestoredMessage,
     StoreResult,
 )
 from hardmail.mime.structure import crlf
 from hardmail.store.ports import NotFound
-from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow, MessageRecord
+from hardmail.store.ports_mailbox import FlagUpdate, FolderChange, FolderRow, MessageRecord, NewMessage
 
 StoreMode = Literal["add", "remove", "set"]
 __all__ = ["SPECIAL_USE_DEFAULTS", "MailboxStore", "StoreMode"]
@@ -230,6 +232,42 @@ class MailboxStore(FolderOps):
                 await asyncio.to_thread(files.remove_new, directory, [new])
                 raise
         return AppendResult(result.folder.uidvalidity, result.uids[0])
+
+    async def append_restored(self, account: str, name: str, messages: Sequence[RestoredMessage], *,
+                              uidnext_at_least: int = 0, modseq_at_least: int = 0) -> list[int]:
+        """A restore's APPEND of several messages in one commit; each file is written as
+        :meth:`append` writes it (tmp/, fsync, cur/, fsync cur/) with its flags and INTERNALDATE.
+        The quota is not checked (an admin restores on purpose); a message's ``uid`` is kept when
+        it is at or above UIDNEXT (RFC 9051 2.3.1.1), else it gets a new one; UIDNEXT and the MODSEQ
+        are raised to the floors given. Returns the UIDs given, in order."""
+        canonical, row = await self.row(account, name)
+        directory = self.folder_dir(account, canonical)
+        async with self.locked(directory):
+            known = await self._keywords(row.id, messages)
+            before = await asyncio.to_thread(files.stamp, directory)
+            written: list[NewMessage] = []
+            try:
+                for message in messages:
+                    flags = spell_like(clean_flags(message.flags), known)
+                    new = await asyncio.to_thread(files.write_message, directory, self.names, message.data, flags,
+                                                  message.internaldate)
+                    written.append(dataclasses.replace(new, size=_crlf_size(message.data), uid=message.uid))
+                after = await asyncio.to_thread(files.stamp, directory)
+                change = FolderChange(added=written, stamp_before=before, uidnext_at_least=uidnext_at_least,
+                                      modseq_at_least=modseq_at_least,
+                                      stamp_after=files.own_stamp(before, after, touched_new=False))
+                [result] = await self.apply(account, [(row, change)])
+            except BaseException:
+                await asyncio.to_thread(files.remove_new, directory, written)
+                raise
+        return result.uids
+
+    async def _keywords(self, folder_id: int, messages: Sequence[RestoredMessage]) -> list[str]:
+        """The keywords already used in the folder, when ``messages`` have any (their spelling wins)."""
+        if not any(has_keywords(message.flags) for message in messages):
+            return []
+        entries = await self.index.sync_entries(folder_id)
+        return [flag for e in entries for flag in e.flags if not flag.startswith("\\")]
 
     async def _spelled(self, folder_id: int, flags: frozenset[str]) -> frozenset[str]:
         """Keywords in the spelling already used in the folder (RFC 9051 2.3.2: case-insensitive)."""
@@ -422,6 +460,11 @@ class MailboxStore(FolderOps):
             return 0
         _, result = await self._sync_row(row.account, row, full=False)
         return int(result is not None)
+
+
+def _crlf_size(data: bytes) -> int:
+    """The size of ``data`` as served: every bare LF counted as CRLF (RFC 9051 2.2)."""
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
 def _read_crlf(path: Path) -> bytes:

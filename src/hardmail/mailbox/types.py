@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hardmail.store.ports_mailbox import MessageRecord
 
 __all__ = [
     "AppendResult", "Changes", "CopyResult", "FolderError", "FolderInfo", "FolderSnapshot",
-    "MessageRecord", "Quota", "QuotaExceeded", "ReindexReport", "StoreResult",
+    "MessageRecord", "Quota", "QuotaExceeded", "ReindexReport", "RestoredMessage", "StoreResult",
 ]
 
 
@@ -82,3 +83,14 @@ class ReindexReport:
     added: int = 0  # files without an index entry, now indexed with new UIDs
     removed: int = 0  # index entries without a file, now expunged
     renamed: int = 0  # files whose flags were changed behind our back (flags taken from the file)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredMessage:
+    """A message a restore puts back (``MailboxStore.append_restored``): its bytes as archived,
+    its flags and keywords, its INTERNALDATE, and the UID it had (kept when it cannot collide)."""
+
+    data: bytes = field(repr=False)
+    flags: frozenset[str]
+    internaldate: datetime
+    uid: int | None = None

@@ -79,6 +79,7 @@ class NewMessage:
     internaldate: datetime
     size: int
     in_new: bool = False
+    uid: int | None = None  # a UID asked for (a restore): given when at or above UIDNEXT, else a new one
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,11 @@ class FolderChange:
     force_stamp: bool = False
     check_quota: bool = False  # raise OverQuota when ``added`` takes the account over its limits
     moved_in_new: Sequence[str] = field(default=())  # base names now in cur/ (no flag change)
+    # a restore re-creating a folder as it was: UIDNEXT and the change's MODSEQ (HIGHESTMODSEQ, when
+    # nothing else changes) at least these, so that no UID or MODSEQ the archived folder had handed
+    # out to clients is handed out again
+    uidnext_at_least: int = 0
+    modseq_at_least: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +141,11 @@ class MailboxChange:
 
 class MailboxIndex(Protocol):
     async def create_folder(self, account: str, name: str, special_use: str | None, uidvalidity: int,
-                            stamp: DirStamp) -> FolderRow:
+                            stamp: DirStamp, *, reuse_uidvalidity: bool = False) -> FolderRow:
         """Raises AlreadyExists. UIDVALIDITY is ``uidvalidity`` or, when the account already used a
-        value that high, the next unused one (a re-created name never repeats a UIDVALIDITY)."""
+        value that high, the next unused one (a re-created name never repeats a UIDVALIDITY).
+        ``reuse_uidvalidity`` (a restore re-creating a folder with its archived UIDs): ``uidvalidity``
+        as given unless a folder of the account holds it now."""
         ...
 
     async def get_folder(self, account: str, name: str) -> FolderRow | None: ...

@@ -150,11 +150,28 @@ def iter_members(archive: Path, identities: Sequence[Path] = ()) -> Iterator[tup
                             continue
                         extracted = tar.extractfile(info)
                         assert extracted is not None
-                        yield info, extracted
+                        yield info, _GuardedStream(extracted, archive.name)  # type: ignore[misc]
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
             raise ArchiveError(f"the archive {archive.name} is damaged or truncated ({_one_line(exc)})") from None
         except FileNotFoundError:
             raise ArchiveError(f"the archive {archive} does not exist") from None
+
+
+class _GuardedStream:
+    """A member's stream whose read errors (damage met while the caller reads) are ArchiveError."""
+
+    def __init__(self, stream: IO[bytes], archive_name: str) -> None:
+        self._stream = stream
+        self._archive_name = archive_name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+            raise ArchiveError(f"the archive {self._archive_name} is damaged or truncated ({_one_line(exc)})") from None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def copy_member(stream: IO[bytes], target: IO[bytes], on_bytes: BytesCallback | None = None) -> tuple[int, str]:

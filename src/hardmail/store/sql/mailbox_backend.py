@@ -139,15 +139,19 @@ class SqlMailboxIndex:
     # folders
 
     async def create_folder(self, account: str, name: str, special_use: str | None, uidvalidity: int,
-                            stamp: DirStamp) -> FolderRow:
+                            stamp: DirStamp, *, reuse_uidvalidity: bool = False) -> FolderRow:
         try:
             async with self._writer.begin() as conn:
                 last = await _lock_account(conn, account)
                 if await _folder_id(conn, account, name) is not None:
                     raise AlreadyExists("folder exists")
-                value = max(uidvalidity, last + 1) % 2**32 or 1
+                if reuse_uidvalidity and 0 < uidvalidity < 2**32 and not await _uidvalidity_used(
+                        conn, account, uidvalidity):
+                    value = uidvalidity
+                else:
+                    value = max(uidvalidity, last + 1) % 2**32 or 1
                 await conn.execute(update(accounts_t).where(accounts_t.c.account == account)
-                                   .values(last_uidvalidity=value))
+                                   .values(last_uidvalidity=max(value, last)))
                 await conn.execute(insert(folders_t).values(
                     account=account, name=name, special_use=special_use, uidvalidity=value, uidnext=1,
                     highestmodseq=1, messages=0, size=0, unseen=0, deleted=0, first_recent_uid=1,
@@ -303,18 +307,21 @@ class SqlMailboxIndex:
         if locked is None:
             raise NotFound("no such folder")
         row = _folder_row(locked)
-        modseq, counters = row.highestmodseq + 1, _Counters()
+        modseq, counters = max(row.highestmodseq + 1, change.modseq_at_least), _Counters()
         uids = await _add(conn, row, modseq, change, counters)
         await _update(conn, folder_id, modseq, change, counters)
         await _remove(conn, folder_id, modseq, change.removed, counters)
         values: dict[str, Any] = {
-            "uidnext": row.uidnext + counters.uids_used, "messages": row.messages + counters.messages,
+            "uidnext": max(row.uidnext + counters.uids_used, change.uidnext_at_least),
+            "messages": row.messages + counters.messages,
             "size": row.size + counters.size, "unseen": row.unseen + counters.unseen,
             "deleted": row.deleted + counters.deleted,
         }
         if counters.changed:
             values["highestmodseq"] = modseq
             await self._record(conn, row.account, row.name)
+        elif change.modseq_at_least > row.highestmodseq:  # a restored folder without messages
+            values["highestmodseq"] = change.modseq_at_least
         values.update(_stamp_values(row.stamp, change))
         updated = (await conn.execute(update(folders_t).where(folders_t.c.id == folder_id).values(**values)
                                       .returning(*folders_t.c))).one()
@@ -438,6 +445,12 @@ async def _folder_id(conn: AsyncConnection, account: str, name: str) -> int | No
     return None if found is None else int(found)
 
 
+async def _uidvalidity_used(conn: AsyncConnection, account: str, uidvalidity: int) -> bool:
+    found = await conn.scalar(select(folders_t.c.id).where(
+        and_(folders_t.c.account == account, folders_t.c.uidvalidity == uidvalidity)).limit(1))
+    return found is not None
+
+
 async def _lock_account(conn: AsyncConnection, account: str) -> int:
     """Create the account's usage row when missing and lock it; returns its last UIDVALIDITY."""
     locked = await conn.scalar(update(accounts_t).where(accounts_t.c.account == account)
@@ -484,8 +497,11 @@ async def _add(conn: AsyncConnection, row: FolderRow, modseq: int, change: Folde
         if message.name in known:
             uids.append(known[message.name])
             continue
-        uid = known[message.name] = row.uidnext + counters.uids_used
-        counters.uids_used += 1
+        uid = row.uidnext + counters.uids_used
+        if message.uid is not None and uid <= message.uid < 2**32:  # RFC 9051 2.3.1.1: UIDs only ascend
+            uid = message.uid
+        known[message.name] = uid
+        counters.uids_used = uid - row.uidnext + 1
         counters.count(message.flags, message.size, +1)
         uids.append(uid)
         rows.append({"folder_id": row.id, "uid": uid, "name": message.name, "flags": flags_text(message.flags),

@@ -1,0 +1,507 @@
+"""Restoring archives: finding the archives of a chain, writing the files of a manifest out of
+whichever archive of the chain holds them (each hash-checked while it is written, with its mode
+and time, fsync'd, in 0700 directories), and the full restore of a data directory.
+
+A full restore (:func:`restore_full`) writes into an empty or new directory only; with ``force``
+the old contents are moved aside to ``<DIR>.before-restore-<time>`` (never deleted), and only
+when no server holds the directory's lock. ``files/X`` goes to ``DIR/X``, the configuration to
+``DIR/hardmail.toml`` (``server.data_dir`` rewritten to DIR), TLS files kept outside the old data
+directory to ``DIR/restored-external/``. The database is then made usable at the newest schema
+(:mod:`hardmail.ops.backup.restore_database`). A failed restore removes what it wrote.
+
+The target archive is read once: its members are staged inside the restore directory while the
+stream is read (the manifest comes last), then moved into place once the manifest is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import zstandard
+
+from hardmail.delivery.durable import fsync_dir, make_private_dir
+from hardmail.ops.backup import restore_config, restore_database
+from hardmail.ops.backup.archive import ArchiveError, copy_member, iter_members
+from hardmail.ops.backup.manifest import (
+    ARCHIVE_SUFFIX,
+    ENCRYPTED_SUFFIX,
+    MANIFEST_MEMBER,
+    FileEntry,
+    Manifest,
+    ManifestError,
+)
+from hardmail.ops.log import log_event
+from hardmail.ops.runstate import lock_holder
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase, done_bytes, total_bytes); total 0: unknown
+Placement = Callable[[FileEntry], Path | None]
+MAX_MANIFEST_BYTES = 1 << 30
+_TOP_LEVELS = frozenset({"files", "config", "external", "database"})
+EXTERNAL_DIR = "restored-external"
+CONFIG_NAME = "hardmail.toml"
+DATABASE_NAME = "hardmail.db"
+_STAGING_PREFIX = ".hardmail-restore-"
+
+
+class RestoreError(Exception):
+    """A restore that cannot go on; ``str()`` is one line for an admin (never a secret)."""
+
+
+# --- finding archives ------------------------------------------------------------------------
+
+def find_archive(directory: Path, name: str) -> Path | None:
+    """The file of archive ``name`` in ``directory`` (``.tar.zst.age`` before ``.tar.zst``)."""
+    for suffix in (ENCRYPTED_SUFFIX, ARCHIVE_SUFFIX):
+        candidate = directory / (name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def chain_files(archive: Path, manifest: Manifest) -> dict[str, Path]:
+    """name → file of every archive of ``manifest``'s chain (the archive itself included), from
+    the archive's directory; RestoreError naming the first one that is missing."""
+    found = {manifest.name: archive}
+    for name in manifest.chain[:-1]:
+        path = find_archive(archive.parent, name)
+        if path is None:
+            raise RestoreError(f"archive {name} of the chain of {manifest.name} is missing from {archive.parent} "
+                               f"(expected {name}{ARCHIVE_SUFFIX} or {name}{ENCRYPTED_SUFFIX})")
+        found[name] = path
+    return found
+
+
+@contextlib.contextmanager
+def damage_reported(archive: Path) -> Iterator[None]:
+    """Errors met while a member's stream is read (outside :func:`iter_members`' own frame) as
+    the ArchiveError iter_members raises for the same damage."""
+    try:
+        yield
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArchiveError(f"the archive {archive.name} is damaged or truncated ({reason})") from None
+
+
+def check_member_name(name: str) -> PurePosixPath:
+    """A member or manifest path as a relative path under one of the archive's top-level
+    directories; RestoreError for anything that could reach outside the restore directory."""
+    path = PurePosixPath(name)
+    if (not name or "\x00" in name or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts)
+            or path.parts[0] not in _TOP_LEVELS or len(path.parts) < 2 or name != str(path)):
+        raise RestoreError(f"the archive names an unsafe path {name[:200]!r}; it was not written by hardmail "
+                           "or is damaged")
+    return path
+
+
+def read_manifest(data: bytes, archive: Path) -> Manifest:
+    try:
+        return Manifest.from_json(data)
+    except ManifestError as exc:
+        raise RestoreError(f"{archive.name}: {exc}") from None
+
+
+# --- writing files ---------------------------------------------------------------------------
+
+@dataclass
+class _Staged:
+    path: Path
+    size: int
+    sha256: str
+
+
+@dataclass
+class _Writer:
+    """Writes files durably and counts them; remembers the directories to fsync at the end."""
+
+    progress: ProgressCallback | None
+    phase: str = "restore"
+    done: int = 0
+    total: int = 0
+    files: int = 0
+    written: int = 0
+    directories: set[Path] = field(default_factory=set)
+
+    def on_bytes(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.phase, self.done, self.total)
+
+    def directory(self, path: Path) -> None:
+        make_private_dir(path)
+        self.directories.add(path)
+
+    def stage(self, stream: IO[bytes], target: Path) -> _Staged:
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "wb") as out:
+            size, sha = copy_member(stream, out, self.on_bytes)
+        return _Staged(target, size, sha)
+
+    def write(self, stream: IO[bytes], entry: FileEntry, target: Path) -> None:
+        """``stream`` into ``target`` (new), checked against ``entry``, with its mode and time."""
+        self.directory(target.parent)
+        try:
+            staged = self.stage(stream, target)
+            check_bytes(entry, staged.size, staged.sha256)
+            self.settle(target, entry)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise
+
+    def place(self, staged: _Staged, entry: FileEntry, target: Path, copy: bool) -> None:
+        """Move (or, for a member that serves several entries, copy) a staged file into place."""
+        check_bytes(entry, staged.size, staged.sha256)
+        self.directory(target.parent)
+        if copy:
+            shutil.copyfile(staged.path, target)
+        else:
+            os.rename(staged.path, target)
+        self.settle(target, entry)
+
+    def settle(self, target: Path, entry: FileEntry) -> None:
+        fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, entry.mode & 0o7777)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.files += 1
+        self.written += entry.size
+
+    def sync_directories(self) -> None:
+        for directory in sorted(self.directories, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(directory)
+
+
+def check_bytes(entry: FileEntry, size: int, sha256: str) -> None:
+    if size != entry.size:
+        raise RestoreError(f"{entry.path}: {size} bytes in archive {entry.archive}, the manifest says {entry.size}; "
+                           "the archive is damaged (`hardmail backup verify` lists every problem)")
+    if sha256 != entry.sha256:
+        raise RestoreError(f"{entry.path}: SHA-256 differs from the manifest; archive {entry.archive} is damaged "
+                           "(`hardmail backup verify` lists every problem)")
+
+
+# --- extracting a chain ----------------------------------------------------------------------
+
+def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
+                  select: Callable[[FileEntry], bool] = lambda entry: True,
+                  progress: ProgressCallback | None = None, *, place: Placement | None = None,
+                  on_manifest: Callable[[Manifest], None] | None = None,
+                  manifest: Manifest | None = None) -> Manifest:
+    """Write every selected manifest entry (``files/``, ``config/``, ``external/`` and the
+    database members) to ``into/<entry.path>`` (or where ``place`` says; None skips it), from
+    whichever archive of the chain holds it, hash-checked. ``on_manifest`` may refuse the
+    archive (raise) once its manifest is read, before any file is placed. ``manifest``: the
+    archive's manifest when the caller has read it already (:func:`read_archive_manifest`);
+    then only the members selected are read, not staged. Raises RestoreError."""
+    into = into.absolute()
+    make_private_dir(into)
+    where: Placement = place or (lambda entry: into / check_member_name(entry.path))
+    writer = _Writer(progress, phase=f"reading {archive.name}", total=stored_bytes_hint(archive))
+    staging = into / f"{_STAGING_PREFIX}{secrets.token_hex(6)}"
+    staging.mkdir(mode=0o700)
+    try:
+        staged = None
+        if manifest is None:
+            manifest, staged = _stage_archive(archive, identities, staging, writer)
+        if on_manifest is not None:
+            on_manifest(manifest)
+        wanted = _wanted(manifest, select, where)
+        _refuse_foreign(manifest, wanted)
+        writer.total = sum(entry.size for entry, _ in wanted)
+        writer.done = 0
+        if staged is not None:
+            writer.done = sum(entry.size for entry, _ in wanted if entry.archive == manifest.name)
+            _place_staged(manifest, wanted, staged, writer)
+        files = chain_files(archive, manifest)
+        for name in manifest.chain:
+            held = [(entry, target) for entry, target in wanted if entry.archive == name]
+            if held and not (staged is not None and name == manifest.name):
+                writer.phase = f"reading {files[name].name}"
+                _extract_from(files[name], identities, held, writer)
+        writer.sync_directories()
+    except ArchiveError as exc:
+        raise RestoreError(str(exc)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def read_archive_manifest(archive: Path, identities: Sequence[Path] = ()) -> Manifest:
+    """The manifest of ``archive`` (read through to its last member). Raises RestoreError."""
+    found: bytes | None = None
+    try:
+        with damage_reported(archive):
+            for info, stream in iter_members(archive, identities):
+                if info.name == MANIFEST_MEMBER:
+                    found = stream.read(MAX_MANIFEST_BYTES)
+    except ArchiveError as exc:
+        raise RestoreError(str(exc)) from None
+    if found is None:
+        raise RestoreError(f"{archive.name} has no {MANIFEST_MEMBER}: the archive is truncated")
+    return read_manifest(found, archive)
+
+
+def _wanted(manifest: Manifest, select: Callable[[FileEntry], bool], where: Placement) -> list[tuple[FileEntry, Path]]:
+    wanted, seen = [], set()
+    for entry in manifest.files:
+        check_member_name(entry.path)
+        check_member_name(entry.member)
+        if entry.path in seen:
+            raise RestoreError(f"the manifest of {manifest.name} lists {entry.path} twice; the archive is damaged")
+        seen.add(entry.path)
+        if select(entry) and (target := where(entry)) is not None:
+            wanted.append((entry, target))
+    return wanted
+
+
+def _stage_archive(archive: Path, identities: Sequence[Path], staging: Path,
+                   writer: _Writer) -> tuple[Manifest, dict[str, _Staged]]:
+    """Read the whole archive once: every member into ``staging``, then the manifest."""
+    staged: dict[str, _Staged] = {}
+    manifest_data: bytes | None = None
+    with damage_reported(archive):
+        for info, stream in iter_members(archive, identities):
+            _stage_member(archive, info.name, stream, staged, staging, writer, manifest_data is not None)
+            if info.name == MANIFEST_MEMBER:
+                manifest_data = stream.read(MAX_MANIFEST_BYTES)
+    if manifest_data is None:
+        raise RestoreError(f"{archive.name} has no {MANIFEST_MEMBER}: the archive is truncated (an interrupted "
+                           "copy or backup?)")
+    return read_manifest(manifest_data, archive), staged
+
+
+def _stage_member(archive: Path, name: str, stream: IO[bytes], staged: dict[str, _Staged], staging: Path,
+                  writer: _Writer, after_manifest: bool) -> None:
+    if after_manifest:
+        raise RestoreError(f"{archive.name}: member {name[:200]!r} after {MANIFEST_MEMBER}; the archive "
+                           "was not written by hardmail")
+    if name == MANIFEST_MEMBER:
+        return
+    check_member_name(name)
+    if name in staged:
+        raise RestoreError(f"{archive.name}: member {name} appears twice; the archive is damaged")
+    staged[name] = writer.stage(stream, staging / str(len(staged)))
+
+
+def _place_staged(manifest: Manifest, wanted: list[tuple[FileEntry, Path]], staged: dict[str, _Staged],
+                  writer: _Writer) -> None:
+    held = [(entry, target) for entry, target in wanted if entry.archive == manifest.name]
+    uses: dict[str, int] = {}
+    for entry, _ in held:
+        uses[entry.member] = uses.get(entry.member, 0) + 1
+    for entry, target in held:
+        found = staged.get(entry.member)
+        if found is None:
+            raise RestoreError(f"{entry.path}: missing from archive {manifest.name}; the archive is damaged")
+        uses[entry.member] -= 1
+        writer.place(found, entry, target, copy=uses[entry.member] > 0)
+
+
+def _extract_from(archive: Path, identities: Sequence[Path], held: list[tuple[FileEntry, Path]],
+                  writer: _Writer) -> None:
+    """Write the entries ``held`` by ``archive`` (an earlier archive of the chain)."""
+    by_member: dict[str, list[tuple[FileEntry, Path]]] = {}
+    for entry, target in held:
+        by_member.setdefault(entry.member, []).append((entry, target))
+    with damage_reported(archive):
+        for info, stream in iter_members(archive, identities):
+            targets = by_member.pop(info.name, None)
+            if not targets:
+                continue
+            first_entry, first_target = targets[0]
+            writer.write(stream, first_entry, first_target)
+            for entry, target in targets[1:]:
+                writer.directory(target.parent)
+                shutil.copyfile(first_target, target)
+                writer.settle(target, entry)
+    if by_member:
+        entry = next(iter(by_member.values()))[0][0]
+        raise RestoreError(f"{entry.path}: missing from archive {entry.archive} (member {entry.member}); "
+                           "that archive is damaged or is not the one the manifest names")
+
+
+def _refuse_foreign(manifest: Manifest, wanted: list[tuple[FileEntry, Path]]) -> None:
+    chain = set(manifest.chain) | {manifest.name}
+    for entry, _ in wanted:
+        if entry.archive not in chain:
+            raise RestoreError(f"{entry.path}: held by archive {entry.archive}, which is not in the chain of "
+                               f"{manifest.name}; the manifest is damaged")
+
+
+def stored_bytes_hint(archive: Path) -> int:
+    """The archive's stored bytes from its sidecar, for the progress bar (0 when unknown)."""
+    import json
+
+    name = archive.name
+    for suffix in (ENCRYPTED_SUFFIX, ARCHIVE_SUFFIX):
+        name = name.removesuffix(suffix)
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        value = json.loads((archive.parent / f"{name}.json").read_bytes()).get("stored_bytes", 0)
+        return int(value) if isinstance(value, int) and value > 0 else 0
+    return 0
+
+
+# --- the full restore ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RestoreReport:
+    archive: str
+    into: Path
+    files: int
+    bytes: int
+    messages: int
+    database: str  # "SQLite DIR/hardmail.db" or the PostgreSQL URL without its password
+    schema_from: str | None
+    schema_to: str | None
+    config_file: Path | None
+    external_dir: Path | None
+    moved_aside: Path | None
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    def start_command(self) -> str:
+        config = f" --config {self.config_file}" if self.config_file is not None else ""
+        return f"hardmail serve{config} --data-dir {self.into}"
+
+
+async def restore_full(archive: Path, into: Path, identities: Sequence[Path] = (), force: bool = False,
+                       database_url: str | None = None, progress: ProgressCallback | None = None) -> RestoreReport:
+    """Restore the whole state of ``archive`` (following its chain) into the data directory
+    ``into`` (see the module docstring). Raises RestoreError."""
+    started = time.monotonic()
+    into = into.absolute()
+    if archive.resolve().is_relative_to(into.resolve()):
+        raise RestoreError(f"the archive {archive} is inside {into}; restore into another directory")
+    moved_aside = await asyncio.to_thread(prepare_target, into, force)
+    try:
+        report = await _restore(archive, into, identities, database_url, progress, moved_aside)
+    except restore_database.DatabaseRestoreError as exc:
+        await asyncio.to_thread(_clear_directory, into)
+        aside = f" (the old contents of {into} are in {moved_aside})" if moved_aside is not None else ""
+        raise RestoreError(f"{exc}{aside}") from None
+    except BaseException as exc:
+        await asyncio.to_thread(_clear_directory, into)
+        if moved_aside is not None and isinstance(exc, RestoreError):
+            raise RestoreError(f"{exc} (the old contents of {into} are in {moved_aside})") from None
+        raise
+    seconds = time.monotonic() - started
+    log_event("backup.restored", archive=report.archive, files=report.files, messages=report.messages,
+              schema_from=report.schema_from, schema_to=report.schema_to, seconds=round(seconds, 3))
+    return RestoreReport(**{**report.__dict__, "seconds": seconds})
+
+
+async def _restore(archive: Path, into: Path, identities: Sequence[Path], database_url: str | None,
+                   progress: ProgressCallback | None, moved_aside: Path | None) -> RestoreReport:
+    database_dir = into / f"{_STAGING_PREFIX}database"
+    plan = _Plan(into, database_dir, database_url)
+    manifest = await asyncio.to_thread(extract_chain, archive, into, identities, progress=progress,
+                                       place=plan.place, on_manifest=plan.prepare)
+    database = await restore_database.restore(manifest, database_dir, into / DATABASE_NAME, database_url, progress)
+    await asyncio.to_thread(shutil.rmtree, database_dir, True)
+    notes = list(database.notes)
+    config_file = into / CONFIG_NAME if plan.config is not None else None
+    if config_file is not None:
+        notes += await asyncio.to_thread(restore_config.rewrite, config_file, into, database.url, manifest.data_dir)
+    if plan.external:
+        notes.append(f"TLS files that were configured outside the data directory are in {into / EXTERNAL_DIR}; "
+                     "copy them to where tls.cert_file and tls.key_file name them, or change those settings")
+    await asyncio.to_thread(fsync_dir, into)
+    return RestoreReport(
+        archive=manifest.name, into=into, files=plan.placed, bytes=sum(e.size for e in manifest.files),
+        messages=sum(1 for e in manifest.files if is_message_path(e.path)), database=database.shown,
+        schema_from=database.schema_from, schema_to=database.schema_to, config_file=config_file,
+        external_dir=into / EXTERNAL_DIR if plan.external else None, moved_aside=moved_aside, seconds=0.0,
+        notes=tuple(notes))
+
+
+@dataclass
+class _Plan:
+    """Where each entry of a full restore goes."""
+
+    into: Path
+    database_dir: Path
+    database_url: str | None
+    config: FileEntry | None = None
+    config_in_files: str | None = None  # files/hardmail.toml, when the configuration is also config/...
+    external: bool = False
+    placed: int = 0
+
+    def prepare(self, manifest: Manifest) -> None:
+        """Once the manifest is known, before any entry is placed."""
+        restore_database.check_restorable(manifest, self.database_url)
+        if any(entry.path.startswith("config/") for entry in manifest.files):
+            self.config_in_files = f"files/{CONFIG_NAME}"
+
+    def place(self, entry: FileEntry) -> Path | None:
+        path = check_member_name(entry.path)
+        top, rest = path.parts[0], PurePosixPath(*path.parts[1:])
+        if top == "database":
+            return self.database_dir / rest
+        if entry.path == self.config_in_files:
+            return None  # the configuration of config/ takes its place (and is rewritten)
+        self.placed += 1
+        if top == "files":
+            return self.into / rest
+        if top == "external":
+            self.external = True
+            return self.into / EXTERNAL_DIR / rest
+        if self.config is not None:  # one configuration file per archive; another is kept aside
+            return self.into / EXTERNAL_DIR / "config" / rest
+        self.config = entry
+        return self.into / CONFIG_NAME
+
+
+def is_message_path(path: str) -> bool:
+    """A Maildir message file: ``files/mail/<domain>/<local>/[.Folder/](cur|new)/<name>``."""
+    parts = path.split("/")
+    if len(parts) not in (6, 7) or parts[:2] != ["files", "mail"] or parts[-1].startswith("."):
+        return False
+    return parts[-2] in ("cur", "new") and (len(parts) == 6 or parts[4].startswith("."))
+
+
+def prepare_target(into: Path, force: bool) -> Path | None:
+    """Make ``into`` an empty directory; returns where old contents were moved (with ``force``)."""
+    if into.exists() and not into.is_dir():
+        raise RestoreError(f"{into} exists and is not a directory; restore into an empty or new directory")
+    if not into.exists() or not any(into.iterdir()):
+        make_private_dir(into)
+        return None
+    if not force:
+        raise RestoreError(f"{into} is not empty; restore into an empty or new directory, or pass --force to move "
+                           f"its contents aside (to {into.name}.before-restore-<time>) first")
+    holder = lock_holder(into)
+    if holder is not None:
+        raise RestoreError(f"a hardmail server (pid {holder.get('pid', 'unknown')}) is using {into}; stop it "
+                           "before restoring over it")
+    aside = into.with_name(f"{into.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    if aside.exists():
+        aside = aside.with_name(f"{aside.name}-{secrets.token_hex(3)}")
+    os.rename(into, aside)
+    fsync_dir(into.parent)
+    make_private_dir(into)
+    return aside
+
+
+def _clear_directory(into: Path) -> None:
+    """Remove everything a failed restore wrote into ``into`` (it was empty before)."""
+    with contextlib.suppress(FileNotFoundError):
+        for child in into.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    child.unlink()

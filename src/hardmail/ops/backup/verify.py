@@ -1,0 +1,447 @@
+"""Verifying an archive: every member of it and of each earlier archive of its chain read and
+re-hashed against the manifests, the database copy opened and checked, and the mailbox index and
+the outbound queue compared with the files the archive restores.
+
+What is checked (each problem is one failure line; the report is ok only when there is none):
+- each archive of the chain is there and complete (a truncated one has no ``MANIFEST.json``), and
+  its manifest belongs to the chain; every entry stored in an archive is a member of it with the
+  manifest's size and SHA-256, and every member is in that archive's manifest;
+- the database: an SQLite copy passes ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``
+  and is at the manifest's schema revision; every line of a PostgreSQL logical export is a JSON
+  object, and ``pg_restore --list`` reads ``postgres.dump`` (when pg_restore is installed);
+- every message of the mailbox index has its file under ``files/mail/<domain>/<local>/
+  [.Folder/](cur|new)/`` (matched by folder directory and base name before ``:2,``, the
+  directories named as the mailbox store names them) and every message file its index entry;
+  every queue entry has its spool message and envelope, and every envelope its queue entry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from hardmail.delivery.maildir import MaildirStore
+from hardmail.delivery.spool import is_queue_id
+from hardmail.mailbox import names
+from hardmail.mailbox.files import split_name
+from hardmail.ops.backup.archive import ArchiveError, copy_member, hash_member, iter_members
+from hardmail.ops.backup.manifest import MANIFEST_MEMBER, FileEntry, Manifest, ManifestError
+from hardmail.ops.backup.restore import (
+    MAX_MANIFEST_BYTES,
+    RestoreError,
+    check_member_name,
+    damage_reported,
+    find_archive,
+    is_message_path,
+    stored_bytes_hint,
+)
+
+ProgressCallback = Callable[[str, int, int], None]
+MAX_FAILURES = 300
+_MAX_DATABASE_LINES = 20
+_SPOOL_QUEUE = "files/spool/queue/"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    failures: tuple[str, ...]
+    files_checked: int
+    messages_checked: int
+    # the failures counted by kind, without file names or addresses (for the sidecar record)
+    summary: tuple[str, ...] = ()
+
+
+class _Failures:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.count = 0
+        self.kinds: Counter[str] = Counter()
+
+    def add(self, subject: str, problem: str, kind: str | None = None) -> None:
+        self.count += 1
+        self.kinds[kind or problem] += 1
+        if len(self.lines) < MAX_FAILURES:
+            self.lines.append(f"{subject}: {problem}" if subject else problem)
+
+    def report(self, files: int, messages: int) -> VerifyReport:
+        lines = list(self.lines)
+        if self.count > len(lines):
+            lines.append(f"... and {self.count - len(lines)} more failures")
+        summary = tuple(f"{count} times: {kind}" if count > 1 else kind for kind, count in self.kinds.items())
+        return VerifyReport(self.count == 0, tuple(lines), files, messages, summary)
+
+
+@dataclass
+class _Scan:
+    """What reading one archive found: member → (size, sha256), its manifest, and whether the
+    stream was read to its end."""
+
+    file: Path
+    members: dict[str, tuple[int, str]] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    complete: bool = False
+
+
+@dataclass
+class _Progress:
+    callback: ProgressCallback | None
+    phase: str = "verifying"
+    done: int = 0
+    total: int = 0
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.callback is not None:
+            self.callback(self.phase, self.done, self.total)
+
+
+def verify_archive(archive: Path, identities: Sequence[Path] = (),
+                   progress: ProgressCallback | None = None) -> VerifyReport:
+    """Check ``archive`` and the earlier archives of its chain (see the module docstring)."""
+    failures = _Failures()
+    counter = _Progress(progress)
+    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
+        extracted = Path(scratch)
+        target = _scan(archive, identities, failures, counter, extract_to=extracted)
+        manifest = target.manifest
+        if manifest is None:
+            return failures.report(0, 0)
+        scans: dict[str, _Scan | None] = {manifest.name: target}
+        _check_chain_shape(manifest, failures)
+        _check_own(target, manifest, failures)
+        for position, name in enumerate(manifest.chain[:-1]):
+            scans[name] = _scan_earlier(archive.parent, name, manifest.chain[:position + 1], identities,
+                                        failures, counter)
+        _check_held(manifest, scans, failures)
+        messages = _check_contents(manifest, extracted, failures)
+    return failures.report(len(manifest.files), messages)
+
+
+# --- reading archives ------------------------------------------------------------------------
+
+def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counter: _Progress,
+          extract_to: Path | None = None) -> _Scan:
+    """Read every member of ``archive``; the ``database/`` members are copied under
+    ``extract_to`` when given. Problems are added to ``failures``."""
+    scan = _Scan(archive)
+    counter.phase, counter.done, counter.total = f"verifying {archive.name}", 0, stored_bytes_hint(archive)
+    manifest_data: bytes | None = None
+    try:
+        with damage_reported(archive):
+            for info, stream in iter_members(archive, identities):
+                if manifest_data is not None:
+                    failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
+                                 "a member comes after MANIFEST.json")
+                if info.name == MANIFEST_MEMBER:
+                    manifest_data = stream.read(MAX_MANIFEST_BYTES)
+                    continue
+                _scan_member(scan, info.name, stream, failures, counter, extract_to)
+        scan.complete = True
+    except ArchiveError as exc:
+        failures.add("", str(exc), "an archive is damaged or truncated")
+        return scan
+    if manifest_data is None:
+        failures.add(archive.name, f"archive truncated: it has no {MANIFEST_MEMBER}",
+                     "an archive is truncated (no MANIFEST.json)")
+        return scan
+    try:
+        scan.manifest = Manifest.from_json(manifest_data)
+    except ManifestError as exc:
+        failures.add(archive.name, str(exc), "a manifest is damaged")
+    return scan
+
+
+def _scan_member(scan: _Scan, name: str, stream: Any, failures: _Failures, counter: _Progress,
+                 extract_to: Path | None) -> None:
+    if name in scan.members:
+        failures.add(name, f"appears twice in {scan.file.name}", "a member appears twice")
+    try:
+        path = check_member_name(name)
+    except RestoreError:
+        failures.add(scan.file.name, f"member {name[:200]!r} has an unsafe name", "a member has an unsafe name")
+        scan.members[name] = hash_member(stream, counter)
+        return
+    if extract_to is not None and path.parts[0] == "database":
+        target = extract_to / path
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(target, "wb") as out:
+            scan.members[name] = copy_member(stream, out, counter)
+        return
+    scan.members[name] = hash_member(stream, counter)
+
+
+def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities: Sequence[Path],
+                  failures: _Failures, counter: _Progress) -> _Scan | None:
+    path = find_archive(directory, name)
+    if path is None:
+        failures.add(name, f"this archive of the chain is missing from {directory}",
+                     "an archive of the chain is missing")
+        return None
+    scan = _scan(path, identities, failures, counter)
+    if scan.manifest is None:
+        return scan
+    if scan.manifest.name != name or scan.manifest.chain != chain:
+        shown = ", ".join(scan.manifest.chain)
+        failures.add(path.name, f"its manifest is that of {scan.manifest.name} (chain {shown}), not of {name} of "
+                     "this chain", "an archive of the chain is not the one named")
+        return scan
+    _check_own(scan, scan.manifest, failures)
+    return scan
+
+
+# --- the manifests against the members -------------------------------------------------------
+
+def _check_chain_shape(manifest: Manifest, failures: _Failures) -> None:
+    chain = manifest.chain
+    if not chain or chain[-1] != manifest.name:
+        failures.add(manifest.name, "the manifest's chain does not end with the archive itself", "a chain is damaged")
+    elif manifest.kind == "full" and (len(chain) != 1 or manifest.parent is not None):
+        failures.add(manifest.name, "a full archive with a parent", "a chain is damaged")
+    elif manifest.kind == "incremental" and (len(chain) < 2 or manifest.parent != chain[-2]):
+        failures.add(manifest.name, "an incremental archive whose parent is not the previous archive of its chain",
+                     "a chain is damaged")
+
+
+def _check_own(scan: _Scan, manifest: Manifest, failures: _Failures) -> None:
+    """Every entry the archive's own manifest stores in it is a member with its size and hash,
+    and every member is one of them."""
+    stored = manifest.stored_here()
+    for entry in stored:
+        _check_entry(entry, scan, failures)
+    listed = {entry.member for entry in stored}
+    for member in scan.members:
+        if member not in listed:
+            failures.add(member, f"in archive {scan.file.name} but not in its manifest",
+                         "a member is not in the manifest")
+
+
+def _check_entry(entry: FileEntry, scan: _Scan, failures: _Failures) -> None:
+    found = scan.members.get(entry.member)
+    if found is None:
+        if scan.complete:  # a damaged stream is one failure already, not one per file after it
+            failures.add(entry.path, f"missing from archive {scan.file.name}", "a file is missing from its archive")
+        return
+    size, sha256 = found
+    if size != entry.size:
+        failures.add(entry.path, f"size differs from the manifest ({size} bytes, the manifest says {entry.size})",
+                     "a file's size differs from the manifest")
+    elif sha256 != entry.sha256:
+        failures.add(entry.path, "SHA-256 differs from the manifest", "a file's SHA-256 differs from the manifest")
+
+
+def _check_held(manifest: Manifest, scans: dict[str, _Scan | None], failures: _Failures) -> None:
+    """Entries of this manifest whose bytes are in an earlier archive: there, and the same."""
+    for entry in manifest.files:
+        if entry.archive == manifest.name:
+            continue
+        if entry.archive not in scans:
+            failures.add(entry.path, f"held by archive {entry.archive}, which is not in the chain",
+                         "a file is held by an archive outside the chain")
+            continue
+        scan = scans[entry.archive]
+        if scan is not None:
+            _check_entry(entry, scan, failures)
+
+
+# --- the database and the index --------------------------------------------------------------
+
+@dataclass
+class _Contents:
+    """What the database says is there: message rows and queue ids."""
+
+    messages: list[tuple[str, str, str, int]] = field(default_factory=list)  # account, folder, base, uid
+    queue_ids: set[str] = field(default_factory=set)
+    indexed: bool = False  # the database has a mailbox index (revisions before it have none)
+
+
+def _check_contents(manifest: Manifest, extracted: Path, failures: _Failures) -> int:
+    member = manifest.database.member
+    if manifest.database.kind == "sqlite":
+        contents = _check_sqlite(extracted / member, member, manifest.schema_revision, failures)
+    else:
+        contents = _check_logical(extracted / member, member, failures)
+        _check_dump(extracted, manifest.database.dump_member, failures)
+    if contents is None:
+        return 0
+    if contents.indexed:
+        _check_index(manifest.files, contents.messages, failures)
+    _check_queue(manifest.files, contents.queue_ids, failures)
+    return len(contents.messages)
+
+
+def _check_sqlite(path: Path, member: str, revision: str | None, failures: _Failures) -> _Contents | None:
+    if not path.is_file():
+        failures.add(member, "the database copy is not in the archive", "the database copy is missing")
+        return None
+    try:
+        connection = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        failures.add(member, f"cannot be opened ({exc})", "the database copy cannot be opened")
+        return None
+    try:
+        return _sqlite_contents(connection, member, revision, failures)
+    except sqlite3.DatabaseError as exc:
+        failures.add(member, f"is not a usable SQLite database ({exc})", "the database copy is damaged")
+        return None
+    finally:
+        connection.close()
+
+
+def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str | None,
+                     failures: _Failures) -> _Contents:
+    problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+    if problems != ["ok"]:
+        for problem in problems[:_MAX_DATABASE_LINES]:
+            failures.add(member, f"integrity check: {problem}", "the database copy fails its integrity check")
+    for table, rowid, parent, _ in connection.execute("PRAGMA foreign_key_check").fetchmany(_MAX_DATABASE_LINES):
+        failures.add(member, f"foreign key check: row {rowid} of {table} refers to a missing row of {parent}",
+                     "the database copy fails its foreign key check")
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    found = _joined(row[0] for row in connection.execute("SELECT version_num FROM alembic_version")) \
+        if "alembic_version" in tables else None
+    if found != _joined((revision or "").split(",")):
+        failures.add(member, f"is at schema revision {found}, the manifest says {revision}",
+                     "the database copy is not at the manifest's schema revision")
+    contents = _Contents(indexed={"mailbox_messages", "mailbox_folders"} <= tables)
+    if contents.indexed:
+        contents.messages = [(str(a), str(f), str(n), int(u)) for a, f, n, u in connection.execute(
+            "SELECT f.account, f.name, m.name, m.uid FROM mailbox_messages m "
+            "JOIN mailbox_folders f ON f.id = m.folder_id")]
+    if "queue_messages" in tables:
+        contents.queue_ids = {str(row[0]) for row in connection.execute("SELECT queue_id FROM queue_messages")}
+    return contents
+
+
+def _joined(values: Iterable[str]) -> str | None:
+    parts = sorted(value.strip() for value in values if value and value.strip())
+    return ",".join(parts) if parts else None
+
+
+def _check_logical(tables: Path, member: str, failures: _Failures) -> _Contents | None:
+    files = sorted(tables.glob("*.jsonl")) if tables.is_dir() else []
+    if not files:
+        failures.add(member, "the logical export of the database is not in the archive", "the database copy is missing")
+        return None
+    rows: dict[str, list[dict[str, Any]]] = {"mailbox_folders": [], "mailbox_messages": [], "queue_messages": []}
+    for path in files:
+        kept = rows.get(path.stem)
+        for number, row in _json_lines(path, f"{member}/{path.name}", failures):
+            if kept is None:
+                continue
+            if _has(row, path.stem):
+                kept.append(row)
+            else:
+                failures.add(f"{member}/{path.name} line {number}", "a row without its key columns",
+                             "a logical export line lacks its key columns")
+    contents = _Contents(indexed=(tables / "mailbox_folders.jsonl").is_file())
+    folders = {row["id"]: (str(row["account"]), str(row["name"])) for row in rows["mailbox_folders"]}
+    for row in rows["mailbox_messages"]:
+        account, folder = folders.get(row["folder_id"], ("?", "?"))
+        contents.messages.append((account, folder, str(row["name"]), int(row["uid"])))
+    contents.queue_ids = {str(row["queue_id"]) for row in rows["queue_messages"]}
+    return contents
+
+
+_KEY_COLUMNS = {"mailbox_folders": ("id", "account", "name"), "mailbox_messages": ("folder_id", "name", "uid"),
+                "queue_messages": ("queue_id",)}
+
+
+def _has(row: dict[str, Any], table: str) -> bool:
+    return all(column in row for column in _KEY_COLUMNS[table])
+
+
+def _json_lines(path: Path, shown: str, failures: _Failures) -> Iterable[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                failures.add(f"{shown} line {number}", "is not a JSON object", "a logical export line does not parse")
+                continue
+            yield number, row
+
+
+def _check_dump(extracted: Path, dump_member: str | None, failures: _Failures) -> None:
+    if not dump_member or shutil.which("pg_restore") is None:
+        return
+    dump = extracted / dump_member
+    if not dump.is_file():
+        return  # missing members are reported against the manifest
+    done = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        failures.add(dump_member, f"pg_restore cannot read it ({reason})", "pg_restore cannot read the dump")
+
+
+def _check_index(entries: Sequence[FileEntry], messages: list[tuple[str, str, str, int]], failures: _Failures) -> None:
+    """Every index row has its message file, every message file its index row."""
+    files = {key: entry.path for entry in entries if (key := _file_key(entry.path)) is not None}
+    maildirs = MaildirStore(Path("/"), "verify")
+    indexed = set()
+    for account, folder, base, uid in messages:
+        key = _index_key(maildirs, account, folder, base)
+        if key is None:
+            failures.add(f"index entry {account} {folder} UID {uid}", "its account or folder name has no directory",
+                         "an index entry names no directory")
+            continue
+        indexed.add(key)
+        if key not in files:
+            where = "/".join(part for part in ("files/mail", key[0], key[1], key[2]) if part)
+            failures.add(f"index entry {account} {folder} UID {uid}",
+                         f"its message file {where}/(cur|new)/{base} is not in the archive",
+                         "an index entry has no message file")
+    for key, path in files.items():
+        if key not in indexed:
+            failures.add(path, "message file has no index entry", "a message file has no index entry")
+
+
+def _file_key(path: str) -> tuple[str, str, str, str] | None:
+    """(domain dir, local dir, folder dir, base name) of a message file entry."""
+    if not is_message_path(path):
+        return None
+    parts = path.split("/")
+    folder = parts[4] if len(parts) == 7 else ""
+    if folder and names.name_of_dirname(folder) is None:
+        return None  # not a folder the server made (a deleted folder's trash, another program's)
+    return parts[2], parts[3], folder, split_name(parts[-1])[0]
+
+
+def _index_key(maildirs: MaildirStore, account: str, folder: str, base: str) -> tuple[str, str, str, str] | None:
+    try:
+        directory = PurePosixPath(maildirs.mailbox_path(account))
+        canonical = names.normalize(folder)
+    except ValueError:
+        return None
+    return directory.parts[-2], directory.parts[-1], names.dirname(canonical), base
+
+
+def _check_queue(entries: Sequence[FileEntry], queue_ids: set[str], failures: _Failures) -> None:
+    spooled: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.path.startswith(_SPOOL_QUEUE) and "/" not in entry.path[len(_SPOOL_QUEUE):]:
+            stem, _, suffix = entry.path[len(_SPOOL_QUEUE):].rpartition(".")
+            if is_queue_id(stem) and suffix in ("eml", "json"):
+                spooled.setdefault(stem, set()).add(suffix)
+    for queue_id in sorted(queue_ids):
+        have = spooled.get(queue_id, set())
+        for suffix, what in (("eml", "message"), ("json", "envelope")):
+            if suffix not in have:
+                failures.add(f"queue entry {queue_id}", f"its spool {what} {_SPOOL_QUEUE}{queue_id}.{suffix} is not in "
+                             "the archive", f"a queue entry has no spool {what}")
+    for queue_id, have in sorted(spooled.items()):
+        if "json" in have and queue_id not in queue_ids:
+            failures.add(f"{_SPOOL_QUEUE}{queue_id}.json", "spool entry has no queue entry in the database",
+                         "a spool entry has no queue entry")

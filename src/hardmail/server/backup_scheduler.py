@@ -1,0 +1,251 @@
+"""Scheduled backups inside the server: an asyncio task, in exactly one process of the server
+(the one that runs the outbound queue: the only process, or worker 0), that sleeps until the next
+time of ``backup.schedule`` and then runs ``hardmail backup run`` in a child process, so that the
+CPU, memory and file reads of a backup never touch a process that serves mail.
+
+- The child's standard error (its log lines when the server logs to standard error, and anything
+  unexpected) is passed on to the server's standard error line by line; its standard output is the
+  JSON outcome, logged as one ``backup.run`` event. A child that ends without an outcome is an
+  error-level ``backup.failed`` and is recorded in the health state.
+- One run at a time: :meth:`BackupScheduler.run_now` while a run is going returns None; the
+  child itself also refuses to overlap any other backup of the data directory (a lock).
+- A failure never stops the scheduler: the next scheduled time runs again.
+- On server stop the child gets SIGTERM (it stops and records the attempt as interrupted), then
+  SIGKILL after a grace period; its whole process group goes (pg_dump included).
+- Catch-up: at start, when there never was a good backup or the last good one is older than one
+  schedule period (the server was down when it should have run), a backup runs
+  ``catch_up_delay`` seconds after start (5 minutes: the start-up work is done by then), unless
+  the schedule comes sooner.
+- Sleeping follows the wall clock in naps of at most ``MAX_NAP`` seconds, so that a clock that is
+  set or a machine that was suspended does not make a run late. Time comes from the injected
+  clock and the naps from the injected ``sleep``, so that tests drive the schedule without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from hardmail.config.schema import Config
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.ops.backup import health
+from hardmail.ops.backup.schedule import Schedule, catch_up_due, next_run, parse_schedule, resolve_timezone
+from hardmail.ops.backup.scheduled import ScheduledOutcome
+from hardmail.ops.log import log_event
+
+CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up backup
+MAX_NAP = 300.0  # longest single sleep: the wall clock is looked at again at least this often
+KILL_GRACE = 20.0  # seconds a child has after SIGTERM before SIGKILL
+RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run of the child: why it ran, its exit status and its outcome (None when it printed none)."""
+
+    reason: str
+    exit_status: int
+    outcome: ScheduledOutcome | None
+    error: str = ""  # why there is no outcome, when the child could not even start
+
+
+class BackupScheduler:
+    """Runs ``hardmail backup run`` on the schedule of ``config.backup``; see the module docstring."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, sleep: Sleep = asyncio.sleep,
+                 config_file: Path | None = None, command: Sequence[str] | None = None,
+                 catch_up_delay: float = CATCH_UP_DELAY, kill_grace: float = KILL_GRACE) -> None:
+        self.config = config
+        self.schedule: Schedule = parse_schedule(config.backup.schedule)
+        self.zone: tzinfo = resolve_timezone(config.backup.timezone)
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._command = list(command) if command is not None else backup_command(config, config_file)
+        self._catch_up_delay = catch_up_delay
+        self._kill_grace = kill_grace
+        self._task: asyncio.Task[None] | None = None
+        self._running = asyncio.Lock()
+        self._child: asyncio.subprocess.Process | None = None
+        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
+        self.next_due: datetime | None = None
+        self.runs: list[RunReport] = []
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), UTC)
+
+    async def start(self) -> None:
+        due, reason = self.first_due()
+        log_event("backup.scheduler_started", schedule=self.config.backup.schedule, timezone=str(self.zone),
+                  next=due.isoformat(), reason=reason)
+        self._task = asyncio.create_task(self._loop(due, reason), name="backup-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the schedule; a running child is terminated (then killed) and reaped."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    def first_due(self) -> tuple[datetime, str]:
+        """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
+        now = self.now()
+        scheduled = next_run(self.schedule, now, self.zone)
+        try:
+            state = health.read_health(self.config.data_dir)
+        except OSError:  # an unreadable state must not stop the server: the backup will say why
+            state = None
+        if catch_up_due(self.schedule, state.last_good_backup_at if state else None, now):
+            soon = datetime.fromtimestamp(self._clock.now() + self._catch_up_delay, UTC)
+            if soon < scheduled:
+                return soon, "catch-up"
+        return scheduled, "scheduled"
+
+    async def _loop(self, due: datetime, reason: str) -> None:
+        while True:
+            self.next_due = due
+            try:
+                await self._wait_until(due)
+                await self.run_now(reason)
+                due, reason = next_run(self.schedule, max(self.now(), due), self.zone), "scheduled"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the scheduler itself must survive anything
+                log_event("backup.scheduler_error", level="error", error=type(exc).__name__,
+                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
+                await self._sleep(RETRY_AFTER_ERROR)
+                due, reason = next_run(self.schedule, self.now(), self.zone), "scheduled"
+
+    async def _wait_until(self, due: datetime) -> None:
+        while (remaining := (due - self.now()).total_seconds()) > 0:
+            await self._sleep(min(remaining, MAX_NAP))
+
+    async def run_now(self, reason: str = "manual") -> RunReport | None:
+        """Run one backup child now and wait for it; None when one is running already."""
+        if self._running.locked():
+            log_event("backup.skipped", level="warning", reason=reason, detail="a backup is running already")
+            return None
+        async with self._running:
+            report = await self._run_child(reason)
+            self.runs.append(report)
+            self._log_report(report)
+            return report
+
+    async def _run_child(self, reason: str) -> RunReport:
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *self._command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            return RunReport(reason, -1, None, f"cannot start the backup process: {exc.strerror or exc}")
+        self._child = child
+        self.child_started.set()
+        try:
+            stdout, _ = await asyncio.gather(_read_all(child.stdout), _relay_lines(child.stderr))
+            status = await child.wait()
+        except asyncio.CancelledError:
+            await self._terminate(child)
+            raise
+        finally:
+            self._child = None
+            self.child_started.clear()
+        return RunReport(reason, status, _parse_outcome(stdout))
+
+    async def _terminate(self, child: asyncio.subprocess.Process) -> None:
+        """SIGTERM to the child's process group, SIGKILL after the grace period; always reaped."""
+        _signal_group(child, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(child.wait()), self._kill_grace)
+        except (TimeoutError, asyncio.CancelledError):
+            _signal_group(child, signal.SIGKILL)
+            with contextlib.suppress(asyncio.CancelledError):
+                await child.wait()
+        log_event("backup.run", level="warning", result="interrupted", pid=child.pid,
+                  detail="the server stopped during the backup")
+
+    def _log_report(self, report: RunReport) -> None:
+        outcome = report.outcome
+        if outcome is None:
+            self._record_crash(report.error or f"the backup process ended with status {report.exit_status} "
+                               "without a result (its output is in the server's standard error)")
+            return
+        level = "info" if report.exit_status == 0 else ("warning" if outcome.result == "skipped" else "error")
+        log_event("backup.run", level=level, reason=report.reason, result=outcome.result, kind=outcome.kind,
+                  archive=outcome.archive, pruned=len(outcome.pruned), seconds=outcome.seconds,
+                  exit_status=report.exit_status, error=outcome.error or None)
+
+    def _record_crash(self, error: str) -> None:
+        log_event("backup.failed", level="error", reason="scheduled", error=error)
+        with contextlib.suppress(OSError):
+            health.record_attempt(self.config.data_dir, ok=False, verified=False, archive=None, error=error,
+                                  at=self.now())
+
+
+def backup_command(config: Config, config_file: Path | None = None) -> list[str]:
+    """``python -m hardmail backup run --json --from-server --data-dir D [--config F]``."""
+    command = [sys.executable, "-m", "hardmail", "backup", "run", "--json", "--from-server",
+               "--data-dir", str(config.data_dir)]
+    found = config_file or config_file_in_use()
+    return [*command, "--config", str(found)] if found is not None else command
+
+
+def config_file_in_use() -> Path | None:
+    """The configuration file the server was started with: ``--config`` of the running command,
+    else $HARDMAIL_CONFIG, else ./hardmail.toml when it is there (as the loader chooses);
+    absolute, since the child may be started from elsewhere."""
+    from hardmail.config.load import CONFIG_ENV, DEFAULT_CONFIG_FILE
+
+    named = _command_line_config()
+    if named is None and os.environ.get(CONFIG_ENV):
+        named = Path(os.environ[CONFIG_ENV])
+    if named is None and DEFAULT_CONFIG_FILE.is_file():
+        named = DEFAULT_CONFIG_FILE
+    return named.resolve() if named is not None else None
+
+
+def _command_line_config() -> Path | None:
+    try:
+        import click
+    except ImportError:
+        return None
+    context = click.get_current_context(silent=True)
+    value = context.params.get("config") if context is not None else None
+    return Path(value) if isinstance(value, str | Path) and str(value) else None
+
+
+async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
+    return await stream.read() if stream is not None else b""
+
+
+async def _relay_lines(stream: asyncio.StreamReader | None) -> None:
+    """Pass the child's standard error on to ours, line by line."""
+    if stream is None:
+        return
+    while line := await stream.readline():
+        text = line.decode("utf-8", "replace")
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        sys.stderr.flush()
+
+
+def _parse_outcome(stdout: bytes) -> ScheduledOutcome | None:
+    try:
+        value: Any = json.loads(stdout)
+        return ScheduledOutcome.from_json(value) if isinstance(value, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _signal_group(child: asyncio.subprocess.Process, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signum)
