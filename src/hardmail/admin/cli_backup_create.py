@@ -75,7 +75,7 @@ def create(
     cfg = load_cli_config(config, data_dir)
     request = BackupRequest(
         destination=_destination(cfg, to), incremental=incremental,
-        recipients=tuple(encrypt_to or _configured(cfg, "recipients", [])), verify=not no_verify,
+        recipients=tuple(encrypt_to or cfg.backup.recipients), verify=not no_verify,
         config_file=config_file_path(config),
     )
     result = _run_create(cfg, request)
@@ -86,17 +86,12 @@ def create(
     _after_create(cfg, result)
 
 
-def _configured(config: Config, name: str, default: Any) -> Any:
-    """A setting of ``[backup]`` (the schedule part's config section), when the schema has it."""
-    section = getattr(config, "backup", None)
-    return getattr(section, name, default) if section is not None else default
-
-
 def _destination(config: Config, given: Path | None) -> Path:
-    configured = given or _configured(config, "destination", "")
-    if not configured:
+    """``--to``, else ``[backup] destination``, else ``<data_dir>/backups``."""
+    chosen = given or config.backup.destination
+    if chosen is None:
         return default_destination(config.data_dir)
-    return Path(configured).expanduser().absolute()
+    return Path(chosen).expanduser().absolute()
 
 
 def _run_create(config: Config, request: BackupRequest) -> BackupResult:

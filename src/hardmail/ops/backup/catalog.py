@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -331,38 +329,3 @@ def remove_leftovers(destination: Path) -> None:
         shutil.rmtree(entry.path, ignore_errors=True)
     fsync_dir(destination)
 
-
-# --- the health state (schedule's health.py; a stub until it is merged) ---------------------
-
-def record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str = "",
-                    full: bool = False) -> None:
-    """Record one backup attempt in the health state: ``health.record_attempt`` of the schedule
-    part. STUB until it is merged: while ``hardmail.ops.backup.health`` is missing, a minimal
-    ``health.json`` with the spec's fields is written here (lead: drop the fallback at merge)."""
-    try:
-        health = importlib.import_module("hardmail.ops.backup.health")
-    except ModuleNotFoundError as exc:
-        if exc.name != "hardmail.ops.backup.health":
-            raise
-        _stub_record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
-        return
-    health.record_attempt(data_dir, ok=ok, verified=verified, archive=archive, error=error, full=full)
-
-
-def _stub_record_attempt(data_dir: Path, *, ok: bool, verified: bool, archive: str | None, error: str,
-                         full: bool) -> None:  # STUB: see record_attempt
-    directory = state_dir(data_dir)
-    make_private_dir(directory)
-    path = directory / "health.json"
-    try:
-        previous = json.loads(path.read_bytes())
-    except (FileNotFoundError, ValueError):
-        previous = {}
-    now = datetime.now(UTC).isoformat()
-    result = "failed" if not ok else ("ok" if verified else "unverified")
-    value = {**previous, "last_attempt_at": now, "last_result": result,
-             "last_archive": archive if ok else previous.get("last_archive"), "last_error": error}
-    if result == "ok":
-        value["last_good_backup_at"] = now
-        value["last_full_at"] = now if full else previous.get("last_full_at")
-    write_durably(path, json.dumps(value, indent=1, sort_keys=True).encode(), mode=0o600)

@@ -44,6 +44,7 @@ from hardmail.config.schema import Config
 from hardmail.core.diskfull import is_disk_full
 from hardmail.delivery.durable import fsync_dir, make_private_dir, remove_quietly
 from hardmail.mailbox.files import DIRTY_NS, served_size, split_name
+from hardmail.ops.backup import health
 from hardmail.ops.backup.archive import ArchiveError, encrypt_file, parse_recipients, sha256_file
 from hardmail.ops.backup.catalog import (
     DEFAULT_DESTINATION_NAME,
@@ -55,7 +56,6 @@ from hardmail.ops.backup.catalog import (
     locked_destination,
     make_destination,
     newest_parent,
-    record_attempt,
     save_manifest_copy,
     sidecar_path,
     work_dir,
@@ -552,7 +552,7 @@ def _record_success(data_dir: Path, request: BackupRequest, result: BackupResult
     failures = record.verify.failures if record.verify is not None else ()
     error = f"verification of {record.name} failed: {failures[0] if failures else 'unknown'}" \
         if record.verify is not None and not record.verify.ok else ""
-    record_attempt(data_dir, ok=True, verified=verified, archive=record.name, error=error,
+    health.record_attempt(data_dir, ok=True, verified=verified, archive=record.name, error=error,
                     full=record.kind == "full")
     log_event("backup.created", name=record.name, kind=record.kind, files=record.file_count,
               bytes=record.archive_size, stored_bytes=record.stored_bytes, seconds=round(result.seconds, 3),
@@ -563,7 +563,7 @@ def _record_success(data_dir: Path, request: BackupRequest, result: BackupResult
 
 def _record_failure(data_dir: Path, request: BackupRequest, error: str, full: bool) -> None:
     with contextlib.suppress(OSError):
-        record_attempt(data_dir, ok=False, verified=False, archive=None, error=error, full=full)
+        health.record_attempt(data_dir, ok=False, verified=False, archive=None, error=error, full=full)
     log_event("backup.failed", level="error", reason=request.reason, error=error)
 
 
