@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import inspect
 import shutil
 import time
 from collections import Counter
@@ -56,6 +55,7 @@ from hardmail.ops.backup.catalog import (
     locked_destination,
     make_destination,
     newest_parent,
+    record_for,
     save_manifest_copy,
     sidecar_path,
     work_dir,
@@ -288,7 +288,7 @@ class _Job:
         if verify is None:
             plan.verify_skipped = "the verification module is not installed"
             return None
-        options = self._verify_options(verify, plan)
+        options = self._verify_options(plan)
         if options is None:
             return None
         self.progress.start("verify", plan.plain_path.stat().st_size)
@@ -300,20 +300,23 @@ class _Job:
         self.progress.finish()
         return VerifyStatus(bool(report.ok), utc_now().isoformat(), tuple(str(f) for f in report.failures))
 
-    def _verify_options(self, verify: Any, plan: _Plan) -> dict[str, Any] | None:
-        """An incremental archive is verified with its chain. Earlier archives that are encrypted
-        cannot be read without the private key, which the server never has: their manifest copies
-        are passed instead when ``verify_archive`` takes them (``manifests=``), else the archive
-        is left unverified (never counted as failed for want of a key)."""
-        earlier = plan.parent.paths if plan.parent is not None else []
-        if not any(path.name.endswith(ENCRYPTED_SUFFIX) for path in earlier):
-            return {}
-        if "manifests" in inspect.signature(verify.verify_archive).parameters:
-            copies = {name: load_manifest_copy(self.data_dir, name) for name in plan.chain[:-1]}
-            if all(copies.values()):
-                return {"manifests": copies}
-        plan.verify_skipped = "an earlier archive of its chain is encrypted (verify it with its identity)"
-        return None
+    def _verify_options(self, plan: _Plan) -> dict[str, Any] | None:
+        """An incremental archive is verified with its chain. An earlier archive that is encrypted
+        cannot be read without the private key, which the server never has: its manifest copy
+        stands for it when its own verification passed; else the new archive is left unverified
+        (never counted as failed for want of a key)."""
+        earlier = plan.parent.paths if plan.parent else []
+        encrypted = [path for path in earlier if path.name.endswith(ENCRYPTED_SUFFIX)]
+        copies = {}
+        for path in encrypted:
+            record, name = record_for(path), path.name.removesuffix(ENCRYPTED_SUFFIX)
+            copy = load_manifest_copy(self.data_dir, name)
+            if record is None or record.verify_status != "ok" or copy is None:
+                plan.verify_skipped = (f"the earlier archive {name} of its chain is encrypted and was not verified; "
+                                       "verify the chain with its identity")
+                return None
+            copies[name] = copy
+        return {"manifests": copies} if copies else {}
 
     def _verify_progress(self, _phase: str, done: int, total: int) -> None:
         self.progress.callback("verify", done, total)

@@ -260,3 +260,31 @@ def test_sqlite_snapshot_of_a_database_in_use(tmp_path: Path) -> None:
     copy = sqlite3.connect(tmp_path / "copy.db")
     assert copy.execute("SELECT n FROM t").fetchall() == [(1,)]
     assert not (tmp_path / "copy.db-wal").exists()
+
+
+async def test_an_archive_that_fails_verification_is_kept_and_reported(
+        data: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A byte flipped on the way to the disk (done here between writing and verifying)."""
+    from types import SimpleNamespace
+
+    from hardmail.ops.backup import verify
+
+    def damage_then_verify(archive: Path, *args: object, **kwargs: object) -> verify.VerifyReport:
+        data_bytes = bytearray(archive.read_bytes())
+        data_bytes[len(data_bytes) // 2] ^= 0xFF
+        archive.write_bytes(bytes(data_bytes))
+        return verify.verify_archive(archive, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("hardmail.ops.backup.create._verify_module",
+                        lambda: SimpleNamespace(verify_archive=damage_then_verify))
+    caplog.set_level(logging.INFO, logger="hardmail.events")
+    result = await create_backup(data.config, BackupRequest(destination=tmp_path / "backups"))
+    assert result.record.verify is not None and not result.record.verify.ok and result.record.verify.failures
+    assert record_for(result.archive_path) == result.record and result.record.verify_status == "failed"
+    health = json.loads((state_dir(data.path) / "health.json").read_text())
+    assert health["last_result"] == "unverified" and "verification" in health["last_error"]
+    failed = [json.loads(r.message) for r in caplog.records if '"backup.failed"' in r.message]
+    assert failed and failed[0]["level"] == "error" and failed[0]["name"] == result.record.name
+    monkeypatch.undo()
+    again = await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", incremental=True))
+    assert again.manifest.kind == "full"  # nothing is built on it

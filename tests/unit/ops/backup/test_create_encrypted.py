@@ -4,6 +4,7 @@ plaintext behind, and an incremental one follows it without the private key (man
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyrage
@@ -11,6 +12,7 @@ import pytest
 
 from hardmail.ops.backup.archive import ArchiveError, new_identity
 from hardmail.ops.backup.create import BackupError, BackupRequest, create_backup
+from hardmail.ops.backup.health import read_health
 from unit.ops.backup.create_helpers import ALICE, DataDir, archive_members, build_data_dir, manifest_of
 
 
@@ -82,15 +84,28 @@ async def test_an_incremental_follows_an_encrypted_full_without_the_private_key(
     assert manifest_of(archive_members(incremental.archive_path, (identity,))) == incremental.manifest
 
 
-async def test_verification_of_a_chain_with_an_encrypted_archive_is_never_a_failure(
+async def test_an_incremental_after_an_encrypted_one_is_verified_without_the_key(
         data: DataDir, tmp_path: Path, key_pair: tuple[Path, str]) -> None:
-    pytest.importorskip("hardmail.ops.backup.verify")
     _identity, recipient = key_pair
-    await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", recipients=(recipient,)))
-    result = await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", incremental=True,
-                                                            recipients=(recipient,)))
-    assert result.record.verify is None or result.record.verify.ok
-    assert result.record.verify is not None or "encrypted" in result.verify_skipped
+    request = BackupRequest(destination=tmp_path / "backups", recipients=(recipient,))
+    full = await create_backup(data.config, request)
+    assert full.record.verify is not None and full.record.verify.ok
+    await data.append(ALICE, "INBOX", 801)
+    result = await create_backup(data.config, replace(request, incremental=True))
+    assert result.manifest.parent == full.record.name
+    assert result.record.verify is not None and result.record.verify.ok, result.record.verify
+    assert not result.verify_skipped
+
+
+async def test_an_incremental_after_an_unverified_encrypted_one_is_left_unverified(
+        data: DataDir, tmp_path: Path, key_pair: tuple[Path, str]) -> None:
+    _identity, recipient = key_pair
+    request = BackupRequest(destination=tmp_path / "backups", recipients=(recipient,), verify=False)
+    await create_backup(data.config, request)
+    result = await create_backup(data.config, replace(request, incremental=True, verify=True))
+    assert result.record.verify is None and "was not verified" in result.verify_skipped
+    health = read_health(data.path)
+    assert health is not None and health.last_result == "unverified"
 
 
 async def test_a_recipient_that_is_no_key_is_refused(data: DataDir, tmp_path: Path) -> None:
