@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 import hardmail
 from hardmail.config.schema import Config
+from hardmail.core.bulk import bulk_allocation
 from hardmail.core.diskfull import is_disk_full
 from hardmail.delivery.durable import fsync_dir, make_private_dir, remove_quietly
 from hardmail.mailbox.files import DIRTY_NS, served_size, split_name
@@ -83,12 +84,14 @@ from hardmail.ops.backup.snapshot import (
 from hardmail.ops.backup.snapshot_pg import PostgresSnapshot
 from hardmail.ops.backup.sources import (
     ALWAYS_STORED,
+    FILES_PREFIX,
     MESSAGE,
     SPOOL,
     Identity,
     SourceFile,
     external_files,
     folder_messages,
+    named_size,
     relative_inside,
     reusable_entries,
     walk,
@@ -231,7 +234,8 @@ class _Job:
 
     def _plan(self) -> _Plan:
         at = utc_now()
-        parent = newest_parent(self.destination, self.data_dir) if self.request.incremental else None
+        with bulk_allocation():  # the parent's manifest: one object per file
+            parent = newest_parent(self.destination, self.data_dir) if self.request.incremental else None
         kind: Kind = "incremental" if parent is not None else "full"
         plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination)
         if self.request.incremental and parent is None:
@@ -345,7 +349,8 @@ class _Job:
 
 
 def _finish_writer(writer: FastArchiveWriter, manifest: Manifest) -> bytes:
-    data = manifest.to_json()
+    with bulk_allocation():
+        data = manifest.to_json()
     writer.add_bytes(MANIFEST_MEMBER, data, mode=0o600, mtime=time.time())
     writer.close()
     return data
@@ -365,12 +370,17 @@ class _FilePhase:
         self.writer = writer
         self.view = view
         self.adopt_before_ns = adopt_before_ns
-        self.reuse: dict[Identity, FileEntry] = reusable_entries(plan.parent.manifest.files) if plan.parent else {}
+        with bulk_allocation():
+            self.reuse: dict[Identity, FileEntry] = reusable_entries(plan.parent.manifest.files) if plan.parent else {}
         self.entries: list[FileEntry] = []
         self.outcome = FilesOutcome()
         self.notes: Counter[str] = Counter()
 
     def run(self) -> None:
+        with bulk_allocation():  # a record per file; the collector would walk them all, again and again
+            self._run()
+
+    def _run(self) -> None:
         walked = walk(self.data_dir, self._excluded())
         self.notes["not_regular_skipped"] += walked.not_regular
         self.progress.start("files", self._expected_bytes(walked.files))
@@ -389,7 +399,7 @@ class _FilePhase:
         """For the progress bar. An incremental backup needs every file's size anyway (identities);
         a full one counts the messages' sizes from the index instead of a stat of each."""
         if self.reuse:
-            return sum(f.size for f in files if f.load_stat(self.root) and f.identity() not in self.reuse)
+            return sum(f.size for f in files if self._previous(f) is None and f.load_stat(self.root))
         indexed = sum(folder.size for folder in self.view.folders.values())
         return indexed + sum(f.size for f in files if f.kind != MESSAGE and f.load_stat(self.root))
 
@@ -448,19 +458,41 @@ class _FilePhase:
 
     def store(self, source: SourceFile) -> bool:
         """Store (or take over) one file; False when it vanished before it could be read."""
-        if self.reuse and source.rel not in ALWAYS_STORED:
-            if not source.load_stat(self.root):
-                return False
-            previous = self.reuse.get(source.identity())
+        if self.reuse:
+            previous = self._previous(source)
             if previous is not None:
-                self.entries.append(FileEntry(source.member, source.size, previous.sha256, source.mode,
-                                              source.mtime_ns, previous.archive, previous.member))
+                self.entries.append(previous if (previous.path, previous.mode, previous.mtime_ns) == (
+                    source.member, source.mode, source.mtime_ns) else FileEntry(
+                    source.member, source.size, previous.sha256, source.mode, source.mtime_ns, previous.archive,
+                    previous.member))  # unchanged: the parent's entry itself
                 return True
         entry = self._add(source.member, self.root + source.rel, missing_ok=True)
         if entry is None:
             return False
         self.entries.append(entry)
         return True
+
+    def _previous(self, source: SourceFile) -> FileEntry | None:
+        """The parent's entry of a file with the same identity, looked up once."""
+        if not source.compared:
+            source.previous = self._lookup(source)
+            source.compared = True
+        return source.previous
+
+    def _lookup(self, source: SourceFile) -> FileEntry | None:
+        """A message file named with its size (``,S=<size>``, as hardmail and Dovecot name them)
+        is found without a ``stat``: its content never changes, so its mode and time are the
+        parent's. Any other file is compared by ``lstat``."""
+        if source.rel in ALWAYS_STORED:
+            return None
+        if source.kind == MESSAGE and source.size < 0 and (named := named_size(source.base)) is not None:
+            found = self.reuse.get(("m", FILES_PREFIX + source.folder, source.base, named))
+            if found is not None:
+                source.size, source.mode, source.mtime_ns = found.size, found.mode, found.mtime_ns
+                return found
+        if not source.load_stat(self.root):
+            return None
+        return self.reuse.get(source.identity())
 
     def _add(self, member: str, path: Path | str, missing_ok: bool = False) -> FileEntry | None:
         try:

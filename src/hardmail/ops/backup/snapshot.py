@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from hardmail.core.bulk import bulk_allocation
 from hardmail.core.diskfull import is_disk_full
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.mailbox import names
@@ -259,6 +260,11 @@ def sqlite_snapshot(database: Path, copy: Path) -> None:
 
 def read_sqlite_view(copy: Path) -> IndexView:
     """The index and queue of an SQLite snapshot, read once. Blocking."""
+    with bulk_allocation():
+        return _read_sqlite_view(copy)
+
+
+def _read_sqlite_view(copy: Path) -> IndexView:
     view = IndexView()
     connection = sqlite3.connect(copy)
     try:

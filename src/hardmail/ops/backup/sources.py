@@ -61,6 +61,8 @@ class SourceFile:
     size: int = -1
     mode: int = 0
     mtime_ns: int = 0
+    previous: FileEntry | None = None  # an incremental backup: the parent's entry of the same identity
+    compared: bool = False  # whether ``previous`` was looked for
 
     @property
     def member(self) -> str:
@@ -215,6 +217,14 @@ def entry_identity(entry: FileEntry) -> Identity | None:
     if path.startswith(FILES_PREFIX + MAIL_DIR + "/") and sub in _MESSAGE_DIRS and not name.startswith("."):
         return ("m", parent, name.partition(INFO_SEPARATOR)[0], entry.size)
     return ("f", path, entry.size, entry.mtime_ns)
+
+
+def named_size(base: str) -> int | None:
+    """The size a Maildir base name states (``...,S=1234``), or None."""
+    _, found, digits = base.rpartition(",S=")
+    if not found or not digits.isdigit():
+        return None
+    return int(digits)
 
 
 def reusable_entries(entries: Iterable[FileEntry]) -> dict[Identity, FileEntry]:
