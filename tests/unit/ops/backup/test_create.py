@@ -288,3 +288,29 @@ async def test_an_archive_that_fails_verification_is_kept_and_reported(
     monkeypatch.undo()
     again = await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", incremental=True))
     assert again.manifest.kind == "full"  # nothing is built on it
+
+
+def test_the_size_a_maildir_name_states() -> None:
+    from hardmail.ops.backup.sources import named_size
+
+    assert named_size("1796313924.M1P2Q3.mx.example.org,S=1234") == 1234
+    assert named_size("1796313924.M1P2Q3.mx.example.org,S=12,W=14") is None  # not the last field: stat it
+    assert named_size("1796313924.M1P2Q3.mx.example.org") is None
+    assert named_size("x,S=") is None
+
+
+async def test_a_message_whose_name_states_another_size_is_compared_by_its_real_size(
+        data: DataDir, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    folder = data.mailboxes.folder_dir(BOB, "INBOX") / "cur"
+    odd = folder / "1700000000.M1P1Q1.other-program,S=5:2,S"
+    odd.write_bytes(b"From: a@b\r\n\r\nlonger than five bytes\r\n")
+    old = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(odd, (old, old))
+    await data.mailboxes.reindex(BOB, "INBOX")
+    full = await create_backup(data.config, _request(tmp_path))
+    assert any(e.path.endswith(odd.name) for e in full.manifest.files)
+    result = await create_backup(data.config, _request(tmp_path, incremental=True))
+    [entry] = [e for e in result.manifest.files if e.path.endswith(odd.name)]
+    assert entry.archive == full.record.name and entry.size == odd.stat().st_size
