@@ -133,7 +133,7 @@ async def test_the_export_agrees_with_the_files_taken_after_the_snapshot(
         asyncio.run_coroutine_threadsafe(data.mailboxes.expunge(ALICE, "Archive", [victim.uid]), loop).result(60)
         return walk(*args, **kwargs)
 
-    monkeypatch.setattr("hardmail.ops.backup.create.walk", expunge_then_walk)
+    monkeypatch.setattr("hardmail.ops.backup.file_phase.walk", expunge_then_walk)
     result = await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", verify=False))
     tables = _tables(archive_members(result.archive_path))
     [folder] = [f for f in tables["mailbox_folders"] if f["account"] == ALICE and f["name"] == "Archive"]

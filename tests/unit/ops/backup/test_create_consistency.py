@@ -59,7 +59,7 @@ async def _backup_with(data: DataDir, tmp_path: Path, monkeypatch: pytest.Monkey
             after_walk(walked)
         return walked
 
-    monkeypatch.setattr("hardmail.ops.backup.create.walk", walk)
+    monkeypatch.setattr("hardmail.ops.backup.file_phase.walk", walk)
     return await create_backup(data.config, BackupRequest(destination=tmp_path / "backups", verify=False, **options))
 
 
