@@ -37,6 +37,7 @@ from hardmail.ops.backup.catalog import BackupError
 from hardmail.ops.backup.manifest import ARCHIVE_SUFFIX, DatabaseInfo, FileEntry
 from hardmail.ops.backup.sources import MAIL_DIR
 from hardmail.ops.backup.tarstream import FastArchiveWriter
+from hardmail.store.sql.migrate import effective_revision
 
 SEEN, DELETED = "\\Seen", "\\Deleted"
 SQLITE_MEMBER = "database/hardmail.db"
@@ -271,7 +272,7 @@ def _read_sqlite_view(copy: Path) -> IndexView:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "alembic_version" in tables:
             revisions = sorted(row[0] for row in connection.execute("SELECT version_num FROM alembic_version"))
-            view.schema_revision = ",".join(revisions) or None
+            view.schema_revision = effective_revision(revisions)
         if all(table in tables for table in _MAILBOX_TABLES):
             for row in connection.execute("SELECT id, account, name, uidnext, highestmodseq FROM mailbox_folders"):
                 view.add_folder(*row)
@@ -289,7 +290,9 @@ def apply_sqlite_corrections(copy: Path, corrections: Corrections) -> None:
     connection = sqlite3.connect(copy, isolation_level=None)
     try:
         connection.execute("BEGIN")
-        _sqlite_mailbox(connection, corrections)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "mailbox_messages" in tables:  # a database at an older schema revision (before an upgrade) has none
+            _sqlite_mailbox(connection, corrections)
         for queue_id in sorted(corrections.queue_dropped):
             connection.execute("DELETE FROM queue_recipients WHERE queue_id = ?", (queue_id,))
             connection.execute("DELETE FROM queue_messages WHERE queue_id = ?", (queue_id,))

@@ -44,6 +44,7 @@ from hardmail.ops.backup.snapshot import Corrections, IndexView, store_member
 from hardmail.ops.backup.tarstream import FastArchiveWriter
 from hardmail.ops.log import log_event
 from hardmail.store.sql.engine import create_engine_for
+from hardmail.store.sql.migrate import effective_revision
 from hardmail.store.sql.tables import metadata
 from hardmail.store.sql.tables_mailbox import mailbox_folders, mailbox_messages
 from hardmail.store.sql.tables_queue import queue_messages
@@ -159,7 +160,7 @@ class PostgresSnapshot:
         view = IndexView()
         if "alembic_version" in self.tables:
             revisions = sorted(await self.conn.scalars(text("SELECT version_num FROM alembic_version")))
-            view.schema_revision = ",".join(revisions) or None
+            view.schema_revision = effective_revision(revisions)
         if {"mailbox_folders", "mailbox_messages"} <= self.tables:
             f = mailbox_folders.c
             for row in await self.conn.execute(select(f.id, f.account, f.name, f.uidnext, f.highestmodseq)):

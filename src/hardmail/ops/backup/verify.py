@@ -43,6 +43,7 @@ from hardmail.ops.backup.restore import (
     is_message_path,
     stored_bytes_hint,
 )
+from hardmail.store.sql.migrate import effective_revision
 
 ProgressCallback = Callable[[str, int, int], None]
 MAX_FAILURES = 300
@@ -324,9 +325,9 @@ def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str 
         failures.add(member, f"foreign key check: row {rowid} of {table} refers to a missing row of {parent}",
                      "the database copy fails its foreign key check")
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    found = _joined(row[0] for row in connection.execute("SELECT version_num FROM alembic_version")) \
+    found = effective_revision([row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]) \
         if "alembic_version" in tables else None
-    if found != _joined((revision or "").split(",")):
+    if found != effective_revision([part for part in (revision or "").split(",") if part]):
         failures.add(member, f"is at schema revision {found}, the manifest says {revision}",
                      "the database copy is not at the manifest's schema revision")
     contents = _Contents(indexed={"mailbox_messages", "mailbox_folders"} <= tables)
@@ -337,11 +338,6 @@ def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str 
     if "queue_messages" in tables:
         contents.queue_ids = {str(row[0]) for row in connection.execute("SELECT queue_id FROM queue_messages")}
     return contents
-
-
-def _joined(values: Iterable[str]) -> str | None:
-    parts = sorted(value.strip() for value in values if value and value.strip())
-    return ",".join(parts) if parts else None
 
 
 def _check_logical(tables: Path, member: str, failures: _Failures) -> _Contents | None:
