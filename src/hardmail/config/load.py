@@ -335,6 +335,18 @@ def load_config(
     return _with_absolute_data_dir(cfg)
 
 
+def config_file_path(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The configuration file :func:`load_config` reads for the same ``path`` and ``environ``
+    (made absolute), or None when it reads none (built-in defaults and the environment only).
+
+    The choice is ``load_config``'s own: ``path`` (``--config``) when given, else
+    ``$HARDMAIL_CONFIG`` when set, else ``./hardmail.toml`` when this user can see it. A backup
+    stores that file, so that a restore brings back the configuration that was in use.
+    """
+    chosen, _named_by = _choose_file(path, os.environ if environ is None else environ)
+    return None if chosen is None else chosen.absolute()
+
+
 def _default_data_dir(environ: Mapping[str, str]) -> list[_Setting]:
     """``$HARDMAIL_DATA_DIR`` in place of the built-in default (relative: to the current directory)."""
     value = environ.get(DATA_DIR_ENV, "")

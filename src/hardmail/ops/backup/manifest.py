@@ -8,7 +8,7 @@ encrypted one without the private key).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,6 +47,18 @@ class FileEntry:
                    member=str(value.get("member", value["path"])))
 
 
+_ENTRY_FIELDS = tuple(f.name for f in fields(FileEntry))
+assert _ENTRY_FIELDS == ("path", "size", "sha256", "mode", "mtime_ns", "archive", "member"), "update _entry_line"
+_quoted = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # json's C string encoder
+
+
+def _entry_line(entry: FileEntry) -> str:
+    """One file entry as a JSON object, keys sorted (1 µs; json.dumps of a dict takes 5)."""
+    return (f'{{"archive": {_quoted(entry.archive)}, "member": {_quoted(entry.member)}, "mode": {int(entry.mode)}, '
+            f'"mtime_ns": {int(entry.mtime_ns)}, "path": {_quoted(entry.path)}, "sha256": {_quoted(entry.sha256)}, '
+            f'"size": {int(entry.size)}}}')
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseInfo:
     kind: Literal["sqlite", "postgresql"]
@@ -75,10 +87,14 @@ class Manifest:
         return [entry for entry in self.files if entry.archive == self.name]
 
     def to_json(self) -> bytes:
-        value = asdict(self)
+        """Indented JSON with one line per file entry (``indent`` and ``asdict`` would cost 40 µs
+        an entry, most of the time of an incremental backup)."""
+        value = asdict(replace(self, files=()))
         value["chain"] = list(self.chain)
-        value["files"] = [asdict(entry) for entry in self.files]
-        return json.dumps(value, indent=1, sort_keys=True).encode()
+        head = json.dumps(value, indent=1, sort_keys=True)
+        files = ",\n  ".join(map(_entry_line, self.files))
+        head = head.replace('"files": []', f'"files": [\n  {files}\n ]' if files else '"files": []', 1)
+        return head.encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:

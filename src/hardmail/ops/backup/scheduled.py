@@ -114,7 +114,8 @@ async def _locked_run(config: Config, now: datetime, config_file: Path | None,
     except Exception as exc:
         error = _error_text(exc)
         _record_failure(config, before, kind, error)
-        log_event("backup.failed", level="error", reason="scheduled", kind=kind, error=error)
+        if not _logged_by_create(exc):
+            log_event("backup.failed", level="error", reason="scheduled", kind=kind, error=error)
         return ScheduledOutcome("failed", now.isoformat(), _since(started), kind=kind, error=error)
     return await _after_create(config, destination, now, kind, result, before, started)
 
@@ -127,10 +128,12 @@ async def _after_create(config: Config, destination: Path, now: datetime, kind: 
     if state == "bad":
         error = "the new archive failed verification: " + "; ".join(_verify_failures(record))[:300]
         _record_if_missing(config, before, ok=True, verified=False, archive=name, error=error, kind=kind)
-        log_event("backup.failed", level="error", reason="scheduled", kind=kind, archive=name, error=error)
+        # create_backup has logged the failed verification as backup.failed already
         return ScheduledOutcome("unverified", now.isoformat(), _since(started), kind, name, error)
     _record_if_missing(config, before, ok=True, verified=state == "good", archive=name, kind=kind)
-    pruned = await asyncio.to_thread(prune, config, destination, now)
+    # Retention counts from the new archive's time when that is later (a run's "now" is its start).
+    prune_at = max(now, datetime.fromisoformat(str(record.created_at)).astimezone(now.tzinfo))
+    pruned = await asyncio.to_thread(prune, config, destination, prune_at)
     outcome: Outcome = "ok" if state == "good" else "unverified"
     return ScheduledOutcome(outcome, now.isoformat(), _since(started), kind, name, pruned=tuple(pruned))
 
@@ -143,6 +146,12 @@ async def _create(config: Config, destination: Path, kind: Kind, config_file: Pa
                             recipients=tuple(config.backup.recipients), verify=config.backup.verify,
                             reason="scheduled", config_file=config_file)
     return await create_backup(config, request, progress)
+
+
+def _logged_by_create(exc: BaseException) -> bool:
+    from hardmail.ops.backup.create import BackupError
+
+    return isinstance(exc, BackupError)
 
 
 def _records(destination: Path) -> list[Any]:

@@ -13,9 +13,6 @@ What is checked (each problem is one failure line; the report is ok only when th
   [.Folder/](cur|new)/`` (matched by folder directory and base name before ``:2,``, the
   directories named as the mailbox store names them) and every message file its index entry;
   every queue entry has its spool message and envelope, and every envelope its queue entry.
-
-For the new archive of a backup, earlier archives of its chain can be taken from the manifests the
-server keeps for them (``manifests=``) instead of being read again.
 """
 
 from __future__ import annotations
@@ -46,6 +43,7 @@ from hardmail.ops.backup.restore import (
     is_message_path,
     stored_bytes_hint,
 )
+from hardmail.store.sql.migrate import effective_revision
 
 ProgressCallback = Callable[[str, int, int], None]
 MAX_FAILURES = 300
@@ -108,16 +106,12 @@ class _Progress:
 
 
 def verify_archive(archive: Path, identities: Sequence[Path] = (),
-                   progress: ProgressCallback | None = None,
+                   progress: ProgressCallback | None = None, *,
                    manifests: Mapping[str, Manifest] | None = None) -> VerifyReport:
     """Check ``archive`` and the earlier archives of its chain (see the module docstring).
-
-    ``manifests``: manifests of earlier archives of the chain, by name (the copies the server keeps
-    in ``backup-state/manifests``, for the new archive of ``hardmail backup create``). Such an
-    archive is looked for but not read: the files the new archive takes over from it are checked
-    against its manifest. So a new incremental backup is verified without the private key of an
-    encrypted chain, and without reading every earlier archive again; ``hardmail backup verify``
-    passes none and reads the whole chain."""
+    ``manifests``: earlier archives of the chain taken as these manifests say instead of read (a
+    new incremental archive after encrypted ones, which the server cannot decrypt: create passes
+    the manifest copies of the state directory, for archives whose own verification passed)."""
     failures = _Failures()
     counter = _Progress(progress)
     with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
@@ -130,10 +124,11 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
         _check_chain_shape(manifest, failures)
         _check_own(target, manifest, failures)
         for position, name in enumerate(manifest.chain[:-1]):
-            chain = manifest.chain[:position + 1]
-            known = (manifests or {}).get(name)
-            scans[name] = (_known_earlier(archive.parent, name, chain, known, failures) if known is not None
-                           else _scan_earlier(archive.parent, name, chain, identities, failures, counter))
+            if manifests is not None and name in manifests:
+                scans[name] = _scan_as_listed(archive.parent, name, manifests[name], failures)
+                continue
+            scans[name] = _scan_earlier(archive.parent, name, manifest.chain[:position + 1], identities,
+                                        failures, counter)
         _check_held(manifest, scans, failures)
         messages = _check_contents(manifest, extracted, failures)
     return failures.report(len(manifest.files), messages)
@@ -211,19 +206,12 @@ def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities
     return scan
 
 
-def _known_earlier(directory: Path, name: str, chain: tuple[str, ...], manifest: Manifest,
-                   failures: _Failures) -> _Scan | None:
-    """An earlier archive of the chain taken from its manifest (not read): it must be there, and the
-    manifest must be its own; its members are the entries it stores, as the manifest says."""
+def _scan_as_listed(directory: Path, name: str, manifest: Manifest, failures: _Failures) -> _Scan | None:
+    """An earlier archive that is not read: its members are the entries its manifest stores in it."""
     path = find_archive(directory, name)
     if path is None:
         failures.add(name, f"this archive of the chain is missing from {directory}",
                      "an archive of the chain is missing")
-        return None
-    if manifest.name != name or manifest.chain != chain:
-        shown = ", ".join(manifest.chain)
-        failures.add(path.name, f"the manifest kept for it is that of {manifest.name} (chain {shown}), not of "
-                     f"{name} of this chain", "an archive of the chain is not the one named")
         return None
     members = {entry.member: (entry.size, entry.sha256) for entry in manifest.stored_here()}
     return _Scan(path, members, manifest, complete=True)
@@ -337,9 +325,9 @@ def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str 
         failures.add(member, f"foreign key check: row {rowid} of {table} refers to a missing row of {parent}",
                      "the database copy fails its foreign key check")
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    found = _joined(row[0] for row in connection.execute("SELECT version_num FROM alembic_version")) \
+    found = effective_revision([row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]) \
         if "alembic_version" in tables else None
-    if found != _joined((revision or "").split(",")):
+    if found != effective_revision([part for part in (revision or "").split(",") if part]):
         failures.add(member, f"is at schema revision {found}, the manifest says {revision}",
                      "the database copy is not at the manifest's schema revision")
     contents = _Contents(indexed={"mailbox_messages", "mailbox_folders"} <= tables)
@@ -350,11 +338,6 @@ def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str 
     if "queue_messages" in tables:
         contents.queue_ids = {str(row[0]) for row in connection.execute("SELECT queue_id FROM queue_messages")}
     return contents
-
-
-def _joined(values: Iterable[str]) -> str | None:
-    parts = sorted(value.strip() for value in values if value and value.strip())
-    return ",".join(parts) if parts else None
 
 
 def _check_logical(tables: Path, member: str, failures: _Failures) -> _Contents | None:

@@ -155,6 +155,17 @@ def branched_prefix(stamped: Sequence[str]) -> str | None:
     return chain[len(applied) - 1]
 
 
+def effective_revision(stamped: Sequence[str]) -> str | None:
+    """The one revision the alembic_version rows amount to (a branched-era set collapsed as the
+    next upgrade will), else the rows comma-joined as they are; None for no rows."""
+    rows = sorted(stamped)
+    if len(rows) > 1:
+        collapsed = branched_prefix(rows)
+        if collapsed is not None:
+            return collapsed
+    return ",".join(rows) or None
+
+
 # --- where a database stands --------------------------------------------------------------
 
 
