@@ -8,6 +8,7 @@ hardmail's archive code, so that a fault shared by the writer and the reader can
 
 from __future__ import annotations
 
+import io
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -81,12 +82,26 @@ def drop_stored_file(source: Path, target: Path) -> str:
     return victim.info.name
 
 
+def _plain(data: bytes) -> bytes | None:
+    """The decompressed stream, or None when zstd finds it damaged."""
+    try:
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
+    except zstandard.ZstdError:
+        return None
+
+
 def flip_compressed_byte(source: Path, target: Path) -> str:
-    """A byte in the middle of the compressed file flipped."""
-    data = bytearray(source.read_bytes())
-    data[len(data) // 2] ^= 0x40
-    target.write_bytes(bytes(data))
-    return "damaged"
+    """A byte near the middle of the compressed file flipped: the first one from there whose flip
+    changes what the stream holds (a few header bits zstd does not need change nothing)."""
+    data = source.read_bytes()
+    sound = _plain(data)
+    for at in range(len(data) // 2, len(data)):
+        flipped = bytearray(data)
+        flipped[at] ^= 0x40
+        if _plain(bytes(flipped)) != sound:
+            target.write_bytes(bytes(flipped))
+            return "damaged"
+    raise AssertionError("no flipped byte changed the archive")
 
 
 def truncate(source: Path, target: Path) -> str:

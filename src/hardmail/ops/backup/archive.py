@@ -151,6 +151,10 @@ def iter_members(archive: Path, identities: Sequence[Path] = ()) -> Iterator[tup
                         extracted = tar.extractfile(info)
                         assert extracted is not None
                         yield info, _GuardedStream(extracted, archive.name)  # type: ignore[misc]
+                # A damaged header ends the tar reader without an error: the rest of the stream is read
+                # so that zstd checks its content checksum at the end of the frame.
+                while stream.read(_COPY_BUFFER):
+                    pass
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
             raise ArchiveError(f"the archive {archive.name} is damaged or truncated ({_one_line(exc)})") from None
         except FileNotFoundError:
