@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 
 from hardmail.ops.backup.health import read_health
-from support.cli_process import cli_env, run_cli, serving
+from support.cli_process import LoggedServe, cli_env, run_cli, serving
 from support.live import EPHEMERAL_LISTEN, running_server, server_config
 
 CORE_MERGED = importlib.util.find_spec("hardmail.ops.backup.create") is not None
@@ -46,12 +46,21 @@ def log_events(stderr: str, name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_scheduler_runs_in_exactly_one_process(tmp_path: Path, workers: int) -> None:
-    config = write_config(tmp_path, workers)
-    with serving("--config", str(config), cwd=tmp_path, env=cli_env()) as server:
-        pass
-    [started] = log_events(server.stderr, "backup.scheduler_started")
+    server = LoggedServe(write_config(tmp_path, workers))
+    seen: list[dict[str, Any]] = []
+    try:
+        while sum(e["event"] == "server.start" for e in seen) < workers or not _named(seen, "backup.scheduler_started"):
+            seen.append(server.wait_for_any())
+    finally:
+        server.stop()
+    seen += server.drain()
+    [started] = _named(seen, "backup.scheduler_started")
     assert (started["schedule"], started["timezone"], started["reason"]) == ("03:00", "Europe/Berlin", "catch-up")
-    assert len(log_events(server.stderr, "server.start")) == workers  # every process started, one scheduled
+    assert len(_named(seen, "server.start")) == workers  # every process started, one scheduled
+
+
+def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [event for event in events if event.get("event") == name]
 
 
 def test_no_scheduler_and_a_warning_when_backups_are_off(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ class LoggedServe:
         self.proc = subprocess.Popen(hardmail_command("serve", "--config", str(config_path)),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._follow, daemon=True).start()
+        self._follower = threading.Thread(target=self._follow, daemon=True)
+        self._follower.start()
 
     def _follow(self) -> None:
         assert self.proc.stderr is not None
@@ -117,6 +118,21 @@ class LoggedServe:
                 raise AssertionError(f"no {event} {fields} within {self.wait} s") from None
             if found.get("event") == event and all(found.get(k) == v for k, v in fields.items()):
                 return found
+
+    def wait_for_any(self) -> dict[str, Any]:
+        """The next log line, whatever its event, or AssertionError after ``wait``."""
+        try:
+            return self.events.get(timeout=self.wait)
+        except queue.Empty:
+            raise AssertionError(f"no log line within {self.wait} s") from None
+
+    def drain(self) -> list[dict[str, Any]]:
+        """After :meth:`stop`: every line the server wrote that was not read yet."""
+        self._follower.join(timeout=self.wait)
+        lines = []
+        while not self.events.empty():
+            lines.append(self.events.get_nowait())
+        return lines
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL with ``kill``), then SIGKILL if it is still running after ``wait``."""
