@@ -49,6 +49,7 @@ from hardmail.ops.backup.manifest import (
     MANIFEST_MEMBER,
     DatabaseInfo,
     FileEntry,
+    Kind,
     Manifest,
     archive_name,
 )
@@ -176,7 +177,7 @@ def build_archive(data_dir: Path, destination: Path, *, parent: BuiltArchive | N
     if os.environ.get("HARDMAIL_TEST_BACKUP_BUILDER") == "core":
         return _core_build(data_dir, destination, parent, config_file, recipients, database_url)
     destination.mkdir(parents=True, exist_ok=True, mode=0o700)
-    kind = "incremental" if parent is not None else "full"
+    kind: Kind = "incremental" if parent is not None else "full"
     name = _new_name(kind, parent)
     plain = destination / f".{name}.tmp{ARCHIVE_SUFFIX}"
     writer = ArchiveWriter(plain)
