@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardmail.auth.pool import HashPool
+from hardmail.auth.server_key import load_or_create_server_key
 from hardmail.auth.verify_cache import enable_verify_cache
 from hardmail.config.schema import Config
 from hardmail.core.clock import SystemClock
@@ -59,6 +60,7 @@ async def build_context(config: Config, first: bool = True, upgrade: UpgradeOpti
     server, which migrates the database (after a backup, see ``upgrade``) and recovers the spool
     (workers forked later must not)."""
     prepare_data_dir(config)
+    load_or_create_server_key(config.data_dir)  # a damaged key stops the start here, before any listener
     tls = TlsManager(config)
     tls.ensure_certificate()
     tls.context()

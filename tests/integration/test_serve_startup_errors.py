@@ -128,3 +128,20 @@ def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path, wor
     result = run_cli("serve", *EPHEMERAL_LISTENERS, "-d", str(tmp_path / "data"), cwd=tmp_path, env=env,
                      timeout=60)
     assert _error_line(result).startswith(f"error: cannot start: {cause.format(cert=cert)}")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_damaged_server_key_stops_the_start_before_it_serves(tmp_path: Path, workers: str) -> None:
+    """Before: the server logged server.start, then died with a traceback when the queue runner
+    read the key."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    key = data / "server.key"
+    key.write_text("not a key\n")
+    key.chmod(0o600)
+    result = run_cli("serve", *EPHEMERAL_LISTENERS, "-d", str(data), cwd=tmp_path,
+                     env=cli_env(HARDMAIL_SERVER__WORKERS=workers), timeout=60)
+    assert result.returncode == 1
+    assert _error_line(result) == (f"error: cannot start: {key} does not hold a valid server key; restore it from a "
+                                   "backup (secrets encrypted with the old key cannot be read without it)")
+    assert '"event": "server.start"' not in result.stderr and "Traceback" not in result.stderr

@@ -26,6 +26,7 @@ from hardmail.admin.cli_common import (
 )
 from hardmail.admin.datadir import user_name
 from hardmail.app import RunningServer, run_serve
+from hardmail.auth.server_key import ServerKeyError
 from hardmail.config.schema import Config
 from hardmail.config.warnings import insecure_warnings
 from hardmail.core.diskfull import is_disk_full
@@ -103,8 +104,8 @@ def serve_command(
         fail(f"cannot start: {exc}")
     except KeyboardInterrupt:
         pass
-    except (ListenError, TlsError) as exc:
-        fail(f"cannot start: {exc}" if isinstance(exc, TlsError) else str(exc))
+    except (ListenError, TlsError, ServerKeyError) as exc:
+        fail(str(exc) if isinstance(exc, ListenError) else f"cannot start: {exc}")
     except WorkerStartError as exc:
         _fail_worker_start(cfg, exc)
     except SchemaError as exc:  # a newer schema, a failed backup before an upgrade
@@ -144,7 +145,7 @@ def _fail_worker_start(cfg: Config, exc: WorkerStartError) -> NoReturn:
     """One line for a worker that failed before it served: its error, mapped as in one process
     when the worker's exception came along, else the worker's own one-line reason."""
     cause = exc.__cause__
-    if isinstance(cause, (LogFileError, TlsError)):
+    if isinstance(cause, (LogFileError, TlsError, ServerKeyError)):
         fail(f"cannot start: {cause}")
     if isinstance(cause, ListenError):
         fail(str(cause))
