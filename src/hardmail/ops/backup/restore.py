@@ -338,7 +338,7 @@ def _limit_reason(archive: Path, limit: int) -> str:
 
 def _refuse_unlisted(manifest: Manifest, staged: dict[str, _Staged]) -> None:
     """Every member of the archive is one its own manifest stores there."""
-    listed = {entry.member for entry in manifest.stored_here()}
+    listed = {str(check_member_name(entry.member)) for entry in manifest.stored_here()}
     for name in staged:
         if name not in listed:
             raise RestoreError(f"member {name[:200]} is in archive {manifest.name} but not in its manifest; the "
