@@ -215,7 +215,7 @@ async def test_a_member_larger_than_its_entry_is_refused_before_it_is_staged(sam
     grown = 8 << 20
     rewrite_archive(built.path, lambda name, data: bytes(grown) if name == "files/server.key" else data)
     written: list[int] = []
-    with pytest.raises(RestoreError, match="files/server.key' \\(8388608 bytes\\) takes the archive past"):
+    with pytest.raises(RestoreError, match=r"files/server.key' \(8388608 bytes\) takes the archive past"):
         await restore_full(built.path, tmp_path / "restored", progress=lambda p, done, t: written.append(done))
     assert max(written, default=0) < grown
 

@@ -49,8 +49,11 @@ async def test_an_entry_that_reaches_outside_fails_verify_and_restore(built: Bui
     victim = "files/server.key"
 
     def crafted(manifest: Manifest) -> Manifest:
-        return replace(manifest, files=tuple(replace(e, **{field: "files/../../../tmp/x"}) if e.path == victim else e
-                                             for e in manifest.files))
+        def unsafe(entry: FileEntry) -> FileEntry:
+            bad = "files/../../../tmp/x"
+            return replace(entry, path=bad) if field == "path" else replace(entry, member=bad)
+
+        return replace(manifest, files=tuple(unsafe(e) if e.path == victim else e for e in manifest.files))
 
     _change_manifest(built.path, crafted)
     report = verify_archive(built.path)
