@@ -3,14 +3,19 @@ whichever archive of the chain holds them (each hash-checked while it is written
 and time, fsync'd, in 0700 directories), and the full restore of a data directory.
 
 A full restore (:func:`restore_full`) writes into an empty or new directory only; with ``force``
-the old contents are moved aside to ``<DIR>.before-restore-<time>`` (never deleted), and only
-when no server holds the directory's lock. ``files/X`` goes to ``DIR/X``, the configuration to
-``DIR/hardmail.toml`` (``server.data_dir`` rewritten to DIR), TLS files kept outside the old data
-directory to ``DIR/restored-external/``. The database is then made usable at the newest schema
-(:mod:`hardmail.ops.backup.restore_database`). A failed restore removes what it wrote.
+the old contents are moved aside to ``<DIR>.before-restore-<time>`` (never deleted). It holds
+DIR's data-directory lock (``hardmail.lock``, as ``hardmail serve`` does) for its whole run, so
+it refuses a directory a server uses and no server starts on DIR meanwhile. ``files/X`` goes to
+``DIR/X`` (files mode 0600 or 0700, directories 0700: the owner's bits of the manifest's mode
+only), the configuration to ``DIR/hardmail.toml`` (``server.data_dir`` rewritten to DIR), TLS
+files kept outside the old data directory to ``DIR/restored-external/``. The database is then
+made usable at the newest schema (:mod:`hardmail.ops.backup.restore_database`). A failed restore
+removes what it wrote and, with ``force``, puts the old contents back.
 
 The target archive is read once: its members are staged inside the restore directory while the
 stream is read (the manifest comes last), then moved into place once the manifest is known.
+Staging stops at the stored bytes the archive's catalog record lists (else at the disk's free
+space), and a member its manifest does not list is an error.
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 import zstandard
 
 from hardmail.delivery.durable import fsync_dir, make_private_dir
-from hardmail.ops.backup import restore_config, restore_database
+from hardmail.ops.backup import restore_config, restore_database, restore_target
 from hardmail.ops.backup.archive import ArchiveError, copy_member, iter_members
 from hardmail.ops.backup.manifest import (
     ARCHIVE_SUFFIX,
@@ -41,8 +45,9 @@ from hardmail.ops.backup.manifest import (
     Manifest,
     ManifestError,
 )
+from hardmail.ops.backup.restore_target import RestoreError as RestoreError  # re-exported: callers import it here
 from hardmail.ops.log import log_event
-from hardmail.ops.runstate import LOCK_NAME, AnotherServerRunning, ServerLock
+from hardmail.ops.runstate import LOCK_NAME
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done_bytes, total_bytes); total 0: unknown
 Placement = Callable[[FileEntry], Path | None]
@@ -55,8 +60,6 @@ _STAGING_PREFIX = ".hardmail-restore-"
 _FREE_SPACE_MARGIN = 64 << 20  # staging without a sidecar stops this short of a full disk
 
 
-class RestoreError(Exception):
-    """A restore that cannot go on; ``str()`` is one line for an admin (never a secret)."""
 
 
 # --- finding archives ------------------------------------------------------------------------
@@ -449,11 +452,11 @@ async def restore_full(archive: Path, into: Path, identities: Sequence[Path] = (
     into = into.absolute()
     if archive.resolve().is_relative_to(into.resolve()):
         raise RestoreError(f"the archive {archive} is inside {into}; restore into another directory")
-    lock, moved_aside = await asyncio.to_thread(prepare_target, into, force, archive.name)
+    lock, moved_aside = await asyncio.to_thread(restore_target.prepare_target, into, force, archive.name)
     try:
         report = await _restore(archive, into, identities, database_url, progress, moved_aside)
     except BaseException as exc:
-        put_back = await asyncio.to_thread(_undo, into, moved_aside)
+        put_back = await asyncio.to_thread(restore_target.undo, into, moved_aside)
         if isinstance(exc, RestoreError | restore_database.DatabaseRestoreError):
             raise RestoreError(f"{exc}{put_back}") from None
         raise
@@ -535,73 +538,3 @@ def is_message_path(path: str) -> bool:
     if len(parts) not in (6, 7) or parts[:2] != ["files", "mail"] or parts[-1].startswith("."):
         return False
     return parts[-2] in ("cur", "new") and (len(parts) == 6 or parts[4].startswith("."))
-
-
-def prepare_target(into: Path, force: bool, archive_name: str = "") -> tuple[ServerLock, Path | None]:
-    """Make ``into`` an empty directory holding its data-directory lock (so that no server
-    starts on it while it is restored); returns the lock and where old contents were moved
-    (with ``force``). The lock is taken before anything is moved: a running server refuses."""
-    if into.exists() and not into.is_dir():
-        raise RestoreError(f"{into} exists and is not a directory; restore into an empty or new directory")
-    if not into.exists() or not _has_contents(into):
-        make_private_dir(into)
-        return _take_lock(into, archive_name), None
-    if not force:
-        raise RestoreError(f"{into} is not empty; restore into an empty or new directory, or pass --force to move "
-                           f"its contents aside (to {into.name}.before-restore-<time>) first")
-    old_lock = _take_lock(into, archive_name)
-    try:
-        fresh = into.with_name(f".{into.name}.restore-{secrets.token_hex(4)}")
-        make_private_dir(fresh)
-        lock = _take_lock(fresh, archive_name)  # the inode keeps its lock when renamed to ``into``
-        aside = into.with_name(f"{into.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-        if aside.exists():
-            aside = aside.with_name(f"{aside.name}-{secrets.token_hex(3)}")
-        os.rename(into, aside)
-        os.rename(fresh, into)  # fails (not empty) if a server made ``into`` in between
-        fsync_dir(into.parent)
-    finally:
-        old_lock.release()
-    return lock, aside
-
-
-def _has_contents(into: Path) -> bool:
-    """Anything but a lock file no process holds."""
-    return any(child.name != LOCK_NAME for child in into.iterdir())
-
-
-def _take_lock(into: Path, archive_name: str) -> ServerLock:
-    try:
-        return ServerLock.acquire(into, {"command": "restore", "archive": archive_name})
-    except AnotherServerRunning as exc:
-        pid = exc.holder.get("pid", "unknown")
-        what = exc.holder.get("command") or "server"
-        raise RestoreError(f"a hardmail {what} (pid {pid}) is using {into}; stop it before restoring over it") from None
-
-
-def _undo(into: Path, moved_aside: Path | None) -> str:
-    """After a failed restore: remove what it wrote, and put the old contents back (with
-    ``force``); returns what to add to the error."""
-    _clear_directory(into)
-    if moved_aside is None:
-        return ""
-    try:
-        shutil.rmtree(into)
-        os.rename(moved_aside, into)
-        fsync_dir(into.parent)
-    except OSError as exc:
-        return f" (the old contents of {into} are in {moved_aside}: they could not be put back: {exc.strerror})"
-    return f"; the old contents of {into} were put back"
-
-
-def _clear_directory(into: Path) -> None:
-    """Remove everything a failed restore wrote into ``into`` (it was empty before)."""
-    with contextlib.suppress(FileNotFoundError):
-        for child in into.iterdir():
-            if child.name == LOCK_NAME:
-                continue  # held by this restore until it ends
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    child.unlink()
