@@ -48,7 +48,8 @@ class AnotherServerRunning(Exception):
         self.holder = holder
         pid = holder.get("pid", "unknown")
         started = holder.get("started", "at an unknown time")
-        super().__init__(f"another hardmail server (pid {pid}, started {started}) is using {data_dir}")
+        what = holder.get("command") or "server"  # "restore", "upgrade": a command holds it, not a server
+        super().__init__(f"another hardmail {what} (pid {pid}, started {started}) is using {data_dir}")
 
 
 @dataclass

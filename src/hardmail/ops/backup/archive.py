@@ -137,9 +137,12 @@ def opened_plaintext(archive: Path, identities: Sequence[Path] = ()) -> Iterator
         yield archive
 
 
-def iter_members(archive: Path, identities: Sequence[Path] = ()) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+def iter_members(archive: Path, identities: Sequence[Path] = (),
+                 on_skipped: Callable[[tarfile.TarInfo], None] | None = None,
+                 ) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     """Every regular member of ``archive`` in order, with a stream of its bytes (valid until the
-    next member). Raises ArchiveError for a damaged, truncated or undecryptable archive."""
+    next member); ``on_skipped`` is told of each other member (a link, a directory, a device:
+    hardmail writes none). Raises ArchiveError for a damaged, truncated or undecryptable archive."""
     with opened_plaintext(archive, identities) as plain:
         try:
             with open(plain, "rb") as raw:
@@ -147,6 +150,8 @@ def iter_members(archive: Path, identities: Sequence[Path] = ()) -> Iterator[tup
                 with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
                     for info in tar:
                         if not info.isreg():
+                            if on_skipped is not None:
+                                on_skipped(info)
                             continue
                         extracted = tar.extractfile(info)
                         assert extracted is not None

@@ -3,14 +3,19 @@ whichever archive of the chain holds them (each hash-checked while it is written
 and time, fsync'd, in 0700 directories), and the full restore of a data directory.
 
 A full restore (:func:`restore_full`) writes into an empty or new directory only; with ``force``
-the old contents are moved aside to ``<DIR>.before-restore-<time>`` (never deleted), and only
-when no server holds the directory's lock. ``files/X`` goes to ``DIR/X``, the configuration to
-``DIR/hardmail.toml`` (``server.data_dir`` rewritten to DIR), TLS files kept outside the old data
-directory to ``DIR/restored-external/``. The database is then made usable at the newest schema
-(:mod:`hardmail.ops.backup.restore_database`). A failed restore removes what it wrote.
+the old contents are moved aside to ``<DIR>.before-restore-<time>`` (never deleted). It holds
+DIR's data-directory lock (``hardmail.lock``, as ``hardmail serve`` does) for its whole run, so
+it refuses a directory a server uses and no server starts on DIR meanwhile. ``files/X`` goes to
+``DIR/X`` (files mode 0600 or 0700, directories 0700: the owner's bits of the manifest's mode
+only), the configuration to ``DIR/hardmail.toml`` (``server.data_dir`` rewritten to DIR), TLS
+files kept outside the old data directory to ``DIR/restored-external/``. The database is then
+made usable at the newest schema (:mod:`hardmail.ops.backup.restore_database`). A failed restore
+removes what it wrote and, with ``force``, puts the old contents back.
 
 The target archive is read once: its members are staged inside the restore directory while the
 stream is read (the manifest comes last), then moved into place once the manifest is known.
+Staging stops at the stored bytes the archive's catalog record lists (else at the disk's free
+space), and a member its manifest does not list is an error.
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 import zstandard
 
 from hardmail.delivery.durable import fsync_dir, make_private_dir
-from hardmail.ops.backup import restore_config, restore_database
+from hardmail.ops.backup import restore_config, restore_database, restore_target
 from hardmail.ops.backup.archive import ArchiveError, copy_member, iter_members
 from hardmail.ops.backup.manifest import (
     ARCHIVE_SUFFIX,
@@ -41,8 +45,9 @@ from hardmail.ops.backup.manifest import (
     Manifest,
     ManifestError,
 )
+from hardmail.ops.backup.restore_target import RestoreError as RestoreError  # re-exported: callers import it here
 from hardmail.ops.log import log_event
-from hardmail.ops.runstate import lock_holder
+from hardmail.ops.runstate import LOCK_NAME
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done_bytes, total_bytes); total 0: unknown
 Placement = Callable[[FileEntry], Path | None]
@@ -52,10 +57,9 @@ EXTERNAL_DIR = "restored-external"
 CONFIG_NAME = "hardmail.toml"
 DATABASE_NAME = "hardmail.db"
 _STAGING_PREFIX = ".hardmail-restore-"
+_FREE_SPACE_MARGIN = 64 << 20  # staging without a sidecar stops this short of a full disk
 
 
-class RestoreError(Exception):
-    """A restore that cannot go on; ``str()`` is one line for an admin (never a secret)."""
 
 
 # --- finding archives ------------------------------------------------------------------------
@@ -102,6 +106,21 @@ def check_member_name(name: str) -> PurePosixPath:
         raise RestoreError(f"the archive names an unsafe path {name[:200]!r}; it was not written by hardmail "
                            "or is damaged")
     return path
+
+
+def check_database_names(manifest: Manifest) -> None:
+    """The manifest's database members are safe paths under ``database/`` (RestoreError)."""
+    for name in (manifest.database.member, manifest.database.dump_member):
+        if name is not None and check_member_name(name).parts[0] != "database":
+            raise RestoreError(f"the archive names its database at {name[:200]!r}, outside database/; it was not "
+                               "written by hardmail or is damaged")
+
+
+def restored_mode(mode: int) -> int:
+    """The mode a restored file gets: the owner's bits of the manifest's (at least read and
+    write), never setuid/setgid/sticky nor any group or other bit (a data directory is the
+    server's alone)."""
+    return (mode & 0o700) | 0o600
 
 
 def read_manifest(data: bytes, archive: Path) -> Manifest:
@@ -171,7 +190,7 @@ class _Writer:
     def settle(self, target: Path, entry: FileEntry) -> None:
         fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            os.fchmod(fd, entry.mode & 0o7777)
+            os.fchmod(fd, restored_mode(entry.mode))
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             os.fsync(fd)
         finally:
@@ -199,12 +218,13 @@ def check_bytes(entry: FileEntry, size: int, sha256: str) -> None:
 def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
                   select: Callable[[FileEntry], bool] = lambda entry: True,
                   progress: ProgressCallback | None = None, *, place: Placement | None = None,
-                  on_manifest: Callable[[Manifest], None] | None = None,
+                  on_manifest: Callable[[Manifest, Callable[[str], Path | None]], None] | None = None,
                   manifest: Manifest | None = None) -> Manifest:
     """Write every selected manifest entry (``files/``, ``config/``, ``external/`` and the
     database members) to ``into/<entry.path>`` (or where ``place`` says; None skips it), from
     whichever archive of the chain holds it, hash-checked. ``on_manifest`` may refuse the
-    archive (raise) once its manifest is read, before any file is placed. ``manifest``: the
+    archive (raise) once its manifest is read, before any file is placed; it is given where a
+    member was staged (None when not staged). ``manifest``: the
     archive's manifest when the caller has read it already (:func:`read_archive_manifest`);
     then only the members selected are read, not staged. Raises RestoreError."""
     into = into.absolute()
@@ -217,8 +237,10 @@ def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
         staged = None
         if manifest is None:
             manifest, staged = _stage_archive(archive, identities, staging, writer)
+            _refuse_unlisted(manifest, staged)
         if on_manifest is not None:
-            on_manifest(manifest)
+            found = staged or {}
+            on_manifest(manifest, lambda name: found[name].path if name in found else None)
         wanted = _wanted(manifest, select, where)
         _refuse_foreign(manifest, wanted)
         writer.total = sum(entry.size for entry, _ in wanted)
@@ -265,16 +287,33 @@ def _wanted(manifest: Manifest, select: Callable[[FileEntry], bool], where: Plac
         seen.add(entry.path)
         if select(entry) and (target := where(entry)) is not None:
             wanted.append((entry, target))
+    _refuse_nested(manifest, seen)
     return wanted
+
+
+def _refuse_nested(manifest: Manifest, paths: set[str]) -> None:
+    """No entry's path is a directory of another entry (``files/a`` and ``files/a/b``)."""
+    for path in paths:
+        for parent in PurePosixPath(path).parents:
+            if str(parent) in paths:
+                raise RestoreError(f"the manifest of {manifest.name} lists {path} inside {parent}, which it also lists "
+                                   "as a file; the archive is damaged or was not written by hardmail")
 
 
 def _stage_archive(archive: Path, identities: Sequence[Path], staging: Path,
                    writer: _Writer) -> tuple[Manifest, dict[str, _Staged]]:
-    """Read the whole archive once: every member into ``staging``, then the manifest."""
+    """Read the whole archive once: every member into ``staging``, then the manifest. What is
+    staged is bounded (:func:`_staging_limit`) before each member's bytes are written."""
     staged: dict[str, _Staged] = {}
     manifest_data: bytes | None = None
+    limit, within = _staging_limit(archive, staging), 0
     with damage_reported(archive):
         for info, stream in iter_members(archive, identities):
+            within += info.size if info.name != MANIFEST_MEMBER else 0
+            if within > limit:
+                raise RestoreError(f"{archive.name}: member {info.name[:200]!r} ({info.size} bytes) takes the archive "
+                                   f"past {_limit_reason(archive, limit)}; the archive is damaged or was not "
+                                   "written by hardmail")
             _stage_member(archive, info.name, stream, staged, staging, writer, manifest_data is not None)
             if info.name == MANIFEST_MEMBER:
                 manifest_data = stream.read(MAX_MANIFEST_BYTES)
@@ -282,6 +321,31 @@ def _stage_archive(archive: Path, identities: Sequence[Path], staging: Path,
         raise RestoreError(f"{archive.name} has no {MANIFEST_MEMBER}: the archive is truncated (an interrupted "
                            "copy or backup?)")
     return read_manifest(manifest_data, archive), staged
+
+
+def _staging_limit(archive: Path, staging: Path) -> int:
+    """The most bytes staging may write: the stored bytes the archive's sidecar records (what
+    its manifest stores in it), else the free space of the restore directory's disk."""
+    recorded = stored_bytes_hint(archive)
+    if recorded > 0:
+        return recorded
+    found = os.statvfs(staging)
+    return max(0, found.f_bavail * found.f_frsize - _FREE_SPACE_MARGIN)
+
+
+def _limit_reason(archive: Path, limit: int) -> str:
+    if stored_bytes_hint(archive) > 0:
+        return f"the {limit} stored bytes its catalog record lists"
+    return "the free space of the disk it is restored to"
+
+
+def _refuse_unlisted(manifest: Manifest, staged: dict[str, _Staged]) -> None:
+    """Every member of the archive is one its own manifest stores there."""
+    listed = {str(check_member_name(entry.member)) for entry in manifest.stored_here()}
+    for name in staged:
+        if name not in listed:
+            raise RestoreError(f"member {name[:200]} is in archive {manifest.name} but not in its manifest; the "
+                               "archive is damaged or was not written by hardmail")
 
 
 def _stage_member(archive: Path, name: str, stream: IO[bytes], staged: dict[str, _Staged], staging: Path,
@@ -323,6 +387,8 @@ def _extract_from(archive: Path, identities: Sequence[Path], held: list[tuple[Fi
             if not targets:
                 continue
             first_entry, first_target = targets[0]
+            if info.size != first_entry.size:  # before its bytes are written
+                check_bytes(first_entry, info.size, first_entry.sha256)
             writer.write(stream, first_entry, first_target)
             for entry, target in targets[1:]:
                 writer.directory(target.parent)
@@ -386,18 +452,16 @@ async def restore_full(archive: Path, into: Path, identities: Sequence[Path] = (
     into = into.absolute()
     if archive.resolve().is_relative_to(into.resolve()):
         raise RestoreError(f"the archive {archive} is inside {into}; restore into another directory")
-    moved_aside = await asyncio.to_thread(prepare_target, into, force)
+    lock, moved_aside = await asyncio.to_thread(restore_target.prepare_target, into, force, archive.name)
     try:
         report = await _restore(archive, into, identities, database_url, progress, moved_aside)
-    except restore_database.DatabaseRestoreError as exc:
-        await asyncio.to_thread(_clear_directory, into)
-        aside = f" (the old contents of {into} are in {moved_aside})" if moved_aside is not None else ""
-        raise RestoreError(f"{exc}{aside}") from None
     except BaseException as exc:
-        await asyncio.to_thread(_clear_directory, into)
-        if moved_aside is not None and isinstance(exc, RestoreError):
-            raise RestoreError(f"{exc} (the old contents of {into} are in {moved_aside})") from None
+        put_back = await asyncio.to_thread(restore_target.undo, into, moved_aside)
+        if isinstance(exc, RestoreError | restore_database.DatabaseRestoreError):
+            raise RestoreError(f"{exc}{put_back}") from None
         raise
+    finally:
+        lock.release()
     seconds = time.monotonic() - started
     log_event("backup.restored", archive=report.archive, files=report.files, messages=report.messages,
               schema_from=report.schema_from, schema_to=report.schema_to, seconds=round(seconds, 3))
@@ -440,9 +504,10 @@ class _Plan:
     external: bool = False
     placed: int = 0
 
-    def prepare(self, manifest: Manifest) -> None:
+    def prepare(self, manifest: Manifest, member_file: Callable[[str], Path | None]) -> None:
         """Once the manifest is known, before any entry is placed."""
-        restore_database.check_restorable(manifest, self.database_url)
+        check_database_names(manifest)
+        restore_database.check_restorable(manifest, self.database_url, member_file)
         if any(entry.path.startswith("config/") for entry in manifest.files):
             self.config_in_files = f"files/{CONFIG_NAME}"
 
@@ -453,6 +518,8 @@ class _Plan:
             return self.database_dir / rest
         if entry.path == self.config_in_files:
             return None  # the configuration of config/ takes its place (and is rewritten)
+        if entry.path == f"files/{LOCK_NAME}":
+            return None  # the lock this restore holds; never an archived file
         self.placed += 1
         if top == "files":
             return self.into / rest
@@ -471,37 +538,3 @@ def is_message_path(path: str) -> bool:
     if len(parts) not in (6, 7) or parts[:2] != ["files", "mail"] or parts[-1].startswith("."):
         return False
     return parts[-2] in ("cur", "new") and (len(parts) == 6 or parts[4].startswith("."))
-
-
-def prepare_target(into: Path, force: bool) -> Path | None:
-    """Make ``into`` an empty directory; returns where old contents were moved (with ``force``)."""
-    if into.exists() and not into.is_dir():
-        raise RestoreError(f"{into} exists and is not a directory; restore into an empty or new directory")
-    if not into.exists() or not any(into.iterdir()):
-        make_private_dir(into)
-        return None
-    if not force:
-        raise RestoreError(f"{into} is not empty; restore into an empty or new directory, or pass --force to move "
-                           f"its contents aside (to {into.name}.before-restore-<time>) first")
-    holder = lock_holder(into)
-    if holder is not None:
-        raise RestoreError(f"a hardmail server (pid {holder.get('pid', 'unknown')}) is using {into}; stop it "
-                           "before restoring over it")
-    aside = into.with_name(f"{into.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-    if aside.exists():
-        aside = aside.with_name(f"{aside.name}-{secrets.token_hex(3)}")
-    os.rename(into, aside)
-    fsync_dir(into.parent)
-    make_private_dir(into)
-    return aside
-
-
-def _clear_directory(into: Path) -> None:
-    """Remove everything a failed restore wrote into ``into`` (it was empty before)."""
-    with contextlib.suppress(FileNotFoundError):
-        for child in into.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    child.unlink()

@@ -35,8 +35,7 @@ def rewrite(config_file: Path, into: Path, database_url: str | None, old_data_di
     if not wanted:
         return _old_paths(parsed, old_data_dir, config_file)
     edited, notes = _edited(text, wanted, parsed)
-    mode = config_file.stat().st_mode & 0o777
-    write_durably(config_file, edited.encode("utf-8"), mode=mode)
+    write_durably(config_file, edited.encode("utf-8"), mode=0o600)  # it may hold the database password
     return notes + _old_paths(tomllib.loads(edited), old_data_dir, config_file)
 
 

@@ -13,9 +13,11 @@ to the newest revision.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from hardmail.ops.backup.manifest import Manifest
 from hardmail.store import open_store
 from hardmail.store.ports import StoreError
 from hardmail.store.sql.engine import create_engine_for, describe_url
-from hardmail.store.sql.migrate import alembic_config, upgrade_database
+from hardmail.store.sql.migrate import WRITTEN_BY_KEY, alembic_config, hardmail_version, upgrade_database
 
 ProgressCallback = Callable[[str, int, int], None]
 TABLE_SUFFIX = ".jsonl"
@@ -55,8 +57,10 @@ class DatabaseResult:
     notes: tuple[str, ...] = ()
 
 
-def check_restorable(manifest: Manifest, database_url: str | None) -> None:
-    """Refuse, before any file is written, what this hardmail cannot restore."""
+def check_restorable(manifest: Manifest, database_url: str | None,
+                     member_file: Callable[[str], Path | None] = lambda name: None) -> None:
+    """Refuse, before any file is written, what this hardmail cannot restore. ``member_file``:
+    where a member of the archive was staged (to read which hardmail wrote the database)."""
     if database_url is not None:
         if manifest.database.kind != "postgresql":
             raise _error("--database-url is for archives of a server on PostgreSQL; this archive holds an SQLite "
@@ -65,9 +69,52 @@ def check_restorable(manifest: Manifest, database_url: str | None) -> None:
             raise _error(f"{describe_url(database_url)} is not a PostgreSQL URL (postgresql+asyncpg://USER@HOST/DB)")
     unknown = unknown_revisions(manifest.schema_revision)
     if unknown:
-        raise _error(f"the archive was written by hardmail {manifest.hardmail_version} at schema revision "
-                     f"{', '.join(unknown)}, which this hardmail does not know; restore it with hardmail "
-                     f"{manifest.hardmail_version} or newer")
+        raise _error(_too_new(", ".join(unknown), (written_by(manifest, member_file), manifest.hardmail_version)))
+
+
+def _too_new(revision: str, writers: tuple[str | None, ...]) -> str:
+    """The refusal of a database from a newer hardmail, worded as the server words it
+    (:func:`hardmail.store.sql.migrate._problem_of`): naming the first of ``writers`` (the
+    database's own record, then the manifest's) that is not this hardmail's version."""
+    ours = hardmail_version()
+    writer = next((found for found in writers if found and found != ours), None)
+    if writer is not None:
+        return (f"the archive's database was last upgraded by hardmail {writer} (schema revision {revision}), newer "
+                f"than this hardmail {ours}; restore it with hardmail {writer} or newer")
+    return (f"the archive's database has schema revision {revision}, written by a hardmail newer than this hardmail "
+            f"{ours}; restore it with that newer hardmail")
+
+
+def written_by(manifest: Manifest, member_file: Callable[[str], Path | None]) -> str | None:
+    """The archived database's ``schema.written_by_version`` setting, when it can be read."""
+    if manifest.database.kind == "sqlite":
+        path = member_file(manifest.database.member)
+        if path is None:
+            return None
+        try:
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                row = connection.execute("SELECT value FROM settings WHERE key = ?", (WRITTEN_BY_KEY,)).fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error:
+            return None
+        return None if row is None or row[0] is None else str(row[0])
+    path = member_file(f"{manifest.database.member}/settings{TABLE_SUFFIX}")
+    return None if path is None else _setting_in_export(path)
+
+
+def _setting_in_export(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                with contextlib.suppress(ValueError):
+                    row = json.loads(line)
+                    if isinstance(row, dict) and row.get("key") == WRITTEN_BY_KEY and row.get("value") is not None:
+                        return str(row["value"])
+    except OSError:
+        return None
+    return None
 
 
 def unknown_revisions(revision: str | None) -> list[str]:

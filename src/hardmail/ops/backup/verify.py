@@ -37,6 +37,7 @@ from hardmail.ops.backup.manifest import MANIFEST_MEMBER, FileEntry, Manifest, M
 from hardmail.ops.backup.restore import (
     MAX_MANIFEST_BYTES,
     RestoreError,
+    check_database_names,
     check_member_name,
     damage_reported,
     find_archive,
@@ -122,6 +123,7 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
             return failures.report(0, 0)
         scans: dict[str, _Scan | None] = {manifest.name: target}
         _check_chain_shape(manifest, failures)
+        names_safe = _check_names(manifest, failures)
         _check_own(target, manifest, failures)
         for position, name in enumerate(manifest.chain[:-1]):
             if manifests is not None and name in manifests:
@@ -130,7 +132,7 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
             scans[name] = _scan_earlier(archive.parent, name, manifest.chain[:position + 1], identities,
                                         failures, counter)
         _check_held(manifest, scans, failures)
-        messages = _check_contents(manifest, extracted, failures)
+        messages = _check_contents(manifest, extracted, failures) if names_safe else 0
     return failures.report(len(manifest.files), messages)
 
 
@@ -143,9 +145,13 @@ def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counte
     scan = _Scan(archive)
     counter.phase, counter.done, counter.total = f"verifying {archive.name}", 0, stored_bytes_hint(archive)
     manifest_data: bytes | None = None
+    def not_regular(info: Any) -> None:
+        failures.add(archive.name, f"member {info.name[:200]!r} is not a regular file (tar type {info.type!r}); "
+                     "restore would not write it", "a member is not a regular file")
+
     try:
         with damage_reported(archive):
-            for info, stream in iter_members(archive, identities):
+            for info, stream in iter_members(archive, identities, on_skipped=not_regular):
                 if manifest_data is not None:
                     failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
                                  "a member comes after MANIFEST.json")
@@ -228,6 +234,33 @@ def _check_chain_shape(manifest: Manifest, failures: _Failures) -> None:
     elif manifest.kind == "incremental" and (len(chain) < 2 or manifest.parent != chain[-2]):
         failures.add(manifest.name, "an incremental archive whose parent is not the previous archive of its chain",
                      "a chain is damaged")
+
+
+def _check_names(manifest: Manifest, failures: _Failures) -> bool:
+    """Every path the manifest names is one restore accepts (the check restore makes), and no
+    entry's path is a directory of another's; False when the database members are unsafe."""
+    paths = set()
+    for entry in manifest.files:
+        for name in dict.fromkeys((entry.path, entry.member)):
+            try:
+                check_member_name(name)
+            except RestoreError as exc:
+                failures.add(entry.path[:200], str(exc), "an entry names an unsafe path")
+        paths.add(entry.path)
+    for path in sorted(paths):
+        parent = PurePosixPath(path).parent
+        while len(parent.parts) > 1:
+            if str(parent) in paths:
+                failures.add(path, f"is inside {parent}, which the manifest lists as a file; restore cannot write "
+                             "both", "an entry is inside another entry's path")
+                break
+            parent = parent.parent
+    try:
+        check_database_names(manifest)
+    except RestoreError as exc:
+        failures.add(manifest.name, str(exc), "the manifest names an unsafe database path")
+        return False
+    return True
 
 
 def _check_own(scan: _Scan, manifest: Manifest, failures: _Failures) -> None:
