@@ -55,6 +55,7 @@ from hardmail.ops.backup.catalog import (
     locked_destination,
     make_destination,
     newest_parent,
+    partial_plaintext_name,
     record_for,
     save_manifest_copy,
     sidecar_path,
@@ -141,6 +142,7 @@ class _Plan:
     notes: Counter[str] = field(default_factory=Counter)
     manifest_json: bytes = b""
     verify_skipped: str = ""  # why a verification that was asked for was not made
+    encrypted: bool = False
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -148,6 +150,10 @@ class _Plan:
 
     @property
     def plain_path(self) -> Path:
+        """The plaintext archive; before encryption a dot-name that no one takes for an archive
+        (next to the others, so that verification finds the chain)."""
+        if self.encrypted:
+            return self.destination / partial_plaintext_name(self.name)
         return self.destination / f"{self.name}{ARCHIVE_SUFFIX}"
 
     @property
@@ -197,7 +203,7 @@ class _Job:
         with bulk_allocation():  # the parent's manifest: one object per file
             parent = newest_parent(self.destination, self.data_dir) if self.request.incremental else None
         kind: Kind = "incremental" if parent is not None else "full"
-        plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination)
+        plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination, encrypted=bool(self.recipients))
         if self.request.incremental and parent is None:
             plan.notes["incremental_without_parent"] = 1
         return plan
