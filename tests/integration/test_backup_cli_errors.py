@@ -237,6 +237,11 @@ def _wait_for(found: Callable[[], bool], process: subprocess.Popen[str], deadlin
         time.sleep(0.001)
 
 
+def _plaintext_in_work(out: Path) -> bool:
+    """The phase marker: the plaintext archive being written, inside the backup's work directory."""
+    return bool(list(out.glob(".hardmail-work-*/hardmail-*.tar.zst"))) if out.is_dir() else False
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_encrypted_backup_leaves_no_plaintext(site: Path, number: signal.Signals) -> None:
     big = site / "data" / "attachments.bin"
@@ -247,7 +252,7 @@ def test_an_interrupted_encrypted_backup_leaves_no_plaintext(site: Path, number:
                                                 "--to", str(out), "--encrypt-to", public, "--no-verify"),
                                cwd=site, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: out.is_dir() and any(p.name.endswith(".partial") for p in out.iterdir()), process)
+        _wait_for(lambda: _plaintext_in_work(out), process)
         process.send_signal(number)
         _stdout, stderr = process.communicate(timeout=120)
     finally:

@@ -11,9 +11,11 @@ failed its verification (it is kept, and listed as failed). docs/backup.md descr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -33,6 +35,7 @@ from hardmail.admin.cli_common import (
     load_cli_config,
     print_json,
     read_only,
+    run_async,
     warn,
 )
 from hardmail.admin.mailbox_service import human_size
@@ -125,19 +128,41 @@ def _destination(config: Config, given: Path | None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+class _Interrupted(BaseException):
+    """Raised from the progress callback (in whichever thread reports progress) after SIGTERM or
+    SIGINT: the backup unwinds from where it is, its clean-up removing what it wrote."""
+
+
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (the old handlers come back after)."""
+    flag = threading.Event()
+    previous = {number: signal.signal(number, lambda _n, _f: flag.set()) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _run_create(config: Config, request: BackupRequest) -> BackupResult:
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar, \
+            _interrupt_flag() as interrupted:
         task = bar.add_task("starting", total=None)
 
         def show(phase: str, done: int, total: int) -> None:
+            if interrupted.is_set():
+                raise _Interrupted
             bar.update(task, description=_PHASES.get(phase, phase), completed=done, total=total or None)
 
         try:
-            return run_interruptible(lambda: create_backup(config, request, show),
-                                     "the backup was interrupted (SIGTERM or SIGINT) and left no archive",
-                                     "run `hardmail backup create` again")
+            return run_async(lambda: create_backup(config, request, show))
+        except _Interrupted:
+            bar.stop()
+            fail("the backup was interrupted (SIGTERM or SIGINT) and left no archive",
+                 "run `hardmail backup create` again")
         except BackupError as exc:
             bar.stop()
             fail(str(exc), exc.hint)

@@ -38,7 +38,6 @@ MANIFESTS_DIR_NAME = "manifests"
 DEFAULT_DESTINATION_NAME = "backups"
 LOCK_NAME = ".hardmail-backup.lock"
 WORK_PREFIX = ".hardmail-work-"
-PARTIAL_SUFFIX = ".partial"
 
 
 class BackupError(Exception):
@@ -204,8 +203,8 @@ class ListedArchive:
 
 def list_directory(directory: Path) -> list[ListedArchive]:
     """Every archive and record of ``directory``, oldest first, each with its status (see
-    :class:`ListedArchive`); archives being written (their work directory is there, or a
-    ``.partial`` plaintext) are left out. BackupError when the directory cannot be read."""
+    :class:`ListedArchive`); archives being written (their work directory is there) are left
+    out. BackupError when the directory cannot be read."""
     try:
         names = set(os.listdir(directory))
     except FileNotFoundError:
@@ -393,18 +392,10 @@ def work_dir(destination: Path, name: str) -> Path:
     return Path(destination) / f"{WORK_PREFIX}{name}"
 
 
-def partial_plaintext_name(name: str) -> str:
-    """``.<name>.tar.zst.partial``: the plaintext of an archive being encrypted (never listed)."""
-    return f".{name}{ARCHIVE_SUFFIX}{PARTIAL_SUFFIX}"
-
-
 def remove_leftovers(destination: Path) -> None:
     """The work directory of a run that crashed: its archive files without a sidecar are partial,
     and a plaintext beside an encrypted archive must not stay. Held: the destination lock."""
     for entry in os.scandir(destination):
-        if entry.name.startswith(".hardmail-") and entry.name.endswith(ARCHIVE_SUFFIX + PARTIAL_SUFFIX):
-            remove_quietly(Path(entry.path))
-            continue
         if not (entry.name.startswith(WORK_PREFIX) and entry.is_dir(follow_symlinks=False)):
             continue
         name = entry.name[len(WORK_PREFIX):]

@@ -55,7 +55,6 @@ from hardmail.ops.backup.catalog import (
     locked_destination,
     make_destination,
     newest_parent,
-    partial_plaintext_name,
     record_for,
     save_manifest_copy,
     sidecar_path,
@@ -150,11 +149,9 @@ class _Plan:
 
     @property
     def plain_path(self) -> Path:
-        """The plaintext archive; before encryption a dot-name that no one takes for an archive
-        (next to the others, so that verification finds the chain)."""
-        if self.encrypted:
-            return self.destination / partial_plaintext_name(self.name)
-        return self.destination / f"{self.name}{ARCHIVE_SUFFIX}"
+        """The plaintext archive; for an encrypted one inside the work directory (removed with it,
+        never taken for an archive of the destination)."""
+        return (self.work_dir if self.encrypted else self.destination) / f"{self.name}{ARCHIVE_SUFFIX}"
 
     @property
     def encrypted_path(self) -> Path:
@@ -264,6 +261,7 @@ class _Job:
         if options is None:
             return None
         self.progress.start("verify", plan.plain_path.stat().st_size)
+        await asyncio.to_thread(_link_chain, plan)
         try:
             report = await asyncio.to_thread(verify.verify_archive, plan.plain_path, (), self._verify_progress,
                                              **options)
@@ -336,6 +334,16 @@ def _database_for(config: Config, work_dir: Path) -> SqliteSnapshot | PostgresSn
         raise BackupError(f"cannot back up a database of kind {backend!r} (storage.url)",
                           "hardmail backs up SQLite files and PostgreSQL databases")
     return SqliteSnapshot(path, work_dir)
+
+
+def _link_chain(plan: _Plan) -> None:
+    """Verification looks for the chain next to the archive: beside a plaintext in the work
+    directory, links to the earlier archives of the destination."""
+    if plan.parent is None or plan.plain_path.parent == plan.destination:
+        return
+    for path in plan.parent.paths:
+        with contextlib.suppress(FileExistsError):
+            (plan.work_dir / path.name).symlink_to(path)
 
 
 def _remove_outputs(plan: _Plan) -> None:
