@@ -117,7 +117,8 @@ def test_errors_say_what_is_wrong_and_what_to_do(site: Path) -> None:
     assert nowhere.returncode == 1 and "no hardmail data directory" in nowhere.stderr
     assert not (site / "missing").exists()
     empty_list = hardmail(site, "list", "--dir", str(site / "none"), config=False)
-    assert empty_list.returncode == 0 and "no backups in" in empty_list.stdout
+    assert empty_list.returncode == 1 and "there is no backup directory" in empty_list.stderr
+    assert "hint:" in empty_list.stderr
     for done in (bad_key, nowhere, empty_list):
         _no_traceback(done)
 

@@ -69,7 +69,8 @@ def test_restore_prints_a_summary_and_how_to_start(built: BuiltArchive, tmp_path
     done = run_cli("backup", "restore", str(built.path), "--into", str(into), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"restored {built.name} into {into}: {len(built.manifest.files) - 1} files (")
+    assert lines[0].startswith(f"restored {built.name} into {into}: {len(built.manifest.files) - 1} files "
+                               "and the database (")
     assert f"{len(message_entries(built.manifest))} messages" in lines[0]
     assert lines[1] == f"  database  SQLite {into}/hardmail.db"
     assert lines[2].startswith("  schema    revision ") and lines[2].endswith(" (current)")

@@ -10,10 +10,15 @@ failed its verification (it is kept, and listed as failed). docs/backup.md descr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -37,14 +42,17 @@ from hardmail.admin.mailbox_service import human_size
 from hardmail.config.load import config_file_path
 from hardmail.config.schema import Config
 from hardmail.delivery.durable import fsync_dir
-from hardmail.ops.backup.archive import new_identity
-from hardmail.ops.backup.catalog import ArchiveRecord, BackupError, default_destination, read_records
+from hardmail.ops.backup.archive import ArchiveError, new_identity, parse_recipients
+from hardmail.ops.backup.catalog import ArchiveRecord, BackupError, ListedArchive, default_destination, list_directory
 from hardmail.ops.backup.create import BackupRequest, BackupResult, create_backup
 from hardmail.ops.backup.sources import relative_inside
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 _PHASES = {"snapshot": "database snapshot", "files": "files", "verify": "verifying", "encrypt": "encrypting"}
 _SHOWN_FAILURES = 20
+_RECIPIENT_HINT = ("give age public keys (age1...) or files of them; `hardmail backup keygen --out FILE` makes "
+                   "a key pair")
+T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
@@ -73,17 +81,43 @@ def create(
 ) -> None:
     """Back up the server (database, mail, queue, keys, configuration) while it runs."""
     cfg = load_cli_config(config, data_dir)
-    request = BackupRequest(
-        destination=_destination(cfg, to), incremental=incremental,
-        recipients=tuple(encrypt_to or cfg.backup.recipients), verify=not no_verify,
-        config_file=config_file_path(config),
-    )
+    recipients = tuple(encrypt_to or cfg.backup.recipients)
+    _check_recipients(recipients)  # a usage error: refused before the attempt (no health record)
+    destination = _destination(cfg, to)
+    if destination.exists() and not destination.is_dir():
+        fail(f"the backup destination {destination} is not a directory", "pass --to with a directory")
+    request = BackupRequest(destination=destination, incremental=incremental, recipients=recipients,
+                            verify=not no_verify, config_file=config_file_path(config))
     result = _run_create(cfg, request)
     if json_output:
         print_json(_result_json(result))
     else:
         typer.echo(_summary(result))
     _after_create(cfg, result)
+
+
+def _check_recipients(recipients: tuple[str, ...]) -> None:
+    try:
+        parse_recipients(list(recipients))
+    except ArchiveError as exc:
+        fail(str(exc), _RECIPIENT_HINT)
+
+
+def run_interruptible(factory: Callable[[], Awaitable[T]], message: str, hint: str) -> T:
+    """Run one coroutine for a CLI command; SIGTERM or SIGINT cancels it, so that its clean-up
+    runs (no partial or plaintext file is left), then exits 1 with ``message`` and ``hint``."""
+    async def runner() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        if task is not None:
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(number, task.cancel)
+        return await factory()
+
+    try:
+        return asyncio.run(runner())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        fail(message, hint)
 
 
 def _destination(config: Config, given: Path | None) -> Path:
@@ -94,17 +128,41 @@ def _destination(config: Config, given: Path | None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+class _Interrupted(BaseException):
+    """Raised from the progress callback (in whichever thread reports progress) after SIGTERM or
+    SIGINT: the backup unwinds from where it is, its clean-up removing what it wrote."""
+
+
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (the old handlers come back after)."""
+    flag = threading.Event()
+    previous = {number: signal.signal(number, lambda _n, _f: flag.set()) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _run_create(config: Config, request: BackupRequest) -> BackupResult:
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar:
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar, \
+            _interrupt_flag() as interrupted:
         task = bar.add_task("starting", total=None)
 
         def show(phase: str, done: int, total: int) -> None:
+            if interrupted.is_set():
+                raise _Interrupted
             bar.update(task, description=_PHASES.get(phase, phase), completed=done, total=total or None)
 
         try:
             return run_async(lambda: create_backup(config, request, show))
+        except _Interrupted:
+            bar.stop()
+            fail("the backup was interrupted (SIGTERM or SIGINT) and left no archive",
+                 "run `hardmail backup create` again")
         except BackupError as exc:
             bar.stop()
             fail(str(exc), exc.hint)
@@ -161,31 +219,37 @@ def list_archives(
     """List the archives of a backup directory: kind, chain, time, size, encryption, verify status."""
     cfg = load_cli_config(config, data_dir, use="none" if directory is not None else "read-files")
     where = directory.expanduser().absolute() if directory is not None else _destination(cfg, None)
-    try:
-        records = read_records(where)
-    except BackupError as exc:
-        fail(str(exc), exc.hint)
+    listed: list[ListedArchive] = []
+    if directory is not None or where.exists():  # the default place not made yet: no backups
+        try:
+            listed = list_directory(where)
+        except BackupError as exc:
+            fail(str(exc), exc.hint)
     if json_output:
-        print_json([{**record.to_json(), "present": (where / record.archive_file).is_file()} for record in records])
+        print_json([entry.to_json() for entry in listed])
         return
-    if not records:
+    if not listed:
         typer.echo(f"no backups in {where}")
         return
-    table = Table(title=f"Backups in {where}", title_justify="left")
-    for header in ("archive", "kind", "parent", "created", "size", "encrypted", "verify"):
+    table = Table(title=f"Backups in {where} (newest first)", title_justify="left")
+    for header in ("archive", "kind", "parent", "created", "size", "encrypted", "status"):
         table.add_column(header, no_wrap=True)
-    for record in reversed(records):
-        table.add_row(*(Text(cell) for cell in _list_row(where, record)))
+    for entry in reversed(listed):
+        table.add_row(*(Text(cell) for cell in _list_row(entry)))
     # never folded into an unreadable column when written to a file or a pipe
     (console if console.is_terminal else Console(width=max(console.width, 240))).print(table)
 
 
-def _list_row(directory: Path, record: ArchiveRecord) -> list[str]:
-    """One archive: ``verify`` is ok, failed, unverified, or missing (no archive file next to its record)."""
-    status = record.verify_status if (directory / record.archive_file).is_file() else "missing"
+def _list_row(entry: ListedArchive) -> list[str]:
+    """One archive; its status says ok, failed, unverified, missing, no record, damaged or chain broken."""
+    record = entry.record
+    size = human_size(entry.size if entry.size is not None else record.archive_size if record else 0)
+    encrypted = "yes" if (record.encrypted if record else str(entry.archive_file).endswith(".age")) else "no"
+    if record is None:
+        return [entry.name, entry.kind, "?", "?", size, encrypted, entry.status]
     parent = f"{record.parent} ({len(record.chain) - 1} before)" if record.parent else "-"
-    return [record.name, record.kind, parent, record.created_at.replace("T", " ")[:19],
-            human_size(record.archive_size), "yes" if record.encrypted else "no", status]
+    return [record.name, record.kind, parent, record.created_at.replace("T", " ")[:19], size, encrypted,
+            entry.status]
 
 
 # --- keygen ----------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ from hardmail.admin.cli_common import (
     print_json,
     run_async,
 )
+from hardmail.config.load import config_file_path
 from hardmail.delivery.durable import write_durably
-from hardmail.ops.backup.manifest import ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX
+from hardmail.ops.backup.archive import ArchiveError, load_identities
+from hardmail.ops.backup.manifest import ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX, ManifestError
 from hardmail.ops.backup.restore import RestoreError, RestoreReport, restore_full
 from hardmail.ops.backup.verify import VerifyReport, verify_archive
 from hardmail.ops.log import log_event
@@ -39,6 +41,10 @@ ProgressCallback = Callable[[str, int, int], None]
 ONLY_KINDS = ("settings", "domain", "mailbox")
 VERIFY_HINT = "`hardmail backup verify ARCHIVE` lists every problem of an archive and its chain"
 IDENTITY_HINT = "pass --identity FILE: the age identity file that `hardmail backup keygen` wrote"
+INSIDE_HINT = ("copy the archive (with its .json) out of that directory first, or restore into a new directory "
+               "and swap the two while the server is stopped")
+# a verify failure about the identity, not the archive: never recorded as damage
+_IDENTITY_FAILURES = ("none of the given identities can decrypt it", "no age identity was given")
 
 ArchiveArgument = Annotated[Path, typer.Argument(
     help="The archive: hardmail-...-full.tar.zst or ...-incr.tar.zst (.age when encrypted).", show_default=False)]
@@ -67,6 +73,11 @@ def verify_command(archive: ArchiveArgument, identity: IdentityOption = None, js
         fail_if_disk_full(exc, archive.parent)
         fail(f"cannot read {exc.filename or archive}: {exc.strerror or exc}",
              "run as a user that may read the archive and write a temporary directory ($TMPDIR)")
+    except (ArchiveError, ManifestError) as exc:
+        fail(str(exc), VERIFY_HINT)
+    identity_problem = _identity_failure(report)
+    if identity_problem is not None:  # says nothing about the archive: the sidecar is left as it is
+        fail(identity_problem, IDENTITY_HINT)
     sidecar = _record_verify(archive, report)
     log_event("backup.verified", level="info" if report.ok else "error", archive=_archive_name(archive),
               ok=report.ok, failures=len(report.failures), files=report.files_checked,
@@ -79,6 +90,14 @@ def verify_command(archive: ArchiveArgument, identity: IdentityOption = None, js
         _print_verify(archive, report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _identity_failure(report: VerifyReport) -> str | None:
+    """The failure line saying that the identities cannot decrypt the archive, if there is one."""
+    for line in report.failures:
+        if any(marker in line for marker in _IDENTITY_FAILURES):
+            return line
+    return None
 
 
 def _print_verify(archive: Path, report: VerifyReport) -> None:
@@ -101,6 +120,11 @@ def _checked_archive(archive: Path, identity: list[Path] | None) -> list[Path]:
     for path in identities:
         if not path.is_file():
             fail(f"the identity file {path} does not exist", IDENTITY_HINT)
+    if identities:
+        try:
+            load_identities(identities)
+        except ArchiveError as exc:
+            fail(str(exc), IDENTITY_HINT)
     return identities
 
 
@@ -199,23 +223,36 @@ def _restore_full(archive: Path, into: Path, identities: list[Path], force: bool
     try:
         with progress_bar() as progress:
             report = run_async(lambda: restore_full(archive, into, identities, force, database_url, progress))
-    except RestoreError as exc:
-        text = str(exc)
-        fail(text, IDENTITY_HINT if "identity" in text else "" if "--force" in text or "stop it" in text
-             else VERIFY_HINT)
+    except (RestoreError, ArchiveError, ManifestError) as exc:
+        fail(str(exc), _restore_hint(str(exc)))
     except OSError as exc:  # what was written is removed again
         fail_if_disk_full(exc, into)
         fail(f"cannot restore into {into}: {exc.strerror or exc} ({exc.filename or into})",
              "run as a user that may write there, or choose another --into directory")
     if json_output:
-        print_json(_jsonable(report) | {"start": report.start_command()})
+        print_json(_jsonable(report) | {"start": start_command(report)})
         return
     _print_restored(report)
 
 
+def _restore_hint(text: str) -> str:
+    if " is inside " in text:
+        return INSIDE_HINT
+    if "identity" in text or "decrypt" in text:
+        return IDENTITY_HINT
+    return "" if "--force" in text or "stop it" in text else VERIFY_HINT
+
+
+def start_command(report: RestoreReport) -> str:
+    """How to start the restored server: ``--config`` only when the restore wrote a config file."""
+    wrote_config = report.config_file is not None and report.config_file.is_file()
+    config = f" --config {report.config_file}" if wrote_config else ""
+    return f"hardmail serve{config} --data-dir {report.into}"
+
+
 def _print_restored(report: RestoreReport) -> None:
-    typer.echo(f"restored {report.archive} into {report.into}: {report.files} files ({_size(report.bytes)}), "
-               f"{report.messages} messages, in {report.seconds:.1f} s")
+    typer.echo(f"restored {report.archive} into {report.into}: {report.files} files and the database "
+               f"({_size(report.bytes)}), {report.messages} messages, in {report.seconds:.1f} s")
     typer.echo(f"  database  {report.database}")
     if report.schema_from != report.schema_to:
         typer.echo(f"  schema    migrated from revision {report.schema_from} to {report.schema_to}")
@@ -225,7 +262,7 @@ def _print_restored(report: RestoreReport) -> None:
         typer.echo(f"  old data  moved aside to {report.moved_aside}")
     for note in report.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"Start it with: {report.start_command()}")
+    typer.echo(f"Start it with: {start_command(report)}")
 
 
 def _size(count: int) -> str:
@@ -251,15 +288,17 @@ def _restore_selective(archive: Path, kind: str, value: str | None, identities: 
         fail("selective restore is not available in this build", "restore the whole archive with --into DIR")
     cfg = load_cli_config(config, data_dir, use="read")  # into the data of an existing server
     errors: tuple[type[BaseException], ...] = tuple(
-        error for error in (RestoreError, getattr(selective, "SelectiveRestoreError", None),
+        error for error in (RestoreError, ArchiveError, ManifestError,
+                            getattr(selective, "SelectiveRestoreError", None),
                             getattr(selective, "SelectiveError", None))
         if isinstance(error, type) and issubclass(error, BaseException))
+    live_config = config_file_path(config)  # --only settings writes the archived one next to it
     try:
         with progress_bar() as progress:
             report = run_async(lambda: selective.restore_selective(cfg, archive, kind, value, identities, as_folder,
-                                                                   progress))
+                                                                   progress, config_file=live_config))
     except errors as exc:
-        fail(str(exc), VERIFY_HINT)
+        fail(str(exc), str(getattr(exc, "hint", "") or "") or _restore_hint(str(exc)))
     if json_output:
         print_json(_jsonable(report))
         return

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hardmail.admin.cli_backup_create import run_interruptible
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
@@ -19,7 +20,6 @@ from hardmail.admin.cli_common import (
     fail_if_disk_full,
     load_cli_config,
     print_json,
-    run_async,
     warn,
 )
 from hardmail.config.load import ConfigError, load_config
@@ -82,7 +82,9 @@ def upgrade_command(
 
 def _run(cfg: Config, work: Any) -> Any:
     try:
-        return run_async(work)
+        return run_interruptible(work, "the upgrade was interrupted (SIGTERM or SIGINT); a backup it was making "
+                                 "is removed", "run `hardmail upgrade` again (`hardmail upgrade --dry-run` shows "
+                                 "what is still to do)")
     except migrations.SchemaError as exc:
         fail(str(exc), exc.hint)
     except StoreError as exc:

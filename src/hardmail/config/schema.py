@@ -404,6 +404,9 @@ class BackupSection(Section):
     def _check_recipients(cls, values: list[str]) -> list[str]:
         checked = []
         for value in (item.strip() for item in values):
+            if value.upper().startswith("AGE-SECRET-KEY-"):  # never echoed: it is the private key
+                raise ValueError("that is an age identity (a secret key), not a recipient: give its public key "
+                                 "(age1..., printed by `hardmail backup keygen`)")
             if value.startswith("age1"):
                 if not _AGE_RECIPIENT.fullmatch(value):
                     raise ValueError(f"{value[:12]!r}... is not an age public key (age1 and 58 more characters, "

@@ -29,7 +29,10 @@ from hardmail.delivery.durable import fsync_dir
 ZSTD_LEVEL = 3
 _COPY_BUFFER = 1024 * 1024
 _IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
+_SECRET_PREFIX = "AGE-SECRET-KEY-"
 _RECIPIENT_PREFIX = "age1"
+NOT_A_RECIPIENT = ("that is an age identity (a secret key), not a recipient: give its public key (age1..., "
+                   "printed by `hardmail backup keygen`)")
 BytesCallback = Callable[[int], None]
 
 
@@ -222,8 +225,12 @@ def parse_recipients(values: Sequence[str]) -> list[pyrage.x25519.Recipient]:
     """age X25519 recipients from ``age1...`` strings or from files holding one per line."""
     recipients = []
     for value in values:
+        if is_secret_key(value):
+            raise ArchiveError(NOT_A_RECIPIENT)
         lines = [value] if value.strip().startswith(_RECIPIENT_PREFIX) else _key_file_lines(Path(value), "recipient")
         for line in lines:
+            if is_secret_key(line):
+                raise ArchiveError(f"the recipient file {value} holds an age identity: {NOT_A_RECIPIENT}")
             try:
                 recipients.append(pyrage.x25519.Recipient.from_str(line.strip()))
             except pyrage.RecipientError:
@@ -233,13 +240,19 @@ def parse_recipients(values: Sequence[str]) -> list[pyrage.x25519.Recipient]:
     return recipients
 
 
+def is_secret_key(value: str) -> bool:
+    """Whether ``value`` is (or begins like) an age identity, which must never be shown."""
+    return value.strip().upper().startswith(_SECRET_PREFIX)
+
+
 def load_identities(paths: Sequence[Path]) -> list[pyrage.x25519.Identity]:
     """The age identities of identity files (``AGE-SECRET-KEY-1...`` lines, ``#`` comments)."""
     identities = []
     for path in paths:
-        for line in _key_file_lines(path, "identity"):
-            if not line.startswith(_IDENTITY_PREFIX):
-                continue
+        found = [line for line in _key_file_lines(path, "identity") if line.startswith(_IDENTITY_PREFIX)]
+        if not found:
+            raise ArchiveError(f"{path} is not an age identity file (it has no {_IDENTITY_PREFIX}... line)")
+        for line in found:
             try:
                 identities.append(pyrage.x25519.Identity.from_str(line))
             except pyrage.IdentityError:
@@ -293,7 +306,11 @@ def _decrypt_reason(exc: Exception) -> str:
 
 def _key_file_lines(path: Path, what: str) -> list[str]:
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ArchiveError(f"{path} is not an age {what} file (it is not text)") from None
+    except IsADirectoryError:
+        raise ArchiveError(f"{path} is not an age {what} file (it is a directory)") from None
     except FileNotFoundError:
         raise ArchiveError(f"the age {what} file {path} does not exist") from None
     except OSError as exc:
@@ -303,6 +320,8 @@ def _key_file_lines(path: Path, what: str) -> list[str]:
 
 def _shown_recipient(value: str) -> str:
     value = value.strip()
+    if is_secret_key(value):
+        return "an age identity (secret key)"
     return repr(value if len(value) <= 24 else value[:20] + "...")
 
 

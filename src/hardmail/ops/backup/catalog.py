@@ -175,6 +175,82 @@ def read_records(directory: Path) -> list[ArchiveRecord]:
     return records
 
 
+@dataclass(frozen=True, slots=True)
+class ListedArchive:
+    """One row of ``hardmail backup list``: an archive file or a record (or both) and its status:
+    ``ok``, ``failed``, ``unverified`` (as recorded), ``missing`` (a record without its archive),
+    ``no record`` (an archive without a readable sidecar), ``damaged (size)`` (the file's size is
+    not the recorded one) or ``chain broken: NAME missing``."""
+
+    name: str
+    archive_file: str | None
+    size: int | None  # of the file as it is now
+    record: ArchiveRecord | None
+    status: str
+
+    @property
+    def kind(self) -> str:
+        if self.record is not None:
+            return self.record.kind
+        return "incremental" if self.name.endswith("-incr") else "full" if self.name.endswith("-full") else "?"
+
+    def to_json(self) -> dict[str, Any]:
+        recorded = self.record.to_json() if self.record is not None else {
+            "name": self.name, "kind": self.kind, "archive_file": self.archive_file, "archive_size": self.size,
+            "encrypted": bool(self.archive_file and self.archive_file.endswith(ENCRYPTED_SUFFIX))}
+        return {**recorded, "status": self.status, "size": self.size, "present": self.size is not None}
+
+
+def list_directory(directory: Path) -> list[ListedArchive]:
+    """Every archive and record of ``directory``, oldest first, each with its status (see
+    :class:`ListedArchive`); archives being written (their work directory is there) are left
+    out. BackupError when the directory cannot be read."""
+    try:
+        names = set(os.listdir(directory))
+    except FileNotFoundError:
+        raise BackupError(f"there is no backup directory {directory}",
+                          "pass --dir with the directory that holds the archives (`backup create --to`)") from None
+    except NotADirectoryError:
+        raise BackupError(f"{directory} is not a directory", "name the directory that holds the archives") from None
+    except PermissionError:
+        raise BackupError(f"cannot read the backup directory {directory}: permission denied",
+                          "run as the user that owns it") from None
+    files: dict[str, str] = {}
+    for file_name in sorted(names):
+        archive = name_of_archive_file(file_name)
+        if archive is not None:
+            files[archive] = file_name
+    records = {r.name: r for r in read_records(directory)}
+    listed = []
+    for name in sorted(set(files) | set(records)):
+        if f"{WORK_PREFIX}{name}" in names:
+            continue  # being written (or left by a crash: the next backup removes it)
+        listed.append(_listed(Path(directory), name, files, records.get(name)))
+    return listed
+
+
+def _listed(directory: Path, name: str, files: dict[str, str], record: ArchiveRecord | None) -> ListedArchive:
+    file_name = record.archive_file if record is not None and record.archive_file in files.values() else files.get(name)
+    size = _size_of(directory / file_name) if file_name is not None else None
+    if record is None:
+        return ListedArchive(name, file_name, size, None, "no record")
+    if size is None:
+        return ListedArchive(name, None, None, record, "missing")
+    if size != record.archive_size:
+        return ListedArchive(name, file_name, size, record, "damaged (size)")
+    absent = next((member for member in record.chain[:-1] if member not in files), None)
+    if absent is not None:
+        return ListedArchive(name, file_name, size, record, f"chain broken: {absent} missing")
+    return ListedArchive(name, file_name, size, record, record.verify_status)
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def record_for(archive: Path) -> ArchiveRecord | None:
     """The sidecar record of ``archive`` (``<name>.tar.zst[.age]``), None when it has none."""
     name = name_of_archive_file(Path(archive).name)
@@ -279,6 +355,8 @@ def newest_parent(destination: Path, data_dir: Path) -> Parent | None:
 
 def make_destination(destination: Path) -> None:
     """The destination directory, created 0700 when missing; BackupError when it cannot be used."""
+    if destination.exists() and not destination.is_dir():
+        raise BackupError(f"the backup destination {destination} is not a directory", "pass --to with a directory")
     try:
         make_private_dir(destination)
     except PermissionError:

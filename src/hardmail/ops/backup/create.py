@@ -141,6 +141,7 @@ class _Plan:
     notes: Counter[str] = field(default_factory=Counter)
     manifest_json: bytes = b""
     verify_skipped: str = ""  # why a verification that was asked for was not made
+    encrypted: bool = False
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -148,7 +149,9 @@ class _Plan:
 
     @property
     def plain_path(self) -> Path:
-        return self.destination / f"{self.name}{ARCHIVE_SUFFIX}"
+        """The plaintext archive; for an encrypted one inside the work directory (removed with it,
+        never taken for an archive of the destination)."""
+        return (self.work_dir if self.encrypted else self.destination) / f"{self.name}{ARCHIVE_SUFFIX}"
 
     @property
     def encrypted_path(self) -> Path:
@@ -197,7 +200,7 @@ class _Job:
         with bulk_allocation():  # the parent's manifest: one object per file
             parent = newest_parent(self.destination, self.data_dir) if self.request.incremental else None
         kind: Kind = "incremental" if parent is not None else "full"
-        plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination)
+        plan = _Plan(archive_name(kind, at), kind, at, parent, self.destination, encrypted=bool(self.recipients))
         if self.request.incremental and parent is None:
             plan.notes["incremental_without_parent"] = 1
         return plan
@@ -258,6 +261,7 @@ class _Job:
         if options is None:
             return None
         self.progress.start("verify", plan.plain_path.stat().st_size)
+        await asyncio.to_thread(_link_chain, plan)
         try:
             report = await asyncio.to_thread(verify.verify_archive, plan.plain_path, (), self._verify_progress,
                                              **options)
@@ -330,6 +334,16 @@ def _database_for(config: Config, work_dir: Path) -> SqliteSnapshot | PostgresSn
         raise BackupError(f"cannot back up a database of kind {backend!r} (storage.url)",
                           "hardmail backs up SQLite files and PostgreSQL databases")
     return SqliteSnapshot(path, work_dir)
+
+
+def _link_chain(plan: _Plan) -> None:
+    """Verification looks for the chain next to the archive: beside a plaintext in the work
+    directory, links to the earlier archives of the destination."""
+    if plan.parent is None or plan.plain_path.parent == plan.destination:
+        return
+    for path in plan.parent.paths:
+        with contextlib.suppress(FileExistsError):
+            (plan.work_dir / path.name).symlink_to(path)
 
 
 def _remove_outputs(plan: _Plan) -> None:

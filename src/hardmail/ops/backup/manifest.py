@@ -100,6 +100,8 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         try:
             value = json.loads(data)
+            if not isinstance(value, dict):
+                raise ManifestError(f"the manifest is damaged (a JSON {type(value).__name__}, not an object)")
             if value.get("format") != FORMAT:
                 raise ManifestError(f"not a {FORMAT} manifest (format {value.get('format')!r})")
             return cls(
@@ -109,12 +111,18 @@ class Manifest:
                 database=DatabaseInfo(**value["database"]), data_dir=value["data_dir"],
                 config_file=value.get("config_file"),
                 files=tuple(FileEntry.from_json(entry) for entry in value["files"]),
-                notes={str(k): int(v) for k, v in value.get("notes", {}).items()},
+                notes=_notes(value.get("notes", {})),
             )
         except ManifestError:
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"the manifest is damaged ({type(exc).__name__}: {exc})") from None
+
+
+def _notes(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"the manifest is damaged (its notes are a JSON {type(value).__name__}, not an object)")
+    return {str(k): int(v) for k, v in value.items()}
 
 
 def utc_now() -> datetime:

@@ -108,16 +108,19 @@ def _read_head(archive: Path, staging: Path, identities: Sequence[Path], may_nee
     found: Manifest | None = None
     staged: dict[str, tuple[int, str]] = {}
     done = 0
-    for info, stream in _members(archive, identities):
-        if info.name == MANIFEST_MEMBER:
-            found = _parse_manifest(stream.read(), archive)
-            continue
-        if not may_need(info.name):
-            continue
-        staged[info.name] = _copy_to(stream, staging / _safe_relative(info.name))
-        done += info.size
-        if progress is not None:
-            progress(f"reading {archive.name}", done, 0)
+    try:
+        for info, stream in _members(archive, identities):
+            if info.name == MANIFEST_MEMBER:
+                found = _parse_manifest(stream.read(), archive)
+                continue
+            if not may_need(info.name):
+                continue
+            staged[info.name] = _copy_to(stream, staging / _safe_relative(info.name))
+            done += info.size
+            if progress is not None:
+                progress(f"reading {archive.name}", done, 0)
+    except ArchiveError as exc:  # met while a member's bytes were read
+        raise _damaged(exc) from None
     if found is None:
         raise SelectiveError(f"the archive {archive.name} has no manifest: it is truncated or not a hardmail backup",
                              "use another archive; `hardmail backup verify` checks one")
@@ -159,7 +162,10 @@ def _extract_from(path: Path, entries: list[FileEntry], into: Path, identities: 
         if not targets:
             continue
         first = into / _safe_relative(targets[0].path)
-        content = _copy_to(stream, first)
+        try:
+            content = _copy_to(stream, first)
+        except ArchiveError as exc:  # met while the member's bytes were read
+            raise _damaged(exc) from None
         for entry in targets:
             _check(content, entry, path.name)
         for entry in targets[1:]:
@@ -174,11 +180,17 @@ def _extract_from(path: Path, entries: list[FileEntry], into: Path, identities: 
 
 
 def _members(archive: Path, identities: Sequence[Path]) -> Iterable[tuple[Any, IO[bytes]]]:
+    """The members of ``archive``; damage met while the members (or their bytes, read by the
+    caller inside the loop) are read is a SelectiveError."""
     try:
         yield from iter_members(archive, identities)
     except ArchiveError as exc:
-        raise SelectiveError(str(exc), "check the archive with `hardmail backup verify`, and the --identity "
-                             "files for an encrypted one") from None
+        raise _damaged(exc) from None
+
+
+def _damaged(exc: ArchiveError) -> SelectiveError:
+    return SelectiveError(str(exc), "check the archive with `hardmail backup verify`, and the --identity "
+                          "files for an encrypted one")
 
 
 def _chain_file(directory: Path, name: str, manifest: Manifest) -> Path:
