@@ -17,32 +17,41 @@ What is checked (each problem is one failure line; the report is ok only when th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.spool import is_queue_id
 from hardmail.mailbox import names
 from hardmail.mailbox.files import split_name
-from hardmail.ops.backup.archive import ArchiveError, copy_member, hash_member, iter_members
-from hardmail.ops.backup.manifest import MANIFEST_MEMBER, FileEntry, Manifest, ManifestError
+from hardmail.ops.backup.archive import ArchiveError, opened_plaintext
+from hardmail.ops.backup.catalog import read_record, sidecar_path
+from hardmail.ops.backup.manifest import (
+    ENCRYPTED_SUFFIX,
+    MANIFEST_MEMBER,
+    SIDECAR_SUFFIX,
+    FileEntry,
+    Manifest,
+    ManifestError,
+)
 from hardmail.ops.backup.restore import (
     MAX_MANIFEST_BYTES,
     RestoreError,
     check_member_name,
-    damage_reported,
     find_archive,
     is_message_path,
     stored_bytes_hint,
 )
+from hardmail.ops.backup.tarstream import Written, open_tar
 from hardmail.store.sql.migrate import effective_revision
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -87,9 +96,11 @@ class _Scan:
     stream was read to its end."""
 
     file: Path
-    members: dict[str, tuple[int, str]] = field(default_factory=dict)
+    members: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # None: not hashed
     manifest: Manifest | None = None
     complete: bool = False
+    manifest_data: bytes = b""
+    tar_size: int = 0
 
 
 @dataclass
@@ -125,7 +136,9 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
         _check_own(target, manifest, failures)
         for position, name in enumerate(manifest.chain[:-1]):
             if manifests is not None and name in manifests:
-                scans[name] = _scan_as_listed(archive.parent, name, manifests[name], failures)
+                kept = manifests[name]
+                scans[name] = _scan_as_listed(archive.parent, name, kept, failures) \
+                    if _belongs(kept, name, manifest.chain[:position + 1], name, failures) else None
                 continue
             scans[name] = _scan_earlier(archive.parent, name, manifest.chain[:position + 1], identities,
                                         failures, counter)
@@ -134,25 +147,122 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
     return failures.report(len(manifest.files), messages)
 
 
+class CannotVerify(Exception):
+    """The chain of a new archive cannot be checked here (an earlier archive is encrypted and was
+    never verified); ``str()`` says which, for the admin."""
+
+
+def verify_created(archive: Path, manifest: Manifest, manifest_json: bytes, written: Written,
+                   parent: Manifest | None = None, progress: ProgressCallback | None = None) -> VerifyReport:
+    """The check ``hardmail backup create`` makes of the plaintext archive it has just written
+    (``written``: what the writer says it wrote; ``parent``: the manifest an incremental one was
+    built on). Everything :func:`verify_archive` checks, with two differences:
+
+    - The new archive is read back and decompressed whole, but its members are not hashed with
+      SHA-256 again: the zstd frame carries a content checksum (XXH64 of the whole decompressed
+      stream) that zstd checks when it decodes the frame's end, and the file must be the size
+      the writer wrote, so that the end is in it. A read that passes proves that the bytes on disk
+      decompress to exactly the stream that was written, and every member of that stream was
+      hashed for the manifest from the very bytes handed to the compressor; a second SHA-256
+      would prove the same again for a third of the backup's time. (The checksum is against
+      damage, not forgery: an archive's manifest is inside it anyway.) The manifest read back
+      must be the bytes written. ``hardmail backup verify`` re-hashes every member.
+    - The earlier archives of the chain are not read: each was verified in full when it was made.
+      Each must be there, the size its record (sidecar) says, with a record of this chain whose
+      verification passed, and hold what the parent's manifest says the new archive takes from
+      it. Re-hashing them (the full archive is most of a chain's bytes) would cost more than the
+      whole incremental backup; ``hardmail backup verify`` reads them all. An earlier archive
+      that was never verified is read in full here, or, when encrypted (the server has no key),
+      the new one is left unverified: CannotVerify.
+    """
+    failures = _Failures()
+    counter = _Progress(progress)
+    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
+        extracted = Path(scratch)
+        target = _read_back(archive, manifest_json, written, failures, counter, extracted)
+        if not target.complete:
+            return failures.report(0, 0)
+        target.manifest = manifest
+        scans: dict[str, _Scan | None] = {manifest.name: target}
+        _check_chain_shape(manifest, failures)
+        _check_own(target, manifest, failures)
+        for position, name in enumerate(manifest.chain[:-1]):
+            scans[name] = _earlier_as_recorded(archive.parent, name, manifest.chain[:position + 1], parent,
+                                               failures, counter)
+        _check_held(manifest, scans, failures)
+        messages = _check_contents(manifest, extracted, failures)
+    return failures.report(len(manifest.files), messages)
+
+
+def _read_back(archive: Path, manifest_json: bytes, written: Written, failures: _Failures, counter: _Progress,
+               extracted: Path) -> _Scan:
+    size = archive.stat().st_size
+    if size != written.file_size:
+        failures.add(archive.name, f"{size} bytes on disk, {written.file_size} were written",
+                     "the new archive is not the size written")
+        return _Scan(archive)
+    scan = _scan(archive, (), failures, counter, extract_to=extracted, hashing=False)
+    if not scan.complete or not scan.manifest_data:
+        scan.complete = False
+    elif scan.tar_size != written.tar_size:
+        failures.add(archive.name, f"it decompresses to {scan.tar_size} bytes, {written.tar_size} were written",
+                     "the new archive does not decompress to what was written")
+        scan.complete = False
+    elif scan.manifest_data != manifest_json:
+        failures.add(archive.name, f"its {MANIFEST_MEMBER} is not the one written", "a manifest is damaged")
+        scan.complete = False
+    return scan
+
+
+def _earlier_as_recorded(directory: Path, name: str, chain: tuple[str, ...], parent: Manifest | None,
+                         failures: _Failures, counter: _Progress) -> _Scan | None:
+    """An earlier archive of a new one's chain, checked against its record (see verify_created)."""
+    path = find_archive(directory, name)
+    record = read_record(sidecar_path(directory, name))
+    if path is None or record is None or record.verify is None or parent is None:
+        if path is not None and path.name.endswith(ENCRYPTED_SUFFIX):
+            raise CannotVerify(f"the earlier archive {name} of its chain is encrypted and was not verified; "
+                               "verify the chain with its identity")
+        return _scan_earlier(directory, name, chain, (), failures, counter)  # read in full (or: missing)
+    if not record.verify.ok:
+        failures.add(name, "this archive of the chain failed its own verification (`hardmail backup verify` "
+                     "lists why)", "an archive of the chain failed its verification")
+        return None
+    if record.chain != chain or record.archive_file != path.name:
+        failures.add(name, f"its record {name}{SIDECAR_SUFFIX} is not that of this archive of the chain",
+                     "an archive of the chain is not the one named")
+        return None
+    size = path.stat().st_size
+    if size != record.archive_size:
+        failures.add(path.name, f"{size} bytes, its record says {record.archive_size}: the file changed or was cut "
+                     "short since it was made", "an archive of the chain changed since it was made")
+        return None
+    return _scan_as_listed(directory, name, parent, failures)
+
+
 # --- reading archives ------------------------------------------------------------------------
 
 def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counter: _Progress,
-          extract_to: Path | None = None) -> _Scan:
+          extract_to: Path | None = None, hashing: bool = True) -> _Scan:
     """Read every member of ``archive``; the ``database/`` members are copied under
-    ``extract_to`` when given. Problems are added to ``failures``."""
+    ``extract_to`` when given. Without ``hashing`` the members are counted, not hashed, and the
+    manifest is kept as bytes (:func:`verify_created`). Problems are added to ``failures``."""
     scan = _Scan(archive)
     counter.phase, counter.done, counter.total = f"verifying {archive.name}", 0, stored_bytes_hint(archive)
     manifest_data: bytes | None = None
     try:
-        with damage_reported(archive):
-            for info, stream in iter_members(archive, identities):
-                if manifest_data is not None:
-                    failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
-                                 "a member comes after MANIFEST.json")
-                if info.name == MANIFEST_MEMBER:
-                    manifest_data = stream.read(MAX_MANIFEST_BYTES)
+        with opened_plaintext(archive, identities) as plain, open_tar(plain, archive.name) as tar:
+            for member in tar.members():
+                if not member.regular:
                     continue
-                _scan_member(scan, info.name, stream, failures, counter, extract_to)
+                if manifest_data is not None:
+                    failures.add(archive.name, f"member {member.name[:200]} comes after {MANIFEST_MEMBER}",
+                                 "a member comes after MANIFEST.json")
+                if member.name == MANIFEST_MEMBER:
+                    manifest_data = tar.read_all() if member.size <= MAX_MANIFEST_BYTES else b""
+                    continue
+                _scan_member(scan, member.name, tar.chunks(), failures, counter, extract_to, hashing)
+            scan.tar_size = tar.tar_size
         scan.complete = True
     except ArchiveError as exc:
         failures.add("", str(exc), "an archive is damaged or truncated")
@@ -161,30 +271,47 @@ def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counte
         failures.add(archive.name, f"archive truncated: it has no {MANIFEST_MEMBER}",
                      "an archive is truncated (no MANIFEST.json)")
         return scan
-    try:
-        scan.manifest = Manifest.from_json(manifest_data)
-    except ManifestError as exc:
-        failures.add(archive.name, str(exc), "a manifest is damaged")
+    scan.manifest_data = manifest_data
+    if hashing:
+        try:
+            scan.manifest = Manifest.from_json(manifest_data)
+        except ManifestError as exc:
+            failures.add(archive.name, str(exc), "a manifest is damaged")
     return scan
 
 
-def _scan_member(scan: _Scan, name: str, stream: Any, failures: _Failures, counter: _Progress,
-                 extract_to: Path | None) -> None:
+def _scan_member(scan: _Scan, name: str, chunks: Iterator[memoryview], failures: _Failures, counter: _Progress,
+                 extract_to: Path | None, hashing: bool) -> None:
     if name in scan.members:
         failures.add(name, f"appears twice in {scan.file.name}", "a member appears twice")
     try:
         path = check_member_name(name)
     except RestoreError:
         failures.add(scan.file.name, f"member {name[:200]!r} has an unsafe name", "a member has an unsafe name")
-        scan.members[name] = hash_member(stream, counter)
+        scan.members[name] = _digest(chunks, counter, True)
         return
     if extract_to is not None and path.parts[0] == "database":
         target = extract_to / path
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(target, "wb") as out:
-            scan.members[name] = copy_member(stream, out, counter)
+            scan.members[name] = _digest(chunks, counter, hashing, out)
         return
-    scan.members[name] = hash_member(stream, counter)
+    scan.members[name] = _digest(chunks, counter, hashing)
+
+
+def _digest(chunks: Iterator[memoryview], counter: _Progress, hashing: bool,
+            out: IO[bytes] | None = None) -> tuple[int, str | None]:
+    """(size, sha256 hex or None without ``hashing``) of a member's data, copied to ``out``."""
+    digest = hashlib.sha256() if hashing else None
+    size = 0
+    for chunk in chunks:
+        if digest is not None:
+            digest.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        size += len(chunk)
+    counter(size)
+    return size, None if digest is None else digest.hexdigest()
 
 
 def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities: Sequence[Path],
@@ -195,25 +322,30 @@ def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities
                      "an archive of the chain is missing")
         return None
     scan = _scan(path, identities, failures, counter)
-    if scan.manifest is None:
-        return scan
-    if scan.manifest.name != name or scan.manifest.chain != chain:
-        shown = ", ".join(scan.manifest.chain)
-        failures.add(path.name, f"its manifest is that of {scan.manifest.name} (chain {shown}), not of {name} of "
-                     "this chain", "an archive of the chain is not the one named")
-        return scan
-    _check_own(scan, scan.manifest, failures)
+    if scan.manifest is not None and _belongs(scan.manifest, name, chain, path.name, failures):
+        _check_own(scan, scan.manifest, failures)
     return scan
 
 
+def _belongs(manifest: Manifest, name: str, chain: tuple[str, ...], shown: str, failures: _Failures) -> bool:
+    """Whether ``manifest`` is that of archive ``name`` of this chain (a failure if not)."""
+    if manifest.name == name and manifest.chain == chain:
+        return True
+    failures.add(shown, f"its manifest is that of {manifest.name} (chain {', '.join(manifest.chain)}), not of "
+                 f"{name} of this chain", "an archive of the chain is not the one named")
+    return False
+
+
 def _scan_as_listed(directory: Path, name: str, manifest: Manifest, failures: _Failures) -> _Scan | None:
-    """An earlier archive that is not read: its members are the entries its manifest stores in it."""
+    """An earlier archive that is not read: its members are the entries ``manifest`` (its own,
+    or a later one of the chain) says it holds."""
     path = find_archive(directory, name)
     if path is None:
         failures.add(name, f"this archive of the chain is missing from {directory}",
                      "an archive of the chain is missing")
         return None
-    members = {entry.member: (entry.size, entry.sha256) for entry in manifest.stored_here()}
+    members: dict[str, tuple[int, str | None]] = {
+        entry.member: (entry.size, entry.sha256) for entry in manifest.files if entry.archive == name}
     return _Scan(path, members, manifest, complete=True)
 
 
@@ -253,7 +385,7 @@ def _check_entry(entry: FileEntry, scan: _Scan, failures: _Failures) -> None:
     if size != entry.size:
         failures.add(entry.path, f"size differs from the manifest ({size} bytes, the manifest says {entry.size})",
                      "a file's size differs from the manifest")
-    elif sha256 != entry.sha256:
+    elif sha256 is not None and sha256 != entry.sha256:
         failures.add(entry.path, "SHA-256 differs from the manifest", "a file's SHA-256 differs from the manifest")
 
 
