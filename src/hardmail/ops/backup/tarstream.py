@@ -190,15 +190,27 @@ class FastArchiveWriter:
             self._offset += len(data)
 
     def close(self) -> None:
-        """Two zero blocks, padding to a whole record, the end of the zstd frame; fsync'd."""
+        """:meth:`finish` and :meth:`sync`."""
+        self.finish()
+        self.sync()
+
+    def finish(self) -> None:
+        """Two zero blocks, padding to a whole record, the end of the zstd frame: every byte
+        handed to the file (not yet on disk: :meth:`sync`, which may run meanwhile in another
+        thread while the file is read back)."""
         self._put(_ZEROS[: 2 * BLOCK])
         self._put(_ZEROS[: -self._offset % RECORD])
         self._zstd.close()  # type: ignore[no-untyped-call]
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
-        fsync_dir(self.path.parent)
         self.written = Written(self._output.size, self._output.sha256.hexdigest(), self._offset)
+
+    def sync(self) -> None:
+        """The finished file and its directory entry on disk."""
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Close whatever is open and remove the partial file."""

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from hardmail.core.bulk import bulk_allocation
 from hardmail.delivery.maildir import MaildirStore
 from hardmail.delivery.spool import is_queue_id
 from hardmail.mailbox import names
-from hardmail.mailbox.files import split_name
+from hardmail.mailbox.files import INFO_SEPARATOR
 from hardmail.ops.backup.archive import ArchiveError, opened_plaintext
 from hardmail.ops.backup.catalog import read_record, sidecar_path
 from hardmail.ops.backup.manifest import (
@@ -48,7 +49,6 @@ from hardmail.ops.backup.restore import (
     RestoreError,
     check_member_name,
     find_archive,
-    is_message_path,
     stored_bytes_hint,
 )
 from hardmail.ops.backup.tarstream import Written, open_tar
@@ -125,7 +125,7 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
     the manifest copies of the state directory, for archives whose own verification passed)."""
     failures = _Failures()
     counter = _Progress(progress)
-    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch, bulk_allocation():  # a record per file
         extracted = Path(scratch)
         target = _scan(archive, identities, failures, counter, extract_to=extracted)
         manifest = target.manifest
@@ -177,7 +177,7 @@ def verify_created(archive: Path, manifest: Manifest, manifest_json: bytes, writ
     """
     failures = _Failures()
     counter = _Progress(progress)
-    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch, bulk_allocation():  # a record per file
         extracted = Path(scratch)
         target = _read_back(archive, manifest_json, written, failures, counter, extracted)
         if not target.complete:
@@ -464,9 +464,9 @@ def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str 
                      "the database copy is not at the manifest's schema revision")
     contents = _Contents(indexed={"mailbox_messages", "mailbox_folders"} <= tables)
     if contents.indexed:
-        contents.messages = [(str(a), str(f), str(n), int(u)) for a, f, n, u in connection.execute(
+        contents.messages = connection.execute(  # the rows as they are: a value of another type matches nothing
             "SELECT f.account, f.name, m.name, m.uid FROM mailbox_messages m "
-            "JOIN mailbox_folders f ON f.id = m.folder_id")]
+            "JOIN mailbox_folders f ON f.id = m.folder_id").fetchall()
     if "queue_messages" in tables:
         contents.queue_ids = {str(row[0]) for row in connection.execute("SELECT queue_id FROM queue_messages")}
     return contents
@@ -533,19 +533,25 @@ def _check_dump(extracted: Path, dump_member: str | None, failures: _Failures) -
 
 
 def _check_index(entries: Sequence[FileEntry], messages: list[tuple[str, str, str, int]], failures: _Failures) -> None:
-    """Every index row has its message file, every message file its index row."""
-    files = {key: entry.path for entry in entries if (key := _file_key(entry.path)) is not None}
+    """Every index row has its message file, every message file its index row. (The directory
+    of each account and folder is worked out once, not once per message.)"""
+    folders: dict[str, bool] = {}
+    files = {key: entry.path for entry in entries if (key := _file_key(entry.path, folders)) is not None}
     maildirs = MaildirStore(Path("/"), "verify")
+    places: dict[tuple[str, str], tuple[str, str, str] | None] = {}
     indexed = set()
     for account, folder, base, uid in messages:
-        key = _index_key(maildirs, account, folder, base)
-        if key is None:
+        if (account, folder) not in places:
+            places[(account, folder)] = _index_place(maildirs, account, folder)
+        place = places[(account, folder)]
+        if place is None:
             failures.add(f"index entry {account} {folder} UID {uid}", "its account or folder name has no directory",
                          "an index entry names no directory")
             continue
+        key = (*place, base)
         indexed.add(key)
         if key not in files:
-            where = "/".join(part for part in ("files/mail", key[0], key[1], key[2]) if part)
+            where = "/".join(part for part in ("files/mail", *place) if part)
             failures.add(f"index entry {account} {folder} UID {uid}",
                          f"its message file {where}/(cur|new)/{base} is not in the archive",
                          "an index entry has no message file")
@@ -554,24 +560,34 @@ def _check_index(entries: Sequence[FileEntry], messages: list[tuple[str, str, st
             failures.add(path, "message file has no index entry", "a message file has no index entry")
 
 
-def _file_key(path: str) -> tuple[str, str, str, str] | None:
-    """(domain dir, local dir, folder dir, base name) of a message file entry."""
-    if not is_message_path(path):
-        return None
+def _file_key(path: str, folders: dict[str, bool]) -> tuple[str, ...] | None:
+    """(domain dir, local dir, folder dir, base name) of a message file entry (as
+    ``restore.is_message_path`` tells them); ``folders``: whether each folder directory is one the
+    server made, as found so far."""
     parts = path.split("/")
-    folder = parts[4] if len(parts) == 7 else ""
-    if folder and names.name_of_dirname(folder) is None:
-        return None  # not a folder the server made (a deleted folder's trash, another program's)
-    return parts[2], parts[3], folder, split_name(parts[-1])[0]
+    if len(parts) not in (6, 7) or parts[0] != "files" or parts[1] != "mail" or parts[-1].startswith(".") \
+            or parts[-2] not in ("cur", "new"):
+        return None
+    folder = ""
+    if len(parts) == 7:
+        folder = parts[4]
+        if folder not in folders:  # not one the server made: a deleted folder's trash, another program's
+            folders[folder] = folder.startswith(".") and names.name_of_dirname(folder) is not None
+        if not folders[folder]:
+            return None
+    return parts[2], parts[3], folder, parts[-1].partition(INFO_SEPARATOR)[0]
 
 
-def _index_key(maildirs: MaildirStore, account: str, folder: str, base: str) -> tuple[str, str, str, str] | None:
+def _index_place(maildirs: MaildirStore, account: str, folder: str) -> tuple[str, str, str] | None:
+    """(domain dir, local dir, folder dir) of an index entry's folder, None when it has none."""
+    if not isinstance(account, str) or not isinstance(folder, str):
+        return None  # a damaged row
     try:
         directory = PurePosixPath(maildirs.mailbox_path(account))
         canonical = names.normalize(folder)
     except ValueError:
         return None
-    return directory.parts[-2], directory.parts[-1], names.dirname(canonical), base
+    return directory.parts[-2], directory.parts[-1], names.dirname(canonical)
 
 
 def _check_queue(entries: Sequence[FileEntry], queue_ids: set[str], failures: _Failures) -> None:
