@@ -83,23 +83,69 @@ _TAIL_SUMS = {kind: sum(tail) for kind, tail in _TAILS.items()}
 
 class _Output:
     """The archive file under the compressor: every byte is counted and hashed on its way to the
-    file, so that the sidecar's ``archive_sha256`` needs no second read of the archive."""
+    file, so that the sidecar's ``archive_sha256`` needs no second read of the archive; a
+    :class:`GrowingFile` learns from it how far the file has been written."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.ended = False
+        self.abandoned = False
+        self._changed = threading.Condition()
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
         self.sha256.update(view)
         while view:
             view = view[os.write(self.fd, view):]
-        self.size += len(data)
+        with self._changed:
+            self.size += len(data)
+            self._changed.notify_all()
         return len(data)
 
     def flush(self) -> None:
         return None
+
+    def end(self, abandoned: bool = False) -> None:
+        with self._changed:
+            self.ended, self.abandoned = True, abandoned
+            self._changed.notify_all()
+
+    def wait_beyond(self, position: int) -> int:
+        """The size written once it is beyond ``position`` or the file has ended."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.size > position or self.ended)
+            if self.abandoned:
+                raise ArchiveError("the archive was abandoned while it was read back")
+            return self.size
+
+
+class GrowingFile:
+    """The archive being written, read from the file itself (a descriptor of its own), never
+    beyond what was written: for reading it back while it is written. The bytes read are those
+    of the file, as a read after the writer's end would find them; :meth:`read` waits for more
+    until the writer has finished."""
+
+    def __init__(self, path: Path, output: _Output) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._output = output
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        available = self._output.wait_beyond(self._at) - self._at
+        if available <= 0:
+            return b""
+        data = os.pread(self._fd, available if size < 0 else min(size, available), self._at)
+        if not data:
+            raise ArchiveError("the archive file is shorter than what was written to it")
+        self._at += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 @dataclass(frozen=True)
@@ -202,6 +248,11 @@ class FastArchiveWriter:
         self._put(_ZEROS[: -self._offset % RECORD])
         self._zstd.close()  # type: ignore[no-untyped-call]
         self.written = Written(self._output.size, self._output.sha256.hexdigest(), self._offset)
+        self._output.end()
+
+    def follow(self) -> GrowingFile:
+        """A reader of the file as it is written (see :class:`GrowingFile`)."""
+        return GrowingFile(self.path, self._output)
 
     def sync(self) -> None:
         """The finished file and its directory entry on disk."""
@@ -214,6 +265,7 @@ class FastArchiveWriter:
 
     def abort(self) -> None:
         """Close whatever is open and remove the partial file."""
+        self._output.end(abandoned=True)
         with contextlib.suppress(Exception):
             self._zstd.close()  # type: ignore[no-untyped-call]
         if self._fd >= 0:
@@ -446,14 +498,21 @@ class _ReadAhead:
 @contextlib.contextmanager
 def open_tar(plain: Path, shown: str | None = None) -> Iterator[TarReader]:
     """A :class:`TarReader` of the plaintext ``.tar.zst`` file ``plain``."""
-    name = shown or plain.name
     try:
         raw = open(plain, "rb")  # noqa: SIM115 (closed below)
     except FileNotFoundError:
         raise ArchiveError(f"the archive {plain} does not exist") from None
-    with raw:
-        ahead = _ReadAhead(zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK, read_across_frames=True))
-        try:
-            yield TarReader(ahead, name)  # type: ignore[arg-type]
-        finally:
-            ahead.close()
+    with raw, read_tar(raw, shown or plain.name) as tar:
+        yield tar
+
+
+@contextlib.contextmanager
+def read_tar(raw: IO[bytes] | GrowingFile, shown: str) -> Iterator[TarReader]:
+    """A :class:`TarReader` of the ``.tar.zst`` bytes ``raw`` gives (closed by the caller)."""
+    source = zstandard.ZstdDecompressor().stream_reader(raw, read_size=_CHUNK,  # type: ignore[arg-type]
+                                                        read_across_frames=True)
+    ahead = _ReadAhead(source)  # type: ignore[arg-type]
+    try:
+        yield TarReader(ahead, shown)  # type: ignore[arg-type]
+    finally:
+        ahead.close()
