@@ -393,6 +393,8 @@ class TarReader:
             name = f"{_text(block[345:500])}/{name}"
         if b"path" in extended:
             name = extended[b"path"].decode("utf-8", "surrogateescape")
+        if kind == b"5":
+            name = name.rstrip("/")  # a directory, named as tarfile names it
         size = int(extended[b"size"]) if b"size" in extended and extended[b"size"].isdigit() else \
             _octal(block[124:136], self)
         member = TarMember(name, size, _octal(block[100:108], self), _octal(block[136:148], self),
