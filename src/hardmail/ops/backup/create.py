@@ -14,8 +14,10 @@ Steps, each finished before the next (spec "Consistency while the server runs"):
    looked for once more.
 3. The database copy is corrected to agree with the files written, and stored; then the
    configuration file, the TLS files kept outside the data directory, and ``MANIFEST.json`` last.
-4. The plaintext archive is verified (``hardmail.ops.backup.verify``, when installed), then,
-   with recipients, encrypted to ``<name>.tar.zst.age`` and the plaintext removed.
+4. The plaintext archive is verified (``hardmail.ops.backup.verify.verify_created``, when
+   installed): read back from the file while it is written (on a second core), its chain taken
+   as recorded; meanwhile it is fsync'd. Then, with recipients, it is encrypted to
+   ``<name>.tar.zst.age`` and the plaintext removed.
 5. The sidecar ``<name>.json`` and the manifest copy in ``<data_dir>/backup-state/manifests`` are
    written, the health state is recorded and ``backup.created`` (or ``backup.failed``) logged.
 
@@ -187,12 +189,7 @@ class _Job:
             make_private_dir(plan.work_dir)
             try:
                 manifest, writer = await self._write_archive(plan)
-                synced, verify = await asyncio.gather(asyncio.to_thread(writer.sync), self._verify(plan, manifest),
-                                                      return_exceptions=True)
-                if isinstance(synced, BaseException):
-                    raise synced
-                if isinstance(verify, BaseException):
-                    raise verify
+                verify = await self._sync_and_verify(plan, manifest, writer)
                 final = await self._encrypt(plan)
                 record = await asyncio.to_thread(self._record, plan, manifest, final, verify)
             except BaseException:
@@ -261,6 +258,17 @@ class _Job:
         )
 
     # --- verifying, encrypting, recording --------------------------------------------------
+
+    async def _sync_and_verify(self, plan: _Plan, manifest: Manifest,
+                               writer: FastArchiveWriter) -> VerifyStatus | None:
+        """The archive's fsync (waiting for the disk) while its check (CPU) is made."""
+        synced, verify = await asyncio.gather(asyncio.to_thread(writer.sync), self._verify(plan, manifest),
+                                              return_exceptions=True)
+        if isinstance(synced, BaseException):
+            raise synced
+        if isinstance(verify, BaseException):
+            raise verify
+        return verify
 
     async def _verify(self, plan: _Plan, manifest: Manifest) -> VerifyStatus | None:
         """Check the plaintext archive just written (``verify.verify_created``: read back whole, its

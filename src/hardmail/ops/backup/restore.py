@@ -24,6 +24,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ EXTERNAL_DIR = "restored-external"
 CONFIG_NAME = "hardmail.toml"
 DATABASE_NAME = "hardmail.db"
 _STAGING_PREFIX = ".hardmail-restore-"
+_SYNC_EVERY = 64 * 1024 * 1024  # bytes written between background syncs
 
 
 class RestoreError(Exception):
@@ -123,15 +125,21 @@ class _Writer:
     an fsync of each of 10,000 files and of its directory took most of a restore's time."""
 
     progress: ProgressCallback | None
+    disk: FileSystemSync
     phase: str = "restore"
     done: int = 0
     total: int = 0
     files: int = 0
     written: int = 0
+    unsynced: int = 0  # bytes written since the last background sync began
     directories: set[Path] = field(default_factory=set)  # made (or found) by this restore
 
     def on_bytes(self, count: int) -> None:
         self.done += count
+        self.unsynced += count
+        if self.unsynced >= _SYNC_EVERY:
+            self.unsynced = 0
+            self.disk.start()
         if self.progress is not None:
             self.progress(self.phase, self.done, self.total)
 
@@ -197,10 +205,9 @@ class _Writer:
         self.files += 1
         self.written += entry.size
 
-    def sync(self, root: Path) -> None:
-        """Everything written, on disk: one ``syncfs`` of the file system holding ``root`` (it
-        writes back every file and directory of it, as an fsync of each would, in one pass)."""
-        sync_filesystem(root)
+    def sync(self) -> None:
+        """Everything written, on disk (:meth:`FileSystemSync.finish`)."""
+        self.disk.finish()
 
 
 def _write_all(fd: int, data: memoryview | bytes) -> None:
@@ -209,25 +216,62 @@ def _write_all(fd: int, data: memoryview | bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def sync_filesystem(path: Path) -> None:
-    """syncfs(2) of the file system holding ``path`` (Linux; elsewhere sync(2)): returns once its
-    dirty data and metadata are on disk, and raises the write-back error it reports."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if _SYNCFS is None:
-            os.sync()
-        elif _SYNCFS(fd) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error), str(path))
-    finally:
-        os.close(fd)
+class FileSystemSync:
+    """syncfs(2) of the file system holding ``root`` (Linux; elsewhere sync(2)): it writes back
+    every file and directory written there, as an fsync of each would, in one pass. Through one
+    descriptor opened before the restore writes anything, so that a write-back error of what it
+    wrote is reported to it. :meth:`start` begins a sync in a thread (the disk then writes while
+    the restore goes on decompressing, instead of all at the end); :meth:`finish` makes the last
+    one and raises any write-back error either reported."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._fd = os.open(root, os.O_RDONLY | os.O_CLOEXEC)
+        self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._background, name="hardmail-restore-sync", daemon=True)
+            self._thread.start()
+
+    def _background(self) -> None:
+        try:
+            syncfs(self._fd, self._root)
+        except OSError as exc:
+            self._error = exc
+
+    def finish(self) -> None:
+        self._wait()
+        syncfs(self._fd, self._root)
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._wait()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+def syncfs(fd: int, shown: Path) -> None:
+    """syncfs(2) of the file system of ``fd`` (sync(2) where there is none): returns once its
+    dirty data and metadata are on disk; raises the write-back error it reports."""
+    if _SYNCFS is None:
+        os.sync()
+    elif _SYNCFS(fd) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error), str(shown))
 
 
 def _find_syncfs() -> Callable[[int], int] | None:
-    try:
+    with contextlib.suppress(OSError):
         return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)  # type: ignore[no-any-return]
-    except OSError:
-        return None
+    return None
 
 
 _SYNCFS = _find_syncfs()
@@ -258,7 +302,8 @@ def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
     into = into.absolute()
     make_private_dir(into)
     where: Placement = place or (lambda entry: into / entry.path)  # a path _wanted checked
-    writer = _Writer(progress, phase=f"reading {archive.name}", total=stored_bytes_hint(archive))
+    writer = _Writer(progress, FileSystemSync(into), phase=f"reading {archive.name}",
+                     total=stored_bytes_hint(archive))
     staging = into / f"{_STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
     try:
@@ -280,10 +325,11 @@ def extract_chain(archive: Path, into: Path, identities: Sequence[Path] = (),
             if held and not (staged is not None and name == manifest.name):
                 writer.phase = f"reading {files[name].name}"
                 _extract_from(files[name], identities, held, writer)
-        writer.sync(into)
+        writer.sync()
     except ArchiveError as exc:
         raise RestoreError(str(exc)) from None
     finally:
+        writer.disk.close()
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
