@@ -121,7 +121,7 @@ class FilePhase:
         a full one counts the messages' sizes from the index instead of a stat of each."""
         if self.reuse:
             return sum(f.size for f in files if self._previous(f) is None and f.load_stat(self.root))
-        indexed = sum(folder.size for folder in self.view.folders.values())
+        indexed = self.view.indexed_bytes()
         return indexed + sum(f.size for f in files if f.kind != MESSAGE and f.load_stat(self.root))
 
     def _excluded(self) -> list[str]:

@@ -1,55 +1,53 @@
 """Verifying an archive: every member of it and of each earlier archive of its chain read and
 re-hashed against the manifests, the database copy opened and checked, and the mailbox index and
-the outbound queue compared with the files the archive restores.
+the outbound queue compared with the files the archive restores (those content checks:
+:mod:`hardmail.ops.backup.verify_contents`). :func:`verify_archive` is ``hardmail backup
+verify``; :func:`verify_created` is the check ``hardmail backup create`` makes of the archive it
+has just written, which can take less for granted (see there).
 
 What is checked (each problem is one failure line; the report is ok only when there is none):
 - each archive of the chain is there and complete (a truncated one has no ``MANIFEST.json``), and
   its manifest belongs to the chain; every entry stored in an archive is a member of it with the
   manifest's size and SHA-256, and every member is in that archive's manifest;
-- the database: an SQLite copy passes ``PRAGMA integrity_check`` and ``PRAGMA foreign_key_check``
-  and is at the manifest's schema revision; every line of a PostgreSQL logical export is a JSON
-  object, and ``pg_restore --list`` reads ``postgres.dump`` (when pg_restore is installed);
-- every message of the mailbox index has its file under ``files/mail/<domain>/<local>/
-  [.Folder/](cur|new)/`` (matched by folder directory and base name before ``:2,``, the
-  directories named as the mailbox store names them) and every message file its index entry;
-  every queue entry has its spool message and envelope, and every envelope its queue entry.
+- the database copy and the index against the files (:mod:`.verify_contents`).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import sqlite3
-import subprocess
+import contextlib
+import hashlib
 import tempfile
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
-from hardmail.delivery.maildir import MaildirStore
-from hardmail.delivery.spool import is_queue_id
-from hardmail.mailbox import names
-from hardmail.mailbox.files import split_name
-from hardmail.ops.backup.archive import ArchiveError, copy_member, hash_member, iter_members
-from hardmail.ops.backup.manifest import MANIFEST_MEMBER, FileEntry, Manifest, ManifestError
+from hardmail.core.bulk import bulk_allocation
+from hardmail.ops.backup.archive import ArchiveError, opened_plaintext
+from hardmail.ops.backup.catalog import read_record, sidecar_path
+from hardmail.ops.backup.manifest import (
+    ENCRYPTED_SUFFIX,
+    MANIFEST_MEMBER,
+    SIDECAR_SUFFIX,
+    FileEntry,
+    Manifest,
+    ManifestError,
+)
 from hardmail.ops.backup.restore import (
     MAX_MANIFEST_BYTES,
     RestoreError,
     check_database_names,
     check_member_name,
-    damage_reported,
     find_archive,
-    is_message_path,
     stored_bytes_hint,
 )
-from hardmail.store.sql.migrate import effective_revision
+from hardmail.ops.backup.tarstream import GrowingFile, TarReader, Written, open_tar, read_tar
+from hardmail.ops.backup.verify_contents import check_contents
 
 ProgressCallback = Callable[[str, int, int], None]
 MAX_FAILURES = 300
-_MAX_DATABASE_LINES = 20
-_SPOOL_QUEUE = "files/spool/queue/"
 
 
 @dataclass(frozen=True)
@@ -88,9 +86,11 @@ class _Scan:
     stream was read to its end."""
 
     file: Path
-    members: dict[str, tuple[int, str]] = field(default_factory=dict)
+    members: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # None: not hashed
     manifest: Manifest | None = None
     complete: bool = False
+    manifest_data: bytes = b""
+    tar_size: int = 0
 
 
 @dataclass
@@ -115,7 +115,7 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
     the manifest copies of the state directory, for archives whose own verification passed)."""
     failures = _Failures()
     counter = _Progress(progress)
-    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="hardmail-verify-") as scratch, bulk_allocation():  # a record per file
         extracted = Path(scratch)
         target = _scan(archive, identities, failures, counter, extract_to=extracted)
         manifest = target.manifest
@@ -127,38 +127,180 @@ def verify_archive(archive: Path, identities: Sequence[Path] = (),
         _check_own(target, manifest, failures)
         for position, name in enumerate(manifest.chain[:-1]):
             if manifests is not None and name in manifests:
-                scans[name] = _scan_as_listed(archive.parent, name, manifests[name], failures)
+                kept = manifests[name]
+                scans[name] = _scan_as_listed(archive.parent, name, kept, failures) \
+                    if _belongs(kept, name, manifest.chain[:position + 1], name, failures) else None
                 continue
             scans[name] = _scan_earlier(archive.parent, name, manifest.chain[:position + 1], identities,
                                         failures, counter)
         _check_held(manifest, scans, failures)
-        messages = _check_contents(manifest, extracted, failures) if names_safe else 0
+        messages = check_contents(manifest, extracted, failures) if names_safe else 0
     return failures.report(len(manifest.files), messages)
+
+
+class CannotVerify(Exception):
+    """The chain of a new archive cannot be checked here (an earlier archive is encrypted and was
+    never verified); ``str()`` says which, for the admin."""
+
+
+def verify_created(archive: Path, manifest: Manifest, manifest_json: bytes, written: Written,
+                   parent: Manifest | None = None, progress: ProgressCallback | None = None, *,
+                   read_back: ReadBack | None = None) -> VerifyReport:
+    """The check ``hardmail backup create`` makes of the plaintext archive it has just written
+    (``written``: what the writer says it wrote; ``parent``: the manifest an incremental one was
+    built on). Everything :func:`verify_archive` checks, with two differences:
+
+    - The new archive is read back and decompressed whole, but its members are not hashed with
+      SHA-256 again: the zstd frame carries a content checksum (XXH64 of the whole decompressed
+      stream) that zstd checks when it decodes the frame's end, and the file must be the size
+      the writer wrote, so that the end is in it. A read that passes proves that the bytes on disk
+      decompress to exactly the stream that was written, and every member of that stream was
+      hashed for the manifest from the very bytes handed to the compressor; a second SHA-256
+      would prove the same again for a third of the backup's time. (The checksum is against
+      damage, not forgery: an archive's manifest is inside it anyway.) The manifest read back
+      must be the bytes written. ``hardmail backup verify`` re-hashes every member.
+    - The earlier archives of the chain are not read: each was verified in full when it was made.
+      Each must be there, the size its record (sidecar) says, with a record of this chain whose
+      verification passed, and hold what the parent's manifest says the new archive takes from
+      it. Re-hashing them (the full archive is most of a chain's bytes) would cost more than the
+      whole incremental backup; ``hardmail backup verify`` reads them all. An earlier archive
+      that was never verified is read in full here, or, when encrypted (the server has no key),
+      the new one is left unverified: CannotVerify.
+
+    ``read_back``: the new archive already being read back while it was written (:class:`ReadBack`).
+    """
+    read_back = read_back or ReadBack(archive, None, progress)
+    with read_back, bulk_allocation():  # a record per file
+        failures, counter, extracted = read_back.failures, _Progress(progress), read_back.extracted
+        target = _checked_read_back(archive, read_back.result(), manifest_json, written, failures)
+        if not target.complete:
+            return failures.report(0, 0)
+        target.manifest = manifest
+        scans: dict[str, _Scan | None] = {manifest.name: target}
+        _check_chain_shape(manifest, failures)
+        _check_own(target, manifest, failures)
+        for position, name in enumerate(manifest.chain[:-1]):
+            scans[name] = _earlier_as_recorded(archive.parent, name, manifest.chain[:position + 1], parent,
+                                               failures, counter)
+        _check_held(manifest, scans, failures)
+        messages = check_contents(manifest, extracted, failures)
+    return failures.report(len(manifest.files), messages)
+
+
+class ReadBack:
+    """Reading a new archive back (``source``: the file as it grows while it is written, see
+    ``tarstream.GrowingFile``; None: ``archive`` once written) in a thread of its own, members
+    counted and not hashed (see :func:`verify_created`), the database members extracted to a
+    private scratch directory, which :meth:`close` (or the end of a ``with``) removes. Read
+    while it is written, the read-back costs the backup no time of its own on a second core."""
+
+    def __init__(self, archive: Path, source: GrowingFile | None, progress: ProgressCallback | None = None) -> None:
+        self.archive = archive
+        self.failures = _Failures()
+        self._scratch = tempfile.TemporaryDirectory(prefix="hardmail-verify-")
+        self.extracted = Path(self._scratch.name)
+        self._scan = _Scan(archive)
+        self._source = source
+        self._counter = _Progress(progress)
+        self._thread = threading.Thread(target=self._run, name="hardmail-read-back", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._scan = _scan(self.archive, (), self.failures, self._counter, extract_to=self.extracted,
+                           hashing=False, source=self._source)
+
+    def result(self) -> _Scan:
+        self._thread.join()
+        return self._scan
+
+    def close(self) -> None:
+        """Wait for the reading (the writer has ended or was abandoned) and remove the scratch."""
+        self._thread.join()
+        if self._source is not None:
+            self._source.close()
+        self._scratch.cleanup()
+
+    def __enter__(self) -> ReadBack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _checked_read_back(archive: Path, scan: _Scan, manifest_json: bytes, written: Written,
+                       failures: _Failures) -> _Scan:
+    """The read-back against what the writer wrote: the file's size, the stream's, the manifest."""
+    size = archive.stat().st_size
+    if size != written.file_size:
+        failures.add(archive.name, f"{size} bytes on disk, {written.file_size} were written",
+                     "the new archive is not the size written")
+        scan.complete = False
+    elif not scan.complete or not scan.manifest_data:
+        scan.complete = False
+    elif scan.tar_size != written.tar_size:
+        failures.add(archive.name, f"it decompresses to {scan.tar_size} bytes, {written.tar_size} were written",
+                     "the new archive does not decompress to what was written")
+        scan.complete = False
+    elif scan.manifest_data != manifest_json:
+        failures.add(archive.name, f"its {MANIFEST_MEMBER} is not the one written", "a manifest is damaged")
+        scan.complete = False
+    return scan
+
+
+def _earlier_as_recorded(directory: Path, name: str, chain: tuple[str, ...], parent: Manifest | None,
+                         failures: _Failures, counter: _Progress) -> _Scan | None:
+    """An earlier archive of a new one's chain, checked against its record (see verify_created)."""
+    path = find_archive(directory, name)
+    record = read_record(sidecar_path(directory, name))
+    if path is None or record is None or record.verify is None or parent is None:
+        if path is not None and path.name.endswith(ENCRYPTED_SUFFIX):
+            raise CannotVerify(f"the earlier archive {name} of its chain is encrypted and was not verified; "
+                               "verify the chain with its identity")
+        return _scan_earlier(directory, name, chain, (), failures, counter)  # read in full (or: missing)
+    if not record.verify.ok:
+        failures.add(name, "this archive of the chain failed its own verification (`hardmail backup verify` "
+                     "lists why)", "an archive of the chain failed its verification")
+        return None
+    if record.chain != chain or record.archive_file != path.name:
+        failures.add(name, f"its record {name}{SIDECAR_SUFFIX} is not that of this archive of the chain",
+                     "an archive of the chain is not the one named")
+        return None
+    size = path.stat().st_size
+    if size != record.archive_size:
+        failures.add(path.name, f"{size} bytes, its record says {record.archive_size}: the file changed or was cut "
+                     "short since it was made", "an archive of the chain changed since it was made")
+        return None
+    return _scan_as_listed(directory, name, parent, failures)
 
 
 # --- reading archives ------------------------------------------------------------------------
 
 def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counter: _Progress,
-          extract_to: Path | None = None) -> _Scan:
+          extract_to: Path | None = None, hashing: bool = True, source: GrowingFile | None = None) -> _Scan:
     """Read every member of ``archive``; the ``database/`` members are copied under
-    ``extract_to`` when given. Problems are added to ``failures``."""
+    ``extract_to`` when given. Without ``hashing`` the members are counted, not hashed, and the
+    manifest is kept as bytes (:func:`verify_created`). Problems are added to ``failures``."""
     scan = _Scan(archive)
     counter.phase, counter.done, counter.total = f"verifying {archive.name}", 0, stored_bytes_hint(archive)
     manifest_data: bytes | None = None
     def not_regular(info: Any) -> None:
-        failures.add(archive.name, f"member {info.name[:200]!r} is not a regular file (tar type {info.type!r}); "
-                     "restore would not write it", "a member is not a regular file")
+        failures.add(archive.name, f"member {info.name[:200]!r} is not a regular file; restore would not write it",
+                     "a member is not a regular file")
 
     try:
-        with damage_reported(archive):
-            for info, stream in iter_members(archive, identities, on_skipped=not_regular):
-                if manifest_data is not None:
-                    failures.add(archive.name, f"member {info.name[:200]} comes after {MANIFEST_MEMBER}",
-                                 "a member comes after MANIFEST.json")
-                if info.name == MANIFEST_MEMBER:
-                    manifest_data = stream.read(MAX_MANIFEST_BYTES)
+        with _opened(archive, identities, source) as tar:
+            for member in tar.members():
+                if not member.regular:
+                    not_regular(member)
                     continue
-                _scan_member(scan, info.name, stream, failures, counter, extract_to)
+                if manifest_data is not None:
+                    failures.add(archive.name, f"member {member.name[:200]} comes after {MANIFEST_MEMBER}",
+                                 "a member comes after MANIFEST.json")
+                if member.name == MANIFEST_MEMBER:
+                    manifest_data = tar.read_all() if member.size <= MAX_MANIFEST_BYTES else b""
+                    continue
+                _scan_member(scan, member.name, tar.chunks(), failures, counter, extract_to, hashing)
+            scan.tar_size = tar.tar_size
         scan.complete = True
     except ArchiveError as exc:
         failures.add("", str(exc), "an archive is damaged or truncated")
@@ -167,30 +309,57 @@ def _scan(archive: Path, identities: Sequence[Path], failures: _Failures, counte
         failures.add(archive.name, f"archive truncated: it has no {MANIFEST_MEMBER}",
                      "an archive is truncated (no MANIFEST.json)")
         return scan
-    try:
-        scan.manifest = Manifest.from_json(manifest_data)
-    except ManifestError as exc:
-        failures.add(archive.name, str(exc), "a manifest is damaged")
+    scan.manifest_data = manifest_data
+    if hashing:
+        try:
+            scan.manifest = Manifest.from_json(manifest_data)
+        except ManifestError as exc:
+            failures.add(archive.name, str(exc), "a manifest is damaged")
     return scan
 
 
-def _scan_member(scan: _Scan, name: str, stream: Any, failures: _Failures, counter: _Progress,
-                 extract_to: Path | None) -> None:
+@contextlib.contextmanager
+def _opened(archive: Path, identities: Sequence[Path], source: GrowingFile | None) -> Iterator[TarReader]:
+    if source is not None:
+        with read_tar(source, archive.name) as tar:
+            yield tar
+    else:
+        with opened_plaintext(archive, identities) as plain, open_tar(plain, archive.name) as tar:
+            yield tar
+
+
+def _scan_member(scan: _Scan, name: str, chunks: Iterator[memoryview], failures: _Failures, counter: _Progress,
+                 extract_to: Path | None, hashing: bool) -> None:
     if name in scan.members:
         failures.add(name, f"appears twice in {scan.file.name}", "a member appears twice")
     try:
         path = check_member_name(name)
     except RestoreError:
         failures.add(scan.file.name, f"member {name[:200]!r} has an unsafe name", "a member has an unsafe name")
-        scan.members[name] = hash_member(stream, counter)
+        scan.members[name] = _digest(chunks, counter, True)
         return
     if extract_to is not None and path.parts[0] == "database":
         target = extract_to / path
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(target, "wb") as out:
-            scan.members[name] = copy_member(stream, out, counter)
+            scan.members[name] = _digest(chunks, counter, hashing, out)
         return
-    scan.members[name] = hash_member(stream, counter)
+    scan.members[name] = _digest(chunks, counter, hashing)
+
+
+def _digest(chunks: Iterator[memoryview], counter: _Progress, hashing: bool,
+            out: IO[bytes] | None = None) -> tuple[int, str | None]:
+    """(size, sha256 hex or None without ``hashing``) of a member's data, copied to ``out``."""
+    digest = hashlib.sha256() if hashing else None
+    size = 0
+    for chunk in chunks:
+        if digest is not None:
+            digest.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        size += len(chunk)
+    counter(size)
+    return size, None if digest is None else digest.hexdigest()
 
 
 def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities: Sequence[Path],
@@ -201,25 +370,30 @@ def _scan_earlier(directory: Path, name: str, chain: tuple[str, ...], identities
                      "an archive of the chain is missing")
         return None
     scan = _scan(path, identities, failures, counter)
-    if scan.manifest is None:
-        return scan
-    if scan.manifest.name != name or scan.manifest.chain != chain:
-        shown = ", ".join(scan.manifest.chain)
-        failures.add(path.name, f"its manifest is that of {scan.manifest.name} (chain {shown}), not of {name} of "
-                     "this chain", "an archive of the chain is not the one named")
-        return scan
-    _check_own(scan, scan.manifest, failures)
+    if scan.manifest is not None and _belongs(scan.manifest, name, chain, path.name, failures):
+        _check_own(scan, scan.manifest, failures)
     return scan
 
 
+def _belongs(manifest: Manifest, name: str, chain: tuple[str, ...], shown: str, failures: _Failures) -> bool:
+    """Whether ``manifest`` is that of archive ``name`` of this chain (a failure if not)."""
+    if manifest.name == name and manifest.chain == chain:
+        return True
+    failures.add(shown, f"its manifest is that of {manifest.name} (chain {', '.join(manifest.chain)}), not of "
+                 f"{name} of this chain", "an archive of the chain is not the one named")
+    return False
+
+
 def _scan_as_listed(directory: Path, name: str, manifest: Manifest, failures: _Failures) -> _Scan | None:
-    """An earlier archive that is not read: its members are the entries its manifest stores in it."""
+    """An earlier archive that is not read: its members are the entries ``manifest`` (its own,
+    or a later one of the chain) says it holds."""
     path = find_archive(directory, name)
     if path is None:
         failures.add(name, f"this archive of the chain is missing from {directory}",
                      "an archive of the chain is missing")
         return None
-    members = {entry.member: (entry.size, entry.sha256) for entry in manifest.stored_here()}
+    members: dict[str, tuple[int, str | None]] = {
+        entry.member: (entry.size, entry.sha256) for entry in manifest.files if entry.archive == name}
     return _Scan(path, members, manifest, complete=True)
 
 
@@ -286,7 +460,7 @@ def _check_entry(entry: FileEntry, scan: _Scan, failures: _Failures) -> None:
     if size != entry.size:
         failures.add(entry.path, f"size differs from the manifest ({size} bytes, the manifest says {entry.size})",
                      "a file's size differs from the manifest")
-    elif sha256 != entry.sha256:
+    elif sha256 is not None and sha256 != entry.sha256:
         failures.add(entry.path, "SHA-256 differs from the manifest", "a file's SHA-256 differs from the manifest")
 
 
@@ -302,193 +476,3 @@ def _check_held(manifest: Manifest, scans: dict[str, _Scan | None], failures: _F
         scan = scans[entry.archive]
         if scan is not None:
             _check_entry(entry, scan, failures)
-
-
-# --- the database and the index --------------------------------------------------------------
-
-@dataclass
-class _Contents:
-    """What the database says is there: message rows and queue ids."""
-
-    messages: list[tuple[str, str, str, int]] = field(default_factory=list)  # account, folder, base, uid
-    queue_ids: set[str] = field(default_factory=set)
-    indexed: bool = False  # the database has a mailbox index (revisions before it have none)
-
-
-def _check_contents(manifest: Manifest, extracted: Path, failures: _Failures) -> int:
-    member = manifest.database.member
-    if manifest.database.kind == "sqlite":
-        contents = _check_sqlite(extracted / member, member, manifest.schema_revision, failures)
-    else:
-        contents = _check_logical(extracted / member, member, failures)
-        _check_dump(extracted, manifest.database.dump_member, failures)
-    if contents is None:
-        return 0
-    if contents.indexed:
-        _check_index(manifest.files, contents.messages, failures)
-    _check_queue(manifest.files, contents.queue_ids, failures)
-    return len(contents.messages)
-
-
-def _check_sqlite(path: Path, member: str, revision: str | None, failures: _Failures) -> _Contents | None:
-    if not path.is_file():
-        failures.add(member, "the database copy is not in the archive", "the database copy is missing")
-        return None
-    try:
-        connection = sqlite3.connect(path)
-    except sqlite3.Error as exc:
-        failures.add(member, f"cannot be opened ({exc})", "the database copy cannot be opened")
-        return None
-    try:
-        return _sqlite_contents(connection, member, revision, failures)
-    except sqlite3.DatabaseError as exc:
-        failures.add(member, f"is not a usable SQLite database ({exc})", "the database copy is damaged")
-        return None
-    finally:
-        connection.close()
-
-
-def _sqlite_contents(connection: sqlite3.Connection, member: str, revision: str | None,
-                     failures: _Failures) -> _Contents:
-    problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
-    if problems != ["ok"]:
-        for problem in problems[:_MAX_DATABASE_LINES]:
-            failures.add(member, f"integrity check: {problem}", "the database copy fails its integrity check")
-    for table, rowid, parent, _ in connection.execute("PRAGMA foreign_key_check").fetchmany(_MAX_DATABASE_LINES):
-        failures.add(member, f"foreign key check: row {rowid} of {table} refers to a missing row of {parent}",
-                     "the database copy fails its foreign key check")
-    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    found = effective_revision([row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]) \
-        if "alembic_version" in tables else None
-    if found != effective_revision([part for part in (revision or "").split(",") if part]):
-        failures.add(member, f"is at schema revision {found}, the manifest says {revision}",
-                     "the database copy is not at the manifest's schema revision")
-    contents = _Contents(indexed={"mailbox_messages", "mailbox_folders"} <= tables)
-    if contents.indexed:
-        contents.messages = [(str(a), str(f), str(n), int(u)) for a, f, n, u in connection.execute(
-            "SELECT f.account, f.name, m.name, m.uid FROM mailbox_messages m "
-            "JOIN mailbox_folders f ON f.id = m.folder_id")]
-    if "queue_messages" in tables:
-        contents.queue_ids = {str(row[0]) for row in connection.execute("SELECT queue_id FROM queue_messages")}
-    return contents
-
-
-def _check_logical(tables: Path, member: str, failures: _Failures) -> _Contents | None:
-    files = sorted(tables.glob("*.jsonl")) if tables.is_dir() else []
-    if not files:
-        failures.add(member, "the logical export of the database is not in the archive", "the database copy is missing")
-        return None
-    rows: dict[str, list[dict[str, Any]]] = {"mailbox_folders": [], "mailbox_messages": [], "queue_messages": []}
-    for path in files:
-        kept = rows.get(path.stem)
-        for number, row in _json_lines(path, f"{member}/{path.name}", failures):
-            if kept is None:
-                continue
-            if _has(row, path.stem):
-                kept.append(row)
-            else:
-                failures.add(f"{member}/{path.name} line {number}", "a row without its key columns",
-                             "a logical export line lacks its key columns")
-    contents = _Contents(indexed=(tables / "mailbox_folders.jsonl").is_file())
-    folders = {row["id"]: (str(row["account"]), str(row["name"])) for row in rows["mailbox_folders"]}
-    for row in rows["mailbox_messages"]:
-        account, folder = folders.get(row["folder_id"], ("?", "?"))
-        contents.messages.append((account, folder, str(row["name"]), int(row["uid"])))
-    contents.queue_ids = {str(row["queue_id"]) for row in rows["queue_messages"]}
-    return contents
-
-
-_KEY_COLUMNS = {"mailbox_folders": ("id", "account", "name"), "mailbox_messages": ("folder_id", "name", "uid"),
-                "queue_messages": ("queue_id",)}
-
-
-def _has(row: dict[str, Any], table: str) -> bool:
-    return all(column in row for column in _KEY_COLUMNS[table])
-
-
-def _json_lines(path: Path, shown: str, failures: _Failures) -> Iterable[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            if not isinstance(row, dict):
-                failures.add(f"{shown} line {number}", "is not a JSON object", "a logical export line does not parse")
-                continue
-            yield number, row
-
-
-def _check_dump(extracted: Path, dump_member: str | None, failures: _Failures) -> None:
-    if not dump_member or shutil.which("pg_restore") is None:
-        return
-    dump = extracted / dump_member
-    if not dump.is_file():
-        return  # missing members are reported against the manifest
-    done = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        failures.add(dump_member, f"pg_restore cannot read it ({reason})", "pg_restore cannot read the dump")
-
-
-def _check_index(entries: Sequence[FileEntry], messages: list[tuple[str, str, str, int]], failures: _Failures) -> None:
-    """Every index row has its message file, every message file its index row."""
-    files = {key: entry.path for entry in entries if (key := _file_key(entry.path)) is not None}
-    maildirs = MaildirStore(Path("/"), "verify")
-    indexed = set()
-    for account, folder, base, uid in messages:
-        key = _index_key(maildirs, account, folder, base)
-        if key is None:
-            failures.add(f"index entry {account} {folder} UID {uid}", "its account or folder name has no directory",
-                         "an index entry names no directory")
-            continue
-        indexed.add(key)
-        if key not in files:
-            where = "/".join(part for part in ("files/mail", key[0], key[1], key[2]) if part)
-            failures.add(f"index entry {account} {folder} UID {uid}",
-                         f"its message file {where}/(cur|new)/{base} is not in the archive",
-                         "an index entry has no message file")
-    for key, path in files.items():
-        if key not in indexed:
-            failures.add(path, "message file has no index entry", "a message file has no index entry")
-
-
-def _file_key(path: str) -> tuple[str, str, str, str] | None:
-    """(domain dir, local dir, folder dir, base name) of a message file entry."""
-    if not is_message_path(path):
-        return None
-    parts = path.split("/")
-    folder = parts[4] if len(parts) == 7 else ""
-    if folder and names.name_of_dirname(folder) is None:
-        return None  # not a folder the server made (a deleted folder's trash, another program's)
-    return parts[2], parts[3], folder, split_name(parts[-1])[0]
-
-
-def _index_key(maildirs: MaildirStore, account: str, folder: str, base: str) -> tuple[str, str, str, str] | None:
-    try:
-        directory = PurePosixPath(maildirs.mailbox_path(account))
-        canonical = names.normalize(folder)
-    except ValueError:
-        return None
-    return directory.parts[-2], directory.parts[-1], names.dirname(canonical), base
-
-
-def _check_queue(entries: Sequence[FileEntry], queue_ids: set[str], failures: _Failures) -> None:
-    spooled: dict[str, set[str]] = {}
-    for entry in entries:
-        if entry.path.startswith(_SPOOL_QUEUE) and "/" not in entry.path[len(_SPOOL_QUEUE):]:
-            stem, _, suffix = entry.path[len(_SPOOL_QUEUE):].rpartition(".")
-            if is_queue_id(stem) and suffix in ("eml", "json"):
-                spooled.setdefault(stem, set()).add(suffix)
-    for queue_id in sorted(queue_ids):
-        have = spooled.get(queue_id, set())
-        for suffix, what in (("eml", "message"), ("json", "envelope")):
-            if suffix not in have:
-                failures.add(f"queue entry {queue_id}", f"its spool {what} {_SPOOL_QUEUE}{queue_id}.{suffix} is not in "
-                             "the archive", f"a queue entry has no spool {what}")
-    for queue_id, have in sorted(spooled.items()):
-        if "json" in have and queue_id not in queue_ids:
-            failures.add(f"{_SPOOL_QUEUE}{queue_id}.json", "spool entry has no queue entry in the database",
-                         "a spool entry has no queue entry")

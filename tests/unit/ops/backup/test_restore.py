@@ -325,3 +325,34 @@ async def test_an_encrypted_chain_restores_with_its_identity(sample: SampleData,
     before = _state(sample.data_dir)
     await restore_full(incremental.path, tmp_path / "restored", [identity])
     assert _state(tmp_path / "restored") == before
+
+
+async def test_what_is_extracted_is_made_durable_by_one_sync_of_its_file_system(
+        sample: SampleData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not one fsync per file and directory: one syncfs at the end, before extract_chain returns
+    (and one in the background each 64 MiB written, none for these few files)."""
+    from hardmail.ops.backup import restore
+
+    full = _build(sample, tmp_path)
+    await _change_mail(sample)
+    incremental = _build(sample, tmp_path, parent=full)
+    synced: list[Path] = []
+    fsyncs: list[int] = []
+    real_sync, real_fsync = restore.syncfs, os.fsync
+
+    def recording_sync(fd: int, shown: Path) -> None:
+        synced.append(shown)
+        real_sync(fd, shown)
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(restore, "syncfs", recording_sync)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    into = tmp_path / "scratch"
+    manifest = await asyncio.to_thread(extract_chain, incremental.path, into)
+    assert synced == [into]
+    assert len(fsyncs) <= 2  # the restore directory itself, when made
+    assert sorted(str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()) == sorted(
+        e.path for e in manifest.files)
