@@ -71,6 +71,7 @@ from hardmail.ops.backup.manifest import (
     Kind,
     Manifest,
     archive_name,
+    name_of_archive_file,
     utc_now,
 )
 from hardmail.ops.backup.snapshot import (
@@ -284,6 +285,7 @@ class _Job:
             return None
         assert plan.written is not None
         self.progress.start("verify", plan.written.tar_size)
+        await asyncio.to_thread(_link_chain, plan)
         try:
             report = await asyncio.to_thread(verify.verify_created, plan.plain_path, manifest, plan.manifest_json,
                                              plan.written, plan.parent.manifest if plan.parent else None,
@@ -356,6 +358,20 @@ def _database_for(config: Config, work_dir: Path) -> SqliteSnapshot | PostgresSn
         raise BackupError(f"cannot back up a database of kind {backend!r} (storage.url)",
                           "hardmail backs up SQLite files and PostgreSQL databases")
     return SqliteSnapshot(path, work_dir)
+
+
+def _link_chain(plan: _Plan) -> None:
+    """Verification looks for the chain next to the archive: beside a plaintext in the work
+    directory, links to the earlier archives of the destination."""
+    if plan.parent is None or plan.plain_path.parent == plan.destination:
+        return
+    for path in plan.parent.paths:
+        name = name_of_archive_file(path.name)
+        record = sidecar_path(path.parent, name) if name else None
+        for linked in (path, record):
+            if linked is not None and linked.exists():
+                with contextlib.suppress(FileExistsError):
+                    (plan.work_dir / linked.name).symlink_to(linked)
 
 
 def _remove_outputs(plan: _Plan) -> None:
