@@ -224,8 +224,8 @@ class _Job:
             view = await database.read_view()
             await database.start_dump()
             writer = await asyncio.to_thread(FastArchiveWriter, plan.plain_path)
-            plan.read_back = self._start_read_back(plan, writer)
             try:
+                plan.read_back = self._start_read_back(plan, writer)
                 taking = Taking(self.config, self.data_dir, self.request.config_file, plan.name, plan.destination,
                                 plan.parent.manifest if plan.parent else None, adopt_before_ns)
                 files = await asyncio.to_thread(FilePhase, taking, writer, view, self.progress)

@@ -165,3 +165,26 @@ async def test_an_encrypted_earlier_archive_never_verified_leaves_the_incrementa
     incremental = await _backup(data, tmp_path, incremental=True, recipients=(recipient,))
     assert incremental.manifest.kind == "incremental"
     assert incremental.record.verify is None and "encrypted" in incremental.verify_skipped
+
+
+async def test_a_read_back_that_breaks_down_is_a_failed_verification_not_a_pass(
+        data: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scratch copy of the database cannot be written (a full /tmp): the reading thread's
+    error reaches the check, which fails, instead of a read that stopped short passing."""
+    import errno
+    import os
+
+    from hardmail.ops.backup import verify
+
+    real_digest = verify._digest
+
+    def full_disk(chunks, counter, hashing, out=None):  # type: ignore[no-untyped-def]
+        if out is not None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp")
+        return real_digest(chunks, counter, hashing, out)
+
+    monkeypatch.setattr(verify, "_digest", full_disk)
+    result = await _backup(data, tmp_path)
+    assert result.record.verify is not None and not result.record.verify.ok
+    assert any("No space left" in line for line in result.record.verify.failures), result.record.verify
+    assert not _readers()
