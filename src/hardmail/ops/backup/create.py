@@ -327,9 +327,14 @@ class _Job:
         return record
 
     def _archive_sha256(self, plan: _Plan, final: Path) -> str:
-        """Of the file as stored: the plaintext one was hashed by the writer as it was written."""
+        """Of the file as stored: the plaintext one was hashed as it was written (by the writer)
+        or read back (by the reader that followed it); else, or once encrypted, read again."""
         if final == plan.plain_path and plan.written is not None:
-            return plan.written.file_sha256
+            if plan.written.file_sha256:
+                return plan.written.file_sha256
+            found = plan.read_back.file_sha256(plan.written.file_size) if plan.read_back is not None else None
+            if found:
+                return str(found)
         return sha256_file(final)
 
 

@@ -213,6 +213,11 @@ class ReadBack:
         except BaseException as exc:  # raised by result(), in the thread that waits for it
             self._error = exc
 
+    def file_sha256(self, size: int) -> str | None:
+        """The archive file's SHA-256, from the bytes read back, when they were the whole ``size``."""
+        self._thread.join()
+        return None if self._source is None else self._source.sha256_of_whole(size)
+
     def result(self) -> _Scan:
         self._thread.join()
         if self._error is not None:

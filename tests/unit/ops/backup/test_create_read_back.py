@@ -90,10 +90,11 @@ async def test_a_backup_that_fails_midway_leaves_no_reader_and_no_archive(data: 
     assert not [p for p in (tmp_path / "backups").iterdir() if p.name.startswith("hardmail-")]
 
 
-async def test_the_sidecar_hash_is_that_of_the_file_written(data: DataDir, tmp_path: Path) -> None:
+@pytest.mark.parametrize("verify", [False, True])  # hashed by the writer; by the reader that follows it
+async def test_the_sidecar_hash_is_that_of_the_file_written(data: DataDir, tmp_path: Path, verify: bool) -> None:
     import hashlib
 
-    result = await _backup(data, tmp_path, verify=False)
+    result = await _backup(data, tmp_path, verify=verify)
     assert result.record.archive_sha256 == hashlib.sha256(result.archive_path.read_bytes()).hexdigest()
     assert result.record.archive_size == result.archive_path.stat().st_size
     assert repr(result).startswith("BackupResult(") and len(repr(result)) < 200
