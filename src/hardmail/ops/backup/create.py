@@ -228,8 +228,8 @@ class _Job:
             view = await database.read_view()
             await database.start_dump()
             writer = await asyncio.to_thread(FastArchiveWriter, plan.plain_path)
-            plan.read_back = self._start_read_back(plan, writer)
             try:
+                plan.read_back = self._start_read_back(plan, writer)
                 taking = Taking(self.config, self.data_dir, self.request.config_file, plan.name, plan.destination,
                                 plan.parent.manifest if plan.parent else None, adopt_before_ns)
                 files = await asyncio.to_thread(FilePhase, taking, writer, view, self.progress)
@@ -332,9 +332,14 @@ class _Job:
         return record
 
     def _archive_sha256(self, plan: _Plan, final: Path) -> str:
-        """Of the file as stored: the plaintext one was hashed by the writer as it was written."""
+        """Of the file as stored: the plaintext one was hashed as it was written (by the writer)
+        or read back (by the reader that followed it); else, or once encrypted, read again."""
         if final == plan.plain_path and plan.written is not None:
-            return plan.written.file_sha256
+            if plan.written.file_sha256:
+                return plan.written.file_sha256
+            found = plan.read_back.file_sha256(plan.written.file_size) if plan.read_back is not None else None
+            if found:
+                return str(found)
         return sha256_file(final)
 
 

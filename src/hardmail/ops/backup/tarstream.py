@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -88,7 +88,7 @@ class _Output:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.sha256 = hashlib.sha256()
+        self.sha256: Any = hashlib.sha256()  # None once a GrowingFile hashes the bytes instead
         self.size = 0
         self.ended = False
         self.abandoned = False
@@ -96,7 +96,8 @@ class _Output:
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
-        self.sha256.update(view)
+        if self.sha256 is not None:
+            self.sha256.update(view)
         while view:
             view = view[os.write(self.fd, view):]
         with self._changed:
@@ -127,10 +128,15 @@ class GrowingFile:
     of the file, as a read after the writer's end would find them; :meth:`read` waits for more
     until the writer has finished."""
 
-    def __init__(self, path: Path, output: _Output) -> None:
+    def __init__(self, path: Path, output: _Output, hashing: bool) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._output = output
         self._at = 0
+        self._sha256 = hashlib.sha256() if hashing else None
+
+    def sha256_of_whole(self, size: int) -> str | None:
+        """The SHA-256 of the file (what was read of it), when it was read whole (``size`` bytes)."""
+        return self._sha256.hexdigest() if self._sha256 is not None and self._at == size else None
 
     def read(self, size: int = -1) -> bytes:
         available = self._output.wait_beyond(self._at) - self._at
@@ -140,6 +146,8 @@ class GrowingFile:
         if not data:
             raise ArchiveError("the archive file is shorter than what was written to it")
         self._at += len(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         return data
 
     def close(self) -> None:
@@ -150,8 +158,9 @@ class GrowingFile:
 
 @dataclass(frozen=True)
 class Written:
-    """What a closed writer wrote: the file's size and SHA-256, and the size of the tar stream
-    inside it (what reading it back must find)."""
+    """What a closed writer wrote: the file's size and SHA-256 ("" when a follower made it, see
+    :meth:`FastArchiveWriter.follow`), and the size of the tar stream inside it (what reading it
+    back must find)."""
 
     file_size: int
     file_sha256: str
@@ -247,12 +256,19 @@ class FastArchiveWriter:
         self._put(_ZEROS[: 2 * BLOCK])
         self._put(_ZEROS[: -self._offset % RECORD])
         self._zstd.close()  # type: ignore[no-untyped-call]
-        self.written = Written(self._output.size, self._output.sha256.hexdigest(), self._offset)
+        sha256 = self._output.sha256
+        self.written = Written(self._output.size, "" if sha256 is None else sha256.hexdigest(), self._offset)
         self._output.end()
 
     def follow(self) -> GrowingFile:
-        """A reader of the file as it is written (see :class:`GrowingFile`)."""
-        return GrowingFile(self.path, self._output)
+        """A reader of the file as it is written (see :class:`GrowingFile`). Followed from the
+        start, the file's SHA-256 is made by the reader from the bytes it reads back (its thread
+        waits for the writer most of the time; the writer's is the busy one), and ``written``
+        then has none."""
+        hashing = self._output.size == 0 and self._output.sha256 is not None
+        if hashing:
+            self._output.sha256 = None
+        return GrowingFile(self.path, self._output, hashing)
 
     def sync(self) -> None:
         """The finished file and its directory entry on disk."""

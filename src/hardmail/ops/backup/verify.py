@@ -174,6 +174,8 @@ def verify_created(archive: Path, manifest: Manifest, manifest_json: bytes, writ
         failures, counter, extracted = read_back.failures, _Progress(progress), read_back.extracted
         target = _checked_read_back(archive, read_back.result(), manifest_json, written, failures)
         if not target.complete:
+            if not failures.count:
+                failures.add(archive.name, "it could not be read back whole", "the new archive could not be read back")
             return failures.report(0, 0)
         target.manifest = manifest
         scans: dict[str, _Scan | None] = {manifest.name: target}
@@ -200,17 +202,28 @@ class ReadBack:
         self._scratch = tempfile.TemporaryDirectory(prefix="hardmail-verify-")
         self.extracted = Path(self._scratch.name)
         self._scan = _Scan(archive)
+        self._error: BaseException | None = None
         self._source = source
         self._counter = _Progress(progress)
         self._thread = threading.Thread(target=self._run, name="hardmail-read-back", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        self._scan = _scan(self.archive, (), self.failures, self._counter, extract_to=self.extracted,
-                           hashing=False, source=self._source)
+        try:
+            self._scan = _scan(self.archive, (), self.failures, self._counter, extract_to=self.extracted,
+                               hashing=False, source=self._source)
+        except BaseException as exc:  # raised by result(), in the thread that waits for it
+            self._error = exc
+
+    def file_sha256(self, size: int) -> str | None:
+        """The archive file's SHA-256, from the bytes read back, when they were the whole ``size``."""
+        self._thread.join()
+        return None if self._source is None else self._source.sha256_of_whole(size)
 
     def result(self) -> _Scan:
         self._thread.join()
+        if self._error is not None:
+            raise self._error
         return self._scan
 
     def close(self) -> None:

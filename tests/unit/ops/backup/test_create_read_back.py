@@ -90,10 +90,11 @@ async def test_a_backup_that_fails_midway_leaves_no_reader_and_no_archive(data: 
     assert not [p for p in (tmp_path / "backups").iterdir() if p.name.startswith("hardmail-")]
 
 
-async def test_the_sidecar_hash_is_that_of_the_file_written(data: DataDir, tmp_path: Path) -> None:
+@pytest.mark.parametrize("verify", [False, True])  # hashed by the writer; by the reader that follows it
+async def test_the_sidecar_hash_is_that_of_the_file_written(data: DataDir, tmp_path: Path, verify: bool) -> None:
     import hashlib
 
-    result = await _backup(data, tmp_path, verify=False)
+    result = await _backup(data, tmp_path, verify=verify)
     assert result.record.archive_sha256 == hashlib.sha256(result.archive_path.read_bytes()).hexdigest()
     assert result.record.archive_size == result.archive_path.stat().st_size
     assert repr(result).startswith("BackupResult(") and len(repr(result)) < 200
@@ -165,3 +166,26 @@ async def test_an_encrypted_earlier_archive_never_verified_leaves_the_incrementa
     incremental = await _backup(data, tmp_path, incremental=True, recipients=(recipient,))
     assert incremental.manifest.kind == "incremental"
     assert incremental.record.verify is None and "encrypted" in incremental.verify_skipped
+
+
+async def test_a_read_back_that_breaks_down_is_a_failed_verification_not_a_pass(
+        data: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scratch copy of the database cannot be written (a full /tmp): the reading thread's
+    error reaches the check, which fails, instead of a read that stopped short passing."""
+    import errno
+    import os
+
+    from hardmail.ops.backup import verify
+
+    real_digest = verify._digest
+
+    def full_disk(chunks, counter, hashing, out=None):  # type: ignore[no-untyped-def]
+        if out is not None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp")
+        return real_digest(chunks, counter, hashing, out)
+
+    monkeypatch.setattr(verify, "_digest", full_disk)
+    result = await _backup(data, tmp_path)
+    assert result.record.verify is not None and not result.record.verify.ok
+    assert any("No space left" in line for line in result.record.verify.failures), result.record.verify
+    assert not _readers()
