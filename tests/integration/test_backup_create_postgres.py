@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +20,7 @@ from hardmail.ops.backup.create import BackupRequest, create_backup
 from hardmail.ops.backup.snapshot_pg import decode_row, dump_environment
 from hardmail.ops.backup.sources import WalkResult, walk
 from hardmail.store.sql.tables import metadata
+from support.postgres import scratch_database
 from unit.ops.backup.create_helpers import (
     ALICE,
     DataDir,
@@ -33,31 +32,12 @@ from unit.ops.backup.create_helpers import (
 )
 
 pytestmark = pytest.mark.postgres
-SERVER = os.environ.get("HARDMAIL_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-
-
-async def _admin_sql(statement: str) -> None:
-    engine = create_async_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    name = f"hardmail_backup_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # no server here
-        if os.environ.get("CI") or os.environ.get("HARDMAIL_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL at {SERVER} cannot be used: {exc}")
-        pytest.skip(f"PostgreSQL at {SERVER} cannot be used: {exc}")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("hardmail_backup") as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import secrets
 import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,18 +24,9 @@ from hardmail.ops.backup.verify import verify_archive
 from hardmail.store import open_store
 from hardmail.store.sql.migrate import head_revision
 from support.backup_archives import BuiltArchive, build_archive, make_data_dir, rewrite_archive
+from support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.postgres
-SERVER = os.environ.get("HARDMAIL_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-
-
-async def _admin(statement: str) -> None:
-    engine = create_async_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -46,19 +35,12 @@ def new_database() -> Iterator[Any]:
     made: list[str] = []
 
     def make() -> str:
-        name = f"hardmail_restore_{os.getpid()}_{secrets.token_hex(4)}"
-        try:
-            asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-        except Exception as exc:
-            if os.environ.get("CI") or os.environ.get("HARDMAIL_REQUIRE_POSTGRES") == "1":
-                pytest.fail(f"PostgreSQL at {SERVER} cannot be used: {exc}")
-            pytest.skip(f"PostgreSQL at {SERVER} cannot be used: {exc}")
-        made.append(name)
-        return f"{SERVER}/{name}"
+        made.append(asyncio.run(create_database("hardmail_restore")))
+        return made[-1]
 
     yield make
-    for name in made:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for url in made:
+        asyncio.run(drop_database(url))
 
 
 @pytest.fixture

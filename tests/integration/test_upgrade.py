@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +26,11 @@ from hardmail.config.schema import Config
 from hardmail.store import open_store
 from hardmail.store.sql.migrate import WRITTEN_BY_KEY, hardmail_version, head_revision
 from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli, serving
+from support.postgres import scratch_database
 from support.schema_history import CHAIN, branched_heads, build_database_at, check_rows
 
 OLD = "0004_access"
 PENDING = list(CHAIN[CHAIN.index(OLD) + 1:])
-POSTGRES_SERVER = os.environ.get("HARDMAIL_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 
 
 def _sqlite_url(data: Path) -> str:
@@ -118,26 +116,8 @@ def test_a_dry_run_reads_as_a_report_for_an_admin(old_data: Path) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of its own for one test, dropped after it."""
-    name = f"hardmail_upgrade_{os.getpid()}_{secrets.token_hex(4)}"
-
-    async def admin(statement: str) -> None:
-        engine = create_async_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(sa.text(statement))
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        if os.environ.get("CI") or os.environ.get("HARDMAIL_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL at {POSTGRES_SERVER} cannot be used: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_SERVER} cannot be used: {exc}")
-    try:
-        yield f"{POSTGRES_SERVER}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("hardmail_upgrade") as url:
+        yield url
 
 
 async def _postgres_tables(url: str) -> tuple[list[str], set[str]]:

@@ -22,13 +22,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    byte_progress,
     console,
     err_console,
     fail,
@@ -146,16 +146,12 @@ def _interrupt_flag() -> Iterator[threading.Event]:
 
 
 def _run_create(config: Config, request: BackupRequest) -> BackupResult:
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as bar, \
-            _interrupt_flag() as interrupted:
-        task = bar.add_task("starting", total=None)
+    with byte_progress("starting", names=_PHASES) as bar, _interrupt_flag() as interrupted:
 
         def show(phase: str, done: int, total: int) -> None:
             if interrupted.is_set():
                 raise _Interrupted
-            bar.update(task, description=_PHASES.get(phase, phase), completed=done, total=total or None)
+            bar(phase, done, total)
 
         try:
             return run_async(lambda: create_backup(config, request, show))

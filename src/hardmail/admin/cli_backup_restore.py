@@ -11,18 +11,18 @@ import dataclasses
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from hardmail.admin.cli_common import (
+    ByteProgress,
     ConfigOption,
     DataDirOption,
-    err_console,
+    byte_progress,
     fail,
     fail_if_disk_full,
     load_cli_config,
@@ -318,16 +318,7 @@ def _jsonable(report: Any) -> dict[str, Any]:
 
 # --- the progress bar ------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def progress_bar() -> Iterator[ProgressCallback]:
-    """A callback drawing (phase, done bytes, total bytes) as a bar on a terminal (standard
-    error); nothing when it is not a terminal. A total of 0 is shown as unknown."""
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err_console, disable=not err_console.is_terminal, transient=True) as progress:
-        task = progress.add_task("reading", total=None)
-
-        def update(phase: str, done: int, total: int) -> None:
-            progress.update(task, description=phase, completed=done, total=total or None)
-
-        yield update
+def progress_bar() -> contextlib.AbstractContextManager[ByteProgress]:
+    """The bar of (phase, done bytes, total bytes) on a terminal (standard error); nothing when
+    it is not a terminal."""
+    return byte_progress("reading")

@@ -18,18 +18,18 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hardmail.admin.cli_common import (
     ConfigOption,
     DataDirOption,
+    byte_progress,
     console,
     err_console,
     fail,
     load_cli_config,
     print_json,
 )
-from hardmail.config.load import CONFIG_ENV, DEFAULT_CONFIG_FILE
+from hardmail.config.load import config_file_path
 from hardmail.config.schema import Config
 from hardmail.ops.backup.scheduled import ProgressCallback, ScheduledOutcome, run_scheduled_backup, utc_now
 from hardmail.ops.log import configure_logging
@@ -60,13 +60,7 @@ def run_command(config: ConfigOption = None, data_dir: DataDirOption = None, as_
 
 
 def _run(cfg: Config, config_file: Path | None, show_progress: bool) -> ScheduledOutcome:
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=err_console, disable=not show_progress, transient=True) as bar:
-        task = bar.add_task("backup", total=None)
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=phase, completed=done, total=total or None)
-
+    with byte_progress("backup", shown=show_progress) as progress:
         callback: ProgressCallback | None = progress if show_progress else None
         try:
             return asyncio.run(_interruptible(cfg, config_file, callback))
@@ -88,14 +82,8 @@ async def _interruptible(cfg: Config, config_file: Path | None,
 
 def _config_file(option: Path | None) -> Path | None:
     """The configuration file in use (stored in the archive), chosen as the loader chooses it."""
-    if option is not None:
-        return option.resolve()
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV]).resolve()
-    with contextlib.suppress(OSError):
-        if DEFAULT_CONFIG_FILE.is_file():
-            return DEFAULT_CONFIG_FILE.resolve()
-    return None
+    found = config_file_path(option)
+    return found.resolve() if found is not None else None
 
 
 def _print(outcome: ScheduledOutcome) -> None:

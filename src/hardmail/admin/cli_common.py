@@ -6,16 +6,26 @@ error exits, including the one-line "disk is full" message for a full disk met a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -52,6 +62,33 @@ _data_dir_use: contextvars.ContextVar[DataDirUse] = contextvars.ContextVar("hard
 # Whether the running command only reads the database (@read_only): it never migrates the schema.
 _reads_only: contextvars.ContextVar[bool] = contextvars.ContextVar("hardmail_reads_only", default=False)
 SCHEMA_UPGRADE_HINT = "the database needs an upgrade: run `hardmail upgrade` as its owner (takes a backup first)"
+
+
+class ByteProgress:
+    """A progress callback (phase, done bytes, total bytes; a total of 0 is unknown) drawing one
+    bar on standard error; ``names`` gives phases the words shown for them."""
+
+    def __init__(self, bar: Progress, task: TaskID, names: Mapping[str, str]) -> None:
+        self._bar, self._task, self._names = bar, task, names
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        self._bar.update(self._task, description=self._names.get(phase, phase), completed=done, total=total or None)
+
+    def stop(self) -> None:
+        """Take the bar off the terminal (before an error is printed)."""
+        self._bar.stop()
+
+
+@contextlib.contextmanager
+def byte_progress(first: str, shown: bool | None = None, names: Mapping[str, str] | None = None,
+                  ) -> Iterator[ByteProgress]:
+    """The progress bar of long byte-counting work (backup, verify, restore), on a terminal only
+    (``shown`` None: when standard error is one); gone when the block ends."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    visible = err_console.is_terminal if shown is None else shown
+    with Progress(*columns, console=err_console, disable=not visible, transient=True) as bar:
+        yield ByteProgress(bar, bar.add_task(first, total=None), names or {})
 
 
 def print_json(value: Any) -> None:

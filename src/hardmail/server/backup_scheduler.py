@@ -204,14 +204,10 @@ def config_file_in_use() -> Path | None:
     """The configuration file the server was started with: ``--config`` of the running command,
     else $HARDMAIL_CONFIG, else ./hardmail.toml when it is there (as the loader chooses);
     absolute, since the child may be started from elsewhere."""
-    from hardmail.config.load import CONFIG_ENV, DEFAULT_CONFIG_FILE
+    from hardmail.config.load import config_file_path
 
-    named = _command_line_config()
-    if named is None and os.environ.get(CONFIG_ENV):
-        named = Path(os.environ[CONFIG_ENV])
-    if named is None and DEFAULT_CONFIG_FILE.is_file():
-        named = DEFAULT_CONFIG_FILE
-    return named.resolve() if named is not None else None
+    found = config_file_path(_command_line_config())
+    return found.resolve() if found is not None else None
 
 
 def _command_line_config() -> Path | None:

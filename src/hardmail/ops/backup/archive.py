@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -199,18 +198,6 @@ def copy_member(stream: IO[bytes], target: IO[bytes], on_bytes: BytesCallback | 
     return size, digest.hexdigest()
 
 
-def hash_member(stream: IO[bytes], on_bytes: BytesCallback | None = None) -> tuple[int, str]:
-    """(size, sha256 hex) of a member's stream, read to its end."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := stream.read(_COPY_BUFFER):
-        digest.update(chunk)
-        size += len(chunk)
-        if on_bytes is not None:
-            on_bytes(len(chunk))
-    return size, digest.hexdigest()
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -327,13 +314,3 @@ def _shown_recipient(value: str) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def move_into_place(temporary: Path, final: Path) -> None:
-    """Rename ``temporary`` to ``final`` (same directory) and fsync the directory."""
-    os.replace(temporary, final)
-    fsync_dir(final.parent)
-
-
-def remove_tree_quietly(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from hardmail.config.schema import Config
 from hardmail.core.bulk import bulk_allocation
 from hardmail.mailbox.files import served_size, split_name
@@ -41,6 +39,7 @@ from hardmail.ops.backup.sources import (
     walk,
 )
 from hardmail.ops.backup.tarstream import FastArchiveWriter
+from hardmail.store.sql.engine import sqlite_database_file
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, done bytes, total bytes)
 _PROGRESS_STEP = 4 * 1024 * 1024
@@ -249,8 +248,5 @@ class FilePhase:
 
 def sqlite_path(config: Config) -> Path | None:
     """The SQLite database file of ``config`` (resolved), None for any other database."""
-    parsed = make_url(config.database_url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or not database or database.startswith((":memory:", "file:")):
-        return None
-    return Path(database).resolve()
+    database = sqlite_database_file(config.database_url)
+    return database.resolve() if database is not None else None

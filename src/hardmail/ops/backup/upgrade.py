@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,7 +41,7 @@ from hardmail.config.schema import Config
 from hardmail.ops.log import log_event
 from hardmail.store.ports import Unavailable
 from hardmail.store.sql import migrate as migrations
-from hardmail.store.sql.engine import create_engine_for, describe_url, for_writing
+from hardmail.store.sql.engine import create_engine_for, describe_url, for_writing, sqlite_database_file
 
 NO_BACKUP_OPTION = "--no-backup"
 NO_BACKUP_SETTING = "[backup] before_upgrade = false"
@@ -187,13 +187,9 @@ def _one_line(exc: BaseException) -> str:
 
 def config_file_in_use(named: Path | None) -> Path | None:
     """The configuration file a command reads (as ``hardmail.config.load`` chooses it), absolute."""
-    from hardmail.config.load import CONFIG_ENV, DEFAULT_CONFIG_FILE
+    from hardmail.config.load import config_file_path
 
-    chosen = named or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    with contextlib.suppress(OSError):
-        if chosen is None and DEFAULT_CONFIG_FILE.is_file():
-            chosen = DEFAULT_CONFIG_FILE
-    return chosen.absolute() if chosen is not None else None
+    return config_file_path(named)
 
 
 # --- the rehearsal (--dry-run) ------------------------------------------------------------
@@ -240,11 +236,7 @@ def steps_json(result: migrations.UpgradeResult) -> list[dict[str, Any]]:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of an SQLite URL (None for PostgreSQL, or an in-memory database)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database or ""
-    return None if database in ("", ":memory:") or database.startswith("file:") else Path(database)
+    return sqlite_database_file(url)
 
 
 async def rehearse_upgrade(config: Config) -> RehearsalReport:

@@ -50,6 +50,16 @@ def describe_url(url: str) -> str:
         return url.partition("://")[0] + "://…"
 
 
+def sqlite_database_file(url: str) -> Path | None:
+    """The file of an SQLite URL; None for another database or an in-memory one (also an SQLite
+    URI filename, ``file:...``)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database.startswith((":memory:", "file:")):
+        return None
+    return Path(database)
+
+
 def create_engine_for(url: str, read_only: bool = False) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets its parent directory and its pragmas.
     ``read_only``: an SQLite file is opened read-only and never created (see the module text)."""

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,6 @@ from unit.ops.backup.create_helpers import (
     manifest_of,
     message_files,
 )
-
-
-@pytest.fixture
-async def data(tmp_path: Path) -> AsyncIterator[DataDir]:
-    made = await build_data_dir(tmp_path / "data")
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 def _request(tmp_path: Path, **options: object) -> BackupRequest:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,22 +27,12 @@ from unit.ops.backup.create_helpers import (
     DataDir,
     archive_members,
     assert_consistent,
-    build_data_dir,
     database_copy,
     manifest_of,
     message,
 )
 
 Action = Callable[[], Coroutine[Any, Any, Any]]
-
-
-@pytest.fixture
-async def data(tmp_path: Path) -> AsyncIterator[DataDir]:
-    made = await build_data_dir(tmp_path / "data")
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 async def _backup_with(data: DataDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: Action,

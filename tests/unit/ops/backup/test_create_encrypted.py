@@ -3,7 +3,6 @@ plaintext behind, and an incremental one follows it without the private key (man
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,16 +12,7 @@ import pytest
 from hardmail.ops.backup.archive import ArchiveError, new_identity
 from hardmail.ops.backup.create import BackupError, BackupRequest, create_backup
 from hardmail.ops.backup.health import read_health
-from unit.ops.backup.create_helpers import ALICE, DataDir, archive_members, build_data_dir, manifest_of
-
-
-@pytest.fixture
-async def data(tmp_path: Path) -> AsyncIterator[DataDir]:
-    made = await build_data_dir(tmp_path / "data")
-    try:
-        yield made
-    finally:
-        await made.close()
+from unit.ops.backup.create_helpers import ALICE, DataDir, archive_members, manifest_of
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,7 @@ from hardmail.ops.backup import file_phase, tarstream
 from hardmail.ops.backup.archive import new_identity
 from hardmail.ops.backup.catalog import BackupError, read_record, sidecar_path
 from hardmail.ops.backup.create import BackupRequest, BackupResult, create_backup
-from unit.ops.backup.create_helpers import ALICE, DataDir, build_data_dir
-
-
-@pytest.fixture
-async def data(tmp_path: Path) -> AsyncIterator[DataDir]:
-    made = await build_data_dir(tmp_path / "data")
-    try:
-        yield made
-    finally:
-        await made.close()
+from unit.ops.backup.create_helpers import ALICE, DataDir
 
 
 async def _backup(data: DataDir, tmp_path: Path, **options: object) -> BackupResult:

@@ -4,49 +4,29 @@ postgres; skipped when it cannot be reached, unless CI or HARDMAIL_REQUIRE_POSTG
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from hardmail.ops.backup.selective import restore_selective
+from support.postgres import async_scratch_database
 from support.selective_archive import Server, config_for, export_tables, open_server, write_archive
 
-POSTGRES_SERVER = os.environ.get("HARDMAIL_TEST_POSTGRES_SERVER", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 ALICE = "alice@example.test"
 WHEN = datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
 pytestmark = pytest.mark.postgres
 
 
-async def _admin_sql(statement: str) -> None:
-    engine = create_async_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    name = f"hardmail_selective_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        await _admin_sql(f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        if os.environ.get("CI") or os.environ.get("HARDMAIL_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL could not be used: {exc}")
-        pytest.skip(f"PostgreSQL could not be used: {exc}")
-    opened = await open_server(config_for(tmp_path / "data", storage={"url": f"{POSTGRES_SERVER}/{name}"}))
-    try:
-        yield opened
-    finally:
-        await opened.store.close()
-        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with async_scratch_database("hardmail_selective") as url:
+        opened = await open_server(config_for(tmp_path / "data", storage={"url": url}))
+        try:
+            yield opened
+        finally:
+            await opened.store.close()
 
 
 async def test_a_postgres_mailbox_comes_back_from_its_logical_export(server: Server, tmp_path: Path) -> None:
