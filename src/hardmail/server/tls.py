@@ -10,11 +10,13 @@ exception text or log line.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,18 +110,40 @@ class TlsManager:
         """
         if self._cfg.tls.cert_file is not None:
             return False
+        with self._generation_lock():
+            return self._ensure_locked()
+
+    @contextmanager
+    def _generation_lock(self) -> Iterator[None]:
+        """Hold the generation lock: an ``flock`` on tls_dir itself, so that worker processes that
+        reload at the same SIGHUP never write or read each other's half-written key and certificate."""
+        try:
+            make_private_dir(self._cfg.tls_dir)
+            descriptor = os.open(self._cfg.tls_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing the descriptor drops the flock
+
+    def _ensure_locked(self) -> bool:
         cert_path, key_path = self._self_signed_paths
         if self._generated_is_usable(cert_path, key_path):
             return False
         try:
             self._generate(cert_path, key_path)
         except OSError as exc:
-            raise TlsError(
-                f"cannot write the self-signed certificate into {self._cfg.tls_dir}: "
-                f"{exc.strerror or exc.__class__.__name__}; make server.data_dir writable "
-                "for hardmail or set tls.cert_file and tls.key_file"
-            ) from None
+            raise self._unwritable(exc) from None
         return True
+
+    def _unwritable(self, exc: OSError) -> TlsError:
+        return TlsError(
+            f"cannot write the self-signed certificate into {self._cfg.tls_dir}: "
+            f"{exc.strerror or exc.__class__.__name__}; make server.data_dir writable "
+            "for hardmail or set tls.cert_file and tls.key_file"
+        )
 
     def _generated_is_usable(self, cert_path: Path, key_path: Path) -> bool:
         try:
@@ -167,11 +191,11 @@ class TlsManager:
     def _build(self) -> ContextSet:
         tls = self._cfg.tls
         if tls.cert_file is None:
-            self.ensure_certificate()
-            cert_path, key_path = self._self_signed_paths
+            with self._generation_lock():  # the pair is checked, made and loaded as one step
+                self._ensure_locked()
+                default = self._load((), *self._self_signed_paths)
         else:
-            cert_path, key_path = tls.cert_file, tls.key_file or tls.cert_file
-        default = self._load((), cert_path, key_path)
+            default = self._load((), tls.cert_file, tls.key_file or tls.cert_file)
         extras = tuple(
             self._load(tuple(entry.hostnames), entry.cert_file, entry.key_file)
             for entry in tls.certificates

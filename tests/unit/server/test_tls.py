@@ -6,7 +6,9 @@ Handshakes run between two ssl.MemoryBIO pairs in this process: real TLS, no soc
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
+import os
 import ssl
 import stat
 import time
@@ -20,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from hardmail.config.schema import CertificateEntry, Config, ServerSection, TlsSection
 from hardmail.core.clock import FakeClock
+from hardmail.server import tls as tls_module
 from hardmail.server.tls import TlsError, TlsManager, describe_tls, hostname_matches
 
 HOSTNAME = "mail.example.org"
@@ -171,6 +174,37 @@ def test_regenerated_when_the_key_does_not_match(tmp_path):
         serialization.NoEncryption()))
     assert TlsManager(cfg).ensure_certificate() is True
     handshake(TlsManager(cfg).context())
+
+
+def test_workers_reloading_at_once_never_mix_their_key_and_certificate(tmp_path, monkeypatch):
+    """Two workers get the same SIGHUP with the pair deleted: the second one's check-make-load waits
+    for the first one's (a flock on tls_dir), so both end on one whole matching pair."""
+    cfg = make_config(tmp_path)
+    first, second = TlsManager(cfg), TlsManager(cfg)
+    first.reload()
+    for path in cfg.tls_dir.iterdir():
+        path.unlink()
+    real_write = tls_module.write_durably
+    seen: list[bool] = []
+
+    def write_then_probe_the_lock(path, data, mode):
+        real_write(path, data, mode=mode)
+        if path.name == "selfsigned.key":  # the first worker is between its key and its certificate
+            probe = os.open(cfg.tls_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append(False)  # the second worker could have gone in now: read a half pair
+                fcntl.flock(probe, fcntl.LOCK_UN)
+            except BlockingIOError:
+                seen.append(True)
+            finally:
+                os.close(probe)
+
+    monkeypatch.setattr(tls_module, "write_durably", write_then_probe_the_lock)
+    first.reload()
+    second.reload()
+    assert seen == [True]
+    assert handshake(first.context()).peer_fingerprint() == handshake(second.context()).peer_fingerprint()
 
 
 def test_nothing_generated_when_a_certificate_is_configured(tmp_path):
