@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hardmail.config.schema_security import AuditSection, ImpersonationSection, NoticesSection
 from hardmail.ops.backup.schedule import parse_schedule, resolve_timezone
 
 
@@ -439,6 +440,9 @@ class Config(Section):
     imap: ImapSection = ImapSection()
     pop3: Pop3Section = Pop3Section()
     backup: BackupSection = BackupSection()
+    audit: AuditSection = AuditSection()
+    notices: NoticesSection = NoticesSection()
+    impersonation: ImpersonationSection = ImpersonationSection()
 
     @property
     def data_dir(self) -> Path:

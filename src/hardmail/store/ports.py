@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hardmail.store.ports_mailbox import MailboxIndex
     from hardmail.store.ports_msgauth import GreylistStore
     from hardmail.store.ports_queue import QueueStore
+    from hardmail.store.ports_security import SecurityStore
 
 
 class StoreError(Exception):
@@ -219,4 +220,9 @@ class Store(DomainStore, AccountStore, AliasStore, SettingsStore, Protocol):
     @property
     def mailbox(self) -> MailboxIndex:
         """The mailbox index: folders, messages, usage, change feed (``hardmail.store.ports_mailbox``)."""
+        ...
+
+    @property
+    def security(self) -> SecurityStore:
+        """Audit runs, sign-in sources, notice preferences, the login feed (``hardmail.store.ports_security``)."""
         ...
