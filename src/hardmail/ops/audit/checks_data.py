@@ -366,7 +366,7 @@ def key_modes_finding(ctx: AuditContext) -> Finding:
 def _data_items(cfg: Config) -> list[tuple[Path, bool]]:
     """(path, secret) of each directory and file to look at; a secret one must not be readable by
     its group either."""
-    items = [(cfg.data_dir, True), (cfg.maildir_root, True), (cfg.tls_dir, True), (cfg.data_dir / "dkim", True),
+    items = [(cfg.data_dir, True), (cfg.maildir_root, True), (cfg.tls_dir, True),
              (cfg.data_dir / "backup-state", True)]
     database = sqlite_database_file(cfg.database_url)
     if database is not None:
