@@ -29,9 +29,9 @@ _QP_UTF8.body_encoding = QP  # readable in a mail client's source view
 SUBJECT_SIGN_IN = "Security notice: new sign-in to your mailbox"
 SUBJECT_DIGEST = "Security notice: your weekly sign-in summary"
 CREDENTIAL_SUBJECTS = {
-    "app-password-created": "Security notice: a new app password was created for your mailbox",
-    "2fa-disabled": "Security notice: two-factor authentication was turned off for your mailbox",
-    "password-changed": "Security notice: the password of your mailbox was changed",
+    "app-password-created": "Security notice: a new app password for your mailbox",
+    "2fa-disabled": "Security notice: two-factor authentication turned off",
+    "password-changed": "Security notice: your mailbox password was changed",
 }
 _CREDENTIAL_WHAT = {
     "app-password-created": "A new app password was created for your mailbox {account}.",
