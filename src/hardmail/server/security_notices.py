@@ -5,7 +5,7 @@ notices delivered into the users' INBOXes (docs/user-notices.md).
 - Every ``notices.poll_interval`` seconds (or at once after :meth:`SecurityNotices.wake`) it reads
   the login history after a cursor kept in the settings table (``notices.feed_cursor``; the
   migration that made the feed seeds it at the newest row, so that an upgraded server does not
-  write to everybody about old sign-ins). A missing cursor starts at the newest row too.
+  write to everybody about old sign-ins); a database without one (new when migrated) starts at 0.
 - A successful ``login`` row is a sign-in: its source's network (``/ipv4_prefix``,
   ``/ipv6_prefix``) is compared with the sources the account signed in from before; the source is
   then always recorded (:meth:`SecurityStore.add_sign_in_source`, atomic), and a notice is sent
@@ -148,7 +148,7 @@ class SecurityNotices:
 
     async def start(self) -> None:
         log_event("notices.started", poll_interval=self.settings.poll_interval,
-                  new_sign_in=self.settings.new_sign_in, credential_changes=self.settings.credential_changes,
+                  new_sign_in=self.settings.new_sign_in, changes=self.settings.credential_changes,
                   weekly_digest=self.settings.weekly_digest)
         self._task = asyncio.create_task(self._loop(), name="security-notices")
 
@@ -188,13 +188,10 @@ class SecurityNotices:
     # the feed
 
     async def cursor(self) -> int:
+        """The id of the last row handled; 0 when there is none yet (the migration that made the
+        feed sets it on a database with history; an empty one has none, and all it gets is new)."""
         stored = await self.store.get_setting(CURSOR_KEY)
-        if stored is not None and stored.strip().isdigit():
-            return int(stored)
-        latest = await self.store.security.latest_login_event_id()
-        await self.store.set_setting(CURSOR_KEY, str(latest))  # never the old history
-        log_event("notices.cursor_reset", cursor=latest, detail="no feed cursor: starting at the newest event")
-        return latest
+        return int(stored) if stored is not None and stored.strip().isdigit() else 0
 
     async def follow_feed(self) -> int:
         cursor = await self.cursor()

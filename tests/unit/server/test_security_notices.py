@@ -190,15 +190,21 @@ async def test_failed_delivery_is_tried_again(harness: Harness) -> None:
     assert len(harness.inbox.messages) == 3
 
 
-async def test_no_cursor_starts_at_the_newest_event(harness: Harness) -> None:
+async def test_cursor_is_followed(harness: Harness) -> None:
     harness.login("127.0.0.2")
     harness.credential("password-changed")
-    await harness.store.set_setting(CURSOR_KEY, "")
+    await harness.store.set_setting(CURSOR_KEY, "2")  # as the migration sets it on a server with history
     feed = harness.feed()
     assert await feed.poll_once() == 0
-    assert await harness.store.get_setting(CURSOR_KEY) == "2"
     harness.login("127.0.0.3")
     assert await feed.poll_once() == 1
+    assert await harness.store.get_setting(CURSOR_KEY) == "3"
+
+
+async def test_no_cursor_means_the_start(harness: Harness) -> None:
+    harness.credential("password-changed")  # e.g. made with the CLI before the first start
+    await harness.store.set_setting(CURSOR_KEY, "")
+    assert await harness.feed().poll_once() == 1
 
 
 async def test_removed_account_is_skipped(harness: Harness) -> None:
@@ -221,7 +227,9 @@ async def test_weekly_digest_once_a_week(harness: Harness) -> None:
     assert await harness.store.get_setting(DIGEST_WEEK_KEY) == "2024-W02"
     harness.clock.advance(timedelta(days=7).total_seconds())
     assert await harness.feed().digest_if_due() == 1
-    first = message_from_bytes(harness.inbox.messages[0][1]).get_payload(decode=True).decode()
+    payload = message_from_bytes(harness.inbox.messages[0][1]).get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    first = payload.decode()
     assert "Sign-ins: 2" in first and "127.0.0.2: 2 times over IMAP" in first
     assert "Failed sign-in attempts against your account: 1" in first and "127.0.0.7: once" in first
     assert harness.inbox.subjects(BOB) == []
