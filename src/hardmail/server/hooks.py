@@ -46,6 +46,9 @@ class MessageDecision:
     # Header fields to remove: 0-based positions in ``hardmail.mime.headers.parse_header_block``'s
     # numbering (``HeaderBlock.fields``) of the header block in ``MessageFacts.chunks``
     drop_headers: tuple[int, ...] = ()
+    # The message with its body changed (a warning line at the top of its text); its head is not
+    # used: the fields are added and dropped as above. The first hook that gives one wins.
+    content: MessageContent | None = None
 
 
 @dataclass(frozen=True, slots=True)
