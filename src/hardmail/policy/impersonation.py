@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from hardmail.mime.addresses import MISSING_DOMAIN, MISSING_MAILBOX, imap_addresses
+from hardmail.mime.addresses import MISSING_DOMAIN, MISSING_MAILBOX, SYNTAX_ERROR, imap_addresses
 from hardmail.mime.headers import HeaderBlock, parse_header_block
 from hardmail.mime.text import bytes_text, decode_header
 
@@ -280,7 +280,7 @@ def from_mailboxes(block: HeaderBlock) -> list[Mailbox]:
     for header in block.named("from")[:MAX_FROM_FIELDS]:
         value = block.raw_value(header)[:MAX_FIELD_VALUE]
         for name, _adl, local, host in imap_addresses(value):
-            if local in (None, MISSING_MAILBOX) or host in (None, MISSING_DOMAIN) or host.startswith(b"["):
+            if local in (None, MISSING_MAILBOX) or host in (None, MISSING_DOMAIN, SYNTAX_ERROR) or host.startswith(b"["):
                 continue
             display = decode_header(name) if name else ""
             found.append(Mailbox(display, bytes_text(local), unicode_domain(bytes_text(host))))
