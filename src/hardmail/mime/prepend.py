@@ -7,7 +7,8 @@ reached through the first parts of ``multipart/mixed``, ``multipart/alternative`
 MIME parser). The lines are written in the part's own Content-Transfer-Encoding (RFC 2045 6):
 7bit, 8bit and binary as they are, quoted-printable escaped (RFC 2045 6.7), base64 as a base64
 run of whole 3-byte groups, so that it decodes followed by the original base64 text (RFC 2045
-6.8: the decoder reads 4-character groups across lines). The lines are printable ASCII and are
+6.8: the decoder reads 4-character groups across lines; one or two more empty lines make the
+whole 3-byte groups). The lines are printable ASCII and are
 only inserted when the part's charset writes ASCII as ASCII (not UTF-16, UTF-32 or EBCDIC).
 
 Nothing is inserted (None) when the text cannot be changed safely: an attachment, a signed or
@@ -69,8 +70,8 @@ def encoded_lines(lines: list[str], encoding: str) -> bytes | None:
     if encoding == "quoted-printable":
         return text.replace("=", "=3D").encode("ascii")
     if encoding == "base64":
-        body, end = text.rstrip("\r\n"), text[len(text.rstrip("\r\n")):]
-        raw = (body + " " * (-len(body + end) % 3) + end).encode("ascii")  # whole groups: no "="
+        # whole 3-byte groups, so no "=" padding ends the run: one or two more empty lines
+        raw = (text + ("", "\r\n\r\n", "\r\n")[-len(text) % 3]).encode("ascii")
         encoded = base64.b64encode(raw)
         return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
     return None
