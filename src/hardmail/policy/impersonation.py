@@ -53,6 +53,7 @@ GENERIC_LOCAL_PARTS = frozenset({
 })
 _ADDRESS_IN_NAME = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 _SCRIPTS_IGNORED = frozenset({"COMMON", "INHERITED", "Unknown"})
+_NO_HOST = (MISSING_DOMAIN, SYNTAX_ERROR)  # the address reader's placeholders
 _MARKS = "\u200e\u200f"  # LEFT-TO-RIGHT and RIGHT-TO-LEFT MARK
 
 
@@ -280,7 +281,7 @@ def from_mailboxes(block: HeaderBlock) -> list[Mailbox]:
     for header in block.named("from")[:MAX_FROM_FIELDS]:
         value = block.raw_value(header)[:MAX_FIELD_VALUE]
         for name, _adl, local, host in imap_addresses(value):
-            if local in (None, MISSING_MAILBOX) or host in (None, MISSING_DOMAIN, SYNTAX_ERROR) or host.startswith(b"["):
+            if local in (None, MISSING_MAILBOX) or host in (None, *_NO_HOST) or host.startswith(b"["):
                 continue
             display = decode_header(name) if name else ""
             found.append(Mailbox(display, bytes_text(local), unicode_domain(bytes_text(host))))

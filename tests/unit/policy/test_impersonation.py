@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hardmail.mime.headers import parse_header_block
 from hardmail.policy.impersonation import (
     WARNING_FIELD,
     Directory,
@@ -16,7 +17,6 @@ from hardmail.policy.impersonation import (
     unicode_domain,
     warning_positions,
 )
-from hardmail.mime.headers import parse_header_block
 
 DIRECTORY = Directory.build(
     [("alice@example.org", "Alice Liddell"), ("bob.smith@example.org", ""), ("info@example.org", "")],
@@ -36,7 +36,7 @@ DOMAIN_CASES = [
     (b"Bob <bob@examp1e.org>", ("homograph",)),  # digit one for l
     (b"Bob <bob@exarnple.org>", ("homograph",)),  # rn for m
     (b"Bob <bob@xn--xample-2of.org>", ("homograph",)),  # Cyrillic ie as the first letter, A-label
-    ("Bob <bob@{}xample.org>".format(CYRILLIC_IE).encode(), ("homograph",)),  # the same in UTF-8 (RFC 6532)
+    (f"Bob <bob@{CYRILLIC_IE}xample.org>".encode(), ("homograph",)),  # the same in UTF-8 (RFC 6532)
     (b"Bob <bob@exampIe.org>", ("homograph",)),  # capital I for l
     (b"Bob <bob@EXAMP1E.ORG>", ("homograph",)),
     (b"Bob <bob@mail.examp1e.org>", ("homograph",)),  # below a look-alike
@@ -147,6 +147,8 @@ def test_skeleton_follows_uts39() -> None:
     assert skeleton(f"{CYRILLIC_IE}xample") == skeleton("example")
     assert skeleton("example") != skeleton("exarnp1e.org")
     assert skeleton("paypal") == skeleton("paypa1") and skeleton("abc") == "abc"
+    assert look_alike("paypa1.example", "paypal.example", 2) == "homograph"
+    assert look_alike("PAYPAL.example", "paypal.example", 2) is None  # the same name in capitals
 
 
 def test_osa_distance() -> None:

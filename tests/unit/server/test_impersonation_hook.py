@@ -60,7 +60,8 @@ async def test_mail_from_outside_gets_warnings_and_loses_the_forged_field(tmp_pa
     assert b"looks like your domain example.org" in decision.headers
     assert decision.drop_headers == (2,)
     assert decision.content is not None
-    assert decision.content.body.startswith(b"WARNING: The sender's name matches") and decision.content.body.endswith(BODY)
+    body = decision.content.body
+    assert body.startswith(b"WARNING: The sender's name matches") and body.endswith(BODY)
 
 
 @pytest.mark.parametrize("facts", [session(account="alice@example.org"), session("submission", account="bob@x"),
