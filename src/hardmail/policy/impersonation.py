@@ -104,7 +104,7 @@ def scripts_of(text: str) -> set[str]:
 
 def osa_distance(left: str, right: str, limit: int) -> int:
     """Optimal string alignment distance (Damerau-Levenshtein without re-edits), or ``limit + 1``
-    as soon as it must exceed ``limit`` (then only a band of the table is filled)."""
+    as soon as it must exceed ``limit`` (a length difference above it, or a whole row above it)."""
     if abs(len(left) - len(right)) > limit:
         return limit + 1
     before: list[int] = []
