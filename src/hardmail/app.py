@@ -29,6 +29,7 @@ from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.backup_scheduler import BackupScheduler
 from hardmail.server.context import ServerContext
+from hardmail.server.impersonation_hook import ImpersonationHook
 from hardmail.server.listener import BoundAddress, Listeners, served_kinds, warn_unserved
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.prefork import (
@@ -93,6 +94,7 @@ async def build_context(config: Config, first: bool = True, upgrade: UpgradeOpti
     msgauth = build_msgauth_hook(config, store.msgauth, clock)
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
     delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
+    context.hooks.append(ImpersonationHook(config, store, clock))  # X-Hardmail-Warning on mail from outside
     context.hooks.append(await _session_checks(context))  # last: the re-check nearest to acceptance
     return context
 
