@@ -99,7 +99,8 @@ async def test_an_sqlite_archive_keeps_the_security_tables(tmp_path: Path) -> No
 async def test_a_postgresql_archive_keeps_the_security_tables(tmp_path: Path, new_database: Any, into: str) -> None:
     url, built = await asyncio.to_thread(_source, tmp_path, await asyncio.to_thread(new_database))
     expected = await _security_rows(url)
-    assert expected["sources"] == {ALICE: ["192.0.2.7"], BOB: ["2001:db8::1"]} and expected["cursor"] == str(expected["feed"][-1].id)
+    assert expected["sources"] == {ALICE: ["192.0.2.7"], BOB: ["2001:db8::1"]}
+    assert expected["cursor"] == str(expected["feed"][-1].id)
     if into == "postgresql-logical":
         rewrite_archive(built.path, _without_dump)
     target = None if into == "sqlite" else await asyncio.to_thread(new_database)
