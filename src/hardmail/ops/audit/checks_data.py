@@ -191,10 +191,7 @@ async def admin_totp_finding(ctx: AuditContext, store: Store) -> Finding:
 
 
 async def idle_finding(ctx: AuditContext, store: Store) -> Finding:
-    try:
-        last_logins = await store.security.last_successful_logins()
-    except (AttributeError, NotImplementedError):
-        return IDLE.skipped("this build's store keeps no last-login times")
+    last_logins = await store.security.last_successful_logins()
     days, now = ctx.config.audit.idle_account_days, ctx.clock.now()
     lines = []
     for account in await _active_accounts(store):

@@ -52,7 +52,7 @@ class Server:
 
     async def audit(self, **audit: Any) -> dict[str, Finding]:
         cfg = self.cfg.model_copy(update={"audit": self.cfg.audit.model_copy(update=audit)}) if audit else self.cfg
-        ctx = AuditContext(cfg, StaticResolver(), store=_with_last_logins(self.store), clock=self.clock)
+        ctx = AuditContext(cfg, StaticResolver(), store=self.store, clock=self.clock)
         findings = await checks_data.run(ctx)
         by_id = {f.check: f for f in findings}
         assert len(by_id) == len(findings) == len(checks_data.CHECKS)
@@ -61,36 +61,6 @@ class Server:
     async def login(self, address: str, days: float = 0.0) -> None:
         await self.store.credentials.append_login_event(
             LoginEvent(self.at(days), address, "login", "success", "imap", "PLAIN", "127.0.0.1"))
-
-
-class _LastLogins:
-    """``store.security.last_successful_logins`` from the login history, for a build whose SQL store
-    has no security part yet (the real one is used as soon as it has)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def last_successful_logins(self) -> dict[str, datetime]:
-        found = {}
-        for account in await self._store.list_accounts():
-            times = [e.at for e in await self._store.credentials.list_login_events(account.address)
-                     if e.kind == "login" and e.result == "success"]
-            if times:
-                found[account.address] = max(times)
-        return found
-
-
-class _StoreWithSecurity:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.security = _LastLogins(store)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-def _with_last_logins(store: Store) -> Any:
-    return store if hasattr(type(store), "security") else _StoreWithSecurity(store)
 
 
 @pytest.fixture
