@@ -7,7 +7,8 @@ pass), DKIM (every published selector holds our key), DMARC (policy, ``rua``), M
 records, and DANE TLSA records against the certificate we present. Every look-up goes through
 ``ctx.resolver`` (answers shared within one run); the parsers are the existing ones (pyspf through
 :mod:`hardmail.msgauth.spf`, :mod:`~hardmail.msgauth.dmarc`, :mod:`~hardmail.delivery.tls_policy`),
-as are the DNS advisor's record comparison and the spam scoring's FCrDNS and DNSBL look-ups.
+as are the DNS advisor's record comparison and the spam scoring's FCrDNS and DNSBL look-ups. The MTA-STS,
+TLS-RPT and DANE checks are in :mod:`hardmail.ops.audit.dns_transport`.
 
 "Our" addresses are the public addresses of the ``[listen]`` configuration, else the A/AAAA records
 of ``server.hostname``. A name that cannot be public (empty, ``localhost``, an IP address, no dot)

@@ -65,7 +65,6 @@ class Lookups:
             return DnsAnswer("tempfail", detail=f"no answer within {self._timeout:g} s")
 
 
-
 def verdict(check: CheckInfo, lines: Sequence[Line], target: str, fix: str | None = None) -> Finding:
     """One finding from per-item results: the worst severity, the evidence of the items not ok."""
     bad = [(severity, text) for severity, text in lines if severity is not OK]
@@ -80,11 +79,10 @@ def lookup_failed(what: str, answer: DnsAnswer) -> str:
     return f"the look-up of {what} failed ({answer.detail or 'temporary failure'}); other servers may fail too"
 
 
-
 # ----- MTA-STS and TLS-RPT -------------------------------------------------------------------------------
 
 async def mta_sts(ctx: AuditContext, dns: Lookups, domain: str, our_mx: Sequence[str],
-                   fetcher: Fetcher | None) -> Finding:
+                  fetcher: Fetcher | None) -> Finding:
     name = f"_mta-sts.{domain}"
     answer = await dns.resolve(name, "TXT")
     if answer.status == "tempfail":
@@ -208,6 +206,7 @@ async def _dane_host(config: Config, dns: Lookups, mx: str) -> tuple[Line, str |
 
 
 async def dane(config: Config, dns: Lookups, domain: str, our_mx: Sequence[str]) -> Finding:
+    """dns.dane for ``domain``: the TLSA records of each of its MX hosts that are this server."""
     if not our_mx:
         return DANE.skipped(f"no MX host of {domain} is this server (see dns.mx)", target=domain)
     results = [await _dane_host(config, dns, mx) for mx in dict.fromkeys(our_mx)]
