@@ -345,6 +345,21 @@ def _published_keys(keys: DomainKeys) -> list[tuple[Generation, list[PublicRecor
     return [(g, keys.public_records(g)) for g in keys.generations()]
 
 
+async def _dkim_line(dns: Lookups, domain: str, generation: Generation, record: PublicRecord) -> Line:
+    missing, wrong = DKIM_SEVERITY[generation.state]
+    advice = dnsadvice.Advice(record.name(domain), "TXT", dnsadvice.quoted_txt(record.txt), "")
+    answer = await dns.resolve(advice.name, "TXT")  # shared with check_one's own look-up
+    result = await dnsadvice.check_one(dns, advice)
+    what = f"{advice.name} ({generation.state} key)"
+    if answer.status == "tempfail":
+        return MEDIUM, lookup_failed(f"TXT {advice.name}", answer)
+    if result.status == "ok":
+        return OK, f"{what} matches our key"
+    if result.status == "missing":
+        return missing, f"{what} is not published"
+    return wrong, f"{what}: the published record differs from our key"
+
+
 async def _dkim(config: Config, dns: Lookups, domain: str) -> Finding:
     keys = DomainKeys(config.data_dir, domain)
     try:
@@ -354,19 +369,8 @@ async def _dkim(config: Config, dns: Lookups, domain: str) -> Finding:
     if not generations:
         return DKIM.finding(HIGH, f"{domain} has no DKIM keys: its mail is not signed",
                             f"hardmail dkim generate {domain}, then publish the records it prints", target=domain)
-    lines: list[Line] = []
-    for generation, records in generations:
-        missing, wrong = DKIM_SEVERITY[generation.state]
-        for record in records:
-            advice = dnsadvice.Advice(record.name(domain), "TXT", dnsadvice.quoted_txt(record.txt), "")
-            result = await dnsadvice.check_one(dns, advice)
-            what = f"{advice.name} ({generation.state} key)"
-            if result.status == "ok":
-                lines.append((OK, f"{what} matches our key"))
-            elif result.status == "missing":
-                lines.append((missing, f"{what} is not published"))
-            else:
-                lines.append((wrong, f"{what}: the published record differs from our key"))
+    lines = [await _dkim_line(dns, domain, generation, record)
+             for generation, records in generations for record in records]
     return verdict(DKIM, lines, domain)
 
 
