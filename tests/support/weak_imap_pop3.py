@@ -9,11 +9,18 @@ cannot be configured to do (VRFY that tells users apart, sender spoofing, servin
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hardmail.config.schema import Config
 from hardmail.msgauth.dns import DnsAnswer
@@ -57,6 +64,47 @@ def severities(findings: Sequence[Finding], check: str) -> dict[str, Severity]:
 
 def probe_login(address: str, password: str, foreign: str) -> ProbeLogin:
     return ProbeLogin(address, password, foreign)
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Issuer:
+    name: x509.Name
+    key: ec.EllipticCurvePrivateKey
+
+
+def make_ca(common_name: str = "Audit Test CA") -> Issuer:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return Issuer(name, ec.generate_private_key(ec.SECP256R1()))
+
+
+def make_certificate(hostname: str, *, days_left: float, issuer: Issuer | None = None,
+                     now: dt.datetime | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A server certificate for ``hostname`` ending ``days_left`` days from ``now`` (negative: expired),
+    self-signed unless an ``issuer`` signs it."""
+    now = now or dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    signer = issuer or Issuer(subject, key)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(signer.name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now + dt.timedelta(days=days_left))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .sign(signer.key, hashes.SHA256()))
+    return cert, key
+
+
+def write_certificate(directory: Path, hostname: str, **options: Any) -> dict[str, str]:
+    """A certificate and its key as PEM files under ``directory``: the [tls] settings that load them."""
+    cert, key = make_certificate(hostname, **options)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "server.crt", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return {"cert_file": str(cert_path), "key_file": str(key_path)}
 
 
 # --- a deliberately weak SMTP server ---------------------------------------------------------------

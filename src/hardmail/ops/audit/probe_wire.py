@@ -155,6 +155,10 @@ async def open_talk(target: ProbeTarget, ctx: AuditContext, *, tls: ssl.SSLConte
         link = await connect(target, ctx, tls=tls, source_ip=source_ip, server_name=server_name)
     except ssl.SSLError as exc:
         return f"TLS handshake failed ({exc.reason or type(exc).__name__})"
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+        if target.implicit_tls:  # the server hung up in the middle of the handshake
+            return f"TLS handshake failed (connection closed: {type(exc).__name__})"
+        return f"could not connect ({type(exc).__name__})"
     except (OSError, TimeoutError) as exc:
         return f"could not connect ({type(exc).__name__})"
     talk = Talk(target, link)
