@@ -57,6 +57,9 @@ CHECKS: tuple[CheckInfo, ...] = (OPEN, DISGUISED, AUTHENTICATED)
 
 SMTP_KINDS = ("smtp", "submission", "submissions")
 MAX_RECONNECTS = 5
+# A new session after this many refused recipients: servers slow down or drop sessions with many
+# errors (Postfix sleeps smtpd_error_sleep_time after smtpd_soft_error_limit = 10 errors)
+REFUSALS_PER_SESSION = 8
 _V4_TEST_NET = "192.0.2.25"  # RFC 5737 TEST-NET-1: never one of the target's addresses
 _V6_DOC_NET = "2001:db8::25"  # RFC 3849
 
@@ -152,6 +155,7 @@ class Prober:
         self.ctx, self.target, self.source, self.login = ctx, target, source, login
         self.session: SmtpSession | None = None
         self.reconnects = 0
+        self.refusals = 0
         self.senders = [login.address] if login else [f"audit-probe@{ctx.external_domain}", ""]
         self.auth_reply: SmtpReply | None = None
 
@@ -184,8 +188,17 @@ class Prober:
             reply = await session.link.command(f"RCPT TO:<{address}>")
             await session.link.command("RSET")
             if reply is not None:
+                await self._count_refusal(session, reply)
                 return reply
         return None
+
+    async def _count_refusal(self, session: SmtpSession, reply: SmtpReply) -> None:
+        if reply.positive:
+            return
+        self.refusals += 1
+        if self.refusals % REFUSALS_PER_SESSION == 0:
+            await close(session)
+            self.session = None  # the next try opens a fresh session (not a reconnect after a drop)
 
     async def _mail(self, session: SmtpSession) -> SmtpReply | None:
         last: SmtpReply | None = None

@@ -39,6 +39,9 @@ _GENERIC_FIX = ("Accept only <CR><LF>.<CR><LF> as the end of data and refuse bar
 POSTFIX_FIX = ("In main.cf set smtpd_forbid_bare_newline = yes (and smtpd_forbid_bare_newline_exclusions = "
                "$mynetworks), then run: postfix reload. The setting exists from Postfix 3.5.23, 3.6.13, "
                "3.7.9 and 3.8.4 on; older versions must be upgraded first")
+POSTFIX_BARE_FIX = ("In main.cf set smtpd_forbid_bare_newline = reject (Postfix 3.6.14, 3.7.10, 3.8.5, 3.9 "
+                    "and later; 'yes' only normalizes bare LF to a line end, which stops the smuggling but "
+                    "still takes the content), then run: postfix reload")
 DATA = CheckInfo(
     "smuggling.data", 8, "SMTP smuggling in DATA",
     "A server that ends DATA at a fake end (<LF>.<LF>, <LF>.<CR><LF> and their kin) reads what follows as "
@@ -263,7 +266,8 @@ def judge(target: ProbeTarget, outcomes: list[Outcome], postfix: bool, chunking:
         findings.append(BDAT.skipped("CHUNKING is not offered", target=target.label))
     else:
         findings.append(_split_finding(BDAT, target, bdat, fix))
-    findings.append(_bare_finding(BARE_LF, b"\n", Severity.MEDIUM, target, outcomes, fix))
+    findings.append(_bare_finding(BARE_LF, b"\n", Severity.MEDIUM, target, outcomes,
+                                  POSTFIX_BARE_FIX if postfix else None))
     findings.append(_bare_finding(BARE_CR, b"\r", Severity.LOW, target, outcomes, None))
     return findings
 
