@@ -5,7 +5,8 @@ a login) to be probed, and is weak in exactly the ways its :class:`WeakFlags` sa
 thread per connection behind a ``socketserver`` listener on its own thread (blocking sockets, so
 that what is buffered before STARTTLS is under its control); :meth:`WeakServer.stop` closes the
 listener and every open connection. TLS uses a self-signed certificate made with ``cryptography``
-in the directory it is given. Messages it accepts are kept in ``messages`` (bytes as received).
+in the directory it is given. Messages it accepts are kept in ``messages`` (bytes as received)
+and their envelopes in ``envelopes``.
 
 Flags (all off means a well-behaved server that refuses relaying and bare CR/LF):
 
@@ -256,7 +257,7 @@ class _Smtp:
         self.reset()
 
     def do_auth(self, arg: str) -> None:
-        allowed = self.c.tls and self.f.offer_auth or self.f.offer_auth_before_tls or self.f.accept_auth_before_tls
+        allowed = (self.c.tls and self.f.offer_auth) or self.f.offer_auth_before_tls or self.f.accept_auth_before_tls
         if not allowed:
             self.c.reply("538 5.7.11 encryption required" if not self.c.tls else "502 5.5.1 no AUTH")
             return
@@ -351,6 +352,7 @@ class _Smtp:
             self.c.reply("550 5.6.0 bare CR or LF in message")
         else:
             self.c.server.messages.append(content)
+            self.c.server.envelopes.append((self.c.sender or "", list(self.c.recipients)))
             self.c.reply("250 2.0.0 queued")
         self.reset()
 
@@ -505,6 +507,7 @@ class WeakServer:
         self.flags = flags
         self.host = host
         self.messages: list[bytes] = []
+        self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) of each message kept
         self.connections: set[Connection] = set()
         self.lock = threading.Lock()
         cert, key = write_self_signed(cert_dir)
