@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
+import os
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardmail.config.schema import Config
@@ -52,10 +55,11 @@ OWN_HINT = ("add --i-own-this-server if you run that server (the audit sends pro
 class TargetError(Exception):
     """A ``--target`` that cannot be used: what was wrong, and what to do."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", usage: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.usage = usage  # a usage error (exit status 2), not a failure of the audit (1)
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ async def _with_kind(spec: TargetSpec, timeout: float) -> ProbeTarget:
         raise TargetError(f"cannot tell what {label} is: it sent no SMTP, IMAP or POP3 greeting, "
                           "in the clear or over TLS",
                           f"name the kind, e.g. --target smtp={label} (kinds: {', '.join(PROTOCOL_OF)}), "
-                          "and check that the server is reachable")
+                          "and check that the server is reachable", usage=False)
     return ProbeTarget(kind, spec.host, spec.port)
 
 
@@ -264,3 +268,25 @@ async def probe_account(admin: AdminService, domain: str) -> AsyncIterator[Probe
         yield ProbeLogin(address, password, f"postmaster@{domain}")
     finally:
         await admin.remove_account(address)
+
+
+# --- one audit of the own server at a time ------------------------------------------------------
+
+AUDIT_LOCK = "audit.lock"
+
+
+@contextlib.contextmanager
+def audit_lock(data_dir: Path) -> Iterator[None]:
+    """Held for an audit of the server's own data directory: a second audit at the same time would
+    remove the first one's probe account as a left-over (and both would share the rate limits)."""
+    path = data_dir / AUDIT_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TargetError(f"another hardmail audit is running on {data_dir}",
+                              "wait for it to end, then run it again", usage=False) from None
+        yield
+    finally:
+        os.close(fd)
