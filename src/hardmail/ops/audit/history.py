@@ -10,12 +10,11 @@ severity critical, high, medium or low.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hardmail.ops.audit.findings import Finding, Severity
-from hardmail.ops.audit.runner import AuditReport
 
 PROBLEMS = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
 GONE = "gone"
@@ -70,13 +69,3 @@ def changes(previous: Iterable[Finding], current: Iterable[Finding]) -> Changes:
         elif found is None or found.severity is not old.severity:
             result.changed.append(SeverityChange(old, GONE if found is None else found.severity.value))
     return result
-
-
-def with_previous(reports: Sequence[AuditReport]) -> list[tuple[AuditReport, AuditReport | None]]:
-    """Each report (newest first, as listed) with the run of the same target just before it,
-    when that run is among ``reports``."""
-    paired = []
-    for index, report in enumerate(reports):
-        earlier = next((r for r in reports[index + 1:] if r.target == report.target), None)
-        paired.append((report, earlier))
-    return paired
