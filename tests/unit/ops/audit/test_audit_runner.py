@@ -86,8 +86,8 @@ async def test_probe_modules_do_not_run_without_targets(tmp_path: Path) -> None:
     async def config(ctx: AuditContext) -> list[Finding]:
         return [CONFIG.finding(Severity.LOW, "1.2 allowed")]
 
-    report = await run_audit(context(tmp_path, targets=(), running=False),
-                             [module("probe_relay", (RELAY,), probe, probes=True), module("checks_config", (CONFIG,), config)])
+    modules = [module("probe_relay", (RELAY,), probe, probes=True), module("checks_config", (CONFIG,), config)]
+    report = await run_audit(context(tmp_path, targets=(), running=False), modules)
     assert ran == []
     by_id = {f.check: f for f in report.findings}
     assert by_id["relay.open"].severity is Severity.INFO
