@@ -29,6 +29,7 @@ from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
 from hardmail.server.backup_scheduler import BackupScheduler
 from hardmail.server.context import ServerContext
+from hardmail.server.impersonation_hook import ImpersonationHook
 from hardmail.server.listener import BoundAddress, Listeners, served_kinds, warn_unserved
 from hardmail.server.msgauth_hook import MsgAuthHook, build_msgauth_hook
 from hardmail.server.prefork import (
@@ -41,6 +42,7 @@ from hardmail.server.prefork import (
     worker_ready,
 )
 from hardmail.server.quota_hook import QuotaHook
+from hardmail.server.security_notices import InboxDelivery, SecurityNotices
 from hardmail.server.sessions import AccountChangeMonitor, SessionCheckHook
 from hardmail.server.status_keeper import StatusKeeper
 from hardmail.server.tls import TlsManager
@@ -92,6 +94,7 @@ async def build_context(config: Config, first: bool = True, upgrade: UpgradeOpti
     msgauth = build_msgauth_hook(config, store.msgauth, clock)
     context.hooks.append(msgauth)  # SPF/DKIM/DMARC, greylisting, spam scoring; DKIM signing
     delivery.notices.sign = _dkim_signature_of(msgauth)  # bounces leave DKIM-signed too
+    context.hooks.append(ImpersonationHook(config, store, clock))  # X-Hardmail-Warning on mail from outside
     context.hooks.append(await _session_checks(context))  # last: the re-check nearest to acceptance
     return context
 
@@ -205,6 +208,7 @@ class RunningServer:
     listeners: Listeners
     runner: DeliveryRunner | None = None
     backups: BackupScheduler | None = None
+    notices: SecurityNotices | None = None
 
     @property
     def bound(self) -> list[BoundAddress]:
@@ -218,6 +222,8 @@ class RunningServer:
         if self.backups is not None:
             await self.backups.stop()  # first: a backup child is stopped, not orphaned
         await self.listeners.stop()
+        if self.notices is not None:
+            await self.notices.stop()
         if self.runner is not None:
             await self.runner.stop()
         for hook in self.context.hooks:
@@ -254,8 +260,10 @@ async def start_server(config: Config, sockets: list[ListeningSocket] | None = N
         raise
     log_event("server.start", listeners=[f"{b.kind}={b}" for b in listeners.bound], data_dir=str(config.data_dir),
               worker=worker)
-    runner = await _start_runner(config, context) if not worker else None
-    return RunningServer(context, listeners, runner, await _start_backups(config) if not worker else None)
+    if worker:
+        return RunningServer(context, listeners)
+    return RunningServer(context, listeners, await _start_runner(config, context), await _start_backups(config),
+                         await _start_notices(context))
 
 
 async def _start_backups(config: Config) -> BackupScheduler | None:
@@ -265,6 +273,16 @@ async def _start_backups(config: Config) -> BackupScheduler | None:
     scheduler = BackupScheduler(config, clock=SystemClock())
     await scheduler.start()
     return scheduler
+
+
+async def _start_notices(context: ServerContext) -> SecurityNotices:
+    """The security-notice feed, in the one process that also runs the queue (docs/user-notices.md).
+    It runs even with every notice off: it keeps the sign-in sources and its cursor up to date."""
+    sign = context.delivery.notices.sign if context.delivery is not None else None
+    deliver = InboxDelivery(context.acceptor.maildir, context.acceptor.indexer, sign)
+    notices = SecurityNotices(context.config, context.store, deliver, context.clock)
+    await notices.start()
+    return notices
 
 
 async def _start_runner(config: Config, context: ServerContext) -> DeliveryRunner | None:

@@ -9,6 +9,7 @@ runs on an upgraded database (the ``sqlite-upgraded`` backend of the ``store`` f
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -30,7 +31,19 @@ from hardmail.store.sql.migrate import (
     upgrade_to_head,
 )
 from hardmail.store.sql.tables import metadata
-from support.schema_history import CHAIN, EARLIER, branched_heads, build_database_at, check_rows, stamped_rows
+from support.schema_history import (
+    ALICE,
+    BOB,
+    CHAIN,
+    EARLIER,
+    IP,
+    LAST_BRANCHED,
+    WHEN,
+    branched_heads,
+    build_database_at,
+    check_rows,
+    stamped_rows,
+)
 
 
 def _schema_drift(connection: Connection) -> list[Any]:
@@ -126,16 +139,57 @@ async def test_a_command_never_upgrades_an_existing_database(empty_database_url:
         await store.close()
 
 
-async def test_a_branched_database_at_the_newest_schema_is_restamped_without_an_upgrade(
+async def test_a_branched_database_of_the_last_branched_release_is_restamped_and_upgraded(
     empty_database_url: str
 ) -> None:
-    await build_database_at(empty_database_url, head_revision(), "branched")
+    await build_database_at(empty_database_url, LAST_BRANCHED, "branched")
     store = await open_store(empty_database_url)
     try:
-        assert await stamped_rows(store.engine) == branched_heads(head_revision())  # type: ignore[attr-defined]
-        assert await store.schema_is_current()
-        await store.migrate()
+        assert await stamped_rows(store.engine) == branched_heads(LAST_BRANCHED)  # type: ignore[attr-defined]
+        state = await store.schema_state()  # type: ignore[attr-defined]
+        assert (state.current, state.needs_collapse) == (LAST_BRANCHED, True)
+        result = await upgrade_to_head(for_writing(store.engine))  # type: ignore[attr-defined]
+        assert (result.before, result.collapsed) == (LAST_BRANCHED, tuple(branched_heads(LAST_BRANCHED)))
         assert await stamped_rows(store.engine) == [head_revision()]  # type: ignore[attr-defined]
-        await check_rows(store, "0007_login_guard")  # the rows of every release, untouched
+        await check_rows(store, LAST_BRANCHED)  # the rows of every release, untouched
+    finally:
+        await store.close()
+
+
+async def _add_history(engine: AsyncEngine) -> None:
+    """Rows that must not make a known source, and one that must (Bob's known source)."""
+    rows = [("login", "failure", "203.0.113.1", ALICE), ("password-changed", "success", "203.0.113.2", ALICE),
+            ("login", "success", "203.0.113.3", "gone@old.example"), ("login", "success", "", ALICE),
+            ("login", "success", IP, ALICE)]
+    async with engine.begin() as connection:
+        for kind, result, ip, account in rows:
+            await connection.execute(sa.text(
+                "INSERT INTO login_history (at, account, kind, result, protocol, mechanism, client_ip, tls_version, "
+                "detail) VALUES (:at, :account, :kind, :result, 'imap', 'PLAIN', :ip, '', '')"),
+                {"at": WHEN.replace(tzinfo=None), "account": account, "kind": kind, "result": result, "ip": ip})
+        await connection.execute(sa.text("INSERT INTO access_known_sources VALUES (:a, :ip, :at)"),
+                                 {"a": BOB, "ip": "198.51.100.77", "at": WHEN.timestamp()})
+        await connection.execute(sa.text("INSERT INTO access_known_sources VALUES ('gone@old.example', :ip, 0)"),
+                                 {"ip": "203.0.113.4"})
+
+
+async def test_the_upgrade_to_0009_knows_the_sources_of_successful_logins_of_existing_accounts(
+    empty_database_url: str
+) -> None:
+    await build_database_at(empty_database_url, "0008_mailbox_index", "linear")
+    engine = create_engine_for(empty_database_url)
+    try:
+        await _add_history(engine)
+        await upgrade_to_head(for_writing(engine))
+    finally:
+        await engine.dispose()
+    store = await open_store(empty_database_url)
+    try:
+        assert await store.security.sign_in_sources(ALICE) == [IP]
+        assert await store.security.sign_in_sources(BOB) == ["198.51.100.77"]
+        assert await store.security.sign_in_sources("gone@old.example") == []
+        assert not await store.security.add_sign_in_source(BOB, "198.51.100.77", WHEN + timedelta(days=1))
+        assert await store.get_setting("notices.feed_cursor") == "6"  # the fill's row and the five above
+        assert [f.id for f in await store.security.login_events_after(6)] == []
     finally:
         await store.close()

@@ -25,11 +25,13 @@ from hardmail.store.sql.migrate import BRANCHED_PARENTS, alembic_config, revisio
 
 CHAIN = revision_chain()
 EARLIER = CHAIN[:-1]  # every revision a database can be upgraded from
+LAST_BRANCHED = tuple(BRANCHED_PARENTS)[-1]  # the newest revision a release stamped the branched way
 Layout = Literal["branched", "linear"]
 WHEN = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 LATER = WHEN + timedelta(days=3650)  # bans and whitelists that are still active when the test runs
 ALICE, BOB, TEAM, CATCH_ALL = "alice@old.example", "bob@old.example", "team@old.example", "@second.example"
 IP = "192.0.2.7"
+BOB_IP = "198.51.100.20"
 TRIPLET = "192.0.2.0/24|sender@remote.example|alice@old.example"
 ALICE_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g"
 
@@ -117,10 +119,19 @@ def _fill_0007_account_freeze(c: Connection) -> None:
     _insert(c, "account_changes", {"account": BOB, "kind": "frozen", "credential_id": None, "at": WHEN})
 
 
+def _fill_0009_security(c: Connection) -> None:
+    _insert(c, "audit_runs", {"started_at": WHEN, "finished_at": WHEN + timedelta(seconds=40), "target": "own",
+                              "trigger": "scheduled", "score": 88, "worst": "medium", "findings_json": "[]"})
+    _insert(c, "sign_in_sources", {"account": BOB, "ip": BOB_IP, "first_seen_at": WHEN, "last_seen_at": WHEN})
+    _insert(c, "notice_preferences", {"account": ALICE, "weekly_digest": True},
+            {"account": BOB, "weekly_digest": False})
+
+
 # The rows each revision's tables and columns can hold (revisions that only add an index have none).
 FILLERS: dict[str, Callable[[Connection], None]] = {
     "0001": _fill_0001, "0002_queue": _fill_0002, "0003_credentials": _fill_0003, "0004_access": _fill_0004,
     "0005_msgauth": _fill_0005, "0007_account_freeze": _fill_0007_account_freeze,
+    "0009_security": _fill_0009_security,
 }
 
 
@@ -225,9 +236,27 @@ async def _check_defaults_before_0007(store: Store) -> None:
     assert bob is not None and (bob.frozen, bob.frozen_reason) == (False, "")
 
 
+async def _check_0009_security(store: Store) -> None:
+    [run] = await store.security.list_audit_runs()
+    assert (run.target, run.trigger, run.score, run.worst, run.started_at) == ("own", "scheduled", 88, "medium", WHEN)
+    assert await store.security.sign_in_sources(BOB) == [BOB_IP]
+    assert await store.security.weekly_digest_accounts() == [ALICE]
+
+
+async def _check_seeded_by_0009(store: Store, written: tuple[str, ...]) -> None:
+    """The upgrade to 0009 recorded the sources known before it (a successful login in
+    login_history, 0003; access_known_sources, 0004) and the newest login-history id as the cursor."""
+    known = "0003_credentials" in written or "0004_access" in written
+    assert await store.security.sign_in_sources(ALICE) == ([IP] if known else [])
+    assert await store.security.sign_in_sources(BOB) == []
+    cursor = await store.get_setting("notices.feed_cursor")
+    assert cursor == (str(await store.security.latest_login_event_id()) if "0003_credentials" in written else None)
+
+
 CHECKS: dict[str, Callable[[Store], Awaitable[None]]] = {
     "0001": _check_0001, "0002_queue": _check_0002, "0003_credentials": _check_0003, "0004_access": _check_0004,
     "0005_msgauth": _check_0005, "0007_account_freeze": _check_0007_account_freeze,
+    "0009_security": _check_0009_security,
 }
 
 
@@ -240,6 +269,8 @@ async def check_rows(store: Store, revision: str, skip: tuple[str, ...] = ()) ->
             await CHECKS[name](store)
     if "0007_account_freeze" not in written:
         await _check_defaults_before_0007(store)
+    if "0009_security" not in written:
+        await _check_seeded_by_0009(store, written)
 
 
 async def remove_rows(engine: AsyncEngine) -> None:

@@ -29,9 +29,10 @@ from hardmail.admin.cli_common import (
 )
 from hardmail.admin.service import AdminError, AdminService
 from hardmail.config.schema import Config
+from hardmail.core.address import AddressError, parse_address_arg
 from hardmail.core.clock import SystemClock
 from hardmail.delivery.local_index import build_mailbox_store
-from hardmail.store.ports import Account, Alias, Domain, StoreError
+from hardmail.store.ports import Account, Alias, Domain, NotFound, Store, StoreError
 
 T = TypeVar("T")
 
@@ -64,18 +65,21 @@ def register(app: typer.Typer) -> None:
 # running one use-case
 
 
-async def _with_service(cfg: Config, work: Callable[[AdminService], Awaitable[T]]) -> T:
-    return await with_store(cfg, lambda store: work(
-        AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator,
-                     mailboxes=build_mailbox_store(cfg, store, SystemClock()))))
+def _service(cfg: Config, store: Store) -> AdminService:
+    return AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator,
+                        mailboxes=build_mailbox_store(cfg, store, SystemClock()))
 
 
 def _run(
     config: Path | None, data_dir: Path | None, work: Callable[[AdminService], Awaitable[T]]
 ) -> T:
     cfg = load_cli_config(config, data_dir)
+    return _run_on_store(cfg, lambda store: work(_service(cfg, store)))
+
+
+def _run_on_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
     try:
-        return run_async(lambda: _with_service(cfg, work))
+        return run_async(lambda: with_store(cfg, work))
     except AdminError as exc:
         fail(exc.message, exc.hint)
     except StoreError as exc:
@@ -286,6 +290,36 @@ def account_unfreeze(
     """Let a frozen account log in and send again."""
     key = _run(config, data_dir, lambda service: service.unfreeze_account(address))
     typer.echo(f"account {key} unfrozen")
+
+
+DigestState = Annotated[str, typer.Argument(help="on or off.", metavar="on|off")]
+
+
+@account_app.command("digest")
+@changes_stored
+def account_digest(
+    address: str, state: DigestState, config: ConfigOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Turn the account's weekly security digest on or off (docs/user-notices.md)."""
+    if state.lower() not in ("on", "off"):
+        fail(f"expected on or off, not {state!r}", f"`hardmail account digest {address} on`")
+    cfg = load_cli_config(config, data_dir)
+    key = _run_on_store(cfg, lambda store: _set_digest(store, address, state.lower() == "on"))
+    typer.echo(f"weekly security digest of {key} {state.lower()}")
+    if state.lower() == "on" and not (cfg.notices.enabled and cfg.notices.weekly_digest):
+        warn("the digest is not sent while notices.enabled or notices.weekly_digest is false")
+
+
+async def _set_digest(store: Store, address: str, wanted: bool) -> str:
+    try:
+        key = parse_address_arg(address).key
+    except AddressError as exc:
+        raise AdminError(f"invalid address {address!r}: {exc}", "give an address such as alice@example.org") from None
+    try:
+        await store.security.set_weekly_digest(key, wanted)
+    except NotFound:
+        raise AdminError(f"no account {key}", "`hardmail account list` shows the accounts") from None
+    return key
 
 
 @account_app.command("remove")

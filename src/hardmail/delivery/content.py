@@ -21,8 +21,10 @@ from hardmail.delivery.durable import FileRange, Part
 @dataclass(frozen=True, slots=True)
 class MessageContent:
     head: bytes  # the header block with its empty line (all of a message that has no body)
-    rest: FileRange | None = None  # everything after the head, on disk
-    body: bytes = b""  # or, for a small message, everything after the head in memory
+    rest: FileRange | None = None  # everything after the head (and after ``body``), on disk
+    # for a small message, everything after the head in memory; with ``rest``, the bytes between
+    # the head and ``rest`` (the start of a body changed in memory: impersonation_hook)
+    body: bytes = b""
 
     @classmethod
     def in_memory(cls, message: bytes) -> MessageContent:
@@ -39,9 +41,12 @@ class MessageContent:
 
     def parts(self) -> list[Part]:
         """What to write, in order: the head, then the body or the file range."""
+        parts: list[Part] = [self.head]
+        if self.body:
+            parts.append(self.body)
         if self.rest is not None and self.rest.length:
-            return [self.head, self.rest]
-        return [self.head, self.body] if self.body else [self.head]
+            parts.append(self.rest)
+        return parts
 
     def read(self) -> bytes:
         """The whole message in memory: call only from a worker thread (it reads the file)."""
@@ -54,4 +59,4 @@ class MessageContent:
             os.close(fd)
         if len(body) != self.rest.length:
             raise OSError(errno.EIO, "the message file is shorter than received")
-        return self.head + body
+        return self.head + self.body + body

@@ -2,10 +2,10 @@
 into an SMTP session without the session knowing them.
 
 Each hook method returns ``None`` to let the session go on, or a Reply that refuses (at connect
-the reply is the greeting and closes the session). ``on_message`` may also add header lines and
-pick a folder. Hooks run in the order they are listed in ``ServerContext.hooks``; the first refusal
-wins. The decisions themselves live in policy/ and msgauth/ as pure functions; hooks gather facts
-(look-ups, counters) and call them.
+the reply is the greeting and closes the session). ``on_message`` may also add header lines, pick
+a folder and change the body (``MessageDecision.content``). Hooks run in the order they are listed
+in ``ServerContext.hooks``; the first refusal wins. The decisions themselves live in policy/ and
+msgauth/ as pure functions; hooks gather facts (look-ups, counters) and call them.
 
 IMAP and POP3 sessions call ``on_connect`` and ``on_disconnect`` too, and the login hooks through
 :class:`hardmail.server.login.LoginDriver`; the other methods are SMTP's. A refusal is an SMTP
@@ -46,6 +46,9 @@ class MessageDecision:
     # Header fields to remove: 0-based positions in ``hardmail.mime.headers.parse_header_block``'s
     # numbering (``HeaderBlock.fields``) of the header block in ``MessageFacts.chunks``
     drop_headers: tuple[int, ...] = ()
+    # The message with its body changed (a warning line at the top of its text); its head is not
+    # used: the fields are added and dropped as above. The first hook that gives one wins.
+    content: MessageContent | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -453,7 +453,7 @@ class SmtpSession:
                             folder=decision.folder, dsn=self.txn.dsn())
         try:
             accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
-                                                      content.with_head(decision.headers + head))
+                                                      (decision.content or content).with_head(decision.headers + head))
         except Exception as exc:  # the spool, a Maildir or the queue's database row
             return self.intake.write_failure(exc, "accept")
         self.messages += 1
@@ -486,6 +486,7 @@ class SmtpSession:
                                mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
                                content=content, size=content.size)
         headers, folder, drop = b"", None, set[int]()
+        changed: MessageContent | None = None
         for hook in self.ctx.hooks:
             decision = await hook.on_message(self.facts(), message)
             if decision is None:
@@ -495,7 +496,8 @@ class SmtpSession:
             headers += decision.headers
             folder = folder or decision.folder
             drop.update(decision.drop_headers)
-        return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)))
+            changed = changed or decision.content
+        return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)), content=changed)
 
     async def _originator_problem(self, block: HeaderBlock) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""

@@ -31,6 +31,7 @@ from hardmail.store.ports_credentials import (
 from hardmail.store.ports_mailbox import MailboxIndex
 from hardmail.store.ports_msgauth import GreylistStore
 from hardmail.store.ports_queue import QueueStore
+from hardmail.store.ports_security import SecurityStore
 
 DEFAULT_MAX_ENTRIES = 10_000
 T = TypeVar("T")
@@ -214,6 +215,10 @@ class CachedStore:
     @property
     def mailbox(self) -> MailboxIndex:
         return self._inner.mailbox
+
+    @property
+    def security(self) -> SecurityStore:
+        return self._inner.security
 
 
 class _InvalidatingCredentials:

@@ -42,6 +42,7 @@ from hardmail.store.sql.engine import describe_url, for_writing
 from hardmail.store.sql.mailbox_backend import SqlMailboxIndex
 from hardmail.store.sql.msgauth_backend import SqlGreylistStore
 from hardmail.store.sql.queue_backend import SqlQueueStore
+from hardmail.store.sql.security_backend import SqlSecurityStore
 from hardmail.store.sql.tables import accounts, addresses, alias_targets, aliases, domains, settings
 
 _ACCOUNT_COLUMNS = (
@@ -78,6 +79,7 @@ class SqlStore:
         self._msgauth: SqlGreylistStore | None = None
         self._access: SqlAccessStore | None = None
         self._mailbox: SqlMailboxIndex | None = None
+        self._security: SqlSecurityStore | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({describe_url(str(self._engine.url))!r})"
@@ -115,6 +117,12 @@ class SqlStore:
         if self._mailbox is None:
             self._mailbox = SqlMailboxIndex(self._engine, self._clock)
         return self._mailbox
+
+    @property
+    def security(self) -> SqlSecurityStore:
+        if self._security is None:
+            self._security = SqlSecurityStore(self._engine)
+        return self._security
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

@@ -165,4 +165,5 @@ import hardmail.store.sql.tables_access  # noqa: E402
 import hardmail.store.sql.tables_credentials  # noqa: E402
 import hardmail.store.sql.tables_mailbox  # noqa: E402
 import hardmail.store.sql.tables_msgauth  # noqa: E402
-import hardmail.store.sql.tables_queue  # noqa: E402, F401
+import hardmail.store.sql.tables_queue  # noqa: E402
+import hardmail.store.sql.tables_security  # noqa: E402, F401
