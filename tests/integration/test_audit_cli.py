@@ -38,6 +38,7 @@ async def spy(ctx):
            "source_ips": list(ctx.source_ips), "login": None}
     if ctx.login is not None:
         out["login"] = [ctx.login.address, ctx.login.foreign_address]
+        out["password"] = ctx.login.password
         out["account_exists"] = ctx.store is not None and await ctx.store.get_account(ctx.login.address) is not None
         for t in ctx.targets_of("imaps"):
             async with await ProbeLink.open(t.host, t.port, timeout=ctx.timeout, tls=insecure_client_context()) as link:
@@ -124,6 +125,7 @@ def test_the_own_servers_audit_with_its_probe_account_reports_and_history(tmp_pa
     assert seen["dns"] == ["resolved through [dns]"]
     page = html.read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert len(seen["password"]) >= 43 and seen["password"] not in first.stdout + first.stderr + page
 
     assert second.returncode == 0, second.stderr
     history = run_cli("audit", "history", "--json", "--config", str(config_file), cwd=tmp_path)
@@ -153,6 +155,18 @@ def test_a_target_run_probes_the_named_listener_only_and_is_kept_under_its_label
     history = json.loads(run_cli("audit", "history", "--json", "--target", label, "--config", str(config_file),
                                  cwd=tmp_path).stdout)["runs"]
     assert [r["target"] for r in history] == [label]
+
+
+def test_an_existing_login_instead_of_a_probe_account(tmp_path: Path, config_file: Path) -> None:
+    with serving("--config", str(config_file), cwd=tmp_path, env=cli_env()):
+        result = audit(tmp_path, config_file, "--json", "--no-record", "--login", ALICE,
+                       env=spy_env(tmp_path, HARDMAIL_AUDIT_PASSWORD=ALICE_PASSWORD))
+        assert accounts(tmp_path, config_file) == [ALICE]
+    assert result.returncode == 1, result.stderr
+    assert (tmp_path / "spy.json").exists(), result.stdout + result.stderr
+    seen = json.loads((tmp_path / "spy.json").read_text())
+    assert seen["login"] == [ALICE, "postmaster@example.test"] and seen["imap_login"].startswith("a1 OK")
+    assert ALICE_PASSWORD not in result.stdout + result.stderr
 
 
 def test_usage_errors_say_what_to_do(tmp_path: Path, config_file: Path) -> None:

@@ -35,6 +35,7 @@ from hardmail.admin.cli_common import (
 )
 from hardmail.admin.datadir import DataDirError, require_initialised
 from hardmail.admin.service import AdminError, AdminService
+from hardmail.config.load import AUDIT_PASSWORD_ENV as PASSWORD_VARIABLE
 from hardmail.config.schema import Config
 from hardmail.ops.audit.catalog import check_modules
 from hardmail.ops.audit.context import AuditContext, ProbeLogin
@@ -58,7 +59,6 @@ from hardmail.store.ports import Store, StoreError
 
 T = TypeVar("T")
 USAGE = 2
-PASSWORD_VARIABLE = "HARDMAIL_AUDIT_PASSWORD"
 
 audit_app = typer.Typer()
 
