@@ -129,6 +129,16 @@ def config_with(data_dir: Path, **notices: Any) -> Config:
     return server_config(data_dir, notices={"poll_interval": 0.05, **notices})
 
 
+BASELINE = "127.0.1.1"  # in no /24 of the sources the tests sign in from afterwards
+
+
+def baseline(server: ServerThread, notices: Notices) -> None:
+    """Alice's first sign-in ever: it sets her baseline and gets no notice."""
+    imap_login(server, BASELINE)
+    notices.caught_up()
+    assert notices.files() == []
+
+
 @pytest.fixture
 def alice_server(tmp_path: Path) -> Iterator[tuple[ServerThread, Notices]]:
     with running_server(config_with(tmp_path / "data")) as server:
@@ -137,6 +147,7 @@ def alice_server(tmp_path: Path) -> Iterator[tuple[ServerThread, Notices]]:
 
 def test_new_source_one_notice_then_none(alice_server: tuple[ServerThread, Notices]) -> None:
     server, notices = alice_server
+    baseline(server, notices)
     imap_login(server, "127.0.0.2")
     [first] = notices.wait_for(1)
     assert subjects([first]) == [SIGN_IN]
@@ -152,6 +163,13 @@ def test_new_source_one_notice_then_none(alice_server: tuple[ServerThread, Notic
         assert_no_secret(data, ALICE_PASSWORD)
 
 
+def test_first_sign_in_notified_when_asked(tmp_path: Path) -> None:
+    with running_server(config_with(tmp_path / "data", first_sign_in=True)) as server:
+        notices = Notices(server)
+        imap_login(server, "127.0.0.2")
+        assert subjects(notices.wait_for(1)) == [SIGN_IN]
+
+
 def test_failed_login_makes_no_notice(alice_server: tuple[ServerThread, Notices]) -> None:
     server, notices = alice_server
     with pytest.raises(imaplib.IMAP4.error):
@@ -163,6 +181,7 @@ def test_failed_login_makes_no_notice(alice_server: tuple[ServerThread, Notices]
 def test_known_network_with_prefix_24(tmp_path: Path) -> None:
     with running_server(config_with(tmp_path / "data", ipv4_prefix=24)) as server:
         notices = Notices(server)
+        baseline(server, notices)
         imap_login(server, "127.0.0.2")
         notices.wait_for(1)
         imap_login(server, "127.0.0.3")
@@ -199,6 +218,7 @@ def test_kinds_switched_off(tmp_path: Path) -> None:
     config = config_with(tmp_path / "data", new_sign_in=False, credential_changes=False)
     with running_server(config) as server:
         notices = Notices(server)
+        baseline(server, notices)
         imap_login(server, "127.0.0.2")
         _credential_changes(server)
         notices.caught_up()
@@ -212,6 +232,7 @@ def test_notices_are_dkim_signed(tmp_path: Path) -> None:
     zone = {(r.name(keys.domain), "TXT"): [txt_value(r.txt)] for r in keys.public_records(keys.generations()[0])}
     with running_server(config) as server:
         notices = Notices(server)
+        baseline(server, notices)
         imap_login(server, "127.0.0.2")
         [data] = notices.wait_for(1)
     assert data.startswith(b"DKIM-Signature:")
@@ -313,6 +334,7 @@ def _feed_position(config: Config) -> tuple[int, int]:
 
 def test_two_workers_send_exactly_one_notice(two_workers: tuple[LoggedServe, int, Config]) -> None:
     _running, port, config = two_workers
+    smtp_login("127.0.0.1", port, BASELINE)  # the baseline: no notice
     for _attempt in range(8):  # connections go to either worker
         smtp_login("127.0.0.1", port, "127.0.0.6")
     done = run_cli("account", "passwd", ALICE, "--password-stdin", "--data-dir", str(config.data_dir),

@@ -29,6 +29,7 @@ class NoticesSection(_Section):
 
     enabled: bool = Field(True, description="Deliver security notices at all; off turns every kind below off.")
     new_sign_in: bool = Field(True, description="A notice when an account signs in from a source never seen for it (see ipv4_prefix and ipv6_prefix), on any protocol.")
+    first_sign_in: bool = Field(False, description="Also send the new-sign-in notice for the very first sign-in of an account (off: that one only sets the baseline the later ones are compared with).")
     credential_changes: bool = Field(True, description="A notice when an app password is created, two-factor authentication is turned off or the password is changed.")
     weekly_digest: bool = Field(True, description="Offer the weekly digest (sign-ins by source, failed attempts, app passwords) to users who ask for it (`hardmail account digest ADDRESS on`).")
     digest_weekday: int = Field(0, ge=0, le=6, description="Day the weekly digest is sent: 0 Monday ... 6 Sunday (server's local time, at 07:00).")

@@ -8,7 +8,7 @@ The organizational domain comes from the public suffix list bundled with ``publi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -31,6 +31,7 @@ class DmarcRecord:
     adkim: Alignment = "r"
     aspf: Alignment = "r"
     pct: int = 100
+    rua: str = field(default="", compare=False)  # where aggregate reports go (RFC 7489 6.3), as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def parse_record(text: str) -> DmarcRecord | None:
         adkim="s" if tags.get("adkim", "r").lower() == "s" else "r",
         aspf="s" if tags.get("aspf", "r").lower() == "s" else "r",
         pct=min(100, max(0, int(pct))) if pct.isdigit() else 100,
+        rua=tags.get("rua", ""),
     )
 
 

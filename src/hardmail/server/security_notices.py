@@ -10,7 +10,8 @@ notices delivered into the users' INBOXes (docs/user-notices.md).
   ``/ipv6_prefix``) is compared with the sources the account signed in from before; the source is
   then always recorded (:meth:`SecurityStore.add_sign_in_source`, atomic), and a notice is sent
   only when that call recorded it for the first time and no known source was in its network. The
-  first sign-in of a new account (no source at all) gets one too.
+  first sign-in of an account (no source known at all) sets its baseline without a notice (there
+  is nothing it could be new against), unless ``notices.first_sign_in`` is on.
 - ``app-password-created``, ``2fa-disabled`` and ``password-changed`` rows get the
   credential-change notice. ``password-set`` (the password given when an admin makes the account)
   gets none: the user learns it from the admin, and the mailbox is new.
@@ -238,13 +239,14 @@ class SecurityNotices:
         if event.account not in known:
             known[event.account] = await self.store.security.sign_in_sources(event.account)
         sources = known[event.account]
+        baseline = not sources and not self.settings.first_sign_in
         network = network_of(event.client_ip, self.settings.ipv4_prefix, self.settings.ipv6_prefix)
         new_network = not in_known_network(network, event.client_ip, sources, self.settings.ipv4_prefix,
                                            self.settings.ipv6_prefix)
         first = await self.store.security.add_sign_in_source(event.account, event.client_ip, utc(event.at))
         if event.client_ip not in sources:
             sources.append(event.client_ip)
-        if not ((first and new_network) or row.id in self._pending):
+        if not ((first and new_network and not baseline) or row.id in self._pending):
             return 0
         if not self._wanted(self.settings.new_sign_in):
             return 0

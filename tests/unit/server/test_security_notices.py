@@ -60,7 +60,8 @@ class Harness:
 
     def feed(self, **notices: Any) -> SecurityNotices:
         config = Config.model_validate({"server": {"data_dir": str(self.tmp_path / "data"),
-                                                   "hostname": "mail.example.org"}, "notices": notices})
+                                                   "hostname": "mail.example.org"},
+                                        "notices": {"first_sign_in": True, **notices}})
         return SecurityNotices(config, self.store, self.inbox, self.clock, zone=UTC)
 
     def login(self, ip: str, account: str = ALICE, result: str = "success", **fields: Any) -> int:
@@ -120,6 +121,17 @@ async def test_new_source_gives_exactly_one_notice(harness: Harness) -> None:
     assert await feed.poll_once() == 1
     assert harness.inbox.subjects() == ["Security notice: new sign-in to your mailbox"] * 2
     assert await harness.store.get_setting(CURSOR_KEY) == "4"
+
+
+async def test_the_first_sign_in_sets_the_baseline_by_default(harness: Harness) -> None:
+    feed = harness.feed(first_sign_in=False)
+    harness.login("127.0.0.2")
+    assert await feed.poll_once() == 0  # nothing to be new against: recorded, no notice
+    harness.login("127.0.0.2")
+    assert await feed.poll_once() == 0
+    harness.login("127.0.0.3")
+    assert await feed.poll_once() == 1
+    assert harness.inbox.subjects() == ["Security notice: new sign-in to your mailbox"]
 
 
 async def test_two_new_sign_ins_in_one_batch(harness: Harness) -> None:
