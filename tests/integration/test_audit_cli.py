@@ -9,6 +9,7 @@ module that crashes. One test runs the real catalog, whatever modules it has."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import tomli_w
 
 from hardmail.config.load import load_config
 from hardmail.ops.audit.catalog import all_checks
-from support.cli_process import cli_env, run_cli, seed_account, serving
+from support.cli_process import LoggedServe, cli_env, run_cli, seed_account, serving
 from support.dns_server import LoopbackDnsServer
 from support.live import ALICE, ALICE_PASSWORD, EPHEMERAL_LISTEN
 from support.msgauth_dns import txt_value
@@ -194,3 +195,24 @@ def test_the_real_catalog_reports_every_check_and_leaves_no_probe_account(tmp_pa
     assert {check.id for check in all_checks()} <= {f["check"] for f in report["findings"]}
     assert [f for f in report["findings"] if f["evidence"].startswith("check failed")] == []
     assert left == [ALICE]
+
+
+def test_the_server_schedules_the_audit_in_exactly_one_process(tmp_path: Path, config_file: Path) -> None:
+    raw = tomllib.loads(config_file.read_text())
+    raw["audit"]["enabled"] = True
+    raw["server"]["workers"] = 2
+    config_file.write_text(tomli_w.dumps(raw))
+    server = LoggedServe(config_file)
+    seen: list[dict[str, Any]] = []
+    try:
+        while sum(e.get("event") == "server.start" for e in seen) < 2 or not _named(seen, "audit.scheduler_started"):
+            seen.append(server.wait_for_any())
+    finally:
+        server.stop()
+    seen += server.drain()
+    [started] = _named(seen, "audit.scheduler_started")
+    assert (started["interval_hours"], started["reason"]) == (24.0, "catch-up")  # no run kept yet
+
+
+def _named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [event for event in events if event.get("event") == name]
