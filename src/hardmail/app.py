@@ -27,6 +27,7 @@ from hardmail.mailbox import ChangeNotifier, MailboxStore
 from hardmail.ops.backup.upgrade import UpgradeOptions, upgrade_with_backup
 from hardmail.ops.log import configure_logging, log_event
 from hardmail.server.access_hook import AccessHook
+from hardmail.server.audit_scheduler import AuditScheduler, last_own_run_at
 from hardmail.server.backup_scheduler import BackupScheduler
 from hardmail.server.context import ServerContext
 from hardmail.server.impersonation_hook import ImpersonationHook
@@ -209,6 +210,7 @@ class RunningServer:
     runner: DeliveryRunner | None = None
     backups: BackupScheduler | None = None
     notices: SecurityNotices | None = None
+    audits: AuditScheduler | None = None
 
     @property
     def bound(self) -> list[BoundAddress]:
@@ -221,6 +223,8 @@ class RunningServer:
     async def stop(self) -> None:
         if self.backups is not None:
             await self.backups.stop()  # first: a backup child is stopped, not orphaned
+        if self.audits is not None:
+            await self.audits.stop()
         await self.listeners.stop()
         if self.notices is not None:
             await self.notices.stop()
@@ -263,7 +267,7 @@ async def start_server(config: Config, sockets: list[ListeningSocket] | None = N
     if worker:
         return RunningServer(context, listeners)
     return RunningServer(context, listeners, await _start_runner(config, context), await _start_backups(config),
-                         await _start_notices(context))
+                         await _start_notices(context), await _start_audits(config, context))
 
 
 async def _start_backups(config: Config) -> BackupScheduler | None:
@@ -283,6 +287,15 @@ async def _start_notices(context: ServerContext) -> SecurityNotices:
     notices = SecurityNotices(context.config, context.store, deliver, context.clock)
     await notices.start()
     return notices
+
+
+async def _start_audits(config: Config, context: ServerContext) -> AuditScheduler | None:
+    """Scheduled security audits, in the one process that also runs the queue (docs/audit.md)."""
+    if not config.audit.enabled:
+        return None
+    scheduler = AuditScheduler(config, lambda: last_own_run_at(context.store), clock=SystemClock())
+    await scheduler.start()
+    return scheduler
 
 
 async def _start_runner(config: Config, context: ServerContext) -> DeliveryRunner | None:

@@ -15,6 +15,7 @@ import typer
 from hardmail.admin import (
     cli_access,
     cli_accounts,
+    cli_audit,
     cli_backup,
     cli_config,
     cli_credentials,
@@ -47,6 +48,7 @@ cli_msgauth.register(app)
 cli_mailbox.register(app)
 cli_backup.register(app)
 cli_upgrade.register(app)
+cli_audit.register(app)
 
 
 def package_version() -> str:

@@ -32,6 +32,7 @@ from hardmail.config.schema import Config
 ENV_PREFIX = "HARDMAIL_"
 CONFIG_ENV = "HARDMAIL_CONFIG"
 DATA_DIR_ENV = "HARDMAIL_DATA_DIR"
+AUDIT_PASSWORD_ENV = "HARDMAIL_AUDIT_PASSWORD"  # `hardmail audit --login`'s password: not a setting
 DEFAULT_CONFIG_FILE = Path("hardmail.toml")
 # Settings whose values may hold a secret (a database password in a URL): never echoed.
 _UNSHOWN_KEYS = frozenset({("storage", "url")})
@@ -174,7 +175,7 @@ def _file_settings(path: Path, named_by: str) -> list[_Setting]:
 def _env_settings(environ: Mapping[str, str]) -> _Collected:
     collected = _Collected()
     for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX) or name.upper() in (CONFIG_ENV, DATA_DIR_ENV):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in (CONFIG_ENV, DATA_DIR_ENV, AUDIT_PASSWORD_ENV):
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         if "__" not in rest:

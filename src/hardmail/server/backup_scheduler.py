@@ -19,6 +19,7 @@ CPU, memory and file reads of a backup never touch a process that serves mail.
 - Sleeping follows the wall clock in naps of at most ``MAX_NAP`` seconds, so that a clock that is
   set or a machine that was suspended does not make a run late. Time comes from the injected
   clock and the naps from the injected ``sleep``, so that tests drive the schedule without waiting.
+  The naps and the child process are :mod:`hardmail.server.child_job`'s (shared with the audit).
 """
 
 from __future__ import annotations
@@ -26,10 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -41,12 +39,12 @@ from hardmail.ops.backup import health
 from hardmail.ops.backup.schedule import Schedule, catch_up_due, next_run, parse_schedule, resolve_timezone
 from hardmail.ops.backup.scheduled import ScheduledOutcome
 from hardmail.ops.log import log_event
+from hardmail.server.child_job import KILL_GRACE, Sleep, hardmail_command, run_child, wait_until
+from hardmail.server.child_job import MAX_NAP as MAX_NAP
+from hardmail.server.child_job import config_file_in_use as config_file_in_use
 
 CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up backup
-MAX_NAP = 300.0  # longest single sleep: the wall clock is looked at again at least this often
-KILL_GRACE = 20.0  # seconds a child has after SIGTERM before SIGKILL
 RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -128,8 +126,7 @@ class BackupScheduler:
                 due, reason = next_run(self.schedule, self.now(), self.zone), "scheduled"
 
     async def _wait_until(self, due: datetime) -> None:
-        while (remaining := (due - self.now()).total_seconds()) > 0:
-            await self._sleep(min(remaining, MAX_NAP))
+        await wait_until(due, self.now, self._sleep)
 
     async def run_now(self, reason: str = "manual") -> RunReport | None:
         """Run one backup child now and wait for it; None when one is running already."""
@@ -143,36 +140,15 @@ class BackupScheduler:
             return report
 
     async def _run_child(self, reason: str) -> RunReport:
-        try:
-            child = await asyncio.create_subprocess_exec(
-                *self._command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
-            return RunReport(reason, -1, None, f"cannot start the backup process: {exc.strerror or exc}")
-        self._child = child
-        self.child_started.set()
-        try:
-            stdout, _ = await asyncio.gather(_read_all(child.stdout), _relay_lines(child.stderr))
-            status = await child.wait()
-        except asyncio.CancelledError:
-            await self._terminate(child)
-            raise
-        finally:
-            self._child = None
-            self.child_started.clear()
-        return RunReport(reason, status, _parse_outcome(stdout))
+        result = await run_child(self._command, kill_grace=self._kill_grace, watch=self._watch,
+                                 on_interrupted=_log_interrupted)
+        if result.exit_status == -1 and result.error:
+            return RunReport(reason, -1, None, f"cannot start the backup process: {result.error}")
+        return RunReport(reason, result.exit_status, _parse_outcome(result.stdout))
 
-    async def _terminate(self, child: asyncio.subprocess.Process) -> None:
-        """SIGTERM to the child's process group, SIGKILL after the grace period; always reaped."""
-        _signal_group(child, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(child.wait()), self._kill_grace)
-        except (TimeoutError, asyncio.CancelledError):
-            _signal_group(child, signal.SIGKILL)
-            with contextlib.suppress(asyncio.CancelledError):
-                await child.wait()
-        log_event("backup.run", level="warning", result="interrupted", pid=child.pid,
-                  detail="the server stopped during the backup")
+    def _watch(self, child: asyncio.subprocess.Process | None) -> None:
+        self._child = child
+        (self.child_started.set if child is not None else self.child_started.clear)()
 
     def _log_report(self, report: RunReport) -> None:
         outcome = report.outcome
@@ -194,44 +170,12 @@ class BackupScheduler:
 
 def backup_command(config: Config, config_file: Path | None = None) -> list[str]:
     """``python -m hardmail backup run --json --from-server --data-dir D [--config F]``."""
-    command = [sys.executable, "-m", "hardmail", "backup", "run", "--json", "--from-server",
-               "--data-dir", str(config.data_dir)]
-    found = config_file or config_file_in_use()
-    return [*command, "--config", str(found)] if found is not None else command
+    return hardmail_command(config_file, "backup", "run", "--json", "--from-server", "--data-dir", str(config.data_dir))
 
 
-def config_file_in_use() -> Path | None:
-    """The configuration file the server was started with: ``--config`` of the running command,
-    else $HARDMAIL_CONFIG, else ./hardmail.toml when it is there (as the loader chooses);
-    absolute, since the child may be started from elsewhere."""
-    from hardmail.config.load import config_file_path
-
-    found = config_file_path(_command_line_config())
-    return found.resolve() if found is not None else None
-
-
-def _command_line_config() -> Path | None:
-    try:
-        import click
-    except ImportError:
-        return None
-    context = click.get_current_context(silent=True)
-    value = context.params.get("config") if context is not None else None
-    return Path(value) if isinstance(value, str | Path) and str(value) else None
-
-
-async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
-    return await stream.read() if stream is not None else b""
-
-
-async def _relay_lines(stream: asyncio.StreamReader | None) -> None:
-    """Pass the child's standard error on to ours, line by line."""
-    if stream is None:
-        return
-    while line := await stream.readline():
-        text = line.decode("utf-8", "replace")
-        sys.stderr.write(text if text.endswith("\n") else text + "\n")
-        sys.stderr.flush()
+def _log_interrupted(pid: int) -> None:
+    log_event("backup.run", level="warning", result="interrupted", pid=pid,
+              detail="the server stopped during the backup")
 
 
 def _parse_outcome(stdout: bytes) -> ScheduledOutcome | None:
@@ -240,8 +184,3 @@ def _parse_outcome(stdout: bytes) -> ScheduledOutcome | None:
         return ScheduledOutcome.from_json(value) if isinstance(value, dict) else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _signal_group(child: asyncio.subprocess.Process, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signum)

@@ -21,32 +21,11 @@ from hardmail.config.schema import Config
 from hardmail.core.clock import FakeClock
 from hardmail.ops.backup.health import read_health, record_attempt
 from hardmail.server.backup_scheduler import MAX_NAP, BackupScheduler, backup_command, config_file_in_use
+from support.driven_sleep import DrivenSleep
 
 START = datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
 OK_OUTCOME = {"result": "ok", "started_at": "x", "seconds": 0.5, "kind": "full", "archive": "hardmail-a-full",
               "error": "", "pruned": ["hardmail-old-full"]}
-
-
-class DrivenSleep:
-    """The scheduler's ``sleep``: each nap waits until the test lets it end (and moves the clock)."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.naps: asyncio.Queue[tuple[float, asyncio.Future[None]]] = asyncio.Queue()
-        self.slept = 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.naps.put((seconds, done))
-        await done
-
-    async def nap(self) -> float:
-        """Wait for the scheduler's next nap, let the clock pass it, end it; returns its length."""
-        seconds, done = await asyncio.wait_for(self.naps.get(), 30)
-        self.clock.advance(seconds)
-        self.slept += seconds
-        done.set_result(None)
-        return seconds
 
 
 def make_config(tmp_path: Path, schedule: str = "03:00") -> Config:

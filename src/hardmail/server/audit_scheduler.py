@@ -1,0 +1,170 @@
+"""Scheduled security audits inside the server: an asyncio task, in exactly one process of the
+server (the one that runs the outbound queue: the only process, or worker 0), that runs
+``hardmail audit --json --record --scheduled`` in a child process every ``audit.interval_hours``,
+so that the probes' work and the checks' CPU never touch a process that serves mail.
+
+- The child records its run in the database itself (``hardmail audit history``); its standard
+  output is the JSON report, logged here as one ``audit.run`` event (score, worst severity, the
+  count of each severity); its standard error (its log lines) is passed on to the server's. A
+  report with high or critical findings is a warning-level event; a child that ends without a
+  report is an error-level ``audit.failed``.
+- One run at a time (:meth:`AuditScheduler.run_now` while one runs returns None); a failure never
+  stops the schedule.
+- Catch-up: at start, when the last run of the server's own audit is older than the interval (or
+  there never was one), an audit runs ``catch_up_delay`` seconds after start (5 minutes: the
+  start-up work is done by then); otherwise the next run is one interval after the last.
+- On server stop the child gets SIGTERM, then SIGKILL after a grace period.
+Waiting and the child process are :mod:`hardmail.server.child_job`'s (shared with the backups);
+time comes from the injected clock and the naps from the injected ``sleep``, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hardmail.config.schema import Config
+from hardmail.core.clock import Clock, SystemClock
+from hardmail.ops.log import log_event
+from hardmail.server.child_job import KILL_GRACE, Sleep, hardmail_command, run_child, wait_until
+from hardmail.store.ports import Store
+
+CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up audit
+RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
+LastRun = Callable[[], Awaitable[datetime | None]]
+
+
+@dataclass(frozen=True)
+class AuditRunReport:
+    """One run of the child: why it ran, its exit status, its report (None when it printed none)."""
+
+    reason: str
+    exit_status: int
+    report: dict[str, Any] | None = field(default=None, repr=False)
+    error: str = ""
+
+
+class AuditScheduler:
+    """Runs ``hardmail audit`` every ``config.audit.interval_hours``; see the module docstring."""
+
+    def __init__(self, config: Config, last_run_at: LastRun, *, clock: Clock | None = None,
+                 sleep: Sleep = asyncio.sleep, config_file: Path | None = None,
+                 command: Sequence[str] | None = None, catch_up_delay: float = CATCH_UP_DELAY,
+                 kill_grace: float = KILL_GRACE) -> None:
+        self.config = config
+        self.interval = timedelta(hours=config.audit.interval_hours)
+        self._last_run_at = last_run_at
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._command = list(command) if command is not None else audit_command(config, config_file)
+        self._catch_up_delay = catch_up_delay
+        self._kill_grace = kill_grace
+        self._task: asyncio.Task[None] | None = None
+        self._running = asyncio.Lock()
+        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
+        self.next_due: datetime | None = None
+        self.runs: list[AuditRunReport] = []
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), UTC)
+
+    async def start(self) -> None:
+        due, reason = await self.first_due()
+        log_event("audit.scheduler_started", interval_hours=self.config.audit.interval_hours,
+                  next=due.isoformat(), reason=reason)
+        self._task = asyncio.create_task(self._loop(due, reason), name="audit-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the schedule; a running child is terminated (then killed) and reaped."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def first_due(self) -> tuple[datetime, str]:
+        """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
+        now = self.now()
+        try:
+            last = await self._last_run_at()
+        except Exception as exc:  # an unreadable history must not stop the server: audit soon instead
+            log_event("audit.history_unreadable", level="warning", error=type(exc).__name__, detail=str(exc)[:300])
+            last = None
+        if last is None or now - last > self.interval:
+            return now + timedelta(seconds=self._catch_up_delay), "catch-up"
+        return last + self.interval, "scheduled"
+
+    async def _loop(self, due: datetime, reason: str) -> None:
+        while True:
+            self.next_due = due
+            try:
+                await wait_until(due, self.now, self._sleep)
+                await self.run_now(reason)
+                due, reason = max(self.now(), due) + self.interval, "scheduled"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the scheduler itself must survive anything
+                log_event("audit.scheduler_error", level="error", error=type(exc).__name__,
+                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
+                await self._sleep(RETRY_AFTER_ERROR)
+                due, reason = self.now() + self.interval, "scheduled"
+
+    async def run_now(self, reason: str = "manual") -> AuditRunReport | None:
+        """Run one audit child now and wait for it; None when one is running already."""
+        if self._running.locked():
+            log_event("audit.skipped", level="warning", reason=reason, detail="an audit is running already")
+            return None
+        async with self._running:
+            result = await run_child(self._command, kill_grace=self._kill_grace, watch=self._watch,
+                                     on_interrupted=_log_interrupted)
+            run = AuditRunReport(reason, result.exit_status, _parse_report(result.stdout), result.error)
+            self.runs.append(run)
+            _log_run(run)
+            return run
+
+    def _watch(self, child: asyncio.subprocess.Process | None) -> None:
+        (self.child_started.set if child is not None else self.child_started.clear)()
+
+
+def audit_command(config: Config, config_file: Path | None = None) -> list[str]:
+    """``python -m hardmail audit --json --record --scheduled --data-dir D [--config F]``."""
+    return hardmail_command(config_file, "audit", "--json", "--record", "--scheduled", "--data-dir",
+                            str(config.data_dir))
+
+
+async def last_own_run_at(store: Store) -> datetime | None:
+    """When the server's own audit last finished, from the kept runs."""
+    runs = await store.security.list_audit_runs(1, "own")
+    return runs[0].finished_at if runs else None
+
+
+def _parse_report(stdout: bytes) -> dict[str, Any] | None:
+    try:
+        value: Any = json.loads(stdout)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "score" in value and "counts" in value else None
+
+
+def _log_run(run: AuditRunReport) -> None:
+    report = run.report
+    if report is None:
+        error = (f"cannot start the audit process: {run.error}" if run.error else
+                 f"the audit process ended with status {run.exit_status} without a report "
+                 "(its output is in the server's standard error)")
+        log_event("audit.failed", level="error", reason=run.reason, error=error)
+        return
+    log_event("audit.run", level="warning" if run.exit_status else "info", reason=run.reason,
+              score=report.get("score"), worst=report.get("worst"), counts=report.get("counts"),
+              exit_status=run.exit_status)
+
+
+def _log_interrupted(pid: int) -> None:
+    log_event("audit.run", level="warning", result="interrupted", pid=pid, detail="the server stopped during the audit")
