@@ -8,6 +8,7 @@ A message with a longer line is read to its real end, its sink is abandoned, and
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import pytest
 
@@ -172,6 +173,6 @@ def test_line_meter_with_cuts(total: int, cuts: tuple[int, ...]) -> None:
     data = b"ab\r\n" + line(total) + b"cd\r\n"
     meter = LineMeter(1000)
     edges = [0, *[4 + c for c in cuts], len(data)]
-    for start, end in zip(edges, edges[1:], strict=False):
+    for start, end in pairwise(edges):
         meter.measure(data[start:end])
     assert meter.too_long == (total > 1000)
