@@ -27,7 +27,8 @@ def _mailboxes(server: ServerThread) -> MailboxStore:
 
 
 def _message(subject: str, body_size: int = 10) -> bytes:
-    return f"From: <{SENDER}>\r\nSubject: {subject}\r\n\r\n".encode() + b"x" * body_size + b"\r\n"
+    body = (b"x" * 78 + b"\r\n") * (body_size // 80) + b"x" * (body_size % 80)  # lines of normal length
+    return f"From: <{SENDER}>\r\nSubject: {subject}\r\n\r\n".encode() + body + b"\r\n"
 
 
 def _send(server: ServerThread, recipients: list[str], message: bytes) -> None:

@@ -155,7 +155,7 @@ def test_rset_after_a_bdat_chunk_removes_its_file(live_server: ServerThread) -> 
     store = live_server.server.context.incoming_store()
     client = RawClient(live_server.address("smtp"))
     envelope(client)
-    client.send(b"BDAT 100000\r\n" + HEADER + b"x" * (100000 - len(HEADER)))
+    client.send(b"BDAT 100000\r\n" + HEADER + body_of(100000 - len(HEADER)))
     assert client.read_reply()[0] == 250
     assert (store.open_files, store.in_flight) == (1, 100000)
     assert client.command("RSET")[0] == 250  # answered once the file is gone
@@ -171,7 +171,7 @@ def test_a_client_that_disconnects_mid_data_leaves_no_file(live_server: ServerTh
     envelope(client)
     assert client.command("DATA")[0] == 354
     assert store.open_files == 1
-    client.send(HEADER + b"y" * 150_000 + b"\r\n")
+    client.send(HEADER + body_of(150_002))
     client.close()
     wait_idle(live_server)
     assert incoming_files(live_server) == []
@@ -184,7 +184,7 @@ def test_over_the_bytes_in_flight_new_messages_get_452_before_their_content(tmp_
     with running_server(config) as server:
         first = RawClient(server.address("smtp"))
         envelope(first)
-        first.send(b"BDAT 60000\r\n" + HEADER + b"z" * (60000 - len(HEADER)))
+        first.send(b"BDAT 60000\r\n" + HEADER + body_of(60000 - len(HEADER)))
         assert first.read_reply()[0] == 250  # 60,000 bytes of this process's 50,000 are taken
         second = RawClient(server.address("smtp"))
         envelope(second)
@@ -270,7 +270,7 @@ def in_flight(server: ServerThread) -> tuple[int, int]:
 
 
 def send_chunk(client: RawClient, size: int = CHUNK, last: bool = False) -> tuple[int, list[str]]:
-    client.send(f"BDAT {size}{' LAST' if last else ''}\r\n".encode() + HEADER + b"x" * (size - len(HEADER)))
+    client.send(f"BDAT {size}{' LAST' if last else ''}\r\n".encode() + HEADER + body_of(size - len(HEADER)))
     return client.read_reply()
 
 

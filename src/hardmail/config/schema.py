@@ -98,7 +98,7 @@ class SmtpSection(Section):
     max_recipients: int = Field(100, gt=0, description="Recipients per message (RFC 5321 4.5.3.1.8 requires at least 100).")
     max_commands: int = Field(10_000, gt=0, description="Commands per session before it is closed.")
     max_bad_commands: int = Field(20, gt=0, description="Unknown or malformed commands before the session is closed.")
-    max_line_length: int = Field(1000, ge=512, description="Longest command or text line in octets including CRLF (RFC 5321 4.5.3.1.4 and 4.5.3.1.6).")
+    max_line_length: int = Field(1000, ge=512, description="Longest command or text line in octets including CRLF (RFC 5321 4.5.3.1.4 and 4.5.3.1.6): a longer command gets 500 5.5.6; a message (DATA or BDAT) with a longer text line is refused at its end with 554 5.6.0.")
     max_header_size: int = Field(256 * 1024, ge=16 * 1024, description="Largest header block of a message in bytes (held in memory while the rest streams to disk); a message whose header block is larger gets 552 5.3.4.")
     max_bytes_in_flight: int = Field(512 * 1024 * 1024, gt=0, description="Bytes of messages one server process may be receiving at once (on disk in data_dir/incoming); over it a new DATA or BDAT gets 452 4.3.1 before its content is read, and a message that gets more content stores no more and gets 452 4.3.1 at its end.")
     auth_on_mx: bool = Field(False, description="Offer AUTH on the MX listener (inside TLS only). Off by default.")

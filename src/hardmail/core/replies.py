@@ -89,6 +89,23 @@ BARE_LINEFEED = Reply(
     554, "5.6.11",
     "Message refused: bare CR or LF in data (RFC 5321 2.3.8); use CRLF line endings",
 )
+# RFC 5321 4.5.3.1.6 (text line limit), 4.3.2 (554 after the data); RFC 3463 3.7 (X.6.0: media error)
+TEXT_LINE_TOO_LONG = Reply(
+    554, "5.6.0",
+    "Message refused: a text line is longer than 1000 octets including CRLF (RFC 5321 4.5.3.1.6); "
+    "wrap lines at 998 characters or use quoted-printable/base64",
+)
+
+
+def text_line_too_long(limit: int) -> Reply:
+    """TEXT_LINE_TOO_LONG for a configured limit of ``limit`` octets including CRLF."""
+    if limit == 1000:
+        return TEXT_LINE_TOO_LONG
+    return TEXT_LINE_TOO_LONG.with_text(
+        f"Message refused: a text line is longer than {limit} octets including CRLF (RFC 5321 4.5.3.1.6); "
+        f"wrap lines at {limit - 2} characters or use quoted-printable/base64")
+
+
 BAD_8BIT_HEADER = Reply(554, "5.6.7", "Non-ASCII in message without SMTPUTF8/8BITMIME")
 
 # TLS

@@ -76,7 +76,7 @@ def test_dot_stuffing_is_undone_in_what_the_sink_gets(feed_mode: str) -> None:
 
 def test_data_reader_keeps_at_most_one_unfinished_line() -> None:
     sink = Recorder()
-    reader = DataReader(10_000_000, sink)
+    reader = DataReader(10_000_000, sink, max_line_length=1_000_000)  # a raised text line limit
     for _ in range(300):  # 300 KB without a CRLF, one KB at a time
         reader.feed(b"x" * 1024)
         assert len(reader._pending) <= _MAX_PENDING
@@ -107,7 +107,7 @@ def test_bdat_reader_hands_a_chunk_on_as_it_arrives() -> None:
     sink = Recorder()
     reader = BdatReader(10_000_000, sink)
     reader.start_chunk(100_000, last=True)
-    reader.feed(b"a" * 40_000)
+    reader.feed((b"a" * 78 + b"\r\n") * 500)
     assert len(sink.content) == 40_000
 
 

@@ -11,16 +11,58 @@ soon as it is known to be content (the server's sink streams it to a file in the
 so that memory per message stays bounded whatever its size); :class:`ChunkList`, the default, keeps
 the pieces in memory for tools and tests. A refused message (too big, bare CR/LF) is still read to
 its end, but nothing more goes to the sink and the sink is told to drop what it has.
+
+RFC 5321 4.5.3.1.6: a text line is at most ``max_line_length`` octets including the CRLF, "not
+counting the leading dot duplicated for transparency", so DATA lines are measured after unstuffing.
+A message with a longer line is refused the same way (read to its end, sink abandoned). Lines are
+measured per region with one C-speed regex search (``\\n[^\\n]{N}``: it can start only at a line
+break, so each octet is looked at about once), plus a carried length for a line that spans regions.
 """
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Protocol
 
 from hardmail.core.replies import Reply
 
 _END_MARK = b"\r\n.\r\n"
 _MAX_PENDING = 64 * 1024  # longest stretch held back while waiting for a CRLF
+
+
+@lru_cache(maxsize=8)
+def _overlong(limit: int) -> re.Pattern[bytes]:
+    """A line break followed by ``limit`` octets without one: the next line is over the limit."""
+    return re.compile(rb"\n[^\n]{%d}" % limit)
+
+
+class LineMeter:
+    """Tells whether any line of a stream of pieces is longer than ``limit`` octets including CRLF.
+
+    Only the length of the unfinished last line is kept, so memory does not depend on line lengths.
+    A line is too long when it has ``limit`` or more octets before its LF (the CR counts as one).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.too_long = False
+        self._current = 0  # octets of the unfinished line so far
+
+    def measure(self, piece: bytes) -> bool:
+        """Account for the next piece; returns True once some line is too long."""
+        if self.too_long:
+            return True
+        first = piece.find(b"\n")
+        if first < 0:
+            self._current += len(piece)
+        else:
+            if self._current + first >= self.limit or _overlong(self.limit).search(piece, first):
+                self.too_long = True
+            self._current = len(piece) - piece.rfind(b"\n") - 1
+        if self._current >= self.limit:
+            self.too_long = True
+        return self.too_long
 
 
 class ContentSink(Protocol):
@@ -49,13 +91,15 @@ class ChunkList:
 class DataReader:
     """Consumes DATA content; :meth:`feed` returns the bytes that follow the end marker."""
 
-    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None) -> None:
+    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None,
+                 *, max_line_length: int = 1000) -> None:
         self.max_size = max_size
         self.sink: ContentSink = sink or ChunkList()
         self.refused = refused  # refused before it started (e.g. no room): read, keep nothing
         self.size = 0
         self.too_big = False
         self.bare_newline = False
+        self.lines = LineMeter(max_line_length)
         self.done = False
         self._pending = bytearray()  # the unfinished line; never holds a CRLF
         self._line_start = True
@@ -104,13 +148,16 @@ class DataReader:
             self.bare_newline = True
         starts_line = self._line_start
         self._line_start = region.endswith(b"\r\n")
-        if self.bare_newline or self.too_big or self.refused:
+        if self.bare_newline or self.too_big or self.lines.too_long or self.refused:
             self._drop()
             return
         if starts_line and region[:1] == b".":  # RFC 5321 4.5.2
             region = region[1:]
         if b"\r\n." in region:
             region = region.replace(b"\r\n.", b"\r\n")
+        if self.lines.measure(region):  # RFC 5321 4.5.3.1.6: measured without the stuffed dots
+            self._drop()
+            return
         self.size += len(region)
         if self.size > self.max_size:
             self.too_big = True
@@ -128,13 +175,15 @@ class DataReader:
 class BdatReader:
     """Consumes the octets of BDAT chunks (RFC 3030 2): no transparency, no end marker."""
 
-    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None) -> None:
+    def __init__(self, max_size: int, sink: ContentSink | None = None, refused: Reply | None = None,
+                 *, max_line_length: int = 1000) -> None:
         self.max_size = max_size
         self.sink: ContentSink = sink or ChunkList()
         self.refused = refused  # refused at its first chunk (e.g. no room): read, keep nothing
         self.size = 0
         self.too_big = False
         self.bare_newline = False  # BINARYMIME is not offered: content must be CRLF text as in DATA
+        self.lines = LineMeter(max_line_length)  # RFC 5321 4.5.3.1.6: CRLF text, so lines are limited too
         self.remaining = 0
         self.last = False
         self._ends_with_cr = False
@@ -152,7 +201,9 @@ class BdatReader:
         self._check_line_ends(part)
         if self.size > self.max_size or self.bare_newline:
             self.too_big = True
-        if self.too_big or self.refused:
+        if not (self.too_big or self.refused):
+            self.lines.measure(part)
+        if self.too_big or self.lines.too_long or self.refused:
             if not self._dropped:
                 self._dropped = True
                 self.sink.abandon()

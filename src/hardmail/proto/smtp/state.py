@@ -50,6 +50,7 @@ from hardmail.core.replies import (
     UNKNOWN_COMMAND,
     VRFY_CANNOT,
     Reply,
+    text_line_too_long,
 )
 from hardmail.proto.smtp import grammar
 from hardmail.proto.smtp.data import BdatReader, ChunkList, ContentSink, DataReader
@@ -269,7 +270,8 @@ class ServerConnection:
         if self._bdat is None:
             problem = self._message_sequence_problem()  # no transaction: read the chunk, keep nothing
             sink = (ChunkList(), problem) if problem is not None else self._new_sink()
-            self._bdat = BdatReader(self.options.max_message_size, *sink)
+            self._bdat = BdatReader(self.options.max_message_size, *sink,
+                                    max_line_length=self.options.max_line_length)
         self._bdat.start_chunk(size, last)
         self.phase = Phase.BDAT
         return self._read_bdat()
@@ -357,6 +359,8 @@ class ServerConnection:
         self.phase = Phase.COMMAND
         if reader.bare_newline:
             return MessageRefused(BARE_LINEFEED, reason="bare CR or LF in DATA")
+        if reader.lines.too_long:
+            return MessageRefused(text_line_too_long(reader.lines.limit), reason="text line too long")
         if reader.too_big:
             return MessageRefused(MESSAGE_TOO_BIG, reason="message larger than the limit")
         if reader.refused:
@@ -378,10 +382,10 @@ class ServerConnection:
         problem = self._message_sequence_problem()
         if reader.last:
             reader.finish_message()
-        if problem is not None or reader.too_big or reader.bare_newline or reader.refused:
+        if problem is None:
+            problem = _bdat_problem(reader)
+        if problem is not None:
             self._bdat = None
-            if problem is None:
-                problem = BARE_LINEFEED if reader.bare_newline else reader.refused or MESSAGE_TOO_BIG
             return MessageRefused(problem, reason="BDAT refused")
         if not reader.last:
             return BdatChunk(Reply(250, "2.0.0", f"{reader.size} octets received"), size=reader.size)
@@ -437,7 +441,8 @@ class ServerConnection:
 
     def _after_data_start(self, event: Event, reply: Reply) -> None:
         if reply.code == 354:
-            self._data = DataReader(self.options.max_message_size, *self._new_sink())
+            self._data = DataReader(self.options.max_message_size, *self._new_sink(),
+                                    max_line_length=self.options.max_line_length)
             self.phase = Phase.DATA
 
     def _after_message(self, event: Event, reply: Reply) -> None:
@@ -491,6 +496,17 @@ class ServerConnection:
     @property
     def awaiting_tls(self) -> bool:
         return self.phase is Phase.TLS_HANDSHAKE
+
+
+def _bdat_problem(reader: BdatReader) -> Reply | None:
+    """Why the BDAT message is refused, or None."""
+    if reader.bare_newline:
+        return BARE_LINEFEED
+    if reader.lines.too_long:
+        return text_line_too_long(reader.lines.limit)
+    if reader.refused:
+        return reader.refused
+    return MESSAGE_TOO_BIG if reader.too_big else None
 
 
 def _kept(sink: ContentSink) -> tuple[bytes, ...]:
