@@ -2,7 +2,8 @@
 
 A check module exports ``CHECKS`` (a tuple of :class:`~hardmail.ops.audit.findings.CheckInfo`)
 and ``async def run(ctx: AuditContext) -> list[Finding]``. The modules are imported here by
-name (an explicit table, not discovery), so that ``docs/audit.md`` and the runner see one list.
+name (an explicit table, not discovery), so that ``docs/audit.md`` and the runner see one list;
+every id is unique (a test checks it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import ModuleType
 
 from hardmail.ops.audit.context import AuditContext
 from hardmail.ops.audit.findings import CheckInfo, Finding
@@ -37,21 +37,11 @@ class CheckModule:
     run: Callable[[AuditContext], Awaitable[list[Finding]]]
 
 
-def _load(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"hardmail.ops.audit.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"hardmail.ops.audit.{name}":
-            raise
-        return None  # a module of this table that is not in this build yet
-
-
 def check_modules() -> list[CheckModule]:
     found = []
     for name, probes in CHECK_MODULES:
-        module = _load(name)
-        if module is not None:
-            found.append(CheckModule(name, probes, tuple(module.CHECKS), module.run))
+        module = importlib.import_module(f"hardmail.ops.audit.{name}")
+        found.append(CheckModule(name, probes, tuple(module.CHECKS), module.run))
     return found
 
 
