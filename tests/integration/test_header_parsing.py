@@ -22,6 +22,7 @@ from support.live import (
     RawClient,
     ServerThread,
     client_tls_context,
+    delivery_order,
     mx_config,
     running_server,
     send_mx,
@@ -147,7 +148,7 @@ def test_ambiguous_from_fails_dmarc_however_the_message_arrives(mx_server: Serve
 def _junk(server: ServerThread, address: str) -> list[bytes]:
     assert server.server is not None
     path = server.server.context.acceptor.maildir.mailbox_path(address) / ".Junk" / "new"
-    return [p.read_bytes() for p in sorted(path.iterdir())] if path.exists() else []
+    return [p.read_bytes() for p in sorted(path.iterdir(), key=delivery_order)] if path.exists() else []
 
 
 @pytest.mark.parametrize("from_line", [

@@ -26,6 +26,7 @@ from support.live import (
     HOSTNAME,
     ServerThread,
     client_tls_context,
+    delivery_order,
     mx_config,
     running_server,
     send_mx,
@@ -83,7 +84,7 @@ def _hook(server: ServerThread) -> MsgAuthHook:
 def _junk(server: ServerThread) -> list[bytes]:
     assert server.server is not None
     path = server.server.context.acceptor.maildir.mailbox_path(BOB) / ".Junk" / "new"
-    return [p.read_bytes() for p in sorted(path.iterdir())] if path.exists() else []
+    return [p.read_bytes() for p in sorted(path.iterdir(), key=delivery_order)] if path.exists() else []
 
 
 async def test_inbound_results_dmarc_enforcement_and_forged_results(

@@ -43,6 +43,7 @@ from support.live import (
     HOSTNAME,
     ServerThread,
     client_tls_context,
+    delivery_order,
     running_server,
     server_config,
 )
@@ -64,7 +65,7 @@ def wait_until(condition: Callable[[], Any], what: str, deadline: float = WAIT) 
 
 def notice_files(maildir: Path) -> list[bytes]:
     return [p.read_bytes() for sub in ("new", "cur") if (maildir / sub).is_dir()
-            for p in sorted((maildir / sub).iterdir())]
+            for p in sorted((maildir / sub).iterdir(), key=delivery_order)]
 
 
 def subjects(files: list[bytes]) -> list[str]:

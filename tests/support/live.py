@@ -122,7 +122,7 @@ class ServerThread:
         path = self.server.context.acceptor.maildir.mailbox_path(address) / "new"
         if not path.exists():
             return []
-        return [p.read_bytes() for p in sorted(path.iterdir())]
+        return [p.read_bytes() for p in sorted(path.iterdir(), key=delivery_order)]
 
     def all_mail_files(self) -> list[Path]:
         root = self.config.maildir_root
@@ -131,6 +131,16 @@ class ServerThread:
     def spool_files(self) -> list[Path]:
         root = self.config.spool_dir
         return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def delivery_order(path: Path) -> tuple[int, int, str]:
+    """Maildir files in the order they were delivered: ``SECONDS.MMICROS...`` names sorted by number
+    (the microseconds are not zero-padded, so sorting the names as text is not delivery order)."""
+    seconds, _, rest = path.name.partition(".M")
+    micros = rest.partition("P")[0]
+    if seconds.isdigit() and micros.isdigit():
+        return int(seconds), int(micros), path.name
+    return 0, 0, path.name
 
 
 @contextlib.contextmanager
