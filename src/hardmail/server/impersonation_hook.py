@@ -73,6 +73,9 @@ class ImpersonationHook(SessionHook):
         self._directory: Directory | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        section = config.impersonation
+        self.settings = Settings.build(section.max_edit_distance, section.match_display_names,
+                                       section.allow_domains, section.allow_senders)
 
     def from_outside(self, facts: SessionFacts) -> bool:
         return facts.listener == "smtp" and facts.account is None and \
@@ -106,8 +109,7 @@ class ImpersonationHook(SessionHook):
         except Exception as exc:  # the store: no warning rather than no mail
             log_event("impersonation.error", level="warning", session=facts.session_id, error=type(exc).__name__)
             return MessageDecision(drop_headers=drops) if drops else None
-        verdict = await workers.run(judge, block, directory,
-                                    Settings(settings.max_edit_distance, settings.match_display_names))
+        verdict = await workers.run(judge, block, directory, self.settings)
         if not verdict:
             return MessageDecision(drop_headers=drops) if drops else None
         changed = await workers.run(with_warning, message.content, verdict.notice_lines()) \

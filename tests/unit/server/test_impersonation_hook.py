@@ -57,7 +57,8 @@ async def test_mail_from_outside_gets_warnings_and_loses_the_forged_field(tmp_pa
     decision = await hook.on_message(session(), message(MessageContent(HEAD, body=BODY)))
     assert decision is not None
     assert decision.headers.count(b"X-Hardmail-Warning: ") == 2
-    assert b"looks like your domain example.org" in decision.headers
+    assert b"looks like your domain example.org" in decision.headers.replace(b"\r\n ", b" ")
+    assert all(len(line) <= 78 for line in decision.headers.split(b"\r\n"))
     assert decision.drop_headers == (2,)
     assert decision.content is not None
     body = decision.content.body
@@ -76,6 +77,25 @@ async def test_no_warning_without_local_recipients_or_when_off(tmp_path: Path, s
     assert await hook.on_message(session(), message(MessageContent(HEAD, body=BODY), mailboxes=())) is None
     off = ImpersonationHook(config(tmp_path, enabled=False), store, FakeClock())
     assert await off.on_message(session(), message(MessageContent(HEAD, body=BODY))) is None
+
+
+async def test_allowed_domains_and_senders_from_the_config(tmp_path: Path, store: Store) -> None:
+    hook = ImpersonationHook(config(tmp_path, allow_domains=["examp1e.org"], allow_senders=["boss@partner.test"]),
+                             store, FakeClock())
+    decision = await hook.on_message(session(), message(MessageContent(HEAD, body=BODY)))
+    assert decision is not None and decision.headers == b"" and decision.drop_headers == (2,)
+    boss = b'From: "Alice Liddell" <BOSS@partner.test>\r\n\r\n'
+    assert await hook.on_message(session(), message(MessageContent(boss))) is None
+    other = b'From: "Alice Liddell" <clerk@partner.test>\r\n\r\n'
+    decision = await hook.on_message(session(), message(MessageContent(other)))
+    assert decision is not None and b"matches a person in your organisation" in decision.headers
+
+
+@pytest.mark.parametrize(("key", "value"), [("allow_domains", ["a b.test"]), ("allow_domains", ["x@y.test"]),
+                                            ("allow_senders", ["partner.test"]), ("allow_senders", ["@y.test"])])
+def test_allowlists_must_be_domains_and_addresses(tmp_path: Path, key: str, value: list[str]) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        config(tmp_path, **{key: value})
 
 
 async def test_normal_mail_only_loses_the_forged_field(tmp_path: Path, store: Store) -> None:
