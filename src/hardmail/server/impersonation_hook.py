@@ -118,4 +118,4 @@ class ImpersonationHook(SessionHook):
                   kinds=[f.kind for f in verdict.findings], senders=sorted({f.sender for f in verdict.findings}),
                   looks_like=sorted({f.local for f in verdict.findings if f.local}) or None,
                   prepended=changed is not None if settings.prepend_warning else None)
-        return MessageDecision(headers=verdict.headers, drop_headers=drops, content=changed)
+        return MessageDecision(local_headers=verdict.headers, drop_headers=drops, content=changed)
