@@ -36,6 +36,7 @@ ZONE: dict[tuple[str, str], Any] = {
     ("free-mail.test", "MX"): ["10 mx.free-mail.test."],
 }
 DAVE = "dave@example.test"
+FORWARD = "bob.forward@example.test"  # an alias with a copy for a mailbox outside
 TAIL = (b"To: <bob@example.test>\r\nSubject: urgent payment\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\n"
         b"Message-ID: <m1@free-mail.test>\r\n")
 BODY = b"Please pay the invoice today.\r\n"
@@ -48,15 +49,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
             mx_config(tmp_path_factory.mktemp("imperson"), dns, impersonation={"prepend_warning": True},
                       smtp={"max_message_size": 2_000_000})) as running:
         running.run(running.admin.add_account(DAVE, "red dwarf smeg head 3 million", "Dave Lister"))
+        running.run(running.admin.add_alias(FORWARD, [BOB, "bob.at.home@elsewhere.test"]))
         yield running
 
 
 def deliver(server: ServerThread, sender: str, message: bytes) -> email.message.EmailMessage:
-    before = len(server.messages(BOB))
+    before = set(server.messages(BOB))
     send_mx(server, sender, message)
-    stored = server.messages(BOB)
-    assert len(stored) == before + 1
-    parsed = email.message_from_bytes(stored[-1], policy=email.policy.default)
+    stored = [m for m in server.messages(BOB) if m not in before]  # file names do not sort by arrival
+    assert len(stored) == 1
+    parsed = email.message_from_bytes(stored[0], policy=email.policy.default)
     assert isinstance(parsed, email.message.EmailMessage)
     return parsed
 
@@ -123,3 +125,23 @@ def test_a_big_message_kept_in_its_file_gets_the_warning_line(server: ServerThre
     text = text_of(message)
     assert text.startswith("WARNING: The sender's name matches") and text.endswith(
         "Please pay the invoice today.\n" + ("x" * 76 + "\n") * 6000)
+
+
+def test_a_copy_forwarded_outside_is_sent_as_received(server: ServerThread) -> None:
+    before = set(server.messages(BOB))
+    raw = (b'From: "Dave Lister" <boss@free-mail.test>\r\n' + TAIL.replace(b"<m1@", b"<forwarded@") + b"\r\n"
+           + BODY)
+    host, port = server.address("smtp")
+    with smtplib.SMTP(host, port, timeout=30) as client:
+        client.ehlo("client.example")
+        client.sendmail("boss@free-mail.test", [FORWARD], FORGED + raw)
+    stored = [m for m in server.messages(BOB) if m not in before]
+    assert len(stored) == 1
+    assert b"X-Hardmail-Warning: The sender's name matches" in stored[0]
+    assert stored[0].endswith(b"\r\n\r\nWARNING: The sender's name matches a person in your organisation, but\r\n"
+                              b"the message came from outside (address boss@free-mail.test).\r\n\r\n" + BODY)
+    queued = [data for path in server.spool_files() if path.suffix == ".eml" and path.parent.name == "queue"
+              and b"<forwarded@free-mail.test>" in (data := path.read_bytes())]
+    assert len(queued) == 1
+    assert b"X-Hardmail-Warning" not in queued[0] and b"WARNING" not in queued[0]  # the forged field is gone too
+    assert queued[0].endswith(raw) and b"Authentication-Results:" in queued[0]

@@ -3,7 +3,7 @@ and the impersonation warnings on incoming mail (``[impersonation]``)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -46,4 +46,23 @@ class ImpersonationSection(_Section):
     enabled: bool = Field(True, description="Add X-Hardmail-Warning to mail from outside whose display name is a local user's name, or whose From: domain looks like a local domain.")
     prepend_warning: bool = Field(False, description="Also put a short warning line at the top of the message's visible text (changes the body: off by default).")
     max_edit_distance: int = Field(2, ge=0, le=3, description="From: domains this many edits (or fewer, but not 0) away from a local domain are look-alikes; 0 turns the edit-distance test off (homographs are still found).")
-    match_display_names: bool = Field(True, description="Warn when the display name of mail from outside equals a local user's display name or address.")
+    match_display_names: bool = Field(True, description="Warn when the display name of mail from outside equals a local user's full display name, a local address or a local part with a separator (bob.smith).")
+    allow_domains: list[str] = Field([], description="From: domains never warned about, subdomains included: the organisation's own other domains, partners (\"example.net\", \"partner.example\").")
+    allow_senders: list[str] = Field([], description="From: addresses never warned about (\"alice.liddell@partner.example\").")
+
+    @field_validator("allow_domains")
+    @classmethod
+    def _check_domains(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not value.strip() or "@" in value or any(c.isspace() for c in value.strip()):
+                raise ValueError(f"not a domain name: {value!r}")
+        return values
+
+    @field_validator("allow_senders")
+    @classmethod
+    def _check_senders(cls, values: list[str]) -> list[str]:
+        for value in values:
+            local, at, domain = value.strip().rpartition("@")
+            if not (local and at and domain) or any(c.isspace() for c in value.strip()):
+                raise ValueError(f"not an address: {value!r}")
+        return values

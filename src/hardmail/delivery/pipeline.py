@@ -113,18 +113,21 @@ class MessageAcceptor:
         head, _ = split_header_block(head)
         return missing_submission_headers(head, hostname=self.hostname, when=self.clock.now())
 
-    async def accept(self, envelope: Envelope, client: ClientTrace,
-                     message: MessageContent | Sequence[bytes]) -> Accepted:
+    async def accept(self, envelope: Envelope, client: ClientTrace, message: MessageContent | Sequence[bytes],
+                     local_message: MessageContent | None = None) -> Accepted:
         """Queue remote copies first, then local ones; a failure in between takes the queued copy back,
-        so that the client's retry after our 4xx does not deliver twice."""
+        so that the client's retry after our 4xx does not deliver twice. ``local_message``, when given,
+        is what the local mailboxes get instead of ``message`` (a warning only they see)."""
         message_id = new_id(self.clock.now())
+        trace = self.trace_headers(envelope, client, message_id)
         body = message.parts() if isinstance(message, MessageContent) else list(message)
-        parts: list[Part] = [self.trace_headers(envelope, client, message_id), *body]
+        remote_parts: list[Part] = [trace, *body]
+        parts: list[Part] = remote_parts if local_message is None else [trace, *local_message.parts()]
         size = sum(part_size(p) for p in parts)
         spool_id = None
         if envelope.remote:
             spool_id = await self.queue.enqueue(
-                envelope.sender, envelope.remote, parts,
+                envelope.sender, envelope.remote, remote_parts,
                 origin_account=client.account, meta={"message_id": message_id}, queue_id=message_id,
                 notify=False, dsn=envelope.dsn,
             )

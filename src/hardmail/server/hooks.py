@@ -46,9 +46,11 @@ class MessageDecision:
     # Header fields to remove: 0-based positions in ``hardmail.mime.headers.parse_header_block``'s
     # numbering (``HeaderBlock.fields``) of the header block in ``MessageFacts.chunks``
     drop_headers: tuple[int, ...] = ()
-    # The message with its body changed (a warning line at the top of its text); its head is not
-    # used: the fields are added and dropped as above. The first hook that gives one wins.
+    # The message with its body changed (a warning line at the top of its text) for the local
+    # copies only; its head is not used: the fields are added and dropped as above. The first hook
+    # that gives one wins. Queued (remote) copies keep the body as received.
     content: MessageContent | None = None
+    local_headers: bytes = b""  # like ``headers``, for the local copies only (a warning to our users)
 
 
 @dataclass(frozen=True, slots=True)

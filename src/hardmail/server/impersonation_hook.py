@@ -73,6 +73,9 @@ class ImpersonationHook(SessionHook):
         self._directory: Directory | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        section = config.impersonation
+        self.settings = Settings.build(section.max_edit_distance, section.match_display_names,
+                                       section.allow_domains, section.allow_senders)
 
     def from_outside(self, facts: SessionFacts) -> bool:
         return facts.listener == "smtp" and facts.account is None and \
@@ -106,8 +109,7 @@ class ImpersonationHook(SessionHook):
         except Exception as exc:  # the store: no warning rather than no mail
             log_event("impersonation.error", level="warning", session=facts.session_id, error=type(exc).__name__)
             return MessageDecision(drop_headers=drops) if drops else None
-        verdict = await workers.run(judge, block, directory,
-                                    Settings(settings.max_edit_distance, settings.match_display_names))
+        verdict = await workers.run(judge, block, directory, self.settings)
         if not verdict:
             return MessageDecision(drop_headers=drops) if drops else None
         changed = await workers.run(with_warning, message.content, verdict.notice_lines()) \
@@ -116,4 +118,4 @@ class ImpersonationHook(SessionHook):
                   kinds=[f.kind for f in verdict.findings], senders=sorted({f.sender for f in verdict.findings}),
                   looks_like=sorted({f.local for f in verdict.findings if f.local}) or None,
                   prepended=changed is not None if settings.prepend_warning else None)
-        return MessageDecision(headers=verdict.headers, drop_headers=drops, content=changed)
+        return MessageDecision(local_headers=verdict.headers, drop_headers=drops, content=changed)

@@ -452,8 +452,11 @@ class SmtpSession:
                             remote=tuple(self.txn.remote), recipients=tuple(self.txn.recipients), utf8=self.txn.utf8,
                             folder=decision.folder, dsn=self.txn.dsn())
         try:
+            local = None  # what only our mailboxes get: a changed body, a warning
+            if decision.content is not None or decision.local_headers:
+                local = (decision.content or content).with_head(decision.local_headers + decision.headers + head)
             accepted = await self.ctx.acceptor.accept(envelope, self._trace(),
-                                                      (decision.content or content).with_head(decision.headers + head))
+                                                      content.with_head(decision.headers + head), local)
         except Exception as exc:  # the spool, a Maildir or the queue's database row
             return self.intake.write_failure(exc, "accept")
         self.messages += 1
@@ -485,7 +488,7 @@ class SmtpSession:
         message = MessageFacts(sender=self.txn.sender, recipients=tuple(self.txn.recipients),
                                mailboxes=tuple(self.txn.mailboxes), remote=tuple(self.txn.remote),
                                content=content, size=content.size)
-        headers, folder, drop = b"", None, set[int]()
+        headers, local_headers, folder, drop = b"", b"", None, set[int]()
         changed: MessageContent | None = None
         for hook in self.ctx.hooks:
             decision = await hook.on_message(self.facts(), message)
@@ -494,10 +497,12 @@ class SmtpSession:
             if decision.reply is not None:
                 return decision
             headers += decision.headers
+            local_headers += decision.local_headers
             folder = folder or decision.folder
             drop.update(decision.drop_headers)
             changed = changed or decision.content
-        return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)), content=changed)
+        return MessageDecision(headers=headers, folder=folder, drop_headers=tuple(sorted(drop)), content=changed,
+                               local_headers=local_headers)
 
     async def _originator_problem(self, block: HeaderBlock) -> str | None:
         """Why the From:/Sender: fields of a submitted message are refused, or None (RFC 5322 3.6.2)."""

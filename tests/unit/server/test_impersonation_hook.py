@@ -56,8 +56,9 @@ async def test_mail_from_outside_gets_warnings_and_loses_the_forged_field(tmp_pa
     hook = ImpersonationHook(config(tmp_path, prepend_warning=True), store, FakeClock())
     decision = await hook.on_message(session(), message(MessageContent(HEAD, body=BODY)))
     assert decision is not None
-    assert decision.headers.count(b"X-Hardmail-Warning: ") == 2
-    assert b"looks like your domain example.org" in decision.headers
+    assert decision.local_headers.count(b"X-Hardmail-Warning: ") == 2
+    assert b"looks like your domain example.org" in decision.local_headers.replace(b"\r\n ", b" ")
+    assert all(len(line) <= 78 for line in decision.local_headers.split(b"\r\n"))
     assert decision.drop_headers == (2,)
     assert decision.content is not None
     body = decision.content.body
@@ -78,11 +79,30 @@ async def test_no_warning_without_local_recipients_or_when_off(tmp_path: Path, s
     assert await off.on_message(session(), message(MessageContent(HEAD, body=BODY))) is None
 
 
+async def test_allowed_domains_and_senders_from_the_config(tmp_path: Path, store: Store) -> None:
+    hook = ImpersonationHook(config(tmp_path, allow_domains=["examp1e.org"], allow_senders=["boss@partner.test"]),
+                             store, FakeClock())
+    decision = await hook.on_message(session(), message(MessageContent(HEAD, body=BODY)))
+    assert decision is not None and decision.local_headers == b"" and decision.drop_headers == (2,)
+    boss = b'From: "Alice Liddell" <BOSS@partner.test>\r\n\r\n'
+    assert await hook.on_message(session(), message(MessageContent(boss))) is None
+    other = b'From: "Alice Liddell" <clerk@partner.test>\r\n\r\n'
+    decision = await hook.on_message(session(), message(MessageContent(other)))
+    assert decision is not None and b"matches a person in your organisation" in decision.local_headers
+
+
+@pytest.mark.parametrize(("key", "value"), [("allow_domains", ["a b.test"]), ("allow_domains", ["x@y.test"]),
+                                            ("allow_senders", ["partner.test"]), ("allow_senders", ["@y.test"])])
+def test_allowlists_must_be_domains_and_addresses(tmp_path: Path, key: str, value: list[str]) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        config(tmp_path, **{key: value})
+
+
 async def test_normal_mail_only_loses_the_forged_field(tmp_path: Path, store: Store) -> None:
     hook = ImpersonationHook(config(tmp_path, prepend_warning=True), store, FakeClock())
     normal = HEAD.replace(b'"Alice Liddell" <alice@examp1e.org>', b"Bob Jones <bob@partner.test>")
     decision = await hook.on_message(session(), message(MessageContent(normal, body=BODY)))
-    assert decision is not None and decision.headers == b"" and decision.content is None
+    assert decision is not None and decision.local_headers == b"" and decision.content is None
     assert decision.drop_headers == (2,)
     clean = normal.replace(b"X-Hardmail-Warning: none, all is fine\r\n", b"")
     assert await hook.on_message(session(), message(MessageContent(clean, body=BODY))) is None
@@ -98,7 +118,7 @@ async def test_directory_is_read_again_after_its_time_to_live(tmp_path: Path, st
     assert await hook.on_message(session(), message(MessageContent(head))) is None
     clock.advance(2)
     decision = await hook.on_message(session(), message(MessageContent(head)))
-    assert decision is not None and b"matches a person in your organisation" in decision.headers
+    assert decision is not None and b"matches a person in your organisation" in decision.local_headers
 
 
 class BrokenStore:
@@ -109,7 +129,7 @@ class BrokenStore:
 async def test_a_store_error_fails_open(tmp_path: Path) -> None:
     hook = ImpersonationHook(config(tmp_path), cast(Store, BrokenStore()), FakeClock())
     decision = await hook.on_message(session(), message(MessageContent(HEAD, body=BODY)))
-    assert decision is not None and decision.headers == b"" and decision.drop_headers == (2,)
+    assert decision is not None and decision.local_headers == b"" and decision.drop_headers == (2,)
 
 
 def _file_content(tmp_path: Path, body: bytes) -> MessageContent:
