@@ -3,7 +3,11 @@ and the impersonation warnings on incoming mail (``[impersonation]``)."""
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_ADDR_SPEC = re.compile(r"[^\s@<>()\[\],;:\\\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")  # a plain address
 
 
 class _Section(BaseModel):
@@ -30,6 +34,7 @@ class NoticesSection(_Section):
     enabled: bool = Field(True, description="Deliver security notices at all; off turns every kind below off.")
     new_sign_in: bool = Field(True, description="A notice when an account signs in from a source never seen for it (see ipv4_prefix and ipv6_prefix), on any protocol.")
     first_sign_in: bool = Field(False, description="Also send the new-sign-in notice for the very first sign-in of an account (off: that one only sets the baseline the later ones are compared with).")
+    refused_sign_in: bool = Field(True, description="A notice when the account's correct password is used and the sign-in is refused by its rules (two-factor authentication on, password must be changed or has expired): someone knows the password.")
     credential_changes: bool = Field(True, description="A notice when an app password is created, two-factor authentication is turned off or the password is changed.")
     weekly_digest: bool = Field(True, description="Offer the weekly digest (sign-ins by source, failed attempts, app passwords) to users who ask for it (`hardmail account digest ADDRESS on`).")
     digest_weekday: int = Field(0, ge=0, le=6, description="Day the weekly digest is sent: 0 Monday ... 6 Sunday (server's local time, at 07:00).")
@@ -38,6 +43,16 @@ class NoticesSection(_Section):
     sender: str = Field("", description="From: address of the notices; empty: postmaster@ the account's domain. Notices are DKIM-signed when that domain has keys.")
     help_url: str = Field("", description="Page (for example the user portal's security page) the notices point users to; empty: the notices name the commands an admin runs.")
     poll_interval: float = Field(2.0, gt=0, description="Seconds between looks at the login history for events that need a notice.")
+
+
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _ADDR_SPEC.fullmatch(value):
+            raise ValueError(f"{value[:80]!r} is not a plain address such as security@example.org "
+                             "(no display name, spaces or line breaks); leave it empty for postmaster@ the account's domain")
+        return value
 
 
 class ImpersonationSection(_Section):

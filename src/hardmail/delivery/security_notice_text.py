@@ -27,6 +27,7 @@ _QP_UTF8 = Charset("utf-8")
 _QP_UTF8.body_encoding = QP  # readable in a mail client's source view
 
 SUBJECT_SIGN_IN = "Security notice: new sign-in to your mailbox"
+SUBJECT_REFUSED = "Security notice: your password was used, the sign-in was refused"
 SUBJECT_DIGEST = "Security notice: your weekly sign-in summary"
 CREDENTIAL_SUBJECTS = {
     "app-password-created": "Security notice: a new app password for your mailbox",
@@ -154,6 +155,22 @@ def sign_in_notice(header: NoticeHeader, event: LoginEvent, network: str) -> byt
     lines += ["", "If this was you (a new device, another network, travelling), there is nothing to do.", ""]
     lines += _advice(header)
     return _message(header, SUBJECT_SIGN_IN, lines + _closing(header))
+
+
+def refused_sign_in_notice(header: NoticeHeader, event: LoginEvent) -> bytes:
+    """The notice of a correct password that the login rules refused (two-factor authentication on,
+    a password that must be changed or has expired): whoever tried it knows the password."""
+    lines = [f"Someone signed in to your mailbox {header.account} with its correct password, and the",
+             "server refused the sign-in because of your account's rules (for example, two-factor",
+             "authentication is on, or the password must be changed).", "",
+             f"  When:   {when_text(event.at, header.zone)}",
+             f"  From:   {event.client_ip or 'unknown address'}",
+             f"  How:    {how_text(event)}", "",
+             "If this was you (an old device or program still using the main password), give it an",
+             "app password instead. If it was not you, your password is known to someone else:",
+             "change it now.", ""]
+    lines += _advice(header)
+    return _message(header, SUBJECT_REFUSED, lines + _closing(header))
 
 
 def credential_notice(header: NoticeHeader, event: LoginEvent) -> bytes:

@@ -8,17 +8,20 @@ notices delivered into the users' INBOXes (docs/user-notices.md).
   write to everybody about old sign-ins); a database without one (new when migrated) starts at 0.
 - A successful ``login`` row is a sign-in: its source's network (``/ipv4_prefix``,
   ``/ipv6_prefix``) is compared with the sources the account signed in from before; the source is
-  then always recorded (:meth:`SecurityStore.add_sign_in_source`, atomic), and a notice is sent
-  only when that call recorded it for the first time and no known source was in its network. The
-  first sign-in of an account (no source known at all) sets its baseline without a notice (there
-  is nothing it could be new against), unless ``notices.first_sign_in`` is on.
+  notified when no known source is in that network, and recorded after the notice is delivered
+  (a crash between the two sends it again, never loses it). The first sign-in of an account made
+  in the last 7 days (no source known at all) sets its baseline without a notice (there is nothing
+  it could be new against), unless ``notices.first_sign_in`` is on; an older account's first
+  sign-in (dormant, or imported) is notified.
+- A ``login`` row with result ``refused`` (the correct password, refused by the login rules:
+  two-factor authentication on, must change, expired) gets the refused-sign-in notice at once:
+  whoever tried knows the password (``notices.refused_sign_in``).
 - ``app-password-created``, ``2fa-disabled`` and ``password-changed`` rows get the
   credential-change notice. ``password-set`` (the password given when an admin makes the account)
   gets none: the user learns it from the admin, and the mailbox is new.
 - The cursor moves after each batch, or up to the event before a notice that could not be
   delivered (that one is tried again at the next poll): a crash re-sends at most one batch of
-  credential notices and never skips an event. A sign-in whose source this process recorded but
-  whose notice failed is remembered and tried again.
+  notices and never skips an event.
 - The weekly digest goes out once the week's slot (``notices.digest_weekday`` at 07:00, local
   time) has passed, once per ISO week: the week sent is kept in the settings table
   (``notices.digest_week``), written before the digests go (a crash skips the rest of that
@@ -45,6 +48,7 @@ from hardmail.delivery.security_notice_text import (
     SourceSummary,
     credential_notice,
     digest_notice,
+    refused_sign_in_notice,
     sign_in_notice,
     utc,
 )
@@ -59,6 +63,7 @@ CREDENTIAL_KINDS = frozenset({"app-password-created", "2fa-disabled", "password-
 BATCH = 200  # login-history rows read at a time
 DIGEST_HOUR = 7  # local time of the weekly digest
 DIGEST_DAYS = 7
+NEW_ACCOUNT_DAYS = 7  # an account younger than this has its first sign-in taken as the baseline
 RETRY_AFTER_ERROR = 30.0  # seconds before the next poll after an error of the store
 Sign = Callable[[bytes], Awaitable[bytes]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -141,7 +146,6 @@ class SecurityNotices:
         self.zone = zone  # None: this process's local time zone
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pending: set[int] = set()  # sign-ins recorded here whose notice is not delivered yet
         self._digest_week: str | None = None
         self.polls = 0  # finished polls (tests wait on it)
 
@@ -227,6 +231,8 @@ class SecurityNotices:
         event = row.event
         if event.kind == "login" and event.result == "success":
             return await self._sign_in(row, known)
+        if event.kind == "login" and event.result == "refused" and self._wanted(self.settings.refused_sign_in):
+            return await self._send(event.account, "refused-sign-in", lambda header: refused_sign_in_notice(header, event))
         if event.kind in CREDENTIAL_KINDS and self._wanted(self.settings.credential_changes):
             return await self._send(event.account, event.kind, lambda header: credential_notice(header, event))
         return 0
@@ -235,26 +241,33 @@ class SecurityNotices:
         return self.settings.enabled and kind_on
 
     async def _sign_in(self, row: FeedEvent, known: dict[str, list[str]]) -> int:
+        """Notify a sign-in from a new network, then record its source: a crash between the two
+        sends that notice again at the next start rather than never."""
         event = row.event
         if event.account not in known:
             known[event.account] = await self.store.security.sign_in_sources(event.account)
         sources = known[event.account]
-        baseline = not sources and not self.settings.first_sign_in
         network = network_of(event.client_ip, self.settings.ipv4_prefix, self.settings.ipv6_prefix)
-        new_network = not in_known_network(network, event.client_ip, sources, self.settings.ipv4_prefix,
-                                           self.settings.ipv6_prefix)
-        first = await self.store.security.add_sign_in_source(event.account, event.client_ip, utc(event.at))
+        new_network = event.client_ip not in sources and not in_known_network(
+            network, event.client_ip, sources, self.settings.ipv4_prefix, self.settings.ipv6_prefix)
+        sent = 0
+        if new_network and self._wanted(self.settings.new_sign_in) and not await self._baseline(event, sources):
+            net = "" if network is None or network.prefixlen == network.max_prefixlen else str(network)
+            sent = await self._send(event.account, "new-sign-in", lambda header: sign_in_notice(header, event, net))
+        await self.store.security.add_sign_in_source(event.account, event.client_ip, utc(event.at))
         if event.client_ip not in sources:
             sources.append(event.client_ip)
-        if not ((first and new_network and not baseline) or row.id in self._pending):
-            return 0
-        if not self._wanted(self.settings.new_sign_in):
-            return 0
-        self._pending.add(row.id)
-        net = "" if network is None or network.prefixlen == network.max_prefixlen else str(network)
-        sent = await self._send(event.account, "new-sign-in", lambda header: sign_in_notice(header, event, net))
-        self._pending.discard(row.id)
         return sent
+
+    async def _baseline(self, event: LoginEvent, sources: list[str]) -> bool:
+        """The first sign-in of a new account (no source known, made in the last NEW_ACCOUNT_DAYS)
+        sets its baseline without a notice, unless notices.first_sign_in. A dormant or imported
+        account's first sign-in is notified: it may be someone else's first."""
+        if sources or self.settings.first_sign_in:
+            return False
+        account = await self.store.get_account(event.account)
+        created = account.created_at if account is not None else None
+        return created is None or utc(event.at) - utc(created) < timedelta(days=NEW_ACCOUNT_DAYS)
 
     async def _send(self, account: str, kind: str, build: Callable[[NoticeHeader], bytes]) -> int:
         if await self.store.get_account(account) is None:

@@ -157,7 +157,7 @@ async def test_known_network_gives_none(harness: Harness) -> None:
 async def test_failures_make_no_notice(harness: Harness) -> None:
     harness.login("127.0.0.2", result="failure")
     harness.login("127.0.0.2", result="refused")
-    assert await harness.feed().poll_once() == 0
+    assert await harness.feed(refused_sign_in=False).poll_once() == 0
     assert await harness.security.sign_in_sources(ALICE) == []
 
 
@@ -196,10 +196,39 @@ async def test_failed_delivery_is_tried_again(harness: Harness) -> None:
     assert await feed.poll_once() == 0
     assert await harness.store.get_setting(CURSOR_KEY) == "2"  # up to the event before the failure
     harness.inbox.fail = False
-    assert await feed.poll_once() == 2  # the source recorded before the failure is still notified
+    assert await feed.poll_once() == 2  # the source not recorded before its notice is delivered
     assert await harness.store.get_setting(CURSOR_KEY) == "4"
     assert await feed.poll_once() == 0
     assert len(harness.inbox.messages) == 3
+
+
+async def test_a_restart_after_a_failed_delivery_still_notifies(harness: Harness) -> None:
+    harness.login("127.0.0.2")
+    assert await harness.feed().poll_once() == 1
+    harness.login("127.0.0.3")  # new, but the disk is full
+    harness.inbox.fail = True
+    assert await harness.feed().poll_once() == 0
+    harness.inbox.fail = False
+    assert await harness.feed().poll_once() == 1  # a new process (the admin restarted the server)
+    assert harness.inbox.subjects() == ["Security notice: new sign-in to your mailbox"] * 2
+
+
+async def test_a_correct_password_refused_gets_its_own_notice(harness: Harness) -> None:
+    feed = harness.feed()
+    harness.login("127.0.0.2", result="refused", detail="two-factor authentication is on")
+    assert await feed.poll_once() == 1
+    [(_, message)] = harness.inbox.messages
+    text = message_from_bytes(message, policy=email.policy.default).get_body().get_content()  # type: ignore[union-attr]
+    assert "with its correct password" in text and "127.0.0.2" in text
+    assert harness.inbox.subjects() == ["Security notice: your password was used, the sign-in was refused"]
+    harness.login("127.0.0.2", result="refused")
+    assert await harness.feed(refused_sign_in=False).poll_once() == 0
+
+
+async def test_a_dormant_accounts_first_sign_in_is_notified(harness: Harness) -> None:
+    harness.clock.advance(30 * 86400)  # the accounts were made a month ago and never used
+    harness.login("127.0.0.2")
+    assert await harness.feed(first_sign_in=False).poll_once() == 1
 
 
 async def test_cursor_is_followed(harness: Harness) -> None:
