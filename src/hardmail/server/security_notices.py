@@ -232,7 +232,8 @@ class SecurityNotices:
         if event.kind == "login" and event.result == "success":
             return await self._sign_in(row, known)
         if event.kind == "login" and event.result == "refused" and self._wanted(self.settings.refused_sign_in):
-            return await self._send(event.account, "refused-sign-in", lambda header: refused_sign_in_notice(header, event))
+            return await self._send(event.account, "refused-sign-in",
+                                    lambda header: refused_sign_in_notice(header, event))
         if event.kind in CREDENTIAL_KINDS and self._wanted(self.settings.credential_changes):
             return await self._send(event.account, event.kind, lambda header: credential_notice(header, event))
         return 0
