@@ -125,6 +125,7 @@ def test_the_own_servers_audit_with_its_probe_account_reports_and_history(tmp_pa
     assert seen["source_ips"] == ["127.0.0.1", "127.0.0.2"]
     assert seen["dns"] == ["resolved through [dns]"]
     page = html.read_text()
+    assert html.stat().st_mode & 0o077 == 0  # the report names the weaknesses: the owner's only
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert len(seen["password"]) >= 43 and seen["password"] not in first.stdout + first.stderr + page
 

@@ -6,8 +6,9 @@ checks the configuration, data and DNS, prints one finding per check (a table, `
 the listeners of another server instead (``--i-own-this-server`` for one off loopback); only the
 probes run then, and the run is kept under the target list as given.
 
-Exit status: 0 nothing high or critical; 1 high or critical findings, or an error (the message
-says what to do); 2 a usage error (a ``--target`` that cannot be read or is not allowed).
+Exit status: 0 nothing high or critical; 1 high or critical findings; 2 a usage error (a
+``--target`` that cannot be read or is not allowed); 3 the audit could not run (another audit is
+running, the database cannot be used, the report cannot be written: the message says what to do).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from hardmail.store.ports import Store, StoreError
 
 T = TypeVar("T")
 USAGE = 2
+CANNOT_RUN = 3  # operational errors, told apart from findings (1) by a deployment gate
 
 audit_app = typer.Typer()
 
@@ -126,7 +128,8 @@ def _require_store_for_record(cfg: Config) -> None:
     try:
         require_initialised(cfg, database=True)
     except DataDirError as exc:
-        fail(f"cannot keep this run: {exc}", "pass --no-record to audit the target without keeping the result")
+        fail(f"cannot keep this run: {exc}", "pass --no-record to audit the target without keeping the result",
+             code=CANNOT_RUN)
 
 
 def _login(address: str | None) -> ProbeLogin | None:
@@ -146,7 +149,7 @@ def _output(report: AuditReport, as_json: bool, html: Path | None) -> None:
             write_html(report, html)
         except OSError as exc:
             fail(f"cannot write the HTML report to {html}: {exc.strerror or exc}",
-                 "choose a file in a directory you can write")
+                 "choose a file in a directory you can write", code=CANNOT_RUN)
     if as_json:
         print_json(report_json(report))
         return
@@ -168,14 +171,14 @@ def _run_with_progress(cfg: Config, plan: Plan, shown: bool) -> AuditReport:
             return run_async(lambda: _guarded(cfg, lambda store: _own_audit(cfg, store, plan, progress)))
         except TargetError as exc:
             status.stop()
-            fail(exc.message, exc.hint, code=USAGE if exc.usage else 1)
+            fail(exc.message, exc.hint, code=USAGE if exc.usage else CANNOT_RUN)
         except AdminError as exc:
             status.stop()
-            fail(exc.message, exc.hint)
+            fail(exc.message, exc.hint, code=CANNOT_RUN)
         except StoreError as exc:
             status.stop()
             fail(f"cannot use the database: {exc}", "check storage.url in the configuration and that the database "
-                 "is reachable")
+                 "is reachable", code=CANNOT_RUN)
 
 
 def _progress(status: Status) -> Progress:

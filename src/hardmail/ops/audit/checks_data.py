@@ -26,6 +26,7 @@ from hardmail.msgauth.dkim_keys import DkimKeyError, DomainKeys
 from hardmail.ops.audit.context import AuditContext
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
 from hardmail.ops.backup.health import read_health
+from hardmail.ops.backup.schedule import next_run, resolve_timezone
 from hardmail.server.tls import SELF_SIGNED_CERT, SELF_SIGNED_KEY
 from hardmail.store.ports import Account, Store
 from hardmail.store.sql.engine import sqlite_database_file
@@ -272,11 +273,17 @@ async def dkim_finding(ctx: AuditContext, store: Store) -> Finding:
 # --- backups and disk ---------------------------------------------------------------------------
 
 
-def backup_finding(ctx: AuditContext) -> Finding:
+async def backup_finding(ctx: AuditContext, store: Store) -> Finding:
     max_hours = ctx.config.audit.backup_max_age_hours
     health = read_health(ctx.config.data_dir)
     if health is None or health.last_good_backup_at is None:
         tried = "" if health is None or health.last_result is None else f" (last attempt: {health.last_result})"
+        if await _installed_within(ctx, store, max_hours) and ctx.config.backup.enabled and not tried:
+            due = next_run(ctx.config.backup.schedule, datetime.fromtimestamp(ctx.clock.now(), UTC),
+                           resolve_timezone(ctx.config.backup.timezone))
+            return BACKUP_AGE.finding(Severity.LOW, "no backup yet on this new server; the first scheduled one "
+                                      f"is due at {due.isoformat(timespec='minutes')}",
+                                      "nothing, or run `hardmail backup create` now")
         return BACKUP_AGE.finding(Severity.HIGH, f"no verified backup was ever made{tried}")
     hours = (ctx.clock.now() - health.last_good_backup_at.timestamp()) / 3600
     seen = f"the last verified backup is {hours:.1f} hours old ({health.last_good_backup_at.isoformat()})"
@@ -418,6 +425,15 @@ async def schema_finding(store: Store) -> Finding:
     return SCHEMA.ok(seen)
 
 
+async def _installed_within(ctx: AuditContext, store: Store, hours: float) -> bool:
+    """Whether the oldest hosted domain (when the server was set up) is younger than ``hours``."""
+    made = [d.created_at for d in await store.list_domains() if d.created_at is not None]
+    if not made:
+        return True
+    oldest = min(m if m.tzinfo else m.replace(tzinfo=UTC) for m in made)
+    return ctx.clock.now() - oldest.timestamp() < hours * 3600
+
+
 # --- the module --------------------------------------------------------------------------------
 
 
@@ -431,7 +447,7 @@ async def run(ctx: AuditContext) -> list[Finding]:
         await idle_finding(ctx, store),
         await app_password_finding(ctx, store),
         await dkim_finding(ctx, store),
-        backup_finding(ctx),
+        await backup_finding(ctx, store),
         disk_finding(ctx),
         key_modes_finding(ctx),
         data_modes_finding(ctx),

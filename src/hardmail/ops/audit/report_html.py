@@ -9,6 +9,7 @@ peer and may hold anything, ``<script>`` included.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
@@ -102,7 +103,11 @@ def render_html(report: AuditReport) -> str:
 
 
 def write_html(report: AuditReport, path: Path) -> None:
-    """Write the page whole (a temporary file renamed over ``path``)."""
+    """Write the page whole (a temporary file renamed over ``path``), readable by its owner only: it
+    names the listeners, the weaknesses found and the probe account."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(render_html(report), encoding="utf-8")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as page:
+        os.fchmod(page.fileno(), 0o600)  # an existing temporary file keeps its mode through O_CREAT
+        page.write(render_html(report))
     temporary.replace(path)

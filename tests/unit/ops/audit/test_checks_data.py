@@ -214,8 +214,16 @@ async def test_a_domain_without_dkim_keys(server: Server) -> None:
 # --- backups and disk ---------------------------------------------------------------------------
 
 
+async def test_no_backup_yet_on_a_new_server_is_low(server: Server) -> None:
+    (server.data_dir / "backup-state" / "health.json").unlink()
+    finding = (await server.audit())["data.backup_age"]
+    assert finding.severity is Severity.LOW
+    assert "the first scheduled one is due at" in finding.evidence
+
+
 async def test_no_backup_ever_is_high(server: Server) -> None:
     (server.data_dir / "backup-state" / "health.json").unlink()
+    server.clock.advance(40 * 3600)  # the server was set up longer ago than audit.backup_max_age_hours
     finding = (await server.audit())["data.backup_age"]
     assert finding.severity is Severity.HIGH
     assert "no verified backup was ever made" in finding.evidence and "hardmail backup create" in finding.fix
