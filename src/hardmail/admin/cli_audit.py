@@ -47,6 +47,7 @@ from hardmail.ops.audit.targets import (
     TargetError,
     audit_lock,
     build_resolver,
+    mailbox_purge,
     own_targets,
     parse_targets,
     probe_account,
@@ -202,7 +203,8 @@ async def _guarded(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
 async def _own_audit(cfg: Config, store: Store, plan: Plan, progress: Progress | None) -> AuditReport:
     own = own_targets(cfg)
     admin = AdminService(store, cfg.auth.argon2, auth=cfg.auth, plus_separator=cfg.smtp.plus_separator)
-    removed = await remove_leftover_probe_accounts(admin)
+    purge = mailbox_purge(store, cfg)
+    removed = await remove_leftover_probe_accounts(admin, purge)
     if removed:
         log_event("audit.probe_accounts_removed", level="warning", accounts=removed,
                   detail="left by an audit that did not end")
@@ -211,7 +213,7 @@ async def _own_audit(cfg: Config, store: Store, plan: Plan, progress: Progress |
                        local_domain=domain, source_ips=source_ips_for(own.targets),
                        timeout=cfg.audit.probe_timeout, running=own.running)
     if plan.login is None and domain is not None and own.running:
-        async with probe_account(admin, domain) as login:
+        async with probe_account(admin, domain, purge) as login:
             ctx.login = login
             report = await run_audit(ctx, target=OWN_TARGET, progress=progress)
     else:

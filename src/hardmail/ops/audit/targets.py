@@ -28,20 +28,24 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hardmail.config.schema import Config
+from hardmail.delivery.maildir import MaildirStore
 from hardmail.msgauth.dns import DnsPythonResolver
 from hardmail.ops.audit.context import KIND_OF_PORT, PROTOCOL_OF, ProbeLogin, ProbeTarget
 from hardmail.ops.runstate import lock_holder, read_statuses
 from hardmail.server.probe_link import ProbeLink, insecure_client_context
+from hardmail.store.ports import NotFound
 
 if TYPE_CHECKING:
     from hardmail.admin.service import AdminService
+    from hardmail.store.ports import Store
 
 GREETING_WAIT = 5.0  # seconds to wait for a greeting when telling a listener's kind
 LOOPBACK_OF_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -244,30 +248,54 @@ def build_resolver(config: Config) -> DnsPythonResolver:
 # --- the probe account ------------------------------------------------------------------------
 
 PROBE_PREFIX = "audit-probe-"
+PROBE_NAME = "hardmail audit probe (removed after the audit)"  # the marker of a probe account
+Purge = Callable[[str], Awaitable[None]]
 
 
-def is_probe_account(address: str) -> bool:
-    return address.partition("@")[0].startswith(PROBE_PREFIX)
+def is_probe_account(address: str, display_name: str = PROBE_NAME) -> bool:
+    """A probe account: the probe prefix and the marker name (a real account named audit-probe-x
+    that an admin made is never taken for one)."""
+    return address.partition("@")[0].startswith(PROBE_PREFIX) and display_name == PROBE_NAME
 
 
-async def remove_leftover_probe_accounts(admin: AdminService) -> list[str]:
-    """Remove probe accounts a crashed audit left behind; their addresses."""
-    left = [account.address for account in await admin.list_accounts() if is_probe_account(account.address)]
+def mailbox_purge(store: Store, config: Config) -> Purge:
+    """Removes a removed probe account's mail: its Maildir and its mailbox index folders (the
+    probes' test messages and its security notices), which removing an account keeps."""
+    maildir = MaildirStore(config.maildir_root, config.server.hostname)
+
+    async def purge(address: str) -> None:
+        for folder in await store.mailbox.list_folders(address):
+            with contextlib.suppress(NotFound):
+                await store.mailbox.delete_folder(folder.id)
+        path = maildir.mailbox_path(address)
+        if path.is_dir() and path.name.startswith(PROBE_PREFIX):
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    return purge
+
+
+async def remove_leftover_probe_accounts(admin: AdminService, purge: Purge) -> list[str]:
+    """Remove probe accounts a crashed audit left behind, and their mail; their addresses."""
+    left = [account.address for account in await admin.list_accounts()
+            if is_probe_account(account.address, account.display_name)]
     for address in left:
         await admin.remove_account(address)
+        await purge(address)
     return left
 
 
 @contextlib.asynccontextmanager
-async def probe_account(admin: AdminService, domain: str) -> AsyncIterator[ProbeLogin]:
-    """A new account of ``domain`` for the probes, removed when the block ends, whatever happens."""
+async def probe_account(admin: AdminService, domain: str, purge: Purge) -> AsyncIterator[ProbeLogin]:
+    """A new account of ``domain`` for the probes, removed with its mail when the block ends,
+    whatever happens."""
     address = f"{PROBE_PREFIX}{secrets.token_hex(6)}@{domain}"
     password = secrets.token_urlsafe(32)  # 32 random bytes
-    await admin.add_account(address, password, "hardmail audit probe (removed after the audit)")
+    await admin.add_account(address, password, PROBE_NAME)
     try:
         yield ProbeLogin(address, password, f"postmaster@{domain}")
     finally:
         await admin.remove_account(address)
+        await purge(address)
 
 
 # --- one audit of the own server at a time ------------------------------------------------------

@@ -15,10 +15,12 @@ from hardmail.admin.service import AdminService
 from hardmail.config.schema import Config
 from hardmail.ops.audit.context import ProbeTarget
 from hardmail.ops.audit.targets import (
+    PROBE_NAME,
     TargetError,
     TargetSpec,
     audit_lock,
     is_loopback,
+    mailbox_purge,
     own_targets,
     parse_targets,
     probe_account,
@@ -131,21 +133,30 @@ async def admin(tmp_path: Path) -> AsyncIterator[tuple[AdminService, Store]]:
     await store.close()
 
 
-async def test_the_probe_account_lives_for_the_block_only(admin: tuple[AdminService, Store]) -> None:
+async def test_the_probe_account_lives_for_the_block_only(admin: tuple[AdminService, Store], tmp_path: Path) -> None:
     service, store = admin
+    config = Config.model_validate({"server": {"data_dir": str(tmp_path)}})
+    maildir = tmp_path / "mail" / "example.test"
     with pytest.raises(RuntimeError):
-        async with probe_account(service, "example.test") as login:
+        async with probe_account(service, "example.test", mailbox_purge(store, config)) as login:
             assert login.address.startswith("audit-probe-") and login.address.endswith("@example.test")
             assert login.foreign_address == "postmaster@example.test"
             assert len(login.password) >= 43 and login.password not in repr(login)
             assert await store.get_account(login.address) is not None
+            (maildir / login.address.partition("@")[0] / "new").mkdir(parents=True)  # a probe message's home
             raise RuntimeError("the audit crashed")
     assert [a.address for a in await service.list_accounts()] == []
+    assert list(maildir.iterdir()) == []  # its mail went with it
 
 
-async def test_probe_accounts_left_by_a_crashed_run_are_removed(admin: tuple[AdminService, Store]) -> None:
-    service, _ = admin
-    await service.add_account("audit-probe-0badc0ffee@example.test", "a long random probe password 1")
+async def test_probe_accounts_left_by_a_crashed_run_are_removed(admin: tuple[AdminService, Store],
+                                                                tmp_path: Path) -> None:
+    service, store = admin
+    config = Config.model_validate({"server": {"data_dir": str(tmp_path)}})
+    await service.add_account("audit-probe-0badc0ffee@example.test", "a long random probe password 1", PROBE_NAME)
+    await service.add_account("audit-probe-mine@example.test", "an admin's own account, not a probe 2")
     await service.add_account("alice@example.test", "correct horse battery staple")
-    assert await remove_leftover_probe_accounts(service) == ["audit-probe-0badc0ffee@example.test"]
-    assert [a.address for a in await service.list_accounts()] == ["alice@example.test"]
+    removed = await remove_leftover_probe_accounts(service, mailbox_purge(store, config))
+    assert removed == ["audit-probe-0badc0ffee@example.test"]
+    assert sorted(a.address for a in await service.list_accounts()) == ["alice@example.test",
+                                                                       "audit-probe-mine@example.test"]
