@@ -124,8 +124,27 @@ def test_spoofing_verdicts_over_tls(monkeypatch: pytest.MonkeyPatch) -> None:
         assert severities(findings, "session.spoof_from_header") == {target.label: severity}
         assert len(server.state.delivered) == (1 if spoofing else 0)  # only the From: probe, to itself
         if spoofing:
-            assert b"From: <boss@weak.example.test>" in server.state.delivered[0]
+            assert b"From: <audit-nobody-" in server.state.delivered[0]
             assert b"To: <probe@weak.example.test>" in server.state.delivered[0]
+
+        nobody = by_target(findings, "session.spoof_mail_from")[target.label].evidence
+        assert "MAIL FROM:<audit-nobody-" in nobody and "@weak.example.test>" in nobody
+
+
+def test_spoofing_as_an_own_alias_is_no_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --login alice, foreign_address (postmaster@) is often one of alice's own aliases: the
+    probe sends as an address nobody owns, so a server that lets her use her alias is no finding."""
+    login = ProbeLogin("alice@weak.example.test", "probe password 1", "postmaster@weak.example.test")
+    monkeypatch.setattr(probe_session, "open_secure", probe_session.open_talk)
+    monkeypatch.setattr(ProbeLink, "tls_version", property(lambda self: "TLSv1.3"))
+    with weak_smtp(users=frozenset({login.address}), aliases=frozenset({login.foreign_address})) as server:
+        target = server.target("submission")
+        ctx = audit_context(server_config(Path("/nonexistent")), [target], own_server=False, login=login)
+        findings = asyncio.run(probe_session.run(ctx))
+    assert severities(findings, "session.spoof_mail_from") == {target.label: Severity.OK}
+    assert severities(findings, "session.spoof_from_header") == {target.label: Severity.OK}
+    assert "postmaster@" not in by_target(findings, "session.spoof_mail_from")[target.label].evidence
+    assert server.state.delivered == []
 
 
 def test_a_server_that_serves_a_banned_source(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -203,12 +203,17 @@ def _message_head(sender: str, recipient: str, what: str) -> bytes:
 async def _spoofing(ctx: AuditContext) -> list[Finding]:
     targets, login = ctx.targets_of(*SUBMISSION_KINDS), ctx.login
     why = ("no server is running" if not ctx.running else "no submission listener to probe" if not targets
-           else "no probe login given (--login)" if login is None
-           else "no other address of the domain to send as" if not login.foreign_address else "")
+           else "no probe login given (--login)" if login is None else "")
     if why or login is None:
         return [SPOOF_MAIL.skipped(why), SPOOF_HEADER.skipped(why)]
     pairs = await asyncio.gather(*(_spoof(ctx, target, login) for target in targets))
     return [finding for pair in pairs for finding in pair]
+
+
+def nobody_address(login: ProbeLogin) -> str:
+    """An address of the login's domain that exists nowhere, so that the login cannot own it (not
+    as an alias either): a server that lets a user send as it lets them send as anyone."""
+    return f"audit-nobody-{secrets.token_hex(6)}@{login.address.rpartition('@')[2]}"
 
 
 async def _spoof(ctx: AuditContext, target: ProbeTarget, login: ProbeLogin) -> tuple[Finding, Finding]:
@@ -220,7 +225,8 @@ async def _spoof(ctx: AuditContext, target: ProbeTarget, login: ProbeLogin) -> t
         problem = await _sign_in(talk, login)
         if problem:
             return SPOOF_MAIL.skipped(problem, target=label), SPOOF_HEADER.skipped(problem, target=label)
-        return await _spoof_envelope(talk, login), await _spoof_header(talk, login)
+        nobody = nobody_address(login)
+        return await _spoof_envelope(talk, login, nobody), await _spoof_header(talk, login, nobody)
     finally:
         await quit_politely(talk)
 
@@ -236,10 +242,11 @@ async def _sign_in(talk: Talk, login: ProbeLogin) -> str:
     return ""
 
 
-async def _spoof_envelope(talk: Talk, login: ProbeLogin) -> Finding:
+async def _spoof_envelope(talk: Talk, login: ProbeLogin, nobody: str) -> Finding:
     label = talk.target.label
-    said = f"signed in as {login.address} on {label}: MAIL FROM:<{login.foreign_address}> answered "
-    mail = await talk.link.command(f"MAIL FROM:<{login.foreign_address}>")
+    said = (f"signed in as {login.address} on {label}: MAIL FROM:<{nobody}> (an address that exists "
+            "nowhere, so no account owns it) answered ")
+    mail = await talk.link.command(f"MAIL FROM:<{nobody}>")
     said += str(mail or "nothing")
     if mail is None or not mail.positive:
         return SPOOF_MAIL.ok(said, target=label)
@@ -247,24 +254,26 @@ async def _spoof_envelope(talk: Talk, login: ProbeLogin) -> Finding:
     await talk.link.command("RSET")  # stop here: nothing is sent
     said += f"; RCPT TO:<{login.address}> answered {rcpt or 'nothing'}"
     if rcpt is not None and rcpt.positive:
-        return SPOOF_MAIL.finding(Severity.HIGH, said + " (the probe reset before DATA)", target=label)
+        return SPOOF_MAIL.finding(Severity.HIGH, said + " (the probe reset before DATA): a signed-in user "
+                                  "may send as any address", target=label)
     return SPOOF_MAIL.ok(said, target=label)
 
 
-async def _spoof_header(talk: Talk, login: ProbeLogin) -> Finding:
+async def _spoof_header(talk: Talk, login: ProbeLogin, nobody: str) -> Finding:
     label = talk.target.label
     for command in (f"MAIL FROM:<{login.address}>", f"RCPT TO:<{login.address}>", "DATA"):
         reply = await talk.link.command(command)
         if reply is None or not reply.positive:
             await talk.link.command("RSET")
             return SPOOF_HEADER.skipped(f"{command} answered {reply or 'nothing'} on {label}", target=label)
-    head = _message_head(login.foreign_address, login.address, "sender spoofing probe")
-    reply = await talk.link.command(head + b"A signed-in user tried to send this as another address; "
+    head = _message_head(nobody, login.address, "sender spoofing probe")
+    reply = await talk.link.command(head + b"A signed-in user tried to send this as an address nobody owns; "
                                     b"it can be deleted.\r\n.")
     said = (f"signed in as {login.address} on {label}, a message to {login.address} with From: "
-            f"<{login.foreign_address}> answered {reply or 'nothing'}")
+            f"<{nobody}> (an address that exists nowhere) answered {reply or 'nothing'}")
     if reply is not None and reply.positive:
-        return SPOOF_HEADER.finding(Severity.HIGH, said + " (it was delivered to the probe account)", target=label)
+        return SPOOF_HEADER.finding(Severity.HIGH, said + f" (the server took it for delivery to {login.address}, "
+                                    "the signed-in account)", target=label)
     return SPOOF_HEADER.ok(said, target=label)
 
 
