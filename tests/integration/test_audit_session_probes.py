@@ -147,6 +147,23 @@ def test_spoofing_as_an_own_alias_is_no_finding(monkeypatch: pytest.MonkeyPatch)
     assert server.state.delivered == []
 
 
+def test_temporary_refusals_are_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    login = ProbeLogin("probe@weak.example.test", "probe password 1", "boss@weak.example.test")
+    monkeypatch.setattr(probe_session, "open_secure", probe_session.open_talk)
+    monkeypatch.setattr(ProbeLink, "tls_version", property(lambda self: "TLSv1.3"))
+    with weak_smtp(users=frozenset({login.address}), temporary=True) as server:
+        target, mx = server.target("submission"), server.target("smtp")  # one port: two runs
+        findings = [*asyncio.run(probe_session.run(audit_context(
+            server_config(Path("/nonexistent")), [target], own_server=False, login=login))), *[
+            f for f in asyncio.run(probe_session.run(audit_context(
+                server_config(Path("/nonexistent")), [mx], own_server=False, login=login)))
+            if f.check == "session.long_text_line"]]
+    for check in ("session.long_command", "session.spoof_mail_from", "session.spoof_from_header"):
+        finding = by_target(findings, check)[target.label]
+        assert finding.severity is Severity.INFO and "451" in finding.evidence, check
+    assert by_target(findings, "session.long_text_line")[mx.label].severity is Severity.INFO
+
+
 def test_a_server_that_serves_a_banned_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe_session, "BAN_WAIT", 0.5)
     monkeypatch.setattr(probe_session, "POLL_EVERY", 0.1)

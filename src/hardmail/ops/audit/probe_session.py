@@ -29,6 +29,7 @@ from hardmail.ops.audit.probe_wire import (
     open_secure,
     open_talk,
     quit_politely,
+    temporary,
 )
 from hardmail.ops.log import log_event
 from hardmail.policy.bans import Ban
@@ -88,6 +89,7 @@ CHECKS: tuple[CheckInfo, ...] = (VRFY, EXPN, LONG_COMMAND, LONG_TEXT, SPOOF_MAIL
 COMMAND_LINE = 1100  # octets with CRLF: beyond 512 (RFC 5321 4.5.3.1.4) and hardmail's 1000
 TEXT_LINE = 2000  # octets with CRLF: beyond 1000 (RFC 5321 4.5.3.1.6)
 SUBMISSION_KINDS = ("submission", "submissions")
+_LATER = " (a temporary refusal: not checked)"  # RFC 5321 4.2.1: a 4xx says "not now", not "no"
 
 
 async def run(ctx: AuditContext) -> list[Finding]:
@@ -134,8 +136,8 @@ async def _enumeration(ctx: AuditContext, target: ProbeTarget, verb: str) -> Fin
     finally:
         await quit_politely(talk)
     evidence = f"{target.label}: {verb} {known} answered {real}; {verb} {unknown} (made up) answered {made_up}"
-    if real is None or made_up is None:
-        return check.skipped(evidence, target=target.label)
+    if real is None or made_up is None or temporary(real) or temporary(made_up):
+        return check.skipped(evidence + _LATER * (temporary(real) or temporary(made_up)), target=target.label)
     if _answer_key(real) != _answer_key(made_up):
         return check.finding(Severity.MEDIUM, evidence + ": the answers tell users apart", target=target.label)
     return check.ok(evidence, target=target.label)
@@ -152,6 +154,8 @@ async def _long_command(ctx: AuditContext, target: ProbeTarget) -> Finding:
     finally:
         await quit_politely(talk)
     evidence = f"{target.label}: a {COMMAND_LINE}-octet NOOP line answered {reply or 'nothing (connection closed)'}"
+    if temporary(reply):
+        return LONG_COMMAND.skipped(evidence + _LATER, target=target.label)
     if reply is not None and reply.positive:
         return LONG_COMMAND.finding(Severity.MEDIUM, evidence, target=target.label)
     return LONG_COMMAND.ok(evidence, target=target.label)
@@ -182,12 +186,16 @@ async def _send_long_text(ctx: AuditContext, talk: Talk, recipient: str, *, may_
     head = _message_head(recipient, recipient, "long text line probe")
     await talk.link.send(head + b"x" * (TEXT_LINE - 2) + b"\r\n")
     early = await talk.link.read_pending(quiet=min(1.0, ctx.timeout))
+    if early.startswith(b"4"):
+        return Severity.INFO, f"answered {early[:200].decode('utf-8', 'replace').strip()}{_LATER}"
     if early or talk.link.closed:  # refused while the message came in: decided without ending it
         return Severity.OK, f"answered {early[:200].decode('utf-8', 'replace').strip() or 'by closing'} before the end"
     if not may_deliver:
         return Severity.INFO, ("the server read it without answering; the message was not ended (it would be "
                                "delivered): give --login to let the probe send it to its own account")
     reply = await talk.link.command(b"This message is a hardmail audit probe; it can be deleted.\r\n.")
+    if temporary(reply):
+        return Severity.INFO, f"the end of data answered {reply}{_LATER}"
     if reply is not None and reply.positive:
         return Severity.LOW, f"the message was accepted ({reply})"
     return Severity.OK, f"the end of data answered {reply or 'nothing'}"
@@ -248,11 +256,16 @@ async def _spoof_envelope(talk: Talk, login: ProbeLogin, nobody: str) -> Finding
             "nowhere, so no account owns it) answered ")
     mail = await talk.link.command(f"MAIL FROM:<{nobody}>")
     said += str(mail or "nothing")
+    if temporary(mail):
+        await talk.link.command("RSET")
+        return SPOOF_MAIL.skipped(said + _LATER, target=label)
     if mail is None or not mail.positive:
         return SPOOF_MAIL.ok(said, target=label)
     rcpt = await talk.link.command(f"RCPT TO:<{login.address}>")  # some servers judge the sender at RCPT
     await talk.link.command("RSET")  # stop here: nothing is sent
     said += f"; RCPT TO:<{login.address}> answered {rcpt or 'nothing'}"
+    if temporary(rcpt):
+        return SPOOF_MAIL.skipped(said + _LATER, target=label)
     if rcpt is not None and rcpt.positive:
         return SPOOF_MAIL.finding(Severity.HIGH, said + " (the probe reset before DATA): a signed-in user "
                                   "may send as any address", target=label)
@@ -271,6 +284,8 @@ async def _spoof_header(talk: Talk, login: ProbeLogin, nobody: str) -> Finding:
                                     b"it can be deleted.\r\n.")
     said = (f"signed in as {login.address} on {label}, a message to {login.address} with From: "
             f"<{nobody}> (an address that exists nowhere) answered {reply or 'nothing'}")
+    if temporary(reply):
+        return SPOOF_HEADER.skipped(said + _LATER, target=label)
     if reply is not None and reply.positive:
         return SPOOF_HEADER.finding(Severity.HIGH, said + f" (the server took it for delivery to {login.address}, "
                                     "the signed-in account)", target=label)
@@ -338,7 +353,9 @@ async def _with_ban(ctx: AuditContext, access: AccessStore, source: str, targets
 
 async def _refused_in_time(ctx: AuditContext, target: ProbeTarget, source: str, deadline: float) -> Finding:
     """Connect from ``source`` until ``target`` refuses it or the deadline passes (one target at a
-    time: once one listener has reloaded its bans, the others of that process have too)."""
+    time: once one listener has reloaded its bans, the others of that process have too). Unlike the
+    other probes, a 4xx greeting here is the refusal looked for: the source was served before the
+    ban, and 421 is how servers (hardmail too) turn a banned source away (RFC 5321 3.8)."""
     while True:
         answer = await _served(ctx, target, source)
         if not answer.startswith("served"):
