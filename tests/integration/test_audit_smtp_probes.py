@@ -143,6 +143,15 @@ async def test_relay_forms_share_one_transaction(start_weak: Any, tmp_path: Path
     assert found["relay.open"].severity is Severity.CRITICAL
     # one MAIL per session (a fresh session after 8 refusals), every form a RCPT of it; was one MAIL each
     assert weak.mail_commands <= 4
+    # RFC 2606 .invalid: no SPF look-up of anybody's real domain
+    assert set(weak.ehlo_names) == {"audit-probe.invalid"}
+    assert set(weak.senders) == {"audit-probe@audit-probe.invalid", PROBE.address}
+
+
+async def test_smuggling_says_ehlo_audit_probe_invalid(start_weak: Any, tmp_path: Path) -> None:
+    weak = start_weak()
+    await probe_smuggling.run(weak_context(weak, tmp_path))
+    assert set(weak.ehlo_names) == {"audit-probe.invalid"} and set(weak.senders) == {""}
 
 
 async def test_hardmail_is_no_relay(hardmail: ServerThread) -> None:

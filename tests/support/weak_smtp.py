@@ -237,6 +237,7 @@ class _Smtp:
         return result
 
     def do_ehlo(self, arg: str) -> None:
+        self.c.server.ehlo_names.append(arg.strip())
         self.reset()
         lines = [f"250 {self.f.banner.split()[0]} hello {arg}", "250 PIPELINING", "250 8BITMIME", "250 SIZE 10240000"]
         if self.f.chunking:
@@ -291,6 +292,7 @@ class _Smtp:
             self.c.reply("503 5.5.1 nested MAIL")
             return
         self.c.server.mail_commands += 1
+        self.c.server.senders.append(_angle(arg))
         if self.f.temporary:
             self.c.reply("451 4.7.1 greylisted, try again later")
             return
@@ -516,6 +518,8 @@ class WeakServer:
         self.messages: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) of each message kept
         self.mail_commands = 0
+        self.ehlo_names: list[str] = []  # what each EHLO said
+        self.senders: list[str] = []  # the address of each MAIL FROM
         self.connections: set[Connection] = set()
         self.lock = threading.Lock()
         cert, key = write_self_signed(cert_dir)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
-from hardmail.ops.audit.probe_wire import temporary
+from hardmail.ops.audit.probe_wire import EHLO_NAME, temporary
 from hardmail.ops.audit.smtp_client import SessionError, SmtpSession, authenticate, close, open_session, upgrade
 from hardmail.server.probe_link import SmtpReply
 
@@ -170,7 +170,8 @@ class Prober:
         self.reconnects = 0
         self.refusals = 0
         self.recipients = 0  # RCPTs in the open transaction; 0: no MAIL given yet
-        self.senders = [login.address] if login else [f"audit-probe@{ctx.external_domain}", ""]
+        # RFC 2606 .invalid: a sender domain with no SPF record to look up; the null sender when refused
+        self.senders = [login.address] if login else [f"audit-probe@{EHLO_NAME}", ""]
         self.auth_reply: SmtpReply | None = None
 
     async def _session(self) -> SmtpSession:
@@ -230,8 +231,6 @@ class Prober:
             if last.code == 530 and session.link.tls_version is None and session.offers("STARTTLS"):
                 await upgrade(self.ctx, session)  # "STARTTLS first": the relay question is asked inside TLS
                 return await self._mail(session)
-            if temporary(last):
-                break  # a 4xx says nothing of the sender: not checked
         assert last is not None
         raise MailRefused(last)
 

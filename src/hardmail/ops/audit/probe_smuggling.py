@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
-from hardmail.ops.audit.probe_wire import temporary
+from hardmail.ops.audit.probe_wire import EHLO_NAME, temporary
 from hardmail.ops.audit.smtp_client import (
     SessionError,
     SmtpSession,
@@ -114,8 +114,8 @@ class Envelope:
 def payload(variant: Variant, envelope: Envelope, token: str) -> bytes:
     """The probe message: first part, the variant, a smuggled transaction, the real end."""
     def message(subject: str, text: str) -> bytes:
-        return (f"From: <{envelope.sender or 'mailer-daemon@audit.invalid'}>\r\nTo: <{envelope.recipient}>\r\n"
-                f"Subject: {subject}\r\nMessage-ID: <{token}.{subject.count('(')}@audit.invalid>\r\n"
+        return (f"From: <{envelope.sender or 'mailer-daemon@' + EHLO_NAME}>\r\nTo: <{envelope.recipient}>\r\n"
+                f"Subject: {subject}\r\nMessage-ID: <{token}.{subject.count('(')}@{EHLO_NAME}>\r\n"
                 f"\r\n{text}").encode()
     smuggled = (f"MAIL FROM:<{envelope.sender}>\r\nRCPT TO:<{envelope.recipient}>\r\nDATA\r\n").encode() + message(
         "hardmail audit probe (smuggled)", "If you read this, the server split a message at a fake end of data.\r\n")
