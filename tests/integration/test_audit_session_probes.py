@@ -48,8 +48,12 @@ def _weak_store() -> tuple[Store, MemoryAccessStore]:
 def test_default_instance(live_server: ServerThread) -> None:
     findings = _on_server(live_server)
     smtp = {_label(live_server, kind) for kind in ("smtp", "submission", "submissions")}
-    for check in ("session.vrfy", "session.expn", "session.long_command"):
+    for check in ("session.vrfy", "session.expn"):
         assert severities(findings, check) == dict.fromkeys(smtp, Severity.OK), check
+    # 600 octets is over RFC 5321's 512 but within smtp.max_line_length = 1000: low; 1100 refused
+    assert severities(findings, "session.long_command") == dict.fromkeys(smtp, Severity.LOW)
+    long = by_target(findings, "session.long_command")[_label(live_server, "smtp")].evidence
+    assert "600-octet NOOP line answered 250" in long and "1100-octet NOOP line answered 500" in long
     submission = {_label(live_server, kind) for kind in ("submission", "submissions")}
     for check in ("session.spoof_mail_from", "session.spoof_from_header"):
         assert severities(findings, check) == dict.fromkeys(submission, Severity.OK), check
@@ -72,6 +76,15 @@ def test_long_command_lines_allowed(tmp_path: Path) -> None:
     long = by_target(findings, "session.long_command")
     assert {f.severity for f in long.values()} == {Severity.MEDIUM} and len(long) == 2
     assert all("1100-octet NOOP line answered 250" in f.evidence for f in long.values())
+
+
+@pytest.mark.parametrize(("max_line", "severity"), [(512, Severity.OK), (800, Severity.LOW), (0, Severity.MEDIUM)])
+def test_long_command_steps(max_line: int, severity: Severity) -> None:
+    with weak_smtp(max_line=max_line) as server:
+        target = server.target()
+        ctx = audit_context(server_config(Path("/nonexistent")), [target], own_server=False)
+        findings = asyncio.run(probe_session.run(ctx))
+    assert severities(findings, "session.long_command") == {target.label: severity}
 
 
 def test_vrfy_and_expn_that_tell_users_apart() -> None:

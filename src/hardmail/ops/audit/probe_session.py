@@ -53,8 +53,9 @@ EXPN = CheckInfo(
 )
 LONG_COMMAND = CheckInfo(
     "session.long_command", 12, "Overlong command lines refused",
-    "RFC 5321 4.5.3.1.4 limits a command line to 512 octets (hardmail: 1000); a server that reads any "
-    "length buffers what a client sends without end and is easier to exhaust.",
+    "RFC 5321 4.5.3.1.4 limits a command line to 512 octets: accepting 600 is low (hardmail reads up "
+    "to smtp.max_line_length, 1000 by default, for command and text lines alike); a server that reads "
+    "any length (1100 accepted: medium) buffers what a client sends without end and is easier to exhaust.",
     "hardmail: smtp.max_line_length = 1000 (the default); Postfix: line_length_limit = 2048 or less.",
 )
 LONG_TEXT = CheckInfo(
@@ -86,7 +87,9 @@ BANNED = CheckInfo(
 )
 CHECKS: tuple[CheckInfo, ...] = (VRFY, EXPN, LONG_COMMAND, LONG_TEXT, SPOOF_MAIL, SPOOF_HEADER, BANNED)
 
-COMMAND_LINE = 1100  # octets with CRLF: beyond 512 (RFC 5321 4.5.3.1.4) and hardmail's 1000
+# Octets with CRLF: 600 is beyond RFC 5321 4.5.3.1.4's 512 (accepted: low), 1100 beyond hardmail's 1000 too
+# (accepted: medium, a server that reads any length)
+COMMAND_STEPS = ((600, Severity.LOW), (1100, Severity.MEDIUM))
 TEXT_LINE = 2000  # octets with CRLF: beyond 1000 (RFC 5321 4.5.3.1.6)
 SUBMISSION_KINDS = ("submission", "submissions")
 _LATER = " (a temporary refusal: not checked)"  # RFC 5321 4.2.1: a 4xx says "not now", not "no"
@@ -149,16 +152,23 @@ async def _long_command(ctx: AuditContext, target: ProbeTarget) -> Finding:
     talk = await open_talk(target, ctx)
     if isinstance(talk, str):
         return LONG_COMMAND.skipped(talk, target=target.label)
+    said: list[str] = []
+    severity = Severity.OK
     try:
-        reply = await talk.link.command("NOOP " + "x" * (COMMAND_LINE - 7))  # RFC 5321 4.1.1.9: NOOP may take a string
+        for octets, rating in COMMAND_STEPS:
+            reply = await talk.link.command("NOOP " + "x" * (octets - 7))  # RFC 5321 4.1.1.9: NOOP may take a string
+            said.append(f"a {octets}-octet NOOP line answered {reply or 'nothing (connection closed)'}")
+            if temporary(reply):
+                return LONG_COMMAND.skipped(f"{target.label}: {'; '.join(said)}{_LATER}", target=target.label)
+            if reply is None or not reply.positive:
+                break
+            severity = rating
     finally:
         await quit_politely(talk)
-    evidence = f"{target.label}: a {COMMAND_LINE}-octet NOOP line answered {reply or 'nothing (connection closed)'}"
-    if temporary(reply):
-        return LONG_COMMAND.skipped(evidence + _LATER, target=target.label)
-    if reply is not None and reply.positive:
-        return LONG_COMMAND.finding(Severity.MEDIUM, evidence, target=target.label)
-    return LONG_COMMAND.ok(evidence, target=target.label)
+    evidence = f"{target.label}: {'; '.join(said)}"
+    if severity is Severity.OK:
+        return LONG_COMMAND.ok(evidence, target=target.label)
+    return LONG_COMMAND.finding(severity, evidence, target=target.label)
 
 
 async def _long_text(ctx: AuditContext, target: ProbeTarget) -> Finding:
