@@ -48,8 +48,12 @@ def _weak_store() -> tuple[Store, MemoryAccessStore]:
 def test_default_instance(live_server: ServerThread) -> None:
     findings = _on_server(live_server)
     smtp = {_label(live_server, kind) for kind in ("smtp", "submission", "submissions")}
-    for check in ("session.vrfy", "session.expn", "session.long_command"):
+    for check in ("session.vrfy", "session.expn"):
         assert severities(findings, check) == dict.fromkeys(smtp, Severity.OK), check
+    # 600 octets is over RFC 5321's 512 but within smtp.max_line_length = 1000: low; 1100 refused
+    assert severities(findings, "session.long_command") == dict.fromkeys(smtp, Severity.LOW)
+    long = by_target(findings, "session.long_command")[_label(live_server, "smtp")].evidence
+    assert "600-octet NOOP line answered 250" in long and "1100-octet NOOP line answered 500" in long
     submission = {_label(live_server, kind) for kind in ("submission", "submissions")}
     for check in ("session.spoof_mail_from", "session.spoof_from_header"):
         assert severities(findings, check) == dict.fromkeys(submission, Severity.OK), check
@@ -72,6 +76,15 @@ def test_long_command_lines_allowed(tmp_path: Path) -> None:
     long = by_target(findings, "session.long_command")
     assert {f.severity for f in long.values()} == {Severity.MEDIUM} and len(long) == 2
     assert all("1100-octet NOOP line answered 250" in f.evidence for f in long.values())
+
+
+@pytest.mark.parametrize(("max_line", "severity"), [(512, Severity.OK), (800, Severity.LOW), (0, Severity.MEDIUM)])
+def test_long_command_steps(max_line: int, severity: Severity) -> None:
+    with weak_smtp(max_line=max_line) as server:
+        target = server.target()
+        ctx = audit_context(server_config(Path("/nonexistent")), [target], own_server=False)
+        findings = asyncio.run(probe_session.run(ctx))
+    assert severities(findings, "session.long_command") == {target.label: severity}
 
 
 def test_vrfy_and_expn_that_tell_users_apart() -> None:
@@ -124,8 +137,44 @@ def test_spoofing_verdicts_over_tls(monkeypatch: pytest.MonkeyPatch) -> None:
         assert severities(findings, "session.spoof_from_header") == {target.label: severity}
         assert len(server.state.delivered) == (1 if spoofing else 0)  # only the From: probe, to itself
         if spoofing:
-            assert b"From: <boss@weak.example.test>" in server.state.delivered[0]
+            assert b"From: <audit-nobody-" in server.state.delivered[0]
             assert b"To: <probe@weak.example.test>" in server.state.delivered[0]
+
+        nobody = by_target(findings, "session.spoof_mail_from")[target.label].evidence
+        assert "MAIL FROM:<audit-nobody-" in nobody and "@weak.example.test>" in nobody
+
+
+def test_spoofing_as_an_own_alias_is_no_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --login alice, foreign_address (postmaster@) is often one of alice's own aliases: the
+    probe sends as an address nobody owns, so a server that lets her use her alias is no finding."""
+    login = ProbeLogin("alice@weak.example.test", "probe password 1", "postmaster@weak.example.test")
+    monkeypatch.setattr(probe_session, "open_secure", probe_session.open_talk)
+    monkeypatch.setattr(ProbeLink, "tls_version", property(lambda self: "TLSv1.3"))
+    with weak_smtp(users=frozenset({login.address}), aliases=frozenset({login.foreign_address})) as server:
+        target = server.target("submission")
+        ctx = audit_context(server_config(Path("/nonexistent")), [target], own_server=False, login=login)
+        findings = asyncio.run(probe_session.run(ctx))
+    assert severities(findings, "session.spoof_mail_from") == {target.label: Severity.OK}
+    assert severities(findings, "session.spoof_from_header") == {target.label: Severity.OK}
+    assert "postmaster@" not in by_target(findings, "session.spoof_mail_from")[target.label].evidence
+    assert server.state.delivered == []
+
+
+def test_temporary_refusals_are_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    login = ProbeLogin("probe@weak.example.test", "probe password 1", "boss@weak.example.test")
+    monkeypatch.setattr(probe_session, "open_secure", probe_session.open_talk)
+    monkeypatch.setattr(ProbeLink, "tls_version", property(lambda self: "TLSv1.3"))
+    with weak_smtp(users=frozenset({login.address}), temporary=True) as server:
+        target, mx = server.target("submission"), server.target("smtp")  # one port: two runs
+        findings = [*asyncio.run(probe_session.run(audit_context(
+            server_config(Path("/nonexistent")), [target], own_server=False, login=login))), *[
+            f for f in asyncio.run(probe_session.run(audit_context(
+                server_config(Path("/nonexistent")), [mx], own_server=False, login=login)))
+            if f.check == "session.long_text_line"]]
+    for check in ("session.long_command", "session.spoof_mail_from", "session.spoof_from_header"):
+        finding = by_target(findings, check)[target.label]
+        assert finding.severity is Severity.INFO and "451" in finding.evidence, check
+    assert by_target(findings, "session.long_text_line")[mx.label].severity is Severity.INFO
 
 
 def test_a_server_that_serves_a_banned_source(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,6 +127,33 @@ async def test_authenticated_relay_on_port_25_only_when_the_config_forbids_it(st
     assert PROBE.password not in repr(mx) + repr(submission)
 
 
+async def test_temporary_refusals_are_not_checked(start_weak: Any, tmp_path: Path) -> None:
+    """A greylisting server (451 to MAIL) answers no question: every relay and smuggling check is INFO."""
+    weak = start_weak(temporary=True)
+    for module in (probe_relay, probe_smuggling):
+        for kind in ("smtp", "submission"):
+            findings = await module.run(weak_context(weak, tmp_path, kind=kind))
+            assert {f.severity for f in findings} == {Severity.INFO}, (module, kind, findings)
+            assert all("451 4.7.1" in f.evidence for f in findings if "CHUNKING" not in f.evidence)
+
+
+async def test_relay_forms_share_one_transaction(start_weak: Any, tmp_path: Path) -> None:
+    weak = start_weak(open_relay=True)
+    found = by_id(await probe_relay.run(weak_context(weak, tmp_path)))
+    assert found["relay.open"].severity is Severity.CRITICAL
+    # one MAIL per session (a fresh session after 8 refusals), every form a RCPT of it; was one MAIL each
+    assert weak.mail_commands <= 4
+    # RFC 2606 .invalid: no SPF look-up of anybody's real domain
+    assert set(weak.ehlo_names) == {"audit-probe.invalid"}
+    assert set(weak.senders) == {"audit-probe@audit-probe.invalid", PROBE.address}
+
+
+async def test_smuggling_says_ehlo_audit_probe_invalid(start_weak: Any, tmp_path: Path) -> None:
+    weak = start_weak()
+    await probe_smuggling.run(weak_context(weak, tmp_path))
+    assert set(weak.ehlo_names) == {"audit-probe.invalid"} and set(weak.senders) == {""}
+
+
 async def test_hardmail_is_no_relay(hardmail: ServerThread) -> None:
     findings = await probe_relay.run(hardmail_context(hardmail, "smtp", "submission", "submissions"))
     assert len(findings) == 9

@@ -114,6 +114,8 @@ class WeakSmtpFlags:
     users: frozenset[str] = frozenset()  # addresses it knows (VRFY/EXPN and RCPT)
     vrfy_tells: bool = False  # VRFY/EXPN answer 250 for a known user, 550 for another
     spoofing: bool = False  # an authenticated user may send as anybody (MAIL FROM and From:)
+    temporary: bool = False  # 451 4.7.1 to every MAIL FROM and NOOP (a greylisting or overloaded server)
+    aliases: frozenset[str] = frozenset()  # addresses every authenticated user may send as too (own aliases)
     max_line: int = 0  # 0: no limit on command lines
     refuse_all: bool = False  # 554 at the greeting (a server that refuses a banned source)
 
@@ -209,6 +211,8 @@ class _WeakSession:
             await self.say("250 2.1.5 ok")
         elif verb == "DATA":
             await self.data()
+        elif verb == "NOOP" and self.flags.temporary:
+            await self.say("451 4.3.2 try again later")
         else:  # NOOP, RSET, ...
             self.sender = None if verb == "RSET" else self.sender
             await self.say("250 2.0.0 ok")
@@ -235,8 +239,11 @@ class _WeakSession:
             await self.say("535 5.7.8 no")
 
     async def mail(self, argument: str) -> None:
+        if self.flags.temporary:
+            await self.say("451 4.7.1 try again later")
+            return
         self.sender = argument.partition(":")[2].strip().strip("<>").lower()
-        if self.user is not None and self.sender != self.user and not self.flags.spoofing:
+        if self.user is not None and self.sender not in {self.user, *self.flags.aliases} and not self.flags.spoofing:
             await self.say("553 5.7.1 not yours")
             self.sender = None
             return
@@ -246,7 +253,8 @@ class _WeakSession:
         await self.say("354 go on")
         message = await self.reader.readuntil(b"\r\n.\r\n")
         header_from = next((line for line in message.split(b"\r\n") if line.lower().startswith(b"from:")), b"")
-        if self.user is not None and self.user.encode() not in header_from.lower() and not self.flags.spoofing:
+        own = (a.encode() for a in {self.user or "", *self.flags.aliases})
+        if self.user is not None and not any(a in header_from.lower() for a in own) and not self.flags.spoofing:
             await self.say("553 5.7.1 From: not yours")
             return
         self.state.delivered.append(message)

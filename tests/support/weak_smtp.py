@@ -27,6 +27,8 @@ Flags (all off means a well-behaved server that refuses relaying and bare CR/LF)
 - enumeration and limits: ``vrfy_enumerates`` (VRFY answers 250 for users, 550 for others),
   ``expn_enumerates`` (EXPN lists the members of ``lists``), ``max_line_length`` (None: any
   length is accepted).
+- ``temporary``: a greylisting server that answers 451 4.7.1 to every MAIL FROM (and RCPT, for
+  probes that get past MAIL): nothing can be judged; ``mail_commands`` counts the MAILs it was sent.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class WeakFlags:
     vrfy_enumerates: bool = False
     expn_enumerates: bool = False
     max_line_length: int | None = 1000
+    temporary: bool = False  # greylisting: 451 4.7.1 to every RCPT and MAIL after the first session's
 
 
 def write_self_signed(directory: Path, name: str = "weak.example.test") -> tuple[Path, Path]:
@@ -234,6 +237,7 @@ class _Smtp:
         return result
 
     def do_ehlo(self, arg: str) -> None:
+        self.c.server.ehlo_names.append(arg.strip())
         self.reset()
         lines = [f"250 {self.f.banner.split()[0]} hello {arg}", "250 PIPELINING", "250 8BITMIME", "250 SIZE 10240000"]
         if self.f.chunking:
@@ -286,6 +290,11 @@ class _Smtp:
     def do_mail(self, arg: str) -> None:
         if self.c.sender is not None:
             self.c.reply("503 5.5.1 nested MAIL")
+            return
+        self.c.server.mail_commands += 1
+        self.c.server.senders.append(_angle(arg))
+        if self.f.temporary:
+            self.c.reply("451 4.7.1 greylisted, try again later")
             return
         self.c.sender = _angle(arg)
         self.c.reply("250 2.1.0 ok")
@@ -508,6 +517,9 @@ class WeakServer:
         self.host = host
         self.messages: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs) of each message kept
+        self.mail_commands = 0
+        self.ehlo_names: list[str] = []  # what each EHLO said
+        self.senders: list[str] = []  # the address of each MAIL FROM
         self.connections: set[Connection] = set()
         self.lock = threading.Lock()
         cert, key = write_self_signed(cert_dir)

@@ -3,9 +3,12 @@ another domain, written plainly or hidden in one of the address forms relay test
 decades (percent hack, source routes, quoted local parts, ``@`` in the local part, bang paths, IP
 literals, trailing dots, case variants)?
 
-Each form is tried at RCPT, never further (no DATA: nothing is delivered), with RSET between tries,
-on every SMTP target (smtp, submission, submissions) and from every source address of
-``ctx.source_ips``; once without AUTH and once with the probe account's AUTH (inside TLS only).
+Each form is tried at RCPT, never further (no DATA: nothing is delivered): the forms are the
+RCPTs of one MAIL transaction (RFC 5321 4.5.3.1.8 allows 100), each reply judged on its own, with
+a fresh session after a few refusals, on every SMTP target (smtp, submission, submissions) and from
+every source address of ``ctx.source_ips``; once without AUTH and once with the probe account's
+AUTH (inside TLS only). A 4xx reply (greylisting, 421/450/451/452/454) answers nothing: those
+forms are reported as not checked (INFO), never as refused.
 
 How a 2xx is judged. A *direct* form names the external domain as its domain (``user@example.com``,
 ``@local:user@example.com``): accepting it is relaying. A *hidden* form ends in a local domain
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
+from hardmail.ops.audit.probe_wire import EHLO_NAME, temporary
 from hardmail.ops.audit.smtp_client import SessionError, SmtpSession, authenticate, close, open_session, upgrade
 from hardmail.server.probe_link import SmtpReply
 
@@ -60,6 +64,7 @@ MAX_RECONNECTS = 5
 # A new session after this many refused recipients: servers slow down or drop sessions with many
 # errors (Postfix sleeps smtpd_error_sleep_time after smtpd_soft_error_limit = 10 errors)
 REFUSALS_PER_SESSION = 8
+MAX_RCPTS = 100  # RFC 5321 4.5.3.1.8: a server must take at least 100 recipients in one transaction
 _V4_TEST_NET = "192.0.2.25"  # RFC 5737 TEST-NET-1: never one of the target's addresses
 _V6_DOC_NET = "2001:db8::25"  # RFC 3849
 
@@ -147,16 +152,26 @@ class Attempt:
         reply = self.replies.get(address)
         return reply is not None and 200 <= reply.code < 300
 
+    def not_checked(self, forms: list[Form]) -> list[str]:
+        """The 4xx answers among ``forms`` (and a 4xx to MAIL): those forms were not checked."""
+        if temporary(self.mail_refused):
+            return [f"MAIL FROM answered {self.mail_refused} from {self.source}"]
+        return [f"{f.name}: RCPT TO:<{f.address}> answered {self.replies[f.address]} from {self.source}"
+                for f in forms if temporary(self.replies.get(f.address))]
+
 
 class Prober:
-    """Tries recipients one by one (MAIL, RCPT, RSET), reconnecting when the server drops."""
+    """Tries recipients as several RCPTs of one MAIL transaction (RFC 5321 4.5.3.1.8: up to 100),
+    reconnecting when the server drops and starting a fresh session after a few refusals."""
 
     def __init__(self, ctx: AuditContext, target: ProbeTarget, source: str, login: ProbeLogin | None) -> None:
         self.ctx, self.target, self.source, self.login = ctx, target, source, login
         self.session: SmtpSession | None = None
         self.reconnects = 0
         self.refusals = 0
-        self.senders = [login.address] if login else [f"audit-probe@{ctx.external_domain}", ""]
+        self.recipients = 0  # RCPTs in the open transaction; 0: no MAIL given yet
+        # RFC 2606 .invalid: a sender domain with no SPF record to look up; the null sender when refused
+        self.senders = [login.address] if login else [f"audit-probe@{EHLO_NAME}", ""]
         self.auth_reply: SmtpReply | None = None
 
     async def _session(self) -> SmtpSession:
@@ -166,6 +181,7 @@ class Prober:
             self.reconnects += 1
             if self.reconnects > MAX_RECONNECTS:
                 raise SessionError(f"{self.target.label} dropped the connection {MAX_RECONNECTS} times")
+        self.recipients = 0
         self.session = await open_session(self.ctx, self.target, self.source)
         if self.login is not None:
             await self._log_in(self.session, self.login)
@@ -182,12 +198,14 @@ class Prober:
     async def rcpt(self, address: str) -> SmtpReply | None:
         for _ in range(2):  # once more on a new connection when the server dropped this one
             session = await self._session()
-            mail = await self._mail(session)
-            if mail is None:
-                continue  # dropped: reconnect
+            if self.recipients == 0 or self.recipients >= MAX_RCPTS:
+                if self.recipients:
+                    await session.link.command("RSET")
+                if await self._mail(session) is None:
+                    continue  # dropped: reconnect
             reply = await session.link.command(f"RCPT TO:<{address}>")
-            await session.link.command("RSET")
             if reply is not None:
+                self.recipients += 1
                 await self._count_refusal(session, reply)
                 return reply
         return None
@@ -218,6 +236,8 @@ class Prober:
 
     async def finish(self) -> None:
         if self.session is not None:
+            if self.recipients and not self.session.link.closed:
+                await self.session.link.command("RSET")  # nothing is sent
             await close(self.session)
 
 
@@ -263,7 +283,8 @@ def _relayed(forms: list[Form], result: Attempt, token: str) -> tuple[list[Form]
     for form in forms:
         if not result.accepted(form.address):
             continue
-        if form.hidden and result.accepted(control_address(token, form.domain)):
+        control = result.replies.get(control_address(token, form.domain)) if form.hidden else None
+        if form.hidden and (result.accepted(control_address(token, form.domain)) or temporary(control)):
             ambiguous.append(form)
         else:
             relayed.append(form)
@@ -301,7 +322,16 @@ def judge_unauthenticated(check: CheckInfo, ctx: AuditContext, target: ProbeTarg
         elif ambiguous:
             severity = min(severity, Severity.LOW, key=lambda s: s.rank)
     sources = ", ".join(r.source for r in tried)
+    later = [text for r in tried for text in r.not_checked(forms)]
+    if later and severity is Severity.OK and not any(not d.startswith("MAIL FROM refused") for d in details):
+        return _not_checked(check, target, forms, later)
     return _unauth_finding(check, target, forms, severity, details, sources)
+
+
+def _not_checked(check: CheckInfo, target: ProbeTarget, forms: list[Form], later: list[str]) -> Finding:
+    """Temporary refusals (4xx) are no answer to the relay question: not checked, never a pass."""
+    return check.skipped(f"{len(later)} answers of {len(forms)} forms were temporary refusals, so the "
+                         f"relay question was not answered: {later[0]}", target=target.label)
 
 
 def _unauth_finding(check: CheckInfo, target: ProbeTarget, forms: list[Form], severity: Severity,
@@ -332,6 +362,9 @@ def judge_authenticated(ctx: AuditContext, target: ProbeTarget, forms: list[Form
     accepted = [_detail(f, r, None, "after AUTH") for r in tried if r.auth_offered and r.mail_refused is None
                 for f in forms if r.accepted(f.address)]
     refused_mail = [r.mail_refused for r in tried if r.mail_refused is not None]
+    later = [text for r in tried if r.auth_offered for text in r.not_checked(forms)]
+    if not accepted and later:
+        return _not_checked(check, target, forms, later)
     if not accepted:
         why = f"MAIL FROM refused: {refused_mail[0]}" if refused_mail else "every form refused at RCPT"
         return check.ok(f"{len(forms)} address forms tried after AUTH: {why}", target=target.label)

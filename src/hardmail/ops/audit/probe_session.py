@@ -29,6 +29,7 @@ from hardmail.ops.audit.probe_wire import (
     open_secure,
     open_talk,
     quit_politely,
+    temporary,
 )
 from hardmail.ops.log import log_event
 from hardmail.policy.bans import Ban
@@ -52,8 +53,9 @@ EXPN = CheckInfo(
 )
 LONG_COMMAND = CheckInfo(
     "session.long_command", 12, "Overlong command lines refused",
-    "RFC 5321 4.5.3.1.4 limits a command line to 512 octets (hardmail: 1000); a server that reads any "
-    "length buffers what a client sends without end and is easier to exhaust.",
+    "RFC 5321 4.5.3.1.4 limits a command line to 512 octets: accepting 600 is low (hardmail reads up "
+    "to smtp.max_line_length, 1000 by default, for command and text lines alike); a server that reads "
+    "any length (1100 accepted: medium) buffers what a client sends without end and is easier to exhaust.",
     "hardmail: smtp.max_line_length = 1000 (the default); Postfix: line_length_limit = 2048 or less.",
 )
 LONG_TEXT = CheckInfo(
@@ -85,9 +87,12 @@ BANNED = CheckInfo(
 )
 CHECKS: tuple[CheckInfo, ...] = (VRFY, EXPN, LONG_COMMAND, LONG_TEXT, SPOOF_MAIL, SPOOF_HEADER, BANNED)
 
-COMMAND_LINE = 1100  # octets with CRLF: beyond 512 (RFC 5321 4.5.3.1.4) and hardmail's 1000
+# Octets with CRLF: 600 is beyond RFC 5321 4.5.3.1.4's 512 (accepted: low), 1100 beyond hardmail's 1000 too
+# (accepted: medium, a server that reads any length)
+COMMAND_STEPS = ((600, Severity.LOW), (1100, Severity.MEDIUM))
 TEXT_LINE = 2000  # octets with CRLF: beyond 1000 (RFC 5321 4.5.3.1.6)
 SUBMISSION_KINDS = ("submission", "submissions")
+_LATER = " (a temporary refusal: not checked)"  # RFC 5321 4.2.1: a 4xx says "not now", not "no"
 
 
 async def run(ctx: AuditContext) -> list[Finding]:
@@ -134,8 +139,8 @@ async def _enumeration(ctx: AuditContext, target: ProbeTarget, verb: str) -> Fin
     finally:
         await quit_politely(talk)
     evidence = f"{target.label}: {verb} {known} answered {real}; {verb} {unknown} (made up) answered {made_up}"
-    if real is None or made_up is None:
-        return check.skipped(evidence, target=target.label)
+    if real is None or made_up is None or temporary(real) or temporary(made_up):
+        return check.skipped(evidence + _LATER * (temporary(real) or temporary(made_up)), target=target.label)
     if _answer_key(real) != _answer_key(made_up):
         return check.finding(Severity.MEDIUM, evidence + ": the answers tell users apart", target=target.label)
     return check.ok(evidence, target=target.label)
@@ -147,14 +152,23 @@ async def _long_command(ctx: AuditContext, target: ProbeTarget) -> Finding:
     talk = await open_talk(target, ctx)
     if isinstance(talk, str):
         return LONG_COMMAND.skipped(talk, target=target.label)
+    said: list[str] = []
+    severity = Severity.OK
     try:
-        reply = await talk.link.command("NOOP " + "x" * (COMMAND_LINE - 7))  # RFC 5321 4.1.1.9: NOOP may take a string
+        for octets, rating in COMMAND_STEPS:
+            reply = await talk.link.command("NOOP " + "x" * (octets - 7))  # RFC 5321 4.1.1.9: NOOP may take a string
+            said.append(f"a {octets}-octet NOOP line answered {reply or 'nothing (connection closed)'}")
+            if temporary(reply):
+                return LONG_COMMAND.skipped(f"{target.label}: {'; '.join(said)}{_LATER}", target=target.label)
+            if reply is None or not reply.positive:
+                break
+            severity = rating
     finally:
         await quit_politely(talk)
-    evidence = f"{target.label}: a {COMMAND_LINE}-octet NOOP line answered {reply or 'nothing (connection closed)'}"
-    if reply is not None and reply.positive:
-        return LONG_COMMAND.finding(Severity.MEDIUM, evidence, target=target.label)
-    return LONG_COMMAND.ok(evidence, target=target.label)
+    evidence = f"{target.label}: {'; '.join(said)}"
+    if severity is Severity.OK:
+        return LONG_COMMAND.ok(evidence, target=target.label)
+    return LONG_COMMAND.finding(severity, evidence, target=target.label)
 
 
 async def _long_text(ctx: AuditContext, target: ProbeTarget) -> Finding:
@@ -182,12 +196,16 @@ async def _send_long_text(ctx: AuditContext, talk: Talk, recipient: str, *, may_
     head = _message_head(recipient, recipient, "long text line probe")
     await talk.link.send(head + b"x" * (TEXT_LINE - 2) + b"\r\n")
     early = await talk.link.read_pending(quiet=min(1.0, ctx.timeout))
+    if early.startswith(b"4"):
+        return Severity.INFO, f"answered {early[:200].decode('utf-8', 'replace').strip()}{_LATER}"
     if early or talk.link.closed:  # refused while the message came in: decided without ending it
         return Severity.OK, f"answered {early[:200].decode('utf-8', 'replace').strip() or 'by closing'} before the end"
     if not may_deliver:
         return Severity.INFO, ("the server read it without answering; the message was not ended (it would be "
                                "delivered): give --login to let the probe send it to its own account")
     reply = await talk.link.command(b"This message is a hardmail audit probe; it can be deleted.\r\n.")
+    if temporary(reply):
+        return Severity.INFO, f"the end of data answered {reply}{_LATER}"
     if reply is not None and reply.positive:
         return Severity.LOW, f"the message was accepted ({reply})"
     return Severity.OK, f"the end of data answered {reply or 'nothing'}"
@@ -203,12 +221,17 @@ def _message_head(sender: str, recipient: str, what: str) -> bytes:
 async def _spoofing(ctx: AuditContext) -> list[Finding]:
     targets, login = ctx.targets_of(*SUBMISSION_KINDS), ctx.login
     why = ("no server is running" if not ctx.running else "no submission listener to probe" if not targets
-           else "no probe login given (--login)" if login is None
-           else "no other address of the domain to send as" if not login.foreign_address else "")
+           else "no probe login given (--login)" if login is None else "")
     if why or login is None:
         return [SPOOF_MAIL.skipped(why), SPOOF_HEADER.skipped(why)]
     pairs = await asyncio.gather(*(_spoof(ctx, target, login) for target in targets))
     return [finding for pair in pairs for finding in pair]
+
+
+def nobody_address(login: ProbeLogin) -> str:
+    """An address of the login's domain that exists nowhere, so that the login cannot own it (not
+    as an alias either): a server that lets a user send as it lets them send as anyone."""
+    return f"audit-nobody-{secrets.token_hex(6)}@{login.address.rpartition('@')[2]}"
 
 
 async def _spoof(ctx: AuditContext, target: ProbeTarget, login: ProbeLogin) -> tuple[Finding, Finding]:
@@ -220,7 +243,8 @@ async def _spoof(ctx: AuditContext, target: ProbeTarget, login: ProbeLogin) -> t
         problem = await _sign_in(talk, login)
         if problem:
             return SPOOF_MAIL.skipped(problem, target=label), SPOOF_HEADER.skipped(problem, target=label)
-        return await _spoof_envelope(talk, login), await _spoof_header(talk, login)
+        nobody = nobody_address(login)
+        return await _spoof_envelope(talk, login, nobody), await _spoof_header(talk, login, nobody)
     finally:
         await quit_politely(talk)
 
@@ -236,35 +260,45 @@ async def _sign_in(talk: Talk, login: ProbeLogin) -> str:
     return ""
 
 
-async def _spoof_envelope(talk: Talk, login: ProbeLogin) -> Finding:
+async def _spoof_envelope(talk: Talk, login: ProbeLogin, nobody: str) -> Finding:
     label = talk.target.label
-    said = f"signed in as {login.address} on {label}: MAIL FROM:<{login.foreign_address}> answered "
-    mail = await talk.link.command(f"MAIL FROM:<{login.foreign_address}>")
+    said = (f"signed in as {login.address} on {label}: MAIL FROM:<{nobody}> (an address that exists "
+            "nowhere, so no account owns it) answered ")
+    mail = await talk.link.command(f"MAIL FROM:<{nobody}>")
     said += str(mail or "nothing")
+    if temporary(mail):
+        await talk.link.command("RSET")
+        return SPOOF_MAIL.skipped(said + _LATER, target=label)
     if mail is None or not mail.positive:
         return SPOOF_MAIL.ok(said, target=label)
     rcpt = await talk.link.command(f"RCPT TO:<{login.address}>")  # some servers judge the sender at RCPT
     await talk.link.command("RSET")  # stop here: nothing is sent
     said += f"; RCPT TO:<{login.address}> answered {rcpt or 'nothing'}"
+    if temporary(rcpt):
+        return SPOOF_MAIL.skipped(said + _LATER, target=label)
     if rcpt is not None and rcpt.positive:
-        return SPOOF_MAIL.finding(Severity.HIGH, said + " (the probe reset before DATA)", target=label)
+        return SPOOF_MAIL.finding(Severity.HIGH, said + " (the probe reset before DATA): a signed-in user "
+                                  "may send as any address", target=label)
     return SPOOF_MAIL.ok(said, target=label)
 
 
-async def _spoof_header(talk: Talk, login: ProbeLogin) -> Finding:
+async def _spoof_header(talk: Talk, login: ProbeLogin, nobody: str) -> Finding:
     label = talk.target.label
     for command in (f"MAIL FROM:<{login.address}>", f"RCPT TO:<{login.address}>", "DATA"):
         reply = await talk.link.command(command)
         if reply is None or not reply.positive:
             await talk.link.command("RSET")
             return SPOOF_HEADER.skipped(f"{command} answered {reply or 'nothing'} on {label}", target=label)
-    head = _message_head(login.foreign_address, login.address, "sender spoofing probe")
-    reply = await talk.link.command(head + b"A signed-in user tried to send this as another address; "
+    head = _message_head(nobody, login.address, "sender spoofing probe")
+    reply = await talk.link.command(head + b"A signed-in user tried to send this as an address nobody owns; "
                                     b"it can be deleted.\r\n.")
     said = (f"signed in as {login.address} on {label}, a message to {login.address} with From: "
-            f"<{login.foreign_address}> answered {reply or 'nothing'}")
+            f"<{nobody}> (an address that exists nowhere) answered {reply or 'nothing'}")
+    if temporary(reply):
+        return SPOOF_HEADER.skipped(said + _LATER, target=label)
     if reply is not None and reply.positive:
-        return SPOOF_HEADER.finding(Severity.HIGH, said + " (it was delivered to the probe account)", target=label)
+        return SPOOF_HEADER.finding(Severity.HIGH, said + f" (the server took it for delivery to {login.address}, "
+                                    "the signed-in account)", target=label)
     return SPOOF_HEADER.ok(said, target=label)
 
 
@@ -329,7 +363,9 @@ async def _with_ban(ctx: AuditContext, access: AccessStore, source: str, targets
 
 async def _refused_in_time(ctx: AuditContext, target: ProbeTarget, source: str, deadline: float) -> Finding:
     """Connect from ``source`` until ``target`` refuses it or the deadline passes (one target at a
-    time: once one listener has reloaded its bans, the others of that process have too)."""
+    time: once one listener has reloaded its bans, the others of that process have too). Unlike the
+    other probes, a 4xx greeting here is the refusal looked for: the source was served before the
+    ban, and 421 is how servers (hardmail too) turn a banned source away (RFC 5321 3.8)."""
     while True:
         answer = await _served(ctx, target, source)
         if not answer.startswith("served"):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding
-from hardmail.server.probe_link import ProbeLink, insecure_client_context
+from hardmail.server.probe_link import ProbeLink, SmtpReply, insecure_client_context
 
 EHLO_NAME = "audit-probe.invalid"  # RFC 2606: a name that is no host of anybody's
 MADE_UP_USER = "audit-probe-nonexistent@invalid"  # the only user name the AUTH probes send in clear text
@@ -52,6 +52,12 @@ class Talk:
             if cap.startswith(word + " "):
                 found += cap.split()[1:]
         return found
+
+
+def temporary(reply: SmtpReply | None) -> bool:
+    """A 4xx reply (421, 450, 451, 452, 454...): the server refused for now, which says nothing of
+    what it would do; the probes report it as not checked (INFO), never as a pass."""
+    return reply is not None and 400 <= reply.code < 500
 
 
 def tag() -> str:

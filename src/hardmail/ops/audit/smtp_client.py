@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
+from hardmail.ops.audit.probe_wire import EHLO_NAME
 from hardmail.server.probe_link import ProbeLink, SmtpReply, insecure_client_context
 
 
@@ -52,7 +53,7 @@ class SmtpSession:
 
 
 def helo_name(ctx: AuditContext) -> str:
-    return f"audit-probe.{ctx.external_domain}"
+    return EHLO_NAME
 
 
 def tls_context() -> ssl.SSLContext:
