@@ -13,6 +13,7 @@ the audit must find smuggling there and name the setting; with ``yes`` it must n
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -29,6 +30,7 @@ from hardmail.msgauth.dns import StaticResolver
 from hardmail.ops.audit import probe_relay, probe_smuggling, probe_starttls
 from hardmail.ops.audit.context import AuditContext, ProbeTarget
 from hardmail.ops.audit.findings import Finding, Severity
+from support.cli_process import cli_env, run_cli
 from support.live import server_config
 from support.weak_smtp import write_self_signed
 
@@ -270,3 +272,19 @@ async def test_relay_and_starttls_against_postfix(default_postfix: ThrowawayPost
     assert relay["relay.disguised"].severity is Severity.OK, relay["relay.disguised"]
     starttls = by_id(await probe_starttls.run(ctx))
     assert starttls["starttls.injection"].severity is Severity.OK, starttls["starttls.injection"]
+
+
+def test_the_audit_command_against_postfix_finds_the_smuggling_acceptance(
+        postfix: ThrowawayPostfix, tmp_path: Path) -> None:
+    """`hardmail audit --target` as an admin runs it, without --domain: the domain comes from the
+    greeting (postfix.example.test, then example.test, whose postmaster Postfix accepts)."""
+    result = run_cli("audit", "--target", f"127.0.0.1:{postfix.port}", "--json", "--no-record",
+                     "--data-dir", str(tmp_path / "unused"), cwd=tmp_path, env=cli_env())
+    report = json.loads(result.stdout)
+    data = {f["check"]: f for f in report["findings"]}["smuggling.data"]
+    assert "postmaster@example.test" in result.stderr
+    if postfix.forbid == "no":
+        assert result.returncode == 1, result.stderr
+        assert data["severity"] == "critical" and "smtpd_forbid_bare_newline = yes" in data["fix"]
+    else:
+        assert data["severity"] == "ok", data

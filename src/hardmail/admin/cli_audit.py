@@ -47,6 +47,7 @@ from hardmail.ops.audit.targets import (
     TargetError,
     audit_lock,
     build_resolver,
+    guess_local_domain,
     mailbox_purge,
     own_targets,
     parse_targets,
@@ -234,6 +235,14 @@ async def _target_audit(cfg: Config, plan: Plan, progress: Progress | None) -> A
     require_owned(specs, i_own_it=plan.i_own_it)
     targets = await resolve_targets(specs, cfg.audit.probe_timeout)
     domain = plan.domain or (plan.login.address.rpartition("@")[2] if plan.login else None)
+    if domain is None:
+        domain = await guess_local_domain(targets, cfg.audit.probe_timeout)
+        if domain is not None:
+            warn(f"the probes send their test messages to postmaster@{domain} (its greeting names it and it "
+                 "accepts that address; name another with --domain)")
+        else:
+            warn("no domain this server accepts mail for was found: the relay, smuggling and spoofing probes "
+                 "need one; name it with --domain (and --login for submission ports)")
     ctx = AuditContext(cfg, build_resolver(cfg), targets, own_server=False, store=None, login=plan.login,
                        local_domain=domain, source_ips=source_ips_for(targets), timeout=cfg.audit.probe_timeout)
     probes = [module for module in check_modules() if module.probes]  # our own config and data are not the target's

@@ -245,6 +245,46 @@ def build_resolver(config: Config) -> DnsPythonResolver:
     return DnsPythonResolver(config.dns.nameservers, config.dns.port, config.dns.timeout)
 
 
+# --- the domain a --target accepts mail for -------------------------------------------------------
+
+
+def domain_candidates(greeting: str) -> list[str]:
+    """From ``220 mx.example.org ESMTP ...``: mx.example.org, then example.org (never a bare TLD)."""
+    words = greeting[4:].split()
+    name = words[0].rstrip(".").lower() if words else ""
+    labels = name.split(".")
+    if len(labels) < 2 or not all(labels):
+        return []
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+async def guess_local_domain(targets: Sequence[ProbeTarget], timeout: float) -> str | None:
+    """The first domain named by a plain SMTP target's greeting whose postmaster it accepts at RCPT
+    (RFC 5321 4.5.1: every domain has one), for a ``--target`` run without ``--domain``; None when
+    none is. Nothing is sent past RCPT."""
+    for target in (t for t in targets if t.kind == "smtp"):
+        try:
+            async with await ProbeLink.open(target.host, target.port, timeout=timeout) as link:
+                greeting = await link.read_smtp_reply()
+                if greeting is None or greeting.code != 220 or await link.command("EHLO audit-probe.invalid") is None:
+                    continue
+                for domain in domain_candidates(f"220 {greeting.lines[0]}"):
+                    if not await _accepts_postmaster(link, domain):
+                        continue
+                    await link.command("QUIT")
+                    return domain
+        except (OSError, TimeoutError):
+            continue
+    return None
+
+
+async def _accepts_postmaster(link: ProbeLink, domain: str) -> bool:
+    mail = await link.command("MAIL FROM:<>")
+    rcpt = await link.command(f"RCPT TO:<postmaster@{domain}>") if mail is not None and mail.code == 250 else None
+    await link.command("RSET")
+    return rcpt is not None and rcpt.code in (250, 251)
+
+
 # --- the probe account ------------------------------------------------------------------------
 
 PROBE_PREFIX = "audit-probe-"
