@@ -29,8 +29,16 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
-from hardmail.ops.audit.probe_wire import EHLO_NAME, temporary
-from hardmail.ops.audit.smtp_client import SessionError, SmtpSession, authenticate, close, open_session, upgrade
+from hardmail.ops.audit.probe_wire import (
+    EHLO_NAME,
+    SessionError,
+    Talk,
+    auth_plain,
+    open_smtp,
+    quit_politely,
+    temporary,
+    upgrade,
+)
 from hardmail.server.probe_link import SmtpReply
 
 OPEN = CheckInfo(
@@ -166,7 +174,7 @@ class Prober:
 
     def __init__(self, ctx: AuditContext, target: ProbeTarget, source: str, login: ProbeLogin | None) -> None:
         self.ctx, self.target, self.source, self.login = ctx, target, source, login
-        self.session: SmtpSession | None = None
+        self.session: Talk | None = None
         self.reconnects = 0
         self.refusals = 0
         self.recipients = 0  # RCPTs in the open transaction; 0: no MAIL given yet
@@ -174,7 +182,7 @@ class Prober:
         self.senders = [login.address] if login else [f"audit-probe@{EHLO_NAME}", ""]
         self.auth_reply: SmtpReply | None = None
 
-    async def _session(self) -> SmtpSession:
+    async def _session(self) -> Talk:
         if self.session is not None and not self.session.link.closed:
             return self.session
         if self.session is not None:
@@ -182,16 +190,16 @@ class Prober:
             if self.reconnects > MAX_RECONNECTS:
                 raise SessionError(f"{self.target.label} dropped the connection {MAX_RECONNECTS} times")
         self.recipients = 0
-        self.session = await open_session(self.ctx, self.target, self.source)
+        self.session = await open_smtp(self.ctx, self.target, self.source)
         if self.login is not None:
             await self._log_in(self.session, self.login)
         return self.session
 
-    async def _log_in(self, session: SmtpSession, login: ProbeLogin) -> None:
-        await upgrade(self.ctx, session)
+    async def _log_in(self, session: Talk, login: ProbeLogin) -> None:
+        await upgrade(session)
         if not session.auth_mechanisms():
             raise AuthNotOffered()
-        self.auth_reply = await authenticate(session, login)
+        self.auth_reply = await auth_plain(session, login)
         if not session.authenticated:
             raise SessionError(f"AUTH of the probe account answered {self.auth_reply or 'nothing'}")
 
@@ -210,15 +218,15 @@ class Prober:
                 return reply
         return None
 
-    async def _count_refusal(self, session: SmtpSession, reply: SmtpReply) -> None:
+    async def _count_refusal(self, session: Talk, reply: SmtpReply) -> None:
         if reply.positive:
             return
         self.refusals += 1
         if self.refusals % REFUSALS_PER_SESSION == 0:
-            await close(session)
+            await quit_politely(session)
             self.session = None  # the next try opens a fresh session (not a reconnect after a drop)
 
-    async def _mail(self, session: SmtpSession) -> SmtpReply | None:
+    async def _mail(self, session: Talk) -> SmtpReply | None:
         last: SmtpReply | None = None
         for sender in list(self.senders):
             last = await session.link.command(f"MAIL FROM:<{sender}>")
@@ -229,7 +237,7 @@ class Prober:
                 return last
             await session.link.command("RSET")
             if last.code == 530 and session.link.tls_version is None and session.offers("STARTTLS"):
-                await upgrade(self.ctx, session)  # "STARTTLS first": the relay question is asked inside TLS
+                await upgrade(session)  # "STARTTLS first": the relay question is asked inside TLS
                 return await self._mail(session)
         assert last is not None
         raise MailRefused(last)
@@ -238,7 +246,7 @@ class Prober:
         if self.session is not None:
             if self.recipients and not self.session.link.closed:
                 await self.session.link.command("RSET")  # nothing is sent
-            await close(self.session)
+            await quit_politely(self.session)
 
 
 class AuthNotOffered(Exception):

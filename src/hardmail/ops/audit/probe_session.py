@@ -12,7 +12,6 @@ is only ever sent inside TLS.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import secrets
 import time
@@ -22,7 +21,9 @@ from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
 from hardmail.ops.audit.probe_wire import (
     EHLO_NAME,
+    SessionError,
     Talk,
+    auth_plain,
     connect,
     each_target,
     greet,
@@ -251,11 +252,11 @@ async def _spoof(ctx: AuditContext, target: ProbeTarget, login: ProbeLogin) -> t
 
 async def _sign_in(talk: Talk, login: ProbeLogin) -> str:
     """AUTH PLAIN as the probe account, inside TLS only; "" when signed in, else what went wrong."""
-    if talk.link.tls_version is None:  # never the password in clear text
+    try:
+        reply = await auth_plain(talk, login)
+    except SessionError:  # never the password in clear text
         return "no TLS, so the probe did not sign in"
-    secret = base64.b64encode(f"\0{login.address}\0{login.password}".encode()).decode()
-    reply = await talk.link.command(f"AUTH PLAIN {secret}")  # RFC 4954 4 with RFC 4616
-    if reply is None or reply.code != 235:
+    if not talk.authenticated:
         return f"the probe account {login.address} could not sign in: {reply or 'no answer'}"
     return ""
 

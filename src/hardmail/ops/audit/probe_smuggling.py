@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 
 from hardmail.ops.audit.context import AuditContext, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding, Severity
-from hardmail.ops.audit.probe_wire import EHLO_NAME, temporary
-from hardmail.ops.audit.smtp_client import (
+from hardmail.ops.audit.probe_wire import (
+    EHLO_NAME,
     SessionError,
-    SmtpSession,
-    authenticate,
-    close,
-    helo_name,
-    open_session,
+    Talk,
+    auth_plain,
+    open_smtp,
+    quit_politely,
+    temporary,
     upgrade,
 )
 from hardmail.server.probe_link import SmtpReply
@@ -159,20 +159,20 @@ class Smuggler:
 
     def __init__(self, ctx: AuditContext, target: ProbeTarget, envelope: Envelope, token: str) -> None:
         self.ctx, self.target, self.envelope, self.token = ctx, target, envelope, token
-        self.session: SmtpSession | None = None
+        self.session: Talk | None = None
         self.postfix = False
         self.chunking = False
 
-    async def _session(self) -> SmtpSession:
+    async def _session(self) -> Talk:
         if self.session is not None and not self.session.link.closed:
             return self.session
-        session = await open_session(self.ctx, self.target, self.ctx.source_ips[0])
+        session = await open_smtp(self.ctx, self.target, self.ctx.source_ips[0])
         if self.target.kind != "smtp":
             assert self.ctx.login is not None
-            await upgrade(self.ctx, session)
-            reply = await authenticate(session, self.ctx.login)
+            await upgrade(session)
+            reply = await auth_plain(session, self.ctx.login)
             if not session.authenticated:
-                await close(session)
+                await quit_politely(session)
                 raise SessionError(f"AUTH of the probe account answered {reply or 'nothing'}")
         self.postfix = self.postfix or session.looks_like_postfix()
         self.chunking = session.offers("CHUNKING")
@@ -187,7 +187,7 @@ class Smuggler:
             await session.link.command("RSET")
             return outcome
         multiline = _multiline_ehlo(session)
-        marker = f"EHLO {helo_name(self.ctx)}\r\n".encode() if multiline else b"QUIT\r\n"
+        marker = f"EHLO {EHLO_NAME}\r\n".encode() if multiline else b"QUIT\r\n"
         body = outcome.payload
         data = body if via == "DATA" else f"BDAT {len(body)} LAST\r\n".encode() + body
         if not await session.link.send(data + marker):
@@ -201,7 +201,7 @@ class Smuggler:
             await session.link.close()
         return outcome
 
-    async def _envelope(self, session: SmtpSession, via: str) -> tuple[str, bool]:
+    async def _envelope(self, session: Talk, via: str) -> tuple[str, bool]:
         """"" when the content may be sent, else what went wrong and whether it was a 4xx."""
         commands = [f"MAIL FROM:<{self.envelope.sender}>", f"RCPT TO:<{self.envelope.recipient}>"]
         for command in commands + ([] if via == "BDAT" else ["DATA"]):
@@ -210,7 +210,7 @@ class Smuggler:
                 return f"{command} answered {reply or 'nothing'}", temporary(reply)
         return "", False
 
-    async def _read(self, session: SmtpSession, outcome: Outcome, multiline: bool) -> None:
+    async def _read(self, session: Talk, outcome: Outcome, multiline: bool) -> None:
         for _ in range(MAX_REPLIES):
             reply = await session.link.read_smtp_reply()
             if reply is None:
@@ -222,10 +222,10 @@ class Smuggler:
 
     async def finish(self) -> None:
         if self.session is not None:
-            await close(self.session)
+            await quit_politely(self.session)
 
 
-def _multiline_ehlo(session: SmtpSession) -> bool:
+def _multiline_ehlo(session: Talk) -> bool:
     return session.ehlo is not None and len(session.ehlo.lines) > 1
 
 

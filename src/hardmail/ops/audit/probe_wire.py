@@ -1,21 +1,26 @@
 """The three mail protocols as the authentication, TLS and session probes speak them over a
 :class:`~hardmail.server.probe_link.ProbeLink`: connect, read the greeting, ask for the
 capabilities (SMTP EHLO, IMAP CAPABILITY, POP3 CAPA), upgrade with STARTTLS/STLS, and send one
-IMAP or POP3 command. Nothing here decides what a reply means for security; the probe modules do.
+IMAP or POP3 command, sign in with AUTH PLAIN (:func:`auth_plain`, the only code that touches the
+probe account's password, and only inside TLS). Nothing here decides what a reply means for
+security; the probe modules do.
 
 Every function returns None (or False) for what a peer does wrong (closed, silent, refused), never
 raises for it; :func:`connect` raises OSError or TimeoutError when there is no connection at all.
+The relay and smuggling probes use the thin raising wrappers :func:`open_smtp` and :func:`upgrade`,
+whose :class:`SessionError` carries a short reason (never a password).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from hardmail.ops.audit.context import AuditContext, ProbeTarget
+from hardmail.ops.audit.context import AuditContext, ProbeLogin, ProbeTarget
 from hardmail.ops.audit.findings import CheckInfo, Finding
 from hardmail.server.probe_link import ProbeLink, SmtpReply, insecure_client_context
 
@@ -34,10 +39,25 @@ class Talk:
     link: ProbeLink
     greeting: str = ""
     capabilities: list[str] = field(default_factory=list)  # upper-case: "AUTH PLAIN LOGIN", "STARTTLS", "AUTH=PLAIN"
+    source_ip: str | None = None  # the address it was opened from (None: the system's choice)
+    ehlo: SmtpReply | None = None  # SMTP: the last 250 reply to EHLO
+    authenticated: bool = False  # AUTH succeeded (auth_plain)
 
     @property
     def protocol(self) -> str:
         return self.target.protocol
+
+    def keywords(self) -> set[str]:
+        """The capability names ("STARTTLS", "AUTH", "CHUNKING"; IMAP "AUTH=PLAIN" stays whole)."""
+        return {cap.split()[0] for cap in self.capabilities if cap.split()}
+
+    def auth_mechanisms(self) -> set[str]:
+        """The SASL mechanisms offered (SMTP "AUTH PLAIN LOGIN" or "AUTH=PLAIN", IMAP "AUTH=PLAIN", POP3 "SASL ...")."""
+        word = "SASL" if self.protocol == "pop3" else "AUTH"
+        return {value for found in self.capability_values(word) for value in found.split()}
+
+    def looks_like_postfix(self) -> bool:
+        return any("postfix" in text.lower() for text in (self.greeting, self.ehlo.text if self.ehlo else ""))
 
     def offers(self, word: str) -> bool:
         """Whether a capability is ``word`` or starts with ``word`` and a space ("AUTH", "SASL")."""
@@ -104,7 +124,9 @@ async def ask_capabilities(talk: Talk) -> bool:
     if talk.protocol == "smtp":
         reply = await talk.link.command(f"EHLO {EHLO_NAME}")
         if reply is None or reply.code != 250:
+            talk.ehlo = None
             return False
+        talk.ehlo = reply
         talk.capabilities = [line.strip().upper() for line in reply.lines[1:]]
         return True
     if talk.protocol == "imap":
@@ -167,7 +189,7 @@ async def open_talk(target: ProbeTarget, ctx: AuditContext, *, tls: ssl.SSLConte
         return f"could not connect ({type(exc).__name__})"
     except (OSError, TimeoutError) as exc:
         return f"could not connect ({type(exc).__name__})"
-    talk = Talk(target, link)
+    talk = Talk(target, link, source_ip=source_ip)
     if not await greet(talk):
         await link.close()
         return f"greeting: {talk.greeting!r}" if talk.greeting else "no greeting"
@@ -239,3 +261,42 @@ async def each_target(check: CheckInfo, ctx: AuditContext, targets: Sequence[Pro
     if not targets:
         return [check.skipped(f"no {what} to probe")]
     return list(await asyncio.gather(*(probe(target) for target in targets)))
+
+
+# --- signing in, and the raising wrappers of the relay and smuggling probes ---------------------
+
+
+class SessionError(Exception):
+    """A session could not be opened, upgraded or signed in; the text is evidence (no secrets)."""
+
+
+async def auth_plain(talk: Talk, login: ProbeLogin) -> SmtpReply | None:
+    """SMTP AUTH PLAIN (RFC 4954 4 with RFC 4616) as ``login``: the reply (235 on success), None when
+    the peer dropped. Raises SessionError outside TLS: the password never goes out in clear text."""
+    if talk.link.tls_version is None or talk.protocol != "smtp":
+        raise SessionError("AUTH is only ever sent inside TLS")
+    token = base64.b64encode(f"\0{login.address}\0{login.password}".encode()).decode("ascii")
+    reply = await talk.link.command(f"AUTH PLAIN {token}")
+    talk.authenticated = reply is not None and reply.code == 235
+    return reply
+
+
+async def open_smtp(ctx: AuditContext, target: ProbeTarget, source_ip: str) -> Talk:
+    """:func:`open_talk` from ``source_ip``; SessionError instead of a text when it cannot."""
+    talk = await open_talk(target, ctx, source_ip=source_ip)
+    if isinstance(talk, str):
+        raise SessionError(f"{target.label} from {source_ip}: {talk}")
+    return talk
+
+
+async def upgrade(talk: Talk) -> None:
+    """STARTTLS and EHLO again (nothing to do inside TLS already); SessionError when it cannot."""
+    if talk.target.implicit_tls or talk.link.tls_version is not None:
+        return
+    if "STARTTLS" not in talk.keywords():
+        raise SessionError(f"{talk.target.label} does not offer STARTTLS")
+    problem = await start_tls(talk, None, talk.target.host)
+    if problem:
+        raise SessionError(problem)
+    if not await ask_capabilities(talk):
+        raise SessionError("EHLO inside TLS was refused")
