@@ -19,7 +19,7 @@ CPU, memory and file reads of a backup never touch a process that serves mail.
 - Sleeping follows the wall clock in naps of at most ``MAX_NAP`` seconds, so that a clock that is
   set or a machine that was suspended does not make a run late. Time comes from the injected
   clock and the naps from the injected ``sleep``, so that tests drive the schedule without waiting.
-  The naps and the child process are :mod:`hardmail.server.child_job`'s (shared with the audit).
+  The naps, the loop and the child process are :mod:`hardmail.server.child_job`'s (shared with the audit).
 """
 
 from __future__ import annotations
@@ -39,12 +39,19 @@ from hardmail.ops.backup import health
 from hardmail.ops.backup.schedule import Schedule, catch_up_due, next_run, parse_schedule, resolve_timezone
 from hardmail.ops.backup.scheduled import ScheduledOutcome
 from hardmail.ops.log import log_event
-from hardmail.server.child_job import KILL_GRACE, Sleep, hardmail_command, run_child, wait_until
+from hardmail.server.child_job import (
+    KILL_GRACE,
+    LoopTask,
+    ScheduledJob,
+    Sleep,
+    follow_schedule,
+    hardmail_command,
+    run_child,
+)
 from hardmail.server.child_job import MAX_NAP as MAX_NAP
 from hardmail.server.child_job import config_file_in_use as config_file_in_use
 
 CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up backup
-RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class BackupScheduler:
         self._command = list(command) if command is not None else backup_command(config, config_file)
         self._catch_up_delay = catch_up_delay
         self._kill_grace = kill_grace
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask()
         self._running = asyncio.Lock()
         self._child: asyncio.subprocess.Process | None = None
         self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
@@ -85,16 +92,16 @@ class BackupScheduler:
         due, reason = self.first_due()
         log_event("backup.scheduler_started", schedule=self.config.backup.schedule, timezone=str(self.zone),
                   next=due.isoformat(), reason=reason)
-        self._task = asyncio.create_task(self._loop(due, reason), name="backup-scheduler")
+        job = ScheduledJob("backup", self.now, self._sleep, self.run_now,
+                           lambda after: next_run(self.schedule, after, self.zone), self._show_due)
+        self._task.start(follow_schedule(job, due, reason), "backup-scheduler")
 
     async def stop(self) -> None:
         """Stop the schedule; a running child is terminated (then killed) and reaped."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._task.stop()
+
+    def _show_due(self, due: datetime) -> None:
+        self.next_due = due
 
     def first_due(self) -> tuple[datetime, str]:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
@@ -109,24 +116,6 @@ class BackupScheduler:
             if soon < scheduled:
                 return soon, "catch-up"
         return scheduled, "scheduled"
-
-    async def _loop(self, due: datetime, reason: str) -> None:
-        while True:
-            self.next_due = due
-            try:
-                await self._wait_until(due)
-                await self.run_now(reason)
-                due, reason = next_run(self.schedule, max(self.now(), due), self.zone), "scheduled"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the scheduler itself must survive anything
-                log_event("backup.scheduler_error", level="error", error=type(exc).__name__,
-                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
-                await self._sleep(RETRY_AFTER_ERROR)
-                due, reason = next_run(self.schedule, self.now(), self.zone), "scheduled"
-
-    async def _wait_until(self, due: datetime) -> None:
-        await wait_until(due, self.now, self._sleep)
 
     async def run_now(self, reason: str = "manual") -> RunReport | None:
         """Run one backup child now and wait for it; None when one is running already."""

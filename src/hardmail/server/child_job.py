@@ -1,9 +1,14 @@
-"""What the server's schedulers share (:mod:`.backup_scheduler`, :mod:`.audit_scheduler`): waiting for
-a wall-clock time in short naps, and running one ``hardmail`` command as a child process.
+"""What the server's schedulers share (:mod:`.backup_scheduler`, :mod:`.audit_scheduler`, and the
+background task of :mod:`.security_notices`): waiting for a wall-clock time in short naps, the
+schedule loop, the task it runs in, and running one ``hardmail`` command as a child process.
 
 - :func:`wait_until` sleeps in naps of at most ``MAX_NAP`` seconds and looks at the wall clock
   after each, so that a clock that is set or a machine that was suspended does not make a run
   late; time and naps come from the caller (an injected clock and ``sleep`` in tests).
+- :func:`follow_schedule` waits for each due time and runs the job; an error of the scheduler's
+  own is logged (``<name>.scheduler_error``) and the schedule goes on after ``RETRY_AFTER_ERROR``.
+- :class:`LoopTask`: the one asyncio task a scheduler's loop runs in; stopping it cancels the
+  task and waits for its end.
 - :func:`run_child` starts the command in its own session (its own process group), passes its
   standard error on to the server's line by line, collects its standard output, and on
   cancellation (server stop) sends SIGTERM to the group, then SIGKILL after a grace period; the
@@ -18,19 +23,74 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from hardmail.ops.log import log_event
 
 MAX_NAP = 300.0  # longest single sleep: the wall clock is looked at again at least this often
 KILL_GRACE = 20.0  # seconds a child has after SIGTERM before SIGKILL
+RETRY_AFTER_ERROR = 300.0  # seconds a scheduler waits after an error of its own
 Sleep = Callable[[float], Awaitable[None]]
+Now = Callable[[], datetime]
 
 
-async def wait_until(due: datetime, now: Callable[[], datetime], sleep: Sleep) -> None:
+async def wait_until(due: datetime, now: Now, sleep: Sleep) -> None:
     while (remaining := (due - now()).total_seconds()) > 0:
         await sleep(min(remaining, MAX_NAP))
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """What :func:`follow_schedule` needs of a scheduler: its event prefix (``audit``, ``backup``),
+    its clock and naps, the run itself, the due time that follows a given moment, and where the
+    next due time is shown (``next_due``)."""
+
+    name: str
+    now: Now
+    sleep: Sleep
+    run: Callable[[str], Awaitable[object]]
+    following: Callable[[datetime], datetime]
+    show_due: Callable[[datetime], None]
+
+
+async def follow_schedule(job: ScheduledJob, due: datetime, reason: str) -> None:
+    """Run ``job`` at each due time, forever; the first run is for ``reason``, the others ``scheduled``."""
+    while True:
+        job.show_due(due)
+        try:
+            await wait_until(due, job.now, job.sleep)
+            await job.run(reason)
+            due, reason = job.following(max(job.now(), due)), "scheduled"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the scheduler itself must survive anything
+            log_event(f"{job.name}.scheduler_error", level="error", error=type(exc).__name__,
+                      detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
+            await job.sleep(RETRY_AFTER_ERROR)
+            due, reason = job.following(job.now()), "scheduled"
+
+
+class LoopTask:
+    """The one asyncio task a scheduler's loop runs in."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, loop: Coroutine[Any, Any, None], name: str) -> None:
+        self.task = asyncio.create_task(loop, name=name)
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for its end (a running child is terminated, then killed, and reaped)."""
+        if self.task is None:
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.task = None
 
 
 @dataclass(frozen=True)
