@@ -24,22 +24,14 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hardmail.config.schema import Config
-from hardmail.core.clock import Clock, SystemClock
+from hardmail.core.clock import Clock
 from hardmail.ops.log import log_event
-from hardmail.server.child_job import (
-    KILL_GRACE,
-    LoopTask,
-    ScheduledJob,
-    Sleep,
-    follow_schedule,
-    hardmail_command,
-    run_child,
-)
+from hardmail.server.child_job import KILL_GRACE, ChildScheduler, Sleep, hardmail_command, run_child
 from hardmail.store.ports import Store
 
 CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up audit
@@ -56,8 +48,10 @@ class AuditRunReport:
     error: str = ""
 
 
-class AuditScheduler:
+class AuditScheduler(ChildScheduler):
     """Runs ``hardmail audit`` every ``config.audit.interval_hours``; see the module docstring."""
+
+    name = "audit"
 
     def __init__(self, config: Config, last_run_at: LastRun, *, clock: Clock | None = None,
                  sleep: Sleep = asyncio.sleep, config_file: Path | None = None,
@@ -66,34 +60,18 @@ class AuditScheduler:
         self.config = config
         self.interval = timedelta(hours=config.audit.interval_hours)
         self._last_run_at = last_run_at
-        self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._command = list(command) if command is not None else audit_command(config, config_file)
-        self._catch_up_delay = catch_up_delay
-        self._kill_grace = kill_grace
-        self._task = LoopTask()
-        self._running = asyncio.Lock()
-        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
-        self.next_due: datetime | None = None
+        super().__init__(command if command is not None else audit_command(config, config_file), clock=clock,
+                         sleep=sleep, catch_up_delay=catch_up_delay, kill_grace=kill_grace)
         self.runs: list[AuditRunReport] = []
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), UTC)
 
     async def start(self) -> None:
         due, reason = await self.first_due()
         log_event("audit.scheduler_started", interval_hours=self.config.audit.interval_hours,
                   next=due.isoformat(), reason=reason)
-        job = ScheduledJob("audit", self.now, self._sleep, self.run_now, lambda after: after + self.interval,
-                           self._show_due)
-        self._task.start(follow_schedule(job, due, reason), "audit-scheduler")
+        self._start_loop(due, reason)
 
-    async def stop(self) -> None:
-        """Stop the schedule; a running child is terminated (then killed) and reaped."""
-        await self._task.stop()
-
-    def _show_due(self, due: datetime) -> None:
-        self.next_due = due
+    def following(self, after: datetime) -> datetime:
+        return after + self.interval
 
     async def first_due(self) -> tuple[datetime, str]:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
@@ -119,9 +97,6 @@ class AuditScheduler:
             self.runs.append(run)
             _log_run(run)
             return run
-
-    def _watch(self, child: asyncio.subprocess.Process | None) -> None:
-        (self.child_started.set if child is not None else self.child_started.clear)()
 
 
 def audit_command(config: Config, config_file: Path | None = None) -> list[str]:

@@ -34,20 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from hardmail.config.schema import Config
-from hardmail.core.clock import Clock, SystemClock
+from hardmail.core.clock import Clock
 from hardmail.ops.backup import health
 from hardmail.ops.backup.schedule import Schedule, catch_up_due, next_run, parse_schedule, resolve_timezone
 from hardmail.ops.backup.scheduled import ScheduledOutcome
 from hardmail.ops.log import log_event
-from hardmail.server.child_job import (
-    KILL_GRACE,
-    LoopTask,
-    ScheduledJob,
-    Sleep,
-    follow_schedule,
-    hardmail_command,
-    run_child,
-)
+from hardmail.server.child_job import KILL_GRACE, ChildScheduler, Sleep, hardmail_command, run_child
 from hardmail.server.child_job import MAX_NAP as MAX_NAP
 from hardmail.server.child_job import config_file_in_use as config_file_in_use
 
@@ -64,8 +56,10 @@ class RunReport:
     error: str = ""  # why there is no outcome, when the child could not even start
 
 
-class BackupScheduler:
+class BackupScheduler(ChildScheduler):
     """Runs ``hardmail backup run`` on the schedule of ``config.backup``; see the module docstring."""
+
+    name = "backup"
 
     def __init__(self, config: Config, *, clock: Clock | None = None, sleep: Sleep = asyncio.sleep,
                  config_file: Path | None = None, command: Sequence[str] | None = None,
@@ -73,35 +67,19 @@ class BackupScheduler:
         self.config = config
         self.schedule: Schedule = parse_schedule(config.backup.schedule)
         self.zone: tzinfo = resolve_timezone(config.backup.timezone)
-        self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._command = list(command) if command is not None else backup_command(config, config_file)
-        self._catch_up_delay = catch_up_delay
-        self._kill_grace = kill_grace
-        self._task = LoopTask()
-        self._running = asyncio.Lock()
+        super().__init__(command if command is not None else backup_command(config, config_file), clock=clock,
+                         sleep=sleep, catch_up_delay=catch_up_delay, kill_grace=kill_grace)
         self._child: asyncio.subprocess.Process | None = None
-        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
-        self.next_due: datetime | None = None
         self.runs: list[RunReport] = []
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), UTC)
 
     async def start(self) -> None:
         due, reason = self.first_due()
         log_event("backup.scheduler_started", schedule=self.config.backup.schedule, timezone=str(self.zone),
                   next=due.isoformat(), reason=reason)
-        job = ScheduledJob("backup", self.now, self._sleep, self.run_now,
-                           lambda after: next_run(self.schedule, after, self.zone), self._show_due)
-        self._task.start(follow_schedule(job, due, reason), "backup-scheduler")
+        self._start_loop(due, reason)
 
-    async def stop(self) -> None:
-        """Stop the schedule; a running child is terminated (then killed) and reaped."""
-        await self._task.stop()
-
-    def _show_due(self, due: datetime) -> None:
-        self.next_due = due
+    def following(self, after: datetime) -> datetime:
+        return next_run(self.schedule, after, self.zone)
 
     def first_due(self) -> tuple[datetime, str]:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
@@ -137,7 +115,7 @@ class BackupScheduler:
 
     def _watch(self, child: asyncio.subprocess.Process | None) -> None:
         self._child = child
-        (self.child_started.set if child is not None else self.child_started.clear)()
+        super()._watch(child)
 
     def _log_report(self, report: RunReport) -> None:
         outcome = report.outcome

@@ -5,10 +5,11 @@ schedule loop, the task it runs in, and running one ``hardmail`` command as a ch
 - :func:`wait_until` sleeps in naps of at most ``MAX_NAP`` seconds and looks at the wall clock
   after each, so that a clock that is set or a machine that was suspended does not make a run
   late; time and naps come from the caller (an injected clock and ``sleep`` in tests).
-- :func:`follow_schedule` waits for each due time and runs the job; an error of the scheduler's
-  own is logged (``<name>.scheduler_error``) and the schedule goes on after ``RETRY_AFTER_ERROR``.
-- :class:`LoopTask`: the one asyncio task a scheduler's loop runs in; stopping it cancels the
-  task and waits for its end.
+- :class:`ChildScheduler`: the state and the loop both schedulers share: it waits for each due
+  time and runs; an error of the scheduler's own is logged (``<name>.scheduler_error``) and the
+  schedule goes on after ``RETRY_AFTER_ERROR``.
+- :class:`LoopTask`: the one asyncio task a loop runs in (also the security-notice feed's);
+  stopping it cancels the task and waits for its end.
 - :func:`run_child` starts the command in its own session (its own process group), passes its
   standard error on to the server's line by line, collects its standard output, and on
   cancellation (server stop) sends SIGTERM to the group, then SIGKILL after a grace period; the
@@ -25,53 +26,22 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hardmail.core.clock import Clock, SystemClock
 from hardmail.ops.log import log_event
 
 MAX_NAP = 300.0  # longest single sleep: the wall clock is looked at again at least this often
 KILL_GRACE = 20.0  # seconds a child has after SIGTERM before SIGKILL
 RETRY_AFTER_ERROR = 300.0  # seconds a scheduler waits after an error of its own
 Sleep = Callable[[float], Awaitable[None]]
-Now = Callable[[], datetime]
 
 
-async def wait_until(due: datetime, now: Now, sleep: Sleep) -> None:
+async def wait_until(due: datetime, now: Callable[[], datetime], sleep: Sleep) -> None:
     while (remaining := (due - now()).total_seconds()) > 0:
         await sleep(min(remaining, MAX_NAP))
-
-
-@dataclass(frozen=True)
-class ScheduledJob:
-    """What :func:`follow_schedule` needs of a scheduler: its event prefix (``audit``, ``backup``),
-    its clock and naps, the run itself, the due time that follows a given moment, and where the
-    next due time is shown (``next_due``)."""
-
-    name: str
-    now: Now
-    sleep: Sleep
-    run: Callable[[str], Awaitable[object]]
-    following: Callable[[datetime], datetime]
-    show_due: Callable[[datetime], None]
-
-
-async def follow_schedule(job: ScheduledJob, due: datetime, reason: str) -> None:
-    """Run ``job`` at each due time, forever; the first run is for ``reason``, the others ``scheduled``."""
-    while True:
-        job.show_due(due)
-        try:
-            await wait_until(due, job.now, job.sleep)
-            await job.run(reason)
-            due, reason = job.following(max(job.now(), due)), "scheduled"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the scheduler itself must survive anything
-            log_event(f"{job.name}.scheduler_error", level="error", error=type(exc).__name__,
-                      detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
-            await job.sleep(RETRY_AFTER_ERROR)
-            due, reason = job.following(job.now()), "scheduled"
 
 
 class LoopTask:
@@ -91,6 +61,62 @@ class LoopTask:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         self.task = None
+
+
+class ChildScheduler:
+    """What the audit and backup schedulers share: the injected clock and naps, the child's command,
+    the loop task, one run at a time, ``child_started`` (set while a child runs; tests wait on it) and
+    ``next_due``. A scheduler says when the run after a given moment is due (:meth:`following`) and
+    how to run (:meth:`run_now`); ``name`` is its event prefix (``audit``, ``backup``)."""
+
+    name = ""
+
+    def __init__(self, command: Sequence[str], *, clock: Clock | None, sleep: Sleep, catch_up_delay: float,
+                 kill_grace: float) -> None:
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._command = list(command)
+        self._catch_up_delay = catch_up_delay
+        self._kill_grace = kill_grace
+        self._task = LoopTask()
+        self._running = asyncio.Lock()
+        self.child_started = asyncio.Event()
+        self.next_due: datetime | None = None
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), UTC)
+
+    def following(self, after: datetime) -> datetime:
+        raise NotImplementedError
+
+    async def run_now(self, reason: str = "manual") -> object:
+        raise NotImplementedError
+
+    def _start_loop(self, due: datetime, reason: str) -> None:
+        self._task.start(self._follow(due, reason), f"{self.name}-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the schedule; a running child is terminated (then killed) and reaped."""
+        await self._task.stop()
+
+    async def _follow(self, due: datetime, reason: str) -> None:
+        """Run at each due time, forever; the first run is for ``reason``, the others ``scheduled``."""
+        while True:
+            self.next_due = due
+            try:
+                await wait_until(due, self.now, self._sleep)
+                await self.run_now(reason)
+                due, reason = self.following(max(self.now(), due)), "scheduled"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the scheduler itself must survive anything
+                log_event(f"{self.name}.scheduler_error", level="error", error=type(exc).__name__,
+                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
+                await self._sleep(RETRY_AFTER_ERROR)
+                due, reason = self.following(self.now()), "scheduled"
+
+    def _watch(self, child: asyncio.subprocess.Process | None) -> None:
+        (self.child_started.set if child is not None else self.child_started.clear)()
 
 
 @dataclass(frozen=True)
