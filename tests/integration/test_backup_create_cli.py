@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from hardmail.ops.backup.manifest import MANIFEST_MEMBER
 from support.cli_process import cli_env, run_cli, serving
+from support.small_disk import small_tmpfs
 from unit.ops.backup.create_helpers import (
     archive_members,
     assert_consistent,
@@ -125,19 +124,8 @@ def test_errors_say_what_is_wrong_and_what_to_do(site: Path) -> None:
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = Path(tempfile.mkdtemp(prefix="hardmail-backup-full-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs("1m", prefix="hardmail-backup-full-") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-        mount_point.rmdir()
 
 
 def test_a_full_backup_disk_is_one_line(site: Path, small_disk: Path) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.cli_process import EPHEMERAL_LISTENERS, cli_env, run_cli
+from support.small_disk import small_tmpfs
 
 PASSWORD = "a long enough passphrase for the test\n"
 CHEAP_ARGON2 = "[auth.argon2]\ntime_cost = 1\nmemory_cost = 8192\n"
@@ -24,19 +24,8 @@ CHEAP_ARGON2 = "[auth.argon2]\ntime_cost = 1\nmemory_cost = 8192\n"
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = Path(tempfile.mkdtemp(prefix="hardmail-full-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs("4m", prefix="hardmail-full-") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-        mount_point.rmdir()
 
 
 def _fill(disk: Path, leave: int = 0) -> None:

@@ -14,29 +14,27 @@ so that the probes' work and the checks' CPU never touch a process that serves m
   there never was one), an audit runs ``catch_up_delay`` seconds after start (5 minutes: the
   start-up work is done by then); otherwise the next run is one interval after the last.
 - On server stop the child gets SIGTERM, then SIGKILL after a grace period.
-Waiting and the child process are :mod:`hardmail.server.child_job`'s (shared with the backups);
+Waiting, the schedule loop and the child process are :mod:`hardmail.server.child_job`'s (shared with the backups);
 time comes from the injected clock and the naps from the injected ``sleep``, for tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hardmail.config.schema import Config
-from hardmail.core.clock import Clock, SystemClock
+from hardmail.core.clock import Clock
 from hardmail.ops.log import log_event
-from hardmail.server.child_job import KILL_GRACE, Sleep, hardmail_command, run_child, wait_until
+from hardmail.server.child_job import KILL_GRACE, ChildScheduler, Sleep, hardmail_command, run_child
 from hardmail.store.ports import Store
 
 CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up audit
-RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
 LastRun = Callable[[], Awaitable[datetime | None]]
 
 
@@ -50,8 +48,10 @@ class AuditRunReport:
     error: str = ""
 
 
-class AuditScheduler:
+class AuditScheduler(ChildScheduler):
     """Runs ``hardmail audit`` every ``config.audit.interval_hours``; see the module docstring."""
+
+    name = "audit"
 
     def __init__(self, config: Config, last_run_at: LastRun, *, clock: Clock | None = None,
                  sleep: Sleep = asyncio.sleep, config_file: Path | None = None,
@@ -60,34 +60,18 @@ class AuditScheduler:
         self.config = config
         self.interval = timedelta(hours=config.audit.interval_hours)
         self._last_run_at = last_run_at
-        self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._command = list(command) if command is not None else audit_command(config, config_file)
-        self._catch_up_delay = catch_up_delay
-        self._kill_grace = kill_grace
-        self._task: asyncio.Task[None] | None = None
-        self._running = asyncio.Lock()
-        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
-        self.next_due: datetime | None = None
+        super().__init__(command if command is not None else audit_command(config, config_file), clock=clock,
+                         sleep=sleep, catch_up_delay=catch_up_delay, kill_grace=kill_grace)
         self.runs: list[AuditRunReport] = []
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), UTC)
 
     async def start(self) -> None:
         due, reason = await self.first_due()
         log_event("audit.scheduler_started", interval_hours=self.config.audit.interval_hours,
                   next=due.isoformat(), reason=reason)
-        self._task = asyncio.create_task(self._loop(due, reason), name="audit-scheduler")
+        self._start_loop(due, reason)
 
-    async def stop(self) -> None:
-        """Stop the schedule; a running child is terminated (then killed) and reaped."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+    def following(self, after: datetime) -> datetime:
+        return after + self.interval
 
     async def first_due(self) -> tuple[datetime, str]:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
@@ -101,21 +85,6 @@ class AuditScheduler:
             return now + timedelta(seconds=self._catch_up_delay), "catch-up"
         return last + self.interval, "scheduled"
 
-    async def _loop(self, due: datetime, reason: str) -> None:
-        while True:
-            self.next_due = due
-            try:
-                await wait_until(due, self.now, self._sleep)
-                await self.run_now(reason)
-                due, reason = max(self.now(), due) + self.interval, "scheduled"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the scheduler itself must survive anything
-                log_event("audit.scheduler_error", level="error", error=type(exc).__name__,
-                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
-                await self._sleep(RETRY_AFTER_ERROR)
-                due, reason = self.now() + self.interval, "scheduled"
-
     async def run_now(self, reason: str = "manual") -> AuditRunReport | None:
         """Run one audit child now and wait for it; None when one is running already."""
         if self._running.locked():
@@ -128,9 +97,6 @@ class AuditScheduler:
             self.runs.append(run)
             _log_run(run)
             return run
-
-    def _watch(self, child: asyncio.subprocess.Process | None) -> None:
-        (self.child_started.set if child is not None else self.child_started.clear)()
 
 
 def audit_command(config: Config, config_file: Path | None = None) -> list[str]:

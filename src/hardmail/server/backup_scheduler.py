@@ -19,7 +19,7 @@ CPU, memory and file reads of a backup never touch a process that serves mail.
 - Sleeping follows the wall clock in naps of at most ``MAX_NAP`` seconds, so that a clock that is
   set or a machine that was suspended does not make a run late. Time comes from the injected
   clock and the naps from the injected ``sleep``, so that tests drive the schedule without waiting.
-  The naps and the child process are :mod:`hardmail.server.child_job`'s (shared with the audit).
+  The naps, the loop and the child process are :mod:`hardmail.server.child_job`'s (shared with the audit).
 """
 
 from __future__ import annotations
@@ -34,17 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from hardmail.config.schema import Config
-from hardmail.core.clock import Clock, SystemClock
+from hardmail.core.clock import Clock
 from hardmail.ops.backup import health
 from hardmail.ops.backup.schedule import Schedule, catch_up_due, next_run, parse_schedule, resolve_timezone
 from hardmail.ops.backup.scheduled import ScheduledOutcome
 from hardmail.ops.log import log_event
-from hardmail.server.child_job import KILL_GRACE, Sleep, hardmail_command, run_child, wait_until
+from hardmail.server.child_job import KILL_GRACE, ChildScheduler, Sleep, hardmail_command, run_child
 from hardmail.server.child_job import MAX_NAP as MAX_NAP
 from hardmail.server.child_job import config_file_in_use as config_file_in_use
 
 CATCH_UP_DELAY = 300.0  # seconds after start before a catch-up backup
-RETRY_AFTER_ERROR = 300.0  # seconds the scheduler waits after an error of its own
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,10 @@ class RunReport:
     error: str = ""  # why there is no outcome, when the child could not even start
 
 
-class BackupScheduler:
+class BackupScheduler(ChildScheduler):
     """Runs ``hardmail backup run`` on the schedule of ``config.backup``; see the module docstring."""
+
+    name = "backup"
 
     def __init__(self, config: Config, *, clock: Clock | None = None, sleep: Sleep = asyncio.sleep,
                  config_file: Path | None = None, command: Sequence[str] | None = None,
@@ -66,35 +67,19 @@ class BackupScheduler:
         self.config = config
         self.schedule: Schedule = parse_schedule(config.backup.schedule)
         self.zone: tzinfo = resolve_timezone(config.backup.timezone)
-        self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._command = list(command) if command is not None else backup_command(config, config_file)
-        self._catch_up_delay = catch_up_delay
-        self._kill_grace = kill_grace
-        self._task: asyncio.Task[None] | None = None
-        self._running = asyncio.Lock()
+        super().__init__(command if command is not None else backup_command(config, config_file), clock=clock,
+                         sleep=sleep, catch_up_delay=catch_up_delay, kill_grace=kill_grace)
         self._child: asyncio.subprocess.Process | None = None
-        self.child_started = asyncio.Event()  # set while a child runs (tests wait on it)
-        self.next_due: datetime | None = None
         self.runs: list[RunReport] = []
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._clock.now(), UTC)
 
     async def start(self) -> None:
         due, reason = self.first_due()
         log_event("backup.scheduler_started", schedule=self.config.backup.schedule, timezone=str(self.zone),
                   next=due.isoformat(), reason=reason)
-        self._task = asyncio.create_task(self._loop(due, reason), name="backup-scheduler")
+        self._start_loop(due, reason)
 
-    async def stop(self) -> None:
-        """Stop the schedule; a running child is terminated (then killed) and reaped."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+    def following(self, after: datetime) -> datetime:
+        return next_run(self.schedule, after, self.zone)
 
     def first_due(self) -> tuple[datetime, str]:
         """When the first run after start is due, and why (``scheduled`` or ``catch-up``)."""
@@ -109,24 +94,6 @@ class BackupScheduler:
             if soon < scheduled:
                 return soon, "catch-up"
         return scheduled, "scheduled"
-
-    async def _loop(self, due: datetime, reason: str) -> None:
-        while True:
-            self.next_due = due
-            try:
-                await self._wait_until(due)
-                await self.run_now(reason)
-                due, reason = next_run(self.schedule, max(self.now(), due), self.zone), "scheduled"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the scheduler itself must survive anything
-                log_event("backup.scheduler_error", level="error", error=type(exc).__name__,
-                          detail=str(exc)[:300], retry_in=RETRY_AFTER_ERROR)
-                await self._sleep(RETRY_AFTER_ERROR)
-                due, reason = next_run(self.schedule, self.now(), self.zone), "scheduled"
-
-    async def _wait_until(self, due: datetime) -> None:
-        await wait_until(due, self.now, self._sleep)
 
     async def run_now(self, reason: str = "manual") -> RunReport | None:
         """Run one backup child now and wait for it; None when one is running already."""
@@ -148,7 +115,7 @@ class BackupScheduler:
 
     def _watch(self, child: asyncio.subprocess.Process | None) -> None:
         self._child = child
-        (self.child_started.set if child is not None else self.child_started.clear)()
+        super()._watch(child)
 
     def _log_report(self, report: RunReport) -> None:
         outcome = report.outcome

@@ -53,6 +53,7 @@ from hardmail.delivery.security_notice_text import (
     utc,
 )
 from hardmail.ops.log import log_event
+from hardmail.server.child_job import LoopTask
 from hardmail.store.ports import Store
 from hardmail.store.ports_credentials import LoginEvent
 from hardmail.store.ports_security import FeedEvent
@@ -145,7 +146,7 @@ class SecurityNotices:
         self.clock = clock
         self.zone = zone  # None: this process's local time zone
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = LoopTask()
         self._digest_week: str | None = None
         self.polls = 0  # finished polls (tests wait on it)
 
@@ -155,15 +156,10 @@ class SecurityNotices:
         log_event("notices.started", poll_interval=self.settings.poll_interval,
                   new_sign_in=self.settings.new_sign_in, changes=self.settings.credential_changes,
                   weekly_digest=self.settings.weekly_digest)
-        self._task = asyncio.create_task(self._loop(), name="security-notices")
+        self._task.start(self._loop(), "security-notices")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._task.stop()
 
     def wake(self) -> None:
         """Look at the login history now (a login was just recorded)."""

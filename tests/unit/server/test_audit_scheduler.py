@@ -5,7 +5,6 @@ child without a report is an error and the schedule goes on; stop ends a running
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from hardmail.core.clock import FakeClock
 from hardmail.server.audit_scheduler import AuditScheduler, LastRun, audit_command
 from hardmail.server.child_job import MAX_NAP
 from support.driven_sleep import DrivenSleep
+from support.log_events import events
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REPORT = {"schema": "hardmail.audit/1", "target": "own", "score": 86, "worst": "high", "exit_status": 1,
@@ -45,11 +45,6 @@ def last_run(at: datetime | None) -> LastRun:
     async def read() -> datetime | None:
         return at
     return read
-
-
-def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, object]]:
-    found = [json.loads(r.getMessage()) for r in caplog.records if f'"{name}"' in r.getMessage()]
-    return [event for event in found if event.get("event") == name]
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from hardmail.store import open_store
 from hardmail.store.ports import Store
 from hardmail.store.ports_credentials import LoginEvent
 from hardmail.store.sql.migrate import revision_chain
+from support.small_disk import small_tmpfs
 
 DAY = 86400.0
 DOMAIN = "example.test"
@@ -257,20 +256,9 @@ async def test_free_disk_below_the_threshold(server: Server) -> None:
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 4 MiB tmpfs (root only), as tests/integration/test_cli_disk_full.py mounts one."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = Path(tempfile.mkdtemp(prefix="hardmail-audit-disk-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    """A 4 MiB tmpfs (root only)."""
+    with small_tmpfs("4m", mode="0700", prefix="hardmail-audit-disk-") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
-        mount_point.rmdir()
 
 
 async def test_a_nearly_full_disk_at_the_default_threshold(small_disk: Path) -> None:

@@ -23,6 +23,7 @@ from hardmail.ops.backup.scheduled import (
     prune,
     run_scheduled_backup,
 )
+from support.log_events import events
 
 NOW = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
 
@@ -35,11 +36,6 @@ def rec(name: str, at: datetime, kind: str = "full", chain: tuple[str, ...] = ()
 
 def make_config(tmp_path: Path, **backup: object) -> Config:
     return Config.model_validate({"server": {"data_dir": str(tmp_path / "data")}, "backup": backup})
-
-
-def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
-    found = [json.loads(r.getMessage()) for r in caplog.records if f'"{name}"' in r.getMessage()]
-    return [event for event in found if event.get("event") == name]
 
 
 # --- full or incremental -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ run is tested in test_schedule_run.py and tests/integration/test_backup_schedule
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -22,6 +21,7 @@ from hardmail.core.clock import FakeClock
 from hardmail.ops.backup.health import read_health, record_attempt
 from hardmail.server.backup_scheduler import MAX_NAP, BackupScheduler, backup_command, config_file_in_use
 from support.driven_sleep import DrivenSleep
+from support.log_events import events
 
 START = datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
 OK_OUTCOME = {"result": "ok", "started_at": "x", "seconds": 0.5, "kind": "full", "archive": "hardmail-a-full",
@@ -44,11 +44,6 @@ def printing_child(tmp_path: Path, outcome: dict[str, object] = OK_OUTCOME, stat
     return child(tmp_path, f"with open({str(marker)!r}, 'a') as f: f.write('run\\n')\n"
                            f"sys.stderr.write('child log line\\n')\n"
                            f"print(json.dumps({outcome!r}))\nsys.exit({status})\n")
-
-
-def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, object]]:
-    found = [json.loads(r.getMessage()) for r in caplog.records if f'"{name}"' in r.getMessage()]
-    return [event for event in found if event.get("event") == name]
 
 
 @pytest.fixture
